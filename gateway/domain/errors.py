@@ -1,0 +1,70 @@
+"""Errors the core raises; the api layer maps each to one gRPC status with details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field of a request, named by its path in the request message."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every expected failure. `reason` is stable and documented in docs/errors.md."""
+
+    reason: str = "ERROR"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class InvalidArgument(DomainError):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        violations: list[FieldViolation],
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        text = message or "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(text, reason=reason)
+        self.violations = violations
+
+
+class NotFound(DomainError):
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(DomainError):
+    reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(DomainError):
+    reason = "UNAVAILABLE"
+
+
+@dataclass(slots=True)
+class Violations:
+    """Collects field violations so a request reports all its bad fields at once."""
+
+    items: list[FieldViolation] = field(default_factory=list)
+
+    def add(self, field_path: str, description: str) -> None:
+        self.items.append(FieldViolation(field_path, description))
+
+    def raise_if_any(self, *, reason: str = "INVALID_ARGUMENT") -> None:
+        if self.items:
+            raise InvalidArgument(list(self.items), reason=reason)

@@ -1,0 +1,39 @@
+"""Server-assigned identifiers and the broker tag of a child order.
+
+An id is a prefix and 20 Crockford base32 characters: 48 bits of milliseconds (so ids sort by
+creation time) and 52 random bits. The tag put in a broker comment is "mam:" and the 20
+characters: 24 ASCII characters, inside the ~26 that MetaTrader keeps intact.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_BODY_LENGTH = 20
+TAG_PREFIX = "mam:"
+MAX_TAG_LENGTH = 26
+
+
+def _encode(number: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        number, index = divmod(number, 32)
+        chars.append(_ALPHABET[index])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str, *, now_ms: int | None = None) -> str:
+    millis = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    body = ((millis & (2**48 - 1)) << 52) | secrets.randbits(52)
+    return f"{prefix}_{_encode(body, _BODY_LENGTH)}"
+
+
+def tag_for_child(child_order_id: str) -> str:
+    """The comment tag of a child order: fits MAX_TAG_LENGTH, ASCII, unique per child."""
+    body = child_order_id.rsplit("_", 1)[-1]
+    tag = f"{TAG_PREFIX}{body}"
+    if len(tag) > MAX_TAG_LENGTH or not tag.isascii():
+        raise ValueError(f"child order id {child_order_id!r} does not make a valid tag")
+    return tag

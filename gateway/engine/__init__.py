@@ -1,0 +1,1 @@
+"""asyncio orchestration: master order -> allocation -> child orders -> terminals -> fills."""

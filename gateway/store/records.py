@@ -1,0 +1,364 @@
+"""Rows <-> domain objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from gateway.domain.accounts import (
+    Account,
+    AccountSnapshot,
+    AccountState,
+    AllocationMethod,
+    AllocationSettings,
+    BelowMinPolicy,
+    Group,
+    GroupMember,
+    MarginMode,
+    Platform,
+)
+from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
+from gateway.domain.fills import Fill
+from gateway.domain.orders import (
+    ChildOrder,
+    ChildOrderState,
+    ExecutionStats,
+    FillingPolicy,
+    MasterOrder,
+    MasterOrderSpec,
+    MasterOrderState,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+
+Row = Mapping[Any, Any]
+
+
+def account_values(account: Account) -> dict[str, Any]:
+    snapshot = account.snapshot
+    return {
+        "account_id": account.account_id,
+        "name": account.name,
+        "platform": account.platform.value,
+        "login": account.login,
+        "server": account.server,
+        "currency": account.currency,
+        "state": account.state.value,
+        "margin_mode": account.margin_mode.value,
+        "leverage": account.leverage,
+        "initial_balance": account.initial_balance,
+        "symbol_mappings": json.dumps([list(m) for m in account.symbol_mappings]),
+        "balance": snapshot.balance if snapshot else None,
+        "equity": snapshot.equity if snapshot else None,
+        "margin": snapshot.margin if snapshot else None,
+        "free_margin": snapshot.free_margin if snapshot else None,
+        "snapshot_at": snapshot.time if snapshot else None,
+        "created_at": account.created_at,
+        "updated_at": account.updated_at,
+    }
+
+
+def account_from_row(row: Row) -> Account:
+    snapshot = None
+    if row["snapshot_at"] is not None:
+        snapshot = AccountSnapshot(
+            balance=row["balance"],
+            equity=row["equity"],
+            margin=row["margin"],
+            free_margin=row["free_margin"],
+            time=row["snapshot_at"],
+        )
+    return Account(
+        account_id=row["account_id"],
+        name=row["name"],
+        platform=Platform(row["platform"]),
+        login=row["login"],
+        server=row["server"],
+        currency=row["currency"],
+        state=AccountState(row["state"]),
+        margin_mode=MarginMode(row["margin_mode"]),
+        leverage=row["leverage"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        initial_balance=row["initial_balance"],
+        snapshot=snapshot,
+        symbol_mappings=tuple((a, b) for a, b in json.loads(row["symbol_mappings"])),
+    )
+
+
+def group_values(group: Group) -> dict[str, Any]:
+    settings = group.allocation
+    return {
+        "group_id": group.group_id,
+        "name": group.name,
+        "method": settings.method.value,
+        "below_min_policy": settings.below_min_policy.value,
+        "reference_equity": settings.reference_equity,
+        "reference_account_id": settings.reference_account_id,
+        "magic": group.magic,
+        "created_at": group.created_at,
+        "updated_at": group.updated_at,
+    }
+
+
+def member_values(group_id: str, position: int, member: GroupMember) -> dict[str, Any]:
+    return {
+        "group_id": group_id,
+        "account_id": member.account_id,
+        "position": position,
+        "method": member.method.value if member.method else None,
+        "percentage": member.percentage,
+        "lot_multiplier": member.lot_multiplier,
+        "fixed_lots": member.fixed_lots,
+        "risk_percent": member.risk_percent,
+        "max_lots": member.max_lots,
+    }
+
+
+def group_from_rows(row: Row, member_rows: list[Row]) -> Group:
+    members = tuple(
+        GroupMember(
+            account_id=m["account_id"],
+            percentage=m["percentage"],
+            lot_multiplier=m["lot_multiplier"],
+            fixed_lots=m["fixed_lots"],
+            risk_percent=m["risk_percent"],
+            max_lots=m["max_lots"],
+            method=AllocationMethod(m["method"]) if m["method"] else None,
+        )
+        for m in sorted(member_rows, key=lambda m: m["position"])
+    )
+    return Group(
+        group_id=row["group_id"],
+        name=row["name"],
+        allocation=AllocationSettings(
+            method=AllocationMethod(row["method"]),
+            below_min_policy=BelowMinPolicy(row["below_min_policy"]),
+            reference_equity=row["reference_equity"],
+            reference_account_id=row["reference_account_id"],
+        ),
+        members=members,
+        magic=row["magic"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:f}"
+
+
+def _undec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def allocation_to_json(allocation: Allocation) -> str:
+    return json.dumps(
+        {
+            "method": allocation.method.value,
+            "below_min_policy": allocation.below_min_policy.value,
+            "requested_volume": _dec(allocation.requested_volume),
+            "allocated_volume": _dec(allocation.allocated_volume),
+            "unallocated_volume": _dec(allocation.unallocated_volume),
+            "snapshot_time": allocation.snapshot_time.isoformat(),
+            "lines": [
+                {
+                    "account_id": line.account_id,
+                    "symbol": line.symbol,
+                    "basis": _dec(line.basis),
+                    "target_volume": _dec(line.target_volume),
+                    "volume": _dec(line.volume),
+                    "child_volumes": [_dec(v) for v in line.child_volumes],
+                    "reasons": [r.value for r in line.reasons],
+                }
+                for line in allocation.lines
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
+def allocation_from_json(text: str) -> Allocation:
+    data = json.loads(text)
+    return Allocation(
+        method=AllocationMethod(data["method"]),
+        below_min_policy=BelowMinPolicy(data["below_min_policy"]),
+        requested_volume=Decimal(data["requested_volume"]),
+        allocated_volume=Decimal(data["allocated_volume"]),
+        unallocated_volume=Decimal(data["unallocated_volume"]),
+        snapshot_time=datetime.fromisoformat(data["snapshot_time"]),
+        lines=tuple(
+            AllocationLine(
+                account_id=line["account_id"],
+                symbol=line["symbol"],
+                basis=_undec(line["basis"]),
+                target_volume=Decimal(line["target_volume"]),
+                volume=Decimal(line["volume"]),
+                child_volumes=tuple(Decimal(v) for v in line["child_volumes"]),
+                reasons=tuple(AllocationReason(r) for r in line["reasons"]),
+            )
+            for line in data["lines"]
+        ),
+    )
+
+
+def master_values(order: MasterOrder) -> dict[str, Any]:
+    spec = order.spec
+    return {
+        "master_order_id": order.master_order_id,
+        "client_order_id": spec.client_order_id,
+        "group_id": spec.group_id,
+        "symbol": spec.symbol,
+        "side": spec.side.value,
+        "order_type": spec.order_type.value,
+        "volume": spec.volume,
+        "price": spec.price,
+        "stop_limit_price": spec.stop_limit_price,
+        "stop_loss": spec.stop_loss,
+        "take_profit": spec.take_profit,
+        "max_deviation_points": spec.max_deviation_points,
+        "time_in_force": spec.time_in_force.value,
+        "expire_time": spec.expire_time,
+        "filling_policy": spec.filling_policy.value,
+        "comment": spec.comment,
+        "allocation": allocation_to_json(order.allocation),
+        **master_progress_values(order),
+    }
+
+
+def master_progress_values(order: MasterOrder) -> dict[str, Any]:
+    """The columns that change while a master order executes."""
+    stats = order.execution
+    return {
+        "state": order.state.value,
+        "state_reason": order.state_reason,
+        "magic": order.magic,
+        "child_count": order.child_count,
+        "filled_child_count": order.filled_child_count,
+        "rejected_child_count": order.rejected_child_count,
+        "filled_volume": order.filled_volume,
+        "average_fill_price": order.average_fill_price,
+        "dispatch_skew_us": stats.dispatch_skew_us,
+        "submit_to_last_fill_us": stats.submit_to_last_fill_us,
+        "average_slippage_points": stats.average_slippage_points,
+        "max_slippage_points": stats.max_slippage_points,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+def master_from_row(row: Row) -> MasterOrder:
+    return MasterOrder(
+        master_order_id=row["master_order_id"],
+        spec=MasterOrderSpec(
+            group_id=row["group_id"],
+            symbol=row["symbol"],
+            side=Side(row["side"]),
+            order_type=OrderType(row["order_type"]),
+            volume=row["volume"],
+            client_order_id=row["client_order_id"],
+            price=row["price"],
+            stop_limit_price=row["stop_limit_price"],
+            stop_loss=row["stop_loss"],
+            take_profit=row["take_profit"],
+            max_deviation_points=row["max_deviation_points"],
+            time_in_force=TimeInForce(row["time_in_force"]),
+            expire_time=row["expire_time"],
+            filling_policy=FillingPolicy(row["filling_policy"]),
+            comment=row["comment"],
+        ),
+        state=MasterOrderState(row["state"]),
+        magic=row["magic"],
+        allocation=allocation_from_json(row["allocation"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        state_reason=row["state_reason"],
+        child_count=row["child_count"],
+        filled_child_count=row["filled_child_count"],
+        rejected_child_count=row["rejected_child_count"],
+        filled_volume=row["filled_volume"],
+        average_fill_price=row["average_fill_price"],
+        execution=ExecutionStats(
+            dispatch_skew_us=row["dispatch_skew_us"],
+            submit_to_last_fill_us=row["submit_to_last_fill_us"],
+            average_slippage_points=row["average_slippage_points"],
+            max_slippage_points=row["max_slippage_points"],
+        ),
+    )
+
+
+_CHILD_FIELDS = (
+    "child_order_id",
+    "master_order_id",
+    "account_id",
+    "symbol",
+    "volume",
+    "tag",
+    "magic",
+    "filled_volume",
+    "requested_price",
+    "fill_price",
+    "slippage_points",
+    "retcode",
+    "status_text",
+    "broker_order_ticket",
+    "broker_deal_ticket",
+    "position_ticket",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+
+
+def child_values(child: ChildOrder) -> dict[str, Any]:
+    values = {name: getattr(child, name) for name in _CHILD_FIELDS}
+    values.update(
+        side=child.side.value,
+        state=child.state.value,
+        sent_at=child.sent_at,
+        filled_at=child.filled_at,
+    )
+    return values
+
+
+def child_from_row(row: Row) -> ChildOrder:
+    values = {name: row[name] for name in _CHILD_FIELDS}
+    return ChildOrder(
+        side=Side(row["side"]),
+        state=ChildOrderState(row["state"]),
+        sent_at=row["sent_at"],
+        filled_at=row["filled_at"],
+        **values,
+    )
+
+
+_FILL_FIELDS = (
+    "sequence",
+    "fill_id",
+    "master_order_id",
+    "child_order_id",
+    "account_id",
+    "symbol",
+    "volume",
+    "price",
+    "requested_price",
+    "slippage_points",
+    "deal_ticket",
+    "order_ticket",
+    "position_ticket",
+    "executed_at",
+)
+
+
+def fill_values(fill: Fill) -> dict[str, Any]:
+    values = {name: getattr(fill, name) for name in _FILL_FIELDS}
+    values["side"] = fill.side.value
+    return values
+
+
+def fill_from_row(row: Row) -> Fill:
+    return Fill(side=Side(row["side"]), **{name: row[name] for name in _FILL_FIELDS})

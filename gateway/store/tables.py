@@ -1,0 +1,169 @@
+"""The schema. Decimals as exact text, times as UTC microseconds, enums as their names."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from gateway.store.column_types import DecimalText, UtcMicros
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("platform", String(20), nullable=False),
+    Column("login", BigInteger, nullable=False),
+    Column("server", String(200), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("margin_mode", String(20), nullable=False),
+    Column("leverage", Integer, nullable=False),
+    Column("initial_balance", DecimalText),
+    # JSON list of [gateway symbol, broker symbol] pairs.
+    Column("symbol_mappings", Text, nullable=False, default="[]"),
+    Column("balance", DecimalText),
+    Column("equity", DecimalText),
+    Column("margin", DecimalText),
+    Column("free_margin", DecimalText),
+    Column("snapshot_at", UtcMicros),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("group_id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("method", String(30), nullable=False),
+    Column("below_min_policy", String(30), nullable=False),
+    Column("reference_equity", DecimalText),
+    Column("reference_account_id", String(40)),
+    Column("magic", BigInteger, nullable=False),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String(40), ForeignKey("groups.group_id"), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("method", String(30)),
+    Column("percentage", DecimalText),
+    Column("lot_multiplier", DecimalText),
+    Column("fixed_lots", DecimalText),
+    Column("risk_percent", DecimalText),
+    Column("max_lots", DecimalText),
+)
+Index("ix_group_members_account", group_members.c.account_id)
+
+master_orders = Table(
+    "master_orders",
+    metadata,
+    Column("master_order_id", String(40), primary_key=True),
+    Column("client_order_id", String(100), nullable=False),
+    Column("group_id", String(40), ForeignKey("groups.group_id"), nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("side", String(10), nullable=False),
+    Column("order_type", String(20), nullable=False),
+    Column("volume", DecimalText, nullable=False),
+    Column("price", DecimalText),
+    Column("stop_limit_price", DecimalText),
+    Column("stop_loss", DecimalText),
+    Column("take_profit", DecimalText),
+    Column("max_deviation_points", Integer, nullable=False),
+    Column("time_in_force", String(20), nullable=False),
+    Column("expire_time", UtcMicros),
+    Column("filling_policy", String(10), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("state_reason", Text, nullable=False),
+    Column("magic", BigInteger, nullable=False),
+    # The audit record of the allocation: settings, snapshot and every line, as JSON.
+    Column("allocation", Text, nullable=False),
+    Column("child_count", Integer, nullable=False),
+    Column("filled_child_count", Integer, nullable=False),
+    Column("rejected_child_count", Integer, nullable=False),
+    Column("filled_volume", DecimalText, nullable=False),
+    Column("average_fill_price", DecimalText),
+    Column("dispatch_skew_us", BigInteger),
+    Column("submit_to_last_fill_us", BigInteger),
+    Column("average_slippage_points", DecimalText),
+    Column("max_slippage_points", DecimalText),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+Index("ix_master_orders_group", master_orders.c.group_id, master_orders.c.master_order_id)
+Index("ix_master_orders_state", master_orders.c.state)
+
+child_orders = Table(
+    "child_orders",
+    metadata,
+    Column("child_order_id", String(40), primary_key=True),
+    Column(
+        "master_order_id",
+        String(40),
+        ForeignKey("master_orders.master_order_id"),
+        nullable=False,
+    ),
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("side", String(10), nullable=False),
+    Column("volume", DecimalText, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("tag", String(32), nullable=False, unique=True),
+    Column("magic", BigInteger, nullable=False),
+    Column("filled_volume", DecimalText, nullable=False),
+    Column("requested_price", DecimalText),
+    Column("fill_price", DecimalText),
+    Column("slippage_points", DecimalText),
+    Column("retcode", Integer, nullable=False),
+    Column("status_text", Text, nullable=False),
+    Column("broker_order_ticket", BigInteger, nullable=False),
+    Column("broker_deal_ticket", BigInteger, nullable=False),
+    Column("position_ticket", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("sent_at", UtcMicros),
+    Column("filled_at", UtcMicros),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+Index("ix_child_orders_master", child_orders.c.master_order_id)
+Index("ix_child_orders_account", child_orders.c.account_id)
+
+fills = Table(
+    "fills",
+    metadata,
+    # Global, gap-free, increasing: assigned by the store's single fill writer at commit.
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("fill_id", String(40), nullable=False, unique=True),
+    Column("master_order_id", String(40), nullable=False),
+    Column("child_order_id", String(40), ForeignKey("child_orders.child_order_id"), nullable=False),
+    Column("account_id", String(40), nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("side", String(10), nullable=False),
+    Column("volume", DecimalText, nullable=False),
+    Column("price", DecimalText, nullable=False),
+    Column("requested_price", DecimalText),
+    Column("slippage_points", DecimalText),
+    Column("deal_ticket", BigInteger, nullable=False),
+    Column("order_ticket", BigInteger, nullable=False),
+    Column("position_ticket", BigInteger, nullable=False),
+    Column("executed_at", UtcMicros, nullable=False),
+)
+Index("ix_fills_master", fills.c.master_order_id, fills.c.sequence)
+Index("ix_fills_account", fills.c.account_id, fills.c.sequence)

@@ -1,0 +1,1 @@
+"""Terminal backends behind one `Terminal` protocol (see protocol.py)."""

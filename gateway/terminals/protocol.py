@@ -1,0 +1,181 @@
+"""The one interface the engine trades through, whatever the backend.
+
+| method            | required | what it does                                                   |
+|-------------------|----------|----------------------------------------------------------------|
+| account_info()    | yes      | balance, equity, margin of the logged-in account               |
+| symbol_spec(s)    | yes      | volume and price rules of a broker symbol                      |
+| quote(s)          | yes      | the current bid/ask                                            |
+| send(request)     | yes      | one trade request; the broker's answer with its MT5 retcode   |
+| find_by_tag(tag)  | yes      | orders, positions and deals carrying a child's tag (reconcile) |
+| positions()       | yes      | open positions                                                 |
+| pending_orders()  | yes      | pending orders                                                 |
+| deals(since)      | yes      | executed deals since a time                                    |
+| health()          | yes      | connected or not, and why                                      |
+| close()           | yes      | releases the connection                                        |
+
+A backend is used by one engine task at a time per terminal (MetaTrader terminals trade
+serially); the engine guarantees it, backends may assume it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from gateway.domain.accounts import MarginMode
+from gateway.domain.orders import Side
+from gateway.domain.symbols import SymbolSpec
+
+
+class TradeAction(enum.Enum):
+    """MT5 trade actions (TRADE_ACTION_*)."""
+
+    DEAL = 1
+    PENDING = 5
+    SLTP = 6
+    MODIFY = 7
+    REMOVE = 8
+    CLOSE_BY = 10
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    action: TradeAction
+    symbol: str
+    side: Side
+    volume: Decimal
+    # The child's tag, put in the broker comment; and the group's magic number.
+    tag: str
+    magic: int
+    # The price the engine expects; None for "at market".
+    price: Decimal | None = None
+    deviation_points: int = 0
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    # The position to close or modify, for closing deals and SLTP.
+    position_ticket: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    """The broker's answer (MT5 MqlTradeResult)."""
+
+    retcode: int
+    text: str
+    order_ticket: int = 0
+    deal_ticket: int = 0
+    position_ticket: int = 0
+    volume: Decimal = Decimal(0)
+    price: Decimal | None = None
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+    executed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    login: int
+    currency: str
+    leverage: int
+    margin_mode: MarginMode
+    balance: Decimal
+    equity: Decimal
+    margin: Decimal
+    free_margin: Decimal
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    ticket: int
+    symbol: str
+    side: Side
+    volume: Decimal
+    price_open: Decimal
+    magic: int
+    comment: str
+    opened_at: datetime
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOrder:
+    ticket: int
+    symbol: str
+    side: Side
+    volume: Decimal
+    price: Decimal
+    magic: int
+    comment: str
+    placed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    ticket: int
+    order_ticket: int
+    position_ticket: int
+    symbol: str
+    side: Side
+    volume: Decimal
+    price: Decimal
+    magic: int
+    comment: str
+    executed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedRecords:
+    """Everything a terminal holds under one tag: the basis of reconciliation."""
+
+    orders: tuple[PendingOrder, ...] = field(default=())
+    positions: tuple[Position, ...] = field(default=())
+    deals: tuple[Deal, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalHealth:
+    connected: bool
+    detail: str = ""
+
+
+class TerminalError(Exception):
+    """The terminal could not be asked (disconnected, crashed): the outcome is unknown."""
+
+
+@runtime_checkable
+class Terminal(Protocol):
+    @property
+    def account_id(self) -> str: ...
+
+    async def account_info(self) -> AccountInfo: ...
+
+    async def symbol_spec(self, symbol: str) -> SymbolSpec: ...
+
+    async def quote(self, symbol: str) -> Quote: ...
+
+    async def send(self, request: OrderRequest) -> OrderResult: ...
+
+    async def find_by_tag(self, tag: str) -> TaggedRecords: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def pending_orders(self) -> list[PendingOrder]: ...
+
+    async def deals(self, since: datetime) -> list[Deal]: ...
+
+    async def health(self) -> TerminalHealth: ...
+
+    async def close(self) -> None: ...
