@@ -77,8 +77,10 @@ async def run(args: argparse.Namespace) -> int:
         )
         for line in master.allocation.lines:
             reasons = ",".join(order_pb2.AllocationReason.Name(r)[18:] for r in line.reasons)
-            print(f"  {line.account_id}  equity {line.basis:>10}  target {line.target_volume:>13}"
-                  f"  -> {line.volume or '0':>6}  {reasons}")
+            print(
+                f"  {line.account_id}  equity {line.basis:>10}  target {line.target_volume:>13}"
+                f"  -> {line.volume or '0':>6}  {reasons}"
+            )
 
         received = 0
         while received < master.child_count:
@@ -89,22 +91,28 @@ async def run(args: argparse.Namespace) -> int:
                 if fill.master_order_id != master.master_order_id:
                     continue
                 received += 1
-                print(f"fill #{fill.sequence}: {fill.account_id} {fill.volume} @ {fill.price} "
-                      f"(slippage {fill.slippage_points} points)")
+                print(
+                    f"fill #{fill.sequence}: {fill.account_id} {fill.volume} @ {fill.price} "
+                    f"(slippage {fill.slippage_points} points)"
+                )
             if message.heartbeat_sequence:
                 # A quiet stream: stop once the order has ended (some children may be rejected).
-                order = (await trading.GetMasterOrder(
-                    trading_service_pb2.GetMasterOrderRequest(
-                        master_order_id=master.master_order_id
+                order = (
+                    await trading.GetMasterOrder(
+                        trading_service_pb2.GetMasterOrderRequest(
+                            master_order_id=master.master_order_id
+                        )
                     )
-                )).master_order
+                ).master_order
                 if order.state >= order_pb2.MASTER_ORDER_STATE_FILLED:
                     break
         fills.cancel()
 
-        final = (await trading.GetMasterOrder(
-            trading_service_pb2.GetMasterOrderRequest(master_order_id=master.master_order_id)
-        )).master_order
+        final = (
+            await trading.GetMasterOrder(
+                trading_service_pb2.GetMasterOrderRequest(master_order_id=master.master_order_id)
+            )
+        ).master_order
         print(
             f"{order_pb2.MasterOrderState.Name(final.state)}: filled {final.filled_volume} lots "
             f"at {final.average_fill_price} average, {final.filled_child_count} filled / "

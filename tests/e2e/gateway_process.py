@@ -1,0 +1,68 @@
+"""The gateway as a real subprocess (`python -m gateway`), as an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tests.support import DEMO_CONFIG, ROOT
+
+
+def write_config(directory: Path, *, demo: bool = False) -> Path:
+    """The demo configuration, without its demo accounts unless asked."""
+    text = DEMO_CONFIG.read_text()
+    if not demo:
+        text = text[: text.index("[demo]")]
+    path = directory / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+class GatewayProcess:
+    def __init__(self, config: Path, database: Path, *, latency_ms: int = 5) -> None:
+        self.config = config
+        self.database = database
+        self.latency_ms = latency_ms
+        self.process: asyncio.subprocess.Process | None = None
+        self.address = ""
+        self.log = database.parent / "gateway.log"
+
+    async def start(self, timeout_s: float = 30.0) -> str:
+        env = {
+            **os.environ,
+            "MAM__SERVER__LISTEN": "127.0.0.1:0",
+            "MAM__DATABASE__URL": f"sqlite+aiosqlite:///{self.database}",
+            "MAM__SIMULATOR__LATENCY_MS": str(self.latency_ms),
+            "MAM__SERVER__HEARTBEAT_SECONDS": "0.5",
+        }
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway", "--config", str(self.config),
+                cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=log,
+            )  # fmt: skip
+        assert self.process.stdout is not None
+        async with asyncio.timeout(timeout_s):
+            while True:
+                line = (await self.process.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError(f"gateway exited; see {self.log}:\n{self.log.read_text()}")
+                if "listening on" in line:
+                    self.address = line.rsplit(" ", 1)[-1].strip()
+                    return self.address
+
+    async def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM: the graceful stop an operator uses."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(timeout_s):
+            return await self.process.wait()
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()

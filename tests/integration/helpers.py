@@ -1,0 +1,86 @@
+"""RPC helpers for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gateway._proto.mam.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    common_pb2,
+    order_pb2,
+    trading_service_pb2,
+)
+
+# 20 accounts from about 500 to 250,000 of equity.
+EQUITIES = [
+    "500", "1000", "2500", "5000", "7500", "10000", "15000", "20000", "25000", "30000",
+    "40000", "50000", "60000", "75000", "100000", "120000", "150000", "180000", "200000",
+    "250000",
+]  # fmt: skip
+
+
+async def create_accounts(
+    accounts: account_service_pb2_grpc.AccountServiceStub,
+    equities: list[str] = EQUITIES,
+    *,
+    prefix: str = "client",
+    first_login: int = 70001,
+) -> list[account_pb2.Account]:
+    created = []
+    for i, equity in enumerate(equities):
+        response = await accounts.CreateAccount(
+            account_service_pb2.CreateAccountRequest(
+                account=account_pb2.Account(
+                    name=f"{prefix}-{i:03d}",
+                    platform=common_pb2.PLATFORM_SIMULATED,
+                    login=first_login + i,
+                    server="mam-sim",
+                    currency="USD",
+                    simulated=account_pb2.SimulatedAccount(initial_balance=equity),
+                )
+            )
+        )
+        created.append(response.account)
+    return created
+
+
+async def create_group(
+    accounts: account_service_pb2_grpc.AccountServiceStub,
+    members: list[account_pb2.Account],
+    *,
+    name: str = "clients",
+) -> account_pb2.Group:
+    response = await accounts.CreateGroup(
+        account_service_pb2.CreateGroupRequest(
+            group=account_pb2.Group(
+                name=name,
+                allocation=account_pb2.AllocationSettings(
+                    method=account_pb2.ALLOCATION_METHOD_EQUITY
+                ),
+                members=[account_pb2.GroupMember(account_id=a.account_id) for a in members],
+            )
+        )
+    )
+    return response.group
+
+
+def market_order(
+    group_id: str, volume: str = "1.00", symbol: str = "EURUSD", **fields: object
+) -> trading_service_pb2.SubmitMasterOrderRequest:
+    spec = order_pb2.MasterOrderSpec(
+        group_id=group_id,
+        symbol=symbol,
+        side=common_pb2.SIDE_BUY,
+        type=common_pb2.ORDER_TYPE_MARKET,
+        volume=volume,
+    )
+    for name, value in fields.items():
+        setattr(spec, name, value)
+    return trading_service_pb2.SubmitMasterOrderRequest(order=spec)
+
+
+def equity_share(volume: str, equity: str, participants: list[str]) -> Decimal:
+    total = sum(Decimal(e) for e in participants)
+    return Decimal(volume) * Decimal(equity) / total

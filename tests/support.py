@@ -1,0 +1,75 @@
+"""Helpers shared by the tests: configurations, a gateway on a free port, error details."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from gateway.config import GatewayConfig, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = ROOT / "deploy" / "config" / "demo.toml"
+
+
+def make_config(
+    tmp_path: Path,
+    *,
+    demo: bool = False,
+    latency_ms: int = 0,
+    heartbeat_s: float = 0.5,
+    database_url: str | None = None,
+) -> GatewayConfig:
+    """The demo configuration on a free port with its own database (and no demo accounts
+    unless asked)."""
+    config = load_config(DEMO_CONFIG, environ={})
+    server = dataclasses.replace(
+        config.server, listen="127.0.0.1:0", heartbeat_seconds=heartbeat_s, grace_seconds=2.0
+    )
+    return dataclasses.replace(
+        config,
+        server=server,
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+        simulator=dataclasses.replace(config.simulator, latency_ms=latency_ms),
+        demo=config.demo if demo else None,
+        log_level="WARNING",
+    )
+
+
+@dataclass
+class ErrorDetails:
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    metadata: dict[str, str]
+    field_violations: dict[str, str]
+
+
+def error_details(error: grpc.aio.AioRpcError) -> ErrorDetails:
+    """The google.rpc.Status details a gateway error carries."""
+    reason, metadata, violations = "", {}, {}
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason, metadata = info.reason, dict(info.metadata)
+                assert info.domain == "mam-gateway"
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations = {v.field: v.description for v in bad.field_violations}
+    return ErrorDetails(error.code(), error.details() or "", reason, metadata, violations)
+
+
+def steps(volume: str | Decimal, step: str = "0.01") -> int:
+    count, rest = divmod(Decimal(volume), Decimal(step))
+    assert rest == 0, f"{volume} is not a multiple of {step}"
+    return int(count)
