@@ -146,9 +146,8 @@ class Dispatcher:
         while attempts < self._settings.max_attempts:
             attempts += 1
             try:
-                quote = await asyncio.wait_for(
-                    terminal.quote(child.symbol), self._settings.request_timeout_s
-                )
+                async with asyncio.timeout(self._settings.request_timeout_s):
+                    quote = await terminal.quote(child.symbol)
             except (TimeoutError, TerminalError) as error:
                 last_text = f"no quote: {error}"
                 last_retcode = retcodes.PRICE_OFF
@@ -166,9 +165,8 @@ class Dispatcher:
                 deviation_points=deviation,
             )
             try:
-                result = await asyncio.wait_for(
-                    terminal.send(request), self._settings.request_timeout_s
-                )
+                async with asyncio.timeout(self._settings.request_timeout_s):
+                    result = await terminal.send(request)
             except (TimeoutError, TerminalError) as error:
                 found = await self._reconcile(terminal, child)
                 if found is None:
@@ -207,9 +205,8 @@ class Dispatcher:
     async def _reconcile(self, terminal: Terminal, child: ChildOrder) -> list[Deal] | None:
         """The child's deals on the terminal, [] if provably none, None if it cannot tell."""
         try:
-            records = await asyncio.wait_for(
-                terminal.find_by_tag(child.tag), self._settings.request_timeout_s
-            )
+            async with asyncio.timeout(self._settings.request_timeout_s):
+                records = await terminal.find_by_tag(child.tag)
         except (TimeoutError, TerminalError):
             return None
         return list(records.deals)

@@ -228,9 +228,8 @@ class TradingEngine:
             if terminal is None or not account.is_active:
                 return account.account_id, None
             try:
-                info = await asyncio.wait_for(
-                    terminal.account_info(), self._limits.snapshot_timeout_s
-                )
+                async with asyncio.timeout(self._limits.snapshot_timeout_s):
+                    info = await terminal.account_info()
             except (TimeoutError, TerminalError) as error:
                 log.warning("account %s: no snapshot: %s", account.account_id, error)
                 return account.account_id, None

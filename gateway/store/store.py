@@ -121,19 +121,31 @@ class Store:
         """The latest known money of many accounts, in one transaction."""
         if not snapshots:
             return
+        table = tables.accounts
+        statement = (
+            update(table)
+            .where(table.c.account_id == bindparam("b_account_id"))
+            .values(
+                balance=bindparam("b_balance"),
+                equity=bindparam("b_equity"),
+                margin=bindparam("b_margin"),
+                free_margin=bindparam("b_free_margin"),
+                snapshot_at=bindparam("b_snapshot_at"),
+            )
+        )
+        params = [
+            {
+                "b_account_id": account_id,
+                "b_balance": snap.balance,
+                "b_equity": snap.equity,
+                "b_margin": snap.margin,
+                "b_free_margin": snap.free_margin,
+                "b_snapshot_at": snap.time,
+            }
+            for account_id, snap in snapshots.items()
+        ]
         async with self._engine.begin() as conn:
-            for account_id, snap in snapshots.items():
-                await conn.execute(
-                    update(tables.accounts)
-                    .where(tables.accounts.c.account_id == account_id)
-                    .values(
-                        balance=snap.balance,
-                        equity=snap.equity,
-                        margin=snap.margin,
-                        free_margin=snap.free_margin,
-                        snapshot_at=snap.time,
-                    )
-                )
+            await conn.execute(statement, params)
 
     # -- groups -----------------------------------------------------------------------------
 
