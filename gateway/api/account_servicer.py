@@ -40,9 +40,9 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         page = await self._accounts.list_accounts(
             after=after, limit=limit + 1, group_id=request.group_id
         )
-        token = requests.encode_page_token(page[limit - 1].account_id) if len(page) > limit else ""
+        rows, token = requests.split_page(page, limit, lambda a: a.account_id)
         return pb.ListAccountsResponse(
-            accounts=[account_to_proto(a) for a in page[:limit]], next_page_token=token
+            accounts=[account_to_proto(a) for a in rows], next_page_token=token
         )
 
     async def UpdateAccount(
@@ -73,9 +73,9 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         limit = requests.page_size(request.page_size, default=100, maximum=1000)
         after = requests.decode_page_token(request.page_token)
         page = await self._accounts.list_groups(after=after, limit=limit + 1)
-        token = requests.encode_page_token(page[limit - 1].group_id) if len(page) > limit else ""
+        rows, token = requests.split_page(page, limit, lambda g: g.group_id)
         return pb.ListGroupsResponse(
-            groups=[group_to_proto(g) for g in page[:limit]], next_page_token=token
+            groups=[group_to_proto(g) for g in rows], next_page_token=token
         )
 
     async def UpdateGroup(

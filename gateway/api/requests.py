@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from gateway.domain.errors import FieldViolation, InvalidArgument, Violations
 from gateway.domain.orders import FillingPolicy, MasterOrderSpec, OrderType, Side, TimeInForce
 
 E = TypeVar("E", bound=enum.Enum)
+T = TypeVar("T")
 
 MAX_NAME = 200
 MAX_ID = 100
@@ -247,6 +249,14 @@ def page_size(requested: int, *, default: int, maximum: int) -> int:
     if requested < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
     return min(requested or default, maximum)
+
+
+def split_page(rows: list[T], limit: int, key: Callable[[T], str]) -> tuple[list[T], str]:
+    """A page fetched with limit + 1 rows: the page, and the token of the next one ('' if
+    this is the last)."""
+    if len(rows) > limit:
+        return rows[:limit], encode_page_token(key(rows[limit - 1]))
+    return rows, ""
 
 
 def encode_page_token(key: str) -> str:

@@ -77,11 +77,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         page = await self._engine.list_master_orders(
             before=before, limit=limit + 1, group_id=request.group_id
         )
-        token = (
-            requests.encode_page_token(page[limit - 1].master_order_id) if len(page) > limit else ""
-        )
+        rows, token = requests.split_page(page, limit, lambda m: m.master_order_id)
         return pb.ListMasterOrdersResponse(
-            master_orders=[master_to_proto(m) for m in page[:limit]], next_page_token=token
+            master_orders=[master_to_proto(m) for m in rows], next_page_token=token
         )
 
     async def CancelMasterOrder(
