@@ -10,9 +10,9 @@ import asyncio
 import json
 import sys
 
-from bench import allocation, fan_out
+from bench import allocation, fan_out, store
 
-BENCHMARKS = {"allocation": allocation.run, "fan_out": fan_out.run}
+BENCHMARKS = {"allocation": allocation.run, "fan_out": fan_out.run, "store": store.run}
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,18 @@ import pytest
 
 from gateway._proto.mam.v1 import account_service_pb2_grpc, trading_service_pb2_grpc
 from gateway.api.server import RunningGateway, start_gateway
+from gateway.store import Store
+from tests.postgres import (
+    FAST_SETTINGS,
+    SKIP_VARIABLE,
+    PostgresServer,
+    PostgresUnavailable,
+    skip_requested,
+)
 from tests.support import make_config
+
+# A database migrated to head once per session; each test gets a copy (CREATE DATABASE TEMPLATE).
+MIGRATED_TEMPLATE = "mam_migrated"
 
 
 @dataclass
@@ -19,9 +31,80 @@ class Client:
     trading: trading_service_pb2_grpc.TradingServiceStub
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session; fails (never skips) if it cannot start,
+    unless MAM_TEST_SKIP_POSTGRES=1."""
+    if skip_requested():
+        pytest.skip(f"{SKIP_VARIABLE}=1: PostgreSQL tests skipped")
+    try:
+        server = PostgresServer.start(settings=FAST_SETTINGS)
+    except PostgresUnavailable as error:
+        failure = str(error)
+    else:
+        failure = ""
+    if failure:  # outside the except block: the message alone, no chained traceback
+        pytest.fail(
+            f"{failure}\n(set {SKIP_VARIABLE}=1 to skip the PostgreSQL runs)", pytrace=False
+        )
+
+    async def migrate_template() -> None:
+        await server.create_database(name=MIGRATED_TEMPLATE)
+        store = await Store.open(server.url(MIGRATED_TEMPLATE))
+        await store.close()
+
+    try:
+        asyncio.run(migrate_template())
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_backend(request: pytest.FixtureRequest) -> PostgresServer | None:
+    """Each test that uses a database runs on both; the PostgreSQL server only starts (once)
+    when a test needs it. A sync fixture: the server starts outside any event loop."""
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return server
+    return None
+
+
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    running = await start_gateway(make_config(tmp_path))
+async def database_url(
+    database_backend: PostgresServer | None, tmp_path: Path
+) -> AsyncIterator[str]:
+    """A new database at schema head: a SQLite file, or a PostgreSQL database of its own."""
+    server = database_backend
+    if server is None:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+        return
+    name = await server.create_database(template=MIGRATED_TEMPLATE)
+    try:
+        yield server.url(name)
+    finally:
+        await server.drop_database(name)
+
+
+@pytest.fixture
+async def empty_database_url(
+    database_backend: PostgresServer | None, tmp_path: Path
+) -> AsyncIterator[str]:
+    """A new database without any table (not even alembic's)."""
+    server = database_backend
+    if server is None:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    name = await server.create_database(template="template0")
+    try:
+        yield server.url(name)
+    finally:
+        await server.drop_database(name)
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[RunningGateway]:
+    running = await start_gateway(make_config(tmp_path, database_url=database_url))
     try:
         yield running
     finally:

@@ -1,8 +1,16 @@
 """The gateway's repository: every durable read and write goes through here.
 
 Writes that belong together share one transaction: a master order with its allocation and
-children; a batch of child results with their fills and master order progress (group commit).
-Fill sequences are assigned here, by one writer at a time, so they are gap-free and increasing.
+children; a batch of child results with their fills and master order progress (group commit);
+a group's settings with its members.
+
+The same code runs on SQLite (sqlite+aiosqlite://, WAL) and PostgreSQL (postgresql+asyncpg://);
+the schema comes from the alembic revisions in gateway/store/migrations/, applied by `open`.
+
+One gateway process per database: fill sequences are assigned here, in process, under a lock
+(`save_progress`), starting from the largest stored sequence read at `open`. That makes them
+gap-free and increasing without a database sequence (which would leave gaps on rollback), but a
+second process writing fills to the same database would hand out the same numbers.
 """
 
 from __future__ import annotations
@@ -10,17 +18,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.accounts import Account, AccountSnapshot, Group
 from gateway.domain.fills import Fill
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
-from gateway.store import records, tables
+from gateway.store import migrations, records, tables
+from gateway.store.engines import create_engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +52,19 @@ class Store:
 
     @classmethod
     async def open(cls, url: str) -> Store:
-        """Connects and creates the schema if the database is empty."""
-        if url.startswith("sqlite"):
-            database = url.split("///", 1)[-1]
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(url, connect_args={"timeout": 30})
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_async_engine(url, pool_size=10, max_overflow=10)
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
-            last = (await conn.execute(select(func.max(tables.fills.c.sequence)))).scalar()
+        """Connects and upgrades the schema to the newest migration (nothing if it is there).
+
+        sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DATABASE. One gateway
+        process per database (see the module docstring).
+        """
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(migrations.upgrade_to_head)
+                last = (await conn.execute(select(func.max(tables.fills.c.sequence)))).scalar()
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine, int(last or 0))
 
     async def close(self) -> None:
@@ -161,6 +170,32 @@ class Store:
                     ],
                 )
 
+    async def replace_group(self, group: Group) -> None:
+        """A group's new name, allocation settings, magic and members: one transaction.
+
+        Keeps created_at; the members are replaced as a whole (their order is kept in
+        `position`). Raises LookupError if there is no such group, and the database's
+        IntegrityError (nothing changed) for a name another group has or an unknown account.
+        """
+        values = records.group_values(group)
+        del values["group_id"], values["created_at"]
+        groups, members = tables.groups, tables.group_members
+        async with self._engine.begin() as conn:
+            updated = await conn.execute(
+                update(groups).where(groups.c.group_id == group.group_id).values(values)
+            )
+            if updated.rowcount != 1:
+                raise LookupError(f"no group {group.group_id!r}")
+            await conn.execute(delete(members).where(members.c.group_id == group.group_id))
+            if group.members:
+                await conn.execute(
+                    members.insert(),
+                    [
+                        records.member_values(group.group_id, i, m)
+                        for i, m in enumerate(group.members)
+                    ],
+                )
+
     async def group_name_taken(self, name: str) -> bool:
         async with self._engine.connect() as conn:
             query = select(tables.groups.c.group_id).where(tables.groups.c.name == name)
@@ -251,7 +286,9 @@ class Store:
         """One group commit: child state changes, new fills and master order progress.
 
         Returns the fills with their sequences, assigned in the order given. Only after this
-        returns may anyone be told about them.
+        returns may anyone be told about them. All or nothing: if the transaction fails, no
+        row changes and no sequence is used up. Sequences are numbered in this process under
+        a lock, which is why one database serves one gateway process.
         """
         async with self._fill_lock:
             first = self._last_sequence + 1
@@ -350,13 +387,3 @@ _CHILD_MUTABLE = (
     "filled_at",
     "updated_at",
 )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer; NORMAL: durable at checkpoints, ~1 ms commits.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

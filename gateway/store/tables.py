@@ -1,4 +1,9 @@
-"""The schema. Decimals as exact text, times as UTC microseconds, enums as their names."""
+"""The schema. Decimals as exact text, times as UTC microseconds, enums as their names.
+
+The database is built and upgraded by the alembic revisions in gateway/store/migrations/, never
+from this module directly: a change here needs a new revision (autogenerate compares the two, and
+tests/integration/test_store.py fails while they differ).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,17 @@ from sqlalchemy import (
 
 from gateway.store.column_types import DecimalText, UtcMicros
 
-metadata = MetaData()
+# Constraint names are part of the schema: the same on SQLite and PostgreSQL, so that a later
+# revision can drop or alter a constraint by name on both.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 accounts = Table(
     "accounts",

@@ -1,0 +1,530 @@
+"""The store on a real SQLite file and a real PostgreSQL database: schema, exactness, sequences.
+
+Every test runs on both backends (the `database_url` fixture in tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Index, MetaData, String, event, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from gateway.domain.accounts import (
+    Account,
+    AccountSnapshot,
+    AccountState,
+    AllocationMethod,
+    AllocationSettings,
+    BelowMinPolicy,
+    Group,
+    GroupMember,
+    MarginMode,
+    Platform,
+)
+from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
+from gateway.domain.fills import Fill
+from gateway.domain.orders import (
+    ChildOrder,
+    ChildOrderState,
+    ExecutionStats,
+    MasterOrder,
+    MasterOrderSpec,
+    MasterOrderState,
+    OrderType,
+    Side,
+)
+from gateway.store import Store, migrations, records, tables
+from gateway.store.engines import create_engine
+
+T0 = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+# -- builders ---------------------------------------------------------------------------------
+
+
+def account(n: int, balance: str = "10000.00") -> Account:
+    return Account(
+        account_id=f"acc_{n:020d}",
+        name=f"client-{n:03d}",
+        platform=Platform.SIMULATED,
+        login=70_000 + n,
+        server="mam-sim",
+        currency="USD",
+        state=AccountState.ACTIVE,
+        margin_mode=MarginMode.HEDGING,
+        leverage=100,
+        created_at=T0,
+        updated_at=T0 + timedelta(microseconds=1),
+        initial_balance=Decimal(balance),
+        snapshot=AccountSnapshot(
+            balance=Decimal(balance),
+            equity=Decimal("10000.50"),
+            margin=Decimal("0.00"),
+            free_margin=Decimal("10000.50"),
+            time=T0 + timedelta(seconds=1),
+        ),
+        symbol_mappings=(("EURUSD", "EURUSD.r"),),
+    )
+
+
+def group(members: list[Account], *, name: str = "clients", magic: int = 700_001) -> Group:
+    return Group(
+        group_id="grp_00000000000000000001",
+        name=name,
+        allocation=AllocationSettings(method=AllocationMethod.EQUITY),
+        members=tuple(GroupMember(account_id=a.account_id) for a in members),
+        magic=magic,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+def master_order(group_id: str, accounts: list[Account], n: int = 1) -> MasterOrder:
+    lines = tuple(
+        AllocationLine(
+            account_id=a.account_id,
+            symbol="EURUSD",
+            method=AllocationMethod.EQUITY,
+            basis=Decimal("10000.50"),
+            target_volume=Decimal("0.333333333333333333"),
+            volume=Decimal("0.30"),
+            child_volumes=(Decimal("0.30"),),
+            reasons=(AllocationReason.ROUNDED_DOWN,),
+        )
+        for a in accounts
+    )
+    return MasterOrder(
+        master_order_id=f"mo_{n:020d}",
+        spec=MasterOrderSpec(
+            group_id=group_id,
+            symbol="EURUSD",
+            side=Side.BUY,
+            order_type=OrderType.MARKET,
+            volume=Decimal("1.00"),
+            client_order_id=f"client-{n}",
+            stop_loss=Decimal("1.08000"),
+            comment="round trip",
+        ),
+        state=MasterOrderState.ALLOCATED,
+        magic=700_001,
+        allocation=Allocation(
+            method=AllocationMethod.EQUITY,
+            below_min_policy=BelowMinPolicy.SKIP,
+            requested_volume=Decimal("1.00"),
+            allocated_volume=Decimal("0.90"),
+            unallocated_volume=Decimal("0.10"),
+            snapshot_time=T0,
+            lines=lines,
+        ),
+        created_at=T0,
+        updated_at=T0,
+        child_count=len(lines),
+    )
+
+
+def children_of(master: MasterOrder) -> list[ChildOrder]:
+    return [
+        ChildOrder(
+            child_order_id=f"co_{master.master_order_id[3:]}{i:04d}",
+            master_order_id=master.master_order_id,
+            account_id=line.account_id,
+            symbol="EURUSD",
+            side=Side.BUY,
+            volume=Decimal("0.30"),
+            state=ChildOrderState.PENDING,
+            tag=f"mam:{master.master_order_id[-16:]}{i:04d}",
+            magic=master.magic,
+            created_at=T0,
+            updated_at=T0,
+        )
+        for i, line in enumerate(master.allocation.lines)
+    ]
+
+
+def filled(child: ChildOrder, price: str = "1.08500") -> ChildOrder:
+    return dataclasses.replace(
+        child,
+        state=ChildOrderState.FILLED,
+        filled_volume=Decimal("0.30"),
+        requested_price=Decimal("1.08490"),
+        fill_price=Decimal(price),
+        slippage_points=Decimal("1.0"),
+        retcode=10009,
+        status_text="done",
+        broker_order_ticket=1001,
+        broker_deal_ticket=2001,
+        position_ticket=3001,
+        attempts=1,
+        sent_at=T0 + timedelta(milliseconds=5),
+        filled_at=T0 + timedelta(milliseconds=25),
+        updated_at=T0 + timedelta(milliseconds=25),
+    )
+
+
+def fill_for(child: ChildOrder, suffix: str = "") -> Fill:
+    return Fill(
+        sequence=0,
+        fill_id=f"fl_{child.child_order_id[3:]}{suffix}",
+        master_order_id=child.master_order_id,
+        child_order_id=child.child_order_id,
+        account_id=child.account_id,
+        symbol=child.symbol,
+        side=child.side,
+        volume=Decimal("0.30"),
+        price=Decimal("1.08500"),
+        requested_price=Decimal("1.08490"),
+        slippage_points=Decimal("-0.50"),
+        deal_ticket=2001,
+        order_ticket=1001,
+        position_ticket=3001,
+        executed_at=T0 + timedelta(milliseconds=25),
+    )
+
+
+async def seed(store: Store, count: int = 3) -> tuple[list[Account], Group, MasterOrder]:
+    accounts = [account(i) for i in range(count)]
+    for a in accounts:
+        await store.insert_account(a)
+    grp = group(accounts)
+    await store.insert_group(grp)
+    master = master_order(grp.group_id, accounts)
+    await store.insert_master_order(master, children_of(master))
+    return accounts, grp, master
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+def _schema_differences(connection: Connection, metadata: MetaData) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+
+async def test_migrations_build_exactly_the_schema_of_tables_py(empty_database_url: str) -> None:
+    store = await Store.open(empty_database_url)
+    await store.close()
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(migrations.current_revision) == migrations.head_revision()
+            assert await conn.run_sync(_schema_differences, tables.metadata) == []
+            # The comparison sees indexes, types and lengths: a schema that differs is caught.
+            other = MetaData(naming_convention=tables.NAMING_CONVENTION)
+            for table in tables.metadata.tables.values():
+                table.to_metadata(other)
+            Index("ix_fills_symbol", other.tables["fills"].c.symbol)
+            other.tables["accounts"].append_column(Column("note", String(10)))
+            kinds = {d[0] for d in await conn.run_sync(_schema_differences, other)}
+            assert kinds == {"add_index", "add_column"}
+    finally:
+        await engine.dispose()
+
+
+_WRITES = re.compile(r"^\s*(CREATE|ALTER|DROP|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+async def test_a_database_at_head_is_left_alone(database_url: str) -> None:
+    store = await Store.open(database_url)
+    await store.insert_account(account(1))
+    await store.close()
+
+    engine = create_engine(database_url)
+    statements: list[str] = []
+    event.listen(
+        engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(migrations.upgrade_to_head)
+            assert await conn.run_sync(migrations.current_revision) == migrations.head_revision()
+    finally:
+        await engine.dispose()
+    assert statements, "the listener saw nothing: the check below would prove nothing"
+    assert [s for s in statements if _WRITES.match(s)] == []
+
+    reopened = await Store.open(database_url)
+    try:
+        assert await reopened.get_account(account(1).account_id) == account(1)
+    finally:
+        await reopened.close()
+
+
+async def test_a_database_made_before_migrations_is_adopted(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(tables.metadata.create_all)
+            await conn.execute(tables.groups.insert(), records.group_values(group([])))
+    finally:
+        await engine.dispose()
+    store = await Store.open(empty_database_url)
+    try:
+        assert (await store.get_group("grp_00000000000000000001")) is not None
+    finally:
+        await store.close()
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(migrations.current_revision) == migrations.head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_with_part_of_the_tables_is_refused(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(tables.accounts.create)
+    finally:
+        await engine.dispose()
+    with pytest.raises(RuntimeError, match="no alembic_version"):
+        await Store.open(empty_database_url)
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+async def test_everything_comes_back_exactly_as_stored(store: Store) -> None:
+    accounts, grp, master = await seed(store)
+    children = children_of(master)
+
+    # repr shows Decimal('1.00') and Decimal('1.0') apart, where == would not.
+    loaded = await store.get_accounts(a.account_id for a in accounts)
+    assert [repr(loaded[a.account_id]) for a in accounts] == [repr(a) for a in accounts]
+    assert str(loaded[accounts[0].account_id].initial_balance) == "10000.00"
+    assert repr(await store.get_group(grp.group_id)) == repr(grp)
+    assert repr(await store.get_master_order(master.master_order_id)) == repr(master)
+    assert [repr(c) for c in await store.children_of(master.master_order_id)] == [
+        repr(c) for c in children
+    ]
+
+    done = [filled(c) for c in children]
+    progressed = dataclasses.replace(
+        master,
+        state=MasterOrderState.FILLED,
+        filled_child_count=3,
+        filled_volume=Decimal("0.90"),
+        average_fill_price=Decimal("1.08500000"),
+        execution=ExecutionStats(
+            dispatch_skew_us=1234,
+            submit_to_last_fill_us=25000,
+            average_slippage_points=Decimal("1.0"),
+            max_slippage_points=Decimal("1.0"),
+        ),
+        updated_at=T0 + timedelta(milliseconds=30),
+    )
+    numbered = await store.save_progress(
+        masters=[progressed], children=done, fills=[fill_for(c) for c in done]
+    )
+    assert repr(await store.get_master_order(master.master_order_id)) == repr(progressed)
+    assert [repr(c) for c in await store.children_of(master.master_order_id)] == [
+        repr(c) for c in done
+    ]
+    assert [repr(f) for f in await store.fills_of(master.master_order_id)] == [
+        repr(f) for f in numbered
+    ]
+    stored = (await store.fills_after(0, limit=10))[0]
+    assert (str(stored.volume), str(stored.price), str(stored.slippage_points)) == (
+        "0.30",
+        "1.08500",
+        "-0.50",
+    )
+    assert stored.executed_at == T0 + timedelta(milliseconds=25)
+
+
+async def test_decimal_text_keeps_every_digit(store: Store) -> None:
+    texts = ["1.00", "1.0", "1", "0.010", "-0.50", "123456789012345678901234567.890123456789"]
+    for n, text in enumerate(texts):
+        await store.insert_account(account(n, balance=text))
+    for n, text in enumerate(texts):
+        loaded = await store.get_account(account(n).account_id)
+        assert loaded is not None
+        assert str(loaded.initial_balance) == text
+
+
+# -- fill sequences ---------------------------------------------------------------------------
+
+
+async def test_sequences_are_gap_free_and_increasing_across_batches_and_restarts(
+    database_url: str,
+) -> None:
+    store = await Store.open(database_url)
+    try:
+        _, _, master = await seed(store)
+        children = children_of(master)
+        assert store.last_sequence == 0
+        first = await store.save_progress(fills=[fill_for(children[0], "a")])
+        second = await store.save_progress(fills=[fill_for(c, "b") for c in children])
+        empty = await store.save_progress(masters=[master])
+        third = await store.save_progress(fills=[fill_for(children[1], "c")])
+        assert [f.sequence for f in (*first, *second, *third)] == [1, 2, 3, 4, 5]
+        assert empty == []
+        assert store.last_sequence == 5
+    finally:
+        await store.close()
+
+    store = await Store.open(database_url)
+    try:
+        assert store.last_sequence == 5
+        after = await store.save_progress(fills=[fill_for(c, "d") for c in children[:2]])
+        assert [f.sequence for f in after] == [6, 7]
+        stored = await store.fills_after(0, limit=100)
+        assert [f.sequence for f in stored] == list(range(1, 8))
+        assert [f.fill_id for f in stored][-2:] == [f.fill_id for f in after]
+        assert [f.sequence for f in await store.fills_after(5, limit=100)] == [6, 7]
+    finally:
+        await store.close()
+
+
+async def test_a_failing_batch_stores_nothing_and_uses_no_sequence(store: Store) -> None:
+    _, _, master = await seed(store)
+    children = children_of(master)
+    kept = await store.save_progress(fills=[fill_for(children[0], "x")])
+    assert [f.sequence for f in kept] == [1]
+
+    progressed = dataclasses.replace(master, state=MasterOrderState.FILLED, updated_at=T0)
+    batch = [fill_for(c) for c in children] + [fill_for(children[0], "x")]  # duplicate fill_id
+    with pytest.raises(IntegrityError):
+        await store.save_progress(
+            masters=[progressed], children=[filled(c) for c in children], fills=batch
+        )
+
+    assert store.last_sequence == 1
+    assert [f.fill_id for f in await store.fills_after(0, limit=100)] == [kept[0].fill_id]
+    assert [c.state for c in await store.children_of(master.master_order_id)] == [
+        ChildOrderState.PENDING
+    ] * len(children)
+    reloaded = await store.get_master_order(master.master_order_id)
+    assert reloaded is not None and reloaded.state is MasterOrderState.ALLOCATED
+
+    retried = await store.save_progress(fills=[fill_for(c) for c in children])
+    assert [f.sequence for f in retried] == [2, 3, 4]
+
+
+# -- replace_group ----------------------------------------------------------------------------
+
+
+async def test_replace_group_updates_the_row_and_replaces_the_members_in_order(
+    store: Store,
+) -> None:
+    accounts = [account(i) for i in range(5)]
+    for a in accounts:
+        await store.insert_account(a)
+    original = group(accounts[:3])
+    await store.insert_group(original)
+
+    new = dataclasses.replace(
+        original,
+        name="clients-renamed",
+        allocation=AllocationSettings(
+            method=AllocationMethod.EQUITY_RATIO,
+            below_min_policy=BelowMinPolicy.ROUND_UP_TO_MIN,
+            reference_equity=Decimal("50000.00"),
+            reference_account_id=accounts[4].account_id,
+        ),
+        # Not in id order: the stored position must keep this order.
+        members=(
+            GroupMember(account_id=accounts[4].account_id, lot_multiplier=Decimal("1.50")),
+            GroupMember(
+                account_id=accounts[1].account_id,
+                method=AllocationMethod.FIXED_LOTS,
+                fixed_lots=Decimal("0.10"),
+                max_lots=Decimal("5.00"),
+            ),
+            GroupMember(account_id=accounts[3].account_id, percentage=Decimal("12.50")),
+        ),
+        magic=700_042,
+        updated_at=T0 + timedelta(hours=1),
+    )
+    await store.replace_group(new)
+    assert repr(await store.get_group(original.group_id)) == repr(new)
+    assert [g.name for g in await store.list_groups(after="", limit=10)] == ["clients-renamed"]
+    assert not await store.group_name_taken("clients")
+    listed = await store.list_accounts(after="", limit=10, group_id=original.group_id)
+    assert {a.account_id for a in listed} == {accounts[i].account_id for i in (1, 3, 4)}
+
+    # created_at is the group's birth: replace_group does not move it.
+    await store.replace_group(dataclasses.replace(new, members=(), created_at=T0 + timedelta(1)))
+    emptied = await store.get_group(original.group_id)
+    assert emptied is not None
+    assert emptied.members == () and emptied.created_at == T0
+
+
+async def test_replace_group_is_all_or_nothing(store: Store, database_url: str) -> None:
+    accounts = [account(i) for i in range(3)]
+    for a in accounts:
+        await store.insert_account(a)
+    original = group(accounts[:2])
+    await store.insert_group(original)
+    other = dataclasses.replace(
+        group([accounts[2]], name="others", magic=700_002), group_id="grp_00000000000000000002"
+    )
+    await store.insert_group(other)
+
+    unknown_member = dataclasses.replace(
+        original,
+        name="renamed",
+        members=(GroupMember(account_id=accounts[2].account_id), GroupMember(account_id="acc_x")),
+    )
+    with pytest.raises(IntegrityError):
+        await store.replace_group(unknown_member)
+    taken_name = dataclasses.replace(original, name="others", members=())
+    with pytest.raises(IntegrityError):
+        await store.replace_group(taken_name)
+    assert repr(await store.get_group(original.group_id)) == repr(original)
+
+    with pytest.raises(LookupError):
+        await store.replace_group(dataclasses.replace(original, group_id="grp_missing"))
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            members = tables.group_members
+            rows = (await conn.execute(select(members.c.group_id).distinct())).scalars().all()
+    finally:
+        await engine.dispose()
+    assert sorted(rows) == sorted([original.group_id, other.group_id])
+
+
+# -- the batch the group commit writes --------------------------------------------------------
+
+
+async def test_a_thousand_children_and_fills_commit_in_one_batch(store: Store) -> None:
+    accounts = [account(i) for i in range(10)]
+    for a in accounts:
+        await store.insert_account(a)
+    grp = group(accounts)
+    await store.insert_group(grp)
+    masters, children = [], []
+    for n in range(100):
+        master = master_order(grp.group_id, accounts, n)
+        masters.append(master)
+        children.extend(children_of(master))
+        await store.insert_master_order(master, children_of(master))
+    done = [filled(c) for c in children]
+    numbered = await store.save_progress(
+        masters=masters, children=done, fills=[fill_for(c) for c in done]
+    )
+    assert len(numbered) == 1000
+    assert [f.sequence for f in await store.fills_after(0, limit=2000)] == list(range(1, 1001))
+    states = {c.state for m in masters[:3] for c in await store.children_of(m.master_order_id)}
+    assert states == {ChildOrderState.FILLED}
