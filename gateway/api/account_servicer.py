@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf import field_mask_pb2
+
 from gateway._proto.mam.v1 import account_service_pb2 as pb
 from gateway._proto.mam.v1 import account_service_pb2_grpc as pb_grpc
 from gateway.api import requests
@@ -12,6 +14,18 @@ from gateway.api.mapping import account_to_proto, group_to_proto
 from gateway.engine.account_manager import AccountManager
 
 Context = Any
+
+GROUP_UPDATABLE = frozenset(
+    {
+        "name",
+        "members",
+        "allocation",
+        "allocation.method",
+        "allocation.below_min_policy",
+        "allocation.reference_equity",
+        "allocation.reference_account_id",
+    }
+)
 
 
 class AccountServicer(pb_grpc.AccountServiceServicer):
@@ -81,4 +95,14 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def UpdateGroup(
         self, request: pb.UpdateGroupRequest, context: Context
     ) -> pb.UpdateGroupResponse:
-        raise NotYetAvailable("UpdateGroup is not available in this version")
+        group_id = requests.required_id(request.group.group_id, "group.group_id")
+        paths = requests.update_paths(request.update_mask, GROUP_UPDATABLE)
+        current = await self._accounts.get_group(group_id)
+        # The stored group with the masked fields replaced, validated as a whole as on create.
+        merged = group_to_proto(current)
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        mask.MergeMessage(
+            request.group, merged, replace_message_field=True, replace_repeated_field=True
+        )
+        group = await self._accounts.update_group(group_id, requests.new_group(merged))
+        return pb.UpdateGroupResponse(group=group_to_proto(group))

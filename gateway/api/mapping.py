@@ -138,9 +138,14 @@ def allocation_to_proto(allocation: Allocation) -> order_pb2.Allocation:
                     enum_to_proto(order_pb2.AllocationReason, "ALLOCATION_REASON", r)
                     for r in line.reasons
                 ],
+                method=_method(line.method),
+                snapshot=snapshot_to_proto(line.snapshot) if line.snapshot else None,
+                entry_price=dec(line.entry_price),
+                contract_size=dec(line.contract_size),
             )
             for line in allocation.lines
         ],
+        reference_equity=dec(allocation.reference_equity),
     )
 
 

@@ -237,6 +237,26 @@ def new_group(message: account_pb2.Group, path: str = "group") -> NewGroup:
     )
 
 
+def update_paths(mask: Any, allowed: frozenset[str]) -> list[str]:
+    """The paths of an update mask, each one that may be changed; at least one."""
+    paths = list(mask.paths)
+    if not paths:
+        raise InvalidArgument(
+            [FieldViolation("update_mask", "is required: name the fields to change")]
+        )
+    wrong = [p for p in paths if p not in allowed]
+    if wrong:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "update_mask.paths",
+                    f"cannot update {', '.join(wrong)}; updatable: {', '.join(sorted(allowed))}",
+                )
+            ]
+        )
+    return paths
+
+
 def required_id(text: str, path: str) -> str:
     if not text.strip():
         raise InvalidArgument([FieldViolation(path, "is required")])

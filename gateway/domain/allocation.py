@@ -1,39 +1,73 @@
-"""Sharing a master order's volume over a group's accounts, exact to the lot step.
+"""Sharing a master order's volume over a group's accounts, exact to each account's lot step.
 
-Proportional methods (EQUITY, BALANCE, FREE_MARGIN, EQUAL) split a total and preserve it:
-1. Work in integer counts of the symbol's volume step; no float anywhere.
-2. Each eligible member's exact share is total x basis / sum of bases; it gets the floor of that
-   in steps, and the steps left over go one each to the largest remainders (ties: larger basis,
-   then smaller account id), so the result does not depend on the order members are listed in.
+Two kinds of method (docs/allocation.md has the rules with worked examples):
+
+Splitting methods (EQUITY, BALANCE, FREE_MARGIN, EQUAL, PERCENTAGE) share the master volume
+between the members that use the group's method, and preserve it whenever the lot steps allow:
+1. Everything is counted in integers: exposure (lots x contract size) scaled to whole units, so
+   members trading a mapped symbol with another contract size get the same exposure.
+2. Each member's exact share is total x weight / sum of weights. It gets the floor of that in its
+   own lot steps; the steps left over go one each to the largest remainders (ties: larger
+   weight, then smaller account id). Identical specs (the usual case) make this the
+   largest-remainder (Hare-Niemeyer) method, and the sum is exact.
 3. A member over its own max_lots is clipped there (CLIPPED_MAX_LOT) and the rest re-split.
-4. A member whose share rounds below the symbol's volume_min is, under SKIP, left out and its
-   share re-split over the others (smallest bases leave first, as few as possible); under
-   ROUND_UP_TO_MIN it trades volume_min and the others share the rest.
-5. A volume above the symbol's volume_max becomes several child orders of near-equal size.
-docs/allocation.md walks through examples.
+4. A member below its symbol's volume_min is, under SKIP, left out and its share re-split over
+   the others; the members smallest relative to their minimum leave first, and as few as
+   possible. Under ROUND_UP_TO_MIN it trades volume_min and the others share the rest.
+
+Independent methods (LOT_MULTIPLIER, FIXED_LOTS, EQUITY_RATIO, PERCENT_RISK) give each member
+its own volume, rounded DOWN to its step (never more than the rule gives: for PERCENT_RISK
+never more risk), then the same minimum policy and max_lots clip. A member may use an
+independent method while the group splits: it trades its own volume besides the split.
+
+Then any volume above a symbol's volume_max becomes several child orders of near-equal size.
+The result depends only on the inputs, not on the order the members are listed in.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from fractions import Fraction
+from typing import NamedTuple
 
-from gateway.domain.accounts import AllocationMethod, BelowMinPolicy
-from gateway.domain.decimals import decimal_places, from_steps, scaled_integer, to_steps
+from gateway.domain.accounts import (
+    AccountSnapshot,
+    AllocationMethod,
+    AllocationSettings,
+    BelowMinPolicy,
+    GroupMember,
+)
+from gateway.domain.decimals import decimal_places, from_steps
 from gateway.domain.errors import FailedPrecondition
 from gateway.domain.symbols import SymbolSpec
 
 TARGET_DISPLAY_QUANTUM = Decimal("1E-10")
+# Wide enough that products of volumes, equities and contract sizes are always exact.
+_EXACT = Context(prec=80)
+# Targets are shown, not traded: 28 digits are plenty and divisions stay cheap.
+_DISPLAY = Context(prec=28)
 
-PROPORTIONAL_METHODS = frozenset(
+SPLIT_METHODS = frozenset(
     {
         AllocationMethod.EQUITY,
         AllocationMethod.BALANCE,
         AllocationMethod.FREE_MARGIN,
         AllocationMethod.EQUAL,
+        AllocationMethod.PERCENTAGE,
+    }
+)
+INDEPENDENT_METHODS = frozenset(
+    {
+        AllocationMethod.LOT_MULTIPLIER,
+        AllocationMethod.FIXED_LOTS,
+        AllocationMethod.EQUITY_RATIO,
+        AllocationMethod.PERCENT_RISK,
     }
 )
 
@@ -49,29 +83,56 @@ class AllocationReason(enum.Enum):
     NO_STOP_LOSS = "NO_STOP_LOSS"
     NO_BASIS = "NO_BASIS"
     TERMINAL_UNAVAILABLE = "TERMINAL_UNAVAILABLE"
+    SYMBOL_UNAVAILABLE = "SYMBOL_UNAVAILABLE"
 
 
-@dataclass(frozen=True, slots=True)
-class MemberInput:
-    """One member as the allocation sees it, from one snapshot."""
+class MemberInput(NamedTuple):
+    """One member as the allocation sees it, from one snapshot.
+
+    Named tuples, not frozen dataclasses, for the per-account values: as immutable, and
+    ten times cheaper to build for ten thousand accounts.
+    """
 
     account_id: str
+    # The broker symbol the member trades, and its spec there (None: not tradable there).
     symbol: str
+    spec: SymbolSpec | None
     active: bool
-    # The value the share is computed from (equity, balance, ...); None if unknown.
-    basis: Decimal | None
-    max_lots: Decimal | None = None
+    # The member's money when the order arrived (None: its terminal could not say).
+    snapshot: AccountSnapshot | None
+    settings: GroupMember
+    # PERCENT_RISK: the member's current price on the order's side (ask to buy, bid to sell).
+    entry_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class AllocationLine:
+class AllocationRequest:
+    """What is shared: the master order's volume and what the methods need from it."""
+
+    volume: Decimal
+    symbol: SymbolSpec
+    settings: AllocationSettings
+    snapshot_time: datetime
+    stop_loss: Decimal | None = None
+    # EQUITY_RATIO: the group's fixed base amount, or its reference account's equity.
+    reference_equity: Decimal | None = None
+
+
+class AllocationLine(NamedTuple):
     account_id: str
     symbol: str
+    method: AllocationMethod
+    # The value the volume was computed from: equity, balance or free margin for those methods,
+    # 1 for EQUAL, the member's percentage, multiplier, fixed lots, or equity (ratio, risk).
     basis: Decimal | None
     target_volume: Decimal
     volume: Decimal
     child_volumes: tuple[Decimal, ...]
     reasons: tuple[AllocationReason, ...]
+    snapshot: AccountSnapshot | None = None
+    entry_price: Decimal | None = None
+    # The contract size of the member's symbol (exposure = volume x contract size).
+    contract_size: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,147 +140,253 @@ class Allocation:
     method: AllocationMethod
     below_min_policy: BelowMinPolicy
     requested_volume: Decimal
+    # Both in lots of the master symbol (exposure / its contract size). Independent methods
+    # and ROUND_UP_TO_MIN can trade more than requested: unallocated is then negative.
     allocated_volume: Decimal
     unallocated_volume: Decimal
     snapshot_time: datetime
     lines: tuple[AllocationLine, ...]
+    reference_equity: Decimal | None = None
 
     @property
     def child_count(self) -> int:
         return sum(len(line.child_volumes) for line in self.lines)
 
 
-def allocate(
-    *,
-    method: AllocationMethod,
-    below_min_policy: BelowMinPolicy,
-    volume: Decimal,
-    symbol: SymbolSpec,
-    members: Sequence[MemberInput],
-    snapshot_time: datetime,
-) -> Allocation:
-    """Shares `volume` over `members`. Pure and deterministic."""
-    if method not in PROPORTIONAL_METHODS:
+def effective_method(settings: AllocationSettings, member: GroupMember) -> AllocationMethod:
+    """A member's own method if it has one, else the group's."""
+    return member.method or settings.method
+
+
+def allocate(request: AllocationRequest, members: Sequence[MemberInput]) -> Allocation:
+    """Shares request.volume over members. Pure and deterministic.
+
+    Raises FailedPrecondition (NO_STOP_LOSS) when a PERCENT_RISK member is asked to size a
+    trade without a stop loss, and (REFERENCE_EQUITY_UNAVAILABLE) when EQUITY_RATIO has no
+    reference: both refuse the order rather than fall back silently.
+    """
+    with localcontext(_EXACT):
+        return _allocate(request, members)
+
+
+def _allocate(request: AllocationRequest, members: Sequence[MemberInput]) -> Allocation:
+    settings = request.settings
+    methods = {m.account_id: effective_method(settings, m.settings) for m in members}
+    at_risk = sorted(
+        m.account_id
+        for m in members
+        if m.active and methods[m.account_id] is AllocationMethod.PERCENT_RISK
+    )
+    if at_risk and request.stop_loss is None:
         raise FailedPrecondition(
-            f"allocation method {method.name} is not available in this version",
-            reason="ALLOCATION_METHOD_UNAVAILABLE",
+            "PERCENT_RISK sizes a trade by its stop loss and this order has none; members "
+            "concerned: " + ", ".join(at_risk),
+            reason="NO_STOP_LOSS",
         )
+    ratio_members = [
+        m for m in members if m.active and methods[m.account_id] is AllocationMethod.EQUITY_RATIO
+    ]
+    if ratio_members and (request.reference_equity is None or request.reference_equity <= 0):
+        raise FailedPrecondition(
+            "EQUITY_RATIO needs the group's reference equity (a fixed amount, or the equity of "
+            "its reference account) and none is available",
+            reason="REFERENCE_EQUITY_UNAVAILABLE",
+        )
+
+    lines: dict[str, AllocationLine] = {}
+    split: list[_Candidate] = []
+    independent: list[tuple[MemberInput, AllocationMethod, Decimal]] = []
+    for member in members:
+        method = methods[member.account_id]
+        basis = _basis(method, member)
+        reason = _ineligibility(member, method, basis)
+        if reason is not None:
+            lines[member.account_id] = AllocationLine(
+                member.account_id, member.symbol, method, basis, Decimal(0), Decimal(0), (),
+                (reason,), member.snapshot, member.entry_price,
+            )  # fmt: skip
+            continue
+        assert basis is not None and member.spec is not None
+        if method in SPLIT_METHODS:
+            split.append(_Candidate.of(member, method, basis, request.symbol))
+        else:
+            independent.append((member, method, basis))
+
+    for candidate in _split(split, request):
+        lines[candidate.member.account_id] = candidate.line(request)
+    for member, method, basis in independent:
+        lines[member.account_id] = _independent_line(member, method, basis, request)
+
+    ordered = tuple(lines[account_id] for account_id in sorted(lines))
+    master_contract = request.symbol.contract_size
+    exposure = sum(
+        (line.volume * (line.contract_size or master_contract) for line in ordered), Decimal(0)
+    )
+    allocated = _tidy(exposure / master_contract, request.symbol.volume_step)
+    return Allocation(
+        method=settings.method,
+        below_min_policy=settings.below_min_policy,
+        requested_volume=request.volume,
+        allocated_volume=allocated,
+        unallocated_volume=_tidy(request.volume - allocated, request.symbol.volume_step),
+        snapshot_time=request.snapshot_time,
+        lines=ordered,
+        reference_equity=request.reference_equity,
+    )
+
+
+def _tidy(value: Decimal, step: Decimal) -> Decimal:
+    """A total in plain form: at least the step's decimals, no needless trailing zeros."""
+    places = max(decimal_places(step), decimal_places(value.normalize()))
+    return value.quantize(Decimal(1).scaleb(-places))
+
+
+def _basis(method: AllocationMethod, member: MemberInput) -> Decimal | None:
+    snapshot, settings = member.snapshot, member.settings
     if method is AllocationMethod.EQUAL:
-        members = [_with_basis(m, Decimal(1) if m.basis is not None else None) for m in members]
-    return _split_proportionally(method, below_min_policy, volume, symbol, members, snapshot_time)
+        return Decimal(1)
+    if method is AllocationMethod.PERCENTAGE:
+        return settings.percentage
+    if method is AllocationMethod.LOT_MULTIPLIER:
+        return settings.lot_multiplier
+    if method is AllocationMethod.FIXED_LOTS:
+        return settings.fixed_lots
+    if snapshot is None:
+        return None
+    if method is AllocationMethod.BALANCE:
+        return snapshot.balance
+    if method is AllocationMethod.FREE_MARGIN:
+        return snapshot.free_margin
+    return snapshot.equity  # EQUITY, EQUITY_RATIO, PERCENT_RISK
 
 
-def _with_basis(member: MemberInput, basis: Decimal | None) -> MemberInput:
-    return MemberInput(member.account_id, member.symbol, member.active, basis, member.max_lots)
+def _ineligibility(
+    member: MemberInput, method: AllocationMethod, basis: Decimal | None
+) -> AllocationReason | None:
+    if not member.active:
+        return AllocationReason.INACTIVE
+    if member.snapshot is None:
+        # Whatever the method: a terminal that cannot report its account cannot trade either.
+        return AllocationReason.TERMINAL_UNAVAILABLE
+    if member.spec is None:
+        return AllocationReason.SYMBOL_UNAVAILABLE
+    if method is AllocationMethod.PERCENT_RISK and member.entry_price is None:
+        return AllocationReason.TERMINAL_UNAVAILABLE
+    if basis is None or basis <= 0:
+        return AllocationReason.NO_BASIS
+    return None
+
+
+# -- splitting methods ---------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class _Candidate:
     member: MemberInput
-    weight: int  # the basis as an exact integer at a common scale
-    max_units: int | None
+    method: AllocationMethod
+    basis: Decimal
+    spec: SymbolSpec
+    # The master-symbol exposure of one lot of the member's symbol, as a ratio of contracts.
+    step_exposure: Decimal  # volume_step x contract_size
+    min_exposure: Decimal  # volume_min x contract_size
+    max_units: int | None  # the member's max_lots in its steps
+    # Filled in by the integer scaling and the split:
+    weight: int = 0
+    step_int: int = 0
+    min_units: int = 0
     units: int = 0
     fixed: bool = False
     reasons: tuple[AllocationReason, ...] = ()
+    target: Decimal = field(default=Decimal(0))
 
-
-def _split_proportionally(
-    method: AllocationMethod,
-    policy: BelowMinPolicy,
-    volume: Decimal,
-    spec: SymbolSpec,
-    members: Sequence[MemberInput],
-    snapshot_time: datetime,
-) -> Allocation:
-    step = spec.volume_step
-    total_units = to_steps(volume, step)
-    min_units = to_steps(spec.volume_min, step)
-
-    lines: dict[str, AllocationLine] = {}
-    eligible: list[MemberInput] = []
-    for member in members:
-        reason = _ineligibility(member)
-        if reason is None:
-            eligible.append(member)
-        else:
-            lines[member.account_id] = AllocationLine(
-                member.account_id,
-                member.symbol,
-                member.basis,
-                Decimal(0),
-                Decimal(0),
-                (),
-                (reason,),
-            )
-
-    scale = max((decimal_places(m.basis) for m in eligible if m.basis is not None), default=0)
-    candidates = [
-        _Candidate(
-            member=m,
-            weight=scaled_integer(m.basis, scale) if m.basis is not None else 0,
-            max_units=(int(m.max_lots // step) if m.max_lots is not None else None),
+    @classmethod
+    def of(
+        cls, member: MemberInput, method: AllocationMethod, basis: Decimal, master: SymbolSpec
+    ) -> _Candidate:
+        spec = member.spec
+        assert spec is not None
+        max_lots = member.settings.max_lots
+        return cls(
+            member=member,
+            method=method,
+            basis=basis,
+            spec=spec,
+            step_exposure=spec.volume_step * spec.contract_size,
+            min_exposure=spec.volume_min * spec.contract_size,
+            max_units=int(max_lots // spec.volume_step) if max_lots is not None else None,
         )
-        for m in eligible
-    ]
-    # Ascending by basis (then descending id) so "the smallest" is always the same member.
-    candidates.sort(key=lambda c: (c.weight, _descending(c.member.account_id)))
-    total_weight = sum(c.weight for c in candidates)
 
-    _settle(candidates, total_units, min_units, policy)
-
-    for c in candidates:
-        target = _exact_share(volume, c.weight, total_weight)
-        units = c.units
-        reasons = list(c.reasons)
-        final = from_steps(units, step)
-        if units > 0 and AllocationReason.CLIPPED_MAX_LOT not in reasons:
-            if final < target:
+    def line(self, request: AllocationRequest) -> AllocationLine:
+        spec = self.spec
+        reasons = list(self.reasons)
+        final = from_steps(self.units, spec.volume_step)
+        if self.units > 0 and not reasons:
+            if final < self.target:
                 reasons.append(AllocationReason.ROUNDED_DOWN)
-            elif final > target and AllocationReason.RAISED_TO_MIN not in reasons:
+            elif final > self.target:
                 reasons.append(AllocationReason.ROUNDED_UP)
-        children = _split_at_max(units, spec)
+        children = _split_at_max(self.units, spec)
         if len(children) > 1:
             reasons.append(AllocationReason.SPLIT_MAX_VOLUME)
-        lines[c.member.account_id] = AllocationLine(
-            account_id=c.member.account_id,
-            symbol=c.member.symbol,
-            basis=c.member.basis,
-            target_volume=target,
+        return AllocationLine(
+            account_id=self.member.account_id,
+            symbol=self.member.symbol,
+            method=self.method,
+            basis=self.basis,
+            target_volume=self.target.quantize(TARGET_DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN),
             volume=final,
-            child_volumes=tuple(from_steps(u, step) for u in children),
+            child_volumes=tuple(from_steps(u, spec.volume_step) for u in children),
             reasons=tuple(reasons),
+            snapshot=self.member.snapshot,
+            contract_size=spec.contract_size,
         )
 
-    ordered = tuple(lines[aid] for aid in sorted(lines))
-    allocated = from_steps(sum(c.units for c in candidates), step)
-    return Allocation(
-        method=method,
-        below_min_policy=policy,
-        requested_volume=volume,
-        allocated_volume=allocated,
-        unallocated_volume=(volume - allocated).quantize(step),
-        snapshot_time=snapshot_time,
-        lines=ordered,
+
+def _split(candidates: list[_Candidate], request: AllocationRequest) -> list[_Candidate]:
+    if not candidates:
+        return candidates
+    master = request.symbol
+    total_exposure = request.volume * master.contract_size
+    total_weight = sum((c.basis for c in candidates), Decimal(0))
+    share_of_total = request.volume * master.contract_size
+    for c in candidates:
+        # The pure proportional share, in the member's own lots, before any skip or clip.
+        c.target = _DISPLAY.divide(share_of_total * c.basis, total_weight * c.spec.contract_size)
+    # Integers at one common scale: weights, and exposures (total, steps, minimums).
+    specs = {c.spec for c in candidates}
+    weight_scale = max(decimal_places(c.basis) for c in candidates)
+    exposure_scale = max(
+        decimal_places(total_exposure),
+        *(decimal_places(spec.volume_step * spec.contract_size) for spec in specs),
+        *(decimal_places(spec.volume_min * spec.contract_size) for spec in specs),
     )
+    total = int(total_exposure.scaleb(exposure_scale))
+    per_spec = {
+        spec: (
+            int((spec.volume_step * spec.contract_size).scaleb(exposure_scale)),
+            int(spec.volume_min / spec.volume_step),
+        )
+        for spec in specs
+    }
+    for c in candidates:
+        c.weight = int(c.basis.scaleb(weight_scale))
+        c.step_int, c.min_units = per_spec[c.spec]
+    # "Smallest" = smallest relative to its own minimum; ties keep the smaller account id
+    # (two stable sorts: account id descending, then the ratio ascending).
+    candidates.sort(key=lambda c: c.member.account_id, reverse=True)
+    if len(per_spec) == 1:
+        candidates.sort(key=lambda c: c.weight)
+    else:
+        candidates.sort(key=lambda c: (Fraction(c.weight, c.min_units * c.step_int), c.weight))
+    _settle(candidates, total, request.settings.below_min_policy)
+    return candidates
 
 
-def _ineligibility(member: MemberInput) -> AllocationReason | None:
-    if not member.active:
-        return AllocationReason.INACTIVE
-    if member.basis is None:
-        return AllocationReason.TERMINAL_UNAVAILABLE
-    if member.basis <= 0:
-        return AllocationReason.NO_BASIS
-    return None
-
-
-def _settle(
-    candidates: list[_Candidate], total_units: int, min_units: int, policy: BelowMinPolicy
-) -> None:
-    """Assigns units to candidates until no member breaks its max or the symbol's min."""
+def _settle(candidates: list[_Candidate], total: int, policy: BelowMinPolicy) -> None:
+    """Assigns units until no member is over its max_lots or under its minimum."""
     while True:
         free = [c for c in candidates if not c.fixed]
-        remaining = total_units - sum(c.units for c in candidates if c.fixed)
+        remaining = max(0, total - sum(c.units * c.step_int for c in candidates if c.fixed))
         _largest_remainder(free, remaining)
         clipped = [c for c in free if c.max_units is not None and c.units > c.max_units]
         if clipped:
@@ -227,95 +394,214 @@ def _settle(
                 c.units, c.fixed = c.max_units or 0, True
                 c.reasons = (AllocationReason.CLIPPED_MAX_LOT,)
             continue
-        below = [c for c in free if c.units < min_units]
+        below = [c for c in free if c.units < c.min_units]
         if not below:
             return
         if policy is BelowMinPolicy.ROUND_UP_TO_MIN:
             for c in below:
-                c.units, c.fixed = min_units, True
+                c.units, c.fixed = c.min_units, True
                 c.reasons = (AllocationReason.RAISED_TO_MIN,)
-            if sum(c.units for c in candidates if c.fixed) > total_units:
-                # Not enough volume for everyone's minimum: the smallest keep theirs at 0.
-                _skip_smallest_until_feasible(candidates, total_units, min_units)
-                return
             continue
-        _skip_smallest_until_feasible(free, remaining, min_units)
-        continue
+        skip = _fewest_to_skip(free, remaining)
+        for c in free[:skip]:
+            c.units, c.fixed = 0, True
+            c.reasons = (AllocationReason.SKIPPED_BELOW_MIN,)
 
 
-def _skip_smallest_until_feasible(
-    candidates: list[_Candidate], total_units: int, min_units: int
-) -> None:
-    """Skips the fewest smallest members so that every other one reaches the minimum.
+def _fewest_to_skip(free: list[_Candidate], total: int) -> int:
+    """How many of the smallest (list order) must leave for every other to reach its minimum.
 
-    `candidates` is sorted ascending; shares never fall when small members leave, so
-    "the smallest remaining member reaches the minimum" is monotone in how many leave and the
-    count is found by bisection.
+    Shares only grow when members leave, so feasibility is monotone in the count, and it is
+    found by bisection. Exact shares bound the search: from `high` on, the smallest kept
+    member's exact share already reaches its minimum.
     """
-    for c in candidates:
-        if c.fixed and AllocationReason.RAISED_TO_MIN in c.reasons:
-            c.fixed, c.units, c.reasons = False, 0, ()
-    free = [c for c in candidates if not c.fixed]
-    remaining = total_units - sum(c.units for c in candidates if c.fixed)
+    suffix = [0] * (len(free) + 1)
+    for i in range(len(free) - 1, -1, -1):
+        suffix[i] = suffix[i + 1] + free[i].weight
+    high = len(free)
+    for k, c in enumerate(free):
+        if total * c.weight >= c.min_units * c.step_int * suffix[k]:
+            high = k
+            break
+    uniform = _uniform(free)
 
     def feasible(skip: int) -> bool:
         kept = free[skip:]
-        if not kept:
-            return True
-        _largest_remainder(kept, remaining)
-        return kept[0].units >= min_units
+        if uniform:
+            # With one spec, units never fall as weight rises: the smallest decides.
+            return _smallest_reaches_min(kept, total, suffix[skip])
+        _largest_remainder(kept, total)
+        return all(c.units >= c.min_units for c in kept)
 
-    low, high = 0, len(free)
+    low = 0
     while low < high:
-        mid = (low + high) // 2
-        if feasible(mid):
-            high = mid
+        middle = (low + high) // 2
+        if feasible(middle):
+            high = middle
         else:
-            low = mid + 1
-    for c in free[:low]:
-        c.units, c.fixed = 0, True
-        c.reasons = (AllocationReason.SKIPPED_BELOW_MIN,)
-    _largest_remainder(free[low:], remaining)
+            low = middle + 1
+    return low
 
 
-def _largest_remainder(candidates: list[_Candidate], units: int) -> None:
-    """Hare-Niemeyer on integer steps: floors, then one step each to the largest remainders."""
+def _smallest_reaches_min(kept: list[_Candidate], total: int, total_weight: int) -> bool:
+    """Whether kept[0] gets its minimum in a largest-remainder split (one spec for all), in
+    one pass without sorting: it needs its floor, or a leftover step by remainder rank."""
+    if not kept:
+        return True
+    first = kept[0]
+    denominator = total_weight * first.step_int
+    floor, remainder = divmod(total * first.weight, denominator)
+    if floor >= first.min_units:
+        return True
+    if floor < first.min_units - 1:
+        return False
+    given = 0
+    ahead = 0
+    mine = (remainder, first.weight, _descending(first.member.account_id))
+    for c in kept:
+        share, rest = divmod(total * c.weight, denominator)
+        given += share
+        if rest > mine[0] or (
+            rest == mine[0] and (c.weight, _descending(c.member.account_id)) > (mine[1], mine[2])
+        ):
+            ahead += 1
+    leftover_steps = (total - given * first.step_int) // first.step_int
+    return ahead < leftover_steps
+
+
+def _uniform(candidates: list[_Candidate]) -> bool:
+    if not candidates:
+        return True
+    step, minimum = candidates[0].step_int, candidates[0].min_units
+    return all(c.step_int == step and c.min_units == minimum for c in candidates)
+
+
+def _largest_remainder(candidates: list[_Candidate], total: int) -> None:
+    """Floors in each member's own steps, then one step each to the largest remainders."""
     if not candidates:
         return
     total_weight = sum(c.weight for c in candidates)
-    if units <= 0 or total_weight <= 0:
+    if total <= 0 or total_weight <= 0:
         for c in candidates:
             c.units = 0
         return
-    remainders: list[tuple[int, int, str, _Candidate]] = []
+    uniform = _uniform(candidates)
     given = 0
+    remainders: list[tuple[int | Fraction, int, str, _Candidate]] = []
+    append = remainders.append
     for c in candidates:
-        share, remainder = divmod(units * c.weight, total_weight)
+        denominator = total_weight * c.step_int
+        share, remainder = divmod(total * c.weight, denominator)
         c.units = share
-        given += share
-        remainders.append((-remainder, -c.weight, c.member.account_id, c))
-    left = units - given
-    if left:
-        remainders.sort(key=lambda r: (r[0], r[1], r[2]))
-        for entry in remainders[:left]:
+        given += share * c.step_int
+        append(
+            (
+                -remainder if uniform else -Fraction(remainder, denominator),
+                -c.weight,
+                c.member.account_id,
+                c,
+            )
+        )
+    left = total - given
+    if left <= 0:
+        return
+    if uniform:
+        # Exactly left / step members get one more step: only they need ordering.
+        winners = heapq.nsmallest(left // candidates[0].step_int, remainders)
+        for entry in winners:
             entry[3].units += 1
+        return
+    remainders.sort()
+    for entry in remainders:
+        candidate = entry[3]
+        if candidate.step_int <= left:
+            candidate.units += 1
+            left -= candidate.step_int
+            if left == 0:
+                return
+
+
+# -- independent methods -------------------------------------------------------------------
+
+
+def _independent_line(
+    member: MemberInput, method: AllocationMethod, basis: Decimal, request: AllocationRequest
+) -> AllocationLine:
+    spec = member.spec
+    assert spec is not None
+    # The exact volume as numerator / denominator, both exact products: the floor in steps is
+    # then an exact integer division, whatever the digits.
+    master_contract, contract = request.symbol.contract_size, spec.contract_size
+    if method is AllocationMethod.LOT_MULTIPLIER:
+        numerator, denominator = request.volume * basis * master_contract, contract
+    elif method is AllocationMethod.FIXED_LOTS:
+        numerator, denominator = basis, Decimal(1)
+    elif method is AllocationMethod.EQUITY_RATIO:
+        assert request.reference_equity is not None
+        numerator = request.volume * basis * master_contract
+        denominator = request.reference_equity * contract
+    else:  # PERCENT_RISK: lots = equity x r% / (distance in ticks x tick value per lot)
+        assert request.stop_loss is not None and member.entry_price is not None
+        risk = member.settings.risk_percent or Decimal(0)
+        distance = abs(member.entry_price - request.stop_loss)
+        if distance == 0:
+            return AllocationLine(
+                member.account_id, member.symbol, method, basis, Decimal(0), Decimal(0), (),
+                (AllocationReason.NO_BASIS,), member.snapshot, member.entry_price,
+            )  # fmt: skip
+        numerator = basis * risk * spec.tick_size
+        denominator = 100 * distance * spec.tick_value
+
+    whole, rest = divmod(numerator, denominator * spec.volume_step)
+    units = int(whole)
+    target = _DISPLAY.divide(numerator, denominator)
+    reasons: list[AllocationReason] = []
+    if rest:
+        reasons.append(AllocationReason.ROUNDED_DOWN)
+    min_units = _step_counts(spec)[0]
+    max_lots = member.settings.max_lots
+    if max_lots is not None and units * spec.volume_step > max_lots:
+        units = int(max_lots // spec.volume_step)
+        reasons = [AllocationReason.CLIPPED_MAX_LOT]
+    if units < min_units:
+        if request.settings.below_min_policy is BelowMinPolicy.ROUND_UP_TO_MIN and target > 0:
+            units, reasons = min_units, [AllocationReason.RAISED_TO_MIN]
+        else:
+            units, reasons = 0, [AllocationReason.SKIPPED_BELOW_MIN]
+    children = _split_at_max(units, spec)
+    if len(children) > 1:
+        reasons.append(AllocationReason.SPLIT_MAX_VOLUME)
+    return AllocationLine(
+        account_id=member.account_id,
+        symbol=member.symbol,
+        method=method,
+        basis=basis,
+        target_volume=target.quantize(TARGET_DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN),
+        volume=from_steps(units, spec.volume_step),
+        child_volumes=tuple(from_steps(u, spec.volume_step) for u in children),
+        reasons=tuple(reasons),
+        snapshot=member.snapshot,
+        entry_price=member.entry_price,
+        contract_size=spec.contract_size,
+    )
 
 
 def _split_at_max(units: int, spec: SymbolSpec) -> list[int]:
     """One child order per volume_max at most, near-equal so none falls below volume_min."""
     if units == 0:
         return []
-    max_units = to_steps(spec.volume_max - spec.volume_max % spec.volume_step, spec.volume_step)
+    max_units = _step_counts(spec)[1]
+    if units <= max_units:
+        return [units]
     parts = -(-units // max_units)
     base, extra = divmod(units, parts)
     return [base + 1] * extra + [base] * (parts - extra)
 
 
-def _exact_share(volume: Decimal, weight: int, total_weight: int) -> Decimal:
-    if total_weight == 0:
-        return Decimal(0)
-    exact = volume * weight / total_weight
-    return exact.quantize(TARGET_DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN)
+@functools.lru_cache(maxsize=1024)
+def _step_counts(spec: SymbolSpec) -> tuple[int, int]:
+    """volume_min and volume_max of a symbol in its own steps."""
+    return int(spec.volume_min // spec.volume_step), int(spec.volume_max // spec.volume_step)
 
 
 def _descending(text: str) -> tuple[int, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal
 
@@ -36,8 +37,18 @@ def to_steps(value: Decimal, step: Decimal) -> int:
 
 
 def from_steps(count: int, step: Decimal) -> Decimal:
-    """`count` steps as a volume, quantized to the step's exponent ("0.01" x 7 -> "0.07")."""
-    return (step * count).quantize(step)
+    """`count` steps as a volume, with the step's exponent ("0.01" x 7 -> "0.07")."""
+    mantissa, exponent = _step_parts(step)
+    return Decimal(count * mantissa).scaleb(exponent)
+
+
+@functools.lru_cache(maxsize=256)
+def _step_parts(step: Decimal) -> tuple[int, int]:
+    """A step as mantissa x 10**exponent with an integer mantissa: "0.05" -> (5, -2)."""
+    sign, digits, exponent = step.as_tuple()
+    if sign or not isinstance(exponent, int):
+        raise ValueError(f"not a positive finite step: {step}")
+    return int("".join(map(str, digits)) or "0"), exponent
 
 
 def scaled_integer(value: Decimal, exponent: int) -> int:

@@ -15,13 +15,12 @@ from gateway.domain.accounts import (
     NewGroup,
     Platform,
 )
-from gateway.domain.allocation import PROPORTIONAL_METHODS
 from gateway.domain.errors import (
     AlreadyExists,
-    FailedPrecondition,
+    InvalidArgument,
     NotFound,
-    Violations,
 )
+from gateway.domain.group_rules import group_violations
 from gateway.domain.ids import new_id
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.store import Store
@@ -104,31 +103,7 @@ class AccountManager:
         return await self._store.list_accounts(after=after, limit=limit, group_id=group_id)
 
     async def create_group(self, new: NewGroup) -> Group:
-        violations = Violations()
-        if new.allocation.method not in PROPORTIONAL_METHODS:
-            raise FailedPrecondition(
-                f"allocation method {new.allocation.method.name} is not available in this "
-                f"version; available: {', '.join(sorted(m.name for m in PROPORTIONAL_METHODS))}",
-                reason="ALLOCATION_METHOD_UNAVAILABLE",
-            )
-        seen: set[str] = set()
-        for index, member in enumerate(new.members):
-            if member.account_id in seen:
-                violations.add(
-                    f"group.members[{index}].account_id",
-                    f"account {member.account_id!r} is listed twice",
-                )
-            seen.add(member.account_id)
-        violations.raise_if_any()
-        found = await self._store.get_accounts(seen)
-        missing = [
-            (i, m.account_id) for i, m in enumerate(new.members) if m.account_id not in found
-        ]
-        if missing:
-            raise NotFound(
-                "no such account: " + ", ".join(repr(a) for _, a in missing),
-                reason="ACCOUNT_NOT_FOUND",
-            )
+        await self._check_group(new)
         if await self._store.group_name_taken(new.name):
             raise AlreadyExists(
                 f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
@@ -145,6 +120,43 @@ class AccountManager:
         )
         await self._store.insert_group(group)
         return group
+
+    async def update_group(self, group_id: str, new: NewGroup) -> Group:
+        """Replaces a group's name, settings and members; its id, magic and history stay.
+
+        Master orders already allocated keep the allocation they were given (it is stored
+        with them); the new settings apply from the next order on.
+        """
+        current = await self.get_group(group_id)
+        await self._check_group(new)
+        if new.name != current.name and await self._store.group_name_taken(new.name):
+            raise AlreadyExists(
+                f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
+            )
+        group = replace(
+            current,
+            name=new.name,
+            allocation=new.allocation,
+            members=new.members,
+            updated_at=self._clock(),
+        )
+        await self._store.replace_group(group)
+        return group
+
+    async def _check_group(self, new: NewGroup) -> None:
+        violations = group_violations(new.allocation, new.members)
+        if violations:
+            raise InvalidArgument(violations)
+        wanted = {m.account_id for m in new.members}
+        if new.allocation.reference_account_id:
+            wanted.add(new.allocation.reference_account_id)
+        found = await self._store.get_accounts(wanted)
+        missing = sorted(wanted - found.keys())
+        if missing:
+            raise NotFound(
+                "no such account: " + ", ".join(repr(a) for a in missing),
+                reason="ACCOUNT_NOT_FOUND",
+            )
 
     async def get_group(self, group_id: str) -> Group:
         group = await self._store.get_group(group_id)

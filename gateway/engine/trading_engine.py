@@ -14,7 +14,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from gateway.domain.accounts import Account, AccountSnapshot, AllocationMethod, Group
-from gateway.domain.allocation import Allocation, MemberInput, allocate
+from gateway.domain.allocation import (
+    Allocation,
+    AllocationRequest,
+    MemberInput,
+    allocate,
+    effective_method,
+)
 from gateway.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from gateway.domain.ids import new_id, tag_for_child
 from gateway.domain.orders import (
@@ -24,13 +30,14 @@ from gateway.domain.orders import (
     MasterOrderSpec,
     MasterOrderState,
     OrderType,
+    Side,
 )
 from gateway.domain.symbols import SymbolSpec
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.store import Store
-from gateway.terminals.protocol import AccountInfo, TerminalError
+from gateway.terminals.protocol import SymbolNotFound, TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,13 @@ class TradingLimits:
     max_master_volume: Decimal = Decimal(10_000)
     # How long reading one terminal's account values may take before it is left out.
     snapshot_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    snapshot: AccountSnapshot | None = None
+    spec: SymbolSpec | None = None
+    entry_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,27 +198,50 @@ class TradingEngine:
         group = await self._store.get_group(spec.group_id)
         if group is None:
             raise NotFound(f"group {spec.group_id!r} does not exist", reason="GROUP_NOT_FOUND")
-        accounts = await self._store.get_accounts(group.account_ids)
-        snapshots = await self._snapshot([accounts[a] for a in group.account_ids if a in accounts])
+        settings = group.allocation
+        wanted = list(group.account_ids)
+        if settings.reference_account_id and settings.reference_account_id not in wanted:
+            wanted.append(settings.reference_account_id)
+        accounts = await self._store.get_accounts(wanted)
+        methods = {m.account_id: effective_method(settings, m) for m in group.members}
+        readings = await self._read_accounts(
+            [accounts[a] for a in wanted if a in accounts], spec, methods
+        )
+        reference_equity = settings.reference_equity
+        if reference_equity is None and settings.reference_account_id:
+            reference = readings.get(settings.reference_account_id)
+            reference_equity = (
+                reference.snapshot.equity if reference and reference.snapshot else None
+            )
         members = [
             MemberInput(
                 account_id=member.account_id,
                 symbol=accounts[member.account_id].broker_symbol(spec.symbol),
+                spec=readings[member.account_id].spec,
                 active=accounts[member.account_id].is_active,
-                basis=_basis(group.allocation.method, snapshots.get(member.account_id)),
-                max_lots=member.max_lots,
+                snapshot=readings[member.account_id].snapshot,
+                settings=member,
+                entry_price=readings[member.account_id].entry_price,
             )
             for member in group.members
             if member.account_id in accounts
         ]
         allocation = allocate(
-            method=group.allocation.method,
-            below_min_policy=group.allocation.below_min_policy,
-            volume=spec.volume,
-            symbol=symbol,
-            members=members,
-            snapshot_time=self._clock(),
+            AllocationRequest(
+                volume=spec.volume,
+                symbol=symbol,
+                settings=settings,
+                snapshot_time=self._clock(),
+                stop_loss=spec.stop_loss,
+                reference_equity=reference_equity,
+            ),
+            members,
         )
+        snapshots = {
+            account_id: reading.snapshot
+            for account_id, reading in readings.items()
+            if reading.snapshot is not None
+        }
         return _Planned(group, allocation, snapshots)
 
     def _check_volume(self, spec: MasterOrderSpec, symbol: SymbolSpec) -> None:
@@ -220,29 +257,40 @@ class TradingEngine:
                 [FieldViolation("order.volume", problem)], reason="INVALID_VOLUME"
             )
 
-    async def _snapshot(self, accounts: list[Account]) -> dict[str, AccountSnapshot]:
-        """One reading of every active member's money, taken concurrently for this order."""
+    async def _read_accounts(
+        self,
+        accounts: list[Account],
+        spec: MasterOrderSpec,
+        methods: dict[str, AllocationMethod],
+    ) -> dict[str, _Reading]:
+        """One reading per account for this order, all concurrently: its money, the spec of
+        the symbol it trades, and (for PERCENT_RISK) its entry price."""
 
-        async def read(account: Account) -> tuple[str, AccountInfo | None]:
+        async def read(account: Account) -> tuple[str, _Reading]:
             terminal = self._registry.get(account.account_id)
             if terminal is None or not account.is_active:
-                return account.account_id, None
+                return account.account_id, _Reading()
+            symbol = account.broker_symbol(spec.symbol)
             try:
                 async with asyncio.timeout(self._limits.snapshot_timeout_s):
                     info = await terminal.account_info()
+                    snapshot = AccountSnapshot(
+                        info.balance, info.equity, info.margin, info.free_margin, info.time
+                    )
+                    try:
+                        symbol_spec = await terminal.symbol_spec(symbol)
+                    except SymbolNotFound:
+                        return account.account_id, _Reading(snapshot)
+                    entry = None
+                    if methods.get(account.account_id) is AllocationMethod.PERCENT_RISK:
+                        quote = await terminal.quote(symbol)
+                        entry = quote.ask if spec.side is Side.BUY else quote.bid
             except (TimeoutError, TerminalError) as error:
                 log.warning("account %s: no snapshot: %s", account.account_id, error)
-                return account.account_id, None
-            return account.account_id, info
+                return account.account_id, _Reading()
+            return account.account_id, _Reading(snapshot, symbol_spec, entry)
 
-        readings = await asyncio.gather(*(read(a) for a in accounts))
-        return {
-            account_id: AccountSnapshot(
-                info.balance, info.equity, info.margin, info.free_margin, info.time
-            )
-            for account_id, info in readings
-            if info is not None
-        }
+        return dict(await asyncio.gather(*(read(a) for a in accounts)))
 
     async def _execute(self, master: MasterOrder, children: list[ChildOrder]) -> None:
         now = self._clock()
@@ -280,16 +328,6 @@ class TradingEngine:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("master order execution failed", exc_info=task.exception())
-
-
-def _basis(method: AllocationMethod, snapshot: AccountSnapshot | None) -> Decimal | None:
-    if snapshot is None:
-        return None
-    if method is AllocationMethod.BALANCE:
-        return snapshot.balance
-    if method is AllocationMethod.FREE_MARGIN:
-        return snapshot.free_margin
-    return snapshot.equity
 
 
 def _why_nothing(allocation: Allocation) -> str:

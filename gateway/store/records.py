@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from gateway.domain.accounts import (
@@ -20,7 +18,6 @@ from gateway.domain.accounts import (
     MarginMode,
     Platform,
 )
-from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
 from gateway.domain.fills import Fill
 from gateway.domain.orders import (
     ChildOrder,
@@ -34,6 +31,7 @@ from gateway.domain.orders import (
     Side,
     TimeInForce,
 )
+from gateway.store.allocation_record import allocation_from_json, allocation_to_json
 
 Row = Mapping[Any, Any]
 
@@ -145,64 +143,6 @@ def group_from_rows(row: Row, member_rows: list[Row]) -> Group:
         magic=row["magic"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-    )
-
-
-def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value:f}"
-
-
-def _undec(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
-def allocation_to_json(allocation: Allocation) -> str:
-    return json.dumps(
-        {
-            "method": allocation.method.value,
-            "below_min_policy": allocation.below_min_policy.value,
-            "requested_volume": _dec(allocation.requested_volume),
-            "allocated_volume": _dec(allocation.allocated_volume),
-            "unallocated_volume": _dec(allocation.unallocated_volume),
-            "snapshot_time": allocation.snapshot_time.isoformat(),
-            "lines": [
-                {
-                    "account_id": line.account_id,
-                    "symbol": line.symbol,
-                    "basis": _dec(line.basis),
-                    "target_volume": _dec(line.target_volume),
-                    "volume": _dec(line.volume),
-                    "child_volumes": [_dec(v) for v in line.child_volumes],
-                    "reasons": [r.value for r in line.reasons],
-                }
-                for line in allocation.lines
-            ],
-        },
-        separators=(",", ":"),
-    )
-
-
-def allocation_from_json(text: str) -> Allocation:
-    data = json.loads(text)
-    return Allocation(
-        method=AllocationMethod(data["method"]),
-        below_min_policy=BelowMinPolicy(data["below_min_policy"]),
-        requested_volume=Decimal(data["requested_volume"]),
-        allocated_volume=Decimal(data["allocated_volume"]),
-        unallocated_volume=Decimal(data["unallocated_volume"]),
-        snapshot_time=datetime.fromisoformat(data["snapshot_time"]),
-        lines=tuple(
-            AllocationLine(
-                account_id=line["account_id"],
-                symbol=line["symbol"],
-                basis=_undec(line["basis"]),
-                target_volume=Decimal(line["target_volume"]),
-                volume=Decimal(line["volume"]),
-                child_volumes=tuple(Decimal(v) for v in line["child_volumes"]),
-                reasons=tuple(AllocationReason(r) for r in line["reasons"]),
-            )
-            for line in data["lines"]
-        ),
     )
 
 

@@ -3,7 +3,7 @@
 | method            | required | what it does                                                   |
 |-------------------|----------|----------------------------------------------------------------|
 | account_info()    | yes      | balance, equity, margin of the logged-in account               |
-| symbol_spec(s)    | yes      | volume and price rules of a broker symbol                      |
+| symbol_spec(s)    | yes      | volume and price rules of a broker symbol (SymbolNotFound)     |
 | quote(s)          | yes      | the current bid/ask                                            |
 | send(request)     | yes      | one trade request; the broker's answer with its MT5 retcode   |
 | find_by_tag(tag)  | yes      | orders, positions and deals carrying a child's tag (reconcile) |
@@ -153,6 +153,10 @@ class TerminalHealth:
 
 class TerminalError(Exception):
     """The terminal could not be asked (disconnected, crashed): the outcome is unknown."""
+
+
+class SymbolNotFound(Exception):
+    """The broker of this terminal has no such symbol."""
 
 
 @runtime_checkable

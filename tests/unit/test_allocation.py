@@ -7,13 +7,23 @@ import random
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.domain.accounts import AllocationMethod, BelowMinPolicy
-from gateway.domain.allocation import Allocation, AllocationReason, MemberInput, allocate
-from gateway.domain.errors import FailedPrecondition
+from gateway.domain.accounts import (
+    AccountSnapshot,
+    AllocationMethod,
+    AllocationSettings,
+    BelowMinPolicy,
+    GroupMember,
+)
+from gateway.domain.allocation import (
+    Allocation,
+    AllocationReason,
+    AllocationRequest,
+    MemberInput,
+    allocate,
+)
 from gateway.domain.symbols import SymbolSpec
 
 D = Decimal
@@ -23,10 +33,33 @@ US500 = SymbolSpec("US500", 2, D(1), D("0.1"), D("0.1"), D(500), D("0.01"), D("0
 COARSE_MIN = SymbolSpec("XYZ", 2, D(100), D("0.10"), D("0.01"), D("2.00"), D("0.01"), D(1))
 
 
-def members(*equities: str | int, active: bool = True) -> list[MemberInput]:
-    return [
-        MemberInput(f"acc_{i:03d}", "EURUSD", active, D(str(e))) for i, e in enumerate(equities)
-    ]
+def snapshot(equity: Decimal | str | int) -> AccountSnapshot:
+    value = D(str(equity))
+    return AccountSnapshot(value, value, D(0), value, NOW)
+
+
+def member(
+    account_id: str,
+    equity: Decimal | str | int | None,
+    *,
+    spec: SymbolSpec = EURUSD,
+    active: bool = True,
+    entry: str | None = None,
+    **settings: object,
+) -> MemberInput:
+    return MemberInput(
+        account_id=account_id,
+        symbol=spec.name,
+        spec=spec,
+        active=active,
+        snapshot=None if equity is None else snapshot(equity),
+        settings=GroupMember(account_id, **settings),  # type: ignore[arg-type]
+        entry_price=D(entry) if entry else None,
+    )
+
+
+def members(*equities: str | int, spec: SymbolSpec = EURUSD) -> list[MemberInput]:
+    return [member(f"acc_{i:03d}", e, spec=spec) for i, e in enumerate(equities)]
 
 
 def run(
@@ -36,14 +69,19 @@ def run(
     symbol: SymbolSpec = EURUSD,
     method: AllocationMethod = AllocationMethod.EQUITY,
     policy: BelowMinPolicy = BelowMinPolicy.SKIP,
+    stop_loss: str | None = None,
+    reference_equity: str | None = None,
 ) -> Allocation:
     return allocate(
-        method=method,
-        below_min_policy=policy,
-        volume=D(volume),
-        symbol=symbol,
-        members=inputs,
-        snapshot_time=NOW,
+        AllocationRequest(
+            volume=D(volume),
+            symbol=symbol,
+            settings=AllocationSettings(method=method, below_min_policy=policy),
+            snapshot_time=NOW,
+            stop_loss=D(stop_loss) if stop_loss else None,
+            reference_equity=D(reference_equity) if reference_equity else None,
+        ),
+        inputs,
     )
 
 
@@ -95,8 +133,8 @@ def test_ties_go_to_the_smaller_account_id_whatever_the_listing_order() -> None:
 
 def test_member_max_lots_clips_and_the_rest_goes_to_the_others() -> None:
     inputs = [
-        MemberInput("acc_a", "EURUSD", True, D(100000), max_lots=D("0.10")),
-        MemberInput("acc_b", "EURUSD", True, D(100000)),
+        member("acc_a", 100000, max_lots=D("0.10")),
+        member("acc_b", 100000),
     ]
     allocation = run("1.00", inputs)
     assert volumes(allocation) == ["0.10", "0.90"]
@@ -113,10 +151,10 @@ def test_volume_above_symbol_max_is_split_into_near_equal_children() -> None:
 
 def test_inactive_and_unknown_members_get_nothing_with_a_reason() -> None:
     inputs = [
-        MemberInput("acc_a", "EURUSD", False, D(1000)),
-        MemberInput("acc_b", "EURUSD", True, None),
-        MemberInput("acc_c", "EURUSD", True, D(0)),
-        MemberInput("acc_d", "EURUSD", True, D(1000)),
+        member("acc_a", 1000, active=False),
+        member("acc_b", None),
+        member("acc_c", 0),
+        member("acc_d", 1000),
     ]
     allocation = run("0.05", inputs)
     reasons = [line.reasons for line in allocation.lines]
@@ -134,15 +172,9 @@ def test_equal_method_ignores_equity() -> None:
 
 
 def test_coarse_steps_on_us500() -> None:
-    inputs = [MemberInput(f"acc_{i}", "US500", True, D(e)) for i, e in enumerate([3, 3, 4])]
+    inputs = members(3, 3, 4, spec=US500)
     allocation = run("1.0", inputs, symbol=US500)
     assert volumes(allocation) == ["0.3", "0.3", "0.4"]
-
-
-def test_methods_of_a_later_version_are_refused_not_approximated() -> None:
-    with pytest.raises(FailedPrecondition) as caught:
-        run("1.00", members(1000), method=AllocationMethod.PERCENT_RISK)
-    assert caught.value.reason == "ALLOCATION_METHOD_UNAVAILABLE"
 
 
 # -- properties ----------------------------------------------------------------------------
@@ -158,9 +190,7 @@ def scenarios(draw: st.DrawFn) -> tuple[SymbolSpec, Decimal, list[MemberInput]]:
     values = draw(st.lists(equity, min_size=count, max_size=count))
     units = draw(st.integers(min_value=int(symbol.volume_min / symbol.volume_step), max_value=5000))
     volume = (symbol.volume_step * units).quantize(symbol.volume_step)
-    inputs = [
-        MemberInput(f"acc_{i:03d}", symbol.name, True, value) for i, value in enumerate(values)
-    ]
+    inputs = [member(f"acc_{i:03d}", value, spec=symbol) for i, value in enumerate(values)]
     return symbol, volume, inputs
 
 
@@ -168,10 +198,7 @@ def scenarios(draw: st.DrawFn) -> tuple[SymbolSpec, Decimal, list[MemberInput]]:
 @given(scenarios(), st.sampled_from(list(BelowMinPolicy)))
 def test_every_volume_is_on_the_step_and_within_min_max(scenario, policy) -> None:
     symbol, volume, inputs = scenario
-    allocation = allocate(
-        method=AllocationMethod.EQUITY, below_min_policy=policy, volume=volume, symbol=symbol,
-        members=inputs, snapshot_time=NOW,
-    )  # fmt: skip
+    allocation = run(str(volume), inputs, symbol=symbol, policy=policy)
     for line in allocation.lines:
         assert line.volume % symbol.volume_step == 0
         assert line.volume == 0 or line.volume >= symbol.volume_min
@@ -206,7 +233,10 @@ def test_more_equity_never_gets_less_volume(scenario) -> None:
     symbol, volume, inputs = scenario
     allocation = run(str(volume), inputs, symbol=symbol)
     by_equity = sorted(
-        ((m.basis, line.volume) for m, line in zip(inputs, allocation.lines, strict=True)),
+        (
+            (m.snapshot.equity, line.volume)
+            for m, line in zip(inputs, allocation.lines, strict=True)
+        ),
         key=lambda pair: (pair[0], pair[1]),  # equal equity may differ by a tie-break
     )
     for (_, smaller), (_, larger) in itertools.pairwise(by_equity):
@@ -218,7 +248,7 @@ def test_more_equity_never_gets_less_volume(scenario) -> None:
 def test_each_participant_is_within_one_step_of_its_share_of_the_participants(scenario) -> None:
     symbol, volume, inputs = scenario
     allocation = run(str(volume), inputs, symbol=symbol)
-    basis = {m.account_id: m.basis for m in inputs}
+    basis = {m.account_id: m.snapshot.equity for m in inputs}
     taking = [line for line in allocation.lines if line.volume > 0]
     total = sum((basis[line.account_id] for line in taking), D(0))
     for line in taking:
@@ -230,9 +260,7 @@ def test_each_participant_is_within_one_step_of_its_share_of_the_participants(sc
 @given(scenarios(), st.integers(min_value=2, max_value=1000))
 def test_scaling_every_equity_changes_nothing(scenario, factor: int) -> None:
     symbol, volume, inputs = scenario
-    scaled = [
-        MemberInput(m.account_id, m.symbol, m.active, (m.basis or D(0)) * factor) for m in inputs
-    ]
+    scaled = [member(m.account_id, m.snapshot.equity * factor, spec=m.spec) for m in inputs]
     assert volumes(run(str(volume), inputs, symbol=symbol)) == volumes(
         run(str(volume), scaled, symbol=symbol)
     )

@@ -15,6 +15,7 @@ from gateway.terminals.protocol import (
     PendingOrder,
     Position,
     Quote,
+    SymbolNotFound,
     TaggedRecords,
     TerminalError,
     TerminalHealth,
@@ -49,10 +50,14 @@ class SimTerminal:
 
     async def symbol_spec(self, symbol: str) -> SymbolSpec:
         self._check()
+        if not self._broker.has_symbol(symbol):
+            raise SymbolNotFound(symbol)
         return self._broker.spec(symbol)
 
     async def quote(self, symbol: str) -> Quote:
         self._check()
+        if not self._broker.has_symbol(symbol):
+            raise SymbolNotFound(symbol)
         bid, ask, now = self._broker.feed.bid_ask(symbol)
         return Quote(symbol, bid, ask, now)
 

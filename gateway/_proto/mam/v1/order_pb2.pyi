@@ -137,6 +137,8 @@ class _AllocationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Allo
     """The account's value used as the basis is zero or negative."""
     ALLOCATION_REASON_TERMINAL_UNAVAILABLE: _AllocationReason.ValueType  # 10
     """The account's terminal could not report its values."""
+    ALLOCATION_REASON_SYMBOL_UNAVAILABLE: _AllocationReason.ValueType  # 11
+    """The symbol (or the account's mapping of it) is not tradable at the account's broker."""
 
 class AllocationReason(_AllocationReason, metaclass=_AllocationReasonEnumTypeWrapper):
     """Why an account got the volume it got."""
@@ -162,6 +164,8 @@ ALLOCATION_REASON_NO_BASIS: AllocationReason.ValueType  # 9
 """The account's value used as the basis is zero or negative."""
 ALLOCATION_REASON_TERMINAL_UNAVAILABLE: AllocationReason.ValueType  # 10
 """The account's terminal could not report its values."""
+ALLOCATION_REASON_SYMBOL_UNAVAILABLE: AllocationReason.ValueType  # 11
+"""The symbol (or the account's mapping of it) is not tradable at the account's broker."""
 Global___AllocationReason: _TypeAlias = AllocationReason  # noqa: Y015
 
 @_typing.final
@@ -257,21 +261,38 @@ class AllocationLine(_message.Message):
     VOLUME_FIELD_NUMBER: _builtins.int
     CHILD_VOLUMES_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    ENTRY_PRICE_FIELD_NUMBER: _builtins.int
+    CONTRACT_SIZE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     symbol: _builtins.str
     """The broker symbol the account trades."""
     basis: _builtins.str
-    """The account value the share was computed from (equity, balance, ...), decimal string."""
+    """What the volume was computed from, decimal string: equity, balance or free margin for
+    those methods, 1 for EQUAL, the member's percentage, multiplier or fixed lots, or its
+    equity for EQUITY_RATIO and PERCENT_RISK.
+    """
     target_volume: _builtins.str
     """The exact, unrounded share in lots, decimal string (rounded to 10 decimals for display)."""
     volume: _builtins.str
     """The final volume in lots, decimal string."""
+    method: _account_pb2.AllocationMethod.ValueType
+    """The method this account was sized by (the group's, or the member's own)."""
+    entry_price: _builtins.str
+    """PERCENT_RISK: the account's entry price the risk was measured from, decimal string."""
+    contract_size: _builtins.str
+    """The contract size of the account's symbol; volumes are scaled so exposures match."""
     @_builtins.property
     def child_volumes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The child order volumes after any split at the symbol's maximum volume."""
 
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___AllocationReason.ValueType]: ...
+    @_builtins.property
+    def snapshot(self) -> _account_pb2.AccountSnapshot:
+        """The account's money as read for this order: the audit record of its share."""
+
     def __init__(
         self,
         *,
@@ -282,10 +303,14 @@ class AllocationLine(_message.Message):
         volume: _builtins.str = ...,
         child_volumes: _abc.Iterable[_builtins.str] | None = ...,
         reasons: _abc.Iterable[Global___AllocationReason.ValueType] | None = ...,
+        method: _account_pb2.AllocationMethod.ValueType = ...,
+        snapshot: _account_pb2.AccountSnapshot | None = ...,
+        entry_price: _builtins.str = ...,
+        contract_size: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "basis", b"basis", "child_volumes", b"child_volumes", "reasons", b"reasons", "symbol", b"symbol", "target_volume", b"target_volume", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "basis", b"basis", "child_volumes", b"child_volumes", "contract_size", b"contract_size", "entry_price", b"entry_price", "method", b"method", "reasons", b"reasons", "snapshot", b"snapshot", "symbol", b"symbol", "target_volume", b"target_volume", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -304,12 +329,15 @@ class Allocation(_message.Message):
     UNALLOCATED_VOLUME_FIELD_NUMBER: _builtins.int
     SNAPSHOT_TIME_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
+    REFERENCE_EQUITY_FIELD_NUMBER: _builtins.int
     method: _account_pb2.AllocationMethod.ValueType
     below_min_policy: _account_pb2.BelowMinPolicy.ValueType
     requested_volume: _builtins.str
     """Decimal strings."""
     allocated_volume: _builtins.str
     unallocated_volume: _builtins.str
+    reference_equity: _builtins.str
+    """EQUITY_RATIO: the reference equity used, decimal string."""
     @_builtins.property
     def snapshot_time(self) -> _timestamp_pb2.Timestamp:
         """When the account values were read."""
@@ -326,10 +354,11 @@ class Allocation(_message.Message):
         unallocated_volume: _builtins.str = ...,
         snapshot_time: _timestamp_pb2.Timestamp | None = ...,
         lines: _abc.Iterable[Global___AllocationLine] | None = ...,
+        reference_equity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot_time", b"snapshot_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated_volume", b"allocated_volume", "below_min_policy", b"below_min_policy", "lines", b"lines", "method", b"method", "requested_volume", b"requested_volume", "snapshot_time", b"snapshot_time", "unallocated_volume", b"unallocated_volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated_volume", b"allocated_volume", "below_min_policy", b"below_min_policy", "lines", b"lines", "method", b"method", "reference_equity", b"reference_equity", "requested_volume", b"requested_volume", "snapshot_time", b"snapshot_time", "unallocated_volume", b"unallocated_volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,108 @@
+"""The stored form of an allocation: the audit record of why each account got what it got.
+
+JSON in the master order's row: the settings, every account's snapshot, method, basis, exact
+target, final and child volumes and reasons. Decimals are kept as their exact strings.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from gateway.domain.accounts import AccountSnapshot, AllocationMethod, BelowMinPolicy
+from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:f}"
+
+
+def _undec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _snapshot(snapshot: AccountSnapshot | None) -> dict[str, Any] | None:
+    if snapshot is None:
+        return None
+    return {
+        "balance": _dec(snapshot.balance),
+        "equity": _dec(snapshot.equity),
+        "margin": _dec(snapshot.margin),
+        "free_margin": _dec(snapshot.free_margin),
+        "time": snapshot.time.isoformat(),
+    }
+
+
+def _unsnapshot(data: dict[str, Any] | None) -> AccountSnapshot | None:
+    if data is None:
+        return None
+    return AccountSnapshot(
+        balance=Decimal(data["balance"]),
+        equity=Decimal(data["equity"]),
+        margin=Decimal(data["margin"]),
+        free_margin=Decimal(data["free_margin"]),
+        time=datetime.fromisoformat(data["time"]),
+    )
+
+
+def allocation_to_json(allocation: Allocation) -> str:
+    return json.dumps(
+        {
+            "method": allocation.method.value,
+            "below_min_policy": allocation.below_min_policy.value,
+            "requested_volume": _dec(allocation.requested_volume),
+            "allocated_volume": _dec(allocation.allocated_volume),
+            "unallocated_volume": _dec(allocation.unallocated_volume),
+            "snapshot_time": allocation.snapshot_time.isoformat(),
+            "reference_equity": _dec(allocation.reference_equity),
+            "lines": [
+                {
+                    "account_id": line.account_id,
+                    "symbol": line.symbol,
+                    "method": line.method.value,
+                    "basis": _dec(line.basis),
+                    "target_volume": _dec(line.target_volume),
+                    "volume": _dec(line.volume),
+                    "child_volumes": [_dec(v) for v in line.child_volumes],
+                    "reasons": [r.value for r in line.reasons],
+                    "snapshot": _snapshot(line.snapshot),
+                    "entry_price": _dec(line.entry_price),
+                    "contract_size": _dec(line.contract_size),
+                }
+                for line in allocation.lines
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
+def allocation_from_json(text: str) -> Allocation:
+    data = json.loads(text)
+    method = AllocationMethod(data["method"])
+    return Allocation(
+        method=method,
+        below_min_policy=BelowMinPolicy(data["below_min_policy"]),
+        requested_volume=Decimal(data["requested_volume"]),
+        allocated_volume=Decimal(data["allocated_volume"]),
+        unallocated_volume=Decimal(data["unallocated_volume"]),
+        snapshot_time=datetime.fromisoformat(data["snapshot_time"]),
+        reference_equity=_undec(data.get("reference_equity")),
+        lines=tuple(
+            AllocationLine(
+                account_id=line["account_id"],
+                symbol=line["symbol"],
+                method=AllocationMethod(line.get("method", method.value)),
+                basis=_undec(line["basis"]),
+                target_volume=Decimal(line["target_volume"]),
+                volume=Decimal(line["volume"]),
+                child_volumes=tuple(Decimal(v) for v in line["child_volumes"]),
+                reasons=tuple(AllocationReason(r) for r in line["reasons"]),
+                snapshot=_unsnapshot(line.get("snapshot")),
+                entry_price=_undec(line.get("entry_price")),
+                contract_size=_undec(line.get("contract_size")),
+            )
+            for line in data["lines"]
+        ),
+    )
