@@ -6,13 +6,20 @@ UV := $(PYTHON) -m uv
 BUF := node_modules/.bin/buf
 CONFIG ?= deploy/config/demo.toml
 PYTEST_ARGS ?=
+GO ?= go
+MVN ?= mvn -B --no-transfer-progress -Dstyle.color=never
+TS_CLIENT := clients/typescript
+TS_DEPS := $(TS_CLIENT)/node_modules/.installed
 
-.PHONY: help deps run test lint proto check-proto pytest bench clean
+.PHONY: help deps run test lint proto check-proto pytest postgres-binaries bench clean
+.PHONY: clients check-clients test-clients test-go-client test-java-client test-typescript-client
 
 help:
 	@echo "make run          start the gateway on $(CONFIG) (SQLite under var/, simulated terminals)"
 	@echo "make test         lint, type-check, buf lint, generated-code check, pytest"
 	@echo "make proto        regenerate gateway/_proto from protos/"
+	@echo "make clients      regenerate the Go and TypeScript client code (clients/) from protos/"
+	@echo "make test-clients run the Go, Java and TypeScript client tests against a real gateway"
 	@echo "make bench        run the benchmarks in bench/ (JSON + summary)"
 
 deps: .venv/.synced $(BUF)
@@ -44,13 +51,55 @@ lint: deps
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
-pytest: .venv/.synced
+pytest: .venv/.synced postgres-binaries
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
-test: lint check-proto pytest
+# The store tests start their own throwaway PostgreSQL server (tests/postgres.py): they need the
+# server binaries, installed here from Debian when missing (as root, as on CI).
+# MAM_TEST_SKIP_POSTGRES=1 skips both this and those tests.
+postgres-binaries:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ "$$MAM_TEST_SKIP_POSTGRES" = 1 ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the PostgreSQL server (apt-get install postgresql) for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql >/dev/null; \
+	else \
+		echo "PostgreSQL server binaries missing: apt-get install postgresql (as root)," \
+			"or set MAM_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests" >&2; \
+		exit 1; \
+	fi
+
+test: lint check-proto check-clients pytest test-clients
+
+# Client stubs in Go, Java and TypeScript (README.md, "Clients"). Go and TypeScript code is
+# committed and checked for staleness; Maven generates Java at build. Go modules come from go.sum,
+# npm packages from clients/typescript/package-lock.json, Maven artifacts from pom.xml's pins.
+$(TS_DEPS): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+clients: .venv/.synced $(TS_DEPS)
+	$(UV) run --frozen python clients/gen_clients.py
+
+check-clients: .venv/.synced $(TS_DEPS)
+	$(UV) run --frozen python clients/gen_clients.py --check
+
+# Each suite starts its own gateway on a free port (clients/testing/start_gateway.py).
+test-clients: test-go-client test-java-client test-typescript-client
+
+test-go-client: .venv/.synced
+	cd clients/go && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+test-java-client: .venv/.synced
+	cd clients/java && $(MVN) test
+
+test-typescript-client: .venv/.synced $(TS_DEPS)
+	cd $(TS_CLIENT) && npm test
 
 bench: .venv/.synced
 	$(UV) run --frozen python -m bench
 
 clean:
 	rm -rf .venv node_modules var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf clients/java/target $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
