@@ -11,32 +11,36 @@ MVN ?= mvn -B --no-transfer-progress -Dstyle.color=never
 TS_CLIENT := clients/typescript
 TS_DEPS := $(TS_CLIENT)/node_modules/.installed
 
-.PHONY: help deps run test lint proto check-proto pytest postgres-binaries bench clean
+.PHONY: help deps run test lint proto check-proto pytest postgres-binaries bench clean bytecode
 .PHONY: clients check-clients test-clients test-go-client test-java-client test-typescript-client
+.PHONY: test-python-client
 
 help:
 	@echo "make run          start the gateway on $(CONFIG) (SQLite under var/, simulated terminals)"
 	@echo "make test         lint, type-check, buf lint, generated-code check, pytest"
 	@echo "make proto        regenerate gateway/_proto from protos/"
-	@echo "make clients      regenerate the Go and TypeScript client code (clients/) from protos/"
-	@echo "make test-clients run the Go, Java and TypeScript client tests against a real gateway"
-	@echo "make bench        run the benchmarks in bench/ (JSON + summary)"
+	@echo "make clients      regenerate the Go, TypeScript and Python client code (clients/) from protos/"
+	@echo "make test-clients run the Go, Java, TypeScript and Python client tests against a real gateway"
+	@echo "make bench        run the benchmarks (~10 min; summary + bench/results/*.json); BENCH_ARGS=--smoke"
 
 deps: .venv/.synced $(BUF)
 
 # uv itself comes from PyPI; everything else from the lock files.
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 $(BUF): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The demo keeps the simulated broker's books beside its database, so that a restart finds
+# the positions its stored orders opened (and reconciles any order a crash left open).
 run: .venv/.synced
 	@mkdir -p var
-	$(UV) run --frozen mam-gateway --config $(CONFIG)
+	MAM__SIMULATOR__STATE_PATH=$${MAM__SIMULATOR__STATE_PATH-var/sim-broker.db} \
+		$(UV) run --frozen mam-gateway --config $(CONFIG)
 
 proto: .venv/.synced
 	$(UV) run --frozen python scripts/gen_protos.py
@@ -51,7 +55,12 @@ lint: deps
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
-pytest: .venv/.synced postgres-binaries
+# Bytecode for our own sources too: the tests start many gateway processes, and where
+# PYTHONDONTWRITEBYTECODE is set each would otherwise compile every module again (~2 s a start).
+bytecode: .venv/.synced
+	@$(UV) run --frozen python -m compileall -q gateway clients/python/src tests bench >/dev/null
+
+pytest: .venv/.synced postgres-binaries bytecode
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 # The store tests start their own throwaway PostgreSQL server (tests/postgres.py): they need the
@@ -72,9 +81,10 @@ postgres-binaries:
 
 test: lint check-proto check-clients pytest test-clients
 
-# Client stubs in Go, Java and TypeScript (README.md, "Clients"). Go and TypeScript code is
-# committed and checked for staleness; Maven generates Java at build. Go modules come from go.sum,
-# npm packages from clients/typescript/package-lock.json, Maven artifacts from pom.xml's pins.
+# Client stubs in Go, Java, TypeScript and Python (README.md, "Clients"). Go, TypeScript and
+# Python code is committed and checked for staleness; Maven generates Java at build. Go modules come
+# from go.sum, npm packages from clients/typescript/package-lock.json, Maven artifacts from pom.xml's
+# pins; the Python client (mam-client, with mamctl) is a uv workspace member installed by uv.lock.
 $(TS_DEPS): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -85,20 +95,27 @@ clients: .venv/.synced $(TS_DEPS)
 check-clients: .venv/.synced $(TS_DEPS)
 	$(UV) run --frozen python clients/gen_clients.py --check
 
-# Each suite starts its own gateway on a free port (clients/testing/start_gateway.py).
-test-clients: test-go-client test-java-client test-typescript-client
+# Each suite starts its own gateway on a free port (clients/testing/start_gateway.py; the Python
+# suite starts `python -m gateway` itself, clients/python/tests/conftest.py).
+test-clients: test-go-client test-java-client test-typescript-client test-python-client
 
-test-go-client: .venv/.synced
+test-go-client: .venv/.synced bytecode
 	cd clients/go && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-test-java-client: .venv/.synced
+test-java-client: .venv/.synced bytecode
 	cd clients/java && $(MVN) test
 
-test-typescript-client: .venv/.synced $(TS_DEPS)
+test-typescript-client: .venv/.synced bytecode $(TS_DEPS)
 	cd $(TS_CLIENT) && npm test
 
-bench: .venv/.synced
-	$(UV) run --frozen python -m bench
+test-python-client: .venv/.synced bytecode
+	$(UV) run --frozen pytest clients/python/tests $(PYTEST_ARGS)
+
+# Every scenario of bench/ (docs/performance.md): a summary with targets, and JSON under
+# bench/results/. BENCH_ARGS: --smoke (seconds), --sustained-seconds N, --no-postgres, scenarios.
+BENCH_ARGS ?=
+bench: .venv/.synced bytecode
+	$(UV) run --frozen python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv node_modules var .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from bench.common import RunContext
 from gateway.domain.accounts import (
     AccountSnapshot,
     AllocationMethod,
@@ -44,7 +45,8 @@ def _members(count: int, method: AllocationMethod, rng: random.Random) -> list[M
     return members
 
 
-def run(sizes: tuple[int, ...] = (10, 100, 1_000, 10_000)) -> dict[str, Any]:
+def run(context: RunContext) -> dict[str, Any]:
+    sizes = context.sizes.allocation_sizes
     rng = random.Random(42)
     rows = []
     for method in AllocationMethod:
@@ -58,7 +60,8 @@ def run(sizes: tuple[int, ...] = (10, 100, 1_000, 10_000)) -> dict[str, Any]:
                 stop_loss=D("1.08000"),
                 reference_equity=D(100_000),
             )
-            repeats = max(5, min(200, 20_000 // size))
+            repeats = max(7, min(200, 20_000 // size))
+            allocate(request, members)  # warms up caches of symbol specs
             timings = []
             for _ in range(repeats):
                 start = time.perf_counter_ns()
@@ -81,6 +84,7 @@ def run(sizes: tuple[int, ...] = (10, 100, 1_000, 10_000)) -> dict[str, Any]:
     equity = next(r for r in largest if r["method"] == "EQUITY")
     return {
         "rows": rows,
+        "largest": {"accounts": max(sizes), "equity": equity, "slowest": worst},
         "summary": (
             f"{max(sizes)} accounts: EQUITY median {equity['median_ms']} ms "
             f"({equity['median_us_per_account']} us/account); slowest method {worst['method']} "

@@ -10,6 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from gateway.api.server import start_gateway
 from gateway.config import ConfigError, GatewayConfig, load_config
 
@@ -35,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="ask the running gateway's server.health_listen endpoint; exit 0 if SERVING "
+        "(for container healthchecks)",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -44,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(f"{args.config}: ok")
         return 0
+    if args.probe:
+        return probe(config)
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -53,6 +64,25 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         runner(serve(config))
     return 0
+
+
+def probe(config: GatewayConfig, timeout_s: float = 3.0) -> int:
+    if not config.server.health_listen:
+        print("mam-gateway: --probe needs server.health_listen", file=sys.stderr)
+        return 2
+    with grpc.insecure_channel(config.server.health_listen) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
+            )
+        except grpc.RpcError as error:
+            print(f"mam-gateway: not serving: {error.code().name}", file=sys.stderr)
+            return 1
+    serving = response.status == health_pb2.HealthCheckResponse.SERVING
+    print(
+        "SERVING" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    )
+    return 0 if serving else 1
 
 
 async def serve(config: GatewayConfig) -> None:

@@ -7,6 +7,7 @@ parsed as TOML when they can be (numbers, booleans), else taken as strings.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import tomllib
@@ -18,6 +19,11 @@ from typing import Any
 
 from gateway.domain.decimals import parse_decimal
 from gateway.domain.symbols import SymbolSpec
+from gateway.terminals.sim.faults import PROBABILITY_FIELDS as FAULT_PROBABILITIES
+from gateway.terminals.sim.faults import FaultSettings
+from gateway.terminals.sim.latency import LatencyDistribution, LatencySettings
+from gateway.terminals.sim.sessions import ALWAYS_OPEN, TradingSessions
+from gateway.terminals.sim.symbol import SymbolRules, SymbolTradeMode
 
 ENV_PREFIX = "MAM__"
 
@@ -27,11 +33,25 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """PEM files; with client_ca_file every client must present a certificate it signed."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
     grace_seconds: float = 5.0
     max_message_bytes: int = 16 * 1024 * 1024
     heartbeat_seconds: float = 5.0
+    tls: TlsConfig | None = None
+    # Plaintext on a non-loopback address: only behind a TLS-terminating proxy or mesh.
+    plaintext_off_loopback: bool = False
+    # A plaintext, health-only endpoint for probes (container healthchecks); off when empty.
+    health_listen: str = ""
 
     @property
     def host(self) -> str:
@@ -51,7 +71,28 @@ class EngineConfig:
 class SimulatorConfig:
     seed: int = 1
     tick_interval_ms: int = 250
+    # The fixed latency; the mean of a normal, the median of a lognormal distribution.
     latency_ms: int = 0
+    latency_distribution: LatencyDistribution = LatencyDistribution.FIXED
+    latency_sd_ms: float = 0.0
+    latency_sigma: float = 0.0
+    # The simulated broker's books in a SQLite file; None: in memory, lost at exit.
+    state_path: Path | None = None
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    # Trade mode and sessions of symbols that are not always open to everything.
+    symbol_rules: tuple[tuple[str, SymbolRules], ...] = ()
+
+    @property
+    def latency(self) -> LatencySettings:
+        return LatencySettings(
+            distribution=self.latency_distribution,
+            ms=float(self.latency_ms),
+            sd_ms=self.latency_sd_ms,
+            sigma=self.latency_sigma,
+        )
+
+    def rules_for(self, symbol: str) -> SymbolRules:
+        return dict(self.symbol_rules).get(symbol, SymbolRules())
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +232,21 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
         grace_seconds=server_section.get("grace_seconds", float, 5.0),
         max_message_bytes=server_section.positive("max_message_bytes", int, 16 * 1024 * 1024),
         heartbeat_seconds=server_section.positive("heartbeat_seconds", float, 5.0),
+        tls=_tls(server_section),
+        plaintext_off_loopback=server_section.get("plaintext_off_loopback", bool, False),
+        health_listen=server_section.get("health_listen", str, ""),
     )
+    if server.health_listen:
+        _listen(server.health_listen)
+        if not _is_loopback(server.health_listen.rsplit(":", 1)[0].strip("[]")):
+            raise ConfigError("server.health_listen: must be a loopback address")
     server_section.done()
-    _require_loopback(server)
+    if server.tls is None and not server.plaintext_off_loopback and not _is_loopback(server.host):
+        raise ConfigError(
+            f"server.listen: {server.host} is not a loopback address: configure TLS "
+            "(server.tls_cert_file and server.tls_key_file), or set "
+            "server.plaintext_off_loopback = true when a TLS-terminating proxy is in front"
+        )
 
     database = top.section("database")
     url = database.get("url", str, "sqlite+aiosqlite:///var/mam-gateway.db")
@@ -213,15 +266,7 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
     )
     engine_section.done()
 
-    sim = top.section("simulator")
-    simulator = SimulatorConfig(
-        seed=sim.get("seed", int, 1),
-        tick_interval_ms=sim.positive("tick_interval_ms", int, 250),
-        latency_ms=sim.get("latency_ms", int, 0),
-    )
-    if simulator.latency_ms < 0:
-        raise ConfigError("simulator.latency_ms: must not be negative")
-    sim.done()
+    simulator = _simulator(top.section("simulator"))
 
     top._read.add("symbols")
     symbols = tuple(_symbol(entry, i) for i, entry in enumerate(data.get("symbols", [])))
@@ -230,6 +275,7 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
         raise ConfigError("symbols: a symbol is listed twice")
     if not symbols:
         raise ConfigError("symbols: at least one [[symbols]] entry is required")
+    simulator = _with_symbol_names(simulator, names)
 
     demo = None
     if "demo" in data:
@@ -256,6 +302,87 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
     )
 
 
+def _simulator(sim: _Section) -> SimulatorConfig:
+    latency_ms = sim.get("latency_ms", int, 0)
+    if latency_ms < 0:
+        raise ConfigError("simulator.latency_ms: must not be negative")
+    distribution = sim.get("latency_distribution", str, "fixed")
+    try:
+        latency_distribution = LatencyDistribution(distribution)
+    except ValueError:
+        raise ConfigError(
+            f"simulator.latency_distribution: expected fixed, normal or lognormal, "
+            f"got {distribution!r}"
+        ) from None
+    latency_sd_ms = sim.get("latency_sd_ms", float, 0.0)
+    latency_sigma = sim.get("latency_sigma", float, 0.0)
+    for key, value in (("latency_sd_ms", latency_sd_ms), ("latency_sigma", latency_sigma)):
+        if value < 0:
+            raise ConfigError(f"simulator.{key}: must not be negative")
+    state_path = sim.get("state_path", str, "")
+    simulator = SimulatorConfig(
+        seed=sim.get("seed", int, 1),
+        tick_interval_ms=sim.positive("tick_interval_ms", int, 250),
+        latency_ms=latency_ms,
+        latency_distribution=latency_distribution,
+        latency_sd_ms=latency_sd_ms,
+        latency_sigma=latency_sigma,
+        state_path=Path(state_path) if state_path else None,
+        faults=_faults(sim.section("faults")),
+        symbol_rules=_symbol_rules(sim.section("symbols")),
+    )
+    sim.done()
+    return simulator
+
+
+def _with_symbol_names(simulator: SimulatorConfig, names: list[str]) -> SimulatorConfig:
+    """Rules under the [[symbols]] names they are for; environment keys arrive lowercased."""
+    by_lower = {name.lower(): name for name in names}
+    rules = []
+    for name, rule in simulator.symbol_rules:
+        if name.lower() not in by_lower:
+            raise ConfigError(f"simulator.symbols.{name}: no [[symbols]] entry of that name")
+        rules.append((by_lower[name.lower()], rule))
+    return dataclasses.replace(simulator, symbol_rules=tuple(rules))
+
+
+def _faults(section: _Section) -> FaultSettings:
+    values: dict[str, Any] = {name: section.get(name, float, 0.0) for name in FAULT_PROBABILITIES}
+    try:
+        faults = FaultSettings(
+            **values,
+            hang_executes=section.get("hang_executes", bool, False),
+            hang_seconds=section.get("hang_seconds", float, 3600.0),
+        )
+    except ValueError as error:
+        raise ConfigError(f"simulator.faults: {error}") from None
+    section.done()
+    return faults
+
+
+def _symbol_rules(section: _Section) -> tuple[tuple[str, SymbolRules], ...]:
+    rules = []
+    for name in sorted(section._data):
+        entry = section.section(name)
+        mode = entry.get("trade_mode", str, "FULL")
+        try:
+            trade_mode = SymbolTradeMode[mode]
+        except KeyError:
+            choices = ", ".join(m.name for m in SymbolTradeMode)
+            raise ConfigError(
+                f"simulator.symbols.{name}.trade_mode: expected one of {choices}, got {mode!r}"
+            ) from None
+        sessions = entry.get("sessions", list, None)
+        try:
+            parsed = ALWAYS_OPEN if sessions is None else TradingSessions.parse(map(str, sessions))
+        except ValueError as error:
+            raise ConfigError(f"simulator.symbols.{name}.sessions: {error}") from None
+        entry.done()
+        rules.append((name, SymbolRules(trade_mode=trade_mode, sessions=parsed)))
+    section.done()
+    return tuple(rules)
+
+
 def _listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -263,20 +390,31 @@ def _listen(value: str) -> str:
     return value
 
 
-def _require_loopback(server: ServerConfig) -> None:
-    # Until TLS is configured, the API is only served where no one else can reach it.
-    host = server.host
+def _is_loopback(host: str) -> bool:
     if host == "localhost":
-        return
+        return True
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = False
-    if not loopback:
-        raise ConfigError(
-            f"server.listen: {host} is not a loopback address; plaintext is only served on "
-            "loopback in this version"
-        )
+        return False
+
+
+def _tls(server: _Section) -> TlsConfig | None:
+    cert = server.get("tls_cert_file", str, "")
+    key = server.get("tls_key_file", str, "")
+    client_ca = server.get("tls_client_ca_file", str, "")
+    if not (cert or key or client_ca):
+        return None
+    if not (cert and key):
+        raise ConfigError("server.tls_cert_file and server.tls_key_file: both are required for TLS")
+    for name, value in (
+        ("tls_cert_file", cert),
+        ("tls_key_file", key),
+        ("tls_client_ca_file", client_ca),
+    ):
+        if value and not Path(value).is_file():
+            raise ConfigError(f"server.{name}: no such file: {value}")
+    return TlsConfig(Path(cert), Path(key), Path(client_ca) if client_ca else None)
 
 
 def _symbol(entry: Any, index: int) -> SimulatedSymbol:

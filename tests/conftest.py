@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,11 +112,17 @@ async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[RunningGat
         await running.stop(0.5)
 
 
-@pytest.fixture
-async def client(gateway: RunningGateway) -> AsyncIterator[Client]:
+@contextlib.asynccontextmanager
+async def client_of(gateway: RunningGateway) -> AsyncIterator[Client]:
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         yield Client(
             channel,
             account_service_pb2_grpc.AccountServiceStub(channel),
             trading_service_pb2_grpc.TradingServiceStub(channel),
         )
+
+
+@pytest.fixture
+async def client(gateway: RunningGateway) -> AsyncIterator[Client]:
+    async with client_of(gateway) as connected:
+        yield connected

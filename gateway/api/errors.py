@@ -38,10 +38,6 @@ class NotYetAvailable(DomainError):
     reason = "NOT_IMPLEMENTED"
 
 
-class SubscriberTooSlow(DomainError):
-    reason = "SUBSCRIBER_TOO_SLOW"
-
-
 _CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -49,7 +45,6 @@ _CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (NotYetAvailable, grpc.StatusCode.UNIMPLEMENTED),
-    (SubscriberTooSlow, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
 
 

@@ -171,6 +171,7 @@ def child_to_proto(child: ChildOrder) -> order_pb2.ChildOrder:
         attempts=child.attempts,
         sent_time=timestamp(child.sent_at),
         fill_time=timestamp(child.filled_at),
+        closes_child_order_id=child.closes_child_order_id,
     )
 
 
@@ -220,6 +221,9 @@ def master_to_proto(
         ),
         create_time=timestamp(master.created_at),
         update_time=timestamp(master.updated_at),
+        cancel_request_time=timestamp(master.cancel_requested_at),
+        closes_master_order_id=spec.closes_master_order_id,
+        close_fraction=dec(spec.close_fraction),
     )
 
 

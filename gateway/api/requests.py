@@ -6,6 +6,8 @@ import base64
 import binascii
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -79,7 +81,10 @@ def _text(violations: Violations, path: str, text: str, *, required: bool, limit
     return text.strip()
 
 
-def master_order_spec(message: order_pb2.MasterOrderSpec, path: str = "order") -> MasterOrderSpec:
+def master_order_spec(
+    message: order_pb2.MasterOrderSpec, path: str = "order", *, for_submission: bool = True
+) -> MasterOrderSpec:
+    """The validated spec; a preview (`for_submission=False`) needs no client_order_id."""
     v = Violations()
     group_id = _text(v, f"{path}.group_id", message.group_id, required=True, limit=MAX_ID)
     symbol = _text(v, f"{path}.symbol", message.symbol, required=True, limit=MAX_ID)
@@ -98,8 +103,14 @@ def master_order_spec(message: order_pb2.MasterOrderSpec, path: str = "order") -
     take_profit = _decimal(v, f"{path}.take_profit", message.take_profit, positive=True)
     if message.max_deviation_points < 0:
         v.add(f"{path}.max_deviation_points", "must not be negative")
+    # Required: a retried submission (after a timeout, a reconnect, a restart of the caller)
+    # must find the order it may already have placed instead of trading twice.
     client_order_id = _text(
-        v, f"{path}.client_order_id", message.client_order_id, required=False, limit=MAX_ID
+        v,
+        f"{path}.client_order_id",
+        message.client_order_id,
+        required=for_submission,
+        limit=MAX_ID,
     )
     comment = _text(v, f"{path}.comment", message.comment, required=False, limit=MAX_COMMENT)
     tif = enum_from_proto(
@@ -108,7 +119,9 @@ def master_order_spec(message: order_pb2.MasterOrderSpec, path: str = "order") -
     filling = enum_from_proto(
         FillingPolicy, common_pb2.FillingPolicy, "FILLING_POLICY", message.filling_policy
     )
-    expire_time = message.expire_time.ToDatetime() if message.HasField("expire_time") else None
+    expire_time = (
+        message.expire_time.ToDatetime(tzinfo=UTC) if message.HasField("expire_time") else None
+    )
     if tif is TimeInForce.SPECIFIED and expire_time is None:
         v.add(f"{path}.expire_time", "is required with TIME_IN_FORCE_SPECIFIED")
     v.raise_if_any()
@@ -255,6 +268,61 @@ def update_paths(mask: Any, allowed: frozenset[str]) -> list[str]:
             ]
         )
     return paths
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    master_order_id: str
+    client_order_id: str
+    fraction: Decimal | None
+    volume: Decimal | None
+
+
+def close_request(message: Any) -> CloseRequest:
+    """A CloseMasterPositionRequest: the order, an idempotency key, and exactly one amount."""
+    v = Violations()
+    master_order_id = _text(
+        v, "master_order_id", message.master_order_id, required=True, limit=MAX_ID
+    )
+    client_order_id = _text(
+        v, "client_order_id", message.client_order_id, required=True, limit=MAX_ID
+    )
+    amount = message.WhichOneof("amount")
+    fraction = volume = None
+    if amount is None:
+        v.add("fraction", 'one of fraction (e.g. "0.5", "1" for all) or volume is required')
+    elif amount == "fraction":
+        fraction = _decimal(v, "fraction", message.fraction, required=True, positive=True)
+        if fraction is not None and fraction > 1:
+            v.add("fraction", f"must be at most 1 (all of the open position), got {fraction}")
+            fraction = None
+    else:
+        volume = _decimal(v, "volume", message.volume, required=True, positive=True)
+    v.raise_if_any()
+    return CloseRequest(master_order_id, client_order_id, fraction, volume)
+
+
+@dataclass(frozen=True, slots=True)
+class StopsRequest:
+    master_order_id: str
+    # None: leave as it is; 0: remove.
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+
+
+def stops_request(message: Any) -> StopsRequest:
+    v = Violations()
+    master_order_id = _text(
+        v, "master_order_id", message.master_order_id, required=True, limit=MAX_ID
+    )
+    stop_loss = _decimal(v, "stop_loss", message.stop_loss, non_negative=True)
+    take_profit = _decimal(v, "take_profit", message.take_profit, non_negative=True)
+    if message.price:
+        v.add("price", "is for pending orders, which this version does not execute")
+    elif not (message.stop_loss or message.take_profit):
+        v.add("stop_loss", 'nothing to change: set stop_loss and/or take_profit ("0" removes)')
+    v.raise_if_any()
+    return StopsRequest(master_order_id, stop_loss, take_profit)
 
 
 def required_id(text: str, path: str) -> str:

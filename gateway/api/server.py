@@ -24,7 +24,7 @@ from gateway.api.account_servicer import AccountServicer
 from gateway.api.errors import ErrorInterceptor
 from gateway.api.trading_servicer import TradingServicer
 from gateway.api.worker_servicer import WorkerServicer
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, ServerConfig
 from gateway.domain.accounts import (
     Account,
     AccountState,
@@ -39,6 +39,7 @@ from gateway.engine.account_manager import AccountManager
 from gateway.engine.dispatcher import Dispatcher, DispatchSettings
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.fill_bus import FillBus
+from gateway.engine.order_updates import OrderUpdateBus
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_engine import TradingEngine, TradingLimits
 from gateway.store import Store
@@ -68,9 +69,12 @@ class RunningGateway:
     broker: SimBroker
     registry: TerminalRegistry
     recorder: ExecutionRecorder
+    bus: FillBus
     engine: TradingEngine
     accounts: AccountManager
     health: HealthServicer
+    health_server: grpc.aio.Server | None = None
+    health_port: int = 0
 
     @property
     def address(self) -> str:
@@ -80,16 +84,23 @@ class RunningGateway:
         """Stops taking calls, lets running ones and in-flight dispatches finish, closes."""
         grace = self.config.server.grace_seconds if grace_s is None else grace_s
         await self.health.enter_graceful_shutdown()
+        # Endless streams end now (their callers resume elsewhere or after the restart);
+        # unary calls and dispatches get the grace period.
+        self.bus.stop()
+        self.recorder.updates.stop()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.engine.stop(grace)
         await self.recorder.stop()
         await self.registry.close_all()
+        self.broker.close()
         await self.store.close()
 
 
-async def start_gateway(config: GatewayConfig) -> RunningGateway:
-    store = await Store.open(config.database_url)
-    broker = SimBroker(
+def simulated_broker(config: GatewayConfig) -> SimBroker:
+    """The simulated broker the configuration describes (its books from state_path, if set)."""
+    return SimBroker(
         [
             SimSymbol(
                 spec=s.spec,
@@ -99,12 +110,19 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
                     step_points=s.step_points,
                     digits=s.spec.digits,
                 ),
+                rules=config.simulator.rules_for(s.spec.name),
             )
             for s in config.symbols
         ],
         seed=config.simulator.seed,
         tick_interval_ms=config.simulator.tick_interval_ms,
+        state_path=config.simulator.state_path,
     )
+
+
+async def start_gateway(config: GatewayConfig) -> RunningGateway:
+    store = await Store.open(config.database_url)
+    broker = simulated_broker(config)
 
     def connect_terminal(account: Account) -> Terminal | None:
         if account.platform is not Platform.SIMULATED:
@@ -117,12 +135,18 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
             margin_mode=account.margin_mode,
         )
         return SimTerminal(
-            account.account_id, account.login, broker, latency_ms=config.simulator.latency_ms
+            account.account_id,
+            account.login,
+            broker,
+            latency=config.simulator.latency,
+            faults=config.simulator.faults,
+            seed=config.simulator.seed,
         )
 
     registry = TerminalRegistry(connect_terminal)
     bus = FillBus()
-    recorder = ExecutionRecorder(store, bus, utc_now)
+    updates = OrderUpdateBus()
+    recorder = ExecutionRecorder(store, bus, utc_now, updates)
     dispatcher = Dispatcher(
         registry,
         recorder,
@@ -163,7 +187,14 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     )
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(accounts), server)
     trading_service_pb2_grpc.add_TradingServiceServicer_to_server(
-        TradingServicer(engine, accounts, store, bus, heartbeat_s=config.server.heartbeat_seconds),
+        TradingServicer(
+            engine,
+            accounts,
+            store,
+            bus,
+            updates=updates,
+            heartbeat_s=config.server.heartbeat_seconds,
+        ),
         server,
     )
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(), server)
@@ -177,10 +208,17 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         ),
         server,
     )
-    port = server.add_insecure_port(config.server.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.server.listen}")
+    port = _add_port(server, config.server)
     await server.start()
+    health_server, health_port = None, 0
+    if config.server.health_listen:
+        # Probes inside the host or container ask here, without the API's TLS or keys.
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health, health_server)
+        health_port = health_server.add_insecure_port(config.server.health_listen)
+        if health_port == 0:
+            raise OSError(f"cannot listen on {config.server.health_listen}")
+        await health_server.start()
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningGateway(
@@ -191,10 +229,29 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         broker=broker,
         registry=registry,
         recorder=recorder,
+        bus=bus,
         engine=engine,
         accounts=accounts,
         health=health,
+        health_server=health_server,
+        health_port=health_port,
     )
+
+
+def _add_port(server: grpc.aio.Server, config: ServerConfig) -> int:
+    if config.tls is None:
+        port = server.add_insecure_port(config.listen)
+    else:
+        tls = config.tls
+        credentials = grpc.ssl_server_credentials(
+            [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+            root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
+            require_client_auth=tls.client_ca_file is not None,
+        )
+        port = server.add_secure_port(config.listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    return port
 
 
 async def _seed_demo(config: GatewayConfig, accounts: AccountManager) -> None:

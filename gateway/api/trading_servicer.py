@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from gateway._proto.mam.v1 import order_pb2
 from gateway._proto.mam.v1 import trading_service_pb2 as pb
 from gateway._proto.mam.v1 import trading_service_pb2_grpc as pb_grpc
 from gateway.api import requests
-from gateway.api.errors import NotYetAvailable, SubscriberTooSlow
-from gateway.api.mapping import allocation_to_proto, fill_to_proto, master_to_proto
-from gateway.domain.errors import NotFound
+from gateway.api.errors import code_of
+from gateway.api.mapping import (
+    allocation_to_proto,
+    child_to_proto,
+    enum_to_proto,
+    fill_to_proto,
+    master_to_proto,
+)
+from gateway.domain.errors import DomainError, InvalidArgument, NotFound, Unavailable
 from gateway.domain.fills import Fill
+from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
 from gateway.engine.account_manager import AccountManager
 from gateway.engine.fill_bus import FillBus
+from gateway.engine.order_updates import Follower, OrderUpdate, OrderUpdateBus
+from gateway.engine.stops_modifier import StopsChange
 from gateway.engine.trading_engine import TradingEngine
 from gateway.store import FillFilter, Store
 
 Context = Any
 
+log = logging.getLogger(__name__)
+
 # Fills per FillBatch message: batching on the wire is what makes a stream fast.
 MAX_FILLS_PER_BATCH = 1_000
+# Submissions of one StreamMasterOrders call taken ahead of the answers the caller has read.
+MAX_UNANSWERED = 64
 
 
 class TradingServicer(pb_grpc.TradingServiceServicer):
@@ -32,31 +48,149 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         store: Store,
         bus: FillBus,
         *,
+        updates: OrderUpdateBus,
         heartbeat_s: float = 5.0,
     ) -> None:
         self._engine = engine
         self._accounts = accounts
         self._store = store
         self._bus = bus
+        self._updates = updates
         self._heartbeat_s = heartbeat_s
 
     async def SubmitMasterOrder(
         self, request: pb.SubmitMasterOrderRequest, context: Context
     ) -> pb.SubmitMasterOrderResponse:
         spec = requests.master_order_spec(request.order)
-        master = await self._engine.submit(spec)
-        return pb.SubmitMasterOrderResponse(master_order=master_to_proto(master))
+        submission = await self._engine.submit(spec)
+        return pb.SubmitMasterOrderResponse(
+            master_order=master_to_proto(submission.master), replayed=submission.replayed
+        )
 
     async def StreamMasterOrders(
-        self, request_iterator: Any, context: Context
+        self, request_iterator: AsyncIterator[pb.StreamMasterOrdersRequest], context: Context
     ) -> AsyncIterator[pb.StreamMasterOrdersResponse]:
-        raise NotYetAvailable("StreamMasterOrders is not available in this version")
-        yield  # type: ignore[unreachable]  # makes this an async generator
+        """Submissions in, acknowledgements and order events out, on one stream.
+
+        Submissions are taken one at a time, at most MAX_UNANSWERED ahead of what the caller has
+        read: a caller that stops reading stops being read (gRPC flow control does the rest).
+        Each acknowledgement precedes its order's events; the stream ends once the caller has
+        half-closed and every order it submitted is final.
+        """
+        follower = self._updates.open()
+        window = asyncio.Semaphore(MAX_UNANSWERED)
+        reading = asyncio.create_task(self._read_submissions(request_iterator, follower, window))
+        # The state and client_order_id of each followed master order, for its events.
+        states: dict[str, MasterOrderState] = {}
+        client_ids: dict[str, str] = {}
+        try:
+            while True:
+                if self._updates.stopping:
+                    raise Unavailable(
+                        "the gateway is stopping; resubmit with the same client_order_id to "
+                        "follow an order again (nothing is traded twice)",
+                        reason="GATEWAY_STOPPING",
+                    )
+                if reading.done():
+                    if not reading.cancelled() and reading.exception() is not None:
+                        reading.result()  # ends the stream with the reader's failure
+                    if not (follower.following or follower.stale or follower.has_items):
+                        return
+                for item in await follower.next_items(wait_s=1.0):
+                    if isinstance(item, _Answer):
+                        window.release()
+                        if item.master is not None:
+                            states[item.master.master_order_id] = item.master.state
+                            client_ids[item.master.master_order_id] = item.client_order_id
+                        yield item.response
+                        continue
+                    assert isinstance(item, OrderUpdate)
+                    master_order_id = item.master_order_id
+                    if master_order_id in follower.stale:
+                        continue  # superseded by the store read below
+                    if item.master is not None:
+                        states[master_order_id] = item.master.state
+                    yield self._event_response(
+                        client_ids.get(master_order_id, ""),
+                        master_order_id,
+                        states[master_order_id],
+                        item.master,
+                        item.children,
+                    )
+                    if states[master_order_id].is_final:
+                        follower.unfollow(master_order_id)
+                for master_order_id in sorted(follower.stale):
+                    follower.stale.discard(master_order_id)
+                    master, children = await self._engine.get(master_order_id)
+                    states[master_order_id] = master.state
+                    yield self._event_response(
+                        master.spec.client_order_id,
+                        master_order_id,
+                        master.state,
+                        master,
+                        tuple(children),
+                    )
+                    if master.state.is_final:
+                        follower.unfollow(master_order_id)
+        finally:
+            reading.cancel()
+            self._updates.close(follower)
+
+    @staticmethod
+    def _event_response(
+        client_order_id: str,
+        master_order_id: str,
+        state: MasterOrderState,
+        master: MasterOrder | None,
+        children: tuple[ChildOrder, ...],
+    ) -> pb.StreamMasterOrdersResponse:
+        return pb.StreamMasterOrdersResponse(
+            client_order_id=client_order_id,
+            update=pb.MasterOrderEvent(
+                master_order_id=master_order_id,
+                state=enum_to_proto(order_pb2.MasterOrderState, "MASTER_ORDER_STATE", state),
+                children=[child_to_proto(c) for c in children],
+                master_order=master_to_proto(master) if master is not None else None,
+            ),
+        )
+
+    async def _read_submissions(
+        self,
+        request_iterator: AsyncIterator[pb.StreamMasterOrdersRequest],
+        follower: Follower,
+        window: asyncio.Semaphore,
+    ) -> None:
+        try:
+            async for request in request_iterator:
+                await window.acquire()
+                client_order_id = request.order.client_order_id
+                try:
+                    spec = requests.master_order_spec(request.order)
+                    submission = await self._engine.submit(spec)
+                except DomainError as error:
+                    rejected = pb.StreamMasterOrdersResponse(
+                        client_order_id=client_order_id, rejected=_rejection(error)
+                    )
+                    follower.put(_Answer(rejected, client_order_id, None))
+                    continue
+                master = submission.master
+                # No await since submit returned: no committed change of this order was
+                # published before it is followed.
+                if not master.state.is_final:
+                    follower.follow(master.master_order_id)
+                    if submission.replayed:
+                        follower.mark_stale(master.master_order_id)  # may have moved on since
+                accepted = pb.StreamMasterOrdersResponse(
+                    client_order_id=client_order_id, accepted=master_to_proto(master)
+                )
+                follower.put(_Answer(accepted, client_order_id, master))
+        finally:
+            follower.wake()
 
     async def PreviewAllocation(
         self, request: pb.PreviewAllocationRequest, context: Context
     ) -> pb.PreviewAllocationResponse:
-        spec = requests.master_order_spec(request.order)
+        spec = requests.master_order_spec(request.order, for_submission=False)
         allocation = await self._engine.preview(spec)
         return pb.PreviewAllocationResponse(allocation=allocation_to_proto(allocation))
 
@@ -85,17 +219,44 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
     async def CancelMasterOrder(
         self, request: pb.CancelMasterOrderRequest, context: Context
     ) -> pb.CancelMasterOrderResponse:
-        raise NotYetAvailable("CancelMasterOrder is not available in this version")
+        master_order_id = requests.required_id(request.master_order_id, "master_order_id")
+        master = await self._engine.cancel(master_order_id)
+        return pb.CancelMasterOrderResponse(master_order=master_to_proto(master))
 
     async def ModifyMasterOrder(
         self, request: pb.ModifyMasterOrderRequest, context: Context
     ) -> pb.ModifyMasterOrderResponse:
-        raise NotYetAvailable("ModifyMasterOrder is not available in this version")
+        stops = requests.stops_request(request)
+        master, outcomes = await self._engine.modify_stops(
+            stops.master_order_id, StopsChange(stops.stop_loss, stops.take_profit)
+        )
+        return pb.ModifyMasterOrderResponse(
+            master_order=master_to_proto(master),
+            results=[
+                pb.AccountResult(
+                    account_id=o.account_id,
+                    child_order_id=o.child_order_id,
+                    retcode=o.retcode,
+                    status_text=o.text,
+                    done=o.done,
+                )
+                for o in outcomes
+            ],
+        )
 
     async def CloseMasterPosition(
         self, request: pb.CloseMasterPositionRequest, context: Context
     ) -> pb.CloseMasterPositionResponse:
-        raise NotYetAvailable("CloseMasterPosition is not available in this version")
+        close = requests.close_request(request)
+        submission = await self._engine.close(
+            close.master_order_id,
+            client_order_id=close.client_order_id,
+            fraction=close.fraction,
+            volume=close.volume,
+        )
+        return pb.CloseMasterPositionResponse(
+            master_order=master_to_proto(submission.master), replayed=submission.replayed
+        )
 
     async def SubscribeFills(
         self, request: pb.SubscribeFillsRequest, context: Context
@@ -106,12 +267,16 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         during the replay is either read by it or buffered live (and then skipped by its
         sequence). A heartbeat marks the end of the replay and recurs on a quiet stream:
         every matching fill up to its sequence has been sent.
+
+        A reader too slow for its live buffer (FillBus.max_pending) is not cut off: its buffer
+        is dropped and it catches up from the store the same way, then goes live again. gRPC
+        flow control holds the replay to the reader's pace, so memory stays bounded.
         """
         fill_filter = await self._filter(request)
-        subscription = self._bus.subscribe(fill_filter)
-        try:
-            last = self._store.last_sequence if request.live_only else request.after_sequence
-            if not request.live_only:
+        last = self._store.last_sequence if request.live_only else request.after_sequence
+        while True:
+            subscription = self._bus.subscribe(fill_filter)
+            try:
                 while True:
                     stored = await self._store.fills_after(
                         last, limit=MAX_FILLS_PER_BATCH, fill_filter=fill_filter
@@ -121,23 +286,29 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                         yield _batch(stored)
                     if len(stored) < MAX_FILLS_PER_BATCH:
                         break
-            yield pb.SubscribeFillsResponse(heartbeat_sequence=max(last, self._store.last_sequence))
-            while True:
-                live = await subscription.next_batch(MAX_FILLS_PER_BATCH, wait_s=self._heartbeat_s)
-                if subscription.overflowed:
-                    raise SubscriberTooSlow(
-                        f"the subscriber fell too far behind; resume with after_sequence={last}"
+                yield pb.SubscribeFillsResponse(
+                    heartbeat_sequence=max(last, self._store.last_sequence)
+                )
+                while not subscription.overflowed:
+                    live = await subscription.next_batch(
+                        MAX_FILLS_PER_BATCH, wait_s=self._heartbeat_s
                     )
-                fresh = [f for f in live if f.sequence > last]
-                if fresh:
-                    last = fresh[-1].sequence
-                    yield _batch(fresh)
-                elif not live:
-                    yield pb.SubscribeFillsResponse(
-                        heartbeat_sequence=max(last, self._store.last_sequence)
-                    )
-        finally:
-            self._bus.unsubscribe(subscription)
+                    if self._bus.stopping:
+                        raise Unavailable(
+                            f"the gateway is stopping; resubscribe with after_sequence={last}",
+                            reason="GATEWAY_STOPPING",
+                        )
+                    fresh = [f for f in live if f.sequence > last]
+                    if fresh:
+                        last = fresh[-1].sequence
+                        yield _batch(fresh)
+                    elif not live and not subscription.overflowed:
+                        yield pb.SubscribeFillsResponse(
+                            heartbeat_sequence=max(last, self._store.last_sequence)
+                        )
+            finally:
+                self._bus.unsubscribe(subscription)
+            log.info("fill subscriber fell behind at sequence %d: catching up from the store", last)
 
     async def _filter(self, request: pb.SubscribeFillsRequest) -> FillFilter:
         account_ids = frozenset(request.account_ids)
@@ -152,6 +323,24 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         if request.master_order_id:
             await self._engine.get(request.master_order_id)
         return FillFilter(account_ids=account_ids, master_order_id=request.master_order_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A submission's acknowledgement or rejection, queued in order with the updates."""
+
+    response: pb.StreamMasterOrdersResponse
+    client_order_id: str
+    master: MasterOrder | None
+
+
+def _rejection(error: DomainError) -> pb.SubmissionRejected:
+    return pb.SubmissionRejected(
+        code=code_of(error).value[0],
+        reason=error.reason,
+        message=error.message,
+        fields=[v.field for v in error.violations] if isinstance(error, InvalidArgument) else [],
+    )
 
 
 def _batch(fills: list[Fill]) -> pb.SubscribeFillsResponse:

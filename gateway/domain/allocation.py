@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import functools
-import heapq
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -171,7 +171,9 @@ def allocate(request: AllocationRequest, members: Sequence[MemberInput]) -> Allo
 
 def _allocate(request: AllocationRequest, members: Sequence[MemberInput]) -> Allocation:
     settings = request.settings
-    methods = {m.account_id: effective_method(settings, m.settings) for m in members}
+    group_method = settings.method
+    # effective_method, inline: it runs once per member.
+    methods = {m.account_id: m.settings.method or group_method for m in members}
     at_risk = sorted(
         m.account_id
         for m in members
@@ -196,6 +198,8 @@ def _allocate(request: AllocationRequest, members: Sequence[MemberInput]) -> All
     lines: dict[str, AllocationLine] = {}
     split: list[_Candidate] = []
     independent: list[tuple[MemberInput, AllocationMethod, Decimal]] = []
+    terms = _SpecTermsCache()
+    group_splits = group_method in SPLIT_METHODS
     for member in members:
         method = methods[member.account_id]
         basis = _basis(method, member)
@@ -207,15 +211,19 @@ def _allocate(request: AllocationRequest, members: Sequence[MemberInput]) -> All
             )  # fmt: skip
             continue
         assert basis is not None and member.spec is not None
-        if method in SPLIT_METHODS:
-            split.append(_Candidate.of(member, method, basis, request.symbol))
+        # Identity first: hashing an enum member is a Python call, and this runs per member.
+        if group_splits if method is group_method else method in SPLIT_METHODS:
+            split.append(_Candidate.of(member, method, basis, terms(member.spec)))
         else:
             independent.append((member, method, basis))
 
     for candidate in _split(split, request):
         lines[candidate.member.account_id] = candidate.line(request)
     for member, method, basis in independent:
-        lines[member.account_id] = _independent_line(member, method, basis, request)
+        assert member.spec is not None
+        lines[member.account_id] = _independent_line(
+            member, method, basis, request, terms(member.spec)
+        )
 
     ordered = tuple(lines[account_id] for account_id in sorted(lines))
     master_contract = request.symbol.contract_size
@@ -277,6 +285,45 @@ def _ineligibility(
     return None
 
 
+class _SpecTerms:
+    """What one symbol spec object gives every member trading it, computed once per allocation:
+    ten thousand members usually share one or two specs."""
+
+    __slots__ = ("max_units", "min_units", "spec", "step_exposure", "volumes")
+
+    def __init__(self, spec: SymbolSpec) -> None:
+        self.spec = spec
+        self.step_exposure = spec.volume_step * spec.contract_size
+        self.min_units, self.max_units = _step_counts(spec)
+        self.volumes: dict[int, tuple[Decimal, tuple[Decimal, ...]]] = {}
+
+    def volumes_of(self, units: int) -> tuple[Decimal, tuple[Decimal, ...]]:
+        """`units` steps as a volume, and as the volumes of its child orders."""
+        found = self.volumes.get(units)
+        if found is None:
+            step = self.spec.volume_step
+            children = tuple(from_steps(u, step) for u in _split_at_max(units, self.spec))
+            found = self.volumes[units] = (from_steps(units, step), children)
+        return found
+
+
+class _SpecTermsCache:
+    """Spec terms by the spec object's identity: specs are compared by value elsewhere, but
+    a spec's own decimals (their exponents) shape the volumes it produces, so each object gets
+    its own terms, and hashing a spec (every field) per member is what this avoids."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, _SpecTerms] = {}
+
+    def __call__(self, spec: SymbolSpec) -> _SpecTerms:
+        terms = self._by_id.get(id(spec))
+        if terms is None:
+            terms = self._by_id[id(spec)] = _SpecTerms(spec)
+        return terms
+
+
 # -- splitting methods ---------------------------------------------------------------------
 
 
@@ -286,9 +333,7 @@ class _Candidate:
     method: AllocationMethod
     basis: Decimal
     spec: SymbolSpec
-    # The master-symbol exposure of one lot of the member's symbol, as a ratio of contracts.
-    step_exposure: Decimal  # volume_step x contract_size
-    min_exposure: Decimal  # volume_min x contract_size
+    terms: _SpecTerms
     max_units: int | None  # the member's max_lots in its steps
     # Filled in by the integer scaling and the split:
     weight: int = 0
@@ -301,44 +346,42 @@ class _Candidate:
 
     @classmethod
     def of(
-        cls, member: MemberInput, method: AllocationMethod, basis: Decimal, master: SymbolSpec
+        cls, member: MemberInput, method: AllocationMethod, basis: Decimal, terms: _SpecTerms
     ) -> _Candidate:
-        spec = member.spec
-        assert spec is not None
+        spec = terms.spec
         max_lots = member.settings.max_lots
         return cls(
-            member=member,
-            method=method,
-            basis=basis,
-            spec=spec,
-            step_exposure=spec.volume_step * spec.contract_size,
-            min_exposure=spec.volume_min * spec.contract_size,
-            max_units=int(max_lots // spec.volume_step) if max_lots is not None else None,
+            member,
+            method,
+            basis,
+            spec,
+            terms,
+            int(max_lots // spec.volume_step) if max_lots is not None else None,
         )
 
     def line(self, request: AllocationRequest) -> AllocationLine:
-        spec = self.spec
-        reasons = list(self.reasons)
-        final = from_steps(self.units, spec.volume_step)
+        final, children = self.terms.volumes_of(self.units)
+        reasons = self.reasons
         if self.units > 0 and not reasons:
             if final < self.target:
-                reasons.append(AllocationReason.ROUNDED_DOWN)
+                reasons = (AllocationReason.ROUNDED_DOWN,)
             elif final > self.target:
-                reasons.append(AllocationReason.ROUNDED_UP)
-        children = _split_at_max(self.units, spec)
+                reasons = (AllocationReason.ROUNDED_UP,)
         if len(children) > 1:
-            reasons.append(AllocationReason.SPLIT_MAX_VOLUME)
+            reasons = (*reasons, AllocationReason.SPLIT_MAX_VOLUME)
+        member = self.member
         return AllocationLine(
-            account_id=self.member.account_id,
-            symbol=self.member.symbol,
-            method=self.method,
-            basis=self.basis,
-            target_volume=self.target.quantize(TARGET_DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN),
-            volume=final,
-            child_volumes=tuple(from_steps(u, spec.volume_step) for u in children),
-            reasons=tuple(reasons),
-            snapshot=self.member.snapshot,
-            contract_size=spec.contract_size,
+            member.account_id,
+            member.symbol,
+            self.method,
+            self.basis,
+            self.target.quantize(TARGET_DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN),
+            final,
+            children,
+            reasons,
+            member.snapshot,
+            None,
+            self.spec.contract_size,
         )
 
 
@@ -353,7 +396,10 @@ def _split(candidates: list[_Candidate], request: AllocationRequest) -> list[_Ca
         # The pure proportional share, in the member's own lots, before any skip or clip.
         c.target = _DISPLAY.divide(share_of_total * c.basis, total_weight * c.spec.contract_size)
     # Integers at one common scale: weights, and exposures (total, steps, minimums).
-    specs = {c.spec for c in candidates}
+    # The distinct spec objects first (cheap), then by value: the first of equal specs stands
+    # for them all, as in a set built in candidate order.
+    objects = list({id(c.spec): c.spec for c in candidates}.values())
+    specs = set(objects)
     weight_scale = max(decimal_places(c.basis) for c in candidates)
     exposure_scale = max(
         decimal_places(total_exposure),
@@ -368,18 +414,23 @@ def _split(candidates: list[_Candidate], request: AllocationRequest) -> list[_Ca
         )
         for spec in specs
     }
+    per_object = {id(spec): per_spec[spec] for spec in objects}
     for c in candidates:
         c.weight = int(c.basis.scaleb(weight_scale))
-        c.step_int, c.min_units = per_spec[c.spec]
+        c.step_int, c.min_units = per_object[id(c.spec)]
     # "Smallest" = smallest relative to its own minimum; ties keep the smaller account id
     # (two stable sorts: account id descending, then the ratio ascending).
-    candidates.sort(key=lambda c: c.member.account_id, reverse=True)
+    candidates.sort(key=_account_id, reverse=True)
     if len(per_spec) == 1:
-        candidates.sort(key=lambda c: c.weight)
+        candidates.sort(key=_weight)
     else:
         candidates.sort(key=lambda c: (Fraction(c.weight, c.min_units * c.step_int), c.weight))
     _settle(candidates, total, request.settings.below_min_policy)
     return candidates
+
+
+_account_id = operator.attrgetter("member.account_id")
+_weight = operator.attrgetter("weight")
 
 
 def _settle(candidates: list[_Candidate], total: int, policy: BelowMinPolicy) -> None:
@@ -424,12 +475,13 @@ def _fewest_to_skip(free: list[_Candidate], total: int) -> int:
             high = k
             break
     uniform = _uniform(free)
+    weights = [c.weight for c in free]
 
     def feasible(skip: int) -> bool:
         kept = free[skip:]
         if uniform:
             # With one spec, units never fall as weight rises: the smallest decides.
-            return _smallest_reaches_min(kept, total, suffix[skip])
+            return _smallest_reaches_min(kept, weights[skip:], total, suffix[skip])
         _largest_remainder(kept, total)
         return all(c.units >= c.min_units for c in kept)
 
@@ -443,29 +495,35 @@ def _fewest_to_skip(free: list[_Candidate], total: int) -> int:
     return low
 
 
-def _smallest_reaches_min(kept: list[_Candidate], total: int, total_weight: int) -> bool:
+def _smallest_reaches_min(
+    kept: list[_Candidate], weights: list[int], total: int, total_weight: int
+) -> bool:
     """Whether kept[0] gets its minimum in a largest-remainder split (one spec for all), in
-    one pass without sorting: it needs its floor, or a leftover step by remainder rank."""
+    one pass without sorting: it needs its floor, or a leftover step by remainder rank.
+
+    `weights` are kept's weights and total_weight their sum. The floors are not summed one by
+    one: they are (total x total_weight - the remainders) / denominator, exactly."""
     if not kept:
         return True
     first = kept[0]
-    denominator = total_weight * first.step_int
+    step = first.step_int
+    denominator = total_weight * step
     floor, remainder = divmod(total * first.weight, denominator)
     if floor >= first.min_units:
         return True
     if floor < first.min_units - 1:
         return False
-    given = 0
-    ahead = 0
-    mine = (remainder, first.weight, _descending(first.member.account_id))
-    for c in kept:
-        share, rest = divmod(total * c.weight, denominator)
-        given += share
-        if rest > mine[0] or (
-            rest == mine[0] and (c.weight, _descending(c.member.account_id)) > (mine[1], mine[2])
-        ):
-            ahead += 1
-    leftover_steps = (total - given * first.step_int) // first.step_int
+    rests = [total * w % denominator for w in weights]
+    given = (total * total_weight - sum(rests)) // denominator
+    ahead = sum(map(remainder.__lt__, rests))
+    if rests.count(remainder) > 1:
+        mine = (first.weight, _descending(first.member.account_id))
+        ahead += sum(
+            1
+            for c, rest in zip(kept, rests, strict=True)
+            if rest == remainder and (c.weight, _descending(c.member.account_id)) > mine
+        )
+    leftover_steps = (total - given * step) // step
     return ahead < leftover_steps
 
 
@@ -485,31 +543,20 @@ def _largest_remainder(candidates: list[_Candidate], total: int) -> None:
         for c in candidates:
             c.units = 0
         return
-    uniform = _uniform(candidates)
+    if _uniform(candidates):
+        _largest_remainder_uniform(candidates, total, total_weight)
+        return
     given = 0
-    remainders: list[tuple[int | Fraction, int, str, _Candidate]] = []
+    remainders: list[tuple[Fraction, int, str, _Candidate]] = []
     append = remainders.append
     for c in candidates:
         denominator = total_weight * c.step_int
         share, remainder = divmod(total * c.weight, denominator)
         c.units = share
         given += share * c.step_int
-        append(
-            (
-                -remainder if uniform else -Fraction(remainder, denominator),
-                -c.weight,
-                c.member.account_id,
-                c,
-            )
-        )
+        append((-Fraction(remainder, denominator), -c.weight, c.member.account_id, c))
     left = total - given
     if left <= 0:
-        return
-    if uniform:
-        # Exactly left / step members get one more step: only they need ordering.
-        winners = heapq.nsmallest(left // candidates[0].step_int, remainders)
-        for entry in winners:
-            entry[3].units += 1
         return
     remainders.sort()
     for entry in remainders:
@@ -521,14 +568,52 @@ def _largest_remainder(candidates: list[_Candidate], total: int) -> None:
                 return
 
 
+def _largest_remainder_uniform(candidates: list[_Candidate], total: int, total_weight: int) -> None:
+    """The same split when every member has the same step: remainders compare as integers,
+    and exactly left / step members get one more step, so only those are ordered (by
+    remainder, then larger weight, then smaller account id)."""
+    step = candidates[0].step_int
+    denominator = total_weight * step
+    rests: list[int] = []
+    append = rests.append
+    given = 0
+    for c in candidates:
+        share, rest = divmod(total * c.weight, denominator)
+        c.units = share
+        given += share
+        append(rest)
+    winners = (total - given * step) // step
+    if winners <= 0:
+        return
+    # The winners' smallest remainder: all above it win, ties on it are ranked.
+    threshold = sorted(rests, reverse=True)[min(winners, len(rests)) - 1]
+    tied: list[_Candidate] = []
+    for c, rest in zip(candidates, rests, strict=True):
+        if rest > threshold:
+            c.units += 1
+            winners -= 1
+        elif rest == threshold:
+            tied.append(c)
+    tied.sort(key=_by_weight_then_id)
+    for c in tied[:winners]:
+        c.units += 1
+
+
+def _by_weight_then_id(c: _Candidate) -> tuple[int, str]:
+    return -c.weight, c.member.account_id
+
+
 # -- independent methods -------------------------------------------------------------------
 
 
 def _independent_line(
-    member: MemberInput, method: AllocationMethod, basis: Decimal, request: AllocationRequest
+    member: MemberInput,
+    method: AllocationMethod,
+    basis: Decimal,
+    request: AllocationRequest,
+    terms: _SpecTerms,
 ) -> AllocationLine:
-    spec = member.spec
-    assert spec is not None
+    spec = terms.spec
     # The exact volume as numerator / denominator, both exact products: the floor in steps is
     # then an exact integer division, whatever the digits.
     master_contract, contract = request.symbol.contract_size, spec.contract_size
@@ -558,7 +643,7 @@ def _independent_line(
     reasons: list[AllocationReason] = []
     if rest:
         reasons.append(AllocationReason.ROUNDED_DOWN)
-    min_units = _step_counts(spec)[0]
+    min_units = terms.min_units
     max_lots = member.settings.max_lots
     if max_lots is not None and units * spec.volume_step > max_lots:
         units = int(max_lots // spec.volume_step)
@@ -568,7 +653,7 @@ def _independent_line(
             units, reasons = min_units, [AllocationReason.RAISED_TO_MIN]
         else:
             units, reasons = 0, [AllocationReason.SKIPPED_BELOW_MIN]
-    children = _split_at_max(units, spec)
+    volume, children = terms.volumes_of(units)
     if len(children) > 1:
         reasons.append(AllocationReason.SPLIT_MAX_VOLUME)
     return AllocationLine(
@@ -577,8 +662,8 @@ def _independent_line(
         method=method,
         basis=basis,
         target_volume=target.quantize(TARGET_DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN),
-        volume=from_steps(units, spec.volume_step),
-        child_volumes=tuple(from_steps(u, spec.volume_step) for u in children),
+        volume=volume,
+        child_volumes=children,
         reasons=tuple(reasons),
         snapshot=member.snapshot,
         entry_price=member.entry_price,

@@ -114,13 +114,15 @@ CHILD_TRANSITIONS: dict[ChildOrderState, frozenset[ChildOrderState]] = {
             ChildOrderState.PENDING,
         }
     ),
-    # Reconciliation by tag settles an UNKNOWN child: found (filled) or provably absent.
+    # Reconciliation by tag settles an UNKNOWN child: found (filled) or provably absent (then
+    # sent again, rejected, or cancelled when its master order's cancellation was requested).
     ChildOrderState.UNKNOWN: frozenset(
         {
             ChildOrderState.FILLED,
             ChildOrderState.PARTIALLY_FILLED,
             ChildOrderState.PENDING,
             ChildOrderState.REJECTED,
+            ChildOrderState.CANCELLED,
         }
     ),
 }
@@ -149,6 +151,10 @@ class MasterOrderSpec:
     expire_time: datetime | None = None
     filling_policy: FillingPolicy = FillingPolicy.FOK
     comment: str = ""
+    # Set on a closing order (CloseMasterPosition): the master order whose position it closes,
+    # and the fraction of what was still open that it closes.
+    closes_master_order_id: str = ""
+    close_fraction: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,9 @@ class ChildOrder:
     attempts: int = 0
     sent_at: datetime | None = None
     filled_at: datetime | None = None
+    # Set on a closing child: the opening child whose position it closes (its position_ticket,
+    # set from the start, names the position on a hedging account).
+    closes_child_order_id: str = ""
 
     def moved_to(self, state: ChildOrderState, at: datetime, **changes: object) -> ChildOrder:
         if state not in CHILD_TRANSITIONS.get(self.state, frozenset()):
@@ -210,6 +219,11 @@ class MasterOrder:
     filled_volume: Decimal = Decimal(0)
     average_fill_price: Decimal | None = None
     execution: ExecutionStats = ExecutionStats()
+    # The caller's principal; client_order_id is unique per caller.
+    submitted_by: str = ""
+    # Set once cancellation is requested: no child is sent after it (stored, so a restart
+    # honours it too); children already at the broker go on to their outcome.
+    cancel_requested_at: datetime | None = None
 
     def moved_to(self, state: MasterOrderState, at: datetime, **changes: object) -> MasterOrder:
         if state not in MASTER_TRANSITIONS.get(self.state, frozenset()):
@@ -227,6 +241,6 @@ def final_master_state(children: list[ChildOrder]) -> MasterOrderState:
         return MasterOrderState.FILLED
     if some_fill:
         return MasterOrderState.PARTIALLY_FILLED
-    if children and all(c.state is ChildOrderState.CANCELLED for c in children):
+    if any(c.state is ChildOrderState.CANCELLED for c in children):
         return MasterOrderState.CANCELLED
     return MasterOrderState.REJECTED

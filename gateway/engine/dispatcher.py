@@ -65,6 +65,25 @@ class Dispatcher:
         self._settings = settings
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_concurrency)
+        # Master orders whose cancellation was requested: none of their children is sent again.
+        self._stopped: set[str] = set()
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """The global bound on requests in flight, for anything else that asks terminals."""
+        return self._slots
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self._settings.request_timeout_s
+
+    def stop_sending(self, master_order_id: str) -> None:
+        """From now on, each child of this master order that has not reached its broker is
+        CANCELLED instead of sent (checked right before every request)."""
+        self._stopped.add(master_order_id)
+
+    def forget(self, master_order_id: str) -> None:
+        self._stopped.discard(master_order_id)
 
     async def dispatch(
         self,
@@ -136,6 +155,8 @@ class Dispatcher:
                 return self._filled_from_deal(
                     child, found[0], found[0].price, point, child.attempts
                 )
+            if child.master_order_id in self._stopped:
+                return self._cancelled(child, child.attempts), None
             if child.state is ChildOrderState.UNKNOWN:
                 now = self._clock()
                 child = child.moved_to(ChildOrderState.PENDING, now)
@@ -144,6 +165,8 @@ class Dispatcher:
         last_text = ""
         last_retcode = 0
         while attempts < self._settings.max_attempts:
+            if child.master_order_id in self._stopped:
+                return self._cancelled(child, attempts), None
             attempts += 1
             try:
                 async with asyncio.timeout(self._settings.request_timeout_s):
@@ -163,6 +186,12 @@ class Dispatcher:
                 magic=child.magic,
                 price=requested,
                 deviation_points=deviation,
+                # A closing child names the position it closes (hedging accounts); an opening
+                # child carries the master order's stops onto its position.
+                position_ticket=child.position_ticket,
+                stop_loss=None if child.closes_child_order_id else master.spec.stop_loss,
+                take_profit=None if child.closes_child_order_id else master.spec.take_profit,
+                filling=master.spec.filling_policy,
             )
             try:
                 async with asyncio.timeout(self._settings.request_timeout_s):
@@ -200,6 +229,15 @@ class Dispatcher:
                 status_text=f"{retcodes.name_of(last_retcode)}: {last_text}",
             ),
             None,
+        )
+
+    def _cancelled(self, child: ChildOrder, attempts: int) -> ChildOrder:
+        # Only ever before a request leaves, or once the broker is proven not to have it.
+        return child.moved_to(
+            ChildOrderState.CANCELLED,
+            self._clock(),
+            attempts=attempts,
+            status_text="cancelled on request before it reached the broker",
         )
 
     async def _reconcile(self, terminal: Terminal, child: ChildOrder) -> list[Deal] | None:

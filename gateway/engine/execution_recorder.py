@@ -1,7 +1,8 @@
 """Group commit of execution outcomes: child state changes, fills and master order progress.
 
 Dispatch tasks hand in outcomes; one writer task takes everything that is waiting, commits it
-in one transaction, and only then publishes the fills and wakes the tasks that wait on them.
+in one transaction, and only then publishes the fills and order changes and wakes the tasks that
+wait on them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.domain.orders import (
     final_master_state,
 )
 from gateway.engine.fill_bus import FillBus
+from gateway.engine.order_updates import OrderUpdateBus
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,9 +50,16 @@ class MasterProgress:
 
 
 class ExecutionRecorder:
-    def __init__(self, store: Store, bus: FillBus, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: FillBus,
+        clock: Callable[[], datetime],
+        updates: OrderUpdateBus | None = None,
+    ) -> None:
         self._store = store
         self._bus = bus
+        self.updates = updates or OrderUpdateBus()
         self._clock = clock
         self._queue: asyncio.Queue[_Outcome] = asyncio.Queue()
         self._progress: dict[str, MasterProgress] = {}
@@ -91,6 +100,7 @@ class ExecutionRecorder:
         fills = await self._store.fills_of(progress.master.master_order_id)
         progress.master = _completed(progress.master, children, fills, self._clock())
         await self._store.save_progress(masters=[progress.master])
+        self.updates.publish([progress.master], [])
         self._progress.pop(progress.master.master_order_id, None)
         progress.finished.set()
 
@@ -135,6 +145,7 @@ class ExecutionRecorder:
             fills=[o.fill for o in batch if o.fill is not None],
         )
         self._bus.publish(numbered)
+        self.updates.publish(masters, [o.child for o in batch])
         for progress in finished:
             del self._progress[progress.master.master_order_id]
             progress.finished.set()
@@ -161,9 +172,16 @@ def _completed(
         ),
         max_slippage_points=max(slippages) if slippages else None,
     )
+    cancelled = sum(1 for c in children if c.state is ChildOrderState.CANCELLED)
+    reason = (
+        f"cancelled on request: {cancelled} of {len(children)} child orders not sent"
+        if cancelled
+        else master.state_reason
+    )
     return master.moved_to(
         final_master_state(children),
         now,
+        state_reason=reason,
         filled_child_count=sum(1 for c in children if c.state is ChildOrderState.FILLED),
         rejected_child_count=sum(1 for c in children if c.state is ChildOrderState.REJECTED),
         filled_volume=filled_volume,

@@ -19,6 +19,7 @@ from gateway.domain.accounts import (
     Platform,
 )
 from gateway.domain.fills import Fill
+from gateway.domain.order_events import OrderEvent
 from gateway.domain.orders import (
     ChildOrder,
     ChildOrderState,
@@ -151,6 +152,7 @@ def master_values(order: MasterOrder) -> dict[str, Any]:
     return {
         "master_order_id": order.master_order_id,
         "client_order_id": spec.client_order_id,
+        "submitted_by": order.submitted_by,
         "group_id": spec.group_id,
         "symbol": spec.symbol,
         "side": spec.side.value,
@@ -165,7 +167,11 @@ def master_values(order: MasterOrder) -> dict[str, Any]:
         "expire_time": spec.expire_time,
         "filling_policy": spec.filling_policy.value,
         "comment": spec.comment,
+        "closes_master_order_id": spec.closes_master_order_id or None,
+        "close_fraction": spec.close_fraction,
         "allocation": allocation_to_json(order.allocation),
+        # Written afterwards only by Store.request_cancel, never by progress updates.
+        "cancel_requested_at": order.cancel_requested_at,
         **master_progress_values(order),
     }
 
@@ -210,6 +216,8 @@ def master_from_row(row: Row) -> MasterOrder:
             expire_time=row["expire_time"],
             filling_policy=FillingPolicy(row["filling_policy"]),
             comment=row["comment"],
+            closes_master_order_id=row["closes_master_order_id"] or "",
+            close_fraction=row["close_fraction"],
         ),
         state=MasterOrderState(row["state"]),
         magic=row["magic"],
@@ -228,6 +236,8 @@ def master_from_row(row: Row) -> MasterOrder:
             average_slippage_points=row["average_slippage_points"],
             max_slippage_points=row["max_slippage_points"],
         ),
+        submitted_by=row["submitted_by"],
+        cancel_requested_at=row["cancel_requested_at"],
     )
 
 
@@ -261,6 +271,7 @@ def child_values(child: ChildOrder) -> dict[str, Any]:
         state=child.state.value,
         sent_at=child.sent_at,
         filled_at=child.filled_at,
+        closes_child_order_id=child.closes_child_order_id or None,
     )
     return values
 
@@ -272,6 +283,7 @@ def child_from_row(row: Row) -> ChildOrder:
         state=ChildOrderState(row["state"]),
         sent_at=row["sent_at"],
         filled_at=row["filled_at"],
+        closes_child_order_id=row["closes_child_order_id"] or "",
         **values,
     )
 
@@ -302,3 +314,25 @@ def fill_values(fill: Fill) -> dict[str, Any]:
 
 def fill_from_row(row: Row) -> Fill:
     return Fill(side=Side(row["side"]), **{name: row[name] for name in _FILL_FIELDS})
+
+
+def event_values(event: OrderEvent) -> dict[str, Any]:
+    return {
+        "sequence": event.sequence,
+        "master_order_id": event.master_order_id,
+        "child_order_id": event.child_order_id,
+        "state": event.state,
+        "detail": event.detail,
+        "at": event.at,
+    }
+
+
+def event_from_row(row: Row) -> OrderEvent:
+    return OrderEvent(
+        sequence=row["sequence"],
+        master_order_id=row["master_order_id"],
+        child_order_id=row["child_order_id"],
+        state=row["state"],
+        detail=row["detail"],
+        at=row["at"],
+    )

@@ -7,10 +7,13 @@ a group's settings with its members.
 The same code runs on SQLite (sqlite+aiosqlite://, WAL) and PostgreSQL (postgresql+asyncpg://);
 the schema comes from the alembic revisions in gateway/store/migrations/, applied by `open`.
 
-One gateway process per database: fill sequences are assigned here, in process, under a lock
-(`save_progress`), starting from the largest stored sequence read at `open`. That makes them
-gap-free and increasing without a database sequence (which would leave gaps on rollback), but a
-second process writing fills to the same database would hand out the same numbers.
+One gateway process per database: fill and order event sequences are assigned here, in process,
+under a lock, starting from the largest stored sequences read at `open`. That makes them gap-free
+and increasing without a database sequence (which would leave gaps on rollback), but a second
+process writing to the same database would hand out the same numbers.
+
+Outbox: every state change of a master or child order is written with its OrderEvent row in the
+same transaction, so the audit trail and the state never disagree, even after a crash.
 """
 
 from __future__ import annotations
@@ -18,17 +21,31 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.accounts import Account, AccountSnapshot, Group
 from gateway.domain.fills import Fill
+from gateway.domain.order_events import OrderEvent, child_event, master_event
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
 from gateway.store import migrations, records, tables
 from gateway.store.engines import create_engine
+
+
+class DuplicateClientOrderId(Exception):
+    """A master order with this (submitted_by, client_order_id) is already stored."""
+
+    def __init__(self, existing: MasterOrder) -> None:
+        super().__init__(
+            f"client_order_id {existing.spec.client_order_id!r} is taken by "
+            f"{existing.master_order_id}"
+        )
+        self.existing = existing
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +62,12 @@ class FillFilter:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, last_sequence: int) -> None:
+    def __init__(self, engine: AsyncEngine, last_sequence: int, last_event: int = 0) -> None:
         self._engine = engine
         self._last_sequence = last_sequence
-        self._fill_lock = asyncio.Lock()
+        self._last_event = last_event
+        # Held by every write that numbers fills or events: one numbering writer at a time.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -62,10 +81,13 @@ class Store:
             async with engine.begin() as conn:
                 await conn.run_sync(migrations.upgrade_to_head)
                 last = (await conn.execute(select(func.max(tables.fills.c.sequence)))).scalar()
+                last_event = (
+                    await conn.execute(select(func.max(tables.order_events.c.sequence)))
+                ).scalar()
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, int(last or 0))
+        return cls(engine, int(last or 0), int(last_event or 0))
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -225,13 +247,76 @@ class Store:
     # -- master and child orders ------------------------------------------------------------
 
     async def insert_master_order(self, order: MasterOrder, children: Sequence[ChildOrder]) -> None:
-        """The order, its allocation and its children: one transaction, before any ack."""
-        async with self._engine.begin() as conn:
-            await conn.execute(tables.master_orders.insert(), records.master_values(order))
-            if children:
-                await conn.execute(
-                    tables.child_orders.insert(), [records.child_values(c) for c in children]
+        """The order, its allocation and its children: one transaction, before any ack.
+
+        Raises DuplicateClientOrderId (nothing written) when the caller already has an order
+        under this client_order_id: the unique index decides, so two gateways' or two
+        concurrent calls' submissions cannot both be stored.
+        """
+        try:
+            async with self._write_lock:
+                event = replace(master_event(order), sequence=self._last_event + 1)
+                async with self._engine.begin() as conn:
+                    await conn.execute(tables.master_orders.insert(), records.master_values(order))
+                    if children:
+                        await conn.execute(
+                            tables.child_orders.insert(),
+                            [records.child_values(c) for c in children],
+                        )
+                    await conn.execute(tables.order_events.insert(), records.event_values(event))
+                self._last_event = event.sequence
+        except IntegrityError:
+            existing = await self.find_by_client_order_id(
+                order.submitted_by, order.spec.client_order_id
+            )
+            if existing is None:
+                raise
+            raise DuplicateClientOrderId(existing) from None
+
+    async def request_cancel(self, master_order_id: str, at: datetime) -> bool:
+        """Records that a master order is to be cancelled, with its event, in one transaction.
+
+        False if the order is final (or absent): there is nothing left to cancel. True if it
+        is marked now or was before (asking twice changes nothing).
+        """
+        table = tables.master_orders
+        async with self._write_lock:
+            async with self._engine.begin() as conn:
+                query = select(table.c.state, table.c.cancel_requested_at).where(
+                    table.c.master_order_id == master_order_id
                 )
+                row = (await conn.execute(query)).first()
+                if row is None or MasterOrderState(row.state).is_final:
+                    return False
+                if row.cancel_requested_at is not None:
+                    return True
+                await conn.execute(
+                    update(table)
+                    .where(table.c.master_order_id == master_order_id)
+                    .values(cancel_requested_at=at, updated_at=at)
+                )
+                event = OrderEvent(
+                    self._last_event + 1,
+                    master_order_id,
+                    "",
+                    row.state,
+                    "cancellation requested: no further child order is sent",
+                    at,
+                )
+                await conn.execute(tables.order_events.insert(), records.event_values(event))
+            self._last_event = event.sequence
+        return True
+
+    async def find_by_client_order_id(
+        self, submitted_by: str, client_order_id: str
+    ) -> MasterOrder | None:
+        table = tables.master_orders
+        query = select(table).where(
+            table.c.submitted_by == submitted_by, table.c.client_order_id == client_order_id
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return records.master_from_row(row) if row else None
 
     async def get_master_order(self, master_order_id: str) -> MasterOrder | None:
         async with self._engine.connect() as conn:
@@ -266,6 +351,22 @@ class Store:
             rows = (await conn.execute(query)).mappings().all()
         return [records.master_from_row(r) for r in rows]
 
+    async def closing_orders_of(
+        self, master_order_id: str
+    ) -> list[tuple[MasterOrder, list[ChildOrder]]]:
+        """The closing orders (CloseMasterPosition) of a master order, oldest first, with their
+        children."""
+        masters = tables.master_orders
+        query = (
+            select(masters)
+            .where(masters.c.closes_master_order_id == master_order_id)
+            .order_by(masters.c.master_order_id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        closes = [records.master_from_row(r) for r in rows]
+        return [(c, await self.children_of(c.master_order_id)) for c in closes]
+
     async def children_of(self, master_order_id: str) -> list[ChildOrder]:
         query = (
             select(tables.child_orders)
@@ -283,16 +384,24 @@ class Store:
         children: Sequence[ChildOrder] = (),
         fills: Sequence[Fill] = (),
     ) -> list[Fill]:
-        """One group commit: child state changes, new fills and master order progress.
+        """One group commit: child state changes, new fills and master order progress, with
+        an OrderEvent row for each master and child order given (their new state).
 
         Returns the fills with their sequences, assigned in the order given. Only after this
         returns may anyone be told about them. All or nothing: if the transaction fails, no
         row changes and no sequence is used up. Sequences are numbered in this process under
         a lock, which is why one database serves one gateway process.
         """
-        async with self._fill_lock:
+        async with self._write_lock:
             first = self._last_sequence + 1
             numbered = [replace(f, sequence=first + i) for i, f in enumerate(fills)]
+            first_event = self._last_event + 1
+            events = [
+                replace(e, sequence=first_event + i)
+                for i, e in enumerate(
+                    [*(master_event(m) for m in masters), *(child_event(c) for c in children)]
+                )
+            ]
             async with self._engine.begin() as conn:
                 await _update_children(conn, children)
                 for order in masters:
@@ -305,8 +414,39 @@ class Store:
                     await conn.execute(
                         tables.fills.insert(), [records.fill_values(f) for f in numbered]
                     )
+                if events:
+                    await conn.execute(
+                        tables.order_events.insert(), [records.event_values(e) for e in events]
+                    )
             self._last_sequence += len(numbered)
+            self._last_event += len(events)
         return numbered
+
+    async def save_events(self, events: Sequence[OrderEvent]) -> list[OrderEvent]:
+        """Events of something that changed no order row (e.g. stops modified at a broker),
+        numbered and stored in one transaction."""
+        if not events:
+            return []
+        async with self._write_lock:
+            first = self._last_event + 1
+            numbered = [replace(e, sequence=first + i) for i, e in enumerate(events)]
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    tables.order_events.insert(), [records.event_values(e) for e in numbered]
+                )
+            self._last_event += len(numbered)
+        return numbered
+
+    async def events_of(self, master_order_id: str) -> list[OrderEvent]:
+        """The audit trail of a master order and its children, in commit order."""
+        query = (
+            select(tables.order_events)
+            .where(tables.order_events.c.master_order_id == master_order_id)
+            .order_by(tables.order_events.c.sequence)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [records.event_from_row(r) for r in rows]
 
     # -- fills ------------------------------------------------------------------------------
 

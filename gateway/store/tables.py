@@ -91,6 +91,8 @@ master_orders = Table(
     metadata,
     Column("master_order_id", String(40), primary_key=True),
     Column("client_order_id", String(100), nullable=False),
+    # The caller's principal (empty for an anonymous caller): client_order_id is unique per caller.
+    Column("submitted_by", String(100), nullable=False, server_default=""),
     Column("group_id", String(40), ForeignKey("groups.group_id"), nullable=False),
     Column("symbol", String(40), nullable=False),
     Column("side", String(10), nullable=False),
@@ -119,11 +121,22 @@ master_orders = Table(
     Column("submit_to_last_fill_us", BigInteger),
     Column("average_slippage_points", DecimalText),
     Column("max_slippage_points", DecimalText),
+    Column("cancel_requested_at", UtcMicros),
+    Column("closes_master_order_id", String(40)),
+    Column("close_fraction", DecimalText),
     Column("created_at", UtcMicros, nullable=False),
     Column("updated_at", UtcMicros, nullable=False),
 )
 Index("ix_master_orders_group", master_orders.c.group_id, master_orders.c.master_order_id)
 Index("ix_master_orders_state", master_orders.c.state)
+Index("ix_master_orders_closes", master_orders.c.closes_master_order_id)
+# Idempotent submission: a resubmitted client_order_id lands on the original order.
+Index(
+    "uq_master_orders_client_order",
+    master_orders.c.submitted_by,
+    master_orders.c.client_order_id,
+    unique=True,
+)
 
 child_orders = Table(
     "child_orders",
@@ -154,6 +167,7 @@ child_orders = Table(
     Column("attempts", Integer, nullable=False),
     Column("sent_at", UtcMicros),
     Column("filled_at", UtcMicros),
+    Column("closes_child_order_id", String(40)),
     Column("created_at", UtcMicros, nullable=False),
     Column("updated_at", UtcMicros, nullable=False),
 )
@@ -182,3 +196,17 @@ fills = Table(
 )
 Index("ix_fills_master", fills.c.master_order_id, fills.c.sequence)
 Index("ix_fills_account", fills.c.account_id, fills.c.sequence)
+
+order_events = Table(
+    "order_events",
+    metadata,
+    # Global, gap-free, increasing: assigned by the store's single writer at commit.
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("master_order_id", String(40), nullable=False),
+    # Empty for an event of the master order itself.
+    Column("child_order_id", String(40), nullable=False),
+    Column("state", String(30), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", UtcMicros, nullable=False),
+)
+Index("ix_order_events_master", order_events.c.master_order_id, order_events.c.sequence)

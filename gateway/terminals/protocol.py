@@ -5,7 +5,8 @@
 | account_info()    | yes      | balance, equity, margin of the logged-in account               |
 | symbol_spec(s)    | yes      | volume and price rules of a broker symbol (SymbolNotFound)     |
 | quote(s)          | yes      | the current bid/ask                                            |
-| send(request)     | yes      | one trade request; the broker's answer with its MT5 retcode   |
+| send(request)     | yes      | one trade request (deal, pending, modify, remove, SL/TP,       |
+|                   |          | close-by); the broker's answer with its MT5 retcode            |
 | find_by_tag(tag)  | yes      | orders, positions and deals carrying a child's tag (reconcile) |
 | positions()       | yes      | open positions                                                 |
 | pending_orders()  | yes      | pending orders                                                 |
@@ -26,7 +27,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from gateway.domain.accounts import MarginMode
-from gateway.domain.orders import Side
+from gateway.domain.orders import FillingPolicy, OrderType, Side, TimeInForce
 from gateway.domain.symbols import SymbolSpec
 
 
@@ -50,13 +51,40 @@ class OrderRequest:
     # The child's tag, put in the broker comment; and the group's magic number.
     tag: str
     magic: int
-    # The price the engine expects; None for "at market".
+    # The price the engine expects; None for "at market". PENDING: the order's price (the stop
+    # price of a stop limit); MODIFY: the new price, None keeping the current one.
     price: Decimal | None = None
     deviation_points: int = 0
+    # None: no SL/TP. MODIFY and SLTP set both, as MT5 does: None removes one.
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     # The position to close or modify, for closing deals and SLTP.
     position_ticket: int = 0
+    # MARKET for deals; LIMIT, STOP or STOP_LIMIT (with `side`) for pending orders, whose
+    # trigger price is `price`.
+    order_type: OrderType = OrderType.MARKET
+    # STOP_LIMIT: the price of the limit order placed when `price` is reached (MT5 stoplimit).
+    stop_limit_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    # TimeInForce.SPECIFIED: when the pending order expires (UTC).
+    expires_at: datetime | None = None
+    # What happens to volume the market cannot fill at once (MT5 type_filling; FOK is MT5's 0).
+    filling: FillingPolicy = FillingPolicy.FOK
+    # The pending order to modify or remove (MODIFY, REMOVE).
+    order_ticket: int = 0
+    # CLOSE_BY: the opposite position that closes `position_ticket`.
+    position_by: int = 0
+
+
+class DealEntry(enum.Enum):
+    """What a deal did to a position (MT5 DEAL_ENTRY_*)."""
+
+    IN = 0
+    OUT = 1
+    # A netting position reversed: the old one closed and a new one opened in one deal.
+    INOUT = 2
+    # Closed by an opposite position (CLOSE_BY).
+    OUT_BY = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +148,15 @@ class PendingOrder:
     magic: int
     comment: str
     placed_at: datetime
+    order_type: OrderType = OrderType.LIMIT
+    stop_limit_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expires_at: datetime | None = None
+    filling: FillingPolicy = FillingPolicy.RETURN
+    # The volume first asked for; `volume` is what is left after partial fills.
+    volume_initial: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +171,9 @@ class Deal:
     magic: int
     comment: str
     executed_at: datetime
+    entry: DealEntry = DealEntry.IN
+    # Realized profit in the account currency (closing deals); credited to the balance.
+    profit: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

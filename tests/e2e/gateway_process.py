@@ -22,10 +22,19 @@ def write_config(directory: Path, *, demo: bool = False) -> Path:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, database: Path, *, latency_ms: int = 5) -> None:
+    def __init__(
+        self,
+        config: Path,
+        database: Path,
+        *,
+        latency_ms: int = 5,
+        broker_state: Path | None = None,
+    ) -> None:
         self.config = config
         self.database = database
         self.latency_ms = latency_ms
+        # A file for the simulated broker's books, so that they outlive the process.
+        self.broker_state = broker_state
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
         self.log = database.parent / "gateway.log"
@@ -38,6 +47,8 @@ class GatewayProcess:
             "MAM__SIMULATOR__LATENCY_MS": str(self.latency_ms),
             "MAM__SERVER__HEARTBEAT_SECONDS": "0.5",
         }
+        if self.broker_state is not None:
+            env["MAM__SIMULATOR__STATE_PATH"] = str(self.broker_state)
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway", "--config", str(self.config),
@@ -62,6 +73,7 @@ class GatewayProcess:
             return await self.process.wait()
 
     async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
         assert self.process is not None
         if self.process.returncode is None:
             self.process.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from gateway._proto.mam.v1 import (
@@ -12,6 +13,7 @@ from gateway._proto.mam.v1 import (
     order_pb2,
     trading_service_pb2,
 )
+from gateway.api.server import RunningGateway
 
 # 20 accounts from about 500 to 250,000 of equity.
 EQUITIES = [
@@ -70,6 +72,7 @@ def market_order(
     group_id: str, volume: str = "1.00", symbol: str = "EURUSD", **fields: object
 ) -> trading_service_pb2.SubmitMasterOrderRequest:
     spec = order_pb2.MasterOrderSpec(
+        client_order_id=f"test-{uuid.uuid4().hex}",
         group_id=group_id,
         symbol=symbol,
         side=common_pb2.SIDE_BUY,
@@ -84,3 +87,13 @@ def market_order(
 def equity_share(volume: str, equity: str, participants: list[str]) -> Decimal:
     total = sum(Decimal(e) for e in participants)
     return Decimal(volume) * Decimal(equity) / total
+
+
+async def open_volume(gateway: RunningGateway, account_ids: list[str]) -> Decimal:
+    """What the accounts hold at their broker: the proof of how often an order traded."""
+    total = Decimal(0)
+    for account_id in account_ids:
+        terminal = gateway.registry.get(account_id)
+        assert terminal is not None
+        total += sum((p.volume for p in await terminal.positions()), Decimal(0))
+    return total

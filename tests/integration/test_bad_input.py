@@ -185,9 +185,9 @@ async def test_garbage_page_token_is_invalid_argument(client: Client) -> None:
 
 async def test_rpcs_of_later_versions_answer_unimplemented_with_a_reason(client: Client) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await client.trading.CancelMasterOrder(
-            trading_service_pb2.CancelMasterOrderRequest(master_order_id="mo_X")
+        await client.accounts.DeleteAccount(
+            account_service_pb2.DeleteAccountRequest(account_id="acc_X")
         )
     details = error_details(caught.value)
     assert (details.code, details.reason) == (grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED")
-    assert "CancelMasterOrder" in details.message
+    assert "DeleteAccount" in details.message

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 
-from gateway._proto.mam.v1 import order_pb2, trading_service_pb2
-from gateway.api.server import RunningGateway
+from gateway._proto.mam.v1 import order_pb2, trading_service_pb2, trading_service_pb2_grpc
+from gateway.api.server import RunningGateway, start_gateway
 from tests.conftest import Client
 from tests.integration.helpers import create_accounts, create_group, market_order
+from tests.support import error_details, make_config
 
 
 async def read_fills(
@@ -103,3 +105,61 @@ async def test_live_only_starts_at_the_present(client: Client, gateway: RunningG
     fills = await read_fills(stream, 1)
     stream.cancel()
     assert [f.sequence for f in fills] == [2]
+
+
+async def test_a_subscriber_too_slow_for_its_buffer_catches_up_from_the_store(
+    client: Client, gateway: RunningGateway
+) -> None:
+    gateway.bus.max_pending = 5  # any batch of more than 5 fills overflows the live buffer
+    accounts = await create_accounts(client.accounts, [str(5000 + 100 * i) for i in range(40)])
+    group = await create_group(client.accounts, accounts)
+    stream = client.trading.SubscribeFills(trading_service_pb2.SubscribeFillsRequest())
+    first = await stream.read()
+    assert first.heartbeat_sequence == 0
+    children = 0
+    for _ in range(6):
+        response = await client.trading.SubmitMasterOrder(market_order(group.group_id, "0.80"))
+        children += response.master_order.child_count
+    await gateway.engine.wait_idle()
+    # The reader has not read a fill yet; everything it gets now is in order, once.
+    fills = await read_fills(stream, children)
+    # Each fall-back replaced the subscription: none is left behind.
+    assert gateway.bus.subscriber_count == 1
+    stream.cancel()
+    assert gateway.bus.overflows >= 1, "the live buffer never overflowed: nothing was tested"
+    assert [f.sequence for f in fills] == list(range(1, children + 1))
+
+
+async def test_stopping_the_gateway_ends_open_streams_at_once_with_where_to_resume(
+    tmp_path, database_url: str
+) -> None:
+    gateway = await start_gateway(make_config(tmp_path, database_url=database_url))
+    stopped = False
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            trading = trading_service_pb2_grpc.TradingServiceStub(channel)
+            fills = trading.SubscribeFills(trading_service_pb2.SubscribeFillsRequest())
+            assert (await fills.read()).heartbeat_sequence == 0
+            orders = trading.StreamMasterOrders()
+            # An empty submission's rejection: the call has reached the gateway's handler.
+            await orders.write(trading_service_pb2.StreamMasterOrdersRequest())
+            assert (await orders.read()).rejected.reason == "INVALID_ARGUMENT"
+            stopping = asyncio.create_task(gateway.stop(grace_s=30))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async with asyncio.timeout(10):  # far below the 30 s grace
+                    await fills.read()
+            details = error_details(caught.value)
+            assert (details.code, details.reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "GATEWAY_STOPPING",
+            )
+            assert "after_sequence=0" in details.message
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async with asyncio.timeout(10):
+                    await orders.read()
+            assert error_details(caught.value).reason == "GATEWAY_STOPPING"
+            await stopping
+            stopped = True
+    finally:
+        if not stopped:
+            await gateway.stop(0.5)

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Index, MetaData, String, event, select
+from sqlalchemy import Column, Index, MetaData, String, event, inspect, select
+from sqlalchemy import text as sql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -43,7 +45,7 @@ from gateway.domain.orders import (
     OrderType,
     Side,
 )
-from gateway.store import Store, migrations, records, tables
+from gateway.store import DuplicateClientOrderId, Store, migrations, records, tables
 from gateway.store.engines import create_engine
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
@@ -269,11 +271,20 @@ async def test_a_database_at_head_is_left_alone(database_url: str) -> None:
         await reopened.close()
 
 
+def _schema_at(revision: str) -> Callable[[Connection], None]:
+    def build(connection: Connection) -> None:
+        command.upgrade(migrations.alembic_config(connection), revision)
+
+    return build
+
+
 async def test_a_database_made_before_migrations_is_adopted(empty_database_url: str) -> None:
+    # The baseline revision is exactly what metadata.create_all made before migrations existed.
     engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
+            await conn.run_sync(_schema_at(migrations.BASELINE))
+            await conn.execute(sql("DROP TABLE alembic_version"))
             await conn.execute(tables.groups.insert(), records.group_values(group([])))
     finally:
         await engine.dispose()
@@ -302,6 +313,81 @@ async def test_a_database_with_part_of_the_tables_is_refused(empty_database_url:
 
 
 # -- round trips ------------------------------------------------------------------------------
+
+
+async def test_upgrading_makes_earlier_client_order_ids_unique_keeping_the_first(
+    empty_database_url: str,
+) -> None:
+    # Before idempotent submission nothing stopped a repeated or empty client_order_id.
+    accounts = [account(1)]
+    grp = group(accounts)
+    old = [
+        dataclasses.replace(master_order(grp.group_id, accounts, n), spec=spec)
+        for n, spec in enumerate(
+            [
+                dataclasses.replace(master_order("", [], 0).spec, client_order_id=cid)
+                for cid in ("same", "", "same", "other", "same")
+            ],
+            start=1,
+        )
+    ]
+    old = [
+        dataclasses.replace(m, spec=dataclasses.replace(m.spec, group_id=grp.group_id)) for m in old
+    ]
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_schema_at("0001"))
+            await conn.execute(tables.accounts.insert(), records.account_values(accounts[0]))
+            await conn.execute(tables.groups.insert(), records.group_values(grp))
+            # Only the columns revision 0001 had.
+            columns = {
+                c["name"]
+                for c in await conn.run_sync(
+                    lambda sync: inspect(sync).get_columns("master_orders")
+                )
+            }
+            for master in old:
+                values = records.master_values(master)
+                await conn.execute(
+                    tables.master_orders.insert().values(
+                        {k: v for k, v in values.items() if k in columns}
+                    )
+                )
+    finally:
+        await engine.dispose()
+    store = await Store.open(empty_database_url)
+    try:
+        ids = [
+            (await store.get_master_order(m.master_order_id)).spec.client_order_id  # type: ignore[union-attr]
+            for m in old
+        ]
+        assert ids == [
+            "same",
+            old[1].master_order_id,
+            f"same#{old[2].master_order_id}",
+            "other",
+            f"same#{old[4].master_order_id}",
+        ]
+        found = await store.find_by_client_order_id("", "same")
+        assert found is not None and found.master_order_id == old[0].master_order_id
+    finally:
+        await store.close()
+
+
+async def test_a_client_order_id_is_stored_once_per_caller(store: Store) -> None:
+    accounts, grp, first = await seed(store)
+    again = dataclasses.replace(master_order(grp.group_id, accounts, n=2), spec=first.spec)
+    with pytest.raises(DuplicateClientOrderId) as caught:
+        await store.insert_master_order(again, children_of(again))
+    assert caught.value.existing.master_order_id == first.master_order_id
+    assert await store.get_master_order(again.master_order_id) is None
+    assert await store.children_of(again.master_order_id) == []
+    # Another caller may use the same id.
+    theirs = dataclasses.replace(again, submitted_by="desk-b")
+    await store.insert_master_order(theirs, children_of(theirs))
+    found = await store.find_by_client_order_id("desk-b", first.spec.client_order_id)
+    assert found == theirs
 
 
 async def test_everything_comes_back_exactly_as_stored(store: Store) -> None:
@@ -419,6 +505,43 @@ async def test_a_failing_batch_stores_nothing_and_uses_no_sequence(store: Store)
 
     retried = await store.save_progress(fills=[fill_for(c) for c in children])
     assert [f.sequence for f in retried] == [2, 3, 4]
+    # No event of the failed batch either: the trail shows only what was committed.
+    assert [e.state for e in await store.events_of(master.master_order_id)] == ["ALLOCATED"]
+
+
+async def test_every_state_change_is_stored_with_its_event_in_commit_order(
+    database_url: str,
+) -> None:
+    store = await Store.open(database_url)
+    try:
+        _, _, master = await seed(store)
+        children = children_of(master)
+        sent = [c.moved_to(ChildOrderState.SENT, T0, sent_at=T0) for c in children]
+        dispatching = master.moved_to(MasterOrderState.DISPATCHING, T0)
+        await store.save_progress(masters=[dispatching], children=sent)
+        done = [filled(c) for c in sent]
+        final = dispatching.moved_to(MasterOrderState.FILLED, T0, filled_child_count=3)
+        await store.save_progress(masters=[final], children=done, fills=[fill_for(c) for c in done])
+    finally:
+        await store.close()
+    store = await Store.open(database_url)
+    try:
+        events = await store.events_of(master.master_order_id)
+        assert [e.sequence for e in events] == list(range(1, 10))
+        assert [(e.child_order_id, e.state) for e in events] == [
+            ("", "ALLOCATED"),
+            ("", "DISPATCHING"),
+            *((c.child_order_id, "SENT") for c in children),
+            ("", "FILLED"),
+            *((c.child_order_id, "FILLED") for c in children),
+        ]
+        assert events[-1].at == done[-1].updated_at
+        assert events[-1].detail == f"retcode {done[-1].retcode}: {done[-1].status_text}"
+        # Numbering goes on after a restart.
+        await store.save_progress(masters=[final])
+        assert (await store.events_of(master.master_order_id))[-1].sequence == 10
+    finally:
+        await store.close()
 
 
 # -- replace_group ----------------------------------------------------------------------------

@@ -6,6 +6,14 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
+from gateway.terminals.sim import (
+    FaultSettings,
+    LatencyDistribution,
+    LatencySettings,
+    SymbolRules,
+    SymbolTradeMode,
+    TradingSessions,
+)
 from tests.support import DEMO_CONFIG
 
 
@@ -40,6 +48,13 @@ def test_environment_overrides_the_file() -> None:
         ({"MAM__ENGINE__MAX_ATTEMPTS": "0"}, "engine.max_attempts: must be greater than 0"),
         ({"MAM__ENGINE__MAX_CONCURENCY": "5"}, "engine.max_concurency: unknown key"),
         ({"MAM__SIMULATOR__SEED": "abc"}, "simulator.seed: expected int"),
+        ({"MAM__SERVER__TLS_CERT_FILE": "/nonexistent.pem"}, "both are required for TLS"),
+        (
+            {"MAM__SERVER__TLS_CERT_FILE": "/no.pem", "MAM__SERVER__TLS_KEY_FILE": "/no.key"},
+            "server.tls_cert_file: no such file: /no.pem",
+        ),
+        ({"MAM__SERVER__HEALTH_LISTEN": "0.0.0.0:50052"}, "health_listen: must be a loopback"),
+        ({"MAM__SERVER__PLAINTEXT_OFF_LOOPBACK": "1"}, "plaintext_off_loopback: expected bool"),
     ],
 )
 def test_bad_settings_are_refused_with_the_key_at_fault(
@@ -62,3 +77,106 @@ def test_float_volumes_in_the_file_are_refused(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_plaintext_off_loopback_is_an_explicit_choice() -> None:
+    config = load_config(
+        DEMO_CONFIG,
+        environ={
+            "MAM__SERVER__LISTEN": "0.0.0.0:50051",
+            "MAM__SERVER__PLAINTEXT_OFF_LOOPBACK": "true",
+            "MAM__SERVER__HEALTH_LISTEN": "127.0.0.1:50052",
+        },
+    )
+    assert config.server.listen == "0.0.0.0:50051" and config.server.tls is None
+    assert config.server.health_listen == "127.0.0.1:50052"
+
+
+def test_tls_files_make_any_address_acceptable(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_text("cert")
+    (tmp_path / "key.pem").write_text("key")
+    config = load_config(
+        DEMO_CONFIG,
+        environ={
+            "MAM__SERVER__LISTEN": "0.0.0.0:50051",
+            "MAM__SERVER__TLS_CERT_FILE": str(tmp_path / "cert.pem"),
+            "MAM__SERVER__TLS_KEY_FILE": str(tmp_path / "key.pem"),
+        },
+    )
+    assert config.server.tls is not None
+    assert config.server.tls.cert_file == tmp_path / "cert.pem"
+    assert config.server.tls.client_ca_file is None
+
+
+def test_the_demo_simulator_is_in_memory_fault_free_with_a_fixed_latency() -> None:
+    simulator = load_config(DEMO_CONFIG, environ={}).simulator
+    assert simulator.state_path is None
+    assert simulator.faults == FaultSettings()
+    assert simulator.latency == LatencySettings(ms=20.0)
+    assert simulator.rules_for("EURUSD") == SymbolRules()
+
+
+def test_simulator_state_latency_and_faults_come_from_the_environment() -> None:
+    simulator = load_config(
+        DEMO_CONFIG,
+        environ={
+            "MAM__SIMULATOR__STATE_PATH": "/tmp/mam/broker.db",
+            "MAM__SIMULATOR__LATENCY_DISTRIBUTION": "lognormal",
+            "MAM__SIMULATOR__LATENCY_SIGMA": "0.5",
+            "MAM__SIMULATOR__FAULTS__REQUOTE": "0.1",
+            "MAM__SIMULATOR__FAULTS__HANG_EXECUTES": "true",
+        },
+    ).simulator
+    assert simulator.state_path == Path("/tmp/mam/broker.db")
+    assert simulator.latency == LatencySettings(LatencyDistribution.LOGNORMAL, ms=20.0, sigma=0.5)
+    assert (simulator.faults.requote, simulator.faults.hang_executes) == (0.1, True)
+
+
+def test_simulated_symbols_get_trade_modes_and_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        DEMO_CONFIG.read_text().replace(
+            "[[symbols]]",
+            '[simulator.symbols.US500]\ntrade_mode = "LONGONLY"\n'
+            'sessions = ["Mon-Fri 13:30-20:00"]\n\n[[symbols]]',
+            1,
+        )
+    )
+    simulator = load_config(path, environ={}).simulator
+    rules = simulator.rules_for("US500")
+    assert rules.trade_mode is SymbolTradeMode.LONGONLY
+    assert rules.sessions == TradingSessions.parse(["Mon-Fri 13:30-20:00"])
+    assert simulator.rules_for("EURUSD") == SymbolRules()
+
+
+def test_symbol_rules_from_the_environment_find_their_symbol_whatever_the_case() -> None:
+    simulator = load_config(
+        DEMO_CONFIG, environ={"MAM__SIMULATOR__SYMBOLS__XAUUSD__TRADE_MODE": "CLOSEONLY"}
+    ).simulator
+    assert simulator.rules_for("XAUUSD").trade_mode is SymbolTradeMode.CLOSEONLY
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MAM__SIMULATOR__LATENCY_DISTRIBUTION": "gamma"}, "simulator.latency_distribution"),
+        ({"MAM__SIMULATOR__LATENCY_SD_MS": "-1"}, "simulator.latency_sd_ms: must not be neg"),
+        (
+            {"MAM__SIMULATOR__FAULTS__REQUOTE": "0.7", "MAM__SIMULATOR__FAULTS__HANG": "0.7"},
+            "simulator.faults: fault probabilities must add up to at most 1",
+        ),
+        ({"MAM__SIMULATOR__FAULTS__REQUOTES": "0.1"}, "simulator.faults.requotes: unknown key"),
+        ({"MAM__SIMULATOR__SYMBOLS__GBPUSD__TRADE_MODE": "FULL"}, "no [[symbols]] entry"),
+        ({"MAM__SIMULATOR__SYMBOLS__EURUSD__TRADE_MODE": "SOME"}, "expected one of DISABLED"),
+        (
+            {"MAM__SIMULATOR__SYMBOLS__EURUSD__SESSIONS": '["Mon 09:00-08:00"]'},
+            "simulator.symbols.eurusd.sessions: session 'Mon 09:00-08:00'",
+        ),
+    ],
+)
+def test_bad_simulator_settings_name_the_key_at_fault(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(DEMO_CONFIG, environ=environ)
+    assert message in str(caught.value)

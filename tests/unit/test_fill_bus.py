@@ -23,7 +23,7 @@ async def test_subscribers_get_only_their_accounts_in_order() -> None:
     assert [f.sequence for f in await mine.next_batch(10)] == [2, 3]
 
 
-async def test_a_slow_subscriber_is_cut_off_instead_of_growing_memory() -> None:
+async def test_a_slow_subscriber_overflows_instead_of_growing_memory() -> None:
     bus = FillBus(max_pending=5)
     slow = bus.subscribe(FillFilter())
     fast = bus.subscribe(FillFilter())

@@ -260,8 +260,9 @@ func (AllocationReason) EnumDescriptor() ([]byte, []int) {
 // The manager's instruction: one order for a whole group.
 type MasterOrderSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A caller-chosen id, unique per caller: resubmitting the same payload under the same id
-	// returns the original master order instead of trading twice.
+	// Required for a submission (not for a preview). A caller-chosen id, unique per caller, at
+	// most 100 characters: resubmitting the same payload under the same id returns the original
+	// master order instead of trading twice.
 	ClientOrderId string `protobuf:"bytes,1,opt,name=client_order_id,json=clientOrderId,proto3" json:"client_order_id,omitempty"`
 	// Required. The group the order is allocated over.
 	GroupId string `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
@@ -697,8 +698,10 @@ type ChildOrder struct {
 	Attempts          int32                  `protobuf:"varint,18,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	SentTime          *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=sent_time,json=sentTime,proto3" json:"sent_time,omitempty"`
 	FillTime          *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=fill_time,json=fillTime,proto3" json:"fill_time,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set on a closing child order: the opening child order whose position it closes.
+	ClosesChildOrderId string `protobuf:"bytes,21,opt,name=closes_child_order_id,json=closesChildOrderId,proto3" json:"closes_child_order_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ChildOrder) Reset() {
@@ -871,6 +874,13 @@ func (x *ChildOrder) GetFillTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ChildOrder) GetClosesChildOrderId() string {
+	if x != nil {
+		return x.ClosesChildOrderId
+	}
+	return ""
+}
+
 // Execution quality of a master order.
 type ExecutionStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -965,8 +975,14 @@ type MasterOrder struct {
 	Execution        *ExecutionStats        `protobuf:"bytes,13,opt,name=execution,proto3" json:"execution,omitempty"`
 	CreateTime       *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime       *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set once CancelMasterOrder was accepted for this order.
+	CancelRequestTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=cancel_request_time,json=cancelRequestTime,proto3" json:"cancel_request_time,omitempty"`
+	// Set on a closing order (CloseMasterPosition): the master order whose position it closes,
+	// and the fraction asked for (empty when a volume was asked for: spec.volume).
+	ClosesMasterOrderId string `protobuf:"bytes,17,opt,name=closes_master_order_id,json=closesMasterOrderId,proto3" json:"closes_master_order_id,omitempty"`
+	CloseFraction       string `protobuf:"bytes,18,opt,name=close_fraction,json=closeFraction,proto3" json:"close_fraction,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *MasterOrder) Reset() {
@@ -1102,6 +1118,27 @@ func (x *MasterOrder) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *MasterOrder) GetCancelRequestTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CancelRequestTime
+	}
+	return nil
+}
+
+func (x *MasterOrder) GetClosesMasterOrderId() string {
+	if x != nil {
+		return x.ClosesMasterOrderId
+	}
+	return ""
+}
+
+func (x *MasterOrder) GetCloseFraction() string {
+	if x != nil {
+		return x.CloseFraction
+	}
+	return ""
 }
 
 // One execution of a child order at a broker.
@@ -1367,7 +1404,7 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\x12unallocated_volume\x18\x05 \x01(\tR\x11unallocatedVolume\x12?\n" +
 	"\rsnapshot_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fsnapshotTime\x12,\n" +
 	"\x05lines\x18\a \x03(\v2\x16.mam.v1.AllocationLineR\x05lines\x12)\n" +
-	"\x10reference_equity\x18\b \x01(\tR\x0freferenceEquity\"\xf2\x05\n" +
+	"\x10reference_equity\x18\b \x01(\tR\x0freferenceEquity\"\xa5\x06\n" +
 	"\n" +
 	"ChildOrder\x12$\n" +
 	"\x0echild_order_id\x18\x01 \x01(\tR\fchildOrderId\x12&\n" +
@@ -1393,12 +1430,13 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\x0fposition_ticket\x18\x11 \x01(\x03R\x0epositionTicket\x12\x1a\n" +
 	"\battempts\x18\x12 \x01(\x05R\battempts\x127\n" +
 	"\tsent_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\bsentTime\x127\n" +
-	"\tfill_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\bfillTime\"\x82\x02\n" +
+	"\tfill_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\bfillTime\x121\n" +
+	"\x15closes_child_order_id\x18\x15 \x01(\tR\x12closesChildOrderId\"\x82\x02\n" +
 	"\x0eExecutionStats\x12>\n" +
 	"\rdispatch_skew\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\fdispatchSkew\x12H\n" +
 	"\x13submit_to_last_fill\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10submitToLastFill\x126\n" +
 	"\x17average_slippage_points\x18\x03 \x01(\tR\x15averageSlippagePoints\x12.\n" +
-	"\x13max_slippage_points\x18\x04 \x01(\tR\x11maxSlippagePoints\"\xb3\x05\n" +
+	"\x13max_slippage_points\x18\x04 \x01(\tR\x11maxSlippagePoints\"\xdb\x06\n" +
 	"\vMasterOrder\x12&\n" +
 	"\x0fmaster_order_id\x18\x01 \x01(\tR\rmasterOrderId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x04spec\x12.\n" +
@@ -1420,7 +1458,10 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\vcreate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xff\x03\n" +
+	"updateTime\x12J\n" +
+	"\x13cancel_request_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x11cancelRequestTime\x123\n" +
+	"\x16closes_master_order_id\x18\x11 \x01(\tR\x13closesMasterOrderId\x12%\n" +
+	"\x0eclose_fraction\x18\x12 \x01(\tR\rcloseFraction\"\xff\x03\n" +
 	"\x04Fill\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x17\n" +
 	"\afill_id\x18\x02 \x01(\tR\x06fillId\x12&\n" +
@@ -1539,14 +1580,15 @@ var file_mam_v1_order_proto_depIdxs = []int32{
 	7,  // 22: mam.v1.MasterOrder.execution:type_name -> mam.v1.ExecutionStats
 	14, // 23: mam.v1.MasterOrder.create_time:type_name -> google.protobuf.Timestamp
 	14, // 24: mam.v1.MasterOrder.update_time:type_name -> google.protobuf.Timestamp
-	11, // 25: mam.v1.Fill.side:type_name -> mam.v1.Side
-	14, // 26: mam.v1.Fill.time:type_name -> google.protobuf.Timestamp
-	9,  // 27: mam.v1.FillBatch.fills:type_name -> mam.v1.Fill
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	14, // 25: mam.v1.MasterOrder.cancel_request_time:type_name -> google.protobuf.Timestamp
+	11, // 26: mam.v1.Fill.side:type_name -> mam.v1.Side
+	14, // 27: mam.v1.Fill.time:type_name -> google.protobuf.Timestamp
+	9,  // 28: mam.v1.FillBatch.fills:type_name -> mam.v1.Fill
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_order_proto_init() }

@@ -69,7 +69,10 @@ func (x *SubmitMasterOrderRequest) GetOrder() *MasterOrderSpec {
 type SubmitMasterOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stored master order, with its allocation.
-	MasterOrder   *MasterOrder `protobuf:"bytes,1,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
+	MasterOrder *MasterOrder `protobuf:"bytes,1,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
+	// True when this caller had already submitted this client_order_id with the same payload:
+	// master_order is the original order as it stands now, and nothing new was traded.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,6 +112,13 @@ func (x *SubmitMasterOrderResponse) GetMasterOrder() *MasterOrder {
 		return x.MasterOrder
 	}
 	return nil
+}
+
+func (x *SubmitMasterOrderResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
 }
 
 type StreamMasterOrdersRequest struct {
@@ -228,13 +238,19 @@ func (x *SubmissionRejected) GetFields() []string {
 	return nil
 }
 
-// A change of a master order or one of its child orders.
+// Committed changes of one master order: its state, and the child orders that changed (each in
+// its new state), batched as they were committed. A child's states arrive in order; under
+// back-pressure (a reader slower than the gateway) intermediate states may be skipped, never the
+// latest one, and a master order's final state always arrives.
 type MasterOrderEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MasterOrderId string                 `protobuf:"bytes,1,opt,name=master_order_id,json=masterOrderId,proto3" json:"master_order_id,omitempty"`
-	State         MasterOrderState       `protobuf:"varint,2,opt,name=state,proto3,enum=mam.v1.MasterOrderState" json:"state,omitempty"`
-	// Set when the event is about one child order.
-	Child         *ChildOrder `protobuf:"bytes,3,opt,name=child,proto3" json:"child,omitempty"`
+	// The master order's state after these changes.
+	State MasterOrderState `protobuf:"varint,2,opt,name=state,proto3,enum=mam.v1.MasterOrderState" json:"state,omitempty"`
+	// The child orders that changed, in their new state.
+	Children []*ChildOrder `protobuf:"bytes,3,rep,name=children,proto3" json:"children,omitempty"`
+	// Set when the master order itself changed: its new state and totals (without children).
+	MasterOrder   *MasterOrder `protobuf:"bytes,4,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,9 +299,16 @@ func (x *MasterOrderEvent) GetState() MasterOrderState {
 	return MasterOrderState_MASTER_ORDER_STATE_UNSPECIFIED
 }
 
-func (x *MasterOrderEvent) GetChild() *ChildOrder {
+func (x *MasterOrderEvent) GetChildren() []*ChildOrder {
 	if x != nil {
-		return x.Child
+		return x.Children
+	}
+	return nil
+}
+
+func (x *MasterOrderEvent) GetMasterOrder() *MasterOrder {
+	if x != nil {
+		return x.MasterOrder
 	}
 	return nil
 }
@@ -856,8 +879,10 @@ func (x *ModifyMasterOrderRequest) GetPrice() string {
 }
 
 type ModifyMasterOrderResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MasterOrder   *MasterOrder           `protobuf:"bytes,1,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MasterOrder *MasterOrder           `protobuf:"bytes,1,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
+	// One per account holding an open part of the order: its broker's answer.
+	Results       []*AccountResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -899,6 +924,93 @@ func (x *ModifyMasterOrderResponse) GetMasterOrder() *MasterOrder {
 	return nil
 }
 
+func (x *ModifyMasterOrderResponse) GetResults() []*AccountResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// One account's broker answer to a request about its part of a master order.
+type AccountResult struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The opening child order whose position the request was about.
+	ChildOrderId string `protobuf:"bytes,2,opt,name=child_order_id,json=childOrderId,proto3" json:"child_order_id,omitempty"`
+	// The MT5 retcode (10009 DONE, 10025 NO_CHANGES, 10016 INVALID_STOPS, ...).
+	Retcode    int32  `protobuf:"varint,3,opt,name=retcode,proto3" json:"retcode,omitempty"`
+	StatusText string `protobuf:"bytes,4,opt,name=status_text,json=statusText,proto3" json:"status_text,omitempty"`
+	// True when the position now has what was asked.
+	Done          bool `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountResult) Reset() {
+	*x = AccountResult{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountResult) ProtoMessage() {}
+
+func (x *AccountResult) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountResult.ProtoReflect.Descriptor instead.
+func (*AccountResult) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AccountResult) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AccountResult) GetChildOrderId() string {
+	if x != nil {
+		return x.ChildOrderId
+	}
+	return ""
+}
+
+func (x *AccountResult) GetRetcode() int32 {
+	if x != nil {
+		return x.Retcode
+	}
+	return 0
+}
+
+func (x *AccountResult) GetStatusText() string {
+	if x != nil {
+		return x.StatusText
+	}
+	return ""
+}
+
+func (x *AccountResult) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type CloseMasterPositionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The master order whose positions are closed.
@@ -918,7 +1030,7 @@ type CloseMasterPositionRequest struct {
 
 func (x *CloseMasterPositionRequest) Reset() {
 	*x = CloseMasterPositionRequest{}
-	mi := &file_mam_v1_trading_service_proto_msgTypes[16]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1042,7 @@ func (x *CloseMasterPositionRequest) String() string {
 func (*CloseMasterPositionRequest) ProtoMessage() {}
 
 func (x *CloseMasterPositionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_trading_service_proto_msgTypes[16]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1055,7 @@ func (x *CloseMasterPositionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseMasterPositionRequest.ProtoReflect.Descriptor instead.
 func (*CloseMasterPositionRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{16}
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CloseMasterPositionRequest) GetMasterOrderId() string {
@@ -1005,15 +1117,18 @@ func (*CloseMasterPositionRequest_Volume) isCloseMasterPositionRequest_Amount() 
 
 type CloseMasterPositionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The closing master order.
-	MasterOrder   *MasterOrder `protobuf:"bytes,1,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
+	// The closing master order: a MARKET order of the opposite side whose allocation lines show
+	// each account's open volume (basis), exact share (target_volume) and closing volume.
+	MasterOrder *MasterOrder `protobuf:"bytes,1,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
+	// True when this caller had already sent this client_order_id with the same amount.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CloseMasterPositionResponse) Reset() {
 	*x = CloseMasterPositionResponse{}
-	mi := &file_mam_v1_trading_service_proto_msgTypes[17]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1140,7 @@ func (x *CloseMasterPositionResponse) String() string {
 func (*CloseMasterPositionResponse) ProtoMessage() {}
 
 func (x *CloseMasterPositionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_trading_service_proto_msgTypes[17]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1153,7 @@ func (x *CloseMasterPositionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseMasterPositionResponse.ProtoReflect.Descriptor instead.
 func (*CloseMasterPositionResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{17}
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CloseMasterPositionResponse) GetMasterOrder() *MasterOrder {
@@ -1046,6 +1161,13 @@ func (x *CloseMasterPositionResponse) GetMasterOrder() *MasterOrder {
 		return x.MasterOrder
 	}
 	return nil
+}
+
+func (x *CloseMasterPositionResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
 }
 
 type SubscribeFillsRequest struct {
@@ -1064,7 +1186,7 @@ type SubscribeFillsRequest struct {
 
 func (x *SubscribeFillsRequest) Reset() {
 	*x = SubscribeFillsRequest{}
-	mi := &file_mam_v1_trading_service_proto_msgTypes[18]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1198,7 @@ func (x *SubscribeFillsRequest) String() string {
 func (*SubscribeFillsRequest) ProtoMessage() {}
 
 func (x *SubscribeFillsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_trading_service_proto_msgTypes[18]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1211,7 @@ func (x *SubscribeFillsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeFillsRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeFillsRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{18}
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubscribeFillsRequest) GetAfterSequence() uint64 {
@@ -1131,7 +1253,7 @@ type SubscribeFillsResponse struct {
 
 func (x *SubscribeFillsResponse) Reset() {
 	*x = SubscribeFillsResponse{}
-	mi := &file_mam_v1_trading_service_proto_msgTypes[19]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1265,7 @@ func (x *SubscribeFillsResponse) String() string {
 func (*SubscribeFillsResponse) ProtoMessage() {}
 
 func (x *SubscribeFillsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_trading_service_proto_msgTypes[19]
+	mi := &file_mam_v1_trading_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1278,7 @@ func (x *SubscribeFillsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeFillsResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeFillsResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{19}
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubscribeFillsResponse) GetBatch() *FillBatch {
@@ -1179,20 +1301,22 @@ const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1cmam/v1/trading_service.proto\x12\x06mam.v1\x1a\x12mam/v1/order.proto\"I\n" +
 	"\x18SubmitMasterOrderRequest\x12-\n" +
-	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\"S\n" +
+	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\"o\n" +
 	"\x19SubmitMasterOrderResponse\x126\n" +
-	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\"J\n" +
+	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"J\n" +
 	"\x19StreamMasterOrdersRequest\x12-\n" +
 	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\"r\n" +
 	"\x12SubmissionRejected\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
-	"\x06fields\x18\x04 \x03(\tR\x06fields\"\x94\x01\n" +
+	"\x06fields\x18\x04 \x03(\tR\x06fields\"\xd2\x01\n" +
 	"\x10MasterOrderEvent\x12&\n" +
 	"\x0fmaster_order_id\x18\x01 \x01(\tR\rmasterOrderId\x12.\n" +
-	"\x05state\x18\x02 \x01(\x0e2\x18.mam.v1.MasterOrderStateR\x05state\x12(\n" +
-	"\x05child\x18\x03 \x01(\v2\x12.mam.v1.ChildOrderR\x05child\"\xee\x01\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x18.mam.v1.MasterOrderStateR\x05state\x12.\n" +
+	"\bchildren\x18\x03 \x03(\v2\x12.mam.v1.ChildOrderR\bchildren\x126\n" +
+	"\fmaster_order\x18\x04 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\"\xee\x01\n" +
 	"\x1aStreamMasterOrdersResponse\x12&\n" +
 	"\x0fclient_order_id\x18\x01 \x01(\tR\rclientOrderId\x121\n" +
 	"\baccepted\x18\x02 \x01(\v2\x13.mam.v1.MasterOrderH\x00R\baccepted\x128\n" +
@@ -1226,17 +1350,27 @@ const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\tstop_loss\x18\x02 \x01(\tR\bstopLoss\x12\x1f\n" +
 	"\vtake_profit\x18\x03 \x01(\tR\n" +
 	"takeProfit\x12\x14\n" +
-	"\x05price\x18\x04 \x01(\tR\x05price\"S\n" +
+	"\x05price\x18\x04 \x01(\tR\x05price\"\x84\x01\n" +
 	"\x19ModifyMasterOrderResponse\x126\n" +
-	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\"\xae\x01\n" +
+	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\x12/\n" +
+	"\aresults\x18\x02 \x03(\v2\x15.mam.v1.AccountResultR\aresults\"\xa3\x01\n" +
+	"\rAccountResult\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12$\n" +
+	"\x0echild_order_id\x18\x02 \x01(\tR\fchildOrderId\x12\x18\n" +
+	"\aretcode\x18\x03 \x01(\x05R\aretcode\x12\x1f\n" +
+	"\vstatus_text\x18\x04 \x01(\tR\n" +
+	"statusText\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\"\xae\x01\n" +
 	"\x1aCloseMasterPositionRequest\x12&\n" +
 	"\x0fmaster_order_id\x18\x01 \x01(\tR\rmasterOrderId\x12&\n" +
 	"\x0fclient_order_id\x18\x02 \x01(\tR\rclientOrderId\x12\x1c\n" +
 	"\bfraction\x18\x03 \x01(\tH\x00R\bfraction\x12\x18\n" +
 	"\x06volume\x18\x04 \x01(\tH\x00R\x06volumeB\b\n" +
-	"\x06amount\"U\n" +
+	"\x06amount\"q\n" +
 	"\x1bCloseMasterPositionResponse\x126\n" +
-	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\"\xa4\x01\n" +
+	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xa4\x01\n" +
 	"\x15SubscribeFillsRequest\x12%\n" +
 	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\x12\x1f\n" +
 	"\vaccount_ids\x18\x02 \x03(\tR\n" +
@@ -1269,7 +1403,7 @@ func file_mam_v1_trading_service_proto_rawDescGZIP() []byte {
 	return file_mam_v1_trading_service_proto_rawDescData
 }
 
-var file_mam_v1_trading_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_mam_v1_trading_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_mam_v1_trading_service_proto_goTypes = []any{
 	(*SubmitMasterOrderRequest)(nil),    // 0: mam.v1.SubmitMasterOrderRequest
 	(*SubmitMasterOrderResponse)(nil),   // 1: mam.v1.SubmitMasterOrderResponse
@@ -1287,57 +1421,60 @@ var file_mam_v1_trading_service_proto_goTypes = []any{
 	(*CancelMasterOrderResponse)(nil),   // 13: mam.v1.CancelMasterOrderResponse
 	(*ModifyMasterOrderRequest)(nil),    // 14: mam.v1.ModifyMasterOrderRequest
 	(*ModifyMasterOrderResponse)(nil),   // 15: mam.v1.ModifyMasterOrderResponse
-	(*CloseMasterPositionRequest)(nil),  // 16: mam.v1.CloseMasterPositionRequest
-	(*CloseMasterPositionResponse)(nil), // 17: mam.v1.CloseMasterPositionResponse
-	(*SubscribeFillsRequest)(nil),       // 18: mam.v1.SubscribeFillsRequest
-	(*SubscribeFillsResponse)(nil),      // 19: mam.v1.SubscribeFillsResponse
-	(*MasterOrderSpec)(nil),             // 20: mam.v1.MasterOrderSpec
-	(*MasterOrder)(nil),                 // 21: mam.v1.MasterOrder
-	(MasterOrderState)(0),               // 22: mam.v1.MasterOrderState
-	(*ChildOrder)(nil),                  // 23: mam.v1.ChildOrder
-	(*Allocation)(nil),                  // 24: mam.v1.Allocation
-	(*FillBatch)(nil),                   // 25: mam.v1.FillBatch
+	(*AccountResult)(nil),               // 16: mam.v1.AccountResult
+	(*CloseMasterPositionRequest)(nil),  // 17: mam.v1.CloseMasterPositionRequest
+	(*CloseMasterPositionResponse)(nil), // 18: mam.v1.CloseMasterPositionResponse
+	(*SubscribeFillsRequest)(nil),       // 19: mam.v1.SubscribeFillsRequest
+	(*SubscribeFillsResponse)(nil),      // 20: mam.v1.SubscribeFillsResponse
+	(*MasterOrderSpec)(nil),             // 21: mam.v1.MasterOrderSpec
+	(*MasterOrder)(nil),                 // 22: mam.v1.MasterOrder
+	(MasterOrderState)(0),               // 23: mam.v1.MasterOrderState
+	(*ChildOrder)(nil),                  // 24: mam.v1.ChildOrder
+	(*Allocation)(nil),                  // 25: mam.v1.Allocation
+	(*FillBatch)(nil),                   // 26: mam.v1.FillBatch
 }
 var file_mam_v1_trading_service_proto_depIdxs = []int32{
-	20, // 0: mam.v1.SubmitMasterOrderRequest.order:type_name -> mam.v1.MasterOrderSpec
-	21, // 1: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	20, // 2: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
-	22, // 3: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
-	23, // 4: mam.v1.MasterOrderEvent.child:type_name -> mam.v1.ChildOrder
-	21, // 5: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
-	3,  // 6: mam.v1.StreamMasterOrdersResponse.rejected:type_name -> mam.v1.SubmissionRejected
-	4,  // 7: mam.v1.StreamMasterOrdersResponse.update:type_name -> mam.v1.MasterOrderEvent
-	20, // 8: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
-	24, // 9: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
-	21, // 10: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	21, // 11: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
-	21, // 12: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	21, // 13: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	21, // 14: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
-	25, // 15: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
-	0,  // 16: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
-	2,  // 17: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
-	6,  // 18: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
-	8,  // 19: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
-	10, // 20: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
-	12, // 21: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
-	14, // 22: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
-	16, // 23: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
-	18, // 24: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
-	1,  // 25: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
-	5,  // 26: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
-	7,  // 27: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
-	9,  // 28: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
-	11, // 29: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
-	13, // 30: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
-	15, // 31: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
-	17, // 32: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
-	19, // 33: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	21, // 0: mam.v1.SubmitMasterOrderRequest.order:type_name -> mam.v1.MasterOrderSpec
+	22, // 1: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	21, // 2: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
+	23, // 3: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
+	24, // 4: mam.v1.MasterOrderEvent.children:type_name -> mam.v1.ChildOrder
+	22, // 5: mam.v1.MasterOrderEvent.master_order:type_name -> mam.v1.MasterOrder
+	22, // 6: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
+	3,  // 7: mam.v1.StreamMasterOrdersResponse.rejected:type_name -> mam.v1.SubmissionRejected
+	4,  // 8: mam.v1.StreamMasterOrdersResponse.update:type_name -> mam.v1.MasterOrderEvent
+	21, // 9: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
+	25, // 10: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
+	22, // 11: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	22, // 12: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
+	22, // 13: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	22, // 14: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	16, // 15: mam.v1.ModifyMasterOrderResponse.results:type_name -> mam.v1.AccountResult
+	22, // 16: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
+	26, // 17: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
+	0,  // 18: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
+	2,  // 19: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
+	6,  // 20: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
+	8,  // 21: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
+	10, // 22: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
+	12, // 23: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
+	14, // 24: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
+	17, // 25: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
+	19, // 26: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
+	1,  // 27: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
+	5,  // 28: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
+	7,  // 29: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
+	9,  // 30: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
+	11, // 31: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
+	13, // 32: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
+	15, // 33: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
+	18, // 34: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
+	20, // 35: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_trading_service_proto_init() }
@@ -1351,7 +1488,7 @@ func file_mam_v1_trading_service_proto_init() {
 		(*StreamMasterOrdersResponse_Rejected)(nil),
 		(*StreamMasterOrdersResponse_Update)(nil),
 	}
-	file_mam_v1_trading_service_proto_msgTypes[16].OneofWrappers = []any{
+	file_mam_v1_trading_service_proto_msgTypes[17].OneofWrappers = []any{
 		(*CloseMasterPositionRequest_Fraction)(nil),
 		(*CloseMasterPositionRequest_Volume)(nil),
 	}
@@ -1361,7 +1498,7 @@ func file_mam_v1_trading_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_trading_service_proto_rawDesc), len(file_mam_v1_trading_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

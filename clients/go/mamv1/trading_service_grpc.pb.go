@@ -38,8 +38,15 @@ const (
 type TradingServiceClient interface {
 	// Accepts a master order. The response is sent only after the order, its allocation and its
 	// child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+	// Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+	// order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+	// DUPLICATE_CLIENT_ORDER_ID.
 	SubmitMasterOrder(ctx context.Context, in *SubmitMasterOrderRequest, opts ...grpc.CallOption) (*SubmitMasterOrderResponse, error)
-	// Many submissions over one stream; each is answered with its acknowledgement and its events.
+	// Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+	// and then its events up to its final state. The stream ends after the caller half-closes and
+	// every master order it submitted is final. A caller that stops reading stops the gateway
+	// reading its submissions (flow control) and its events are coalesced, not buffered without
+	// bound.
 	StreamMasterOrders(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamMasterOrdersRequest, StreamMasterOrdersResponse], error)
 	// What each account would get for this order, through the same code path as a submission;
 	// sends nothing and stores nothing.
@@ -48,11 +55,22 @@ type TradingServiceClient interface {
 	GetMasterOrder(ctx context.Context, in *GetMasterOrderRequest, opts ...grpc.CallOption) (*GetMasterOrderResponse, error)
 	// Master orders, newest first, a page at a time.
 	ListMasterOrders(ctx context.Context, in *ListMasterOrdersRequest, opts ...grpc.CallOption) (*ListMasterOrdersResponse, error)
-	// Cancels the pending or not yet dispatched child orders of a master order.
+	// Cancels the child orders of a master order that have not reached their broker (and, for
+	// pending orders, those still pending); children already sent go on to their outcome, and the
+	// master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+	// before it takes effect, so a restart honours it; repeating it is harmless. A final master
+	// order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
 	CancelMasterOrder(ctx context.Context, in *CancelMasterOrderRequest, opts ...grpc.CallOption) (*CancelMasterOrderResponse, error)
-	// Changes stop loss, take profit or the pending price on every child order.
+	// Changes the stop loss and take profit of every open position of a final master order (one
+	// SLTP request per account, concurrently), and answers with each account's result; harmless to
+	// repeat. The pending price is for pending orders, which this version does not execute.
 	ModifyMasterOrder(ctx context.Context, in *ModifyMasterOrderRequest, opts ...grpc.CallOption) (*ModifyMasterOrderResponse, error)
-	// Closes all or part of the positions a master order opened, per account in proportion.
+	// Closes all or part of the positions a final master order opened, per account in proportion:
+	// each account closes its share of what it still holds of the order, rounded down to its lot
+	// step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+	// close is a master order of its own, whose fills stream like any others. Idempotent per
+	// client_order_id (required). A close while another close of the order is executing is
+	// FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
 	CloseMasterPosition(ctx context.Context, in *CloseMasterPositionRequest, opts ...grpc.CallOption) (*CloseMasterPositionResponse, error)
 	// Fills in sequence order: first the stored ones after after_sequence, then live ones.
 	SubscribeFills(ctx context.Context, in *SubscribeFillsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeFillsResponse], error)
@@ -176,8 +194,15 @@ type TradingService_SubscribeFillsClient = grpc.ServerStreamingClient[SubscribeF
 type TradingServiceServer interface {
 	// Accepts a master order. The response is sent only after the order, its allocation and its
 	// child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+	// Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+	// order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+	// DUPLICATE_CLIENT_ORDER_ID.
 	SubmitMasterOrder(context.Context, *SubmitMasterOrderRequest) (*SubmitMasterOrderResponse, error)
-	// Many submissions over one stream; each is answered with its acknowledgement and its events.
+	// Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+	// and then its events up to its final state. The stream ends after the caller half-closes and
+	// every master order it submitted is final. A caller that stops reading stops the gateway
+	// reading its submissions (flow control) and its events are coalesced, not buffered without
+	// bound.
 	StreamMasterOrders(grpc.BidiStreamingServer[StreamMasterOrdersRequest, StreamMasterOrdersResponse]) error
 	// What each account would get for this order, through the same code path as a submission;
 	// sends nothing and stores nothing.
@@ -186,11 +211,22 @@ type TradingServiceServer interface {
 	GetMasterOrder(context.Context, *GetMasterOrderRequest) (*GetMasterOrderResponse, error)
 	// Master orders, newest first, a page at a time.
 	ListMasterOrders(context.Context, *ListMasterOrdersRequest) (*ListMasterOrdersResponse, error)
-	// Cancels the pending or not yet dispatched child orders of a master order.
+	// Cancels the child orders of a master order that have not reached their broker (and, for
+	// pending orders, those still pending); children already sent go on to their outcome, and the
+	// master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+	// before it takes effect, so a restart honours it; repeating it is harmless. A final master
+	// order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
 	CancelMasterOrder(context.Context, *CancelMasterOrderRequest) (*CancelMasterOrderResponse, error)
-	// Changes stop loss, take profit or the pending price on every child order.
+	// Changes the stop loss and take profit of every open position of a final master order (one
+	// SLTP request per account, concurrently), and answers with each account's result; harmless to
+	// repeat. The pending price is for pending orders, which this version does not execute.
 	ModifyMasterOrder(context.Context, *ModifyMasterOrderRequest) (*ModifyMasterOrderResponse, error)
-	// Closes all or part of the positions a master order opened, per account in proportion.
+	// Closes all or part of the positions a final master order opened, per account in proportion:
+	// each account closes its share of what it still holds of the order, rounded down to its lot
+	// step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+	// close is a master order of its own, whose fills stream like any others. Idempotent per
+	// client_order_id (required). A close while another close of the order is executing is
+	// FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
 	CloseMasterPosition(context.Context, *CloseMasterPositionRequest) (*CloseMasterPositionResponse, error)
 	// Fills in sequence order: first the stored ones after after_sequence, then live ones.
 	SubscribeFills(*SubscribeFillsRequest, grpc.ServerStreamingServer[SubscribeFillsResponse]) error

@@ -33,6 +33,10 @@ DIRECTORY = Path(__file__).resolve().parent
 # The first revision: exactly the schema the store created with metadata.create_all before it
 # had migrations, so such a database is adopted by stamping it with this revision.
 BASELINE = "0001"
+# The tables of that schema (later revisions add others).
+BASELINE_TABLES = frozenset(
+    {"accounts", "groups", "group_members", "master_orders", "child_orders", "fills"}
+)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -78,8 +82,8 @@ def upgrade_to_head(connection: Connection) -> None:
 
 def _adopt_unversioned(connection: Connection) -> bool:
     """Whether an unversioned database holds the pre-migration schema (else it must be empty)."""
-    ours = set(tables.metadata.tables)
-    present = ours & set(inspect(connection).get_table_names())
+    ours = set(BASELINE_TABLES)
+    present = set(tables.metadata.tables) & set(inspect(connection).get_table_names())
     if not present:
         return False
     if present != ours:

@@ -29,6 +29,8 @@ class _Walk:
     rng: random.Random
     tick: int
     mid_points: int
+    # Bid and ask of `tick`, made once per tick however often they are asked for.
+    quote: tuple[Decimal, Decimal] | None = None
 
 
 class QuoteFeed:
@@ -53,6 +55,10 @@ class QuoteFeed:
     def has(self, symbol: str) -> bool:
         return symbol in self._settings
 
+    def now(self) -> datetime:
+        """The feed's clock: the broker's time (UTC)."""
+        return datetime.fromtimestamp(self._clock_ns() / 1e9, UTC)
+
     def current_tick(self) -> int:
         return (self._clock_ns() - self._start_ns) // self._interval_ns
 
@@ -68,16 +74,16 @@ class QuoteFeed:
                 mid_points=int(settings.initial_mid / point),
             )
             self._walks[symbol] = walk
-        target = self.current_tick()
-        while walk.tick < target:
-            walk.mid_points += walk.rng.randint(-settings.step_points, settings.step_points)
-            walk.tick += 1
-        half_low = settings.spread_points // 2
-        bid_points = walk.mid_points - half_low
-        ask_points = bid_points + settings.spread_points
-        now = datetime.fromtimestamp(self._clock_ns() / 1e9, UTC)
-        return (
-            Decimal(bid_points).scaleb(-settings.digits),
-            Decimal(ask_points).scaleb(-settings.digits),
-            now,
-        )
+        clock_ns = self._clock_ns()
+        target = (clock_ns - self._start_ns) // self._interval_ns
+        if walk.quote is None or walk.tick < target:
+            while walk.tick < target:
+                walk.mid_points += walk.rng.randint(-settings.step_points, settings.step_points)
+                walk.tick += 1
+            bid_points = walk.mid_points - settings.spread_points // 2
+            walk.quote = (
+                Decimal(bid_points).scaleb(-settings.digits),
+                Decimal(bid_points + settings.spread_points).scaleb(-settings.digits),
+            )
+        bid, ask = walk.quote
+        return bid, ask, datetime.fromtimestamp(clock_ns / 1e9, UTC)

@@ -190,8 +190,9 @@ class MasterOrderSpec(_message.Message):
     FILLING_POLICY_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     client_order_id: _builtins.str
-    """A caller-chosen id, unique per caller: resubmitting the same payload under the same id
-    returns the original master order instead of trading twice.
+    """Required for a submission (not for a preview). A caller-chosen id, unique per caller, at
+    most 100 characters: resubmitting the same payload under the same id returns the original
+    master order instead of trading twice.
     """
     group_id: _builtins.str
     """Required. The group the order is allocated over."""
@@ -390,6 +391,7 @@ class ChildOrder(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     SENT_TIME_FIELD_NUMBER: _builtins.int
     FILL_TIME_FIELD_NUMBER: _builtins.int
+    CLOSES_CHILD_ORDER_ID_FIELD_NUMBER: _builtins.int
     child_order_id: _builtins.str
     master_order_id: _builtins.str
     account_id: _builtins.str
@@ -414,6 +416,8 @@ class ChildOrder(_message.Message):
     broker_deal_ticket: _builtins.int
     position_ticket: _builtins.int
     attempts: _builtins.int
+    closes_child_order_id: _builtins.str
+    """Set on a closing child order: the opening child order whose position it closes."""
     @_builtins.property
     def sent_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -441,10 +445,11 @@ class ChildOrder(_message.Message):
         attempts: _builtins.int = ...,
         sent_time: _timestamp_pb2.Timestamp | None = ...,
         fill_time: _timestamp_pb2.Timestamp | None = ...,
+        closes_child_order_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fill_time", b"fill_time", "sent_time", b"sent_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "attempts", b"attempts", "broker_deal_ticket", b"broker_deal_ticket", "broker_order_ticket", b"broker_order_ticket", "child_order_id", b"child_order_id", "fill_price", b"fill_price", "fill_time", b"fill_time", "filled_volume", b"filled_volume", "master_order_id", b"master_order_id", "position_ticket", b"position_ticket", "requested_price", b"requested_price", "retcode", b"retcode", "sent_time", b"sent_time", "side", b"side", "slippage_points", b"slippage_points", "state", b"state", "status_text", b"status_text", "symbol", b"symbol", "tag", b"tag", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "attempts", b"attempts", "broker_deal_ticket", b"broker_deal_ticket", "broker_order_ticket", b"broker_order_ticket", "child_order_id", b"child_order_id", "closes_child_order_id", b"closes_child_order_id", "fill_price", b"fill_price", "fill_time", b"fill_time", "filled_volume", b"filled_volume", "master_order_id", b"master_order_id", "position_ticket", b"position_ticket", "requested_price", b"requested_price", "retcode", b"retcode", "sent_time", b"sent_time", "side", b"side", "slippage_points", b"slippage_points", "state", b"state", "status_text", b"status_text", "symbol", b"symbol", "tag", b"tag", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -508,6 +513,9 @@ class MasterOrder(_message.Message):
     EXECUTION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    CLOSES_MASTER_ORDER_ID_FIELD_NUMBER: _builtins.int
+    CLOSE_FRACTION_FIELD_NUMBER: _builtins.int
     master_order_id: _builtins.str
     """Output only."""
     state: Global___MasterOrderState.ValueType
@@ -520,6 +528,11 @@ class MasterOrder(_message.Message):
     filled_volume: _builtins.str
     """Decimal strings."""
     average_fill_price: _builtins.str
+    closes_master_order_id: _builtins.str
+    """Set on a closing order (CloseMasterPosition): the master order whose position it closes,
+    and the fraction asked for (empty when a volume was asked for: spec.volume).
+    """
+    close_fraction: _builtins.str
     @_builtins.property
     def spec(self) -> Global___MasterOrderSpec: ...
     @_builtins.property
@@ -534,6 +547,10 @@ class MasterOrder(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancel_request_time(self) -> _timestamp_pb2.Timestamp:
+        """Set once CancelMasterOrder was accepted for this order."""
+
     def __init__(
         self,
         *,
@@ -552,10 +569,13 @@ class MasterOrder(_message.Message):
         execution: Global___ExecutionStats | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        cancel_request_time: _timestamp_pb2.Timestamp | None = ...,
+        closes_master_order_id: _builtins.str = ...,
+        close_fraction: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "execution", b"execution", "spec", b"spec", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "cancel_request_time", b"cancel_request_time", "create_time", b"create_time", "execution", b"execution", "spec", b"spec", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "average_fill_price", b"average_fill_price", "child_count", b"child_count", "children", b"children", "create_time", b"create_time", "execution", b"execution", "filled_child_count", b"filled_child_count", "filled_volume", b"filled_volume", "magic", b"magic", "master_order_id", b"master_order_id", "rejected_child_count", b"rejected_child_count", "spec", b"spec", "state", b"state", "state_reason", b"state_reason", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "average_fill_price", b"average_fill_price", "cancel_request_time", b"cancel_request_time", "child_count", b"child_count", "children", b"children", "close_fraction", b"close_fraction", "closes_master_order_id", b"closes_master_order_id", "create_time", b"create_time", "execution", b"execution", "filled_child_count", b"filled_child_count", "filled_volume", b"filled_volume", "magic", b"magic", "master_order_id", b"master_order_id", "rejected_child_count", b"rejected_child_count", "spec", b"spec", "state", b"state", "state_reason", b"state_reason", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -47,6 +47,11 @@ class SubmitMasterOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MASTER_ORDER_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this caller had already submitted this client_order_id with the same payload:
+    master_order is the original order as it stands now, and nothing new was traded.
+    """
     @_builtins.property
     def master_order(self) -> _order_pb2.MasterOrder:
         """The stored master order, with its allocation."""
@@ -55,10 +60,11 @@ class SubmitMasterOrderResponse(_message.Message):
         self,
         *,
         master_order: _order_pb2.MasterOrder | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -123,29 +129,40 @@ Global___SubmissionRejected: _TypeAlias = SubmissionRejected  # noqa: Y015
 
 @_typing.final
 class MasterOrderEvent(_message.Message):
-    """A change of a master order or one of its child orders."""
+    """Committed changes of one master order: its state, and the child orders that changed (each in
+    its new state), batched as they were committed. A child's states arrive in order; under
+    back-pressure (a reader slower than the gateway) intermediate states may be skipped, never the
+    latest one, and a master order's final state always arrives.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     MASTER_ORDER_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
-    CHILD_FIELD_NUMBER: _builtins.int
+    CHILDREN_FIELD_NUMBER: _builtins.int
+    MASTER_ORDER_FIELD_NUMBER: _builtins.int
     master_order_id: _builtins.str
     state: _order_pb2.MasterOrderState.ValueType
+    """The master order's state after these changes."""
     @_builtins.property
-    def child(self) -> _order_pb2.ChildOrder:
-        """Set when the event is about one child order."""
+    def children(self) -> _containers.RepeatedCompositeFieldContainer[_order_pb2.ChildOrder]:
+        """The child orders that changed, in their new state."""
+
+    @_builtins.property
+    def master_order(self) -> _order_pb2.MasterOrder:
+        """Set when the master order itself changed: its new state and totals (without children)."""
 
     def __init__(
         self,
         *,
         master_order_id: _builtins.str = ...,
         state: _order_pb2.MasterOrderState.ValueType = ...,
-        child: _order_pb2.ChildOrder | None = ...,
+        children: _abc.Iterable[_order_pb2.ChildOrder] | None = ...,
+        master_order: _order_pb2.MasterOrder | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["child", b"child"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child", b"child", "master_order_id", b"master_order_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["children", b"children", "master_order", b"master_order", "master_order_id", b"master_order_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -399,20 +416,62 @@ class ModifyMasterOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MASTER_ORDER_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def master_order(self) -> _order_pb2.MasterOrder: ...
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountResult]:
+        """One per account holding an open part of the order: its broker's answer."""
+
     def __init__(
         self,
         *,
         master_order: _order_pb2.MasterOrder | None = ...,
+        results: _abc.Iterable[Global___AccountResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModifyMasterOrderResponse: _TypeAlias = ModifyMasterOrderResponse  # noqa: Y015
+
+@_typing.final
+class AccountResult(_message.Message):
+    """One account's broker answer to a request about its part of a master order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CHILD_ORDER_ID_FIELD_NUMBER: _builtins.int
+    RETCODE_FIELD_NUMBER: _builtins.int
+    STATUS_TEXT_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    child_order_id: _builtins.str
+    """The opening child order whose position the request was about."""
+    retcode: _builtins.int
+    """The MT5 retcode (10009 DONE, 10025 NO_CHANGES, 10016 INVALID_STOPS, ...)."""
+    status_text: _builtins.str
+    done: _builtins.bool
+    """True when the position now has what was asked."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        child_order_id: _builtins.str = ...,
+        retcode: _builtins.int = ...,
+        status_text: _builtins.str = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "child_order_id", b"child_order_id", "done", b"done", "retcode", b"retcode", "status_text", b"status_text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountResult: _TypeAlias = AccountResult  # noqa: Y015
 
 @_typing.final
 class CloseMasterPositionRequest(_message.Message):
@@ -453,18 +512,24 @@ class CloseMasterPositionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MASTER_ORDER_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this caller had already sent this client_order_id with the same amount."""
     @_builtins.property
     def master_order(self) -> _order_pb2.MasterOrder:
-        """The closing master order."""
+        """The closing master order: a MARKET order of the opposite side whose allocation lines show
+        each account's open volume (basis), exact share (target_volume) and closing volume.
+        """
 
     def __init__(
         self,
         *,
         master_order: _order_pb2.MasterOrder | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order", b"master_order", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

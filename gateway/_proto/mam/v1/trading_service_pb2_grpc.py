@@ -90,13 +90,20 @@ class TradingServiceServicer:
     def SubmitMasterOrder(self, request, context):
         """Accepts a master order. The response is sent only after the order, its allocation and its
         child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+        Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+        order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+        DUPLICATE_CLIENT_ORDER_ID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamMasterOrders(self, request_iterator, context):
-        """Many submissions over one stream; each is answered with its acknowledgement and its events.
+        """Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+        and then its events up to its final state. The stream ends after the caller half-closes and
+        every master order it submitted is final. A caller that stops reading stops the gateway
+        reading its submissions (flow control) and its events are coalesced, not buffered without
+        bound.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,21 +132,32 @@ class TradingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelMasterOrder(self, request, context):
-        """Cancels the pending or not yet dispatched child orders of a master order.
+        """Cancels the child orders of a master order that have not reached their broker (and, for
+        pending orders, those still pending); children already sent go on to their outcome, and the
+        master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+        before it takes effect, so a restart honours it; repeating it is harmless. A final master
+        order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModifyMasterOrder(self, request, context):
-        """Changes stop loss, take profit or the pending price on every child order.
+        """Changes the stop loss and take profit of every open position of a final master order (one
+        SLTP request per account, concurrently), and answers with each account's result; harmless to
+        repeat. The pending price is for pending orders, which this version does not execute.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CloseMasterPosition(self, request, context):
-        """Closes all or part of the positions a master order opened, per account in proportion.
+        """Closes all or part of the positions a final master order opened, per account in proportion:
+        each account closes its share of what it still holds of the order, rounded down to its lot
+        step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+        close is a master order of its own, whose fills stream like any others. Idempotent per
+        client_order_id (required). A close while another close of the order is executing is
+        FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,9 +37,17 @@ class TradingServiceStub:
     SubmitMasterOrder: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.SubmitMasterOrderRequest, _trading_service_pb2.SubmitMasterOrderResponse]
     """Accepts a master order. The response is sent only after the order, its allocation and its
     child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+    Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+    order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+    DUPLICATE_CLIENT_ORDER_ID.
     """
     StreamMasterOrders: _grpc.StreamStreamMultiCallable[_trading_service_pb2.StreamMasterOrdersRequest, _trading_service_pb2.StreamMasterOrdersResponse]
-    """Many submissions over one stream; each is answered with its acknowledgement and its events."""
+    """Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+    and then its events up to its final state. The stream ends after the caller half-closes and
+    every master order it submitted is final. A caller that stops reading stops the gateway
+    reading its submissions (flow control) and its events are coalesced, not buffered without
+    bound.
+    """
     PreviewAllocation: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.PreviewAllocationRequest, _trading_service_pb2.PreviewAllocationResponse]
     """What each account would get for this order, through the same code path as a submission;
     sends nothing and stores nothing.
@@ -49,11 +57,25 @@ class TradingServiceStub:
     ListMasterOrders: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.ListMasterOrdersRequest, _trading_service_pb2.ListMasterOrdersResponse]
     """Master orders, newest first, a page at a time."""
     CancelMasterOrder: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.CancelMasterOrderRequest, _trading_service_pb2.CancelMasterOrderResponse]
-    """Cancels the pending or not yet dispatched child orders of a master order."""
+    """Cancels the child orders of a master order that have not reached their broker (and, for
+    pending orders, those still pending); children already sent go on to their outcome, and the
+    master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+    before it takes effect, so a restart honours it; repeating it is harmless. A final master
+    order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
+    """
     ModifyMasterOrder: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.ModifyMasterOrderRequest, _trading_service_pb2.ModifyMasterOrderResponse]
-    """Changes stop loss, take profit or the pending price on every child order."""
+    """Changes the stop loss and take profit of every open position of a final master order (one
+    SLTP request per account, concurrently), and answers with each account's result; harmless to
+    repeat. The pending price is for pending orders, which this version does not execute.
+    """
     CloseMasterPosition: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.CloseMasterPositionRequest, _trading_service_pb2.CloseMasterPositionResponse]
-    """Closes all or part of the positions a master order opened, per account in proportion."""
+    """Closes all or part of the positions a final master order opened, per account in proportion:
+    each account closes its share of what it still holds of the order, rounded down to its lot
+    step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+    close is a master order of its own, whose fills stream like any others. Idempotent per
+    client_order_id (required). A close while another close of the order is executing is
+    FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
+    """
     SubscribeFills: _grpc.UnaryStreamMultiCallable[_trading_service_pb2.SubscribeFillsRequest, _trading_service_pb2.SubscribeFillsResponse]
     """Fills in sequence order: first the stored ones after after_sequence, then live ones."""
 
@@ -65,9 +87,17 @@ class TradingServiceAsyncStub(TradingServiceStub):
     SubmitMasterOrder: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.SubmitMasterOrderRequest, _trading_service_pb2.SubmitMasterOrderResponse]  # type: ignore[assignment]
     """Accepts a master order. The response is sent only after the order, its allocation and its
     child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+    Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+    order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+    DUPLICATE_CLIENT_ORDER_ID.
     """
     StreamMasterOrders: _aio.StreamStreamMultiCallable[_trading_service_pb2.StreamMasterOrdersRequest, _trading_service_pb2.StreamMasterOrdersResponse]  # type: ignore[assignment]
-    """Many submissions over one stream; each is answered with its acknowledgement and its events."""
+    """Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+    and then its events up to its final state. The stream ends after the caller half-closes and
+    every master order it submitted is final. A caller that stops reading stops the gateway
+    reading its submissions (flow control) and its events are coalesced, not buffered without
+    bound.
+    """
     PreviewAllocation: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.PreviewAllocationRequest, _trading_service_pb2.PreviewAllocationResponse]  # type: ignore[assignment]
     """What each account would get for this order, through the same code path as a submission;
     sends nothing and stores nothing.
@@ -77,11 +107,25 @@ class TradingServiceAsyncStub(TradingServiceStub):
     ListMasterOrders: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.ListMasterOrdersRequest, _trading_service_pb2.ListMasterOrdersResponse]  # type: ignore[assignment]
     """Master orders, newest first, a page at a time."""
     CancelMasterOrder: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.CancelMasterOrderRequest, _trading_service_pb2.CancelMasterOrderResponse]  # type: ignore[assignment]
-    """Cancels the pending or not yet dispatched child orders of a master order."""
+    """Cancels the child orders of a master order that have not reached their broker (and, for
+    pending orders, those still pending); children already sent go on to their outcome, and the
+    master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+    before it takes effect, so a restart honours it; repeating it is harmless. A final master
+    order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
+    """
     ModifyMasterOrder: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.ModifyMasterOrderRequest, _trading_service_pb2.ModifyMasterOrderResponse]  # type: ignore[assignment]
-    """Changes stop loss, take profit or the pending price on every child order."""
+    """Changes the stop loss and take profit of every open position of a final master order (one
+    SLTP request per account, concurrently), and answers with each account's result; harmless to
+    repeat. The pending price is for pending orders, which this version does not execute.
+    """
     CloseMasterPosition: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.CloseMasterPositionRequest, _trading_service_pb2.CloseMasterPositionResponse]  # type: ignore[assignment]
-    """Closes all or part of the positions a master order opened, per account in proportion."""
+    """Closes all or part of the positions a final master order opened, per account in proportion:
+    each account closes its share of what it still holds of the order, rounded down to its lot
+    step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+    close is a master order of its own, whose fills stream like any others. Idempotent per
+    client_order_id (required). A close while another close of the order is executing is
+    FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
+    """
     SubscribeFills: _aio.UnaryStreamMultiCallable[_trading_service_pb2.SubscribeFillsRequest, _trading_service_pb2.SubscribeFillsResponse]  # type: ignore[assignment]
     """Fills in sequence order: first the stored ones after after_sequence, then live ones."""
 
@@ -96,6 +140,9 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_trading_service_pb2.SubmitMasterOrderResponse, _abc.Awaitable[_trading_service_pb2.SubmitMasterOrderResponse]]:
         """Accepts a master order. The response is sent only after the order, its allocation and its
         child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+        Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+        order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+        DUPLICATE_CLIENT_ORDER_ID.
         """
 
     @_abc_1.abstractmethod
@@ -104,7 +151,12 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_trading_service_pb2.StreamMasterOrdersRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_trading_service_pb2.StreamMasterOrdersResponse], _abc.AsyncIterator[_trading_service_pb2.StreamMasterOrdersResponse]]:
-        """Many submissions over one stream; each is answered with its acknowledgement and its events."""
+        """Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+        and then its events up to its final state. The stream ends after the caller half-closes and
+        every master order it submitted is final. A caller that stops reading stops the gateway
+        reading its submissions (flow control) and its events are coalesced, not buffered without
+        bound.
+        """
 
     @_abc_1.abstractmethod
     def PreviewAllocation(
@@ -138,7 +190,12 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _trading_service_pb2.CancelMasterOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trading_service_pb2.CancelMasterOrderResponse, _abc.Awaitable[_trading_service_pb2.CancelMasterOrderResponse]]:
-        """Cancels the pending or not yet dispatched child orders of a master order."""
+        """Cancels the child orders of a master order that have not reached their broker (and, for
+        pending orders, those still pending); children already sent go on to their outcome, and the
+        master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+        before it takes effect, so a restart honours it; repeating it is harmless. A final master
+        order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
+        """
 
     @_abc_1.abstractmethod
     def ModifyMasterOrder(
@@ -146,7 +203,10 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _trading_service_pb2.ModifyMasterOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trading_service_pb2.ModifyMasterOrderResponse, _abc.Awaitable[_trading_service_pb2.ModifyMasterOrderResponse]]:
-        """Changes stop loss, take profit or the pending price on every child order."""
+        """Changes the stop loss and take profit of every open position of a final master order (one
+        SLTP request per account, concurrently), and answers with each account's result; harmless to
+        repeat. The pending price is for pending orders, which this version does not execute.
+        """
 
     @_abc_1.abstractmethod
     def CloseMasterPosition(
@@ -154,7 +214,13 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _trading_service_pb2.CloseMasterPositionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trading_service_pb2.CloseMasterPositionResponse, _abc.Awaitable[_trading_service_pb2.CloseMasterPositionResponse]]:
-        """Closes all or part of the positions a master order opened, per account in proportion."""
+        """Closes all or part of the positions a final master order opened, per account in proportion:
+        each account closes its share of what it still holds of the order, rounded down to its lot
+        step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+        close is a master order of its own, whose fills stream like any others. Idempotent per
+        client_order_id (required). A close while another close of the order is executing is
+        FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
+        """
 
     @_abc_1.abstractmethod
     def SubscribeFills(

@@ -301,8 +301,9 @@ export function allocationReasonToJSON(object: AllocationReason): string {
 /** The manager's instruction: one order for a whole group. */
 export interface MasterOrderSpec {
   /**
-   * A caller-chosen id, unique per caller: resubmitting the same payload under the same id
-   * returns the original master order instead of trading twice.
+   * Required for a submission (not for a preview). A caller-chosen id, unique per caller, at
+   * most 100 characters: resubmitting the same payload under the same id returns the original
+   * master order instead of trading twice.
    */
   clientOrderId: string;
   /** Required. The group the order is allocated over. */
@@ -405,7 +406,11 @@ export interface ChildOrder {
   positionTicket: bigint;
   attempts: number;
   sentTime: Date | undefined;
-  fillTime: Date | undefined;
+  fillTime:
+    | Date
+    | undefined;
+  /** Set on a closing child order: the opening child order whose position it closes. */
+  closesChildOrderId: string;
 }
 
 /** Execution quality of a master order. */
@@ -445,7 +450,19 @@ export interface MasterOrder {
   averageFillPrice: string;
   execution: ExecutionStats | undefined;
   createTime: Date | undefined;
-  updateTime: Date | undefined;
+  updateTime:
+    | Date
+    | undefined;
+  /** Set once CancelMasterOrder was accepted for this order. */
+  cancelRequestTime:
+    | Date
+    | undefined;
+  /**
+   * Set on a closing order (CloseMasterPosition): the master order whose position it closes,
+   * and the fraction asked for (empty when a volume was asked for: spec.volume).
+   */
+  closesMasterOrderId: string;
+  closeFraction: string;
 }
 
 /** One execution of a child order at a broker. */
@@ -1340,6 +1357,7 @@ function createBaseChildOrder(): ChildOrder {
     attempts: 0,
     sentTime: undefined,
     fillTime: undefined,
+    closesChildOrderId: "",
   };
 }
 
@@ -1413,6 +1431,9 @@ export const ChildOrder: MessageFns<ChildOrder> = {
     }
     if (message.fillTime !== undefined) {
       Timestamp.encode(toTimestamp(message.fillTime), writer.uint32(162).fork()).join();
+    }
+    if (message.closesChildOrderId !== "") {
+      writer.uint32(170).string(message.closesChildOrderId);
     }
     return writer;
   },
@@ -1590,6 +1611,14 @@ export const ChildOrder: MessageFns<ChildOrder> = {
             message.fillTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.closesChildOrderId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1676,6 +1705,11 @@ export const ChildOrder: MessageFns<ChildOrder> = {
         : isSet(object.fill_time)
         ? fromJsonTimestamp(object.fill_time)
         : undefined,
+      closesChildOrderId: isSet(object.closesChildOrderId)
+        ? globalThis.String(object.closesChildOrderId)
+        : isSet(object.closes_child_order_id)
+        ? globalThis.String(object.closes_child_order_id)
+        : "",
     };
   },
 
@@ -1741,6 +1775,9 @@ export const ChildOrder: MessageFns<ChildOrder> = {
     if (message.fillTime !== undefined) {
       obj.fillTime = message.fillTime.toISOString();
     }
+    if (message.closesChildOrderId !== "") {
+      obj.closesChildOrderId = message.closesChildOrderId;
+    }
     return obj;
   },
 
@@ -1775,6 +1812,7 @@ export const ChildOrder: MessageFns<ChildOrder> = {
     message.attempts = object.attempts ?? 0;
     message.sentTime = object.sentTime ?? undefined;
     message.fillTime = object.fillTime ?? undefined;
+    message.closesChildOrderId = object.closesChildOrderId ?? "";
     return message;
   },
 };
@@ -1933,6 +1971,9 @@ function createBaseMasterOrder(): MasterOrder {
     execution: undefined,
     createTime: undefined,
     updateTime: undefined,
+    cancelRequestTime: undefined,
+    closesMasterOrderId: "",
+    closeFraction: "",
   };
 }
 
@@ -1985,6 +2026,15 @@ export const MasterOrder: MessageFns<MasterOrder> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(122).fork()).join();
+    }
+    if (message.cancelRequestTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.cancelRequestTime), writer.uint32(130).fork()).join();
+    }
+    if (message.closesMasterOrderId !== "") {
+      writer.uint32(138).string(message.closesMasterOrderId);
+    }
+    if (message.closeFraction !== "") {
+      writer.uint32(146).string(message.closeFraction);
     }
     return writer;
   },
@@ -2122,6 +2172,30 @@ export const MasterOrder: MessageFns<MasterOrder> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.cancelRequestTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.closesMasterOrderId = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.closeFraction = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2189,6 +2263,21 @@ export const MasterOrder: MessageFns<MasterOrder> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      cancelRequestTime: isSet(object.cancelRequestTime)
+        ? fromJsonTimestamp(object.cancelRequestTime)
+        : isSet(object.cancel_request_time)
+        ? fromJsonTimestamp(object.cancel_request_time)
+        : undefined,
+      closesMasterOrderId: isSet(object.closesMasterOrderId)
+        ? globalThis.String(object.closesMasterOrderId)
+        : isSet(object.closes_master_order_id)
+        ? globalThis.String(object.closes_master_order_id)
+        : "",
+      closeFraction: isSet(object.closeFraction)
+        ? globalThis.String(object.closeFraction)
+        : isSet(object.close_fraction)
+        ? globalThis.String(object.close_fraction)
+        : "",
     };
   },
 
@@ -2239,6 +2328,15 @@ export const MasterOrder: MessageFns<MasterOrder> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.cancelRequestTime !== undefined) {
+      obj.cancelRequestTime = message.cancelRequestTime.toISOString();
+    }
+    if (message.closesMasterOrderId !== "") {
+      obj.closesMasterOrderId = message.closesMasterOrderId;
+    }
+    if (message.closeFraction !== "") {
+      obj.closeFraction = message.closeFraction;
+    }
     return obj;
   },
 
@@ -2268,6 +2366,9 @@ export const MasterOrder: MessageFns<MasterOrder> = {
       : undefined;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.cancelRequestTime = object.cancelRequestTime ?? undefined;
+    message.closesMasterOrderId = object.closesMasterOrderId ?? "";
+    message.closeFraction = object.closeFraction ?? "";
     return message;
   },
 };

@@ -40,7 +40,14 @@ export interface SubmitMasterOrderRequest {
 
 export interface SubmitMasterOrderResponse {
   /** The stored master order, with its allocation. */
-  masterOrder: MasterOrder | undefined;
+  masterOrder:
+    | MasterOrder
+    | undefined;
+  /**
+   * True when this caller had already submitted this client_order_id with the same payload:
+   * master_order is the original order as it stands now, and nothing new was traded.
+   */
+  replayed: boolean;
 }
 
 export interface StreamMasterOrdersRequest {
@@ -59,12 +66,20 @@ export interface SubmissionRejected {
   fields: string[];
 }
 
-/** A change of a master order or one of its child orders. */
+/**
+ * Committed changes of one master order: its state, and the child orders that changed (each in
+ * its new state), batched as they were committed. A child's states arrive in order; under
+ * back-pressure (a reader slower than the gateway) intermediate states may be skipped, never the
+ * latest one, and a master order's final state always arrives.
+ */
 export interface MasterOrderEvent {
   masterOrderId: string;
+  /** The master order's state after these changes. */
   state: MasterOrderState;
-  /** Set when the event is about one child order. */
-  child: ChildOrder | undefined;
+  /** The child orders that changed, in their new state. */
+  children: ChildOrder[];
+  /** Set when the master order itself changed: its new state and totals (without children). */
+  masterOrder: MasterOrder | undefined;
 }
 
 export interface StreamMasterOrdersResponse {
@@ -130,7 +145,23 @@ export interface ModifyMasterOrderRequest {
 }
 
 export interface ModifyMasterOrderResponse {
-  masterOrder: MasterOrder | undefined;
+  masterOrder:
+    | MasterOrder
+    | undefined;
+  /** One per account holding an open part of the order: its broker's answer. */
+  results: AccountResult[];
+}
+
+/** One account's broker answer to a request about its part of a master order. */
+export interface AccountResult {
+  accountId: string;
+  /** The opening child order whose position the request was about. */
+  childOrderId: string;
+  /** The MT5 retcode (10009 DONE, 10025 NO_CHANGES, 10016 INVALID_STOPS, ...). */
+  retcode: number;
+  statusText: string;
+  /** True when the position now has what was asked. */
+  done: boolean;
 }
 
 export interface CloseMasterPositionRequest {
@@ -147,8 +178,15 @@ export interface CloseMasterPositionRequest {
 }
 
 export interface CloseMasterPositionResponse {
-  /** The closing master order. */
-  masterOrder: MasterOrder | undefined;
+  /**
+   * The closing master order: a MARKET order of the opposite side whose allocation lines show
+   * each account's open volume (basis), exact share (target_volume) and closing volume.
+   */
+  masterOrder:
+    | MasterOrder
+    | undefined;
+  /** True when this caller had already sent this client_order_id with the same amount. */
+  replayed: boolean;
 }
 
 export interface SubscribeFillsRequest {
@@ -240,13 +278,16 @@ export const SubmitMasterOrderRequest: MessageFns<SubmitMasterOrderRequest> = {
 };
 
 function createBaseSubmitMasterOrderResponse(): SubmitMasterOrderResponse {
-  return { masterOrder: undefined };
+  return { masterOrder: undefined, replayed: false };
 }
 
 export const SubmitMasterOrderResponse: MessageFns<SubmitMasterOrderResponse> = {
   encode(message: SubmitMasterOrderResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.masterOrder !== undefined) {
       MasterOrder.encode(message.masterOrder, writer.uint32(10).fork()).join();
+    }
+    if (message.replayed !== false) {
+      writer.uint32(16).bool(message.replayed);
     }
     return writer;
   },
@@ -272,6 +313,14 @@ export const SubmitMasterOrderResponse: MessageFns<SubmitMasterOrderResponse> = 
             message.masterOrder = MasterOrder.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -291,6 +340,7 @@ export const SubmitMasterOrderResponse: MessageFns<SubmitMasterOrderResponse> = 
         : isSet(object.master_order)
         ? MasterOrder.fromJSON(object.master_order)
         : undefined,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -298,6 +348,9 @@ export const SubmitMasterOrderResponse: MessageFns<SubmitMasterOrderResponse> = 
     const obj: any = {};
     if (message.masterOrder !== undefined) {
       obj.masterOrder = MasterOrder.toJSON(message.masterOrder);
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
     }
     return obj;
   },
@@ -310,6 +363,7 @@ export const SubmitMasterOrderResponse: MessageFns<SubmitMasterOrderResponse> = 
     message.masterOrder = (object.masterOrder !== undefined && object.masterOrder !== null)
       ? MasterOrder.fromPartial(object.masterOrder)
       : undefined;
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
@@ -501,7 +555,7 @@ export const SubmissionRejected: MessageFns<SubmissionRejected> = {
 };
 
 function createBaseMasterOrderEvent(): MasterOrderEvent {
-  return { masterOrderId: "", state: 0, child: undefined };
+  return { masterOrderId: "", state: 0, children: [], masterOrder: undefined };
 }
 
 export const MasterOrderEvent: MessageFns<MasterOrderEvent> = {
@@ -512,8 +566,11 @@ export const MasterOrderEvent: MessageFns<MasterOrderEvent> = {
     if (message.state !== 0) {
       writer.uint32(16).int32(message.state);
     }
-    if (message.child !== undefined) {
-      ChildOrder.encode(message.child, writer.uint32(26).fork()).join();
+    for (const v of message.children) {
+      ChildOrder.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.masterOrder !== undefined) {
+      MasterOrder.encode(message.masterOrder, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -552,7 +609,15 @@ export const MasterOrderEvent: MessageFns<MasterOrderEvent> = {
               break;
             }
 
-            message.child = ChildOrder.decode(reader, reader.uint32());
+            message.children.push(ChildOrder.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.masterOrder = MasterOrder.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -575,7 +640,14 @@ export const MasterOrderEvent: MessageFns<MasterOrderEvent> = {
         ? globalThis.String(object.master_order_id)
         : "",
       state: isSet(object.state) ? masterOrderStateFromJSON(object.state) : 0,
-      child: isSet(object.child) ? ChildOrder.fromJSON(object.child) : undefined,
+      children: globalThis.Array.isArray(object?.children)
+        ? object.children.map((e: any) => ChildOrder.fromJSON(e))
+        : [],
+      masterOrder: isSet(object.masterOrder)
+        ? MasterOrder.fromJSON(object.masterOrder)
+        : isSet(object.master_order)
+        ? MasterOrder.fromJSON(object.master_order)
+        : undefined,
     };
   },
 
@@ -587,8 +659,11 @@ export const MasterOrderEvent: MessageFns<MasterOrderEvent> = {
     if (message.state !== 0) {
       obj.state = masterOrderStateToJSON(message.state);
     }
-    if (message.child !== undefined) {
-      obj.child = ChildOrder.toJSON(message.child);
+    if (message.children?.length) {
+      obj.children = message.children.map((e) => ChildOrder.toJSON(e));
+    }
+    if (message.masterOrder !== undefined) {
+      obj.masterOrder = MasterOrder.toJSON(message.masterOrder);
     }
     return obj;
   },
@@ -600,8 +675,9 @@ export const MasterOrderEvent: MessageFns<MasterOrderEvent> = {
     const message = createBaseMasterOrderEvent();
     message.masterOrderId = object.masterOrderId ?? "";
     message.state = object.state ?? 0;
-    message.child = (object.child !== undefined && object.child !== null)
-      ? ChildOrder.fromPartial(object.child)
+    message.children = object.children?.map((e) => ChildOrder.fromPartial(e)) || [];
+    message.masterOrder = (object.masterOrder !== undefined && object.masterOrder !== null)
+      ? MasterOrder.fromPartial(object.masterOrder)
       : undefined;
     return message;
   },
@@ -1504,13 +1580,16 @@ export const ModifyMasterOrderRequest: MessageFns<ModifyMasterOrderRequest> = {
 };
 
 function createBaseModifyMasterOrderResponse(): ModifyMasterOrderResponse {
-  return { masterOrder: undefined };
+  return { masterOrder: undefined, results: [] };
 }
 
 export const ModifyMasterOrderResponse: MessageFns<ModifyMasterOrderResponse> = {
   encode(message: ModifyMasterOrderResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.masterOrder !== undefined) {
       MasterOrder.encode(message.masterOrder, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.results) {
+      AccountResult.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1536,6 +1615,14 @@ export const ModifyMasterOrderResponse: MessageFns<ModifyMasterOrderResponse> = 
             message.masterOrder = MasterOrder.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.results.push(AccountResult.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1555,6 +1642,9 @@ export const ModifyMasterOrderResponse: MessageFns<ModifyMasterOrderResponse> = 
         : isSet(object.master_order)
         ? MasterOrder.fromJSON(object.master_order)
         : undefined,
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => AccountResult.fromJSON(e))
+        : [],
     };
   },
 
@@ -1562,6 +1652,9 @@ export const ModifyMasterOrderResponse: MessageFns<ModifyMasterOrderResponse> = 
     const obj: any = {};
     if (message.masterOrder !== undefined) {
       obj.masterOrder = MasterOrder.toJSON(message.masterOrder);
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => AccountResult.toJSON(e));
     }
     return obj;
   },
@@ -1574,6 +1667,152 @@ export const ModifyMasterOrderResponse: MessageFns<ModifyMasterOrderResponse> = 
     message.masterOrder = (object.masterOrder !== undefined && object.masterOrder !== null)
       ? MasterOrder.fromPartial(object.masterOrder)
       : undefined;
+    message.results = object.results?.map((e) => AccountResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAccountResult(): AccountResult {
+  return { accountId: "", childOrderId: "", retcode: 0, statusText: "", done: false };
+}
+
+export const AccountResult: MessageFns<AccountResult> = {
+  encode(message: AccountResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.childOrderId !== "") {
+      writer.uint32(18).string(message.childOrderId);
+    }
+    if (message.retcode !== 0) {
+      writer.uint32(24).int32(message.retcode);
+    }
+    if (message.statusText !== "") {
+      writer.uint32(34).string(message.statusText);
+    }
+    if (message.done !== false) {
+      writer.uint32(40).bool(message.done);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccountResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccountResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.childOrderId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.retcode = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.statusText = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AccountResult {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      childOrderId: isSet(object.childOrderId)
+        ? globalThis.String(object.childOrderId)
+        : isSet(object.child_order_id)
+        ? globalThis.String(object.child_order_id)
+        : "",
+      retcode: isSet(object.retcode) ? globalThis.Number(object.retcode) : 0,
+      statusText: isSet(object.statusText)
+        ? globalThis.String(object.statusText)
+        : isSet(object.status_text)
+        ? globalThis.String(object.status_text)
+        : "",
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
+    };
+  },
+
+  toJSON(message: AccountResult): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.childOrderId !== "") {
+      obj.childOrderId = message.childOrderId;
+    }
+    if (message.retcode !== 0) {
+      obj.retcode = Math.round(message.retcode);
+    }
+    if (message.statusText !== "") {
+      obj.statusText = message.statusText;
+    }
+    if (message.done !== false) {
+      obj.done = message.done;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AccountResult>, I>>(base?: I): AccountResult {
+    return AccountResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccountResult>, I>>(object: I): AccountResult {
+    const message = createBaseAccountResult();
+    message.accountId = object.accountId ?? "";
+    message.childOrderId = object.childOrderId ?? "";
+    message.retcode = object.retcode ?? 0;
+    message.statusText = object.statusText ?? "";
+    message.done = object.done ?? false;
     return message;
   },
 };
@@ -1704,13 +1943,16 @@ export const CloseMasterPositionRequest: MessageFns<CloseMasterPositionRequest> 
 };
 
 function createBaseCloseMasterPositionResponse(): CloseMasterPositionResponse {
-  return { masterOrder: undefined };
+  return { masterOrder: undefined, replayed: false };
 }
 
 export const CloseMasterPositionResponse: MessageFns<CloseMasterPositionResponse> = {
   encode(message: CloseMasterPositionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.masterOrder !== undefined) {
       MasterOrder.encode(message.masterOrder, writer.uint32(10).fork()).join();
+    }
+    if (message.replayed !== false) {
+      writer.uint32(16).bool(message.replayed);
     }
     return writer;
   },
@@ -1736,6 +1978,14 @@ export const CloseMasterPositionResponse: MessageFns<CloseMasterPositionResponse
             message.masterOrder = MasterOrder.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1755,6 +2005,7 @@ export const CloseMasterPositionResponse: MessageFns<CloseMasterPositionResponse
         : isSet(object.master_order)
         ? MasterOrder.fromJSON(object.master_order)
         : undefined,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -1762,6 +2013,9 @@ export const CloseMasterPositionResponse: MessageFns<CloseMasterPositionResponse
     const obj: any = {};
     if (message.masterOrder !== undefined) {
       obj.masterOrder = MasterOrder.toJSON(message.masterOrder);
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
     }
     return obj;
   },
@@ -1774,6 +2028,7 @@ export const CloseMasterPositionResponse: MessageFns<CloseMasterPositionResponse
     message.masterOrder = (object.masterOrder !== undefined && object.masterOrder !== null)
       ? MasterOrder.fromPartial(object.masterOrder)
       : undefined;
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
@@ -2018,6 +2273,9 @@ export const TradingServiceService = {
   /**
    * Accepts a master order. The response is sent only after the order, its allocation and its
    * child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+   * Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+   * order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+   * DUPLICATE_CLIENT_ORDER_ID.
    */
   submitMasterOrder: {
     path: "/mam.v1.TradingService/SubmitMasterOrder" as const,
@@ -2030,7 +2288,13 @@ export const TradingServiceService = {
       Buffer.from(SubmitMasterOrderResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubmitMasterOrderResponse => SubmitMasterOrderResponse.decode(value),
   },
-  /** Many submissions over one stream; each is answered with its acknowledgement and its events. */
+  /**
+   * Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+   * and then its events up to its final state. The stream ends after the caller half-closes and
+   * every master order it submitted is final. A caller that stops reading stops the gateway
+   * reading its submissions (flow control) and its events are coalesced, not buffered without
+   * bound.
+   */
   streamMasterOrders: {
     path: "/mam.v1.TradingService/StreamMasterOrders" as const,
     requestStream: true as const,
@@ -2081,7 +2345,13 @@ export const TradingServiceService = {
       Buffer.from(ListMasterOrdersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListMasterOrdersResponse => ListMasterOrdersResponse.decode(value),
   },
-  /** Cancels the pending or not yet dispatched child orders of a master order. */
+  /**
+   * Cancels the child orders of a master order that have not reached their broker (and, for
+   * pending orders, those still pending); children already sent go on to their outcome, and the
+   * master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+   * before it takes effect, so a restart honours it; repeating it is harmless. A final master
+   * order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
+   */
   cancelMasterOrder: {
     path: "/mam.v1.TradingService/CancelMasterOrder" as const,
     requestStream: false as const,
@@ -2093,7 +2363,11 @@ export const TradingServiceService = {
       Buffer.from(CancelMasterOrderResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelMasterOrderResponse => CancelMasterOrderResponse.decode(value),
   },
-  /** Changes stop loss, take profit or the pending price on every child order. */
+  /**
+   * Changes the stop loss and take profit of every open position of a final master order (one
+   * SLTP request per account, concurrently), and answers with each account's result; harmless to
+   * repeat. The pending price is for pending orders, which this version does not execute.
+   */
   modifyMasterOrder: {
     path: "/mam.v1.TradingService/ModifyMasterOrder" as const,
     requestStream: false as const,
@@ -2105,7 +2379,14 @@ export const TradingServiceService = {
       Buffer.from(ModifyMasterOrderResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ModifyMasterOrderResponse => ModifyMasterOrderResponse.decode(value),
   },
-  /** Closes all or part of the positions a master order opened, per account in proportion. */
+  /**
+   * Closes all or part of the positions a final master order opened, per account in proportion:
+   * each account closes its share of what it still holds of the order, rounded down to its lot
+   * step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+   * close is a master order of its own, whose fills stream like any others. Idempotent per
+   * client_order_id (required). A close while another close of the order is executing is
+   * FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
+   */
   closeMasterPosition: {
     path: "/mam.v1.TradingService/CloseMasterPosition" as const,
     requestStream: false as const,
@@ -2135,9 +2416,18 @@ export interface TradingServiceServer extends UntypedServiceImplementation {
   /**
    * Accepts a master order. The response is sent only after the order, its allocation and its
    * child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+   * Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+   * order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+   * DUPLICATE_CLIENT_ORDER_ID.
    */
   submitMasterOrder: handleUnaryCall<SubmitMasterOrderRequest, SubmitMasterOrderResponse>;
-  /** Many submissions over one stream; each is answered with its acknowledgement and its events. */
+  /**
+   * Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+   * and then its events up to its final state. The stream ends after the caller half-closes and
+   * every master order it submitted is final. A caller that stops reading stops the gateway
+   * reading its submissions (flow control) and its events are coalesced, not buffered without
+   * bound.
+   */
   streamMasterOrders: handleBidiStreamingCall<StreamMasterOrdersRequest, StreamMasterOrdersResponse>;
   /**
    * What each account would get for this order, through the same code path as a submission;
@@ -2148,11 +2438,28 @@ export interface TradingServiceServer extends UntypedServiceImplementation {
   getMasterOrder: handleUnaryCall<GetMasterOrderRequest, GetMasterOrderResponse>;
   /** Master orders, newest first, a page at a time. */
   listMasterOrders: handleUnaryCall<ListMasterOrdersRequest, ListMasterOrdersResponse>;
-  /** Cancels the pending or not yet dispatched child orders of a master order. */
+  /**
+   * Cancels the child orders of a master order that have not reached their broker (and, for
+   * pending orders, those still pending); children already sent go on to their outcome, and the
+   * master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+   * before it takes effect, so a restart honours it; repeating it is harmless. A final master
+   * order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
+   */
   cancelMasterOrder: handleUnaryCall<CancelMasterOrderRequest, CancelMasterOrderResponse>;
-  /** Changes stop loss, take profit or the pending price on every child order. */
+  /**
+   * Changes the stop loss and take profit of every open position of a final master order (one
+   * SLTP request per account, concurrently), and answers with each account's result; harmless to
+   * repeat. The pending price is for pending orders, which this version does not execute.
+   */
   modifyMasterOrder: handleUnaryCall<ModifyMasterOrderRequest, ModifyMasterOrderResponse>;
-  /** Closes all or part of the positions a master order opened, per account in proportion. */
+  /**
+   * Closes all or part of the positions a final master order opened, per account in proportion:
+   * each account closes its share of what it still holds of the order, rounded down to its lot
+   * step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+   * close is a master order of its own, whose fills stream like any others. Idempotent per
+   * client_order_id (required). A close while another close of the order is executing is
+   * FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
+   */
   closeMasterPosition: handleUnaryCall<CloseMasterPositionRequest, CloseMasterPositionResponse>;
   /** Fills in sequence order: first the stored ones after after_sequence, then live ones. */
   subscribeFills: handleServerStreamingCall<SubscribeFillsRequest, SubscribeFillsResponse>;
@@ -2162,6 +2469,9 @@ export interface TradingServiceClient extends Client {
   /**
    * Accepts a master order. The response is sent only after the order, its allocation and its
    * child orders are stored; execution then proceeds and fills stream through SubscribeFills.
+   * Idempotent per (caller, client_order_id): a retry with the same payload returns the original
+   * order (replayed = true); the same id with another payload is ALREADY_EXISTS with reason
+   * DUPLICATE_CLIENT_ORDER_ID.
    */
   submitMasterOrder(
     request: SubmitMasterOrderRequest,
@@ -2178,7 +2488,13 @@ export interface TradingServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SubmitMasterOrderResponse) => void,
   ): ClientUnaryCall;
-  /** Many submissions over one stream; each is answered with its acknowledgement and its events. */
+  /**
+   * Many submissions over one stream; each is answered with its acknowledgement (or rejection)
+   * and then its events up to its final state. The stream ends after the caller half-closes and
+   * every master order it submitted is final. A caller that stops reading stops the gateway
+   * reading its submissions (flow control) and its events are coalesced, not buffered without
+   * bound.
+   */
   streamMasterOrders(): ClientDuplexStream<StreamMasterOrdersRequest, StreamMasterOrdersResponse>;
   streamMasterOrders(
     options: Partial<CallOptions>,
@@ -2238,7 +2554,13 @@ export interface TradingServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListMasterOrdersResponse) => void,
   ): ClientUnaryCall;
-  /** Cancels the pending or not yet dispatched child orders of a master order. */
+  /**
+   * Cancels the child orders of a master order that have not reached their broker (and, for
+   * pending orders, those still pending); children already sent go on to their outcome, and the
+   * master order ends CANCELLED or PARTIALLY_FILLED with the count in state_reason. Stored
+   * before it takes effect, so a restart honours it; repeating it is harmless. A final master
+   * order is FAILED_PRECONDITION with reason MASTER_ORDER_FINAL.
+   */
   cancelMasterOrder(
     request: CancelMasterOrderRequest,
     callback: (error: ServiceError | null, response: CancelMasterOrderResponse) => void,
@@ -2254,7 +2576,11 @@ export interface TradingServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelMasterOrderResponse) => void,
   ): ClientUnaryCall;
-  /** Changes stop loss, take profit or the pending price on every child order. */
+  /**
+   * Changes the stop loss and take profit of every open position of a final master order (one
+   * SLTP request per account, concurrently), and answers with each account's result; harmless to
+   * repeat. The pending price is for pending orders, which this version does not execute.
+   */
   modifyMasterOrder(
     request: ModifyMasterOrderRequest,
     callback: (error: ServiceError | null, response: ModifyMasterOrderResponse) => void,
@@ -2270,7 +2596,14 @@ export interface TradingServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ModifyMasterOrderResponse) => void,
   ): ClientUnaryCall;
-  /** Closes all or part of the positions a master order opened, per account in proportion. */
+  /**
+   * Closes all or part of the positions a final master order opened, per account in proportion:
+   * each account closes its share of what it still holds of the order, rounded down to its lot
+   * step (its position ticket on hedging accounts, an opposite deal on netting accounts). The
+   * close is a master order of its own, whose fills stream like any others. Idempotent per
+   * client_order_id (required). A close while another close of the order is executing is
+   * FAILED_PRECONDITION (CLOSE_IN_PROGRESS).
+   */
   closeMasterPosition(
     request: CloseMasterPositionRequest,
     callback: (error: ServiceError | null, response: CloseMasterPositionResponse) => void,

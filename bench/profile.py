@@ -1,0 +1,128 @@
+"""Where the time goes: the gateway process (or allocate()) under cProfile.
+
+    python -m bench.profile e2e --accounts 1000 --latency 0 --orders 5
+    python -m bench.profile sustained --accounts 1000 --seconds 15
+    python -m bench.profile allocation --accounts 10000 --method EQUITY
+
+Prints the top functions by own time and by cumulative time, and keeps the .prof file under
+bench/results/profiles/ (open it with `python -m pstats FILE`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import random
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bench import client, population
+from bench.allocation import EURUSD, NOW, _members
+from bench.common import ROOT
+from bench.gateway_process import GatewayProcess, sqlite_url
+from bench.sustained import load
+from gateway._proto.mam.v1 import trading_service_pb2_grpc
+from gateway.domain.accounts import AllocationMethod, AllocationSettings, BelowMinPolicy
+from gateway.domain.allocation import AllocationRequest, allocate
+
+PROFILES = ROOT / "bench" / "results" / "profiles"
+
+
+def report(path: Path, top: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+async def _gateway(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="mam-bench-") as name:
+        directory = Path(name)
+        url = sqlite_url(directory)
+        people = await population.populate(url, args.accounts)
+        gateway = GatewayProcess(directory, url, latency_ms=args.latency, profile=path)
+        await gateway.start()
+        try:
+            async with gateway.channel() as channel:
+                trading = trading_service_pb2_grpc.TradingServiceStub(channel)
+                counter = client.FillCounter(trading)
+                await counter.start()
+                try:
+                    if args.what == "e2e":
+                        timings = []
+                        for number in range(args.orders):
+                            start = time.perf_counter()
+                            master = await client.submit(
+                                trading, people.group_id, args.accounts, sell=number % 2 == 1
+                            )
+                            await counter.wait_for(master.master_order_id, master.child_count)
+                            timings.append(round((time.perf_counter() - start) * 1000, 1))
+                        return {"orders_ms": timings}
+                    return await load(
+                        trading, counter, people.group_id, args.accounts,
+                        seconds=args.seconds, window=args.window, pid=gateway.pid,
+                    )  # fmt: skip
+                finally:
+                    await counter.stop()
+        finally:
+            await gateway.stop(timeout_s=120)  # cProfile writes its file on the way out
+
+
+def _allocation(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    method = AllocationMethod[args.method]
+    members = _members(args.accounts, method, random.Random(42))
+    request = AllocationRequest(
+        volume=(Decimal(args.accounts) / 10).quantize(Decimal("0.01")),
+        symbol=EURUSD,
+        settings=AllocationSettings(method=method, below_min_policy=BelowMinPolicy.SKIP),
+        snapshot_time=NOW,
+        stop_loss=Decimal("1.08000"),
+        reference_equity=Decimal(100_000),
+    )
+    allocate(request, members)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    for _ in range(args.orders):
+        allocate(request, members)
+    profiler.disable()
+    profiler.dump_stats(str(path))
+    return {
+        "profiled_ms_per_allocation": round((time.perf_counter() - start) * 1000 / args.orders, 1)
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("what", choices=("e2e", "sustained", "allocation"))
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--latency", type=int, default=0, help="simulated terminal ms")
+    parser.add_argument("--orders", type=int, default=5, help="orders (e2e), runs (allocation)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="sustained load length")
+    parser.add_argument("--window", type=int, default=3, help="orders in flight (sustained)")
+    parser.add_argument("--method", default="EQUITY", help="allocation method")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    path = PROFILES / f"{args.what}-{args.accounts}-{time.strftime('%Y%m%dT%H%M%S')}.prof"
+    if args.what == "allocation":
+        result = _allocation(args, path)
+    else:
+        result = asyncio.run(_gateway(args, path))
+    print(result)
+    print(report(path, args.top))
+    print(f"profile: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,285 @@
+"""The human summary of a run, its ratios to the floor, and the targets (PASS/MISS, never
+asserted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.floor import floor_ms
+
+E2E_TARGET_ACCOUNTS = 1_000
+E2E_FLOOR_FACTOR = 3.0
+LATENCY_MS = 50
+LATENCY_FACTOR = 1.5
+SKEW_P99_MS = 10.0
+ALLOCATION_ACCOUNTS = 10_000
+ALLOCATION_MS = 10.0
+SUSTAINED_FILLS_PER_S = 10_000
+REPLAY_FILLS_PER_S = 200_000
+MEMORY_ACCOUNTS = 10_000
+MEMORY_FILLS = 1_000_000
+MEMORY_MB = 300.0
+
+
+def e2e_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per e2e row: its median over the floor of the same fills (unary + commit + stream)."""
+    scenarios = results["scenarios"]
+    if "floor" not in scenarios or "e2e" not in scenarios:
+        return []
+    ratios = []
+    for row in scenarios["e2e"]["rows"]:
+        floor = floor_ms(scenarios["floor"], row["accounts"])
+        median = row["submit_to_last_fill"]["median_ms"]
+        ratios.append(
+            {
+                "accounts": row["accounts"],
+                "latency_ms": row["latency_ms"],
+                "e2e_median_ms": median,
+                "floor": floor,
+                # At a simulated latency the terminal's own wait is part of the floor.
+                "floor_with_latency_ms": round(floor["total_ms"] + row["latency_ms"], 3),
+                "ratio": round(median / (floor["total_ms"] + row["latency_ms"]), 2),
+            }
+        )
+    return ratios
+
+
+def _target(name: str, value: float | None, limit: float, unit: str, *, at_most: bool) -> dict:
+    if value is None:
+        status = "N/A"
+    else:
+        status = "PASS" if (value <= limit if at_most else value >= limit) else "MISS"
+    return {
+        "target": name,
+        "value": value,
+        "limit": limit,
+        "unit": unit,
+        "kind": "at most" if at_most else "at least",
+        "status": status,
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    scenarios = results["scenarios"]
+    out = []
+    ratios = {(r["accounts"], r["latency_ms"]): r for r in e2e_ratios(results)}
+    results["ratios"] = list(ratios.values())
+    at_zero = ratios.get((E2E_TARGET_ACCOUNTS, 0))
+    out.append(
+        _target(
+            f"e2e {E2E_TARGET_ACCOUNTS:,} accounts at 0 ms: p50 / floor",
+            at_zero["ratio"] if at_zero else None,
+            E2E_FLOOR_FACTOR,
+            "x floor",
+            at_most=True,
+        )
+    )
+    rows = {(r["accounts"], r["latency_ms"]): r for r in scenarios.get("e2e", {}).get("rows", [])}
+    at_latency = rows.get((E2E_TARGET_ACCOUNTS, LATENCY_MS))
+    out.append(
+        _target(
+            f"e2e {E2E_TARGET_ACCOUNTS:,} accounts at {LATENCY_MS} ms: p50",
+            at_latency["submit_to_last_fill"]["median_ms"] if at_latency else None,
+            LATENCY_FACTOR * LATENCY_MS,
+            "ms",
+            at_most=True,
+        )
+    )
+    out.append(
+        _target(
+            f"e2e {E2E_TARGET_ACCOUNTS:,} accounts at {LATENCY_MS} ms: dispatch skew p99",
+            at_latency["dispatch_skew"]["p99_ms"] if at_latency else None,
+            SKEW_P99_MS,
+            "ms",
+            at_most=True,
+        )
+    )
+    allocation = scenarios.get("allocation", {}).get("largest")
+    fits = allocation and allocation["accounts"] == ALLOCATION_ACCOUNTS
+    out.append(
+        _target(
+            f"allocation of {ALLOCATION_ACCOUNTS:,} accounts (EQUITY, median)",
+            allocation["equity"]["median_ms"] if fits else None,
+            ALLOCATION_MS,
+            "ms",
+            at_most=True,
+        )
+    )
+    out.append(
+        _target(
+            f"allocation of {ALLOCATION_ACCOUNTS:,} accounts (slowest method, median)",
+            allocation["slowest"]["median_ms"] if fits else None,
+            ALLOCATION_MS,
+            "ms",
+            at_most=True,
+        )
+    )
+    sustained = scenarios.get("sustained", {}).get("rows", {}).get("sqlite")
+    full = results["mode"] == "full"
+    out.append(
+        _target(
+            "sustained child fills/s on SQLite",
+            sustained["fills_per_s"] if sustained and full else None,
+            SUSTAINED_FILLS_PER_S,
+            "fills/s",
+            at_most=False,
+        )
+    )
+    replay = scenarios.get("subscribers", {}).get("replay")
+    out.append(
+        _target(
+            "replay to one subscriber",
+            replay["fills_per_s"] if replay and full else None,
+            REPLAY_FILLS_PER_S,
+            "fills/s",
+            at_most=False,
+        )
+    )
+    memory = scenarios.get("memory")
+    fits = memory and (memory["accounts"], memory["stored_fills"]) == (
+        MEMORY_ACCOUNTS,
+        MEMORY_FILLS,
+    )
+    out.append(
+        _target(
+            f"gateway RSS at {MEMORY_ACCOUNTS:,} accounts / {MEMORY_FILLS:,} fills (peak)",
+            memory["peak_rss_mb"] if fits else None,
+            MEMORY_MB,
+            "MB",
+            at_most=True,
+        )
+    )
+    return out
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    scenarios = results["scenarios"]
+    m = results["machine"]
+    lines = [
+        f"mam-gateway benchmarks ({results['mode']}), {results['started_at']}",
+        f"machine: {m['nproc']} x {m['cpu_model']}, {m['memory_mb']:,} MB, Python {m['python']}, "
+        f"grpcio {m['grpcio']}, protobuf {m['protobuf']}, SQLAlchemy {m['sqlalchemy']}",
+        f"command: {results['command']}; PostgreSQL: {results.get('postgresql', '')}",
+    ]
+    if "floor" in scenarios:
+        f = scenarios["floor"]
+        u = f["unary"]
+        lines += [
+            "",
+            "FLOOR (the platform's own cost, this run)",
+            f"  grpc.aio unary round trip (other process): median {_ms(u['median_ms'])} ms, "
+            f"p99 {_ms(u['p99_ms'])} ms; 20 concurrent callers {u['calls_per_s_20_callers']:,} "
+            "calls/s",
+            "  server stream, 1,000 fills per FillBatch:  "
+            + ", ".join(
+                f"{s['fills']:,} fills {_ms(s['median_ms'])} ms ({s['fills_per_s']:,}/s)"
+                for s in f["stream"].values()
+            ),
+            "  one 1,000-fill message: build+serialize "
+            f"{f['message']['build_and_serialize_1000_fills_ms']} ms, parse "
+            f"{f['message']['parse_1000_fills_ms']} ms",
+        ]
+        for backend, commits in f["commit"].items():
+            lines.append(
+                f"  commit of N rows, {backend}: "
+                + ", ".join(f"{int(n):,} {_ms(c['median_ms'])} ms" for n, c in commits.items())
+            )
+    if "allocation" in scenarios:
+        rows = scenarios["allocation"]["rows"]
+        sizes = sorted({r["accounts"] for r in rows})
+        lines += ["", "ALLOCATION (median ms per allocate(), by accounts)"]
+        lines.append("  " + f"{'method':<15}" + "".join(f"{n:>10,}" for n in sizes))
+        for method in dict.fromkeys(r["method"] for r in rows):
+            cells = {r["accounts"]: r["median_ms"] for r in rows if r["method"] == method}
+            lines.append("  " + f"{method:<15}" + "".join(f"{_ms(cells[n]):>10}" for n in sizes))
+    if "store" in scenarios:
+        lines += ["", f"GROUP COMMIT (gateway save_progress: {scenarios['store']['batch']})"]
+        for backend, row in scenarios["store"]["rows"].items():
+            lines.append(
+                f"  {backend}: median {_ms(row['median_ms'])} ms, p99 {_ms(row['p99_ms'])} ms"
+            )
+    if "e2e" in scenarios:
+        ratios = {(r["accounts"], r["latency_ms"]): r for r in results.get("ratios", [])}
+        lines += [
+            "",
+            "END TO END (submit -> every fill durable and received by a subscriber; the gateway "
+            "in its own process)",
+            "  accounts latency  orders    p50 ms    p99 ms    ack p50   skew p50  skew p99   "
+            "floor ms   ratio",
+        ]
+        for row in scenarios["e2e"]["rows"]:
+            total, skew = row["submit_to_last_fill"], row["dispatch_skew"]
+            ratio = ratios.get((row["accounts"], row["latency_ms"]))
+            lines.append(
+                f"  {row['accounts']:>8,} {row['latency_ms']:>5} ms {row['orders']:>7} "
+                f"{_ms(total['median_ms']):>9} {_ms(total['p99_ms']):>9} "
+                f"{_ms(row['ack']['median_ms']):>10} {_ms(skew['median_ms']):>10} "
+                f"{_ms(skew['p99_ms']):>9} "
+                + (
+                    f"{_ms(ratio['floor_with_latency_ms']):>10} {ratio['ratio']:>6}x"
+                    if ratio
+                    else ""
+                )
+            )
+        lines.append(
+            "  floor = unary RTT + SQLite commit of N rows + streaming N fills (+ the simulated "
+            "latency); ratio = p50 / floor"
+        )
+    baseline = scenarios.get("baseline")
+    if baseline:
+        lines += [
+            "",
+            "BASELINE (sequential dispatch, one account at a time)",
+            f"  {baseline['summary']}",
+        ]
+        lines.append(f"  method: {baseline['method']}")
+    if "sustained" in scenarios:
+        lines += ["", "SUSTAINED (master orders kept in flight; fills durable and streamed)"]
+        for backend, row in scenarios["sustained"]["rows"].items():
+            lines.append(
+                f"  {backend}: {row['fills_per_s']:,} child fills/s over {row['seconds']} s "
+                f"({row['accounts']:,} accounts, {row['window']} orders in flight, "
+                f"{row['orders']} orders, order p50 {_ms(row['order_latency']['median_ms'])} ms); "
+                f"gateway CPU {row['gateway_cpu']['cpu_cores']} cores, RSS "
+                f"{row['gateway_memory']['rss_mb']} MB "
+                f"(peak {row['gateway_memory']['peak_rss_mb']} MB)"
+            )
+    if "subscribers" in scenarios:
+        s = scenarios["subscribers"]
+        r, live, filt = s["replay"], s["live_one"], s["live_filtered"]
+        lines += [
+            "",
+            "SUBSCRIBERS",
+            f"  replay of {r['fills']:,} stored fills to one subscriber: {r['fills_per_s']:,} "
+            f"fills/s (median of {r['runs']}, best {r['best_fills_per_s']:,})",
+            f"  live, one subscriber: {live['fills_per_s']:,} fills/s (all received: "
+            f"{live['all_received']})",
+            f"  live, {filt['subscribers']} subscribers filtered by {filt['accounts_each']} "
+            f"accounts each: {filt['delivered_per_s']:,} fills/s delivered, gateway producing "
+            f"{filt['produced_per_s']:,} fills/s meanwhile",
+        ]
+    if "memory" in scenarios:
+        mem = scenarios["memory"]
+        lines += [
+            "",
+            "MEMORY",
+            f"  {mem['summary']}",
+            f"  set-up {mem['setup_s']} s (database {mem['database_mb']} MB), gateway start "
+            f"{mem['gateway_start_s']} s, order over all accounts "
+            f"{_ms(mem['order_over_all_accounts_ms'])} ms, replay "
+            f"{mem['replay_fills_per_s']:,} fills/s",
+        ]
+    lines += ["", "TARGETS (reported, never asserted)"]
+    for t in results.get("targets", []):
+        value = "-" if t["value"] is None else f"{t['value']:,}"
+        lines.append(
+            f"  [{t['status']:>4}] {t['target']}: {value} {t['unit']} "
+            f"({t['kind']} {t['limit']:,} {t['unit']})"
+        )
+    durations = ", ".join(f"{k} {v} s" for k, v in results.get("durations_s", {}).items())
+    lines += ["", f"durations: {durations}"]
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""Channel settings shared by both clients: TLS, the API key, message limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+# The gateway's own limit (server.max_message_bytes in its configuration).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Connections of its own: a new client does not inherit the failure backoff of another
+    # channel to the same gateway (grpc's default pool is shared by the whole process).
+    ("grpc.use_local_subchannel_pool", 1),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsConfig:
+    """TLS to the gateway: the CA that signed its certificate (None: the system roots) and, for
+    mutual TLS, the client's certificate chain and private key (PEM)."""
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+
+    @classmethod
+    def from_files(
+        cls,
+        *,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+    ) -> TlsConfig:
+        if (cert is None) != (key is None):
+            raise ValueError("a client certificate needs its private key, and the other way round")
+        return cls(
+            root_certificates=Path(ca).read_bytes() if ca is not None else None,
+            certificate_chain=Path(cert).read_bytes() if cert is not None else None,
+            private_key=Path(key).read_bytes() if key is not None else None,
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
+
+
+def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    """Sent with every call: the API key as a bearer token, when there is one."""
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()

@@ -1,0 +1,206 @@
+"""mamctl against a real gateway, through typer's CliRunner: tables, --json and errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import GatewayProcess
+from mam_client.cli import app
+from typer.testing import CliRunner
+
+WIDE = {"COLUMNS": "250"}  # room for whole ids in the tables
+
+# Runs mamctl against the test gateway: (exit code, stdout, stderr).
+Mamctl = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def mamctl(gateway: GatewayProcess) -> Mamctl:
+    runner = CliRunner(env=WIDE)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, ["--target", gateway.address, *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def test_groups_list_shows_the_demo_group(mamctl: Mamctl) -> None:
+    code, out, _ = mamctl("groups", "list")
+    assert code == 0
+    assert "demo" in out and "EQUITY" in out and "20" in out
+
+
+def test_accounts_create_show_and_list_in_json(mamctl: Mamctl) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    code, out, err = mamctl(
+        "--json", "accounts", "create", "--name", name, "--login", "93001", "--server", "mam-sim",
+        "--balance", "12500.25", "--map", "EURUSD=EURUSD.m",
+    )  # fmt: skip
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["name"] == name
+    assert created["initial_balance"] == "12500.25"
+    assert created["symbol_mappings"] == [{"symbol": "EURUSD", "broker_symbol": "EURUSD.m"}]
+
+    code, out, _ = mamctl("accounts", "show", created["account_id"])
+    assert code == 0 and name in out and "EURUSD.m" in out
+
+    code, out, _ = mamctl("--json", "accounts", "list")
+    assert code == 0
+    assert created["account_id"] in [a["account_id"] for a in json.loads(out)]
+    code, out, _ = mamctl("accounts", "list")
+    assert code == 0 and name in out
+
+
+def test_accounts_import_registers_every_row(mamctl: Mamctl, tmp_path: Path) -> None:
+    prefix = f"csv-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "accounts.csv"
+    path.write_text(
+        "name,platform,login,server,currency,initial_balance,leverage\n"
+        f"{prefix}-a,simulated,94001,mam-sim,USD,5000,100\n"
+        f"{prefix}-b,SIMULATED,94002,mam-sim,USD,7000.50,200\n"
+    )
+    code, out, err = mamctl("--json", "accounts", "import", str(path))
+    assert code == 0, err
+    imported = json.loads(out)
+    assert [a["name"] for a in imported] == [f"{prefix}-a", f"{prefix}-b"]
+    assert imported[1]["leverage"] == 200
+
+    code, _, err = mamctl("accounts", "import", str(path))  # the names are taken now
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "accounts.csv:2" in err and "ACCOUNT_NAME_TAKEN" in err
+
+
+def test_groups_create_and_set_members_and_settings(mamctl: Mamctl) -> None:
+    ids = []
+    for i in range(2):
+        code, out, err = mamctl(
+            "--json", "accounts", "create", "--name", f"grp-{uuid.uuid4().hex[:8]}",
+            "--login", str(95001 + i), "--server", "mam-sim", "--balance", "10000",
+        )  # fmt: skip
+        assert code == 0, err
+        ids.append(json.loads(out)["account_id"])
+    name = f"cli-group-{uuid.uuid4().hex[:6]}"
+    code, out, err = mamctl(
+        "--json", "groups", "create", "--name", name, "--method", "lot_multiplier",
+        "--member", f"{ids[0]}:multiplier=0.5", "--member", f"{ids[1]}:multiplier=2,max=1.5",
+    )  # fmt: skip
+    assert code == 0, err
+    group = json.loads(out)
+    assert group["allocation"]["method"] == "LOT_MULTIPLIER"
+    assert [m["lot_multiplier"] for m in group["members"]] == ["0.5", "2"]
+    assert group["members"][1]["max_lots"] == "1.5"
+
+    code, out, err = mamctl(
+        "--json", "groups", "set", name, "--method", "equal", "--remove-member", ids[1]
+    )
+    assert code == 0, err
+    updated = json.loads(out)
+    assert updated["allocation"]["method"] == "EQUAL"
+    assert [m["account_id"] for m in updated["members"]] == [ids[0]]
+
+    code, out, _ = mamctl("groups", "show", name)
+    assert code == 0 and "EQUAL" in out and ids[0] in out
+
+
+def test_preview_shows_each_accounts_share_and_reason(mamctl: Mamctl) -> None:
+    args = ("preview", "--group", "demo", "--symbol", "EURUSD", "--side", "buy", "--volume", "1")
+    code, out, _ = mamctl(*args)
+    assert code == 0
+    assert "demo-20" in out and "SKIPPED_BELOW_MIN" in out and "ROUNDED_UP" in out
+    assert "requested 1, allocated 1" in out
+
+    code, out, _ = mamctl("--json", *args)
+    allocation = json.loads(out)
+    assert sum(Decimal(line["volume"]) for line in allocation["lines"]) == Decimal(1)
+
+
+def test_submit_wait_then_orders_list_and_show(mamctl: Mamctl) -> None:
+    code, out, err = mamctl(
+        "--json", "submit", "--group", "demo", "--symbol", "EURUSD", "--side", "sell",
+        "--volume", "0.80", "--wait",
+    )  # fmt: skip
+    assert code == 0, err
+    submitted = json.loads(out)
+    order = submitted["master_order"]
+    assert order["state"] == "FILLED" and order["filled_volume"] == "0.80"
+    assert len(order["children"]) == order["child_count"]
+    assert submitted["replayed"] is False
+
+    code, out, _ = mamctl("orders", "list", "--limit", "5")
+    assert code == 0 and order["master_order_id"] in out
+
+    code, out, _ = mamctl("orders", "show", order["master_order_id"])
+    assert code == 0
+    assert "Child orders" in out and "FILL PRICE" in out and "SLIPPAGE" in out
+    assert "demo-20" in out and "FILLED" in out
+
+    code, out, _ = mamctl("--json", "orders", "show", order["master_order_id"])
+    shown = json.loads(out)
+    assert all(c["fill_price"] for c in shown["children"])
+
+
+def test_watch_fills_follows_the_stream(mamctl: Mamctl) -> None:
+    code, out, err = mamctl(
+        "--json", "submit", "--group", "demo", "--symbol", "XAUUSD", "--side", "buy",
+        "--volume", "0.30",
+    )  # fmt: skip
+    assert code == 0, err
+    order = json.loads(out)["master_order"]
+    code, out, err = mamctl("--json", "watch", "fills", "--master-order", order["master_order_id"])
+    assert code == 0, err
+    fills = [json.loads(line) for line in out.splitlines()]
+    assert sum(Decimal(f["volume"]) for f in fills) == Decimal("0.30")
+    assert {f["master_order_id"] for f in fills} == {order["master_order_id"]}
+
+    code, out, _ = mamctl("watch", "fills", "--after", "0", "--count", "2")
+    assert code == 0 and "Fills" in out and "2 fills" in out
+
+
+def test_a_bad_volume_is_one_line_naming_the_field(mamctl: Mamctl) -> None:
+    code, out, err = mamctl(
+        "submit", "--group", "demo", "--symbol", "EURUSD", "--side", "buy", "--volume", "0.001"
+    )
+    assert code == 1
+    assert out == ""
+    assert err.startswith("error: INVALID_ARGUMENT INVALID_VOLUME: ")
+    assert "order.volume" in err
+    assert err.count("\n") == 1
+
+
+def test_close_of_an_unknown_order_prints_one_line(mamctl: Mamctl) -> None:
+    code, _, err = mamctl("close", "mo_anything", "--fraction", "1")
+    assert code == 1
+    assert err.startswith("error: NOT_FOUND MASTER_ORDER_NOT_FOUND: ")
+    assert err.count("\n") == 1
+
+
+def test_kill_switch_prints_the_gateways_answer(mamctl: Mamctl) -> None:
+    code, out, err = mamctl("kill-switch", "--yes")
+    assert code == 1
+    assert "activated" not in out
+    assert err.startswith("error: UNIMPLEMENTED: ") and "has no kill switch" in err
+
+
+def test_an_unknown_group_and_an_unreachable_gateway_fail_cleanly(mamctl: Mamctl) -> None:
+    code, _, err = mamctl("groups", "show", "no-such-group")
+    assert code == 1 and "GROUP_NOT_FOUND" in err
+
+    result = CliRunner().invoke(app, ["--target", "127.0.0.1:1", "groups", "list"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: UNAVAILABLE: cannot reach the gateway")
+
+
+def test_a_malformed_decimal_is_a_usage_error(mamctl: Mamctl) -> None:
+    code, _, err = mamctl(
+        "preview", "--group", "demo", "--symbol", "EURUSD", "--side", "buy", "--volume", "1,5"
+    )
+    assert code == 2
+    assert "--volume" in err

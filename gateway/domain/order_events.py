@@ -1,0 +1,38 @@
+"""Order events: every state a master or child order enters, in commit order (the audit trail)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.domain.orders import ChildOrder, MasterOrder
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    # Global, gap-free, increasing; assigned when the event is committed (0 before).
+    sequence: int
+    master_order_id: str
+    # Empty when the event is about the master order itself.
+    child_order_id: str
+    # The name of the MasterOrderState or ChildOrderState entered.
+    state: str
+    # Why: the broker's retcode and text for a child, the state reason for a master order.
+    detail: str
+    at: datetime
+
+
+def master_event(master: MasterOrder) -> OrderEvent:
+    detail = master.state_reason or (
+        f"{master.filled_child_count} of {master.child_count} children filled"
+        if master.state.is_final
+        else f"{master.child_count} children"
+    )
+    return OrderEvent(0, master.master_order_id, "", master.state.name, detail, master.updated_at)
+
+
+def child_event(child: ChildOrder) -> OrderEvent:
+    detail = f"retcode {child.retcode}: {child.status_text}" if child.retcode else child.status_text
+    return OrderEvent(
+        0, child.master_order_id, child.child_order_id, child.state.name, detail, child.updated_at
+    )

@@ -1,0 +1,159 @@
+"""ModifyMasterOrder: a master order's stop loss and take profit changed on every open position.
+
+Each account that still holds part of the order's position gets one TRADE_ACTION_SLTP request
+for that position (the opening child's ticket on hedging accounts, the symbol's net position on
+netting accounts), all concurrently under the same limits as dispatch: the global slots, one
+request at a time per terminal, a timeout per request. Every account's answer is returned and
+stored as an order event of its child. A modification executes no deal, so a retry is harmless:
+a position already at the asked stops answers NO_CHANGES, which counts as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from gateway.domain import retcodes
+from gateway.domain.accounts import MarginMode
+from gateway.domain.order_events import OrderEvent
+from gateway.domain.orders import ChildOrder
+from gateway.domain.retcodes import RetcodeClass
+from gateway.engine.terminal_registry import TerminalRegistry
+from gateway.store import Store
+from gateway.terminals.protocol import OrderRequest, Position, TerminalError, TradeAction
+
+log = logging.getLogger(__name__)
+
+# "0" on the wire: remove the stop.
+REMOVE = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class StopsChange:
+    # None: leave as it is; REMOVE (0): remove the stop.
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class StopsOutcome:
+    account_id: str
+    child_order_id: str
+    retcode: int
+    text: str
+
+    @property
+    def done(self) -> bool:
+        return retcodes.classify(self.retcode) is RetcodeClass.SUCCESS
+
+
+class StopsModifier:
+    def __init__(
+        self,
+        store: Store,
+        registry: TerminalRegistry,
+        clock: Callable[[], datetime],
+        *,
+        slots: asyncio.Semaphore,
+        request_timeout_s: float,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._slots = slots
+        self._timeout_s = request_timeout_s
+
+    async def modify(
+        self,
+        open_children: Sequence[ChildOrder],
+        margin_modes: dict[str, MarginMode],
+        change: StopsChange,
+    ) -> list[StopsOutcome]:
+        """One SLTP request per account holding an open part of the order; its answers."""
+        first_per_account: dict[str, ChildOrder] = {}
+        for child in open_children:
+            first_per_account.setdefault(child.account_id, child)
+        outcomes = await asyncio.gather(
+            *(
+                self._modify_one(child, margin_modes.get(child.account_id), change)
+                for child in first_per_account.values()
+            )
+        )
+        now = self._clock()
+        await self._store.save_events(
+            [
+                OrderEvent(
+                    0,
+                    child.master_order_id,
+                    child.child_order_id,
+                    child.state.name,
+                    f"stops {_describe(change)}: retcode {o.retcode}: {o.text}",
+                    now,
+                )
+                for child, o in zip(first_per_account.values(), outcomes, strict=True)
+            ]
+        )
+        return list(outcomes)
+
+    async def _modify_one(
+        self, child: ChildOrder, margin_mode: MarginMode | None, change: StopsChange
+    ) -> StopsOutcome:
+        def outcome(retcode: int, text: str) -> StopsOutcome:
+            return StopsOutcome(child.account_id, child.child_order_id, retcode, text)
+
+        terminal = self._registry.get(child.account_id)
+        if terminal is None:
+            return outcome(retcodes.CONNECTION, "no terminal connected")
+        try:
+            async with (
+                self._slots,
+                self._registry.lock(child.account_id),
+                asyncio.timeout(self._timeout_s),
+            ):
+                position = _position_of(child, margin_mode, await terminal.positions())
+                if position is None:
+                    return outcome(retcodes.POSITION_CLOSED, "no open position of this order")
+                result = await terminal.send(
+                    OrderRequest(
+                        action=TradeAction.SLTP,
+                        symbol=position.symbol,
+                        side=position.side,
+                        volume=position.volume,
+                        tag=child.tag,
+                        magic=child.magic,
+                        position_ticket=position.ticket,
+                        stop_loss=_new(change.stop_loss, position.stop_loss),
+                        take_profit=_new(change.take_profit, position.take_profit),
+                    )
+                )
+        except (TimeoutError, TerminalError) as error:
+            # Nothing traded either way: the caller may simply modify again.
+            return outcome(retcodes.TIMEOUT, f"outcome unknown: {error or 'timeout'}")
+        return outcome(result.retcode, result.text)
+
+
+def _position_of(
+    child: ChildOrder, margin_mode: MarginMode | None, positions: list[Position]
+) -> Position | None:
+    if margin_mode is MarginMode.NETTING:
+        return next((p for p in positions if p.symbol == child.symbol), None)
+    return next((p for p in positions if p.ticket == child.position_ticket), None)
+
+
+def _new(asked: Decimal | None, current: Decimal | None) -> Decimal | None:
+    if asked is None:
+        return current
+    return None if asked == REMOVE else asked
+
+
+def _describe(change: StopsChange) -> str:
+    def one(name: str, value: Decimal | None) -> str:
+        if value is None:
+            return f"{name} kept"
+        return f"{name} removed" if value == REMOVE else f"{name}={value}"
+
+    return f"{one('sl', change.stop_loss)}, {one('tp', change.take_profit)}"

@@ -1,0 +1,107 @@
+"""`python -m bench --smoke` runs every scenario and writes a complete JSON report.
+
+Speed is bench/'s business: nothing here asserts a time, only that every scenario ran and
+reported sane (non-negative, present) figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from numbers import Number
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = (
+    "floor",
+    "allocation",
+    "store",
+    "e2e",
+    "baseline",
+    "sustained",
+    "subscribers",
+    "memory",
+)
+
+
+def _numbers(value: Any, path: str = "") -> list[tuple[str, float]]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, Number):
+        return [(path, float(value))]  # type: ignore[arg-type]
+    if isinstance(value, dict):
+        return [n for k, v in value.items() for n in _numbers(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [n for i, v in enumerate(value) for n in _numbers(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    results = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--no-postgres", "--results", str(results)],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "MAM_BENCH_POSTGRES_URL"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "TARGETS" in done.stdout
+    latest = json.loads((results / "latest.json").read_text())
+    stamped = [p for p in results.glob("*.json") if p.name != "latest.json"]
+    assert len(stamped) == 1
+    assert json.loads(stamped[0].read_text()) == latest
+    return latest
+
+
+@pytest.mark.timeout(900)
+def test_every_scenario_reports(report: dict[str, Any]) -> None:
+    assert report["mode"] == "smoke"
+    assert set(SCENARIOS) <= set(report["scenarios"])
+    for name in SCENARIOS:
+        assert report["scenarios"][name]["summary"], name
+
+
+@pytest.mark.timeout(900)
+def test_every_figure_is_a_non_negative_number(report: dict[str, Any]) -> None:
+    figures = _numbers(report["scenarios"])
+    assert figures
+    negative = [(path, value) for path, value in figures if value < 0]
+    assert not negative
+
+
+@pytest.mark.timeout(900)
+def test_the_main_figures_are_measured(report: dict[str, Any]) -> None:
+    s = report["scenarios"]
+    assert s["floor"]["unary"]["median_ms"] > 0
+    assert all(row["fills_per_s"] > 0 for row in s["floor"]["stream"].values())
+    assert s["floor"]["commit"]["sqlite"]
+    assert {row["method"] for row in s["allocation"]["rows"]} >= {"EQUITY", "EQUAL", "FIXED_LOTS"}
+    for row in s["e2e"]["rows"]:
+        assert row["submit_to_last_fill"]["median_ms"] > 0
+        assert row["dispatch_skew"]["samples"] == row["orders"]
+    assert {row["latency_ms"] for row in s["e2e"]["rows"]} == {0, 50}
+    assert s["baseline"]["sequential_ms"] > 0
+    assert s["sustained"]["rows"]["sqlite"]["fills_per_s"] > 0
+    assert s["sustained"]["rows"]["sqlite"]["gateway_memory"]["rss_mb"] > 0
+    assert s["subscribers"]["replay"]["fills_per_s"] > 0
+    assert s["subscribers"]["live_one"]["fills_per_s"] > 0
+    assert s["subscribers"]["live_filtered"]["subscribers"] > 1
+    assert s["memory"]["peak_rss_mb"] > 0
+    assert report["ratios"] and all(r["ratio"] > 0 for r in report["ratios"])
+
+
+@pytest.mark.timeout(900)
+def test_every_target_is_reported_without_being_asserted(report: dict[str, Any]) -> None:
+    statuses = {t["status"] for t in report["targets"]}
+    assert statuses <= {"PASS", "MISS", "N/A"}
+    assert len(report["targets"]) >= 6
+    assert report["machine"]["nproc"] >= 1
