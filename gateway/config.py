@@ -65,6 +65,9 @@ class EngineConfig:
     max_attempts: int = 4
     default_deviation_points: int = 20
     max_master_volume: Decimal = Decimal(10_000)
+    # How often every terminal's money, deals and positions are stored as account history;
+    # 0: never.
+    history_interval_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +266,10 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
         max_attempts=engine_section.positive("max_attempts", int, 4),
         default_deviation_points=engine_section.positive("default_deviation_points", int, 20),
         max_master_volume=engine_section.decimal("max_master_volume", Decimal(10_000)),
+        history_interval_seconds=engine_section.get("history_interval_seconds", float, 60.0),
     )
+    if engine.history_interval_seconds < 0:
+        raise ConfigError("engine.history_interval_seconds: must not be negative (0: off)")
     engine_section.done()
 
     simulator = _simulator(top.section("simulator"))

@@ -36,6 +36,7 @@ from gateway.domain.accounts import (
     Platform,
 )
 from gateway.engine.account_manager import AccountManager
+from gateway.engine.account_monitor import AccountMonitor
 from gateway.engine.dispatcher import Dispatcher, DispatchSettings
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.fill_bus import FillBus
@@ -72,6 +73,7 @@ class RunningGateway:
     bus: FillBus
     engine: TradingEngine
     accounts: AccountManager
+    monitor: AccountMonitor
     health: HealthServicer
     health_server: grpc.aio.Server | None = None
     health_port: int = 0
@@ -91,6 +93,7 @@ class RunningGateway:
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
+        await self.monitor.stop()
         await self.engine.stop(grace)
         await self.recorder.stop()
         await self.registry.close_all()
@@ -168,6 +171,13 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         limits=TradingLimits(max_master_volume=config.engine.max_master_volume),
     )
     accounts = AccountManager(store, registry, utc_now)
+    monitor = AccountMonitor(
+        store,
+        registry,
+        utc_now,
+        interval_s=config.engine.history_interval_seconds,
+        request_timeout_s=config.engine.request_timeout_seconds,
+    )
 
     attached = await accounts.attach_all()
     if config.demo is not None:
@@ -175,6 +185,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     recorder.start()
     resumed = await engine.resume_unfinished()
     log.info("attached %d terminals, resumed %d unfinished master orders", attached, resumed)
+    monitor.start()
 
     limit = config.server.max_message_bytes
     server = grpc.aio.server(
@@ -232,6 +243,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         bus=bus,
         engine=engine,
         accounts=accounts,
+        monitor=monitor,
         health=health,
         health_server=health_server,
         health_port=health_port,

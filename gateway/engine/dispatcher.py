@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
 from gateway.domain import retcodes
 from gateway.domain.fills import Fill
 from gateway.domain.ids import new_id
-from gateway.domain.orders import ChildOrder, ChildOrderState, MasterOrder, Side
+from gateway.domain.orders import ChildOrder, ChildOrderState, FillingPolicy, MasterOrder, Side
 from gateway.domain.retcodes import RetcodeClass
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.terminal_registry import TerminalRegistry
@@ -31,12 +31,16 @@ from gateway.terminals.protocol import (
     Deal,
     OrderRequest,
     OrderResult,
+    TaggedRecords,
     Terminal,
     TerminalError,
     TradeAction,
 )
 
 log = logging.getLogger(__name__)
+
+# The average fill price of a child filled in several deals.
+_PRICE_QUANTUM = Decimal("1E-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,26 +95,36 @@ class Dispatcher:
         children: list[ChildOrder],
         *,
         reconcile_first: frozenset[str] = frozenset(),
+        known_deals: Mapping[str, Collection[int]] | None = None,
     ) -> None:
         """Executes every child concurrently; returns when each has a recorded outcome.
 
         Children in `reconcile_first` may have reached their broker in an earlier run: each is
-        searched for by its tag, and sent only if provably absent.
+        searched for by its tag, and sent only if provably absent. `known_deals`: per child, the
+        deal tickets its stored fills already hold (never taken in twice).
         """
+        known_deals = known_deals or {}
         ordered = list(children)
         # Fairness: a per-order shuffle, seeded by the order id, so no account is always last.
         random.Random(master.master_order_id).shuffle(ordered)
         await asyncio.gather(
             *(
-                self._execute(master, child, child.child_order_id in reconcile_first)
+                self._execute(
+                    master,
+                    child,
+                    child.child_order_id in reconcile_first,
+                    set(known_deals.get(child.child_order_id, ())),
+                )
                 for child in ordered
             )
         )
 
-    async def _execute(self, master: MasterOrder, child: ChildOrder, reconcile: bool) -> None:
+    async def _execute(
+        self, master: MasterOrder, child: ChildOrder, reconcile: bool, known: set[int]
+    ) -> None:
         try:
             async with self._slots, self._registry.lock(child.account_id):
-                outcome, fill = await self._trade(master, child, reconcile)
+                outcome, fill = await self._trade(master, child, reconcile, known)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug must not leave the child without an outcome
@@ -133,8 +147,13 @@ class Dispatcher:
         )
 
     async def _trade(
-        self, master: MasterOrder, child: ChildOrder, reconcile: bool
+        self, master: MasterOrder, child: ChildOrder, reconcile: bool, known: set[int]
     ) -> tuple[ChildOrder, Fill | None]:
+        """Executes one child to its outcome. `known`: the deal tickets of its stored fills.
+
+        A partial fill is stored at once and the rest sent again (a resting RETURN remainder is
+        removed first), so the child's volume is what its deals add up to, each deal one fill.
+        """
         terminal = self._registry.get(child.account_id)
         if terminal is None and reconcile:
             return self._unknown(child, child.attempts, 0, "terminal not connected"), None
@@ -147,21 +166,19 @@ class Dispatcher:
             )
         deviation = master.spec.max_deviation_points or self._settings.default_deviation_points
         point = (await terminal.symbol_spec(child.symbol)).point
+        filling = master.spec.filling_policy
+        attempts = child.attempts
         if reconcile:
             found = await self._reconcile(terminal, child)
             if found is None:
-                return self._unknown(child, child.attempts, 0, "terminal cannot be searched"), None
-            if found:
-                return self._filled_from_deal(
-                    child, found[0], found[0].price, point, child.attempts
-                )
+                return self._unknown(child, attempts, 0, "terminal cannot be searched"), None
+            child, final = await self._absorb(child, found, known, None, point, attempts)
+            if final is not None:
+                return final
+            # What is not in the found deals provably never executed.
             if child.master_order_id in self._stopped:
-                return self._cancelled(child, child.attempts), None
-            if child.state is ChildOrderState.UNKNOWN:
-                now = self._clock()
-                child = child.moved_to(ChildOrderState.PENDING, now)
-                child = child.moved_to(ChildOrderState.SENT, now, sent_at=now)
-        attempts = child.attempts
+                return self._cancelled(child, attempts), None
+            child = self._sendable(child)
         last_text = ""
         last_retcode = 0
         while attempts < self._settings.max_attempts:
@@ -181,17 +198,17 @@ class Dispatcher:
                 action=TradeAction.DEAL,
                 symbol=child.symbol,
                 side=child.side,
-                volume=child.volume,
+                volume=child.volume - child.filled_volume,
                 tag=child.tag,
                 magic=child.magic,
                 price=requested,
                 deviation_points=deviation,
                 # A closing child names the position it closes (hedging accounts); an opening
                 # child carries the master order's stops onto its position.
-                position_ticket=child.position_ticket,
+                position_ticket=child.position_ticket if child.closes_child_order_id else 0,
                 stop_loss=None if child.closes_child_order_id else master.spec.stop_loss,
                 take_profit=None if child.closes_child_order_id else master.spec.take_profit,
-                filling=master.spec.filling_policy,
+                filling=filling,
             )
             try:
                 async with asyncio.timeout(self._settings.request_timeout_s):
@@ -201,38 +218,150 @@ class Dispatcher:
                 if found is None:
                     text = f"outcome unknown: {error or 'timeout'}"
                     return self._unknown(child, attempts, 0, text), None
-                if found:
-                    return self._filled_from_deal(child, found[0], requested, point, attempts)
+                child, final = await self._absorb(child, found, known, requested, point, attempts)
+                if final is not None:
+                    return final
                 last_text = f"provably not executed after {error or 'timeout'}"
                 continue
             kind = retcodes.classify(result.retcode)
             if kind is RetcodeClass.SUCCESS and result.volume > 0:
-                return self._filled(child, result, requested, point, attempts)
+                child, fill = self._filled(child, result, requested, point, attempts)
+                known.add(result.deal_ticket)
+                if child.state is ChildOrderState.FILLED:
+                    return child, fill
+                # Partly filled: stored before anything else is sent.
+                await self._recorder.record(child, fill)
+                last_retcode, last_text = result.retcode, result.text
+                if filling is FillingPolicy.RETURN and result.order_ticket:
+                    child, final = await self._take_back_rest(
+                        terminal, child, result.order_ticket, known, requested, point, attempts
+                    )
+                    if final is not None:
+                        return final
+                continue
             last_retcode, last_text = result.retcode, result.text
             if kind is RetcodeClass.TRANSIENT:
                 await asyncio.sleep(self._settings.backoff_s * attempts)
                 continue
             if kind is RetcodeClass.AMBIGUOUS:
                 found = await self._reconcile(terminal, child)
-                if found:
-                    return self._filled_from_deal(child, found[0], requested, point, attempts)
                 if found is None:
                     return self._unknown(child, attempts, result.retcode, result.text), None
+                child, final = await self._absorb(child, found, known, requested, point, attempts)
+                if final is not None:
+                    return final
                 continue
             break
+        text = f"{retcodes.name_of(last_retcode)}: {last_text}"
+        if child.filled_volume > 0:
+            return (
+                child.moved_to(
+                    ChildOrderState.PARTIALLY_FILLED,
+                    self._clock(),
+                    attempts=attempts,
+                    retcode=last_retcode,
+                    status_text=f"{child.filled_volume} of {child.volume} filled; rest: {text}",
+                ),
+                None,
+            )
         return (
             child.moved_to(
                 ChildOrderState.REJECTED,
                 self._clock(),
                 attempts=attempts,
                 retcode=last_retcode,
-                status_text=f"{retcodes.name_of(last_retcode)}: {last_text}",
+                status_text=text,
             ),
             None,
         )
 
+    def _sendable(self, child: ChildOrder) -> ChildOrder:
+        """An UNKNOWN child found (at most partly) absent goes back to SENT to be sent again."""
+        if child.state is not ChildOrderState.UNKNOWN:
+            return child
+        now = self._clock()
+        return child.moved_to(ChildOrderState.PENDING, now).moved_to(
+            ChildOrderState.SENT, now, sent_at=now
+        )
+
+    async def _absorb(
+        self,
+        child: ChildOrder,
+        deals: list[Deal],
+        known: set[int],
+        requested: Decimal | None,
+        point: Decimal,
+        attempts: int,
+    ) -> tuple[ChildOrder, tuple[ChildOrder, Fill | None] | None]:
+        """Turns the child's deals not yet stored into fills. Returns the child as it now
+        stands and, when its whole volume is filled, the final outcome to record."""
+        for deal in deals:
+            if deal.ticket in known:
+                continue
+            known.add(deal.ticket)
+            child, fill = self._fill(
+                child,
+                volume=deal.volume,
+                price=deal.price,
+                requested=deal.price if requested is None else requested,
+                point=point,
+                attempts=attempts,
+                retcode=retcodes.DONE,
+                text="found by tag after an unknown outcome",
+                deal_ticket=deal.ticket,
+                order_ticket=deal.order_ticket,
+                position_ticket=deal.position_ticket,
+                executed_at=deal.executed_at,
+            )
+            if child.state is ChildOrderState.FILLED:
+                return child, (child, fill)
+            await self._recorder.record(child, fill)
+        return child, None
+
+    async def _take_back_rest(
+        self,
+        terminal: Terminal,
+        child: ChildOrder,
+        order_ticket: int,
+        known: set[int],
+        requested: Decimal,
+        point: Decimal,
+        attempts: int,
+    ) -> tuple[ChildOrder, tuple[ChildOrder, Fill | None] | None]:
+        """A RETURN remainder rests at the broker: removed so that only the gateway sends the
+        rest, then whatever of it executed before the removal is taken in by tag."""
+        try:
+            async with asyncio.timeout(self._settings.request_timeout_s):
+                await terminal.send(
+                    OrderRequest(
+                        action=TradeAction.REMOVE,
+                        symbol=child.symbol,
+                        side=child.side,
+                        volume=Decimal(0),
+                        tag=child.tag,
+                        magic=child.magic,
+                        order_ticket=order_ticket,
+                    )
+                )
+        except (TimeoutError, TerminalError) as error:
+            log.warning("child %s: removing the rest failed: %s", child.child_order_id, error)
+        records = await self._find(terminal, child)
+        if records is None or any(o.ticket == order_ticket for o in records.orders):
+            # The rest may still execute at the broker: sending it again could double it.
+            text = "the rest of a partial fill still rests at the broker"
+            return child, (self._unknown(child, attempts, 0, text), None)
+        return await self._absorb(child, list(records.deals), known, requested, point, attempts)
+
     def _cancelled(self, child: ChildOrder, attempts: int) -> ChildOrder:
         # Only ever before a request leaves, or once the broker is proven not to have it.
+        if child.filled_volume > 0:
+            return child.moved_to(
+                ChildOrderState.PARTIALLY_FILLED,
+                self._clock(),
+                attempts=attempts,
+                status_text=f"{child.filled_volume} of {child.volume} filled; rest cancelled "
+                "on request",
+            )
         return child.moved_to(
             ChildOrderState.CANCELLED,
             self._clock(),
@@ -240,14 +369,17 @@ class Dispatcher:
             status_text="cancelled on request before it reached the broker",
         )
 
-    async def _reconcile(self, terminal: Terminal, child: ChildOrder) -> list[Deal] | None:
-        """The child's deals on the terminal, [] if provably none, None if it cannot tell."""
+    async def _find(self, terminal: Terminal, child: ChildOrder) -> TaggedRecords | None:
         try:
             async with asyncio.timeout(self._settings.request_timeout_s):
-                records = await terminal.find_by_tag(child.tag)
+                return await terminal.find_by_tag(child.tag)
         except (TimeoutError, TerminalError):
             return None
-        return list(records.deals)
+
+    async def _reconcile(self, terminal: Terminal, child: ChildOrder) -> list[Deal] | None:
+        """The child's deals on the terminal, [] if provably none, None if it cannot tell."""
+        records = await self._find(terminal, child)
+        return None if records is None else list(records.deals)
 
     def _filled(
         self,
@@ -273,24 +405,6 @@ class Dispatcher:
             executed_at=result.executed_at or self._clock(),
         )
 
-    def _filled_from_deal(
-        self, child: ChildOrder, deal: Deal, requested: Decimal, point: Decimal, attempts: int
-    ) -> tuple[ChildOrder, Fill]:
-        return self._fill(
-            child,
-            volume=deal.volume,
-            price=deal.price,
-            requested=requested,
-            point=point,
-            attempts=attempts,
-            retcode=retcodes.DONE,
-            text="found by tag after an unknown outcome",
-            deal_ticket=deal.ticket,
-            order_ticket=deal.order_ticket,
-            position_ticket=deal.position_ticket,
-            executed_at=deal.executed_at,
-        )
-
     def _fill(
         self,
         child: ChildOrder,
@@ -307,29 +421,35 @@ class Dispatcher:
         position_ticket: int,
         executed_at: datetime,
     ) -> tuple[ChildOrder, Fill]:
+        """One deal of the child as a fill, and the child with it added: FILLED once its deals
+        reach its volume, else still SENT (the rest to be sent) with the average price."""
+        if child.state not in (ChildOrderState.SENT, ChildOrderState.UNKNOWN):
+            raise AssertionError(f"child {child.child_order_id} filled from {child.state.name}")
         direction = 1 if child.side is Side.BUY else -1
         slippage = ((price - requested) * direction / point).quantize(Decimal("0.1"))
-        state = (
-            ChildOrderState.FILLED if volume >= child.volume else ChildOrderState.PARTIALLY_FILLED
-        )
-        if child.state is ChildOrderState.UNKNOWN or child.state is ChildOrderState.SENT:
-            updated = child.moved_to(
-                state,
-                self._clock(),
-                filled_volume=volume,
-                requested_price=requested,
-                fill_price=price,
-                slippage_points=slippage,
-                retcode=retcode,
-                status_text=text,
-                broker_order_ticket=order_ticket,
-                broker_deal_ticket=deal_ticket,
-                position_ticket=position_ticket,
-                attempts=attempts,
-                filled_at=executed_at,
+        total = child.filled_volume + volume
+        average = price
+        if child.filled_volume and child.fill_price is not None:
+            average = ((child.fill_price * child.filled_volume + price * volume) / total).quantize(
+                _PRICE_QUANTUM
             )
+        changes: dict[str, object] = {
+            "filled_volume": total,
+            "requested_price": child.requested_price or requested,
+            "fill_price": average,
+            "slippage_points": slippage,
+            "retcode": retcode,
+            "status_text": text,
+            "broker_order_ticket": order_ticket,
+            "broker_deal_ticket": deal_ticket,
+            "position_ticket": position_ticket,
+            "attempts": attempts,
+            "filled_at": executed_at,
+        }
+        if total >= child.volume:
+            updated = child.moved_to(ChildOrderState.FILLED, self._clock(), **changes)
         else:
-            raise AssertionError(f"child {child.child_order_id} filled from {child.state.name}")
+            updated = replace(self._sendable(child), updated_at=self._clock(), **changes)  # type: ignore[arg-type]
         fill = Fill(
             sequence=0,
             fill_id=new_id("fl"),

@@ -30,6 +30,10 @@ class TerminalRegistry:
     def get(self, account_id: str) -> Terminal | None:
         return self._terminals.get(account_id)
 
+    def attached(self) -> list[Terminal]:
+        """Every connected terminal, in the order they were attached."""
+        return list(self._terminals.values())
+
     def lock(self, account_id: str) -> asyncio.Lock:
         """Held around every request: a MetaTrader terminal trades one request at a time."""
         lock = self._locks.get(account_id)

@@ -565,8 +565,15 @@ class TradingEngine:
             return
         if master.cancel_requested_at is not None:
             self._dispatcher.stop_sending(master.master_order_id)
+        # Deals already stored as fills (a partly filled child before a restart): never twice.
+        known_deals: dict[str, set[int]] = {}
+        if maybe_sent:
+            for fill in await self._store.fills_of(master.master_order_id):
+                known_deals.setdefault(fill.child_order_id, set()).add(fill.deal_ticket)
         try:
-            await self._dispatcher.dispatch(master, open_children, reconcile_first=maybe_sent)
+            await self._dispatcher.dispatch(
+                master, open_children, reconcile_first=maybe_sent, known_deals=known_deals
+            )
         finally:
             self._dispatcher.forget(master.master_order_id)
 

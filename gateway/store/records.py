@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from gateway.domain.accounts import (
@@ -335,4 +337,186 @@ def event_from_row(row: Row) -> OrderEvent:
         state=row["state"],
         detail=row["detail"],
         at=row["at"],
+    )
+
+
+# -- driver-ready rows (gateway/store/bulk.py) -------------------------------------------------
+# The hot paths hand the driver tuples of already-encoded values instead of going through the
+# column types row by row. The encodings are exactly those of DecimalText and UtcMicros
+# (column_types.py): a value written either way reads back identically either way.
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """DecimalText's stored form: the exact text, every digit kept."""
+    return None if value is None else f"{value:f}"
+
+
+def utc_micros(value: datetime | None) -> int | None:
+    """UtcMicros's stored form: integer microseconds since the epoch."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: the store keeps UTC only")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_utc_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+_SIDES = {side.value: side for side in Side}
+
+# Column order of the rows below; bulk.py builds its statements from these.
+FILL_COLUMNS = ("side", *_FILL_FIELDS)
+EVENT_COLUMNS = ("sequence", "master_order_id", "child_order_id", "state", "detail", "at")
+CHILD_COLUMNS = (
+    *_CHILD_FIELDS,
+    "side",
+    "state",
+    "sent_at",
+    "filled_at",
+    "closes_child_order_id",
+)
+# What a progress update writes, then the key.
+CHILD_UPDATE_COLUMNS = (
+    "state",
+    "filled_volume",
+    "requested_price",
+    "fill_price",
+    "slippage_points",
+    "retcode",
+    "status_text",
+    "broker_order_ticket",
+    "broker_deal_ticket",
+    "position_ticket",
+    "attempts",
+    "sent_at",
+    "filled_at",
+    "updated_at",
+    "child_order_id",
+)
+
+
+def fill_row(fill: Fill, sequence: int) -> tuple[Any, ...]:
+    """The fill as FILL_COLUMNS, numbered `sequence`."""
+    return (
+        fill.side.value,
+        sequence,
+        fill.fill_id,
+        fill.master_order_id,
+        fill.child_order_id,
+        fill.account_id,
+        fill.symbol,
+        f"{fill.volume:f}",
+        f"{fill.price:f}",
+        decimal_text(fill.requested_price),
+        decimal_text(fill.slippage_points),
+        fill.deal_ticket,
+        fill.order_ticket,
+        fill.position_ticket,
+        utc_micros(fill.executed_at),
+    )
+
+
+def fill_from_columns(values: tuple[Any, ...]) -> Fill:
+    """A Fill from FILL_COLUMNS as stored (text decimals, integer micros)."""
+    (
+        side,
+        sequence,
+        fill_id,
+        master_order_id,
+        child_order_id,
+        account_id,
+        symbol,
+        volume,
+        price,
+        requested_price,
+        slippage_points,
+        deal_ticket,
+        order_ticket,
+        position_ticket,
+        executed_at,
+    ) = values
+    return Fill(
+        sequence,
+        fill_id,
+        master_order_id,
+        child_order_id,
+        account_id,
+        symbol,
+        _SIDES[side],
+        Decimal(volume),
+        Decimal(price),
+        None if requested_price is None else Decimal(requested_price),
+        None if slippage_points is None else Decimal(slippage_points),
+        deal_ticket,
+        order_ticket,
+        position_ticket,
+        _EPOCH + timedelta(microseconds=executed_at),
+    )
+
+
+def event_row(event: OrderEvent, sequence: int) -> tuple[Any, ...]:
+    """The event as EVENT_COLUMNS, numbered `sequence`."""
+    return (
+        sequence,
+        event.master_order_id,
+        event.child_order_id,
+        event.state,
+        event.detail,
+        utc_micros(event.at),
+    )
+
+
+def child_row(child: ChildOrder) -> tuple[Any, ...]:
+    """The child as CHILD_COLUMNS."""
+    return (
+        child.child_order_id,
+        child.master_order_id,
+        child.account_id,
+        child.symbol,
+        f"{child.volume:f}",
+        child.tag,
+        child.magic,
+        f"{child.filled_volume:f}",
+        decimal_text(child.requested_price),
+        decimal_text(child.fill_price),
+        decimal_text(child.slippage_points),
+        child.retcode,
+        child.status_text,
+        child.broker_order_ticket,
+        child.broker_deal_ticket,
+        child.position_ticket,
+        child.attempts,
+        utc_micros(child.created_at),
+        utc_micros(child.updated_at),
+        child.side.value,
+        child.state.value,
+        utc_micros(child.sent_at),
+        utc_micros(child.filled_at),
+        child.closes_child_order_id or None,
+    )
+
+
+def child_update_row(child: ChildOrder) -> tuple[Any, ...]:
+    """The child as CHILD_UPDATE_COLUMNS."""
+    return (
+        child.state.value,
+        f"{child.filled_volume:f}",
+        decimal_text(child.requested_price),
+        decimal_text(child.fill_price),
+        decimal_text(child.slippage_points),
+        child.retcode,
+        child.status_text,
+        child.broker_order_ticket,
+        child.broker_deal_ticket,
+        child.position_ticket,
+        child.attempts,
+        utc_micros(child.sent_at),
+        utc_micros(child.filled_at),
+        utc_micros(child.updated_at),
+        child.child_order_id,
     )

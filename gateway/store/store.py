@@ -22,19 +22,20 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.types import TypeDecorator
 
 from gateway.domain.accounts import Account, AccountSnapshot, Group
 from gateway.domain.fills import Fill
 from gateway.domain.order_events import OrderEvent, child_event, master_event
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
-from gateway.store import migrations, records, tables
+from gateway.store import bulk, migrations, records, tables
 from gateway.store.engines import create_engine
+from gateway.store.history import AccountHistory
 
 
 class DuplicateClientOrderId(Exception):
@@ -100,6 +101,11 @@ class Store:
     @property
     def engine(self) -> Engine:
         return self._engine.sync_engine
+
+    @property
+    def history(self) -> AccountHistory:
+        """Each account's snapshots, deals and positions: what reporting reads."""
+        return AccountHistory(self._engine)
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -254,17 +260,18 @@ class Store:
         concurrent calls' submissions cannot both be stored.
         """
         try:
+            child_rows = [records.child_row(c) for c in children]
             async with self._write_lock:
-                event = replace(master_event(order), sequence=self._last_event + 1)
+                event = records.event_row(master_event(order), self._last_event + 1)
                 async with self._engine.begin() as conn:
                     await conn.execute(tables.master_orders.insert(), records.master_values(order))
-                    if children:
-                        await conn.execute(
-                            tables.child_orders.insert(),
-                            [records.child_values(c) for c in children],
-                        )
-                    await conn.execute(tables.order_events.insert(), records.event_values(event))
-                self._last_event = event.sequence
+                    await bulk.insert_rows(
+                        conn, tables.child_orders, records.CHILD_COLUMNS, child_rows
+                    )
+                    await bulk.insert_rows(
+                        conn, tables.order_events, records.EVENT_COLUMNS, [event]
+                    )
+                self._last_event += 1
         except IntegrityError:
             existing = await self.find_by_client_order_id(
                 order.submitted_by, order.spec.client_order_id
@@ -392,35 +399,28 @@ class Store:
         row changes and no sequence is used up. Sequences are numbered in this process under
         a lock, which is why one database serves one gateway process.
         """
+        # Rows are encoded before the transaction, so a value that cannot be stored fails
+        # the batch before anything is written.
+        child_rows = [records.child_update_row(c) for c in children]
+        events = [*(master_event(m) for m in masters), *(child_event(c) for c in children)]
         async with self._write_lock:
             first = self._last_sequence + 1
-            numbered = [replace(f, sequence=first + i) for i, f in enumerate(fills)]
+            fill_rows = [records.fill_row(f, first + i) for i, f in enumerate(fills)]
             first_event = self._last_event + 1
-            events = [
-                replace(e, sequence=first_event + i)
-                for i, e in enumerate(
-                    [*(master_event(m) for m in masters), *(child_event(c) for c in children)]
-                )
-            ]
+            event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
             async with self._engine.begin() as conn:
-                await _update_children(conn, children)
+                await bulk.update_children(conn, child_rows)
                 for order in masters:
                     await conn.execute(
                         update(tables.master_orders)
                         .where(tables.master_orders.c.master_order_id == order.master_order_id)
                         .values(records.master_progress_values(order))
                     )
-                if numbered:
-                    await conn.execute(
-                        tables.fills.insert(), [records.fill_values(f) for f in numbered]
-                    )
-                if events:
-                    await conn.execute(
-                        tables.order_events.insert(), [records.event_values(e) for e in events]
-                    )
-            self._last_sequence += len(numbered)
-            self._last_event += len(events)
-        return numbered
+                await bulk.insert_rows(conn, tables.fills, records.FILL_COLUMNS, fill_rows)
+                await bulk.insert_rows(conn, tables.order_events, records.EVENT_COLUMNS, event_rows)
+            self._last_sequence += len(fill_rows)
+            self._last_event += len(event_rows)
+        return [_numbered(f, first + i) for i, f in enumerate(fills)]
 
     async def save_events(self, events: Sequence[OrderEvent]) -> list[OrderEvent]:
         """Events of something that changed no order row (e.g. stops modified at a broker),
@@ -452,26 +452,26 @@ class Store:
 
     async def fills_of(self, master_order_id: str) -> list[Fill]:
         query = (
-            select(tables.fills)
+            select(*_STORED_FILL_COLUMNS)
             .where(tables.fills.c.master_order_id == master_order_id)
             .order_by(tables.fills.c.sequence)
         )
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [records.fill_from_row(r) for r in rows]
+            rows = (await conn.execute(query)).all()
+        return [records.fill_from_columns(r) for r in rows]
 
     async def fills_after(
         self, sequence: int, *, limit: int, fill_filter: FillFilter = FillFilter()
     ) -> list[Fill]:
-        query = select(tables.fills).where(tables.fills.c.sequence > sequence)
+        query = select(*_STORED_FILL_COLUMNS).where(tables.fills.c.sequence > sequence)
         if fill_filter.account_ids:
             query = query.where(tables.fills.c.account_id.in_(sorted(fill_filter.account_ids)))
         if fill_filter.master_order_id:
             query = query.where(tables.fills.c.master_order_id == fill_filter.master_order_id)
         query = query.order_by(tables.fills.c.sequence).limit(limit)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [records.fill_from_row(r) for r in rows]
+            rows = (await conn.execute(query)).all()
+        return [records.fill_from_columns(r) for r in rows]
 
 
 async def _load_group(conn: AsyncConnection, group_id: str) -> Group | None:
@@ -494,36 +494,31 @@ async def _load_group(conn: AsyncConnection, group_id: str) -> Group | None:
     return records.group_from_rows(row, list(members))
 
 
-async def _update_children(conn: AsyncConnection, children: Sequence[ChildOrder]) -> None:
-    if not children:
-        return
-    table = tables.child_orders
-    # One executemany for the batch: the commit, not the row, is the cost.
-    statement = (
-        update(table)
-        .where(table.c.child_order_id == bindparam("b_child_order_id"))
-        .values({name: bindparam(f"b_{name}") for name in _CHILD_MUTABLE})
+# The fill columns as stored (decimal text, integer micros), in records.FILL_COLUMNS order:
+# replay reads thousands of rows a page, and converting them in records.fill_from_columns
+# costs less than the column types' result processors plus a mapping per row.
+_STORED_FILL_COLUMNS = [
+    type_coerce(column, column.type.impl) if isinstance(column.type, TypeDecorator) else column
+    for column in (tables.fills.c[name] for name in records.FILL_COLUMNS)
+]
+
+
+def _numbered(fill: Fill, sequence: int) -> Fill:
+    """The fill with its sequence (dataclasses.replace, without its per-call overhead)."""
+    return Fill(
+        sequence,
+        fill.fill_id,
+        fill.master_order_id,
+        fill.child_order_id,
+        fill.account_id,
+        fill.symbol,
+        fill.side,
+        fill.volume,
+        fill.price,
+        fill.requested_price,
+        fill.slippage_points,
+        fill.deal_ticket,
+        fill.order_ticket,
+        fill.position_ticket,
+        fill.executed_at,
     )
-    params: list[dict[str, Any]] = []
-    for child in children:
-        values = records.child_values(child)
-        params.append({f"b_{k}": values[k] for k in ("child_order_id", *_CHILD_MUTABLE)})
-    await conn.execute(statement, params)
-
-
-_CHILD_MUTABLE = (
-    "state",
-    "filled_volume",
-    "requested_price",
-    "fill_price",
-    "slippage_points",
-    "retcode",
-    "status_text",
-    "broker_order_ticket",
-    "broker_deal_ticket",
-    "position_ticket",
-    "attempts",
-    "sent_at",
-    "filled_at",
-    "updated_at",
-)

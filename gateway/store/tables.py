@@ -210,3 +210,55 @@ order_events = Table(
     Column("at", UtcMicros, nullable=False),
 )
 Index("ix_order_events_master", order_events.c.master_order_id, order_events.c.sequence)
+
+# -- account history: what reporting reads ---------------------------------------------------
+
+account_snapshots = Table(
+    "account_snapshots",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("taken_at", UtcMicros, primary_key=True),
+    Column("balance", DecimalText, nullable=False),
+    Column("equity", DecimalText, nullable=False),
+    Column("margin", DecimalText, nullable=False),
+    Column("free_margin", DecimalText, nullable=False),
+)
+
+# The broker's deal history of each account; a deal read twice is stored once.
+deals = Table(
+    "deals",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("ticket", BigInteger, primary_key=True, autoincrement=False),
+    Column("order_ticket", BigInteger, nullable=False),
+    Column("position_ticket", BigInteger, nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("side", String(10), nullable=False),
+    Column("volume", DecimalText, nullable=False),
+    Column("price", DecimalText, nullable=False),
+    # DealEntry name: IN, OUT, INOUT or OUT_BY.
+    Column("entry", String(10), nullable=False),
+    Column("profit", DecimalText, nullable=False),
+    Column("magic", BigInteger, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("executed_at", UtcMicros, nullable=False),
+)
+Index("ix_deals_account_executed", deals.c.account_id, deals.c.executed_at)
+
+# Each account's open positions as last seen: replaced per account on every read.
+positions = Table(
+    "positions",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("ticket", BigInteger, primary_key=True, autoincrement=False),
+    Column("symbol", String(40), nullable=False),
+    Column("side", String(10), nullable=False),
+    Column("volume", DecimalText, nullable=False),
+    Column("price_open", DecimalText, nullable=False),
+    Column("stop_loss", DecimalText),
+    Column("take_profit", DecimalText),
+    Column("magic", BigInteger, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("opened_at", UtcMicros, nullable=False),
+    Column("seen_at", UtcMicros, nullable=False),
+)

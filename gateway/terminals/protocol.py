@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
+from gateway.domain.account_history import DealEntry
 from gateway.domain.accounts import MarginMode
 from gateway.domain.orders import FillingPolicy, OrderType, Side, TimeInForce
 from gateway.domain.symbols import SymbolSpec
@@ -74,17 +75,6 @@ class OrderRequest:
     order_ticket: int = 0
     # CLOSE_BY: the opposite position that closes `position_ticket`.
     position_by: int = 0
-
-
-class DealEntry(enum.Enum):
-    """What a deal did to a position (MT5 DEAL_ENTRY_*)."""
-
-    IN = 0
-    OUT = 1
-    # A netting position reversed: the old one closed and a new one opened in one deal.
-    INOUT = 2
-    # Closed by an opposite position (CLOSE_BY).
-    OUT_BY = 3
 
 
 @dataclass(frozen=True, slots=True)

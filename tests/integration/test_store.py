@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +46,7 @@ from gateway.domain.orders import (
     Side,
 )
 from gateway.store import DuplicateClientOrderId, Store, migrations, records, tables
+from gateway.store.column_types import DecimalText, UtcMicros
 from gateway.store.engines import create_engine
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
@@ -651,3 +652,84 @@ async def test_a_thousand_children_and_fills_commit_in_one_batch(store: Store) -
     assert [f.sequence for f in await store.fills_after(0, limit=2000)] == list(range(1, 1001))
     states = {c.state for m in masters[:3] for c in await store.children_of(m.master_order_id)}
     assert states == {ChildOrderState.FILLED}
+
+
+# -- the driver-ready rows of the hot paths (gateway/store/bulk.py) ---------------------------
+
+
+def test_driver_rows_cover_every_column_of_their_tables() -> None:
+    assert sorted(records.FILL_COLUMNS) == sorted(tables.fills.c.keys())
+    assert sorted(records.EVENT_COLUMNS) == sorted(tables.order_events.c.keys())
+    assert sorted(records.CHILD_COLUMNS) == sorted(tables.child_orders.c.keys())
+    assert set(records.CHILD_UPDATE_COLUMNS) <= set(records.CHILD_COLUMNS)
+
+
+def test_driver_rows_encode_exactly_as_the_column_types() -> None:
+    decimals = [Decimal(t) for t in ("1.00", "1.0", "-0.50", "1E+2", "1E-9", "0", "-0")]
+    decimals.append(Decimal("123456789012345678901234567.890123456789"))
+    times = [
+        T0,
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 11, 25, 14, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+    ]
+    as_text, as_micros = DecimalText(), UtcMicros()
+    dialect = create_engine("sqlite+aiosqlite://").dialect
+    for value in decimals:
+        assert records.decimal_text(value) == as_text.process_bind_param(value, dialect)
+    for moment in times:
+        micros = records.utc_micros(moment)
+        assert micros == as_micros.process_bind_param(moment, dialect)
+        assert records.from_utc_micros(micros) == as_micros.process_result_value(micros, dialect)
+    with pytest.raises(ValueError, match="naive"):
+        records.utc_micros(datetime(2026, 1, 1))
+
+
+async def test_rows_of_either_write_path_read_back_identically_through_either_read_path(
+    store: Store,
+) -> None:
+    _, _, master = await seed(store, count=2)
+    done = [filled(c) for c in children_of(master)]
+    odd = dataclasses.replace(
+        fill_for(done[1]),
+        volume=Decimal("1E-9"),
+        price=Decimal("123456789012345678901234567.890123456789"),
+        requested_price=None,
+        slippage_points=Decimal("-0"),
+        executed_at=datetime(2026, 11, 25, 14, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+    )
+    # Through the driver path ...
+    numbered = await store.save_progress(children=done, fills=[fill_for(done[0]), odd])
+    # ... and through SQLAlchemy's column types.
+    core = dataclasses.replace(odd, sequence=1000, fill_id="fl_core")
+    async with store._engine.begin() as conn:
+        await conn.execute(tables.fills.insert(), records.fill_values(core))
+        typed = [
+            records.fill_from_row(r)
+            for r in (await conn.execute(select(tables.fills).order_by(tables.fills.c.sequence)))
+            .mappings()
+            .all()
+        ]
+    fast = await store.fills_after(0, limit=10)
+    assert [repr(f) for f in fast] == [repr(f) for f in typed]
+    # The same values; a time given in another zone comes back in UTC.
+    assert repr(fast[0]) == repr(numbered[0]) and fast[1] == numbered[1]
+    assert fast[2] == core
+    assert fast[1].executed_at.tzinfo is UTC and fast[2].executed_at.tzinfo is UTC
+    assert [repr(f) for f in await store.fills_of(master.master_order_id)] == [
+        repr(f) for f in fast
+    ]
+    # Children inserted and updated by the driver path read back through the column types.
+    assert [repr(c) for c in await store.children_of(master.master_order_id)] == [
+        repr(c) for c in done
+    ]
+
+
+async def test_a_naive_time_fails_the_batch_before_anything_is_written(store: Store) -> None:
+    _, _, master = await seed(store)
+    naive = dataclasses.replace(
+        fill_for(children_of(master)[0]), executed_at=datetime(2026, 11, 25, 12, 0)
+    )
+    with pytest.raises(ValueError, match="naive"):
+        await store.save_progress(fills=[naive])
+    assert store.last_sequence == 0
+    assert await store.fills_after(0, limit=10) == []

@@ -47,6 +47,10 @@ def test_environment_overrides_the_file() -> None:
         ({"MAM__DATABASE__URL": "mysql://x"}, "database.url"),
         ({"MAM__ENGINE__MAX_ATTEMPTS": "0"}, "engine.max_attempts: must be greater than 0"),
         ({"MAM__ENGINE__MAX_CONCURENCY": "5"}, "engine.max_concurency: unknown key"),
+        (
+            {"MAM__ENGINE__HISTORY_INTERVAL_SECONDS": "-1"},
+            "engine.history_interval_seconds: must not be negative",
+        ),
         ({"MAM__SIMULATOR__SEED": "abc"}, "simulator.seed: expected int"),
         ({"MAM__SERVER__TLS_CERT_FILE": "/nonexistent.pem"}, "both are required for TLS"),
         (
@@ -64,6 +68,14 @@ def test_bad_settings_are_refused_with_the_key_at_fault(
         load_config(DEMO_CONFIG, environ=environ)
     assert message in str(caught.value)
     assert str(DEMO_CONFIG) in str(caught.value)
+
+
+def test_account_history_is_stored_every_minute_unless_turned_off() -> None:
+    assert load_config(DEMO_CONFIG, environ={}).engine.history_interval_seconds == 60
+    off = load_config(DEMO_CONFIG, environ={"MAM__ENGINE__HISTORY_INTERVAL_SECONDS": "0"})
+    assert off.engine.history_interval_seconds == 0
+    often = load_config(DEMO_CONFIG, environ={"MAM__ENGINE__HISTORY_INTERVAL_SECONDS": "2.5"})
+    assert often.engine.history_interval_seconds == 2.5
 
 
 def test_float_volumes_in_the_file_are_refused(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.domain import retcodes
+from gateway.domain.account_history import DealEntry
 from gateway.domain.orders import FillingPolicy, OrderType, Side, TimeInForce
-from gateway.terminals.protocol import DealEntry, TradeAction
+from gateway.terminals.protocol import TradeAction
 from gateway.terminals.sim import SymbolRules, SymbolTradeMode, TradingSessions
 from tests.unit.sim_helpers import (
     HEDGING,

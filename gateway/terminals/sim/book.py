@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from gateway.domain.account_history import DealEntry
 from gateway.domain.accounts import MarginMode
 from gateway.domain.orders import Side
 from gateway.domain.symbols import SymbolSpec
-from gateway.terminals.protocol import Deal, DealEntry, PendingOrder, Position
+from gateway.terminals.protocol import Deal, PendingOrder, Position
 from gateway.terminals.sim import money
 
 

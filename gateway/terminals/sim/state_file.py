@@ -24,9 +24,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gateway.domain.account_history import DealEntry
 from gateway.domain.accounts import MarginMode
 from gateway.domain.orders import FillingPolicy, OrderType, Side, TimeInForce
-from gateway.terminals.protocol import Deal, DealEntry, PendingOrder, Position
+from gateway.terminals.protocol import Deal, PendingOrder, Position
 from gateway.terminals.sim.book import Journal, SimAccount
 
 SCHEMA_VERSION = 1
