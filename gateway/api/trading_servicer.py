@@ -20,7 +20,13 @@ from gateway.api.mapping import (
     fill_to_proto,
     master_to_proto,
 )
-from gateway.domain.errors import DomainError, InvalidArgument, NotFound, Unavailable
+from gateway.domain.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from gateway.domain.fills import Fill
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
 from gateway.engine.account_manager import AccountManager
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # Fills per FillBatch message: batching on the wire is what makes a stream fast.
 MAX_FILLS_PER_BATCH = 1_000
+# Sequences are stored as signed 64-bit integers.
+MAX_SEQUENCE = 2**63 - 1
 # Submissions of one StreamMasterOrders call taken ahead of the answers the caller has read.
 MAX_UNANSWERED = 64
 
@@ -311,6 +319,15 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             log.info("fill subscriber fell behind at sequence %d: catching up from the store", last)
 
     async def _filter(self, request: pb.SubscribeFillsRequest) -> FillFilter:
+        if request.after_sequence > MAX_SEQUENCE:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "after_sequence",
+                        f"must be at most {MAX_SEQUENCE} (sequences are signed 64-bit)",
+                    )
+                ]
+            )
         account_ids = frozenset(request.account_ids)
         if account_ids:
             found = await self._store.get_accounts(account_ids)

@@ -191,3 +191,14 @@ async def test_rpcs_of_later_versions_answer_unimplemented_with_a_reason(client:
     details = error_details(caught.value)
     assert (details.code, details.reason) == (grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED")
     assert "DeleteAccount" in details.message
+
+
+async def test_a_fill_sequence_beyond_64_bits_is_a_field_violation(client: Client) -> None:
+    stream = client.trading.SubscribeFills(
+        trading_service_pb2.SubscribeFillsRequest(after_sequence=2**64 - 1)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stream.read()
+    details = error_details(caught.value)
+    assert details.code is INVALID
+    assert set(details.field_violations) == {"after_sequence"}
