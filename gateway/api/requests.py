@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from gateway._proto.mam.v1 import account_pb2, common_pb2, order_pb2
 from gateway.domain.accounts import (
+    MAX_MAGIC,
     AccountState,
     AllocationMethod,
     AllocationSettings,
@@ -234,8 +235,8 @@ def new_group(message: account_pb2.Group, path: str = "group") -> NewGroup:
                 ),
             )
         )
-    if message.magic < 0:
-        v.add(f"{path}.magic", "must not be negative")
+    if not 0 <= message.magic <= MAX_MAGIC:
+        v.add(f"{path}.magic", f"must be between 1 and {MAX_MAGIC} (MT4 magic numbers are int)")
     v.raise_if_any()
     return NewGroup(
         name=name,

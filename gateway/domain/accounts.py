@@ -108,6 +108,12 @@ class GroupMember:
     method: AllocationMethod | None = None
 
 
+# A group's magic number is stamped on its child orders. MT4's OrderSend takes an int, so the
+# largest magic every terminal accepts is a signed 32-bit one; assigned numbers start here.
+MAX_MAGIC = 2**31 - 1
+FIRST_MAGIC = 700_001
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     group_id: str

@@ -32,7 +32,8 @@ def _placeholders(dialect: Dialect, count: int) -> str:
         return ", ".join("?" * count)
     if dialect.paramstyle == "numeric_dollar":
         return ", ".join(f"${n}" for n in range(1, count + 1))
-    raise NotImplementedError(f"paramstyle {dialect.paramstyle!r}")
+    # The URL check (engines.create_engine) admits only these two drivers.
+    raise ValueError(f"unsupported driver paramstyle {dialect.paramstyle!r}")
 
 
 def _insert_sql(dialect: Dialect, table: Table, columns: Sequence[str]) -> str:

@@ -164,7 +164,8 @@ def _insert_if_absent(conn: AsyncConnection, table: Table) -> Insert:
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
     if conn.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
-    raise NotImplementedError(f"no insert-if-absent for {conn.dialect.name}")
+    # The URL check (engines.create_engine) admits only these two databases.
+    raise ValueError(f"unsupported database {conn.dialect.name!r}")
 
 
 async def _refresh_latest_snapshots(

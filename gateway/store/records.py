@@ -266,18 +266,6 @@ _CHILD_FIELDS = (
 )
 
 
-def child_values(child: ChildOrder) -> dict[str, Any]:
-    values = {name: getattr(child, name) for name in _CHILD_FIELDS}
-    values.update(
-        side=child.side.value,
-        state=child.state.value,
-        sent_at=child.sent_at,
-        filled_at=child.filled_at,
-        closes_child_order_id=child.closes_child_order_id or None,
-    )
-    return values
-
-
 def child_from_row(row: Row) -> ChildOrder:
     values = {name: row[name] for name in _CHILD_FIELDS}
     return ChildOrder(
@@ -316,17 +304,6 @@ def fill_values(fill: Fill) -> dict[str, Any]:
 
 def fill_from_row(row: Row) -> Fill:
     return Fill(side=Side(row["side"]), **{name: row[name] for name in _FILL_FIELDS})
-
-
-def event_values(event: OrderEvent) -> dict[str, Any]:
-    return {
-        "sequence": event.sequence,
-        "master_order_id": event.master_order_id,
-        "child_order_id": event.child_order_id,
-        "state": event.state,
-        "detail": event.detail,
-        "at": event.at,
-    }
 
 
 def event_from_row(row: Row) -> OrderEvent:

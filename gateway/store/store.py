@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
-from gateway.domain.accounts import Account, AccountSnapshot, Group
+from gateway.domain.accounts import FIRST_MAGIC, MAX_MAGIC, Account, AccountSnapshot, Group
 from gateway.domain.fills import Fill
 from gateway.domain.order_events import OrderEvent, child_event, master_event
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
@@ -246,9 +246,14 @@ class Store:
         return [g for g in loaded if g is not None]
 
     async def next_magic(self) -> int:
+        """One above the largest magic in use, or, once that is MAX_MAGIC, the lowest free one."""
+        magic = tables.groups.c.magic
         async with self._engine.connect() as conn:
-            last = (await conn.execute(select(func.max(tables.groups.c.magic)))).scalar()
-        return max(int(last or 0), 700_000) + 1
+            last = (await conn.execute(select(func.max(magic)))).scalar()
+            if int(last or 0) < MAX_MAGIC:
+                return max(int(last or 0), FIRST_MAGIC - 1) + 1
+            used = set((await conn.execute(select(magic).where(magic >= FIRST_MAGIC))).scalars())
+        return next(m for m in range(FIRST_MAGIC, MAX_MAGIC + 1) if m not in used)
 
     # -- master and child orders ------------------------------------------------------------
 
@@ -302,16 +307,22 @@ class Store:
                     .where(table.c.master_order_id == master_order_id)
                     .values(cancel_requested_at=at, updated_at=at)
                 )
+                sequence = self._last_event + 1
                 event = OrderEvent(
-                    self._last_event + 1,
+                    0,
                     master_order_id,
                     "",
                     row.state,
                     "cancellation requested: no further child order is sent",
                     at,
                 )
-                await conn.execute(tables.order_events.insert(), records.event_values(event))
-            self._last_event = event.sequence
+                await bulk.insert_rows(
+                    conn,
+                    tables.order_events,
+                    records.EVENT_COLUMNS,
+                    [records.event_row(event, sequence)],
+                )
+            self._last_event = sequence
         return True
 
     async def find_by_client_order_id(
@@ -431,8 +442,11 @@ class Store:
             first = self._last_event + 1
             numbered = [replace(e, sequence=first + i) for i, e in enumerate(events)]
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    tables.order_events.insert(), [records.event_values(e) for e in numbered]
+                await bulk.insert_rows(
+                    conn,
+                    tables.order_events,
+                    records.EVENT_COLUMNS,
+                    [records.event_row(e, e.sequence) for e in numbered],
                 )
             self._last_event += len(numbered)
         return numbered

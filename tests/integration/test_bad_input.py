@@ -202,3 +202,15 @@ async def test_a_fill_sequence_beyond_64_bits_is_a_field_violation(client: Clien
     details = error_details(caught.value)
     assert details.code is INVALID
     assert set(details.field_violations) == {"after_sequence"}
+
+
+async def test_a_magic_number_beyond_what_mt4_accepts_is_a_field_violation(
+    client: Client,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.accounts.CreateGroup(
+            account_service_pb2.CreateGroupRequest(group=account_pb2.Group(name="g", magic=2**31))
+        )
+    details = error_details(caught.value)
+    assert details.code is INVALID
+    assert set(details.field_violations) == {"group.magic"}

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.domain.accounts import (
+    FIRST_MAGIC,
+    MAX_MAGIC,
     Account,
     AccountSnapshot,
     AccountState,
@@ -733,3 +735,15 @@ async def test_a_naive_time_fails_the_batch_before_anything_is_written(store: St
         await store.save_progress(fills=[naive])
     assert store.last_sequence == 0
     assert await store.fills_after(0, limit=10) == []
+
+
+async def test_magic_numbers_go_up_and_then_fill_the_gaps_below_the_largest(
+    store: Store,
+) -> None:
+    assert await store.next_magic() == FIRST_MAGIC
+    await store.insert_group(group([], name="a", magic=FIRST_MAGIC + 5))
+    assert await store.next_magic() == FIRST_MAGIC + 6
+    top = dataclasses.replace(group([], name="b", magic=MAX_MAGIC), group_id="grp_2")
+    await store.insert_group(top)
+    # Nothing above the largest magic an MT4 terminal accepts: the lowest free one instead.
+    assert await store.next_magic() == FIRST_MAGIC
