@@ -743,7 +743,8 @@ type Group struct {
 	Allocation *AllocationSettings `protobuf:"bytes,3,opt,name=allocation,proto3" json:"allocation,omitempty"`
 	Members    []*GroupMember      `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
 	// The magic number stamped on every child order of the group's master orders.
-	// Output only when not set at creation: the server assigns one.
+	// Output only when not set at creation: the server assigns one. 1 to 2147483647, the range
+	// an MT4 terminal accepts (OrderSend takes an int).
 	Magic int64 `protobuf:"varint,5,opt,name=magic,proto3" json:"magic,omitempty"`
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`

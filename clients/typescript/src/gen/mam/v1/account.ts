@@ -293,7 +293,8 @@ export interface Group {
   members: GroupMember[];
   /**
    * The magic number stamped on every child order of the group's master orders.
-   * Output only when not set at creation: the server assigns one.
+   * Output only when not set at creation: the server assigns one. 1 to 2147483647, the range
+   * an MT4 terminal accepts (OrderSend takes an int).
    */
   magic: bigint;
   /** Output only. */

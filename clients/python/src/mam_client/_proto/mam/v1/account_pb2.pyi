@@ -389,7 +389,8 @@ class Group(_message.Message):
     """Required. Unique in the gateway."""
     magic: _builtins.int
     """The magic number stamped on every child order of the group's master orders.
-    Output only when not set at creation: the server assigns one.
+    Output only when not set at creation: the server assigns one. 1 to 2147483647, the range
+    an MT4 terminal accepts (OrderSend takes an int).
     """
     @_builtins.property
     def allocation(self) -> Global___AllocationSettings: ...
