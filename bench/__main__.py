@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import allocation, e2e, floor, memory, report, store, subscribers, sustained
+from bench import allocation, e2e, floor, memory, report, soak, store, subscribers, sustained
 from bench.common import FULL, ROOT, SMOKE, RunContext, machine
 from bench.gateway_process import GatewayProcess
 
@@ -37,6 +37,7 @@ SCENARIOS: dict[str, Scenario] = {
     "sustained": sustained.run,
     "subscribers": subscribers.run,
     "memory": memory.run,
+    "soak": soak.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

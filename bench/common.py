@@ -50,6 +50,9 @@ class Sizes:
     # memory
     memory_accounts: int
     memory_fills: int
+    # soak: random broker faults under concurrent orders
+    soak_accounts: int
+    soak_orders: int
 
 
 FULL = Sizes(
@@ -72,6 +75,8 @@ FULL = Sizes(
     filtered_subscribers=100,
     memory_accounts=10_000,
     memory_fills=1_000_000,
+    soak_accounts=300,
+    soak_orders=60,
 )
 
 SMOKE = Sizes(
@@ -94,6 +99,8 @@ SMOKE = Sizes(
     filtered_subscribers=4,
     memory_accounts=50,
     memory_fills=5_000,
+    soak_accounts=10,
+    soak_orders=4,
 )
 
 

@@ -68,6 +68,7 @@ class GatewayProcess:
         env = {
             **os.environ,
             "MAM__SERVER__LISTEN": "127.0.0.1:0",
+            "MAM__AUTH__REQUIRED": "false",
             "MAM__DATABASE__URL": self.database_url,
             "MAM__SIMULATOR__LATENCY_MS": str(self.latency_ms),
             "MAM__SERVER__HEARTBEAT_SECONDS": "1",

@@ -273,6 +273,22 @@ def render(results: dict[str, Any]) -> str:
             f"{_ms(mem['order_over_all_accounts_ms'])} ms, replay "
             f"{mem['replay_fills_per_s']:,} fills/s",
         ]
+    if "soak" in scenarios:
+        soak = scenarios["soak"]
+        states = ", ".join(
+            f"{k.removeprefix('CHILD_ORDER_STATE_')} {v:,}" for k, v in soak["child_states"].items()
+        )
+        lines += [
+            "",
+            "SOAK (random broker faults under concurrent orders; disagreements must be 0)",
+            f"  {soak['orders']} orders over {soak['accounts']:,} accounts: {soak['children']:,} "
+            f"children ({states}), {soak['retried_children']:,} retried, {soak['fills']:,} fills "
+            f"in {soak['elapsed_s']} s",
+            "  rejected by: "
+            + (", ".join(f"{k} {v:,}" for k, v in soak["rejected_by"].items()) or "-"),
+            f"  disagreements between brokers and store: {len(soak['disagreements'])}"
+            + (f" ({'; '.join(soak['disagreements'])})" if soak["disagreements"] else ""),
+        ]
     lines += ["", "TARGETS (reported, never asserted)"]
     for t in results.get("targets", []):
         value = "-" if t["value"] is None else f"{t['value']:,}"

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -15,6 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.server import start_gateway
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.domain.access import ApiKey, Role, issue_key
+from gateway.store import Store
 
 try:
     import uvloop
@@ -44,6 +47,20 @@ def main(argv: list[str] | None = None) -> int:
         help="ask the running gateway's server.health_listen endpoint; exit 0 if SERVING "
         "(for container healthchecks)",
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    keys = commands.add_parser(
+        "keys",
+        help="API keys, straight in the configured database (the first admin key, recovery)",
+    )
+    key_commands = keys.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it (shown once)")
+    create.add_argument("--name", required=True, help="who or what uses the key")
+    create.add_argument("--role", required=True, choices=[r.name.lower() for r in Role])
+    create.add_argument("--group", action="append", default=[], help="a manager's group id")
+    create.add_argument("--account", action="append", default=[], help="an investor's account")
+    key_commands.add_parser("list", help="list the keys that are not revoked")
+    revoke = key_commands.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -55,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.probe:
         return probe(config)
+    if args.command == "keys":
+        return asyncio.run(manage_keys(config, args))
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -83,6 +102,63 @@ def probe(config: GatewayConfig, timeout_s: float = 3.0) -> int:
         "SERVING" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     )
     return 0 if serving else 1
+
+
+async def manage_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
+    store = await Store.open(config.database_url)
+    try:
+        if args.key_command == "create":
+            issued = issue_key()
+            role = Role[args.role.upper()]
+            group_ids, account_ids = frozenset(args.group), frozenset(args.account)
+            if (role is Role.MANAGER and not group_ids) or (
+                role is Role.INVESTOR and not account_ids
+            ):
+                print(
+                    "mam-gateway: a manager key needs --group, an investor key --account",
+                    file=sys.stderr,
+                )
+                return 2
+            missing = [g for g in sorted(group_ids) if await store.get_group(g) is None]
+            missing += sorted(account_ids - (await store.get_accounts(account_ids)).keys())
+            if missing:
+                print(f"mam-gateway: no such group or account: {missing[0]}", file=sys.stderr)
+                return 2
+            await store.access.insert_api_key(
+                ApiKey(
+                    key_id=issued.key_id,
+                    name=args.name,
+                    role=role,
+                    secret_hash=issued.secret_hash,
+                    created_at=datetime.now(UTC),
+                    created_by="mam-gateway keys create",
+                    group_ids=group_ids if role is Role.MANAGER else frozenset(),
+                    account_ids=account_ids if role is Role.INVESTOR else frozenset(),
+                )
+            )
+            print(issued.key)
+        elif args.key_command == "list":
+            after = ""
+            while page := await store.access.list_api_keys(after=after, limit=500):
+                for key in page:
+                    scope = ",".join(sorted(key.group_ids | key.account_ids))
+                    print(f"{key.key_id}  {key.role.name.lower():8}  {key.name}  {scope}")
+                after = page[-1].key_id
+                if len(page) < 500:
+                    break
+        else:
+            revoked = await store.access.revoke_api_key(
+                args.key_id, datetime.now(UTC), "mam-gateway keys revoke"
+            )
+            if revoked is None:
+                print(f"mam-gateway: no API key {args.key_id}", file=sys.stderr)
+                return 1
+            # A running gateway that verified the key drops it within its cache time (60 s);
+            # RevokeApiKey through the gateway takes effect at once.
+            print(f"revoked {args.key_id}")
+    finally:
+        await store.close()
+    return 0
 
 
 async def serve(config: GatewayConfig) -> None:

@@ -17,8 +17,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gateway.domain.accounts import Platform
 from gateway.domain.decimals import parse_decimal
 from gateway.domain.symbols import SymbolSpec
+from gateway.terminals.mt5.settings import Mt5Settings
 from gateway.terminals.sim.faults import PROBABILITY_FIELDS as FAULT_PROBABILITIES
 from gateway.terminals.sim.faults import FaultSettings
 from gateway.terminals.sim.latency import LatencyDistribution, LatencySettings
@@ -59,6 +61,50 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """API keys (`authorization: Bearer <key>`) and what each key may spend."""
+
+    # Off: every caller is an admin. Only allowed when the gateway listens on loopback.
+    required: bool = True
+    # When no admin key exists at start, one is created and written here (mode 0600); empty:
+    # never (create the first with `mam-gateway keys create --role admin`).
+    bootstrap_admin_key_file: Path | None = None
+    # Calls (and stream messages) per second per key, and the burst above that rate.
+    rate_per_second: float = 200.0
+    burst: int = 400
+    # Streaming calls open at once per key.
+    max_streams_per_key: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Mt4BridgeConfig:
+    """The endpoint MT4 terminals' Expert Advisors connect out to (docs/mt4-bridge.md)."""
+
+    # Empty: the bridge is off.
+    listen: str = ""
+    # Lines "LOGIN TOKEN"; MAM_MT4_TOKEN_<login> in the environment wins. Never in the TOML.
+    tokens_file: Path | None = None
+    heartbeat_seconds: float = 5.0
+    timeout_seconds: float = 20.0
+    # Silence allowed while a trade is outstanding (the EA is blocked in OrderSend).
+    trade_timeout_seconds: float = 90.0
+    # The longest wait for a trade's answer; beyond it the outcome counts as unknown.
+    request_timeout_seconds: float = 60.0
+    max_frame_bytes: int = 1 << 20
+    # The EA speaks plain TCP (MT4 has no TLS sockets): off loopback only on a private network
+    # or a tunnel, acknowledged here.
+    plaintext_off_loopback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Mt5Config:
+    """MT5 terminals on this host, one per account (docs/terminals-mt5.md): each runs in its own
+    worker process through the MetaTrader5 package (Windows), mt5linux, or the emulator."""
+
+    by_login: Mapping[int, Mt5Settings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     max_concurrency: int = 1_000
     request_timeout_seconds: float = 10.0
@@ -68,6 +114,8 @@ class EngineConfig:
     # How often every terminal's money, deals and positions are stored as account history;
     # 0: never.
     history_interval_seconds: float = 60.0
+    # How often resting pending orders are checked at their brokers (fills, expiry).
+    pending_check_interval_seconds: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +169,44 @@ class DemoConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerToken:
+    """A secret a worker presents in its hello; with worker_id, only that worker may use it."""
+
+    secret: str = field(repr=False)
+    worker_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersConfig:
+    """Remote terminal workers (docs/workers.md): hosts near the broker running the terminals."""
+
+    enabled: bool = False
+    # Accounts of these platforms are traded through the worker hosting their login.
+    platforms: tuple[Platform, ...] = (Platform.MT4, Platform.MT5)
+    # From workers.tokens_file and the environment variable workers.tokens_env, never the TOML.
+    tokens: tuple[WorkerToken, ...] = field(default=(), repr=False)
+    # Workers heartbeat this often when idle; one silent for three intervals is dropped.
+    heartbeat_seconds: float = 5.0
+    # How long a call for a dropped worker's account waits for the worker to come back.
+    reconnect_grace_seconds: float = 10.0
+
+    def hosts(self, platform: Platform) -> bool:
+        return self.enabled and platform in self.platforms
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    mt4_bridge: Mt4BridgeConfig = field(default_factory=Mt4BridgeConfig)
+    mt5: Mt5Config = field(default_factory=Mt5Config)
     database_url: str = "sqlite+aiosqlite:///var/mam-gateway.db"
     engine: EngineConfig = field(default_factory=EngineConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     symbols: tuple[SimulatedSymbol, ...] = ()
     demo: DemoConfig | None = None
     log_level: str = "INFO"
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
 
     @property
     def symbol_specs(self) -> dict[str, SymbolSpec]:
@@ -142,9 +220,10 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Gateway
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    _apply_environment(data, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    _apply_environment(data, environ)
     try:
-        return _parse(data)
+        return _parse(data, environ, base_dir=path.parent)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
@@ -227,7 +306,9 @@ class _Section:
             raise ConfigError(f"{self._key(unknown[0])}: unknown key")
 
 
-def _parse(data: dict[str, Any]) -> GatewayConfig:
+def _parse(
+    data: dict[str, Any], environ: Mapping[str, str], *, base_dir: Path = Path()
+) -> GatewayConfig:
     top = _Section(data, "")
     server_section = top.section("server")
     server = ServerConfig(
@@ -251,6 +332,10 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
             "server.plaintext_off_loopback = true when a TLS-terminating proxy is in front"
         )
 
+    auth = _auth(top.section("auth"), server)
+    mt4_bridge = _mt4_bridge(top.section("mt4_bridge"))
+    mt5 = _mt5(top.section("mt5"), environ, base_dir)
+
     database = top.section("database")
     url = database.get("url", str, "sqlite+aiosqlite:///var/mam-gateway.db")
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
@@ -267,6 +352,9 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
         default_deviation_points=engine_section.positive("default_deviation_points", int, 20),
         max_master_volume=engine_section.decimal("max_master_volume", Decimal(10_000)),
         history_interval_seconds=engine_section.get("history_interval_seconds", float, 60.0),
+        pending_check_interval_seconds=engine_section.positive(
+            "pending_check_interval_seconds", float, 0.5
+        ),
     )
     if engine.history_interval_seconds < 0:
         raise ConfigError("engine.history_interval_seconds: must not be negative (0: off)")
@@ -296,16 +384,149 @@ def _parse(data: dict[str, Any]) -> GatewayConfig:
     log_level = top.get("log_level", str, "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("log_level: expected DEBUG, INFO, WARNING or ERROR")
+    workers = _workers(top.section("workers"), environ)
+    if workers.hosts(Platform.MT4) and mt4_bridge.listen:
+        # Nothing says which of the two would trade an MT4 account.
+        raise ConfigError(
+            "workers.platforms: MT4 accounts go either to workers or to the MT4 bridge; set "
+            'workers.platforms = ["MT5"] or leave mt4_bridge.listen empty'
+        )
     top.done()
     return GatewayConfig(
         server=server,
+        auth=auth,
+        mt4_bridge=mt4_bridge,
+        mt5=mt5,
         database_url=url,
         engine=engine,
         simulator=simulator,
         symbols=symbols,
         demo=demo,
         log_level=log_level,
+        workers=workers,
     )
+
+
+def _mt5(section: _Section, environ: Mapping[str, str], base_dir: Path) -> Mt5Config:
+    section._read.add("terminals")
+    entries = section._data.get("terminals", [])
+    section.done()
+    if not isinstance(entries, list):
+        raise ConfigError("mt5.terminals: expected [[mt5.terminals]] tables")
+    by_login: dict[int, Mt5Settings] = {}
+    for i, entry in enumerate(entries):
+        where = f"mt5.terminals[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table")
+        login = entry.get("login")
+        if not isinstance(login, int) or isinstance(login, bool) or login <= 0:
+            raise ConfigError(f"{where}.login: required, a positive integer")
+        if login in by_login:
+            raise ConfigError(f"{where}.login: {login} is listed twice")
+        options = {k: v for k, v in entry.items() if k not in ("login", "server")}
+        try:
+            by_login[login] = Mt5Settings.from_table(
+                options,
+                login=login,
+                server=str(entry.get("server", "")),
+                environ=environ,
+                base_dir=base_dir,
+            )
+        except ValueError as error:
+            raise ConfigError(f"{where}.{error}") from None
+    return Mt5Config(by_login=by_login)
+
+
+def _mt4_bridge(section: _Section) -> Mt4BridgeConfig:
+    listen = section.get("listen", str, "")
+    tokens_file = section.get("tokens_file", str, "")
+    bridge = Mt4BridgeConfig(
+        listen=_listen(listen) if listen else "",
+        tokens_file=Path(tokens_file) if tokens_file else None,
+        heartbeat_seconds=section.positive("heartbeat_seconds", float, 5.0),
+        timeout_seconds=section.positive("timeout_seconds", float, 20.0),
+        trade_timeout_seconds=section.positive("trade_timeout_seconds", float, 90.0),
+        request_timeout_seconds=section.positive("request_timeout_seconds", float, 60.0),
+        max_frame_bytes=section.positive("max_frame_bytes", int, 1 << 20),
+        plaintext_off_loopback=section.get("plaintext_off_loopback", bool, False),
+    )
+    section.done()
+    if bridge.listen:
+        host = bridge.listen.rsplit(":", 1)[0].strip("[]")
+        if not _is_loopback(host) and not bridge.plaintext_off_loopback:
+            raise ConfigError(
+                f"mt4_bridge.listen: {host} is not a loopback address and the EA protocol is "
+                "plain TCP; put the bridge on a private network or tunnel and set "
+                "mt4_bridge.plaintext_off_loopback = true"
+            )
+    return bridge
+
+
+def _auth(section: _Section, server: ServerConfig) -> AuthConfig:
+    key_file = section.get("bootstrap_admin_key_file", str, "")
+    auth = AuthConfig(
+        required=section.get("required", bool, True),
+        bootstrap_admin_key_file=Path(key_file) if key_file else None,
+        rate_per_second=section.positive("rate_per_second", float, 200.0),
+        burst=section.positive("burst", int, 400),
+        max_streams_per_key=section.positive("max_streams_per_key", int, 32),
+    )
+    section.done()
+    if not auth.required and not _is_loopback(server.host):
+        raise ConfigError(
+            f"auth.required: false is only allowed on loopback; server.listen is {server.host}"
+        )
+    return auth
+
+
+def _workers(section: _Section, environ: Mapping[str, str]) -> WorkersConfig:
+    names = section.get("platforms", list, ["MT4", "MT5"])
+    if not names or any(name not in ("MT4", "MT5") for name in names):
+        raise ConfigError(f'workers.platforms: expected "MT4" and/or "MT5", got {names!r}')
+    grace = section.get("reconnect_grace_seconds", float, 10.0)
+    if grace < 0:
+        raise ConfigError("workers.reconnect_grace_seconds: must not be negative")
+    tokens_file = section.get("tokens_file", str, "")
+    tokens_env = section.get("tokens_env", str, "MAM_WORKER_TOKENS")
+    workers = WorkersConfig(
+        enabled=section.get("enabled", bool, False),
+        platforms=tuple(Platform[name] for name in dict.fromkeys(names)),
+        heartbeat_seconds=section.positive("heartbeat_seconds", float, 5.0),
+        reconnect_grace_seconds=grace,
+    )
+    section.done()
+    if not workers.enabled:
+        return workers
+    entries: list[tuple[str, str]] = []
+    if tokens_file:
+        try:
+            lines = Path(tokens_file).read_text().splitlines()
+        except OSError as error:
+            raise ConfigError(f"workers.tokens_file: cannot read {tokens_file}: {error}") from None
+        entries += [
+            (f"workers.tokens_file line {n}", line.strip())
+            for n, line in enumerate(lines, 1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    if tokens_env:
+        raw = environ.get(tokens_env, "")
+        entries += [(f"${tokens_env}", item.strip()) for item in raw.split(",") if item.strip()]
+    if not entries:
+        raise ConfigError(
+            f"workers.enabled: no worker token; put them in workers.tokens_file or in the "
+            f"environment variable {tokens_env or 'named by workers.tokens_env'}"
+        )
+    return dataclasses.replace(workers, tokens=tuple(_worker_token(*e) for e in entries))
+
+
+def _worker_token(source: str, entry: str) -> WorkerToken:
+    """TOKEN, or WORKER_ID:TOKEN to bind it to one worker. The message never holds the token."""
+    worker_id, _, secret = entry.rpartition(":")
+    if len(secret) < 16 or not secret.isascii() or not secret.isprintable():
+        raise ConfigError(
+            f"{source}: a worker token must be at least 16 printable ASCII characters"
+        )
+    return WorkerToken(secret=secret, worker_id=worker_id.strip())
 
 
 def _simulator(sim: _Section) -> SimulatorConfig:

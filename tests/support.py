@@ -23,9 +23,11 @@ def make_config(
     latency_ms: int = 0,
     heartbeat_s: float = 0.5,
     database_url: str | None = None,
+    auth: bool = False,
 ) -> GatewayConfig:
     """The demo configuration on a free port with its own database (and no demo accounts
-    unless asked)."""
+    unless asked). Without `auth`, every caller is an admin (no keys); with it, the first
+    admin key is written to tmp_path / "admin.key"."""
     config = load_config(DEMO_CONFIG, environ={})
     server = dataclasses.replace(
         config.server, listen="127.0.0.1:0", heartbeat_seconds=heartbeat_s, grace_seconds=2.0
@@ -33,6 +35,11 @@ def make_config(
     return dataclasses.replace(
         config,
         server=server,
+        auth=dataclasses.replace(
+            config.auth,
+            required=auth,
+            bootstrap_admin_key_file=tmp_path / "admin.key" if auth else None,
+        ),
         database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
         simulator=dataclasses.replace(config.simulator, latency_ms=latency_ms),
         demo=config.demo if demo else None,

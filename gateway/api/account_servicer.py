@@ -9,8 +9,12 @@ from google.protobuf import field_mask_pb2
 from gateway._proto.mam.v1 import account_service_pb2 as pb
 from gateway._proto.mam.v1 import account_service_pb2_grpc as pb_grpc
 from gateway.api import requests
+from gateway.api.access_interceptor import current_principal
 from gateway.api.errors import NotYetAvailable
-from gateway.api.mapping import account_to_proto, group_to_proto
+from gateway.api.mapping import account_to_proto, group_to_proto, stop_out_to_proto
+from gateway.domain.access import Role
+from gateway.domain.errors import FieldViolation, InvalidArgument
+from gateway.domain.stop_outs import WatchKind
 from gateway.engine.account_manager import AccountManager
 
 Context = Any
@@ -24,6 +28,20 @@ GROUP_UPDATABLE = frozenset(
         "allocation.below_min_policy",
         "allocation.reference_equity",
         "allocation.reference_account_id",
+        "risk_limits",
+        "violation_policy",
+        "loss_limits",
+    }
+)
+ACCOUNT_UPDATABLE = frozenset(
+    {
+        "name",
+        "state",
+        "loss_limits",
+        "loss_limits.daily_loss",
+        "loss_limits.max_drawdown",
+        "loss_limits.day_time_zone",
+        "loss_limits.daily_stop_out_needs_reset",
     }
 )
 
@@ -35,34 +53,64 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def CreateAccount(
         self, request: pb.CreateAccountRequest, context: Context
     ) -> pb.CreateAccountResponse:
-        new = requests.new_account(request.account)
+        new, loss_limits = requests.account_with_risk(request.account)
         account = await self._accounts.create_account(new)
-        return pb.CreateAccountResponse(account=account_to_proto(account))
+        if loss_limits is not None:
+            account = await self._accounts.update_account(
+                account.account_id, name=account.name, state=account.state, loss_limits=loss_limits
+            )
+        return pb.CreateAccountResponse(
+            account=account_to_proto(account, self._accounts.account_risk(account.account_id))
+        )
 
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: Context
     ) -> pb.GetAccountResponse:
         account_id = requests.required_id(request.account_id, "account_id")
         account = await self._accounts.get_account(account_id)
-        return pb.GetAccountResponse(account=account_to_proto(account))
+        return pb.GetAccountResponse(
+            account=account_to_proto(account, self._accounts.account_risk(account_id))
+        )
 
     async def ListAccounts(
         self, request: pb.ListAccountsRequest, context: Context
     ) -> pb.ListAccountsResponse:
         limit = requests.page_size(request.page_size, default=100, maximum=1000)
         after = requests.decode_page_token(request.page_token)
+        # A manager lists its groups' members, an investor its own accounts.
+        principal = current_principal()
         page = await self._accounts.list_accounts(
-            after=after, limit=limit + 1, group_id=request.group_id
+            after=after,
+            limit=limit + 1,
+            group_id=request.group_id,
+            within_groups=principal.group_ids if principal.role is Role.MANAGER else None,
+            within_accounts=principal.account_ids if principal.role is Role.INVESTOR else None,
         )
         rows, token = requests.split_page(page, limit, lambda a: a.account_id)
         return pb.ListAccountsResponse(
-            accounts=[account_to_proto(a) for a in rows], next_page_token=token
+            accounts=[account_to_proto(a, self._accounts.account_risk(a.account_id)) for a in rows],
+            next_page_token=token,
         )
 
     async def UpdateAccount(
         self, request: pb.UpdateAccountRequest, context: Context
     ) -> pb.UpdateAccountResponse:
-        raise NotYetAvailable("UpdateAccount is not available in this version")
+        account_id = requests.required_id(request.account.account_id, "account.account_id")
+        paths = requests.update_paths(request.update_mask, ACCOUNT_UPDATABLE)
+        current = await self._accounts.get_account(account_id)
+        # The stored account with the masked fields replaced, validated as a whole.
+        merged = account_to_proto(current, self._accounts.account_risk(account_id))
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        mask.MergeMessage(
+            request.account, merged, replace_message_field=True, replace_repeated_field=True
+        )
+        update = requests.account_update(merged)
+        account = await self._accounts.update_account(
+            account_id, name=update.name, state=update.state, loss_limits=update.loss_limits
+        )
+        return pb.UpdateAccountResponse(
+            account=account_to_proto(account, self._accounts.account_risk(account_id))
+        )
 
     async def DeleteAccount(
         self, request: pb.DeleteAccountRequest, context: Context
@@ -72,24 +120,32 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def CreateGroup(
         self, request: pb.CreateGroupRequest, context: Context
     ) -> pb.CreateGroupResponse:
-        new = requests.new_group(request.group)
-        group = await self._accounts.create_group(new)
-        return pb.CreateGroupResponse(group=group_to_proto(group))
+        new, risk = requests.group_with_risk(request.group)
+        group = await self._accounts.create_group(new, risk)
+        return pb.CreateGroupResponse(
+            group=group_to_proto(group, self._accounts.group_risk(group.group_id))
+        )
 
     async def GetGroup(self, request: pb.GetGroupRequest, context: Context) -> pb.GetGroupResponse:
         group_id = requests.required_id(request.group_id, "group_id")
         group = await self._accounts.get_group(group_id)
-        return pb.GetGroupResponse(group=group_to_proto(group))
+        return pb.GetGroupResponse(group=group_to_proto(group, self._accounts.group_risk(group_id)))
 
     async def ListGroups(
         self, request: pb.ListGroupsRequest, context: Context
     ) -> pb.ListGroupsResponse:
         limit = requests.page_size(request.page_size, default=100, maximum=1000)
         after = requests.decode_page_token(request.page_token)
-        page = await self._accounts.list_groups(after=after, limit=limit + 1)
+        principal = current_principal()
+        page = await self._accounts.list_groups(
+            after=after,
+            limit=limit + 1,
+            within=None if principal.is_admin else principal.group_ids,
+        )
         rows, token = requests.split_page(page, limit, lambda g: g.group_id)
         return pb.ListGroupsResponse(
-            groups=[group_to_proto(g) for g in rows], next_page_token=token
+            groups=[group_to_proto(g, self._accounts.group_risk(g.group_id)) for g in rows],
+            next_page_token=token,
         )
 
     async def UpdateGroup(
@@ -99,10 +155,62 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         paths = requests.update_paths(request.update_mask, GROUP_UPDATABLE)
         current = await self._accounts.get_group(group_id)
         # The stored group with the masked fields replaced, validated as a whole as on create.
-        merged = group_to_proto(current)
+        merged = group_to_proto(current, self._accounts.group_risk(group_id))
         mask = field_mask_pb2.FieldMask(paths=paths)
         mask.MergeMessage(
             request.group, merged, replace_message_field=True, replace_repeated_field=True
         )
-        group = await self._accounts.update_group(group_id, requests.new_group(merged))
-        return pb.UpdateGroupResponse(group=group_to_proto(group))
+        new, risk = requests.group_with_risk(merged)
+        group = await self._accounts.update_group(group_id, new, risk)
+        return pb.UpdateGroupResponse(
+            group=group_to_proto(group, self._accounts.group_risk(group_id))
+        )
+
+    async def ResetStopOut(
+        self, request: pb.ResetStopOutRequest, context: Context
+    ) -> pb.ResetStopOutResponse:
+        kind, subject_id = _subject(request)
+        rules = requests.loss_rules(request)
+        by = current_principal().actor
+        lifted = await self._accounts.reset_stop_out(kind, subject_id, rules, by=by)
+        return pb.ResetStopOutResponse(stop_outs=[stop_out_to_proto(s) for s in lifted])
+
+    async def ListStopOuts(
+        self, request: pb.ListStopOutsRequest, context: Context
+    ) -> pb.ListStopOutsResponse:
+        limit = requests.page_size(request.page_size, default=100, maximum=1000)
+        before = requests.decode_page_token(request.page_token)
+        kind: WatchKind | None = None
+        subject_id = ""
+        if request.account_id and request.group_id:
+            raise InvalidArgument(
+                [FieldViolation("group_id", "give account_id or group_id, not both")]
+            )
+        if request.account_id:
+            kind = WatchKind.ACCOUNT
+            subject_id = requests.required_id(request.account_id, "account_id")
+        elif request.group_id:
+            kind = WatchKind.GROUP
+            subject_id = requests.required_id(request.group_id, "group_id")
+        page = await self._accounts.list_stop_outs(
+            before=before,
+            limit=limit + 1,
+            kind=kind,
+            subject_id=subject_id,
+            active_only=request.active_only,
+        )
+        rows, token = requests.split_page(page, limit, lambda s: s.stop_out_id)
+        return pb.ListStopOutsResponse(
+            stop_outs=[stop_out_to_proto(s) for s in rows], next_page_token=token
+        )
+
+
+def _subject(request: pb.ResetStopOutRequest) -> tuple[WatchKind, str]:
+    which = request.WhichOneof("subject")
+    if which == "group_id":
+        return WatchKind.GROUP, requests.required_id(request.group_id, "group_id")
+    if which == "account_id":
+        return WatchKind.ACCOUNT, requests.required_id(request.account_id, "account_id")
+    raise InvalidArgument(
+        [FieldViolation("account_id", "one of account_id or group_id is required")]
+    )

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from gateway._proto.mam.v1 import account_pb2, common_pb2, order_pb2
 from gateway.domain.accounts import Account, AccountSnapshot, Group
-from gateway.domain.allocation import Allocation
+from gateway.domain.allocation import Allocation, AllocationReason
 from gateway.domain.decimals import format_decimal
+from gateway.domain.drawdown_monitor import DrawdownState, LossLimit, LossLimits
 from gateway.domain.fills import Fill
 from gateway.domain.orders import ChildOrder, MasterOrder
+from gateway.domain.pre_trade_risk import RiskDecision
+from gateway.domain.risk_limits import RiskLimits
+from gateway.domain.stop_outs import RecordedStopOut, WatchKind
+from gateway.engine.account_manager import RiskView
 
 
 def enum_to_proto(enum_type: Any, prefix: str, value: enum.Enum | None) -> Any:
@@ -59,7 +65,7 @@ def snapshot_to_proto(snapshot: AccountSnapshot) -> account_pb2.AccountSnapshot:
     )
 
 
-def account_to_proto(account: Account) -> account_pb2.Account:
+def account_to_proto(account: Account, risk: RiskView | None = None) -> account_pb2.Account:
     message = account_pb2.Account(
         account_id=account.account_id,
         name=account.name,
@@ -80,12 +86,25 @@ def account_to_proto(account: Account) -> account_pb2.Account:
         message.simulated.initial_balance = dec(account.initial_balance)
     if account.snapshot is not None:
         message.snapshot.CopyFrom(snapshot_to_proto(account.snapshot))
+    if risk is not None:
+        _put_loss_watch(message, risk)
     return message
 
 
-def group_to_proto(group: Group) -> account_pb2.Group:
+def _put_loss_watch(message: Any, risk: RiskView) -> None:
+    """An Account's or a Group's loss_limits, stop_outs and loss_watch."""
+    if risk.loss_limits is not None:
+        message.loss_limits.CopyFrom(loss_limits_to_proto(risk.loss_limits))
+    message.stop_outs.extend(stop_out_to_proto(s) for s in risk.stop_outs)
+    if risk.watch is not None:
+        message.loss_watch.CopyFrom(loss_watch_to_proto(risk.watch))
+
+
+def group_to_proto(group: Group, risk: RiskView | None = None) -> account_pb2.Group:
+    """The group; with `risk`, its risk settings and loss watch too (a member's own limits on
+    its GroupMember)."""
     settings = group.allocation
-    return account_pb2.Group(
+    message = account_pb2.Group(
         group_id=group.group_id,
         name=group.name,
         allocation=account_pb2.AllocationSettings(
@@ -114,10 +133,123 @@ def group_to_proto(group: Group) -> account_pb2.Group:
         create_time=timestamp(group.created_at),
         update_time=timestamp(group.updated_at),
     )
+    if risk is not None:
+        settings_of = risk.group
+        if not settings_of.limits.is_unlimited:
+            message.risk_limits.CopyFrom(risk_limits_to_proto(settings_of.limits))
+        for member in message.members:
+            own = settings_of.member_limits.get(member.account_id)
+            if own is not None:
+                # Set even when empty: an empty override leaves that member unlimited.
+                member.risk_limits.CopyFrom(risk_limits_to_proto(own))
+        message.violation_policy = enum_to_proto(
+            account_pb2.ViolationPolicy, "VIOLATION_POLICY", settings_of.policy
+        )
+        _put_loss_watch(message, risk)
+    return message
+
+
+def risk_limits_to_proto(limits: RiskLimits) -> account_pb2.RiskLimits:
+    message = account_pb2.RiskLimits(
+        max_order_volume=dec(limits.max_order_volume),
+        max_symbol_volume=dec(limits.max_symbol_volume),
+        max_symbol_notional=dec(limits.max_symbol_notional),
+        min_margin_level=dec(limits.min_margin_level),
+        allowed_symbols=sorted(limits.allowed_symbols),
+        denied_symbols=sorted(limits.denied_symbols),
+        trading_windows=[
+            account_pb2.TradingWindow(
+                # WEEKDAY_MONDAY = 1 on the wire; MONDAY = 0 as Python counts.
+                start_day=account_pb2.Weekday.ValueType(w.start_day + 1),
+                start_time=_time_of_day(w.start),
+                end_day=account_pb2.Weekday.ValueType(w.end_day + 1),
+                end_time=_time_of_day(w.end),
+            )
+            for w in limits.trading_windows
+        ],
+    )
+    if limits.max_open_positions is not None:
+        message.max_open_positions = limits.max_open_positions
+    return message
+
+
+def _time_of_day(value: time) -> str:
+    return value.strftime("%H:%M" if value.second == 0 else "%H:%M:%S")
+
+
+def loss_limits_to_proto(limits: LossLimits) -> account_pb2.LossLimits:
+    zone = limits.day_zone
+    message = account_pb2.LossLimits(
+        day_time_zone=zone.key if isinstance(zone, ZoneInfo) else "",
+        daily_stop_out_needs_reset=not limits.daily_breach_ends_next_day,
+    )
+    if limits.daily_loss is not None:
+        message.daily_loss.CopyFrom(_loss_limit(limits.daily_loss))
+    if limits.max_drawdown is not None:
+        message.max_drawdown.CopyFrom(_loss_limit(limits.max_drawdown))
+    return message
+
+
+def _loss_limit(limit: LossLimit) -> account_pb2.LossLimit:
+    return account_pb2.LossLimit(
+        amount=dec(limit.amount),
+        unit=enum_to_proto(account_pb2.LossUnit, "LOSS_UNIT", limit.unit),
+        action=enum_to_proto(account_pb2.StopOutAction, "STOP_OUT_ACTION", limit.action),
+    )
+
+
+def stop_out_to_proto(stop_out: RecordedStopOut) -> account_pb2.StopOut:
+    breach = stop_out.breach
+    return account_pb2.StopOut(
+        stop_out_id=stop_out.stop_out_id,
+        account_id=stop_out.subject_id if stop_out.kind is WatchKind.ACCOUNT else "",
+        group_id=stop_out.subject_id if stop_out.kind is WatchKind.GROUP else "",
+        rule=enum_to_proto(account_pb2.LossRule, "LOSS_RULE", breach.rule),
+        action=enum_to_proto(account_pb2.StopOutAction, "STOP_OUT_ACTION", breach.action),
+        limit=_loss_limit(breach.limit),
+        time=timestamp(breach.at),
+        equity=dec(breach.equity),
+        high_water_mark=dec(breach.high_water_mark),
+        day_start_equity=dec(breach.day_start_equity),
+        loss=dec(breach.loss),
+        loss_percent=dec(breach.loss_percent),
+        description=breach.describe(),
+        closing_master_order_ids=list(stop_out.closing_master_order_ids),
+        end_time=timestamp(stop_out.ended_at),
+        ended_by=stop_out.ended_by,
+    )
+
+
+def loss_watch_to_proto(state: DrawdownState) -> account_pb2.LossWatch:
+    return account_pb2.LossWatch(
+        equity=dec(state.equity),
+        high_water_mark=dec(state.high_water_mark),
+        day_start_equity=dec(state.day_start_equity),
+        time=timestamp(state.at),
+    )
+
+
+def risk_check_to_proto(decision: RiskDecision) -> account_pb2.RiskCheck:
+    return account_pb2.RiskCheck(
+        action=enum_to_proto(account_pb2.RiskAction, "RISK_ACTION", decision.action),
+        requested_volume=dec(decision.requested_volume),
+        volume=dec(decision.volume),
+        violations=[
+            account_pb2.RiskViolation(
+                rule=v.rule.value,
+                message=v.message,
+                clippable=v.clippable,
+                limit=dec(v.limit),
+                value=dec(v.value),
+            )
+            for v in decision.violations
+        ],
+        summary=decision.summary,
+    )
 
 
 def allocation_to_proto(allocation: Allocation) -> order_pb2.Allocation:
-    return order_pb2.Allocation(
+    proto = order_pb2.Allocation(
         method=_method(allocation.method),
         below_min_policy=enum_to_proto(
             account_pb2.BelowMinPolicy, "BELOW_MIN_POLICY", allocation.below_min_policy
@@ -134,19 +266,24 @@ def allocation_to_proto(allocation: Allocation) -> order_pb2.Allocation:
                 target_volume=dec(line.target_volume),
                 volume=dec(line.volume),
                 child_volumes=[dec(v) for v in line.child_volumes],
-                reasons=[
-                    enum_to_proto(order_pb2.AllocationReason, "ALLOCATION_REASON", r)
-                    for r in line.reasons
-                ],
+                reasons=[_REASONS[r] for r in line.reasons],
                 method=_method(line.method),
                 snapshot=snapshot_to_proto(line.snapshot) if line.snapshot else None,
                 entry_price=dec(line.entry_price),
                 contract_size=dec(line.contract_size),
+                risk_checks=[risk_check_to_proto(d) for d in line.risk_checks],
             )
             for line in allocation.lines
         ],
         reference_equity=dec(allocation.reference_equity),
     )
+    return proto
+
+
+_REASONS = {
+    reason: order_pb2.AllocationReason.Value(f"ALLOCATION_REASON_{reason.name}")
+    for reason in AllocationReason
+}
 
 
 def child_to_proto(child: ChildOrder) -> order_pb2.ChildOrder:

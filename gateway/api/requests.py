@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, time, tzinfo
 from decimal import Decimal
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway._proto.mam.v1 import account_pb2, common_pb2, order_pb2
 from gateway.domain.accounts import (
@@ -25,8 +28,25 @@ from gateway.domain.accounts import (
     Platform,
 )
 from gateway.domain.decimals import parse_decimal
+from gateway.domain.drawdown_monitor import (
+    LossLimit,
+    LossLimits,
+    LossRule,
+    LossUnit,
+    StopOutAction,
+    loss_limits_violations,
+)
 from gateway.domain.errors import FieldViolation, InvalidArgument, Violations
 from gateway.domain.orders import FillingPolicy, MasterOrderSpec, OrderType, Side, TimeInForce
+from gateway.domain.risk_limits import (
+    NO_LIMITS,
+    RiskLimits,
+    TradingWindow,
+    ViolationPolicy,
+    Weekday,
+    risk_limits_violations,
+)
+from gateway.domain.risk_settings import GroupRisk, watched
 
 E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
@@ -34,6 +54,11 @@ T = TypeVar("T")
 MAX_NAME = 200
 MAX_ID = 100
 MAX_COMMENT = 500
+# Per RiskLimits: more than this many symbols or windows is not a limit, it is a mistake.
+MAX_SYMBOLS = 1000
+MAX_WINDOWS = 100
+_TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
 
 
 def enum_from_proto(domain: type[E], enum_type: Any, prefix: str, number: int) -> E | None:
@@ -309,6 +334,8 @@ class StopsRequest:
     # None: leave as it is; 0: remove.
     stop_loss: Decimal | None
     take_profit: Decimal | None
+    # A WORKING pending order's new price (the stop price of a STOP_LIMIT); None: kept.
+    price: Decimal | None = None
 
 
 def stops_request(message: Any) -> StopsRequest:
@@ -318,12 +345,14 @@ def stops_request(message: Any) -> StopsRequest:
     )
     stop_loss = _decimal(v, "stop_loss", message.stop_loss, non_negative=True)
     take_profit = _decimal(v, "take_profit", message.take_profit, non_negative=True)
-    if message.price:
-        v.add("price", "is for pending orders, which this version does not execute")
-    elif not (message.stop_loss or message.take_profit):
-        v.add("stop_loss", 'nothing to change: set stop_loss and/or take_profit ("0" removes)')
+    price = _decimal(v, "price", message.price, positive=True)
+    if not (message.stop_loss or message.take_profit or message.price):
+        v.add(
+            "stop_loss",
+            'nothing to change: set stop_loss, take_profit ("0" removes) and/or price',
+        )
     v.raise_if_any()
-    return StopsRequest(master_order_id, stop_loss, take_profit)
+    return StopsRequest(master_order_id, stop_loss, take_profit, price)
 
 
 def required_id(text: str, path: str) -> str:
@@ -366,3 +395,205 @@ def decode_page_token(token: str) -> str:
             [FieldViolation("page_token", "is not a token from a previous response")]
         )
     return text[2:]
+
+
+# -- risk settings --------------------------------------------------------------------------
+
+
+def account_with_risk(
+    message: account_pb2.Account, path: str = "account"
+) -> tuple[NewAccount, LossLimits | None]:
+    """An account to create and its loss limits, every bad field of both reported at once."""
+    v = Violations()
+    new = None
+    try:
+        new = new_account(message, path)
+    except InvalidArgument as error:
+        v.items.extend(error.violations)
+    losses = None
+    if message.HasField("loss_limits"):
+        losses = loss_limits(v, message.loss_limits, f"{path}.loss_limits")
+    v.raise_if_any()
+    assert new is not None
+    return new, losses
+
+
+@dataclass(frozen=True, slots=True)
+class AccountUpdate:
+    name: str
+    state: AccountState
+    loss_limits: LossLimits | None
+
+
+def account_update(message: account_pb2.Account, path: str = "account") -> AccountUpdate:
+    """What UpdateAccount may change, from the stored account merged with the masked fields."""
+    v = Violations()
+    name = _text(v, f"{path}.name", message.name, required=True, limit=MAX_NAME)
+    state = enum_from_proto(AccountState, account_pb2.AccountState, "ACCOUNT_STATE", message.state)
+    if state is None:
+        v.add(f"{path}.state", "must be ACCOUNT_STATE_ACTIVE or ACCOUNT_STATE_DISABLED")
+    losses = None
+    if message.HasField("loss_limits"):
+        losses = loss_limits(v, message.loss_limits, f"{path}.loss_limits")
+    v.raise_if_any()
+    assert state is not None
+    return AccountUpdate(name, state, losses)
+
+
+def group_with_risk(message: account_pb2.Group, path: str = "group") -> tuple[NewGroup, GroupRisk]:
+    """A group and its risk settings, every bad field of both reported at once."""
+    v = Violations()
+    new = None
+    try:
+        new = new_group(message, path)
+    except InvalidArgument as error:
+        v.items.extend(error.violations)
+    risk = group_risk(v, message, path)
+    v.raise_if_any()
+    assert new is not None
+    return new, risk
+
+
+def group_risk(v: Violations, message: account_pb2.Group, path: str = "group") -> GroupRisk:
+    limits = NO_LIMITS
+    if message.HasField("risk_limits"):
+        limits = risk_limits(v, message.risk_limits, f"{path}.risk_limits")
+    members = {}
+    for i, member in enumerate(message.members):
+        if member.HasField("risk_limits"):
+            at = f"{path}.members[{i}].risk_limits"
+            members[member.account_id] = risk_limits(v, member.risk_limits, at)
+    policy = enum_from_proto(
+        ViolationPolicy, account_pb2.ViolationPolicy, "VIOLATION_POLICY", message.violation_policy
+    )
+    losses = None
+    if message.HasField("loss_limits"):
+        losses = loss_limits(v, message.loss_limits, f"{path}.loss_limits")
+    return GroupRisk(limits, policy or ViolationPolicy.SKIP, members, losses)
+
+
+def risk_limits(v: Violations, message: account_pb2.RiskLimits, path: str) -> RiskLimits:
+    """The limits as given; errors of syntax and of the domain's checks go to `v`."""
+    allowed = _symbols(v, f"{path}.allowed_symbols", message.allowed_symbols)
+    denied = _symbols(v, f"{path}.denied_symbols", message.denied_symbols)
+    windows = []
+    if len(message.trading_windows) > MAX_WINDOWS:
+        v.add(f"{path}.trading_windows", f"at most {MAX_WINDOWS} windows")
+    for i, given in enumerate(message.trading_windows[:MAX_WINDOWS]):
+        at = f"{path}.trading_windows[{i}]"
+        start_day = _weekday(v, f"{at}.start_day", given.start_day)
+        end_day = _weekday(v, f"{at}.end_day", given.end_day)
+        start = _time_of_day(v, f"{at}.start_time", given.start_time)
+        end = _time_of_day(v, f"{at}.end_time", given.end_time)
+        if start_day is not None and end_day is not None and start and end:
+            windows.append(TradingWindow(start_day, start, end_day, end))
+    limits = RiskLimits(
+        max_order_volume=_decimal(v, f"{path}.max_order_volume", message.max_order_volume),
+        max_symbol_volume=_decimal(v, f"{path}.max_symbol_volume", message.max_symbol_volume),
+        max_symbol_notional=_decimal(v, f"{path}.max_symbol_notional", message.max_symbol_notional),
+        max_open_positions=(
+            message.max_open_positions if message.HasField("max_open_positions") else None
+        ),
+        min_margin_level=_decimal(v, f"{path}.min_margin_level", message.min_margin_level),
+        allowed_symbols=allowed,
+        denied_symbols=denied,
+        trading_windows=tuple(windows),
+    )
+    # Windows are checked only when each one parsed: the domain names them by position.
+    checked = limits
+    if len(windows) != len(message.trading_windows):
+        checked = dataclasses.replace(limits, trading_windows=())
+    v.items.extend(risk_limits_violations(checked, path))
+    return limits
+
+
+def loss_limits(v: Violations, message: account_pb2.LossLimits, path: str) -> LossLimits | None:
+    """The loss limits as given (None when they hold no rule); errors go to `v`."""
+    zone = _time_zone(v, f"{path}.day_time_zone", message.day_time_zone)
+    limits = LossLimits(
+        daily_loss=(
+            _loss_limit(v, message.daily_loss, f"{path}.daily_loss")
+            if message.HasField("daily_loss")
+            else None
+        ),
+        max_drawdown=(
+            _loss_limit(v, message.max_drawdown, f"{path}.max_drawdown")
+            if message.HasField("max_drawdown")
+            else None
+        ),
+        day_zone=zone,
+        daily_breach_ends_next_day=not message.daily_stop_out_needs_reset,
+    )
+    v.items.extend(loss_limits_violations(limits, path))
+    return watched(limits)
+
+
+def loss_rules(message: Any) -> frozenset[LossRule] | None:
+    """ResetStopOutRequest.rules: None (every rule) when empty."""
+    v = Violations()
+    rules = set()
+    for i, number in enumerate(message.rules):
+        rule = enum_from_proto(LossRule, account_pb2.LossRule, "LOSS_RULE", number)
+        if rule is None:
+            v.add(f"rules[{i}]", "must be LOSS_RULE_DAILY_LOSS or LOSS_RULE_MAX_DRAWDOWN")
+        else:
+            rules.add(rule)
+    v.raise_if_any()
+    return frozenset(rules) if rules else None
+
+
+def _loss_limit(v: Violations, message: account_pb2.LossLimit, path: str) -> LossLimit:
+    amount = _decimal(v, f"{path}.amount", message.amount, required=True)
+    unit = enum_from_proto(LossUnit, account_pb2.LossUnit, "LOSS_UNIT", message.unit)
+    if unit is None:
+        v.add(f"{path}.unit", "must be LOSS_UNIT_MONEY or LOSS_UNIT_PERCENT")
+    action = enum_from_proto(
+        StopOutAction, account_pb2.StopOutAction, "STOP_OUT_ACTION", message.action
+    )
+    if action is None and message.action:
+        v.add(f"{path}.action", f"unknown stop-out action {message.action}")
+    return LossLimit(
+        amount if amount is not None else Decimal(1),
+        unit or LossUnit.MONEY,
+        action or StopOutAction.BLOCK_NEW_ENTRIES,
+    )
+
+
+def _symbols(v: Violations, path: str, given: Any) -> frozenset[str]:
+    if len(given) > MAX_SYMBOLS:
+        v.add(path, f"at most {MAX_SYMBOLS} symbols")
+        return frozenset()
+    for symbol in given:
+        if len(symbol) > MAX_ID:
+            v.add(path, f"a symbol name is longer than {MAX_ID} characters")
+            return frozenset()
+    return frozenset(given)
+
+
+def _weekday(v: Violations, path: str, number: int) -> Weekday | None:
+    if not 1 <= number <= 7:
+        v.add(path, "must be a day, WEEKDAY_MONDAY to WEEKDAY_SUNDAY")
+        return None
+    # WEEKDAY_MONDAY = 1 on the wire; MONDAY = 0 as Python counts.
+    return Weekday(number - 1)
+
+
+def _time_of_day(v: Violations, path: str, text: str) -> time | None:
+    found = _TIME_OF_DAY.fullmatch(text)
+    if found is None:
+        v.add(path, f'must be a UTC time of day, "HH:MM" or "HH:MM:SS", got {text[:20]!r}')
+        return None
+    hours, minutes, seconds = found.groups()
+    return time(int(hours), int(minutes), int(seconds or 0))
+
+
+def _time_zone(v: Violations, path: str, name: str) -> tzinfo:
+    if not name:
+        return UTC
+    if len(name) <= 64 and _ZONE_NAME.fullmatch(name):
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    v.add(path, f'must be an IANA time zone name such as "Europe/Athens", got {name[:40]!r}')
+    return UTC

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,16 +18,29 @@ from grpc_reflection.v1alpha import reflection
 from gateway._proto.mam.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    reporting_service_pb2,
+    reporting_service_pb2_grpc,
+    terminal_service_pb2,
+    terminal_service_pb2_grpc,
     trading_service_pb2,
     trading_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
+from gateway.api.access_interceptor import AccessControl, AccessInterceptor, Allowance
+from gateway.api.access_rules import AccessScope
 from gateway.api.account_servicer import AccountServicer
+from gateway.api.admin_servicer import AdminServicer
+from gateway.api.audit_trail import AuditTrail
+from gateway.api.authenticator import Authenticator
 from gateway.api.errors import ErrorInterceptor
+from gateway.api.reporting_servicer import ReportingServicer
 from gateway.api.trading_servicer import TradingServicer
-from gateway.api.worker_servicer import WorkerServicer
+from gateway.api.worker_servicer import TerminalServicer, WorkerHealth, WorkerServicer
 from gateway.config import GatewayConfig, ServerConfig
+from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.domain.accounts import (
     Account,
     AccountState,
@@ -40,11 +56,25 @@ from gateway.engine.account_monitor import AccountMonitor
 from gateway.engine.dispatcher import Dispatcher, DispatchSettings
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.fill_bus import FillBus
+from gateway.engine.kill_switch_board import KillSwitchBoard
 from gateway.engine.order_updates import OrderUpdateBus
+from gateway.engine.risk_book import RiskBook
+from gateway.engine.stop_out_board import StopOutBoard
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_engine import TradingEngine, TradingLimits
+from gateway.engine.trading_gate import TradingGate
 from gateway.store import Store
+from gateway.terminals.mt4 import (
+    BridgeSettings,
+    Mt4BridgeServer,
+    Mt4Terminal,
+    Mt4TerminalSettings,
+    SessionSettings,
+    token_lookup,
+)
+from gateway.terminals.mt5 import Mt5Terminal
 from gateway.terminals.protocol import Terminal
+from gateway.terminals.remote import BrokerLogin, RemoteTerminal, WorkerHub
 from gateway.terminals.sim import SimBroker, SimSymbol, SimTerminal
 from gateway.terminals.sim.quotes import QuoteSettings
 
@@ -52,6 +82,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    reporting_service_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name,
+    terminal_service_pb2.DESCRIPTOR.services_by_name["TerminalService"].full_name,
     trading_service_pb2.DESCRIPTOR.services_by_name["TradingService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 )
@@ -75,8 +108,13 @@ class RunningGateway:
     accounts: AccountManager
     monitor: AccountMonitor
     health: HealthServicer
+    access: AccessControl
+    kill_switches: KillSwitchBoard
     health_server: grpc.aio.Server | None = None
     health_port: int = 0
+    workers: WorkerHub = field(default_factory=WorkerHub)
+    mt4_bridge: Mt4BridgeServer | None = None
+    stop_outs: StopOutBoard | None = None
 
     @property
     def address(self) -> str:
@@ -90,13 +128,21 @@ class RunningGateway:
         # unary calls and dispatches get the grace period.
         self.bus.stop()
         self.recorder.updates.stop()
+        # Worker streams stay open while running dispatches still need their terminals.
+        self.workers.close_when(self.engine.wait_idle())
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.monitor.stop()
+        await self.kill_switches.stop()
+        if self.stop_outs is not None:
+            await self.stop_outs.stop()
         await self.engine.stop(grace)
+        await self.access.audit.stop()
         await self.recorder.stop()
         await self.registry.close_all()
+        if self.mt4_bridge is not None:
+            await self.mt4_bridge.close()
         self.broker.close()
         await self.store.close()
 
@@ -126,8 +172,30 @@ def simulated_broker(config: GatewayConfig) -> SimBroker:
 async def start_gateway(config: GatewayConfig) -> RunningGateway:
     store = await Store.open(config.database_url)
     broker = simulated_broker(config)
+    workers = WorkerHub(reconnect_grace_s=config.workers.reconnect_grace_seconds)
+
+    mt4_bridge = await _start_mt4_bridge(config)
 
     def connect_terminal(account: Account) -> Terminal | None:
+        if account.platform is Platform.MT5 and account.login in config.mt5.by_login:
+            settings = config.mt5.by_login[account.login]
+            if not settings.server:
+                settings = dataclasses.replace(settings, server=account.server)
+            # Its own worker process: the MetaTrader5 module blocks and serves one terminal.
+            return Mt5Terminal.in_worker_process(account.account_id, settings)
+        # A login configured above stays on this host; the rest of the platform is remote.
+        if config.workers.hosts(account.platform):
+            login = BrokerLogin(account.login, account.server)
+            return RemoteTerminal(account.account_id, login, workers)
+        if account.platform is Platform.MT4 and mt4_bridge is not None:
+            return Mt4Terminal(
+                account.account_id,
+                account.login,
+                mt4_bridge,
+                settings=Mt4TerminalSettings(
+                    trade_timeout_s=config.mt4_bridge.request_timeout_seconds
+                ),
+            )
         if account.platform is not Platform.SIMULATED:
             return None  # MT4/MT5 terminals connect through their own backends
         broker.open_account(
@@ -147,6 +215,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         )
 
     registry = TerminalRegistry(connect_terminal)
+    gate = TradingGate()
     bus = FillBus()
     updates = OrderUpdateBus()
     recorder = ExecutionRecorder(store, bus, utc_now, updates)
@@ -160,7 +229,10 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
             default_deviation_points=config.engine.default_deviation_points,
         ),
         utc_now,
+        gate=gate,
     )
+    risk_book = RiskBook(store, utc_now)
+    await risk_book.load()
     engine = TradingEngine(
         store=store,
         registry=registry,
@@ -168,28 +240,47 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         dispatcher=dispatcher,
         recorder=recorder,
         clock=utc_now,
-        limits=TradingLimits(max_master_volume=config.engine.max_master_volume),
+        limits=TradingLimits(
+            max_master_volume=config.engine.max_master_volume,
+            pending_check_interval_s=config.engine.pending_check_interval_seconds,
+        ),
+        gate=gate,
+        risk=risk_book,
     )
-    accounts = AccountManager(store, registry, utc_now)
+    kill_switches = KillSwitchBoard(store, engine, gate, utc_now)
+    stop_outs = StopOutBoard(store, engine, gate, risk_book, utc_now)
+    accounts = AccountManager(store, registry, utc_now, risk=risk_book, stop_outs=stop_outs)
     monitor = AccountMonitor(
         store,
         registry,
         utc_now,
         interval_s=config.engine.history_interval_seconds,
         request_timeout_s=config.engine.request_timeout_seconds,
+        loss_watch=stop_outs,
     )
 
     attached = await accounts.attach_all()
     if config.demo is not None:
         await _seed_demo(config, accounts)
     recorder.start()
+    switched_on = await kill_switches.resume()
+    stopped_out = await stop_outs.resume()
     resumed = await engine.resume_unfinished()
-    log.info("attached %d terminals, resumed %d unfinished master orders", attached, resumed)
+    log.info(
+        "attached %d terminals, resumed %d unfinished master orders, %d kill switches on, "
+        "%d stop-outs active",
+        attached,
+        resumed,
+        switched_on,
+        stopped_out,
+    )
+    access = await _access_control(config, store)
     monitor.start()
 
     limit = config.server.max_message_bytes
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # The error mapping wraps access control, so refusals carry the same details.
+        interceptors=[ErrorInterceptor(), AccessInterceptor(access)],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -197,6 +288,9 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         ],
     )
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(accounts), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(store, access, kill_switches, utc_now), server
+    )
     trading_service_pb2_grpc.add_TradingServiceServicer_to_server(
         TradingServicer(
             engine,
@@ -204,12 +298,22 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
             store,
             bus,
             updates=updates,
+            access=access,
             heartbeat_s=config.server.heartbeat_seconds,
         ),
         server,
     )
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(), server)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
+        WorkerServicer(workers, config.workers), server
+    )
+    reporting_service_pb2_grpc.add_ReportingServiceServicer_to_server(
+        ReportingServicer(store, config.symbol_specs, utc_now), server
+    )
+    terminal_service_pb2_grpc.add_TerminalServiceServicer_to_server(
+        TerminalServicer(registry, workers, store), server
+    )
     health = HealthServicer()
+    WorkerHealth(workers, health)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (
@@ -233,6 +337,10 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningGateway(
+        mt4_bridge=mt4_bridge,
+        access=access,
+        kill_switches=kill_switches,
+        stop_outs=stop_outs,
         config=config,
         server=server,
         port=port,
@@ -247,7 +355,75 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         health=health,
         health_server=health_server,
         health_port=health_port,
+        workers=workers,
     )
+
+
+async def _start_mt4_bridge(config: GatewayConfig) -> Mt4BridgeServer | None:
+    bridge = config.mt4_bridge
+    if not bridge.listen:
+        return None
+    host, _, port = bridge.listen.rpartition(":")
+    server = await Mt4BridgeServer.start(
+        host=host.strip("[]"),
+        port=int(port),
+        tokens=token_lookup(bridge.tokens_file),
+        settings=BridgeSettings(
+            session=SessionSettings(
+                heartbeat_s=bridge.heartbeat_seconds,
+                timeout_s=bridge.timeout_seconds,
+                trade_timeout_s=bridge.trade_timeout_seconds,
+                max_frame_bytes=bridge.max_frame_bytes,
+            )
+        ),
+    )
+    log.info("MT4 bridge listening on %s", bridge.listen)
+    return server
+
+
+async def _access_control(config: GatewayConfig, store: Store) -> AccessControl:
+    auth = config.auth
+    if auth.required and auth.bootstrap_admin_key_file is not None:
+        await bootstrap_admin_key(store, auth.bootstrap_admin_key_file, utc_now())
+    if not auth.required:
+        log.warning("authentication is off: every caller on %s is an admin", config.server.listen)
+    audit = AuditTrail(store.access)
+    audit.start()
+    return AccessControl(
+        authenticator=Authenticator(store.access) if auth.required else None,
+        scope=AccessScope(store),
+        audit=audit,
+        allowance=Allowance(
+            rate_per_second=auth.rate_per_second,
+            burst=auth.burst,
+            max_streams=auth.max_streams_per_key,
+        ),
+        clock=utc_now,
+    )
+
+
+async def bootstrap_admin_key(store: Store, path: Path, now: datetime) -> str | None:
+    """Creates the first admin key when there is none, written to `path` (owner-only);
+    returns its id, or None when an admin key exists already."""
+    if await store.access.has_admin_key():
+        return None
+    issued = issue_key()
+    await store.access.insert_api_key(
+        ApiKey(
+            key_id=issued.key_id,
+            name="bootstrap admin",
+            role=Role.ADMIN,
+            secret_hash=issued.secret_hash,
+            created_at=now,
+            created_by="bootstrap",
+        )
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(issued.key + "\n")
+    log.warning("created admin API key %s; the key is in %s (owner-only)", issued.key_id, path)
+    return issued.key_id
 
 
 def _add_port(server: grpc.aio.Server, config: ServerConfig) -> int:

@@ -12,6 +12,8 @@ from gateway._proto.mam.v1 import order_pb2
 from gateway._proto.mam.v1 import trading_service_pb2 as pb
 from gateway._proto.mam.v1 import trading_service_pb2_grpc as pb_grpc
 from gateway.api import requests
+from gateway.api.access_interceptor import AccessControl, current_principal, mark_audited
+from gateway.api.access_rules import require_group
 from gateway.api.errors import code_of
 from gateway.api.mapping import (
     allocation_to_proto,
@@ -25,6 +27,7 @@ from gateway.domain.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from gateway.domain.fills import Fill
@@ -46,6 +49,8 @@ MAX_FILLS_PER_BATCH = 1_000
 MAX_SEQUENCE = 2**63 - 1
 # Submissions of one StreamMasterOrders call taken ahead of the answers the caller has read.
 MAX_UNANSWERED = 64
+STREAM_METHOD = "/mam.v1.TradingService/StreamMasterOrders"
+SUBMIT_METHOD = "/mam.v1.TradingService/SubmitMasterOrder"
 
 
 class TradingServicer(pb_grpc.TradingServiceServicer):
@@ -57,8 +62,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         bus: FillBus,
         *,
         updates: OrderUpdateBus,
+        access: AccessControl,
         heartbeat_s: float = 5.0,
     ) -> None:
+        self._access = access
         self._engine = engine
         self._accounts = accounts
         self._store = store
@@ -70,7 +77,13 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         self, request: pb.SubmitMasterOrderRequest, context: Context
     ) -> pb.SubmitMasterOrderResponse:
         spec = requests.master_order_spec(request.order)
-        submission = await self._engine.submit(spec)
+        principal = current_principal()
+        # The call's audit record goes in the order's own transaction: no commit of its own
+        # between the caller and its acknowledgement.
+        audit = self._access.audit_record(principal, SUBMIT_METHOD, request, peer=context.peer())
+        submission = await self._engine.submit(spec, submitted_by=principal.key_id, audit=audit)
+        if submission.audited:
+            mark_audited()
         return pb.SubmitMasterOrderResponse(
             master_order=master_to_proto(submission.master), replayed=submission.replayed
         )
@@ -87,7 +100,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         """
         follower = self._updates.open()
         window = asyncio.Semaphore(MAX_UNANSWERED)
-        reading = asyncio.create_task(self._read_submissions(request_iterator, follower, window))
+        reading = asyncio.create_task(
+            self._read_submissions(request_iterator, follower, window, context.peer())
+        )
         # The state and client_order_id of each followed master order, for its events.
         states: dict[str, MasterOrderState] = {}
         client_ids: dict[str, str] = {}
@@ -167,21 +182,38 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         request_iterator: AsyncIterator[pb.StreamMasterOrdersRequest],
         follower: Follower,
         window: asyncio.Semaphore,
+        peer: str,
     ) -> None:
+        principal = current_principal()
         try:
             async for request in request_iterator:
                 await window.acquire()
                 client_order_id = request.order.client_order_id
                 try:
+                    await require_group(principal, request.order.group_id)
                     spec = requests.master_order_spec(request.order)
-                    submission = await self._engine.submit(spec)
+                    audit = self._access.audit_record(principal, STREAM_METHOD, request, peer=peer)
+                    submission = await self._engine.submit(
+                        spec, submitted_by=principal.key_id, audit=audit
+                    )
                 except DomainError as error:
+                    await self._access.record(
+                        principal, STREAM_METHOD, request, peer=peer, error=error
+                    )
                     rejected = pb.StreamMasterOrdersResponse(
                         client_order_id=client_order_id, rejected=_rejection(error)
                     )
                     follower.put(_Answer(rejected, client_order_id, None))
                     continue
                 master = submission.master
+                if not submission.audited:  # a replay: recorded on its own
+                    await self._access.record(
+                        principal,
+                        STREAM_METHOD,
+                        request,
+                        peer=peer,
+                        result=f"master_order_id={master.master_order_id}",
+                    )
                 # No await since submit returned: no committed change of this order was
                 # published before it is followed.
                 if not master.state.is_final:
@@ -216,8 +248,12 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         before = requests.decode_page_token(request.page_token)
         if request.group_id:
             await self._accounts.get_group(request.group_id)
+        principal = current_principal()
         page = await self._engine.list_master_orders(
-            before=before, limit=limit + 1, group_id=request.group_id
+            before=before,
+            limit=limit + 1,
+            group_id=request.group_id,
+            within_groups=None if principal.is_admin else principal.group_ids,
         )
         rows, token = requests.split_page(page, limit, lambda m: m.master_order_id)
         return pb.ListMasterOrdersResponse(
@@ -236,7 +272,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
     ) -> pb.ModifyMasterOrderResponse:
         stops = requests.stops_request(request)
         master, outcomes = await self._engine.modify_stops(
-            stops.master_order_id, StopsChange(stops.stop_loss, stops.take_profit)
+            stops.master_order_id,
+            StopsChange(stops.stop_loss, stops.take_profit),
+            price=stops.price,
         )
         return pb.ModifyMasterOrderResponse(
             master_order=master_to_proto(master),
@@ -261,6 +299,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             client_order_id=close.client_order_id,
             fraction=close.fraction,
             volume=close.volume,
+            submitted_by=current_principal().key_id,
         )
         return pb.CloseMasterPositionResponse(
             master_order=master_to_proto(submission.master), replayed=submission.replayed
@@ -337,8 +376,16 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                     "no such account: " + ", ".join(repr(a) for a in missing),
                     reason="ACCOUNT_NOT_FOUND",
                 )
-        if request.master_order_id:
+        principal = current_principal()
+        if request.master_order_id and principal.is_admin:
             await self._engine.get(request.master_order_id)
+        if not principal.is_admin and not account_ids:
+            # No filter: everything the key reaches, as of now.
+            account_ids = await self._access.scope.accounts_of(principal)
+            if not account_ids:
+                raise PermissionDenied(
+                    "this API key reaches no account", reason="PERMISSION_DENIED"
+                )
         return FillFilter(account_ids=account_ids, master_order_id=request.master_order_id)
 
 

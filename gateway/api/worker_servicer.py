@@ -1,18 +1,295 @@
-"""mam.v1.WorkerService: the endpoint remote terminal workers connect out to."""
+"""mam.v1.WorkerService (the stream remote terminal workers connect out to), mam.v1.TerminalService
+(what each attached terminal is and whether it is reachable), and the health entries of workers.
+
+One Connect stream is one WorkerSession of the hub: a reader task takes the worker's results and
+heartbeats, the handler writes commands (and a heartbeat whenever it has had nothing to write for
+an interval). A worker silent for three intervals is dropped. Tokens are compared in constant
+time and never logged.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
+from grpc_status import rpc_status
+
+from gateway._proto.mam.v1 import terminal_service_pb2, terminal_service_pb2_grpc
 from gateway._proto.mam.v1 import worker_service_pb2 as pb
 from gateway._proto.mam.v1 import worker_service_pb2_grpc as pb_grpc
-from gateway.api.errors import NotYetAvailable
+from gateway.api import requests
+from gateway.api.errors import ERROR_DOMAIN
+from gateway.api.mapping import timestamp
+from gateway.config import WorkersConfig
+from gateway.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    Unauthenticated,
+    Unavailable,
+)
+from gateway.engine.terminal_registry import TerminalRegistry
+from gateway.store import Store
+from gateway.terminals.protocol import Terminal, TerminalError
+from gateway.terminals.remote import (
+    DropReason,
+    HostedElsewhere,
+    HubClosed,
+    RemoteTerminal,
+    WorkerHub,
+    WorkerSession,
+)
+from gateway.terminals.remote.worker_hub import utc_now
+from gateway.worker import wire
+
+log = logging.getLogger(__name__)
+
+Context = Any
+
+# A connection that says nothing is not kept waiting for its hello.
+HELLO_TIMEOUT_S = 10.0
+# A worker silent for this many heartbeat intervals is dropped.
+MISSED_HEARTBEATS = 3
+# ListTerminals asks each terminal inside the gateway for its health, at most this long.
+LOCAL_HEALTH_TIMEOUT_S = 2.0
+
+
+def _digest(token: str) -> bytes:
+    # Equal lengths for compare_digest, whatever the lengths of the tokens.
+    return hashlib.sha256(token.encode()).digest()
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
+    def __init__(
+        self,
+        hub: WorkerHub,
+        settings: WorkersConfig,
+        *,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._hub = hub
+        self._interval_s = settings.heartbeat_seconds
+        self._tokens = [(_digest(t.secret), t.worker_id) for t in settings.tokens]
+        self._now = now
+
     async def Connect(
-        self, request_iterator: Any, context: Any
+        self, request_iterator: AsyncIterator[pb.ConnectRequest], context: Context
     ) -> AsyncIterator[pb.ConnectResponse]:
-        raise NotYetAvailable("remote terminal workers are not available in this version")
-        yield  # type: ignore[unreachable]  # makes this an async generator
+        incoming = aiter(request_iterator)
+        hello_message = await self._hello(incoming)
+        if not self._authentic(hello_message.worker_id.strip(), hello_message.token):
+            raise Unauthenticated("unknown worker token, or one not issued to this worker id")
+        hello = wire.hello_from_proto(hello_message)
+        try:
+            session = self._hub.connect(hello.worker_id, hello.terminals, peer=context.peer())
+        except HostedElsewhere as error:
+            raise FailedPrecondition(
+                f"{error}; one account must be traded through one terminal",
+                reason="TERMINAL_HOSTED_ELSEWHERE",
+            ) from None
+        except HubClosed:
+            raise Unavailable("the gateway is stopping", reason="GATEWAY_STOPPING") from None
+        reader = asyncio.create_task(self._read(session, incoming))
+        try:
+            yield pb.ConnectResponse(welcome=self._welcome())
+            while True:
+                try:
+                    async with asyncio.timeout(self._interval_s):
+                        outgoing = await session.next_command()
+                except TimeoutError:
+                    yield pb.ConnectResponse(heartbeat=pb.Heartbeat(time=timestamp(self._now())))
+                    continue
+                if outgoing is None:
+                    break
+                yield pb.ConnectResponse(
+                    command=wire.command_to_proto(
+                        outgoing.command_id,
+                        outgoing.account_id,
+                        outgoing.login,
+                        outgoing.command,
+                    )
+                )
+        finally:
+            reader.cancel()
+            self._hub.disconnect(session, DropReason.STREAM_FAILED, "the stream was cancelled")
+        await _end_for(session, context)
+
+    async def _hello(self, incoming: AsyncIterator[pb.ConnectRequest]) -> pb.WorkerHello:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                first = await anext(incoming, None)
+        except TimeoutError:
+            first = None
+            problem = f"not received within {HELLO_TIMEOUT_S:g} s"
+        else:
+            problem = "the first message must be a hello"
+        if first is None or first.WhichOneof("message") != "hello":
+            raise InvalidArgument([FieldViolation("hello", problem)])
+        return first.hello
+
+    def _authentic(self, worker_id: str, token: str) -> bool:
+        given = _digest(token)
+        accepted = False
+        for digest, bound_to in self._tokens:  # every token compared: no early exit
+            same = hmac.compare_digest(given, digest)
+            accepted |= same and bound_to in ("", worker_id)
+        return accepted
+
+    def _welcome(self) -> pb.WorkerWelcome:
+        interval = duration_pb2.Duration()
+        interval.FromMilliseconds(int(self._interval_s * 1000))
+        return pb.WorkerWelcome(time=timestamp(self._now()), heartbeat_interval=interval)
+
+    async def _read(
+        self, session: WorkerSession, incoming: AsyncIterator[pb.ConnectRequest]
+    ) -> None:
+        silence_s = self._interval_s * MISSED_HEARTBEATS
+        try:
+            while True:
+                async with asyncio.timeout(silence_s):
+                    message = await anext(incoming, None)
+                if message is None:
+                    self._hub.disconnect(session, DropReason.ENDED)
+                    return
+                session.touch(self._now())
+                kind = message.WhichOneof("message")
+                if kind == "result":
+                    _deliver(session, message.result)
+                elif kind != "heartbeat":
+                    log.warning("worker %s sent an unexpected %s", session.worker_id, kind)
+        except TimeoutError:
+            self._hub.disconnect(
+                session, DropReason.HEARTBEAT_TIMEOUT, f"nothing received for {silence_s:g} s"
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the stream broke (reset, cancelled by the peer)
+            self._hub.disconnect(session, DropReason.STREAM_FAILED, type(error).__name__)
+
+
+def _deliver(session: WorkerSession, result: pb.CommandResult) -> None:
+    try:
+        answer = wire.answer_from_proto(result)
+    except wire.WireError as error:
+        answer = TerminalError(f"worker {session.worker_id}: an answer that does not read: {error}")
+    if not session.resolve(result.command_id, answer):
+        log.debug(
+            "worker %s: answer to %s came after its caller gave up",
+            session.worker_id,
+            result.command_id,
+        )
+
+
+async def _end_for(session: WorkerSession, context: Context) -> None:
+    """Ends a stream whose session closed with the status that tells the worker why."""
+    reason = session.drop_reason
+    if reason is DropReason.REPLACED:
+        info = error_details_pb2.ErrorInfo(reason="WORKER_REPLACED", domain=ERROR_DOMAIN)
+        details = any_pb2.Any()
+        details.Pack(info)
+        status = status_pb2.Status(
+            code=code_pb2.ABORTED,
+            message=f"another connection of worker {session.worker_id!r} replaced this one",
+            details=[details],
+        )
+        await context.abort_with_status(rpc_status.to_status(status))
+    if reason is DropReason.HEARTBEAT_TIMEOUT:
+        raise Unavailable(f"no heartbeat: {session.drop_detail}")
+    if reason is DropReason.GATEWAY_STOPPING:
+        raise Unavailable("the gateway is stopping; reconnect", reason="GATEWAY_STOPPING")
+
+
+class WorkerHealth:
+    """Keeps the gRPC health service in step with the hub: `worker/<id>` SERVING while that
+    worker is connected, and `remote-terminals` SERVING while every attached remote account has
+    a connected worker. The server's own entry ("") does not depend on workers."""
+
+    def __init__(self, hub: WorkerHub, health: HealthServicer) -> None:
+        self._hub = hub
+        self._health = health
+        self._lock = asyncio.Lock()
+        self._refreshing: set[asyncio.Task[None]] = set()
+        hub.add_listener(self._changed)
+        self._changed()
+
+    def _changed(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.refresh())
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def refresh(self) -> None:
+        # Serialized, each reading the hub when it runs: the last refresh sets the last state.
+        async with self._lock:
+            for name, serving in self._hub.health().items():
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if serving
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                await self._health.set(name, status)
+
+
+class TerminalServicer(terminal_service_pb2_grpc.TerminalServiceServicer):
+    def __init__(self, registry: TerminalRegistry, hub: WorkerHub, store: Store) -> None:
+        self._registry = registry
+        self._hub = hub
+        self._store = store
+
+    async def ListTerminals(
+        self, request: terminal_service_pb2.ListTerminalsRequest, context: Context
+    ) -> terminal_service_pb2.ListTerminalsResponse:
+        limit = requests.page_size(request.page_size, default=100, maximum=1000)
+        after = requests.decode_page_token(request.page_token)
+        terminals = sorted(
+            (t for t in self._registry.attached() if t.account_id > after),
+            key=lambda t: t.account_id,
+        )[: limit + 1]
+        page, token = requests.split_page(terminals, limit, lambda t: t.account_id)
+        accounts = await self._store.get_accounts(t.account_id for t in page)
+        rows = await asyncio.gather(*(self._describe(t) for t in page))
+        for row in rows:
+            account = accounts.get(row.account_id)
+            if account is not None:
+                row.login, row.server = account.login, account.server
+        return terminal_service_pb2.ListTerminalsResponse(terminals=rows, next_page_token=token)
+
+    async def _describe(self, terminal: Terminal) -> terminal_service_pb2.Terminal:
+        if isinstance(terminal, RemoteTerminal):
+            view = self._hub.view(terminal.login)
+            return terminal_service_pb2.Terminal(
+                account_id=terminal.account_id,
+                backend=view.backend,
+                worker_id=view.worker_id,
+                connected=view.connected,
+                detail=view.detail,
+                last_heartbeat_time=timestamp(view.last_seen),
+            )
+        try:
+            async with asyncio.timeout(LOCAL_HEALTH_TIMEOUT_S):
+                health = await terminal.health()
+            connected, detail = health.connected, health.detail
+        except (TimeoutError, TerminalError) as error:
+            connected, detail = False, f"no health: {error or 'timeout'}"
+        return terminal_service_pb2.Terminal(
+            account_id=terminal.account_id,
+            backend=_backend_name(terminal),
+            connected=connected,
+            detail=detail,
+        )
+
+
+def _backend_name(terminal: Terminal) -> str:
+    """The backend package of a terminal inside the gateway: gateway.terminals.sim -> "sim"."""
+    parts = type(terminal).__module__.split(".")
+    if parts[:2] == ["gateway", "terminals"] and len(parts) > 2:
+        return parts[2]
+    return type(terminal).__name__

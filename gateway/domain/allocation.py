@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.domain.accounts import (
     AccountSnapshot,
@@ -46,6 +46,10 @@ from gateway.domain.accounts import (
 from gateway.domain.decimals import decimal_places, from_steps
 from gateway.domain.errors import FailedPrecondition
 from gateway.domain.symbols import SymbolSpec
+
+if TYPE_CHECKING:
+    # Only named here: pre_trade_risk imports orders, which imports this module.
+    from gateway.domain.pre_trade_risk import RiskDecision
 
 TARGET_DISPLAY_QUANTUM = Decimal("1E-10")
 # Wide enough that products of volumes, equities and contract sizes are always exact.
@@ -84,6 +88,10 @@ class AllocationReason(enum.Enum):
     NO_BASIS = "NO_BASIS"
     TERMINAL_UNAVAILABLE = "TERMINAL_UNAVAILABLE"
     SYMBOL_UNAVAILABLE = "SYMBOL_UNAVAILABLE"
+    # Pre-trade risk (gateway/domain/risk_allocation.py): a child order was sent smaller than
+    # allocated, or not at all; the line's risk_checks say which rules and why.
+    RISK_CLIPPED = "RISK_CLIPPED"
+    RISK_SKIPPED = "RISK_SKIPPED"
 
 
 class MemberInput(NamedTuple):
@@ -133,6 +141,9 @@ class AllocationLine(NamedTuple):
     entry_price: Decimal | None = None
     # The contract size of the member's symbol (exposure = volume x contract size).
     contract_size: Decimal | None = None
+    # The pre-trade risk decision on each allocated child volume, in order (none when the
+    # account was not checked: its group and it have no limits and it is not stopped out).
+    risk_checks: tuple[RiskDecision, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,29 @@ class Unavailable(DomainError):
     reason = "UNAVAILABLE"
 
 
+class Unauthenticated(DomainError):
+    """No API key, or one that is malformed, unknown or revoked."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    """The caller's role or resources do not cover the request, whether or not the resource
+    exists (so that errors reveal nothing of what the caller may not see)."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(DomainError):
+    """The caller has spent its allowance; `retry_after_s` says when to try again."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after_s: float = 1.0):
+        super().__init__(message, reason=reason)
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(slots=True)
 class Violations:
     """Collects field violations so a request reports all its bad fields at once."""

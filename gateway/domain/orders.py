@@ -43,6 +43,8 @@ class MasterOrderState(enum.Enum):
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
+    # A pending order: every child rests at its broker (or ended), waiting for its price.
+    WORKING = "WORKING"
 
     @property
     def is_final(self) -> bool:
@@ -57,6 +59,8 @@ class ChildOrderState(enum.Enum):
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
     UNKNOWN = "UNKNOWN"
+    # A pending order resting at the broker, waiting for its price (it may fill in parts).
+    PLACED = "PLACED"
 
     @property
     def is_final(self) -> bool:
@@ -90,6 +94,16 @@ MASTER_TRANSITIONS: dict[MasterOrderState, frozenset[MasterOrderState]] = {
     ),
     MasterOrderState.DISPATCHING: frozenset(
         {
+            MasterOrderState.WORKING,
+            MasterOrderState.FILLED,
+            MasterOrderState.PARTIALLY_FILLED,
+            MasterOrderState.REJECTED,
+            MasterOrderState.CANCELLED,
+            MasterOrderState.FAILED,
+        }
+    ),
+    MasterOrderState.WORKING: frozenset(
+        {
             MasterOrderState.FILLED,
             MasterOrderState.PARTIALLY_FILLED,
             MasterOrderState.REJECTED,
@@ -105,6 +119,7 @@ CHILD_TRANSITIONS: dict[ChildOrderState, frozenset[ChildOrderState]] = {
     ),
     ChildOrderState.SENT: frozenset(
         {
+            ChildOrderState.PLACED,
             ChildOrderState.FILLED,
             ChildOrderState.PARTIALLY_FILLED,
             ChildOrderState.REJECTED,
@@ -118,11 +133,22 @@ CHILD_TRANSITIONS: dict[ChildOrderState, frozenset[ChildOrderState]] = {
     # sent again, rejected, or cancelled when its master order's cancellation was requested).
     ChildOrderState.UNKNOWN: frozenset(
         {
+            ChildOrderState.PLACED,
             ChildOrderState.FILLED,
             ChildOrderState.PARTIALLY_FILLED,
             ChildOrderState.PENDING,
             ChildOrderState.REJECTED,
             ChildOrderState.CANCELLED,
+        }
+    ),
+    # A resting pending order ends filled (in full or in part), removed (cancelled, expired,
+    # or cancelled by the broker), or UNKNOWN when its removal's outcome is unknown.
+    ChildOrderState.PLACED: frozenset(
+        {
+            ChildOrderState.FILLED,
+            ChildOrderState.PARTIALLY_FILLED,
+            ChildOrderState.CANCELLED,
+            ChildOrderState.UNKNOWN,
         }
     ),
 }

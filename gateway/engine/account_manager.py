@@ -1,20 +1,23 @@
-"""Creating and reading accounts and groups; attaching each account to its terminal."""
+"""Creating, reading and changing accounts and groups (with their risk settings); attaching
+each account to its terminal."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gateway.domain.accounts import (
     Account,
     AccountSnapshot,
+    AccountState,
     Group,
     NewAccount,
     NewGroup,
     Platform,
 )
+from gateway.domain.drawdown_monitor import DrawdownState, LossLimits, LossRule
 from gateway.domain.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -22,6 +25,10 @@ from gateway.domain.errors import (
 )
 from gateway.domain.group_rules import group_violations
 from gateway.domain.ids import new_id
+from gateway.domain.risk_settings import NO_GROUP_RISK, GroupRisk
+from gateway.domain.stop_outs import RecordedStopOut, WatchKind
+from gateway.engine.risk_book import RiskBook
+from gateway.engine.stop_out_board import StopOutBoard
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.store import Store
 from gateway.terminals.protocol import TerminalError
@@ -29,13 +36,33 @@ from gateway.terminals.protocol import TerminalError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class RiskView:
+    """An account's or a group's loss limits as they stand: the settings, the active
+    stop-outs, and what the limits are measured from."""
+
+    loss_limits: LossLimits | None = None
+    stop_outs: tuple[RecordedStopOut, ...] = ()
+    watch: DrawdownState | None = None
+    # Groups only: the pre-trade limits and policy.
+    group: GroupRisk = NO_GROUP_RISK
+
+
 class AccountManager:
     def __init__(
-        self, store: Store, registry: TerminalRegistry, clock: Callable[[], datetime]
+        self,
+        store: Store,
+        registry: TerminalRegistry,
+        clock: Callable[[], datetime],
+        *,
+        risk: RiskBook | None = None,
+        stop_outs: StopOutBoard | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
+        self._risk = risk
+        self._stop_outs = stop_outs
 
     async def attach_all(self) -> int:
         """Reconnects every stored account's terminal (at start)."""
@@ -97,12 +124,98 @@ class AccountManager:
             raise NotFound(f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
         return account
 
-    async def list_accounts(self, *, after: str, limit: int, group_id: str = "") -> list[Account]:
+    async def list_accounts(
+        self,
+        *,
+        after: str,
+        limit: int,
+        group_id: str = "",
+        within_groups: frozenset[str] | None = None,
+        within_accounts: frozenset[str] | None = None,
+    ) -> list[Account]:
         if group_id:
             await self.get_group(group_id)
-        return await self._store.list_accounts(after=after, limit=limit, group_id=group_id)
+        return await self._store.list_accounts(
+            after=after,
+            limit=limit,
+            group_id=group_id,
+            within_groups=within_groups,
+            within_accounts=within_accounts,
+        )
 
-    async def create_group(self, new: NewGroup) -> Group:
+    async def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str,
+        state: AccountState,
+        loss_limits: LossLimits | None,
+    ) -> Account:
+        """An account's new name, state and loss limits (already validated); the rest stays.
+
+        Loss limits apply from the next account history round; changing them keeps the watch
+        (its high-water mark, its day) and any active stop-out, which only ResetStopOut ends.
+        """
+        current = await self.get_account(account_id)
+        if name != current.name and await self._store.account_name_taken(name):
+            raise AlreadyExists(
+                f"an account named {name!r} already exists", reason="ACCOUNT_NAME_TAKEN"
+            )
+        if name != current.name or state is not current.state:
+            now = self._clock()
+            await self._store.rename_account(account_id, name=name, state=state, updated_at=now)
+            current = replace(current, name=name, state=state, updated_at=now)
+        if self._risk is not None:
+            await self._risk.set_account(account_id, loss_limits)
+        return current
+
+    def account_risk(self, account_id: str) -> RiskView:
+        stop_outs, watch = self._stop_out_state(WatchKind.ACCOUNT, account_id)
+        limits = self._risk.account_loss_limits(account_id) if self._risk else None
+        return RiskView(loss_limits=limits, stop_outs=stop_outs, watch=watch)
+
+    def group_risk(self, group_id: str) -> RiskView:
+        stop_outs, watch = self._stop_out_state(WatchKind.GROUP, group_id)
+        group = self._risk.group(group_id) if self._risk else NO_GROUP_RISK
+        return RiskView(group.loss_limits, stop_outs, watch, group)
+
+    def _stop_out_state(
+        self, kind: WatchKind, subject_id: str
+    ) -> tuple[tuple[RecordedStopOut, ...], DrawdownState | None]:
+        if self._stop_outs is None:
+            return (), None
+        return (
+            tuple(self._stop_outs.active_of(kind, subject_id)),
+            self._stop_outs.watch_of(kind, subject_id),
+        )
+
+    async def reset_stop_out(
+        self, kind: WatchKind, subject_id: str, rules: Iterable[LossRule] | None, *, by: str
+    ) -> list[RecordedStopOut]:
+        if self._stop_outs is None:
+            return []
+        return await self._stop_outs.reset(kind, subject_id, rules, by=by)
+
+    async def list_stop_outs(
+        self,
+        *,
+        before: str,
+        limit: int,
+        kind: WatchKind | None = None,
+        subject_id: str = "",
+        active_only: bool = False,
+    ) -> list[RecordedStopOut]:
+        if kind is WatchKind.ACCOUNT:
+            await self.get_account(subject_id)
+        elif kind is WatchKind.GROUP:
+            await self.get_group(subject_id)
+        if self._stop_outs is None:
+            return []
+        return await self._stop_outs.history(
+            before=before, limit=limit, kind=kind, subject_id=subject_id, active_only=active_only
+        )
+
+    async def create_group(self, new: NewGroup, risk: GroupRisk = NO_GROUP_RISK) -> Group:
         await self._check_group(new)
         if await self._store.group_name_taken(new.name):
             raise AlreadyExists(
@@ -119,10 +232,15 @@ class AccountManager:
             updated_at=now,
         )
         await self._store.insert_group(group)
+        if self._risk is not None:
+            await self._risk.set_group(group.group_id, risk)
         return group
 
-    async def update_group(self, group_id: str, new: NewGroup) -> Group:
-        """Replaces a group's name, settings and members; its id, magic and history stay.
+    async def update_group(
+        self, group_id: str, new: NewGroup, risk: GroupRisk = NO_GROUP_RISK
+    ) -> Group:
+        """Replaces a group's name, settings, members and risk settings; its id, magic and
+        history stay.
 
         Master orders already allocated keep the allocation they were given (it is stored
         with them); the new settings apply from the next order on.
@@ -141,6 +259,8 @@ class AccountManager:
             updated_at=self._clock(),
         )
         await self._store.replace_group(group)
+        if self._risk is not None:
+            await self._risk.set_group(group_id, risk)
         return group
 
     async def _check_group(self, new: NewGroup) -> None:
@@ -164,8 +284,10 @@ class AccountManager:
             raise NotFound(f"group {group_id!r} does not exist", reason="GROUP_NOT_FOUND")
         return group
 
-    async def list_groups(self, *, after: str, limit: int) -> list[Group]:
-        return await self._store.list_groups(after=after, limit=limit)
+    async def list_groups(
+        self, *, after: str, limit: int, within: frozenset[str] | None = None
+    ) -> list[Group]:
+        return await self._store.list_groups(after=after, limit=limit, within=within)
 
     async def find_group_by_name(self, name: str) -> Group | None:
         after = ""

@@ -6,6 +6,9 @@ newest one stored (with an overlap: a deal read twice is stored once), a bounded
 terminals at a time, each request under the terminal's lock (MetaTrader terminals serve one
 request at a time) and a timeout. A terminal that fails or does not answer in time is logged
 and left out of the round; the other accounts' readings are stored in one transaction.
+
+Once stored, the round's snapshots go to the loss watch (StopOutBoard.observe), which checks
+every account's and group's loss limits against them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TypeVar
 
 from gateway.domain.account_history import AccountDeal, AccountPosition, AccountReading
 from gateway.domain.accounts import AccountSnapshot
+from gateway.engine.stop_out_board import StopOutBoard
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.store import Store
 from gateway.terminals.protocol import Deal, Position, Terminal
@@ -53,6 +57,7 @@ class AccountMonitor:
         interval_s: float,
         request_timeout_s: float,
         max_concurrency: int = 64,
+        loss_watch: StopOutBoard | None = None,
     ) -> None:
         """`interval_s` between the end of a round and the start of the next; 0: no rounds
         run by themselves (run_once still works)."""
@@ -63,6 +68,7 @@ class AccountMonitor:
         self._request_timeout_s = request_timeout_s
         self._slots = asyncio.Semaphore(max_concurrency)
         self._task: asyncio.Task[None] | None = None
+        self._loss_watch = loss_watch
 
     def start(self) -> None:
         if self._interval_s <= 0 or self._task is not None:
@@ -84,10 +90,11 @@ class AccountMonitor:
             try:
                 await self.run_once()
             except Exception:
-                log.exception("account history round not stored; the next round tries again")
+                log.exception("account history round failed; the next round tries again")
 
     async def run_once(self) -> MonitorRound:
-        """Reads every attached terminal and stores what was read, in one transaction."""
+        """Reads every attached terminal and stores what was read, in one transaction; then
+        checks the loss limits against the stored snapshots."""
         terminals = self._registry.attached()
         history = self._store.history
         newest = await history.last_deal_times(t.account_id for t in terminals)
@@ -99,9 +106,13 @@ class AccountMonitor:
             for t, outcome in zip(terminals, outcomes, strict=True)
             if isinstance(outcome, str)
         }
-        stored = await history.save_account_history(
-            [r for r in outcomes if isinstance(r, AccountReading)]
-        )
+        readings = [r for r in outcomes if isinstance(r, AccountReading)]
+        stored = await history.save_account_history(readings)
+        if self._loss_watch is not None and stored:
+            kept = set(stored)
+            await self._loss_watch.observe(
+                {r.account_id: r.snapshot for r in readings if r.account_id in kept}
+            )
         return MonitorRound(tuple(stored), failed)
 
     async def _read(self, terminal: Terminal, newest_deal: datetime | None) -> AccountReading | str:

@@ -23,14 +23,23 @@ from decimal import Decimal
 from gateway.domain import retcodes
 from gateway.domain.fills import Fill
 from gateway.domain.ids import new_id
-from gateway.domain.orders import ChildOrder, ChildOrderState, FillingPolicy, MasterOrder, Side
+from gateway.domain.orders import (
+    ChildOrder,
+    ChildOrderState,
+    FillingPolicy,
+    MasterOrder,
+    OrderType,
+    Side,
+)
 from gateway.domain.retcodes import RetcodeClass
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.terminal_registry import TerminalRegistry
+from gateway.engine.trading_gate import TradingGate
 from gateway.terminals.protocol import (
     Deal,
     OrderRequest,
     OrderResult,
+    PendingOrder,
     TaggedRecords,
     Terminal,
     TerminalError,
@@ -63,7 +72,9 @@ class Dispatcher:
         recorder: ExecutionRecorder,
         settings: DispatchSettings,
         clock: Callable[[], datetime],
+        gate: TradingGate | None = None,
     ) -> None:
+        self._gate = gate if gate is not None else TradingGate()
         self._registry = registry
         self._recorder = recorder
         self._settings = settings
@@ -166,6 +177,8 @@ class Dispatcher:
             )
         deviation = master.spec.max_deviation_points or self._settings.default_deviation_points
         point = (await terminal.symbol_spec(child.symbol)).point
+        if master.spec.order_type is not OrderType.MARKET and not child.closes_child_order_id:
+            return await self._place(master, child, terminal, reconcile, known, point)
         filling = master.spec.filling_policy
         attempts = child.attempts
         if reconcile:
@@ -176,14 +189,16 @@ class Dispatcher:
             if final is not None:
                 return final
             # What is not in the found deals provably never executed.
-            if child.master_order_id in self._stopped:
-                return self._cancelled(child, attempts), None
+            if (halt := self._halt(master, child)) is not None:
+                return self._cancelled(child, attempts, halt), None
             child = self._sendable(child)
         last_text = ""
         last_retcode = 0
+        # The price of the first request: retries stay within the deviation of it.
+        first_price: Decimal | None = None
         while attempts < self._settings.max_attempts:
-            if child.master_order_id in self._stopped:
-                return self._cancelled(child, attempts), None
+            if (halt := self._halt(master, child)) is not None:
+                return self._cancelled(child, attempts, halt), None
             attempts += 1
             try:
                 async with asyncio.timeout(self._settings.request_timeout_s):
@@ -194,6 +209,18 @@ class Dispatcher:
                 await asyncio.sleep(self._settings.backoff_s * attempts)
                 continue
             requested = quote.ask if child.side is Side.BUY else quote.bid
+            if first_price is None:
+                first_price = child.requested_price or requested
+            elif abs(requested - first_price) > deviation * point:
+                # A retry chases the market only within the order's maximum deviation of the
+                # first price asked: beyond it the manager's price is gone.
+                last_retcode = retcodes.PRICE_CHANGED
+                last_text = (
+                    f"the price moved {abs(requested - first_price) / point:f} points from the "
+                    f"first price {first_price}, beyond the maximum deviation of {deviation}"
+                )
+                attempts -= 1  # this one was never sent
+                break
             request = OrderRequest(
                 action=TradeAction.DEAL,
                 symbol=child.symbol,
@@ -275,6 +302,183 @@ class Dispatcher:
             None,
         )
 
+    async def _place(
+        self,
+        master: MasterOrder,
+        child: ChildOrder,
+        terminal: Terminal,
+        reconcile: bool,
+        known: set[int],
+        point: Decimal,
+    ) -> tuple[ChildOrder, Fill | None]:
+        """Places a pending child at its broker: PLACED once it rests there (its fills are
+        then taken in by the PendingOrderWatcher). Retries and reconciliation as for deals:
+        an unknown outcome is searched for by tag, and the order placed again only if absent."""
+        spec = master.spec
+        attempts = child.attempts
+        if child.requested_price is None:
+            # Slippage of a pending order is measured against its own price.
+            child = replace(child, requested_price=spec.price)
+        if reconcile:
+            child, outcome = await self._settle_placement(terminal, child, known, point, attempts)
+            if outcome is not None:
+                return outcome
+        last_text = ""
+        last_retcode = 0
+        while attempts < self._settings.max_attempts:
+            if (halt := self._halt(master, child)) is not None:
+                return self._cancelled(child, attempts, halt), None
+            attempts += 1
+            request = OrderRequest(
+                action=TradeAction.PENDING,
+                symbol=child.symbol,
+                side=child.side,
+                volume=child.volume - child.filled_volume,
+                tag=child.tag,
+                magic=child.magic,
+                price=spec.price,
+                order_type=spec.order_type,
+                stop_limit_price=spec.stop_limit_price,
+                stop_loss=spec.stop_loss,
+                take_profit=spec.take_profit,
+                time_in_force=spec.time_in_force,
+                expires_at=spec.expire_time,
+                filling=spec.filling_policy,
+            )
+            try:
+                async with asyncio.timeout(self._settings.request_timeout_s):
+                    result = await terminal.send(request)
+            except (TimeoutError, TerminalError) as error:
+                child, outcome = await self._settle_placement(
+                    terminal, child, known, point, attempts, why=str(error) or "timeout"
+                )
+                if outcome is not None:
+                    return outcome
+                last_text = f"provably not placed after {error or 'timeout'}"
+                continue
+            kind = retcodes.classify(result.retcode)
+            last_retcode, last_text = result.retcode, result.text
+            if kind is RetcodeClass.SUCCESS:
+                return self._placed(child, result.order_ticket, attempts, result), None
+            if kind is RetcodeClass.TRANSIENT:
+                await asyncio.sleep(self._settings.backoff_s * attempts)
+                continue
+            if kind is RetcodeClass.AMBIGUOUS:
+                child, outcome = await self._settle_placement(
+                    terminal, child, known, point, attempts, why=result.text
+                )
+                if outcome is not None:
+                    return outcome
+                continue
+            break
+        return (
+            child.moved_to(
+                ChildOrderState.REJECTED,
+                self._clock(),
+                attempts=attempts,
+                retcode=last_retcode,
+                status_text=f"{retcodes.name_of(last_retcode)}: {last_text}",
+            ),
+            None,
+        )
+
+    async def _settle_placement(
+        self,
+        terminal: Terminal,
+        child: ChildOrder,
+        known: set[int],
+        point: Decimal,
+        attempts: int,
+        why: str = "",
+    ) -> tuple[ChildOrder, tuple[ChildOrder, Fill | None] | None]:
+        """After an unknown outcome: the child's order resting (PLACED), its deals taken in,
+        or neither (then it may be placed again). The outcome, when there is one."""
+        records = await self._find(terminal, child)
+        if records is None:
+            text = f"outcome unknown: {why}" if why else "terminal cannot be searched"
+            return child, (self._unknown(child, attempts, 0, text), None)
+        child, final = await self._absorb(
+            child, list(records.deals), known, child.requested_price, point, attempts
+        )
+        if final is not None:
+            return child, final
+        if records.orders:
+            return child, (self._placed(child, records.orders[0].ticket, attempts, None), None)
+        return self._sendable(child), None
+
+    async def check_resting(
+        self,
+        master: MasterOrder,
+        child: ChildOrder,
+        terminal: Terminal,
+        resting: PendingOrder | None,
+        known: set[int],
+    ) -> None:
+        """One PLACED child against what its broker holds now (`resting`: its order, if still
+        there). New deals become fills; an order gone ends the child; a cancellation request
+        removes it first. The caller holds the terminal's lock and a slot."""
+        untouched = resting is not None and resting.volume + child.filled_volume >= child.volume
+        cancelling = master.cancel_requested_at is not None
+        if untouched and not cancelling:
+            return
+        point = (await terminal.symbol_spec(child.symbol)).point
+        if cancelling and resting is not None:
+            try:
+                async with asyncio.timeout(self._settings.request_timeout_s):
+                    result = await terminal.send(
+                        OrderRequest(
+                            action=TradeAction.REMOVE,
+                            symbol=child.symbol,
+                            side=child.side,
+                            volume=Decimal(0),
+                            tag=child.tag,
+                            magic=child.magic,
+                            order_ticket=resting.ticket,
+                        )
+                    )
+            except (TimeoutError, TerminalError) as error:
+                log.warning(
+                    "child %s: removal unknown, checked again: %s", child.child_order_id, error
+                )
+                return
+            if retcodes.classify(result.retcode) is not RetcodeClass.SUCCESS:
+                log.warning("child %s: removal refused: %s", child.child_order_id, result.text)
+        records = await self._find(terminal, child)
+        if records is None:
+            return  # asked again on the next round
+        child, final = await self._absorb(
+            child, list(records.deals), known, child.requested_price, point, child.attempts
+        )
+        if final is not None:
+            await self._recorder.record(*final)
+            return
+        if any(o.ticket == child.broker_order_ticket for o in records.orders):
+            return  # still resting (partly filled: its fills are recorded)
+        why = "removed on request" if cancelling else "expired or cancelled by the broker"
+        if child.filled_volume > 0:
+            ended = child.moved_to(
+                ChildOrderState.PARTIALLY_FILLED,
+                self._clock(),
+                status_text=f"{child.filled_volume} of {child.volume} filled; rest {why}",
+            )
+        else:
+            ended = child.moved_to(
+                ChildOrderState.CANCELLED, self._clock(), status_text=f"pending order {why}"
+            )
+        await self._recorder.record(ended)
+
+    def _placed(
+        self, child: ChildOrder, order_ticket: int, attempts: int, result: OrderResult | None
+    ) -> ChildOrder:
+        return child.moved_to(
+            ChildOrderState.PLACED,
+            self._clock(),
+            attempts=attempts,
+            broker_order_ticket=order_ticket,
+            retcode=result.retcode if result is not None else retcodes.PLACED,
+            status_text=result.text if result is not None else "found resting by its tag",
+        )
+
     def _sendable(self, child: ChildOrder) -> ChildOrder:
         """An UNKNOWN child found (at most partly) absent goes back to SENT to be sent again."""
         if child.state is not ChildOrderState.UNKNOWN:
@@ -352,21 +556,34 @@ class Dispatcher:
             return child, (self._unknown(child, attempts, 0, text), None)
         return await self._absorb(child, list(records.deals), known, requested, point, attempts)
 
-    def _cancelled(self, child: ChildOrder, attempts: int) -> ChildOrder:
+    def _halt(self, master: MasterOrder, child: ChildOrder) -> str | None:
+        """Why the child must not be sent (now), if it must not."""
+        if child.master_order_id in self._stopped:
+            return "on request"
+        if not master.spec.closes_master_order_id:
+            switch = self._gate.stopping(
+                child.account_id,
+                master.spec.group_id,
+                planned_at=master.allocation.snapshot_time,
+            )
+            if switch is not None:
+                return f"by {switch.describe()}"
+        return None
+
+    def _cancelled(self, child: ChildOrder, attempts: int, why: str) -> ChildOrder:
         # Only ever before a request leaves, or once the broker is proven not to have it.
         if child.filled_volume > 0:
             return child.moved_to(
                 ChildOrderState.PARTIALLY_FILLED,
                 self._clock(),
                 attempts=attempts,
-                status_text=f"{child.filled_volume} of {child.volume} filled; rest cancelled "
-                "on request",
+                status_text=f"{child.filled_volume} of {child.volume} filled; rest cancelled {why}",
             )
         return child.moved_to(
             ChildOrderState.CANCELLED,
             self._clock(),
             attempts=attempts,
-            status_text="cancelled on request before it reached the broker",
+            status_text=f"cancelled {why} before it reached the broker",
         )
 
     async def _find(self, terminal: Terminal, child: ChildOrder) -> TaggedRecords | None:
@@ -423,7 +640,11 @@ class Dispatcher:
     ) -> tuple[ChildOrder, Fill]:
         """One deal of the child as a fill, and the child with it added: FILLED once its deals
         reach its volume, else still SENT (the rest to be sent) with the average price."""
-        if child.state not in (ChildOrderState.SENT, ChildOrderState.UNKNOWN):
+        if child.state not in (
+            ChildOrderState.SENT,
+            ChildOrderState.UNKNOWN,
+            ChildOrderState.PLACED,
+        ):
             raise AssertionError(f"child {child.child_order_id} filled from {child.state.name}")
         direction = 1 if child.side is Side.BUY else -1
         slippage = ((price - requested) * direction / point).quantize(Decimal("0.1"))

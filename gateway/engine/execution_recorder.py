@@ -21,6 +21,7 @@ from gateway.domain.orders import (
     ChildOrderState,
     ExecutionStats,
     MasterOrder,
+    MasterOrderState,
     final_master_state,
 )
 from gateway.engine.fill_bus import FillBus
@@ -86,6 +87,10 @@ class ExecutionRecorder:
     def progress_of(self, master_order_id: str) -> MasterProgress | None:
         return self._progress.get(master_order_id)
 
+    def in_progress(self) -> list[MasterProgress]:
+        """Every master order executing now (dispatching, or working at the brokers)."""
+        return list(self._progress.values())
+
     async def record(self, child: ChildOrder, fill: Fill | None = None) -> None:
         """Returns once the outcome is committed (and its fill published)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -139,6 +144,10 @@ class ExecutionRecorder:
                 progress.master = _completed(progress.master, children, progress.fills, now)
                 masters.append(progress.master)
                 finished.append(progress)
+            elif progress.master.state is MasterOrderState.DISPATCHING and _resting(children):
+                # A pending order: sent everywhere, now waiting for its price at the brokers.
+                progress.master = progress.master.moved_to(MasterOrderState.WORKING, now)
+                masters.append(progress.master)
         numbered = await self._store.save_progress(
             masters=masters,
             children=[o.child for o in batch],
@@ -152,6 +161,17 @@ class ExecutionRecorder:
         for outcome in batch:
             if not outcome.done.done():
                 outcome.done.set_result(None)
+
+
+def _resting(children: list[ChildOrder]) -> bool:
+    """Every child is placed at its broker or ended, and at least one is placed."""
+    placed = False
+    for child in children:
+        if child.state is ChildOrderState.PLACED:
+            placed = True
+        elif not child.state.is_final:
+            return False
+    return placed
 
 
 def _completed(

@@ -20,7 +20,7 @@ from decimal import Decimal
 from gateway.domain import retcodes
 from gateway.domain.accounts import MarginMode
 from gateway.domain.order_events import OrderEvent
-from gateway.domain.orders import ChildOrder
+from gateway.domain.orders import ChildOrder, MasterOrder
 from gateway.domain.retcodes import RetcodeClass
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.store import Store
@@ -98,6 +98,65 @@ class StopsModifier:
             ]
         )
         return list(outcomes)
+
+    async def modify_resting(
+        self, master: MasterOrder, placed: Sequence[ChildOrder], change: StopsChange
+    ) -> list[StopsOutcome]:
+        """One MODIFY request per resting pending child: the master spec's (new) price, stop
+        limit price, stops and expiration. Answers stored as order events, like SL/TP."""
+        outcomes = await asyncio.gather(*(self._modify_order(master, c) for c in placed))
+        now = self._clock()
+        await self._store.save_events(
+            [
+                OrderEvent(
+                    0,
+                    child.master_order_id,
+                    child.child_order_id,
+                    child.state.name,
+                    f"pending order price={master.spec.price} {_describe(change)}: "
+                    f"retcode {o.retcode}: {o.text}",
+                    now,
+                )
+                for child, o in zip(placed, outcomes, strict=True)
+            ]
+        )
+        return list(outcomes)
+
+    async def _modify_order(self, master: MasterOrder, child: ChildOrder) -> StopsOutcome:
+        def outcome(retcode: int, text: str) -> StopsOutcome:
+            return StopsOutcome(child.account_id, child.child_order_id, retcode, text)
+
+        terminal = self._registry.get(child.account_id)
+        if terminal is None:
+            return outcome(retcodes.CONNECTION, "no terminal connected")
+        spec = master.spec
+        try:
+            async with (
+                self._slots,
+                self._registry.lock(child.account_id),
+                asyncio.timeout(self._timeout_s),
+            ):
+                result = await terminal.send(
+                    OrderRequest(
+                        action=TradeAction.MODIFY,
+                        symbol=child.symbol,
+                        side=child.side,
+                        volume=Decimal(0),
+                        tag=child.tag,
+                        magic=child.magic,
+                        order_ticket=child.broker_order_ticket,
+                        price=spec.price,
+                        order_type=spec.order_type,
+                        stop_limit_price=spec.stop_limit_price,
+                        stop_loss=spec.stop_loss,
+                        take_profit=spec.take_profit,
+                        time_in_force=spec.time_in_force,
+                        expires_at=spec.expire_time,
+                    )
+                )
+        except (TimeoutError, TerminalError) as error:
+            return outcome(retcodes.TIMEOUT, f"outcome unknown: {error or 'timeout'}")
+        return outcome(result.retcode, result.text)
 
     async def _modify_one(
         self, child: ChildOrder, margin_mode: MarginMode | None, change: StopsChange

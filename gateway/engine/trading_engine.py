@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +29,7 @@ from gateway.domain.allocation import (
     allocate,
     effective_method,
 )
+from gateway.domain.audit import AuditRecord
 from gateway.domain.closing import OpenPosition, plan_close
 from gateway.domain.errors import (
     AlreadyExists,
@@ -49,9 +50,13 @@ from gateway.domain.orders import (
 )
 from gateway.domain.symbols import SymbolSpec
 from gateway.engine.dispatcher import Dispatcher
-from gateway.engine.execution_recorder import ExecutionRecorder
+from gateway.engine.execution_recorder import ExecutionRecorder, MasterProgress
+from gateway.engine.pending_order_watcher import PendingOrderWatcher
+from gateway.engine.pre_trade_checks import Holdings, PlannedChecks, PreTradeChecks
+from gateway.engine.risk_book import RiskBook
 from gateway.engine.stops_modifier import StopsChange, StopsModifier, StopsOutcome
 from gateway.engine.terminal_registry import TerminalRegistry
+from gateway.engine.trading_gate import TradingGate
 from gateway.store import DuplicateClientOrderId, Store
 from gateway.terminals.protocol import SymbolNotFound, TerminalError
 
@@ -64,6 +69,8 @@ class TradingLimits:
     max_master_volume: Decimal = Decimal(10_000)
     # How long reading one terminal's account values may take before it is left out.
     snapshot_timeout_s: float = 5.0
+    # How often resting pending orders are checked for fills, expiry and removal.
+    pending_check_interval_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,8 @@ class Submission:
     # True when the caller had already submitted this client_order_id with the same payload:
     # the original order is returned as it stands now, and nothing new is traded.
     replayed: bool = False
+    # The call's audit record was stored with the order (in the same transaction).
+    audited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,8 @@ class _Reading:
     snapshot: AccountSnapshot | None = None
     spec: SymbolSpec | None = None
     entry_price: Decimal | None = None
+    # Accounts under pre-trade risk checks only.
+    holdings: Holdings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +112,11 @@ class TradingEngine:
         recorder: ExecutionRecorder,
         clock: Callable[[], datetime],
         limits: TradingLimits = TradingLimits(),
+        gate: TradingGate | None = None,
+        risk: RiskBook | None = None,
     ) -> None:
+        self._gate = gate if gate is not None else TradingGate()
+        self._checks = PreTradeChecks(risk, self._gate, symbols)
         self._store = store
         self._registry = registry
         self._symbols = dict(symbols)
@@ -110,6 +125,11 @@ class TradingEngine:
         self._clock = clock
         self._limits = limits
         self._running: set[asyncio.Task[None]] = set()
+        # Pending master orders at work at the brokers (started with resume_unfinished).
+        self._watcher = PendingOrderWatcher(
+            store, registry, recorder, dispatcher, interval_s=limits.pending_check_interval_s
+        )
+        self._watcher_task_started = False
         self._stops = StopsModifier(
             store,
             registry,
@@ -128,16 +148,29 @@ class TradingEngine:
         """The allocation a submission would get now; sends and stores nothing."""
         return (await self._plan(spec)).allocation
 
-    async def submit(self, spec: MasterOrderSpec, *, submitted_by: str = "") -> Submission:
+    async def submit(
+        self,
+        spec: MasterOrderSpec,
+        *,
+        submitted_by: str = "",
+        audit: AuditRecord | None = None,
+    ) -> Submission:
         """Stores and starts a master order, once per (submitted_by, client_order_id).
 
         A resubmission with the same payload gets the original order back (in flight or
         finished); the same id with a different payload is ALREADY_EXISTS. The store's unique
-        index settles races between concurrent resubmissions.
+        index settles races between concurrent resubmissions. `audit`: the call's audit record,
+        stored with the order in its transaction (Submission.audited says it was).
         """
         existing = await self._store.find_by_client_order_id(submitted_by, spec.client_order_id)
         if existing is not None:
             return _replay(existing, spec)
+        switch = self._gate.stopping_group(spec.group_id)
+        if switch is not None:
+            raise FailedPrecondition(
+                f"trading is stopped by {switch.describe()}; it is lifted only explicitly",
+                reason="KILL_SWITCH_ACTIVE",
+            )
         planned = await self._plan(spec)
         allocation = planned.allocation
         now = self._clock()
@@ -177,11 +210,19 @@ class TradingEngine:
         ).moved_to(MasterOrderState.ALLOCATED, now)
         await self._store.save_snapshots(planned.snapshots)
         try:
-            await self._store.insert_master_order(master, children)
+            await self._store.insert_master_order(
+                master,
+                children,
+                audit=(
+                    None
+                    if audit is None
+                    else replace(audit, result=f"master_order_id={master_order_id}")
+                ),
+            )
         except DuplicateClientOrderId as duplicate:
             return _replay(duplicate.existing, spec)
         self._spawn(self._execute(master, children))
-        return Submission(master)
+        return Submission(master, audited=audit is not None)
 
     async def close(
         self,
@@ -191,10 +232,12 @@ class TradingEngine:
         fraction: Decimal | None = None,
         volume: Decimal | None = None,
         submitted_by: str = "",
+        only_accounts: frozenset[str] | None = None,
     ) -> Submission:
         """Closes `fraction` of what is still open of a master order's position, or `volume`
         lots of it (in lots of the master symbol): a closing master order whose children each
         close their account's share (gateway/domain/closing.py), dispatched like any order.
+        `only_accounts`: close these accounts' parts only (a kill switch's flatten).
 
         Idempotent per (submitted_by, client_order_id) like a submission.
         """
@@ -202,7 +245,7 @@ class TradingEngine:
         existing = await self._store.find_by_client_order_id(submitted_by, client_order_id)
         if existing is not None:
             return _replay_close(existing, master_order_id, fraction, volume)
-        opened, still_open = await self._open_parts(master_order_id)
+        opened, still_open = await self._open_parts(master_order_id, only_accounts)
         master_symbol = self._symbols[opened.spec.symbol]
         lines = {line.account_id: line for line in opened.allocation.lines}
         open_master = sum(
@@ -293,10 +336,60 @@ class TradingEngine:
         self._spawn(self._execute(master, closing_children))
         return Submission(master)
 
+    async def flatten(
+        self,
+        *,
+        label: str,
+        submitted_by: str,
+        group_id: str = "",
+        account_id: str = "",
+        wait_s: float = 60.0,
+    ) -> AsyncIterator[str]:
+        """Closes everything open that opening orders of the group (or for the account, or all)
+        hold, one closing order per opening order; yields each closing order's id.
+
+        An order still executing is waited for (up to `wait_s`) and then closed. Idempotent
+        per `label`: flattening again with the same label closes nothing twice.
+        """
+        only = frozenset({account_id}) if account_id else None
+        for master_order_id in await self._store.opening_orders_touching(
+            group_id=group_id, account_id=account_id
+        ):
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while True:
+                try:
+                    submission = await self.close(
+                        master_order_id,
+                        client_order_id=f"{label}:{master_order_id}",
+                        fraction=Decimal(1),
+                        submitted_by=submitted_by,
+                        only_accounts=only,
+                    )
+                except FailedPrecondition as error:
+                    waiting = error.reason in ("MASTER_ORDER_NOT_FINAL", "CLOSE_IN_PROGRESS")
+                    if waiting and asyncio.get_running_loop().time() < deadline:
+                        await asyncio.sleep(0.1)
+                        continue
+                    if error.reason not in ("NOTHING_TO_CLOSE", "NOTHING_ALLOCATED"):
+                        log.warning("flatten %s: %s not closed: %s", label, master_order_id, error)
+                    break
+                yield submission.master.master_order_id
+                break
+
     async def modify_stops(
-        self, master_order_id: str, change: StopsChange
+        self, master_order_id: str, change: StopsChange, *, price: Decimal | None = None
     ) -> tuple[MasterOrder, list[StopsOutcome]]:
-        """Sets the stop loss and take profit of every open position of the order."""
+        """Sets the stop loss and take profit of every open position of the order; of a
+        WORKING pending order, the price, stop loss and take profit of every resting child."""
+        progress = self._recorder.progress_of(master_order_id)
+        if progress is not None and progress.master.spec.order_type is not OrderType.MARKET:
+            return await self._modify_working(progress, change, price)
+        if price is not None:
+            raise FailedPrecondition(
+                f"master order {master_order_id} has no resting pending order to move; price "
+                "is for a WORKING LIMIT, STOP or STOP_LIMIT order",
+                reason="NOT_WORKING",
+            )
         opened, still_open = await self._open_parts(master_order_id)
         accounts = await self._store.get_accounts({c.account_id for c, _ in still_open})
         outcomes = await self._stops.modify(
@@ -306,8 +399,30 @@ class TradingEngine:
         )
         return opened, outcomes
 
+    async def _modify_working(
+        self, progress: MasterProgress, change: StopsChange, price: Decimal | None
+    ) -> tuple[MasterOrder, list[StopsOutcome]]:
+        spec = progress.master.spec
+        new_spec = replace(
+            spec,
+            price=price if price is not None else spec.price,
+            stop_loss=_stop(change.stop_loss, spec.stop_loss),
+            take_profit=_stop(change.take_profit, spec.take_profit),
+        )
+        # Stored first: children still being placed take the new values, and a restart too.
+        await self._store.set_master_prices(
+            progress.master.master_order_id,
+            price=new_spec.price,
+            stop_loss=new_spec.stop_loss,
+            take_profit=new_spec.take_profit,
+        )
+        progress.master = replace(progress.master, spec=new_spec)
+        placed = [c for c in progress.children.values() if c.state is ChildOrderState.PLACED]
+        outcomes = await self._stops.modify_resting(progress.master, placed, change)
+        return progress.master, outcomes
+
     async def _open_parts(
-        self, master_order_id: str
+        self, master_order_id: str, only_accounts: frozenset[str] | None = None
     ) -> tuple[MasterOrder, list[tuple[ChildOrder, Decimal]]]:
         """A final opening master order and, per child, the volume it still holds (its filled
         volume less what closing orders filled); refused while a close is executing."""
@@ -331,6 +446,7 @@ class TradingEngine:
             (c, c.filled_volume - closed.get(c.child_order_id, Decimal(0)))
             for c in children
             if c.filled_volume > closed.get(c.child_order_id, Decimal(0))
+            and (only_accounts is None or c.account_id in only_accounts)
         ]
         if not still_open:
             raise FailedPrecondition(
@@ -378,8 +494,12 @@ class TradingEngine:
                 "nothing is left to cancel",
                 reason="MASTER_ORDER_FINAL",
             )
-        if self._recorder.progress_of(master_order_id) is not None:
+        progress = self._recorder.progress_of(master_order_id)
+        if progress is not None:
             self._dispatcher.stop_sending(master_order_id)
+            # Resting pending children are removed by the watcher, which must see the request.
+            progress.master = replace(progress.master, cancel_requested_at=self._clock())
+            self._watcher.wake()
         master, _ = await self.get(master_order_id)
         return master
 
@@ -393,9 +513,16 @@ class TradingEngine:
         return master, await self._store.children_of(master_order_id)
 
     async def list_master_orders(
-        self, *, before: str, limit: int, group_id: str = ""
+        self,
+        *,
+        before: str,
+        limit: int,
+        group_id: str = "",
+        within_groups: frozenset[str] | None = None,
     ) -> list[MasterOrder]:
-        return await self._store.list_master_orders(before=before, limit=limit, group_id=group_id)
+        return await self._store.list_master_orders(
+            before=before, limit=limit, group_id=group_id, within_groups=within_groups
+        )
 
     async def resume_unfinished(self) -> int:
         """Picks up every master order a previous run left unfinished."""
@@ -404,6 +531,9 @@ class TradingEngine:
             children = await self._store.children_of(master.master_order_id)
             self._spawn(self._execute(master, children))
             resumed += 1
+        if self._watcher_task_started is False:
+            self._watcher.start()
+            self._watcher_task_started = True
         return resumed
 
     async def wait_idle(self) -> None:
@@ -413,6 +543,7 @@ class TradingEngine:
     async def stop(self, grace_s: float) -> None:
         """Lets running dispatches finish for up to grace_s, then cancels the rest; what
         was cancelled stays SENT in the store and is reconciled at the next start."""
+        await self._watcher.stop()
         if self._running:
             _, pending = await asyncio.wait(list(self._running), timeout=grace_s)
             for task in pending:
@@ -435,15 +566,16 @@ class TradingEngine:
                 reason="UNKNOWN_SYMBOL",
             )
         self._check_volume(spec, symbol)
-        if spec.order_type is not OrderType.MARKET:
-            raise FailedPrecondition(
-                f"{spec.order_type.name} master orders are not available in this version; "
-                "only MARKET",
-                reason="ORDER_TYPE_UNAVAILABLE",
-            )
         group = await self._store.get_group(spec.group_id)
         if group is None:
             raise NotFound(f"group {spec.group_id!r} does not exist", reason="GROUP_NOT_FOUND")
+        stopped = self._gate.stopped_group(group.group_id)
+        if stopped is not None:
+            raise FailedPrecondition(
+                f"the group is stopped out: {stopped.describe()}; ResetStopOut lifts it",
+                reason="STOPPED_OUT",
+            )
+        checks = self._checks.plan(group)
         settings = group.allocation
         wanted = list(group.account_ids)
         if settings.reference_account_id and settings.reference_account_id not in wanted:
@@ -451,7 +583,7 @@ class TradingEngine:
         accounts = await self._store.get_accounts(wanted)
         methods = {m.account_id: effective_method(settings, m) for m in group.members}
         readings = await self._read_accounts(
-            [accounts[a] for a in wanted if a in accounts], spec, methods
+            [accounts[a] for a in wanted if a in accounts], spec, methods, checks
         )
         reference_equity = settings.reference_equity
         if reference_equity is None and settings.reference_account_id:
@@ -472,12 +604,13 @@ class TradingEngine:
             for member in group.members
             if member.account_id in accounts
         ]
+        now = self._clock()
         allocation = allocate(
             AllocationRequest(
                 volume=spec.volume,
                 symbol=symbol,
                 settings=settings,
-                snapshot_time=self._clock(),
+                snapshot_time=now,
                 stop_loss=spec.stop_loss,
                 reference_equity=reference_equity,
             ),
@@ -488,6 +621,20 @@ class TradingEngine:
             for account_id, reading in readings.items()
             if reading.snapshot is not None
         }
+        # After the allocation's time is taken: the checks read the gate's stop-outs, and a
+        # stop-out the gate learns of later is the dispatcher's to apply.
+        if self._checks.needed(checks):
+            allocation = self._checks.apply(
+                allocation,
+                checks,
+                accounts=accounts,
+                snapshots=snapshots,
+                holdings={a: r.holdings for a, r in readings.items() if r.holdings is not None},
+                specs={a: r.spec for a, r in readings.items()},
+                order=spec,
+                master_symbol=symbol,
+                at=now,
+            )
         return _Planned(group, allocation, snapshots)
 
     def _check_volume(self, spec: MasterOrderSpec, symbol: SymbolSpec) -> None:
@@ -508,9 +655,11 @@ class TradingEngine:
         accounts: list[Account],
         spec: MasterOrderSpec,
         methods: dict[str, AllocationMethod],
+        checks: PlannedChecks,
     ) -> dict[str, _Reading]:
         """One reading per account for this order, all concurrently: its money, the spec of
-        the symbol it trades, and (for PERCENT_RISK) its entry price."""
+        the symbol it trades, (for PERCENT_RISK) its entry price, and (for an account under
+        pre-trade checks) its open positions and price."""
 
         async def read(account: Account) -> tuple[str, _Reading]:
             terminal = self._registry.get(account.account_id)
@@ -527,14 +676,19 @@ class TradingEngine:
                         symbol_spec = await terminal.symbol_spec(symbol)
                     except SymbolNotFound:
                         return account.account_id, _Reading(snapshot)
-                    entry = None
+                    entry = quote = None
                     if methods.get(account.account_id) is AllocationMethod.PERCENT_RISK:
                         quote = await terminal.quote(symbol)
                         entry = quote.ask if spec.side is Side.BUY else quote.bid
-            except (TimeoutError, TerminalError) as error:
+                    holdings = None
+                    if account.account_id in checks.accounts:
+                        holdings = await self._checks.read(
+                            terminal, account, info, symbol_spec, spec, quote, checks.risk
+                        )
+            except (TimeoutError, TerminalError, SymbolNotFound) as error:
                 log.warning("account %s: no snapshot: %s", account.account_id, error)
                 return account.account_id, _Reading()
-            return account.account_id, _Reading(snapshot, symbol_spec, entry)
+            return account.account_id, _Reading(snapshot, symbol_spec, entry, holdings)
 
         return dict(await asyncio.gather(*(read(a) for a in accounts)))
 
@@ -551,6 +705,7 @@ class TradingEngine:
         # Stored as SENT before the first request leaves: after a crash these are
         # reconciled by tag, never blindly resent.
         ready = [c for c in children if c.state is ChildOrderState.PENDING]
+        # Pending children already resting at their brokers are the watcher's to follow.
         sent = [c.moved_to(ChildOrderState.SENT, now, sent_at=now) for c in ready]
         await self._store.save_progress(masters=[master], children=sent)
         self._recorder.updates.publish([master], sent)
@@ -559,6 +714,7 @@ class TradingEngine:
         current = list(by_id.values())
         progress = self._recorder.track(master, current)
         open_children = [c for c in current if not c.state.is_final]
+        to_dispatch = [c for c in open_children if c.state is not ChildOrderState.PLACED]
         if not open_children:
             # Every child ended before a restart but the master was not closed: close it.
             await self._recorder.finish_if_complete(progress)
@@ -571,9 +727,10 @@ class TradingEngine:
             for fill in await self._store.fills_of(master.master_order_id):
                 known_deals.setdefault(fill.child_order_id, set()).add(fill.deal_ticket)
         try:
-            await self._dispatcher.dispatch(
-                master, open_children, reconcile_first=maybe_sent, known_deals=known_deals
-            )
+            if to_dispatch:
+                await self._dispatcher.dispatch(
+                    master, to_dispatch, reconcile_first=maybe_sent, known_deals=known_deals
+                )
         finally:
             self._dispatcher.forget(master.master_order_id)
 
@@ -587,6 +744,13 @@ class TradingEngine:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("master order execution failed", exc_info=task.exception())
+
+
+def _stop(asked: Decimal | None, current: Decimal | None) -> Decimal | None:
+    """A ModifyMasterOrder stop: None keeps the current one, 0 removes it."""
+    if asked is None:
+        return current
+    return None if asked == 0 else asked
 
 
 def _check_closable(opened: MasterOrder) -> None:

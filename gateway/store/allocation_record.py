@@ -1,7 +1,8 @@
 """The stored form of an allocation: the audit record of why each account got what it got.
 
 JSON in the master order's row: the settings, every account's snapshot, method, basis, exact
-target, final and child volumes and reasons. Decimals are kept as their exact strings.
+target, final and child volumes, reasons and pre-trade risk decisions. Decimals are kept as their
+exact strings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from gateway.domain.accounts import AccountSnapshot, AllocationMethod, BelowMinPolicy
 from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
+from gateway.domain.pre_trade_risk import RiskAction, RiskDecision, RiskRule, RiskViolation
 
 
 def _dec(value: Decimal | None) -> str | None:
@@ -47,6 +49,44 @@ def _unsnapshot(data: dict[str, Any] | None) -> AccountSnapshot | None:
     )
 
 
+def _decision(decision: RiskDecision) -> dict[str, Any]:
+    return {
+        "action": decision.action.value,
+        "requested_volume": _dec(decision.requested_volume),
+        "volume": _dec(decision.volume),
+        "summary": decision.summary,
+        "violations": [
+            {
+                "rule": v.rule.value,
+                "message": v.message,
+                "clippable": v.clippable,
+                "limit": _dec(v.limit),
+                "value": _dec(v.value),
+            }
+            for v in decision.violations
+        ],
+    }
+
+
+def _undecision(data: dict[str, Any]) -> RiskDecision:
+    return RiskDecision(
+        action=RiskAction(data["action"]),
+        requested_volume=Decimal(data["requested_volume"]),
+        volume=Decimal(data["volume"]),
+        summary=data["summary"],
+        violations=tuple(
+            RiskViolation(
+                rule=RiskRule(v["rule"]),
+                message=v["message"],
+                clippable=v["clippable"],
+                limit=_undec(v["limit"]),
+                value=_undec(v["value"]),
+            )
+            for v in data["violations"]
+        ),
+    )
+
+
 def allocation_to_json(allocation: Allocation) -> str:
     return json.dumps(
         {
@@ -70,6 +110,12 @@ def allocation_to_json(allocation: Allocation) -> str:
                     "snapshot": _snapshot(line.snapshot),
                     "entry_price": _dec(line.entry_price),
                     "contract_size": _dec(line.contract_size),
+                    # Only on checked lines: most lines of most groups carry none.
+                    **(
+                        {"risk_checks": [_decision(d) for d in line.risk_checks]}
+                        if line.risk_checks
+                        else {}
+                    ),
                 }
                 for line in allocation.lines
             ],
@@ -102,6 +148,7 @@ def allocation_from_json(text: str) -> Allocation:
                 snapshot=_unsnapshot(line.get("snapshot")),
                 entry_price=_undec(line.get("entry_price")),
                 contract_size=_undec(line.get("contract_size")),
+                risk_checks=tuple(_undecision(d) for d in line.get("risk_checks", ())),
             )
             for line in data["lines"]
         ),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.domain.accounts import (
     Account,
@@ -19,6 +20,15 @@ from gateway.domain.accounts import (
     GroupMember,
     MarginMode,
     Platform,
+)
+from gateway.domain.drawdown_monitor import (
+    DrawdownState,
+    LossLimit,
+    LossLimits,
+    LossRule,
+    LossUnit,
+    StopOut,
+    StopOutAction,
 )
 from gateway.domain.fills import Fill
 from gateway.domain.order_events import OrderEvent
@@ -34,6 +44,8 @@ from gateway.domain.orders import (
     Side,
     TimeInForce,
 )
+from gateway.domain.risk_limits import RiskLimits, TradingWindow, Weekday
+from gateway.domain.stop_outs import RecordedStopOut, WatchKind
 from gateway.store.allocation_record import allocation_from_json, allocation_to_json
 
 Row = Mapping[Any, Any]
@@ -496,4 +508,237 @@ def child_update_row(child: ChildOrder) -> tuple[Any, ...]:
         utc_micros(child.filled_at),
         utc_micros(child.updated_at),
         child.child_order_id,
+    )
+
+
+# -- risk: settings as JSON, loss watch states, stop-outs -------------------------------------
+# Decimals as their exact text, times as ISO 8601 with their offset (always UTC here).
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:f}"
+
+
+def _decimal_of(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def risk_limits_json(limits: RiskLimits) -> str:
+    return json.dumps(_risk_limits_data(limits), separators=(",", ":"))
+
+
+def risk_limits_of_json(text: str) -> RiskLimits:
+    return _risk_limits_of(json.loads(text))
+
+
+def member_risk_limits_json(limits: Mapping[str, RiskLimits]) -> str:
+    return json.dumps(
+        {account_id: _risk_limits_data(v) for account_id, v in limits.items()},
+        separators=(",", ":"),
+    )
+
+
+def member_risk_limits_of_json(text: str) -> dict[str, RiskLimits]:
+    return {account_id: _risk_limits_of(v) for account_id, v in json.loads(text).items()}
+
+
+def _risk_limits_data(limits: RiskLimits) -> dict[str, Any]:
+    return {
+        "max_order_volume": _decimal_text(limits.max_order_volume),
+        "max_symbol_volume": _decimal_text(limits.max_symbol_volume),
+        "max_symbol_notional": _decimal_text(limits.max_symbol_notional),
+        "max_open_positions": limits.max_open_positions,
+        "min_margin_level": _decimal_text(limits.min_margin_level),
+        "allowed_symbols": sorted(limits.allowed_symbols),
+        "denied_symbols": sorted(limits.denied_symbols),
+        "trading_windows": [
+            [int(w.start_day), w.start.isoformat(), int(w.end_day), w.end.isoformat()]
+            for w in limits.trading_windows
+        ],
+    }
+
+
+def _risk_limits_of(data: dict[str, Any]) -> RiskLimits:
+    return RiskLimits(
+        max_order_volume=_decimal_of(data["max_order_volume"]),
+        max_symbol_volume=_decimal_of(data["max_symbol_volume"]),
+        max_symbol_notional=_decimal_of(data["max_symbol_notional"]),
+        max_open_positions=data["max_open_positions"],
+        min_margin_level=_decimal_of(data["min_margin_level"]),
+        allowed_symbols=frozenset(data["allowed_symbols"]),
+        denied_symbols=frozenset(data["denied_symbols"]),
+        trading_windows=tuple(
+            TradingWindow(Weekday(a), time.fromisoformat(b), Weekday(c), time.fromisoformat(d))
+            for a, b, c, d in data["trading_windows"]
+        ),
+    )
+
+
+def loss_limits_json(limits: LossLimits | None) -> str:
+    if limits is None:
+        return "null"
+    return json.dumps(
+        {
+            "daily_loss": _loss_limit_data(limits.daily_loss),
+            "max_drawdown": _loss_limit_data(limits.max_drawdown),
+            "day_zone": zone_name(limits.day_zone),
+            "daily_breach_ends_next_day": limits.daily_breach_ends_next_day,
+        },
+        separators=(",", ":"),
+    )
+
+
+def loss_limits_of_json(text: str) -> LossLimits | None:
+    data = json.loads(text)
+    if data is None:
+        return None
+    return LossLimits(
+        daily_loss=_loss_limit_of(data["daily_loss"]),
+        max_drawdown=_loss_limit_of(data["max_drawdown"]),
+        day_zone=zone_of(data["day_zone"]),
+        daily_breach_ends_next_day=data["daily_breach_ends_next_day"],
+    )
+
+
+def zone_name(zone: tzinfo) -> str:
+    """The stored name: empty for UTC, an IANA key, or "UTC+HH:MM" for a fixed offset."""
+    if zone is UTC:
+        return ""
+    if isinstance(zone, ZoneInfo):
+        return zone.key
+    offset = zone.utcoffset(None)
+    if offset is None:
+        raise ValueError(f"time zone {zone!r} has no fixed offset and no IANA key")
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def zone_of(name: str) -> tzinfo:
+    if not name:
+        return UTC
+    if name.startswith(("UTC+", "UTC-")):
+        hours, minutes = name[4:].split(":")
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        return timezone(-offset if name[3] == "-" else offset)
+    return ZoneInfo(name)
+
+
+def _loss_limit_data(limit: LossLimit | None) -> dict[str, Any] | None:
+    if limit is None:
+        return None
+    return {
+        "amount": _decimal_text(limit.amount),
+        "unit": limit.unit.value,
+        "action": limit.action.value,
+    }
+
+
+def _loss_limit_of(data: dict[str, Any] | None) -> LossLimit | None:
+    if data is None:
+        return None
+    return LossLimit(Decimal(data["amount"]), LossUnit(data["unit"]), StopOutAction(data["action"]))
+
+
+def drawdown_state_json(state: DrawdownState) -> str:
+    return json.dumps(
+        {
+            "high_water_mark": _decimal_text(state.high_water_mark),
+            "high_water_mark_at": state.high_water_mark_at.isoformat(),
+            "trading_day": state.trading_day.isoformat(),
+            "day_start_equity": _decimal_text(state.day_start_equity),
+            "equity": _decimal_text(state.equity),
+            "at": state.at.isoformat(),
+            "breaches": [_breach_data(b) for b in state.breaches],
+        },
+        separators=(",", ":"),
+    )
+
+
+def drawdown_state_of_json(text: str) -> DrawdownState:
+    data = json.loads(text)
+    return DrawdownState(
+        high_water_mark=Decimal(data["high_water_mark"]),
+        high_water_mark_at=datetime.fromisoformat(data["high_water_mark_at"]),
+        trading_day=date.fromisoformat(data["trading_day"]),
+        day_start_equity=Decimal(data["day_start_equity"]),
+        equity=Decimal(data["equity"]),
+        at=datetime.fromisoformat(data["at"]),
+        breaches=tuple(_breach_of(b) for b in data["breaches"]),
+    )
+
+
+def _breach_data(breach: StopOut) -> dict[str, Any]:
+    return {
+        "rule": breach.rule.value,
+        "at": breach.at.isoformat(),
+        "equity": _decimal_text(breach.equity),
+        "high_water_mark": _decimal_text(breach.high_water_mark),
+        "day_start_equity": _decimal_text(breach.day_start_equity),
+        "loss": _decimal_text(breach.loss),
+        "loss_percent": _decimal_text(breach.loss_percent),
+        "limit": _loss_limit_data(breach.limit),
+    }
+
+
+def _breach_of(data: dict[str, Any]) -> StopOut:
+    limit = _loss_limit_of(data["limit"])
+    assert limit is not None
+    return StopOut(
+        rule=LossRule(data["rule"]),
+        action=limit.action,
+        at=datetime.fromisoformat(data["at"]),
+        equity=Decimal(data["equity"]),
+        high_water_mark=Decimal(data["high_water_mark"]),
+        day_start_equity=Decimal(data["day_start_equity"]),
+        loss=Decimal(data["loss"]),
+        loss_percent=_decimal_of(data["loss_percent"]),
+        limit=limit,
+    )
+
+
+def stop_out_values(stop_out: RecordedStopOut) -> dict[str, Any]:
+    breach = stop_out.breach
+    return {
+        "stop_out_id": stop_out.stop_out_id,
+        "kind": stop_out.kind.value,
+        "subject_id": stop_out.subject_id,
+        "rule": breach.rule.value,
+        "action": breach.action.value,
+        "limit_amount": breach.limit.amount,
+        "limit_unit": breach.limit.unit.value,
+        "at": breach.at,
+        "equity": breach.equity,
+        "high_water_mark": breach.high_water_mark,
+        "day_start_equity": breach.day_start_equity,
+        "loss": breach.loss,
+        "loss_percent": breach.loss_percent,
+        "recorded_at": stop_out.recorded_at,
+        "ended_at": stop_out.ended_at,
+        "ended_by": stop_out.ended_by,
+        "closing_master_order_ids": json.dumps(list(stop_out.closing_master_order_ids)),
+    }
+
+
+def stop_out_from_row(row: Row) -> RecordedStopOut:
+    action = StopOutAction(row["action"])
+    return RecordedStopOut(
+        stop_out_id=row["stop_out_id"],
+        kind=WatchKind(row["kind"]),
+        subject_id=row["subject_id"],
+        breach=StopOut(
+            rule=LossRule(row["rule"]),
+            action=action,
+            at=row["at"],
+            equity=row["equity"],
+            high_water_mark=row["high_water_mark"],
+            day_start_equity=row["day_start_equity"],
+            loss=row["loss"],
+            loss_percent=row["loss_percent"],
+            limit=LossLimit(row["limit_amount"], LossUnit(row["limit_unit"]), action),
+        ),
+        recorded_at=row["recorded_at"],
+        ended_at=row["ended_at"],
+        ended_by=row["ended_by"],
+        closing_master_order_ids=tuple(json.loads(row["closing_master_order_ids"])),
     )

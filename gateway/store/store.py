@@ -19,9 +19,11 @@ same transaction, so the audit trail and the state never disagree, even after a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import bindparam, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine
@@ -29,13 +31,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
-from gateway.domain.accounts import FIRST_MAGIC, MAX_MAGIC, Account, AccountSnapshot, Group
+from gateway.domain.accounts import (
+    FIRST_MAGIC,
+    MAX_MAGIC,
+    Account,
+    AccountSnapshot,
+    AccountState,
+    Group,
+)
+from gateway.domain.audit import AuditRecord
 from gateway.domain.fills import Fill
 from gateway.domain.order_events import OrderEvent, child_event, master_event
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
 from gateway.store import bulk, migrations, records, tables
+from gateway.store.access import AccessStore, audit_values
 from gateway.store.engines import create_engine
 from gateway.store.history import AccountHistory
+from gateway.store.reporting import ReportingStore
+from gateway.store.risk import RiskStore
 
 
 class DuplicateClientOrderId(Exception):
@@ -63,8 +76,15 @@ class FillFilter:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, last_sequence: int, last_event: int = 0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        last_sequence: int,
+        last_event: int = 0,
+        access: AccessStore | None = None,
+    ) -> None:
         self._engine = engine
+        self._access = access if access is not None else AccessStore(engine, 0)
         self._last_sequence = last_sequence
         self._last_event = last_event
         # Held by every write that numbers fills or events: one numbering writer at a time.
@@ -85,10 +105,11 @@ class Store:
                 last_event = (
                     await conn.execute(select(func.max(tables.order_events.c.sequence)))
                 ).scalar()
+            access = await AccessStore.open(engine)
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, int(last or 0), int(last_event or 0))
+        return cls(engine, int(last or 0), int(last_event or 0), access)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -107,11 +128,39 @@ class Store:
         """Each account's snapshots, deals and positions: what reporting reads."""
         return AccountHistory(self._engine)
 
+    @property
+    def reporting(self) -> ReportingStore:
+        """Balance operations, fee schedules and charges, and reporting's reads of history."""
+        return ReportingStore(self._engine)
+
+    @property
+    def access(self) -> AccessStore:
+        """API keys, the audit log and kill switches."""
+        return self._access
+
+    @property
+    def risk(self) -> RiskStore:
+        """Risk settings, loss watch states and stop-outs."""
+        return RiskStore(self._engine)
+
     # -- accounts ---------------------------------------------------------------------------
 
     async def insert_account(self, account: Account) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(tables.accounts.insert(), records.account_values(account))
+
+    async def rename_account(
+        self, account_id: str, *, name: str, state: AccountState, updated_at: datetime
+    ) -> None:
+        """An account's new name and state (UpdateAccount). Raises the database's
+        IntegrityError (nothing changed) for a name another account has."""
+        table = tables.accounts
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(table)
+                .where(table.c.account_id == account_id)
+                .values(name=name, state=state.value, updated_at=updated_at)
+            )
 
     async def account_name_taken(self, name: str) -> bool:
         async with self._engine.connect() as conn:
@@ -136,13 +185,30 @@ class Store:
                     found[account.account_id] = account
         return found
 
-    async def list_accounts(self, *, after: str, limit: int, group_id: str = "") -> list[Account]:
+    async def list_accounts(
+        self,
+        *,
+        after: str,
+        limit: int,
+        group_id: str = "",
+        within_groups: frozenset[str] | None = None,
+        within_accounts: frozenset[str] | None = None,
+    ) -> list[Account]:
+        """`within_groups` / `within_accounts`: only the members of these groups / these
+        accounts (what a manager's or an investor's key reaches); None: no such bound."""
         query = select(tables.accounts).where(tables.accounts.c.account_id > after)
         if group_id:
             members = select(tables.group_members.c.account_id).where(
                 tables.group_members.c.group_id == group_id
             )
             query = query.where(tables.accounts.c.account_id.in_(members))
+        if within_groups is not None:
+            members = select(tables.group_members.c.account_id).where(
+                tables.group_members.c.group_id.in_(sorted(within_groups))
+            )
+            query = query.where(tables.accounts.c.account_id.in_(members))
+        if within_accounts is not None:
+            query = query.where(tables.accounts.c.account_id.in_(sorted(within_accounts)))
         query = query.order_by(tables.accounts.c.account_id).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
@@ -233,7 +299,10 @@ class Store:
         async with self._engine.connect() as conn:
             return await _load_group(conn, group_id)
 
-    async def list_groups(self, *, after: str, limit: int) -> list[Group]:
+    async def list_groups(
+        self, *, after: str, limit: int, within: frozenset[str] | None = None
+    ) -> list[Group]:
+        """`within`: only these groups (what a manager's key reaches); None: all."""
         async with self._engine.connect() as conn:
             query = (
                 select(tables.groups.c.group_id)
@@ -241,6 +310,8 @@ class Store:
                 .order_by(tables.groups.c.group_id)
                 .limit(limit)
             )
+            if within is not None:
+                query = query.where(tables.groups.c.group_id.in_(sorted(within)))
             ids = list((await conn.execute(query)).scalars())
             loaded = [await _load_group(conn, group_id) for group_id in ids]
         return [g for g in loaded if g is not None]
@@ -257,8 +328,15 @@ class Store:
 
     # -- master and child orders ------------------------------------------------------------
 
-    async def insert_master_order(self, order: MasterOrder, children: Sequence[ChildOrder]) -> None:
-        """The order, its allocation and its children: one transaction, before any ack.
+    async def insert_master_order(
+        self,
+        order: MasterOrder,
+        children: Sequence[ChildOrder],
+        *,
+        audit: AuditRecord | None = None,
+    ) -> None:
+        """The order, its allocation and its children: one transaction, before any ack; with
+        `audit`, the audit record of the call that submitted it too (no commit of its own).
 
         Raises DuplicateClientOrderId (nothing written) when the caller already has an order
         under this client_order_id: the unique index decides, so two gateways' or two
@@ -266,7 +344,11 @@ class Store:
         """
         try:
             child_rows = [records.child_row(c) for c in children]
-            async with self._write_lock:
+            async with contextlib.AsyncExitStack() as locks:
+                if audit is not None:
+                    await locks.enter_async_context(self._access.audit_lock)
+                    audit = self._access.numbered(audit)
+                await locks.enter_async_context(self._write_lock)
                 event = records.event_row(master_event(order), self._last_event + 1)
                 async with self._engine.begin() as conn:
                     await conn.execute(tables.master_orders.insert(), records.master_values(order))
@@ -276,7 +358,11 @@ class Store:
                     await bulk.insert_rows(
                         conn, tables.order_events, records.EVENT_COLUMNS, [event]
                     )
+                    if audit is not None:
+                        await conn.execute(tables.audit_records.insert(), audit_values(audit))
                 self._last_event += 1
+                if audit is not None:
+                    self._access.stored(audit)
         except IntegrityError:
             existing = await self.find_by_client_order_id(
                 order.submitted_by, order.spec.client_order_id
@@ -345,18 +431,65 @@ class Store:
         return records.master_from_row(row) if row else None
 
     async def list_master_orders(
-        self, *, before: str, limit: int, group_id: str = ""
+        self,
+        *,
+        before: str,
+        limit: int,
+        group_id: str = "",
+        within_groups: frozenset[str] | None = None,
     ) -> list[MasterOrder]:
-        """Newest first: ids sort by creation time."""
+        """Newest first: ids sort by creation time. `within_groups`: only these groups'."""
         query = select(tables.master_orders)
         if before:
             query = query.where(tables.master_orders.c.master_order_id < before)
         if group_id:
             query = query.where(tables.master_orders.c.group_id == group_id)
+        if within_groups is not None:
+            query = query.where(tables.master_orders.c.group_id.in_(sorted(within_groups)))
         query = query.order_by(tables.master_orders.c.master_order_id.desc()).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [records.master_from_row(r) for r in rows]
+
+    async def set_master_prices(
+        self,
+        master_order_id: str,
+        *,
+        price: Decimal | None,
+        stop_loss: Decimal | None,
+        take_profit: Decimal | None,
+    ) -> None:
+        """A working pending order moved by ModifyMasterOrder."""
+        table = tables.master_orders
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(table)
+                .where(table.c.master_order_id == master_order_id)
+                .values(price=price, stop_loss=stop_loss, take_profit=take_profit)
+            )
+
+    async def opening_orders_touching(
+        self, *, group_id: str = "", account_id: str = ""
+    ) -> list[str]:
+        """Opening master orders (oldest first) with a child that filled or may have: the
+        candidates of a flatten. Those already closed are among them; closing finds out."""
+        m, c = tables.master_orders, tables.child_orders
+        query = (
+            select(m.c.master_order_id)
+            .distinct()
+            .join(c, c.c.master_order_id == m.c.master_order_id)
+            .where(
+                m.c.closes_master_order_id.is_(None),
+                c.c.state.in_(["FILLED", "PARTIALLY_FILLED", "SENT", "UNKNOWN"]),
+            )
+            .order_by(m.c.master_order_id)
+        )
+        if group_id:
+            query = query.where(m.c.group_id == group_id)
+        if account_id:
+            query = query.where(c.c.account_id == account_id)
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
 
     async def unfinished_master_orders(self) -> list[MasterOrder]:
         final = [s.value for s in MasterOrderState if s.is_final]

@@ -262,3 +262,204 @@ positions = Table(
     Column("opened_at", UtcMicros, nullable=False),
     Column("seen_at", UtcMicros, nullable=False),
 )
+
+# -- access control: API keys, the audit log, kill switches ----------------------------------
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    # Role name: ADMIN, MANAGER or INVESTOR.
+    Column("role", String(20), nullable=False),
+    # scrypt$N$r$p$salt$hash: the secret itself is never stored.
+    Column("secret_hash", String(200), nullable=False),
+    # JSON lists of ids: a manager's groups, an investor's accounts.
+    Column("group_ids", Text, nullable=False),
+    Column("account_ids", Text, nullable=False),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("revoked_at", UtcMicros),
+    Column("revoked_by", String(100), nullable=False),
+)
+
+# Append-only: the revision that creates it adds triggers refusing UPDATE and DELETE.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    # Gap-free and increasing, assigned by the store's single writer.
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UtcMicros, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("method", String(200), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("reason", String(100), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("peer", String(200), nullable=False),
+)
+Index("ix_audit_records_actor", audit_records.c.actor, audit_records.c.sequence)
+Index("ix_audit_records_at", audit_records.c.at)
+
+kill_switches = Table(
+    "kill_switches",
+    metadata,
+    Column("kill_switch_id", String(40), primary_key=True),
+    # GLOBAL, GROUP or ACCOUNT.
+    Column("scope", String(20), nullable=False),
+    Column("target_id", String(40), nullable=False),
+    Column("flatten", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("activated_at", UtcMicros, nullable=False),
+    Column("activated_by", String(100), nullable=False),
+    Column("deactivated_at", UtcMicros),
+    Column("deactivated_by", String(100), nullable=False),
+    # JSON list of the closing master orders a flatten submitted.
+    Column("closing_master_order_ids", Text, nullable=False),
+)
+
+# -- reporting: balance operations, fee schedules, fee state and crystallised fees -----------
+
+# Deposits, withdrawals and credit, signed as MT5 reports them (money in positive). The
+# operation id is the caller's idempotency key, or "ticket-<n>" for one read from the broker.
+balance_operations = Table(
+    "balance_operations",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("operation_id", String(100), primary_key=True),
+    # BalanceOperationKind name: DEPOSIT, WITHDRAWAL or CREDIT.
+    Column("kind", String(20), nullable=False),
+    Column("amount", DecimalText, nullable=False),
+    Column("occurred_at", UtcMicros, nullable=False),
+    # The broker's deal ticket (0: recorded by hand).
+    Column("ticket", BigInteger, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("recorded_by", String(100), nullable=False),
+    Column("recorded_at", UtcMicros, nullable=False),
+)
+Index(
+    "ix_balance_operations_account_occurred",
+    balance_operations.c.account_id,
+    balance_operations.c.occurred_at,
+)
+
+fee_schedules = Table(
+    "fee_schedules",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("performance_fee_percent", DecimalText, nullable=False),
+    # Frequency name: MONTHLY, QUARTERLY or YEARLY.
+    Column("crystallisation", String(20), nullable=False),
+    Column("management_fee_percent", DecimalText, nullable=False),
+    # ManagementFeeBasis name: AVERAGE_EQUITY or CLOSING_EQUITY.
+    Column("management_fee_basis", String(20), nullable=False),
+    Column("days_per_year", Integer, nullable=False),
+    Column("money_step", DecimalText, nullable=False),
+    # Fees are charged from this instant on; nothing before it is ever charged.
+    Column("effective_from", UtcMicros, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+    Column("updated_by", String(100), nullable=False),
+)
+
+# The performance fee's carried HighWaterMark, as of the end of the last crystallised period.
+fee_states = Table(
+    "fee_states",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("high_water_mark", DecimalText, nullable=False),
+    Column("equity", DecimalText, nullable=False),
+    Column("withdrawn_gain", DecimalText, nullable=False),
+    Column("as_of", UtcMicros, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+
+# One row per crystallised period: stored once, never recomputed.
+fee_charges = Table(
+    "fee_charges",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    Column("period_start", UtcMicros, primary_key=True),
+    Column("period_end", UtcMicros, nullable=False),
+    Column("high_water_mark", DecimalText, nullable=False),
+    Column("equity", DecimalText, nullable=False),
+    Column("withdrawn_gain", DecimalText, nullable=False),
+    Column("gain", DecimalText, nullable=False),
+    Column("performance_fee", DecimalText, nullable=False),
+    Column("closing_high_water_mark", DecimalText, nullable=False),
+    Column("management_fee", DecimalText, nullable=False),
+    Column("management_fee_basis", String(20), nullable=False),
+    Column("management_basis_equity", DecimalText, nullable=False),
+    Column("management_days", Integer, nullable=False),
+    # The rates charged: a later schedule change does not rewrite them.
+    Column("performance_fee_percent", DecimalText, nullable=False),
+    Column("management_fee_percent", DecimalText, nullable=False),
+    Column("crystallised_at", UtcMicros, nullable=False),
+)
+
+# -- risk: pre-trade limits, loss limits, their watches and the stop-outs they triggered -----
+
+# A group's risk settings; no row: no limits, policy SKIP, no loss limits.
+group_risk = Table(
+    "group_risk",
+    metadata,
+    Column("group_id", String(40), ForeignKey("groups.group_id"), primary_key=True),
+    # JSON: the group's RiskLimits, and {account id: RiskLimits} of members with their own.
+    Column("risk_limits", Text, nullable=False),
+    Column("member_risk_limits", Text, nullable=False),
+    # ViolationPolicy name: CLIP or SKIP.
+    Column("violation_policy", String(10), nullable=False),
+    # JSON LossLimits on the sum of the members' equity, or null.
+    Column("loss_limits", Text, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+
+account_risk = Table(
+    "account_risk",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), primary_key=True),
+    # JSON LossLimits on the account's equity, or null.
+    Column("loss_limits", Text, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+
+# Each watched account's or group's DrawdownState after its latest reading.
+loss_watches = Table(
+    "loss_watches",
+    metadata,
+    # WatchKind name: ACCOUNT or GROUP.
+    Column("kind", String(10), primary_key=True),
+    Column("subject_id", String(40), primary_key=True),
+    # JSON DrawdownState, its active breaches included.
+    Column("state", Text, nullable=False),
+    # JSON list of the member ids a group's state sums (empty for an account).
+    Column("members", Text, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+
+# Every stop-out, active (ended_at null) or ended: the record of what a loss limit did.
+stop_outs = Table(
+    "stop_outs",
+    metadata,
+    Column("stop_out_id", String(40), primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("subject_id", String(40), nullable=False),
+    # LossRule name: DAILY_LOSS or MAX_DRAWDOWN; StopOutAction name.
+    Column("rule", String(20), nullable=False),
+    Column("action", String(20), nullable=False),
+    # The breached limit: amount and LossUnit name (MONEY or PERCENT).
+    Column("limit_amount", DecimalText, nullable=False),
+    Column("limit_unit", String(10), nullable=False),
+    # The breaching reading and the figures at it.
+    Column("at", UtcMicros, nullable=False),
+    Column("equity", DecimalText, nullable=False),
+    Column("high_water_mark", DecimalText, nullable=False),
+    Column("day_start_equity", DecimalText, nullable=False),
+    Column("loss", DecimalText, nullable=False),
+    Column("loss_percent", DecimalText),
+    Column("recorded_at", UtcMicros, nullable=False),
+    Column("ended_at", UtcMicros),
+    Column("ended_by", String(200), nullable=False),
+    # JSON list of the closing master orders a FLATTEN submitted.
+    Column("closing_master_order_ids", Text, nullable=False),
+)
+Index("ix_stop_outs_subject", stop_outs.c.kind, stop_outs.c.subject_id, stop_outs.c.stop_out_id)

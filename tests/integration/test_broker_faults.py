@@ -7,6 +7,7 @@ nothing lost.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -184,3 +185,72 @@ async def test_refusals_beyond_the_attempts_reject_the_child_with_the_last_retco
     assert (child.state, child.retcode) == (order_pb2.CHILD_ORDER_STATE_REJECTED, 10004)
     assert child.attempts == gateway.config.engine.max_attempts
     assert master.state == order_pb2.MASTER_ORDER_STATE_REJECTED and fills == []
+
+
+@pytest.mark.parametrize(("moved_points", "filled"), [(5, True), (50, False)])
+async def test_a_requote_is_retried_only_within_the_deviation_of_the_first_price(
+    client: Client, gateway: RunningGateway, moved_points: int, filled: bool
+) -> None:
+    accounts = await create_accounts(client.accounts, ["10000"])
+    group = await create_group(client.accounts, accounts)
+    terminal = terminal_of(gateway, accounts[0].account_id)
+    terminal.faults.fail_next(Fault.REQUOTE)
+    send = terminal.send
+
+    async def send_and_move(request):  # type: ignore[no-untyped-def]
+        result = await send(request)
+        # The market runs away while the requote is answered.
+        gateway.broker.feed.move("EURUSD", moved_points)
+        return result
+
+    terminal.send = send_and_move  # type: ignore[method-assign]
+    master, fills = await run(client, gateway, group.group_id, "0.10", max_deviation_points=20)
+    [child] = master.children
+    if filled:
+        assert child.state == order_pb2.CHILD_ORDER_STATE_FILLED and len(fills) == 1
+        assert child.attempts == 2
+    else:
+        assert child.state == order_pb2.CHILD_ORDER_STATE_REJECTED and fills == []
+        assert "beyond the maximum deviation of 20" in child.status_text
+        assert child.attempts == 1  # nothing sent at the runaway price
+        assert await open_volume(gateway, [accounts[0].account_id]) == 0
+
+
+async def test_an_unknown_child_is_settled_once_its_terminal_is_back(
+    client: Client, gateway: RunningGateway
+) -> None:
+    accounts = await create_accounts(client.accounts, ["10000", "10000"])
+    group = await create_group(client.accounts, accounts)
+    lost = terminal_of(gateway, accounts[0].account_id)
+    lost.faults.fail_next(Fault.DISCONNECT_AFTER)
+    send = lost.send
+
+    async def send_then_stay_away(request):  # type: ignore[no-untyped-def]
+        try:
+            return await send(request)
+        except Exception:
+            lost.disconnect("the terminal's host went away")
+            raise
+
+    lost.send = send_then_stay_away  # type: ignore[method-assign]
+    response = await client.trading.SubmitMasterOrder(market_order(group.group_id, "0.20"))
+    master_order_id = response.master_order.master_order_id
+    await gateway.engine.wait_idle()
+    got = await client.trading.GetMasterOrder(
+        trading_service_pb2.GetMasterOrderRequest(master_order_id=master_order_id)
+    )
+    states = {c.account_id: c.state for c in got.master_order.children}
+    assert states[accounts[0].account_id] == order_pb2.CHILD_ORDER_STATE_UNKNOWN
+    # The host comes back: the child is found by its tag (it executed), never sent again.
+    lost.reconnect()
+    async with asyncio.timeout(20):
+        while True:
+            got = await client.trading.GetMasterOrder(
+                trading_service_pb2.GetMasterOrderRequest(master_order_id=master_order_id)
+            )
+            if got.master_order.state == order_pb2.MASTER_ORDER_STATE_FILLED:
+                break
+            await asyncio.sleep(0.1)
+    assert await open_volume(gateway, [accounts[0].account_id]) == Decimal("0.10")
+    fills = await gateway.store.fills_of(master_order_id)
+    assert len(fills) == 2 and len({f.deal_ticket for f in fills}) == 2

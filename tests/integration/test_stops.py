@@ -97,7 +97,7 @@ async def test_modify_needs_something_to_change(client: Client) -> None:
     for request, field in (
         (trading_service_pb2.ModifyMasterOrderRequest(master_order_id="mo_1"), "stop_loss"),
         (
-            trading_service_pb2.ModifyMasterOrderRequest(master_order_id="mo_1", price="1.1"),
+            trading_service_pb2.ModifyMasterOrderRequest(master_order_id="mo_1", price="-1.1"),
             "price",
         ),
         (
@@ -110,3 +110,17 @@ async def test_modify_needs_something_to_change(client: Client) -> None:
         details = error_details(caught.value)
         assert details.code is grpc.StatusCode.INVALID_ARGUMENT
         assert set(details.field_violations) == {field}
+
+
+async def test_a_price_is_only_for_a_working_pending_order(client: Client) -> None:
+    accounts = await create_accounts(client.accounts, ["10000"])
+    group = await create_group(client.accounts, accounts)
+    submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "0.10"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.trading.ModifyMasterOrder(
+            trading_service_pb2.ModifyMasterOrderRequest(
+                master_order_id=submitted.master_order.master_order_id, price="1.1"
+            )
+        )
+    details = error_details(caught.value)
+    assert (details.code, details.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_WORKING")

@@ -16,6 +16,8 @@ ALLOWED = {
     "terminals": {"gateway.domain", "gateway.terminals"},
     "store": {"gateway.domain", "gateway.store"},
     "engine": {"gateway.domain", "gateway.terminals.protocol", "gateway.store", "gateway.engine"},
+    # Statements are rendered from domain values only (CSV, HTML, PDF).
+    "statements": {"gateway.domain", "gateway.statements"},
 }
 # Outside the standard library, the domain core may import nothing at all.
 DOMAIN_FORBIDDEN = ("asyncio", "grpc", "sqlalchemy", "google", "aiosqlite")

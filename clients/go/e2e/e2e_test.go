@@ -16,12 +16,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/mam-gateway/mam-gateway/clients/go/apikey"
 	mamv1 "github.com/mam-gateway/mam-gateway/clients/go/mamv1"
 )
 
 func TestClientAgainstGateway(t *testing.T) {
-	target := startGateway(t)
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gw := startGateway(t)
+	conn, err := grpc.NewClient(gw.target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(apikey.Bearer(gw.apiKey)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +34,22 @@ func TestClientAgainstGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	unique := time.Now().UnixNano()
+
+	t.Run("without a key", func(t *testing.T) {
+		anonymous, err := grpc.NewClient(gw.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer anonymous.Close()
+		_, err = mamv1.NewAccountServiceClient(anonymous).ListGroups(ctx, &mamv1.ListGroupsRequest{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("ListGroups without a key: got %v, want UNAUTHENTICATED", err)
+		}
+		errorInfo, _ := statusDetails(t, err)
+		if errorInfo.GetDomain() != "mam-gateway" || errorInfo.GetReason() != "API_KEY_MISSING" {
+			t.Errorf("ErrorInfo %v, want reason API_KEY_MISSING in domain mam-gateway", errorInfo)
+		}
+	})
 
 	// An account, then every account page by page: the new one is listed exactly once.
 	name := fmt.Sprintf("go-client-%d", unique)
@@ -196,22 +215,10 @@ func TestClientAgainstGateway(t *testing.T) {
 
 	// Bad input: INVALID_ARGUMENT with a google.rpc.Status in grpc-status-details-bin.
 	_, err = trading.SubmitMasterOrder(ctx, &mamv1.SubmitMasterOrderRequest{Order: spec("abc", clientOrderID+"-bad")})
-	st, ok := status.FromError(err)
-	if err == nil || !ok || st.Code() != codes.InvalidArgument {
+	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("volume \"abc\": got %v, want INVALID_ARGUMENT", err)
 	}
-	var badRequest *errdetails.BadRequest
-	var errorInfo *errdetails.ErrorInfo
-	for _, detail := range st.Details() {
-		switch d := detail.(type) {
-		case *errdetails.BadRequest:
-			badRequest = d
-		case *errdetails.ErrorInfo:
-			errorInfo = d
-		case error:
-			t.Errorf("undecodable status detail: %v", d)
-		}
-	}
+	errorInfo, badRequest := statusDetails(t, err)
 	if errorInfo == nil || errorInfo.GetDomain() != "mam-gateway" || errorInfo.GetReason() == "" {
 		t.Errorf("ErrorInfo: %v", errorInfo)
 	}
@@ -222,6 +229,24 @@ func TestClientAgainstGateway(t *testing.T) {
 	if len(violations) != 1 || violations[0] != "order.volume" {
 		t.Errorf("field violations %v, want [order.volume]", violations)
 	}
+}
+
+// statusDetails decodes the google.rpc.Status details (grpc-status-details-bin) of a failed call.
+func statusDetails(t *testing.T, err error) (*errdetails.ErrorInfo, *errdetails.BadRequest) {
+	t.Helper()
+	var errorInfo *errdetails.ErrorInfo
+	var badRequest *errdetails.BadRequest
+	for _, detail := range status.Convert(err).Details() {
+		switch d := detail.(type) {
+		case *errdetails.ErrorInfo:
+			errorInfo = d
+		case *errdetails.BadRequest:
+			badRequest = d
+		case error:
+			t.Errorf("undecodable status detail: %v", d)
+		}
+	}
+	return errorInfo, badRequest
 }
 
 func findGroup(ctx context.Context, t *testing.T, accounts mamv1.AccountServiceClient, name string) *mamv1.Group {

@@ -206,6 +206,340 @@ func (BelowMinPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_mam_v1_account_proto_rawDescGZIP(), []int{2}
 }
 
+// What a group does with a child order that breaks a pre-trade limit.
+type ViolationPolicy int32
+
+const (
+	ViolationPolicy_VIOLATION_POLICY_UNSPECIFIED ViolationPolicy = 0
+	// The largest volume within every limit, rounded down to the lot step (at least the symbol's
+	// minimum volume); a rule no smaller volume can meet (a denied symbol, the hours, the number
+	// of positions) skips the child.
+	ViolationPolicy_VIOLATION_POLICY_CLIP ViolationPolicy = 1
+	// Nothing is sent to that account.
+	ViolationPolicy_VIOLATION_POLICY_SKIP ViolationPolicy = 2
+)
+
+// Enum value maps for ViolationPolicy.
+var (
+	ViolationPolicy_name = map[int32]string{
+		0: "VIOLATION_POLICY_UNSPECIFIED",
+		1: "VIOLATION_POLICY_CLIP",
+		2: "VIOLATION_POLICY_SKIP",
+	}
+	ViolationPolicy_value = map[string]int32{
+		"VIOLATION_POLICY_UNSPECIFIED": 0,
+		"VIOLATION_POLICY_CLIP":        1,
+		"VIOLATION_POLICY_SKIP":        2,
+	}
+)
+
+func (x ViolationPolicy) Enum() *ViolationPolicy {
+	p := new(ViolationPolicy)
+	*p = x
+	return p
+}
+
+func (x ViolationPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ViolationPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[3].Descriptor()
+}
+
+func (ViolationPolicy) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[3]
+}
+
+func (x ViolationPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ViolationPolicy.Descriptor instead.
+func (ViolationPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{3}
+}
+
+// A day of the week.
+type Weekday int32
+
+const (
+	Weekday_WEEKDAY_UNSPECIFIED Weekday = 0
+	Weekday_WEEKDAY_MONDAY      Weekday = 1
+	Weekday_WEEKDAY_TUESDAY     Weekday = 2
+	Weekday_WEEKDAY_WEDNESDAY   Weekday = 3
+	Weekday_WEEKDAY_THURSDAY    Weekday = 4
+	Weekday_WEEKDAY_FRIDAY      Weekday = 5
+	Weekday_WEEKDAY_SATURDAY    Weekday = 6
+	Weekday_WEEKDAY_SUNDAY      Weekday = 7
+)
+
+// Enum value maps for Weekday.
+var (
+	Weekday_name = map[int32]string{
+		0: "WEEKDAY_UNSPECIFIED",
+		1: "WEEKDAY_MONDAY",
+		2: "WEEKDAY_TUESDAY",
+		3: "WEEKDAY_WEDNESDAY",
+		4: "WEEKDAY_THURSDAY",
+		5: "WEEKDAY_FRIDAY",
+		6: "WEEKDAY_SATURDAY",
+		7: "WEEKDAY_SUNDAY",
+	}
+	Weekday_value = map[string]int32{
+		"WEEKDAY_UNSPECIFIED": 0,
+		"WEEKDAY_MONDAY":      1,
+		"WEEKDAY_TUESDAY":     2,
+		"WEEKDAY_WEDNESDAY":   3,
+		"WEEKDAY_THURSDAY":    4,
+		"WEEKDAY_FRIDAY":      5,
+		"WEEKDAY_SATURDAY":    6,
+		"WEEKDAY_SUNDAY":      7,
+	}
+)
+
+func (x Weekday) Enum() *Weekday {
+	p := new(Weekday)
+	*p = x
+	return p
+}
+
+func (x Weekday) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Weekday) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[4].Descriptor()
+}
+
+func (Weekday) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[4]
+}
+
+func (x Weekday) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Weekday.Descriptor instead.
+func (Weekday) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{4}
+}
+
+// A loss limit's rule.
+type LossRule int32
+
+const (
+	LossRule_LOSS_RULE_UNSPECIFIED LossRule = 0
+	// Equity below the equity of the trading day's first reading.
+	LossRule_LOSS_RULE_DAILY_LOSS LossRule = 1
+	// Equity below the highest equity seen since the watch started (or was reset).
+	LossRule_LOSS_RULE_MAX_DRAWDOWN LossRule = 2
+)
+
+// Enum value maps for LossRule.
+var (
+	LossRule_name = map[int32]string{
+		0: "LOSS_RULE_UNSPECIFIED",
+		1: "LOSS_RULE_DAILY_LOSS",
+		2: "LOSS_RULE_MAX_DRAWDOWN",
+	}
+	LossRule_value = map[string]int32{
+		"LOSS_RULE_UNSPECIFIED":  0,
+		"LOSS_RULE_DAILY_LOSS":   1,
+		"LOSS_RULE_MAX_DRAWDOWN": 2,
+	}
+)
+
+func (x LossRule) Enum() *LossRule {
+	p := new(LossRule)
+	*p = x
+	return p
+}
+
+func (x LossRule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LossRule) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[5].Descriptor()
+}
+
+func (LossRule) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[5]
+}
+
+func (x LossRule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LossRule.Descriptor instead.
+func (LossRule) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{5}
+}
+
+// How a loss limit's amount is given.
+type LossUnit int32
+
+const (
+	LossUnit_LOSS_UNIT_UNSPECIFIED LossUnit = 0
+	// Money in the account currency.
+	LossUnit_LOSS_UNIT_MONEY LossUnit = 1
+	// Percent of the rule's reference (the day's start equity, or the high-water mark).
+	LossUnit_LOSS_UNIT_PERCENT LossUnit = 2
+)
+
+// Enum value maps for LossUnit.
+var (
+	LossUnit_name = map[int32]string{
+		0: "LOSS_UNIT_UNSPECIFIED",
+		1: "LOSS_UNIT_MONEY",
+		2: "LOSS_UNIT_PERCENT",
+	}
+	LossUnit_value = map[string]int32{
+		"LOSS_UNIT_UNSPECIFIED": 0,
+		"LOSS_UNIT_MONEY":       1,
+		"LOSS_UNIT_PERCENT":     2,
+	}
+)
+
+func (x LossUnit) Enum() *LossUnit {
+	p := new(LossUnit)
+	*p = x
+	return p
+}
+
+func (x LossUnit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LossUnit) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[6].Descriptor()
+}
+
+func (LossUnit) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[6]
+}
+
+func (x LossUnit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LossUnit.Descriptor instead.
+func (LossUnit) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{6}
+}
+
+// What a stopped-out account or group may still do.
+type StopOutAction int32
+
+const (
+	StopOutAction_STOP_OUT_ACTION_UNSPECIFIED StopOutAction = 0
+	// No new entries: no child of an opening master order is sent; closes go on.
+	StopOutAction_STOP_OUT_ACTION_BLOCK_NEW_ENTRIES StopOutAction = 1
+	// Closing orders only (pending orders already resting at a broker stay).
+	StopOutAction_STOP_OUT_ACTION_CLOSE_ONLY StopOutAction = 2
+	// Everything the gateway's orders opened is closed now, then as CLOSE_ONLY.
+	StopOutAction_STOP_OUT_ACTION_FLATTEN StopOutAction = 3
+)
+
+// Enum value maps for StopOutAction.
+var (
+	StopOutAction_name = map[int32]string{
+		0: "STOP_OUT_ACTION_UNSPECIFIED",
+		1: "STOP_OUT_ACTION_BLOCK_NEW_ENTRIES",
+		2: "STOP_OUT_ACTION_CLOSE_ONLY",
+		3: "STOP_OUT_ACTION_FLATTEN",
+	}
+	StopOutAction_value = map[string]int32{
+		"STOP_OUT_ACTION_UNSPECIFIED":       0,
+		"STOP_OUT_ACTION_BLOCK_NEW_ENTRIES": 1,
+		"STOP_OUT_ACTION_CLOSE_ONLY":        2,
+		"STOP_OUT_ACTION_FLATTEN":           3,
+	}
+)
+
+func (x StopOutAction) Enum() *StopOutAction {
+	p := new(StopOutAction)
+	*p = x
+	return p
+}
+
+func (x StopOutAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StopOutAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[7].Descriptor()
+}
+
+func (StopOutAction) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[7]
+}
+
+func (x StopOutAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StopOutAction.Descriptor instead.
+func (StopOutAction) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
+}
+
+// Risk applied to one child order of an allocation line.
+type RiskAction int32
+
+const (
+	RiskAction_RISK_ACTION_UNSPECIFIED RiskAction = 0
+	RiskAction_RISK_ACTION_ALLOW       RiskAction = 1
+	// Sent with a smaller volume.
+	RiskAction_RISK_ACTION_CLIP RiskAction = 2
+	// Not sent.
+	RiskAction_RISK_ACTION_SKIP RiskAction = 3
+)
+
+// Enum value maps for RiskAction.
+var (
+	RiskAction_name = map[int32]string{
+		0: "RISK_ACTION_UNSPECIFIED",
+		1: "RISK_ACTION_ALLOW",
+		2: "RISK_ACTION_CLIP",
+		3: "RISK_ACTION_SKIP",
+	}
+	RiskAction_value = map[string]int32{
+		"RISK_ACTION_UNSPECIFIED": 0,
+		"RISK_ACTION_ALLOW":       1,
+		"RISK_ACTION_CLIP":        2,
+		"RISK_ACTION_SKIP":        3,
+	}
+)
+
+func (x RiskAction) Enum() *RiskAction {
+	p := new(RiskAction)
+	*p = x
+	return p
+}
+
+func (x RiskAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RiskAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[8].Descriptor()
+}
+
+func (RiskAction) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[8]
+}
+
+func (x RiskAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RiskAction.Descriptor instead.
+func (RiskAction) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
+}
+
 // One client trading account at a broker, reached through one terminal.
 type Account struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -237,8 +571,17 @@ type Account struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Broker symbol names that differ from the gateway's, e.g. EURUSD -> EURUSD.m.
 	SymbolMappings []*SymbolMapping `protobuf:"bytes,14,rep,name=symbol_mappings,json=symbolMappings,proto3" json:"symbol_mappings,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Loss limits on the account's own equity, checked at every account history round
+	// (engine.history_interval_seconds). Unset: none.
+	LossLimits *LossLimits `protobuf:"bytes,15,opt,name=loss_limits,json=lossLimits,proto3" json:"loss_limits,omitempty"`
+	// Output only. The account's active stop-outs (at most one per rule): while there is one, no
+	// child of an opening master order is sent to the account. Empty: trading is unrestricted.
+	StopOuts []*StopOut `protobuf:"bytes,16,rep,name=stop_outs,json=stopOuts,proto3" json:"stop_outs,omitempty"`
+	// Output only. What the loss limits are measured from; unset until the first reading after
+	// loss limits were set.
+	LossWatch     *LossWatch `protobuf:"bytes,17,opt,name=loss_watch,json=lossWatch,proto3" json:"loss_watch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
@@ -365,6 +708,27 @@ func (x *Account) GetUpdateTime() *timestamppb.Timestamp {
 func (x *Account) GetSymbolMappings() []*SymbolMapping {
 	if x != nil {
 		return x.SymbolMappings
+	}
+	return nil
+}
+
+func (x *Account) GetLossLimits() *LossLimits {
+	if x != nil {
+		return x.LossLimits
+	}
+	return nil
+}
+
+func (x *Account) GetStopOuts() []*StopOut {
+	if x != nil {
+		return x.StopOuts
+	}
+	return nil
+}
+
+func (x *Account) GetLossWatch() *LossWatch {
+	if x != nil {
+		return x.LossWatch
 	}
 	return nil
 }
@@ -649,7 +1013,9 @@ type GroupMember struct {
 	// The largest volume this member trades per master order; larger shares are clipped.
 	MaxLots string `protobuf:"bytes,6,opt,name=max_lots,json=maxLots,proto3" json:"max_lots,omitempty"`
 	// Overrides the group's method for this member when set.
-	Method        AllocationMethod `protobuf:"varint,7,opt,name=method,proto3,enum=mam.v1.AllocationMethod" json:"method,omitempty"`
+	Method AllocationMethod `protobuf:"varint,7,opt,name=method,proto3,enum=mam.v1.AllocationMethod" json:"method,omitempty"`
+	// This member's own pre-trade limits, used instead of the group's risk_limits when set.
+	RiskLimits    *RiskLimits `protobuf:"bytes,8,opt,name=risk_limits,json=riskLimits,proto3" json:"risk_limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -733,6 +1099,13 @@ func (x *GroupMember) GetMethod() AllocationMethod {
 	return AllocationMethod_ALLOCATION_METHOD_UNSPECIFIED
 }
 
+func (x *GroupMember) GetRiskLimits() *RiskLimits {
+	if x != nil {
+		return x.RiskLimits
+	}
+	return nil
+}
+
 // A set of accounts traded together by one manager.
 type Group struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -749,7 +1122,19 @@ type Group struct {
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Pre-trade limits on each member's own account (what it holds, whatever the group), checked
+	// for every child order of the group's master orders. Unset: none.
+	RiskLimits *RiskLimits `protobuf:"bytes,8,opt,name=risk_limits,json=riskLimits,proto3" json:"risk_limits,omitempty"`
+	// What happens to a child order that breaks a limit. Defaults to VIOLATION_POLICY_SKIP.
+	ViolationPolicy ViolationPolicy `protobuf:"varint,9,opt,name=violation_policy,json=violationPolicy,proto3,enum=mam.v1.ViolationPolicy" json:"violation_policy,omitempty"`
+	// Loss limits on the sum of the members' equity (the members share one currency). Unset: none.
+	LossLimits *LossLimits `protobuf:"bytes,10,opt,name=loss_limits,json=lossLimits,proto3" json:"loss_limits,omitempty"`
+	// Output only. The group's active stop-outs: while there is one, the group's new master
+	// orders are refused (FAILED_PRECONDITION, reason STOPPED_OUT).
+	StopOuts []*StopOut `protobuf:"bytes,11,rep,name=stop_outs,json=stopOuts,proto3" json:"stop_outs,omitempty"`
+	// Output only. What the group's loss limits are measured from.
+	LossWatch     *LossWatch `protobuf:"bytes,12,opt,name=loss_watch,json=lossWatch,proto3" json:"loss_watch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -833,11 +1218,778 @@ func (x *Group) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Group) GetRiskLimits() *RiskLimits {
+	if x != nil {
+		return x.RiskLimits
+	}
+	return nil
+}
+
+func (x *Group) GetViolationPolicy() ViolationPolicy {
+	if x != nil {
+		return x.ViolationPolicy
+	}
+	return ViolationPolicy_VIOLATION_POLICY_UNSPECIFIED
+}
+
+func (x *Group) GetLossLimits() *LossLimits {
+	if x != nil {
+		return x.LossLimits
+	}
+	return nil
+}
+
+func (x *Group) GetStopOuts() []*StopOut {
+	if x != nil {
+		return x.StopOuts
+	}
+	return nil
+}
+
+func (x *Group) GetLossWatch() *LossWatch {
+	if x != nil {
+		return x.LossWatch
+	}
+	return nil
+}
+
+// A weekly interval in UTC, [start, end): the start is inside, the end is not. A window that
+// ends earlier in the week than it starts wraps past Sunday midnight.
+type TradingWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	StartDay Weekday `protobuf:"varint,1,opt,name=start_day,json=startDay,proto3,enum=mam.v1.Weekday" json:"start_day,omitempty"`
+	// Required. A UTC time of day, "HH:MM" or "HH:MM:SS".
+	StartTime string `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Required.
+	EndDay Weekday `protobuf:"varint,3,opt,name=end_day,json=endDay,proto3,enum=mam.v1.Weekday" json:"end_day,omitempty"`
+	// Required. A UTC time of day, "HH:MM" or "HH:MM:SS".
+	EndTime       string `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TradingWindow) Reset() {
+	*x = TradingWindow{}
+	mi := &file_mam_v1_account_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TradingWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TradingWindow) ProtoMessage() {}
+
+func (x *TradingWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TradingWindow.ProtoReflect.Descriptor instead.
+func (*TradingWindow) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TradingWindow) GetStartDay() Weekday {
+	if x != nil {
+		return x.StartDay
+	}
+	return Weekday_WEEKDAY_UNSPECIFIED
+}
+
+func (x *TradingWindow) GetStartTime() string {
+	if x != nil {
+		return x.StartTime
+	}
+	return ""
+}
+
+func (x *TradingWindow) GetEndDay() Weekday {
+	if x != nil {
+		return x.EndDay
+	}
+	return Weekday_WEEKDAY_UNSPECIFIED
+}
+
+func (x *TradingWindow) GetEndTime() string {
+	if x != nil {
+		return x.EndTime
+	}
+	return ""
+}
+
+// Limits on what one account may trade, checked before each child order is sent
+// (docs/risk.md). Every limit is optional; exactly at a limit is within it. Volumes are in lots
+// of the symbol the account trades, money in the account currency.
+type RiskLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The volume of one child order, decimal string; empty: no limit.
+	MaxOrderVolume string `protobuf:"bytes,1,opt,name=max_order_volume,json=maxOrderVolume,proto3" json:"max_order_volume,omitempty"`
+	// The volume open in one symbol after the trade (long + short), decimal string.
+	MaxSymbolVolume string `protobuf:"bytes,2,opt,name=max_symbol_volume,json=maxSymbolVolume,proto3" json:"max_symbol_volume,omitempty"`
+	// The volume open in one symbol x contract size x price after the trade, decimal string.
+	MaxSymbolNotional string `protobuf:"bytes,3,opt,name=max_symbol_notional,json=maxSymbolNotional,proto3" json:"max_symbol_notional,omitempty"`
+	// Positions open on the account, all symbols together; unset: no limit.
+	MaxOpenPositions *int32 `protobuf:"varint,4,opt,name=max_open_positions,json=maxOpenPositions,proto3,oneof" json:"max_open_positions,omitempty"`
+	// Equity / margin x 100 after the trade, in percent, decimal string.
+	MinMarginLevel string `protobuf:"bytes,5,opt,name=min_margin_level,json=minMarginLevel,proto3" json:"min_margin_level,omitempty"`
+	// Empty: every symbol not denied. The gateway's names or the account's broker names.
+	AllowedSymbols []string `protobuf:"bytes,6,rep,name=allowed_symbols,json=allowedSymbols,proto3" json:"allowed_symbols,omitempty"`
+	DeniedSymbols  []string `protobuf:"bytes,7,rep,name=denied_symbols,json=deniedSymbols,proto3" json:"denied_symbols,omitempty"`
+	// Empty: any time.
+	TradingWindows []*TradingWindow `protobuf:"bytes,8,rep,name=trading_windows,json=tradingWindows,proto3" json:"trading_windows,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RiskLimits) Reset() {
+	*x = RiskLimits{}
+	mi := &file_mam_v1_account_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RiskLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RiskLimits) ProtoMessage() {}
+
+func (x *RiskLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RiskLimits.ProtoReflect.Descriptor instead.
+func (*RiskLimits) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RiskLimits) GetMaxOrderVolume() string {
+	if x != nil {
+		return x.MaxOrderVolume
+	}
+	return ""
+}
+
+func (x *RiskLimits) GetMaxSymbolVolume() string {
+	if x != nil {
+		return x.MaxSymbolVolume
+	}
+	return ""
+}
+
+func (x *RiskLimits) GetMaxSymbolNotional() string {
+	if x != nil {
+		return x.MaxSymbolNotional
+	}
+	return ""
+}
+
+func (x *RiskLimits) GetMaxOpenPositions() int32 {
+	if x != nil && x.MaxOpenPositions != nil {
+		return *x.MaxOpenPositions
+	}
+	return 0
+}
+
+func (x *RiskLimits) GetMinMarginLevel() string {
+	if x != nil {
+		return x.MinMarginLevel
+	}
+	return ""
+}
+
+func (x *RiskLimits) GetAllowedSymbols() []string {
+	if x != nil {
+		return x.AllowedSymbols
+	}
+	return nil
+}
+
+func (x *RiskLimits) GetDeniedSymbols() []string {
+	if x != nil {
+		return x.DeniedSymbols
+	}
+	return nil
+}
+
+func (x *RiskLimits) GetTradingWindows() []*TradingWindow {
+	if x != nil {
+		return x.TradingWindows
+	}
+	return nil
+}
+
+// The most one account (or group) may lose under one rule: reaching it is allowed, passing it
+// is a stop-out.
+type LossLimit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Decimal string > 0; a percentage is at most 100.
+	Amount string `protobuf:"bytes,1,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Required.
+	Unit LossUnit `protobuf:"varint,2,opt,name=unit,proto3,enum=mam.v1.LossUnit" json:"unit,omitempty"`
+	// Defaults to STOP_OUT_ACTION_BLOCK_NEW_ENTRIES.
+	Action        StopOutAction `protobuf:"varint,3,opt,name=action,proto3,enum=mam.v1.StopOutAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LossLimit) Reset() {
+	*x = LossLimit{}
+	mi := &file_mam_v1_account_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LossLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LossLimit) ProtoMessage() {}
+
+func (x *LossLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LossLimit.ProtoReflect.Descriptor instead.
+func (*LossLimit) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LossLimit) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *LossLimit) GetUnit() LossUnit {
+	if x != nil {
+		return x.Unit
+	}
+	return LossUnit_LOSS_UNIT_UNSPECIFIED
+}
+
+func (x *LossLimit) GetAction() StopOutAction {
+	if x != nil {
+		return x.Action
+	}
+	return StopOutAction_STOP_OUT_ACTION_UNSPECIFIED
+}
+
+// Loss limits on equity, checked at each account history round.
+type LossLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset: no daily loss limit.
+	DailyLoss *LossLimit `protobuf:"bytes,1,opt,name=daily_loss,json=dailyLoss,proto3" json:"daily_loss,omitempty"`
+	// Unset: no drawdown limit.
+	MaxDrawdown *LossLimit `protobuf:"bytes,2,opt,name=max_drawdown,json=maxDrawdown,proto3" json:"max_drawdown,omitempty"`
+	// The time zone whose midnight starts a trading day, an IANA name such as "Europe/Athens"
+	// (or "Etc/GMT-2" for a fixed UTC+2); empty: UTC.
+	DayTimeZone string `protobuf:"bytes,3,opt,name=day_time_zone,json=dayTimeZone,proto3" json:"day_time_zone,omitempty"`
+	// A daily-loss stop-out stays until ResetStopOut, instead of ending with its trading day.
+	DailyStopOutNeedsReset bool `protobuf:"varint,4,opt,name=daily_stop_out_needs_reset,json=dailyStopOutNeedsReset,proto3" json:"daily_stop_out_needs_reset,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *LossLimits) Reset() {
+	*x = LossLimits{}
+	mi := &file_mam_v1_account_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LossLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LossLimits) ProtoMessage() {}
+
+func (x *LossLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LossLimits.ProtoReflect.Descriptor instead.
+func (*LossLimits) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LossLimits) GetDailyLoss() *LossLimit {
+	if x != nil {
+		return x.DailyLoss
+	}
+	return nil
+}
+
+func (x *LossLimits) GetMaxDrawdown() *LossLimit {
+	if x != nil {
+		return x.MaxDrawdown
+	}
+	return nil
+}
+
+func (x *LossLimits) GetDayTimeZone() string {
+	if x != nil {
+		return x.DayTimeZone
+	}
+	return ""
+}
+
+func (x *LossLimits) GetDailyStopOutNeedsReset() bool {
+	if x != nil {
+		return x.DailyStopOutNeedsReset
+	}
+	return false
+}
+
+// A loss limit breached, and what it did.
+type StopOut struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only.
+	StopOutId string `protobuf:"bytes,1,opt,name=stop_out_id,json=stopOutId,proto3" json:"stop_out_id,omitempty"`
+	// Output only. The stopped-out account, or empty for a group's stop-out.
+	AccountId string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Output only. The stopped-out group, or empty for an account's stop-out.
+	GroupId string `protobuf:"bytes,3,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Output only.
+	Rule LossRule `protobuf:"varint,4,opt,name=rule,proto3,enum=mam.v1.LossRule" json:"rule,omitempty"`
+	// Output only.
+	Action StopOutAction `protobuf:"varint,5,opt,name=action,proto3,enum=mam.v1.StopOutAction" json:"action,omitempty"`
+	// Output only. The limit breached.
+	Limit *LossLimit `protobuf:"bytes,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Output only. When the breaching reading was taken.
+	Time *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	// Output only. Decimal strings at the breaching reading, in the account currency.
+	Equity         string `protobuf:"bytes,8,opt,name=equity,proto3" json:"equity,omitempty"`
+	HighWaterMark  string `protobuf:"bytes,9,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`
+	DayStartEquity string `protobuf:"bytes,10,opt,name=day_start_equity,json=dayStartEquity,proto3" json:"day_start_equity,omitempty"`
+	// Output only. Below the rule's reference, in money and in percent of it (rounded up to 0.01;
+	// empty when the reference is not above zero).
+	Loss        string `protobuf:"bytes,11,opt,name=loss,proto3" json:"loss,omitempty"`
+	LossPercent string `protobuf:"bytes,12,opt,name=loss_percent,json=lossPercent,proto3" json:"loss_percent,omitempty"`
+	// Output only. One line for people.
+	Description string `protobuf:"bytes,13,opt,name=description,proto3" json:"description,omitempty"`
+	// Output only. FLATTEN: the closing master orders it submitted.
+	ClosingMasterOrderIds []string `protobuf:"bytes,14,rep,name=closing_master_order_ids,json=closingMasterOrderIds,proto3" json:"closing_master_order_ids,omitempty"`
+	// Output only. When it ended (ResetStopOut, or a new trading day for a daily loss); unset
+	// while it is active.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Output only. Who or what ended it.
+	EndedBy       string `protobuf:"bytes,16,opt,name=ended_by,json=endedBy,proto3" json:"ended_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopOut) Reset() {
+	*x = StopOut{}
+	mi := &file_mam_v1_account_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopOut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopOut) ProtoMessage() {}
+
+func (x *StopOut) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopOut.ProtoReflect.Descriptor instead.
+func (*StopOut) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StopOut) GetStopOutId() string {
+	if x != nil {
+		return x.StopOutId
+	}
+	return ""
+}
+
+func (x *StopOut) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *StopOut) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *StopOut) GetRule() LossRule {
+	if x != nil {
+		return x.Rule
+	}
+	return LossRule_LOSS_RULE_UNSPECIFIED
+}
+
+func (x *StopOut) GetAction() StopOutAction {
+	if x != nil {
+		return x.Action
+	}
+	return StopOutAction_STOP_OUT_ACTION_UNSPECIFIED
+}
+
+func (x *StopOut) GetLimit() *LossLimit {
+	if x != nil {
+		return x.Limit
+	}
+	return nil
+}
+
+func (x *StopOut) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *StopOut) GetEquity() string {
+	if x != nil {
+		return x.Equity
+	}
+	return ""
+}
+
+func (x *StopOut) GetHighWaterMark() string {
+	if x != nil {
+		return x.HighWaterMark
+	}
+	return ""
+}
+
+func (x *StopOut) GetDayStartEquity() string {
+	if x != nil {
+		return x.DayStartEquity
+	}
+	return ""
+}
+
+func (x *StopOut) GetLoss() string {
+	if x != nil {
+		return x.Loss
+	}
+	return ""
+}
+
+func (x *StopOut) GetLossPercent() string {
+	if x != nil {
+		return x.LossPercent
+	}
+	return ""
+}
+
+func (x *StopOut) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *StopOut) GetClosingMasterOrderIds() []string {
+	if x != nil {
+		return x.ClosingMasterOrderIds
+	}
+	return nil
+}
+
+func (x *StopOut) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *StopOut) GetEndedBy() string {
+	if x != nil {
+		return x.EndedBy
+	}
+	return ""
+}
+
+// What an account's (or group's) loss limits are measured from, as of its latest reading.
+type LossWatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. Decimal strings, in the account currency.
+	Equity         string `protobuf:"bytes,1,opt,name=equity,proto3" json:"equity,omitempty"`
+	HighWaterMark  string `protobuf:"bytes,2,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`
+	DayStartEquity string `protobuf:"bytes,3,opt,name=day_start_equity,json=dayStartEquity,proto3" json:"day_start_equity,omitempty"`
+	// Output only. The latest reading.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LossWatch) Reset() {
+	*x = LossWatch{}
+	mi := &file_mam_v1_account_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LossWatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LossWatch) ProtoMessage() {}
+
+func (x *LossWatch) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LossWatch.ProtoReflect.Descriptor instead.
+func (*LossWatch) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LossWatch) GetEquity() string {
+	if x != nil {
+		return x.Equity
+	}
+	return ""
+}
+
+func (x *LossWatch) GetHighWaterMark() string {
+	if x != nil {
+		return x.HighWaterMark
+	}
+	return ""
+}
+
+func (x *LossWatch) GetDayStartEquity() string {
+	if x != nil {
+		return x.DayStartEquity
+	}
+	return ""
+}
+
+func (x *LossWatch) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// One rule a child order broke at its requested volume.
+type RiskViolation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule, e.g. "MAX_SYMBOL_VOLUME" (docs/risk.md lists them); clients branch on it.
+	Rule    string `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Whether a smaller volume could meet the rule.
+	Clippable bool `protobuf:"varint,3,opt,name=clippable,proto3" json:"clippable,omitempty"`
+	// Decimal strings, for rules with numbers: the limit, and the value the child would reach.
+	Limit         string `protobuf:"bytes,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Value         string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RiskViolation) Reset() {
+	*x = RiskViolation{}
+	mi := &file_mam_v1_account_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RiskViolation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RiskViolation) ProtoMessage() {}
+
+func (x *RiskViolation) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RiskViolation.ProtoReflect.Descriptor instead.
+func (*RiskViolation) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RiskViolation) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *RiskViolation) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RiskViolation) GetClippable() bool {
+	if x != nil {
+		return x.Clippable
+	}
+	return false
+}
+
+func (x *RiskViolation) GetLimit() string {
+	if x != nil {
+		return x.Limit
+	}
+	return ""
+}
+
+func (x *RiskViolation) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// The pre-trade risk decision on one child order.
+type RiskCheck struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Action RiskAction             `protobuf:"varint,1,opt,name=action,proto3,enum=mam.v1.RiskAction" json:"action,omitempty"`
+	// Decimal strings: the allocated volume, and what may be sent (0 when skipped).
+	RequestedVolume string           `protobuf:"bytes,2,opt,name=requested_volume,json=requestedVolume,proto3" json:"requested_volume,omitempty"`
+	Volume          string           `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"`
+	Violations      []*RiskViolation `protobuf:"bytes,4,rep,name=violations,proto3" json:"violations,omitempty"`
+	Summary         string           `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RiskCheck) Reset() {
+	*x = RiskCheck{}
+	mi := &file_mam_v1_account_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RiskCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RiskCheck) ProtoMessage() {}
+
+func (x *RiskCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RiskCheck.ProtoReflect.Descriptor instead.
+func (*RiskCheck) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RiskCheck) GetAction() RiskAction {
+	if x != nil {
+		return x.Action
+	}
+	return RiskAction_RISK_ACTION_UNSPECIFIED
+}
+
+func (x *RiskCheck) GetRequestedVolume() string {
+	if x != nil {
+		return x.RequestedVolume
+	}
+	return ""
+}
+
+func (x *RiskCheck) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *RiskCheck) GetViolations() []*RiskViolation {
+	if x != nil {
+		return x.Violations
+	}
+	return nil
+}
+
+func (x *RiskCheck) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
 var File_mam_v1_account_proto protoreflect.FileDescriptor
 
 const file_mam_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x14mam/v1/account.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xd8\x04\n" +
+	"\x14mam/v1/account.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xed\x05\n" +
 	"\aAccount\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -857,7 +2009,12 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12>\n" +
-	"\x0fsymbol_mappings\x18\x0e \x03(\v2\x15.mam.v1.SymbolMappingR\x0esymbolMappings\";\n" +
+	"\x0fsymbol_mappings\x18\x0e \x03(\v2\x15.mam.v1.SymbolMappingR\x0esymbolMappings\x123\n" +
+	"\vloss_limits\x18\x0f \x01(\v2\x12.mam.v1.LossLimitsR\n" +
+	"lossLimits\x12,\n" +
+	"\tstop_outs\x18\x10 \x03(\v2\x0f.mam.v1.StopOutR\bstopOuts\x120\n" +
+	"\n" +
+	"loss_watch\x18\x11 \x01(\v2\x11.mam.v1.LossWatchR\tlossWatch\";\n" +
 	"\x10SimulatedAccount\x12'\n" +
 	"\x0finitial_balance\x18\x01 \x01(\tR\x0einitialBalance\"\xcf\x01\n" +
 	"\x0fAccountSnapshot\x12\x18\n" +
@@ -875,7 +2032,7 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\x0e2\x18.mam.v1.AllocationMethodR\x06method\x12@\n" +
 	"\x10below_min_policy\x18\x02 \x01(\x0e2\x16.mam.v1.BelowMinPolicyR\x0ebelowMinPolicy\x12)\n" +
 	"\x10reference_equity\x18\x03 \x01(\tR\x0freferenceEquity\x120\n" +
-	"\x14reference_account_id\x18\x04 \x01(\tR\x12referenceAccountId\"\x82\x02\n" +
+	"\x14reference_account_id\x18\x04 \x01(\tR\x12referenceAccountId\"\xb7\x02\n" +
 	"\vGroupMember\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1e\n" +
@@ -887,7 +2044,9 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"fixed_lots\x18\x04 \x01(\tR\tfixedLots\x12!\n" +
 	"\frisk_percent\x18\x05 \x01(\tR\vriskPercent\x12\x19\n" +
 	"\bmax_lots\x18\x06 \x01(\tR\amaxLots\x120\n" +
-	"\x06method\x18\a \x01(\x0e2\x18.mam.v1.AllocationMethodR\x06method\"\xb1\x02\n" +
+	"\x06method\x18\a \x01(\x0e2\x18.mam.v1.AllocationMethodR\x06method\x123\n" +
+	"\vrisk_limits\x18\b \x01(\v2\x12.mam.v1.RiskLimitsR\n" +
+	"riskLimits\"\xbf\x04\n" +
 	"\x05Group\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12:\n" +
@@ -899,7 +2058,82 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime*c\n" +
+	"updateTime\x123\n" +
+	"\vrisk_limits\x18\b \x01(\v2\x12.mam.v1.RiskLimitsR\n" +
+	"riskLimits\x12B\n" +
+	"\x10violation_policy\x18\t \x01(\x0e2\x17.mam.v1.ViolationPolicyR\x0fviolationPolicy\x123\n" +
+	"\vloss_limits\x18\n" +
+	" \x01(\v2\x12.mam.v1.LossLimitsR\n" +
+	"lossLimits\x12,\n" +
+	"\tstop_outs\x18\v \x03(\v2\x0f.mam.v1.StopOutR\bstopOuts\x120\n" +
+	"\n" +
+	"loss_watch\x18\f \x01(\v2\x11.mam.v1.LossWatchR\tlossWatch\"\xa1\x01\n" +
+	"\rTradingWindow\x12,\n" +
+	"\tstart_day\x18\x01 \x01(\x0e2\x0f.mam.v1.WeekdayR\bstartDay\x12\x1d\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\tR\tstartTime\x12(\n" +
+	"\aend_day\x18\x03 \x01(\x0e2\x0f.mam.v1.WeekdayR\x06endDay\x12\x19\n" +
+	"\bend_time\x18\x04 \x01(\tR\aendTime\"\x96\x03\n" +
+	"\n" +
+	"RiskLimits\x12(\n" +
+	"\x10max_order_volume\x18\x01 \x01(\tR\x0emaxOrderVolume\x12*\n" +
+	"\x11max_symbol_volume\x18\x02 \x01(\tR\x0fmaxSymbolVolume\x12.\n" +
+	"\x13max_symbol_notional\x18\x03 \x01(\tR\x11maxSymbolNotional\x121\n" +
+	"\x12max_open_positions\x18\x04 \x01(\x05H\x00R\x10maxOpenPositions\x88\x01\x01\x12(\n" +
+	"\x10min_margin_level\x18\x05 \x01(\tR\x0eminMarginLevel\x12'\n" +
+	"\x0fallowed_symbols\x18\x06 \x03(\tR\x0eallowedSymbols\x12%\n" +
+	"\x0edenied_symbols\x18\a \x03(\tR\rdeniedSymbols\x12>\n" +
+	"\x0ftrading_windows\x18\b \x03(\v2\x15.mam.v1.TradingWindowR\x0etradingWindowsB\x15\n" +
+	"\x13_max_open_positions\"x\n" +
+	"\tLossLimit\x12\x16\n" +
+	"\x06amount\x18\x01 \x01(\tR\x06amount\x12$\n" +
+	"\x04unit\x18\x02 \x01(\x0e2\x10.mam.v1.LossUnitR\x04unit\x12-\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x15.mam.v1.StopOutActionR\x06action\"\xd4\x01\n" +
+	"\n" +
+	"LossLimits\x120\n" +
+	"\n" +
+	"daily_loss\x18\x01 \x01(\v2\x11.mam.v1.LossLimitR\tdailyLoss\x124\n" +
+	"\fmax_drawdown\x18\x02 \x01(\v2\x11.mam.v1.LossLimitR\vmaxDrawdown\x12\"\n" +
+	"\rday_time_zone\x18\x03 \x01(\tR\vdayTimeZone\x12:\n" +
+	"\x1adaily_stop_out_needs_reset\x18\x04 \x01(\bR\x16dailyStopOutNeedsReset\"\xdf\x04\n" +
+	"\aStopOut\x12\x1e\n" +
+	"\vstop_out_id\x18\x01 \x01(\tR\tstopOutId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x19\n" +
+	"\bgroup_id\x18\x03 \x01(\tR\agroupId\x12$\n" +
+	"\x04rule\x18\x04 \x01(\x0e2\x10.mam.v1.LossRuleR\x04rule\x12-\n" +
+	"\x06action\x18\x05 \x01(\x0e2\x15.mam.v1.StopOutActionR\x06action\x12'\n" +
+	"\x05limit\x18\x06 \x01(\v2\x11.mam.v1.LossLimitR\x05limit\x12.\n" +
+	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06equity\x18\b \x01(\tR\x06equity\x12&\n" +
+	"\x0fhigh_water_mark\x18\t \x01(\tR\rhighWaterMark\x12(\n" +
+	"\x10day_start_equity\x18\n" +
+	" \x01(\tR\x0edayStartEquity\x12\x12\n" +
+	"\x04loss\x18\v \x01(\tR\x04loss\x12!\n" +
+	"\floss_percent\x18\f \x01(\tR\vlossPercent\x12 \n" +
+	"\vdescription\x18\r \x01(\tR\vdescription\x127\n" +
+	"\x18closing_master_order_ids\x18\x0e \x03(\tR\x15closingMasterOrderIds\x125\n" +
+	"\bend_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x19\n" +
+	"\bended_by\x18\x10 \x01(\tR\aendedBy\"\xa5\x01\n" +
+	"\tLossWatch\x12\x16\n" +
+	"\x06equity\x18\x01 \x01(\tR\x06equity\x12&\n" +
+	"\x0fhigh_water_mark\x18\x02 \x01(\tR\rhighWaterMark\x12(\n" +
+	"\x10day_start_equity\x18\x03 \x01(\tR\x0edayStartEquity\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x87\x01\n" +
+	"\rRiskViolation\x12\x12\n" +
+	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
+	"\tclippable\x18\x03 \x01(\bR\tclippable\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\tR\x05limit\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\tR\x05value\"\xcb\x01\n" +
+	"\tRiskCheck\x12*\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x12.mam.v1.RiskActionR\x06action\x12)\n" +
+	"\x10requested_volume\x18\x02 \x01(\tR\x0frequestedVolume\x12\x16\n" +
+	"\x06volume\x18\x03 \x01(\tR\x06volume\x125\n" +
+	"\n" +
+	"violations\x18\x04 \x03(\v2\x15.mam.v1.RiskViolationR\n" +
+	"violations\x12\x18\n" +
+	"\asummary\x18\x05 \x01(\tR\asummary*c\n" +
 	"\fAccountState\x12\x1d\n" +
 	"\x19ACCOUNT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ACCOUNT_STATE_ACTIVE\x10\x01\x12\x1a\n" +
@@ -918,7 +2152,39 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"\x0eBelowMinPolicy\x12 \n" +
 	"\x1cBELOW_MIN_POLICY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15BELOW_MIN_POLICY_SKIP\x10\x01\x12$\n" +
-	" BELOW_MIN_POLICY_ROUND_UP_TO_MIN\x10\x02b\x06proto3"
+	" BELOW_MIN_POLICY_ROUND_UP_TO_MIN\x10\x02*i\n" +
+	"\x0fViolationPolicy\x12 \n" +
+	"\x1cVIOLATION_POLICY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15VIOLATION_POLICY_CLIP\x10\x01\x12\x19\n" +
+	"\x15VIOLATION_POLICY_SKIP\x10\x02*\xb6\x01\n" +
+	"\aWeekday\x12\x17\n" +
+	"\x13WEEKDAY_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eWEEKDAY_MONDAY\x10\x01\x12\x13\n" +
+	"\x0fWEEKDAY_TUESDAY\x10\x02\x12\x15\n" +
+	"\x11WEEKDAY_WEDNESDAY\x10\x03\x12\x14\n" +
+	"\x10WEEKDAY_THURSDAY\x10\x04\x12\x12\n" +
+	"\x0eWEEKDAY_FRIDAY\x10\x05\x12\x14\n" +
+	"\x10WEEKDAY_SATURDAY\x10\x06\x12\x12\n" +
+	"\x0eWEEKDAY_SUNDAY\x10\a*[\n" +
+	"\bLossRule\x12\x19\n" +
+	"\x15LOSS_RULE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14LOSS_RULE_DAILY_LOSS\x10\x01\x12\x1a\n" +
+	"\x16LOSS_RULE_MAX_DRAWDOWN\x10\x02*Q\n" +
+	"\bLossUnit\x12\x19\n" +
+	"\x15LOSS_UNIT_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fLOSS_UNIT_MONEY\x10\x01\x12\x15\n" +
+	"\x11LOSS_UNIT_PERCENT\x10\x02*\x94\x01\n" +
+	"\rStopOutAction\x12\x1f\n" +
+	"\x1bSTOP_OUT_ACTION_UNSPECIFIED\x10\x00\x12%\n" +
+	"!STOP_OUT_ACTION_BLOCK_NEW_ENTRIES\x10\x01\x12\x1e\n" +
+	"\x1aSTOP_OUT_ACTION_CLOSE_ONLY\x10\x02\x12\x1b\n" +
+	"\x17STOP_OUT_ACTION_FLATTEN\x10\x03*l\n" +
+	"\n" +
+	"RiskAction\x12\x1b\n" +
+	"\x17RISK_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11RISK_ACTION_ALLOW\x10\x01\x12\x14\n" +
+	"\x10RISK_ACTION_CLIP\x10\x02\x12\x14\n" +
+	"\x10RISK_ACTION_SKIP\x10\x03b\x06proto3"
 
 var (
 	file_mam_v1_account_proto_rawDescOnce sync.Once
@@ -932,45 +2198,83 @@ func file_mam_v1_account_proto_rawDescGZIP() []byte {
 	return file_mam_v1_account_proto_rawDescData
 }
 
-var file_mam_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mam_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_mam_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_mam_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_mam_v1_account_proto_goTypes = []any{
 	(AccountState)(0),             // 0: mam.v1.AccountState
 	(AllocationMethod)(0),         // 1: mam.v1.AllocationMethod
 	(BelowMinPolicy)(0),           // 2: mam.v1.BelowMinPolicy
-	(*Account)(nil),               // 3: mam.v1.Account
-	(*SimulatedAccount)(nil),      // 4: mam.v1.SimulatedAccount
-	(*AccountSnapshot)(nil),       // 5: mam.v1.AccountSnapshot
-	(*SymbolMapping)(nil),         // 6: mam.v1.SymbolMapping
-	(*AllocationSettings)(nil),    // 7: mam.v1.AllocationSettings
-	(*GroupMember)(nil),           // 8: mam.v1.GroupMember
-	(*Group)(nil),                 // 9: mam.v1.Group
-	(Platform)(0),                 // 10: mam.v1.Platform
-	(MarginMode)(0),               // 11: mam.v1.MarginMode
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(ViolationPolicy)(0),          // 3: mam.v1.ViolationPolicy
+	(Weekday)(0),                  // 4: mam.v1.Weekday
+	(LossRule)(0),                 // 5: mam.v1.LossRule
+	(LossUnit)(0),                 // 6: mam.v1.LossUnit
+	(StopOutAction)(0),            // 7: mam.v1.StopOutAction
+	(RiskAction)(0),               // 8: mam.v1.RiskAction
+	(*Account)(nil),               // 9: mam.v1.Account
+	(*SimulatedAccount)(nil),      // 10: mam.v1.SimulatedAccount
+	(*AccountSnapshot)(nil),       // 11: mam.v1.AccountSnapshot
+	(*SymbolMapping)(nil),         // 12: mam.v1.SymbolMapping
+	(*AllocationSettings)(nil),    // 13: mam.v1.AllocationSettings
+	(*GroupMember)(nil),           // 14: mam.v1.GroupMember
+	(*Group)(nil),                 // 15: mam.v1.Group
+	(*TradingWindow)(nil),         // 16: mam.v1.TradingWindow
+	(*RiskLimits)(nil),            // 17: mam.v1.RiskLimits
+	(*LossLimit)(nil),             // 18: mam.v1.LossLimit
+	(*LossLimits)(nil),            // 19: mam.v1.LossLimits
+	(*StopOut)(nil),               // 20: mam.v1.StopOut
+	(*LossWatch)(nil),             // 21: mam.v1.LossWatch
+	(*RiskViolation)(nil),         // 22: mam.v1.RiskViolation
+	(*RiskCheck)(nil),             // 23: mam.v1.RiskCheck
+	(Platform)(0),                 // 24: mam.v1.Platform
+	(MarginMode)(0),               // 25: mam.v1.MarginMode
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_mam_v1_account_proto_depIdxs = []int32{
-	10, // 0: mam.v1.Account.platform:type_name -> mam.v1.Platform
+	24, // 0: mam.v1.Account.platform:type_name -> mam.v1.Platform
 	0,  // 1: mam.v1.Account.state:type_name -> mam.v1.AccountState
-	11, // 2: mam.v1.Account.margin_mode:type_name -> mam.v1.MarginMode
-	4,  // 3: mam.v1.Account.simulated:type_name -> mam.v1.SimulatedAccount
-	5,  // 4: mam.v1.Account.snapshot:type_name -> mam.v1.AccountSnapshot
-	12, // 5: mam.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	12, // 6: mam.v1.Account.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 7: mam.v1.Account.symbol_mappings:type_name -> mam.v1.SymbolMapping
-	12, // 8: mam.v1.AccountSnapshot.time:type_name -> google.protobuf.Timestamp
-	1,  // 9: mam.v1.AllocationSettings.method:type_name -> mam.v1.AllocationMethod
-	2,  // 10: mam.v1.AllocationSettings.below_min_policy:type_name -> mam.v1.BelowMinPolicy
-	1,  // 11: mam.v1.GroupMember.method:type_name -> mam.v1.AllocationMethod
-	7,  // 12: mam.v1.Group.allocation:type_name -> mam.v1.AllocationSettings
-	8,  // 13: mam.v1.Group.members:type_name -> mam.v1.GroupMember
-	12, // 14: mam.v1.Group.create_time:type_name -> google.protobuf.Timestamp
-	12, // 15: mam.v1.Group.update_time:type_name -> google.protobuf.Timestamp
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	25, // 2: mam.v1.Account.margin_mode:type_name -> mam.v1.MarginMode
+	10, // 3: mam.v1.Account.simulated:type_name -> mam.v1.SimulatedAccount
+	11, // 4: mam.v1.Account.snapshot:type_name -> mam.v1.AccountSnapshot
+	26, // 5: mam.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	26, // 6: mam.v1.Account.update_time:type_name -> google.protobuf.Timestamp
+	12, // 7: mam.v1.Account.symbol_mappings:type_name -> mam.v1.SymbolMapping
+	19, // 8: mam.v1.Account.loss_limits:type_name -> mam.v1.LossLimits
+	20, // 9: mam.v1.Account.stop_outs:type_name -> mam.v1.StopOut
+	21, // 10: mam.v1.Account.loss_watch:type_name -> mam.v1.LossWatch
+	26, // 11: mam.v1.AccountSnapshot.time:type_name -> google.protobuf.Timestamp
+	1,  // 12: mam.v1.AllocationSettings.method:type_name -> mam.v1.AllocationMethod
+	2,  // 13: mam.v1.AllocationSettings.below_min_policy:type_name -> mam.v1.BelowMinPolicy
+	1,  // 14: mam.v1.GroupMember.method:type_name -> mam.v1.AllocationMethod
+	17, // 15: mam.v1.GroupMember.risk_limits:type_name -> mam.v1.RiskLimits
+	13, // 16: mam.v1.Group.allocation:type_name -> mam.v1.AllocationSettings
+	14, // 17: mam.v1.Group.members:type_name -> mam.v1.GroupMember
+	26, // 18: mam.v1.Group.create_time:type_name -> google.protobuf.Timestamp
+	26, // 19: mam.v1.Group.update_time:type_name -> google.protobuf.Timestamp
+	17, // 20: mam.v1.Group.risk_limits:type_name -> mam.v1.RiskLimits
+	3,  // 21: mam.v1.Group.violation_policy:type_name -> mam.v1.ViolationPolicy
+	19, // 22: mam.v1.Group.loss_limits:type_name -> mam.v1.LossLimits
+	20, // 23: mam.v1.Group.stop_outs:type_name -> mam.v1.StopOut
+	21, // 24: mam.v1.Group.loss_watch:type_name -> mam.v1.LossWatch
+	4,  // 25: mam.v1.TradingWindow.start_day:type_name -> mam.v1.Weekday
+	4,  // 26: mam.v1.TradingWindow.end_day:type_name -> mam.v1.Weekday
+	16, // 27: mam.v1.RiskLimits.trading_windows:type_name -> mam.v1.TradingWindow
+	6,  // 28: mam.v1.LossLimit.unit:type_name -> mam.v1.LossUnit
+	7,  // 29: mam.v1.LossLimit.action:type_name -> mam.v1.StopOutAction
+	18, // 30: mam.v1.LossLimits.daily_loss:type_name -> mam.v1.LossLimit
+	18, // 31: mam.v1.LossLimits.max_drawdown:type_name -> mam.v1.LossLimit
+	5,  // 32: mam.v1.StopOut.rule:type_name -> mam.v1.LossRule
+	7,  // 33: mam.v1.StopOut.action:type_name -> mam.v1.StopOutAction
+	18, // 34: mam.v1.StopOut.limit:type_name -> mam.v1.LossLimit
+	26, // 35: mam.v1.StopOut.time:type_name -> google.protobuf.Timestamp
+	26, // 36: mam.v1.StopOut.end_time:type_name -> google.protobuf.Timestamp
+	26, // 37: mam.v1.LossWatch.time:type_name -> google.protobuf.Timestamp
+	8,  // 38: mam.v1.RiskCheck.action:type_name -> mam.v1.RiskAction
+	22, // 39: mam.v1.RiskCheck.violations:type_name -> mam.v1.RiskViolation
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_account_proto_init() }
@@ -979,13 +2283,14 @@ func file_mam_v1_account_proto_init() {
 		return
 	}
 	file_mam_v1_common_proto_init()
+	file_mam_v1_account_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_account_proto_rawDesc), len(file_mam_v1_account_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   7,
+			NumEnums:      9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

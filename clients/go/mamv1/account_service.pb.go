@@ -878,6 +878,278 @@ func (x *UpdateGroupResponse) GetGroup() *Group {
 	return nil
 }
 
+type ResetStopOutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the account or the group whose stop-outs are lifted.
+	//
+	// Types that are valid to be assigned to Subject:
+	//
+	//	*ResetStopOutRequest_AccountId
+	//	*ResetStopOutRequest_GroupId
+	Subject isResetStopOutRequest_Subject `protobuf_oneof:"subject"`
+	// The rules to lift; empty: every active stop-out of the subject.
+	Rules         []LossRule `protobuf:"varint,3,rep,packed,name=rules,proto3,enum=mam.v1.LossRule" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetStopOutRequest) Reset() {
+	*x = ResetStopOutRequest{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetStopOutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetStopOutRequest) ProtoMessage() {}
+
+func (x *ResetStopOutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetStopOutRequest.ProtoReflect.Descriptor instead.
+func (*ResetStopOutRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResetStopOutRequest) GetSubject() isResetStopOutRequest_Subject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
+func (x *ResetStopOutRequest) GetAccountId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*ResetStopOutRequest_AccountId); ok {
+			return x.AccountId
+		}
+	}
+	return ""
+}
+
+func (x *ResetStopOutRequest) GetGroupId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*ResetStopOutRequest_GroupId); ok {
+			return x.GroupId
+		}
+	}
+	return ""
+}
+
+func (x *ResetStopOutRequest) GetRules() []LossRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+type isResetStopOutRequest_Subject interface {
+	isResetStopOutRequest_Subject()
+}
+
+type ResetStopOutRequest_AccountId struct {
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3,oneof"`
+}
+
+type ResetStopOutRequest_GroupId struct {
+	GroupId string `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3,oneof"`
+}
+
+func (*ResetStopOutRequest_AccountId) isResetStopOutRequest_Subject() {}
+
+func (*ResetStopOutRequest_GroupId) isResetStopOutRequest_Subject() {}
+
+type ResetStopOutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stop-outs lifted, now ended.
+	StopOuts      []*StopOut `protobuf:"bytes,1,rep,name=stop_outs,json=stopOuts,proto3" json:"stop_outs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetStopOutResponse) Reset() {
+	*x = ResetStopOutResponse{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetStopOutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetStopOutResponse) ProtoMessage() {}
+
+func (x *ResetStopOutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetStopOutResponse.ProtoReflect.Descriptor instead.
+func (*ResetStopOutResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ResetStopOutResponse) GetStopOuts() []*StopOut {
+	if x != nil {
+		return x.StopOuts
+	}
+	return nil
+}
+
+type ListStopOutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many stop-outs; 0 means 100; values above 1000 are treated as 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only this account's stop-outs, when set. Required for managers unless group_id is set.
+	AccountId string `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Only this group's stop-outs, when set.
+	GroupId string `protobuf:"bytes,4,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Only the active ones.
+	ActiveOnly    bool `protobuf:"varint,5,opt,name=active_only,json=activeOnly,proto3" json:"active_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStopOutsRequest) Reset() {
+	*x = ListStopOutsRequest{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStopOutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStopOutsRequest) ProtoMessage() {}
+
+func (x *ListStopOutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStopOutsRequest.ProtoReflect.Descriptor instead.
+func (*ListStopOutsRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListStopOutsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListStopOutsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListStopOutsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListStopOutsRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *ListStopOutsRequest) GetActiveOnly() bool {
+	if x != nil {
+		return x.ActiveOnly
+	}
+	return false
+}
+
+type ListStopOutsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	StopOuts []*StopOut             `protobuf:"bytes,1,rep,name=stop_outs,json=stopOuts,proto3" json:"stop_outs,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStopOutsResponse) Reset() {
+	*x = ListStopOutsResponse{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStopOutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStopOutsResponse) ProtoMessage() {}
+
+func (x *ListStopOutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStopOutsResponse.ProtoReflect.Descriptor instead.
+func (*ListStopOutsResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListStopOutsResponse) GetStopOuts() []*StopOut {
+	if x != nil {
+		return x.StopOuts
+	}
+	return nil
+}
+
+func (x *ListStopOutsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_mam_v1_account_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_account_service_proto_rawDesc = "" +
@@ -930,7 +1202,27 @@ const file_mam_v1_account_service_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\":\n" +
 	"\x13UpdateGroupResponse\x12#\n" +
-	"\x05group\x18\x01 \x01(\v2\r.mam.v1.GroupR\x05group2\x9e\x05\n" +
+	"\x05group\x18\x01 \x01(\v2\r.mam.v1.GroupR\x05group\"\x86\x01\n" +
+	"\x13ResetStopOutRequest\x12\x1f\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tH\x00R\taccountId\x12\x1b\n" +
+	"\bgroup_id\x18\x02 \x01(\tH\x00R\agroupId\x12&\n" +
+	"\x05rules\x18\x03 \x03(\x0e2\x10.mam.v1.LossRuleR\x05rulesB\t\n" +
+	"\asubject\"D\n" +
+	"\x14ResetStopOutResponse\x12,\n" +
+	"\tstop_outs\x18\x01 \x03(\v2\x0f.mam.v1.StopOutR\bstopOuts\"\xac\x01\n" +
+	"\x13ListStopOutsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x03 \x01(\tR\taccountId\x12\x19\n" +
+	"\bgroup_id\x18\x04 \x01(\tR\agroupId\x12\x1f\n" +
+	"\vactive_only\x18\x05 \x01(\bR\n" +
+	"activeOnly\"l\n" +
+	"\x14ListStopOutsResponse\x12,\n" +
+	"\tstop_outs\x18\x01 \x03(\v2\x0f.mam.v1.StopOutR\bstopOuts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb4\x06\n" +
 	"\x0eAccountService\x12L\n" +
 	"\rCreateAccount\x12\x1c.mam.v1.CreateAccountRequest\x1a\x1d.mam.v1.CreateAccountResponse\x12C\n" +
 	"\n" +
@@ -942,7 +1234,9 @@ const file_mam_v1_account_service_proto_rawDesc = "" +
 	"\bGetGroup\x12\x17.mam.v1.GetGroupRequest\x1a\x18.mam.v1.GetGroupResponse\x12C\n" +
 	"\n" +
 	"ListGroups\x12\x19.mam.v1.ListGroupsRequest\x1a\x1a.mam.v1.ListGroupsResponse\x12F\n" +
-	"\vUpdateGroup\x12\x1a.mam.v1.UpdateGroupRequest\x1a\x1b.mam.v1.UpdateGroupResponseb\x06proto3"
+	"\vUpdateGroup\x12\x1a.mam.v1.UpdateGroupRequest\x1a\x1b.mam.v1.UpdateGroupResponse\x12I\n" +
+	"\fResetStopOut\x12\x1b.mam.v1.ResetStopOutRequest\x1a\x1c.mam.v1.ResetStopOutResponse\x12I\n" +
+	"\fListStopOuts\x12\x1b.mam.v1.ListStopOutsRequest\x1a\x1c.mam.v1.ListStopOutsResponseb\x06proto3"
 
 var (
 	file_mam_v1_account_service_proto_rawDescOnce sync.Once
@@ -956,7 +1250,7 @@ func file_mam_v1_account_service_proto_rawDescGZIP() []byte {
 	return file_mam_v1_account_service_proto_rawDescData
 }
 
-var file_mam_v1_account_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_mam_v1_account_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_mam_v1_account_service_proto_goTypes = []any{
 	(*CreateAccountRequest)(nil),  // 0: mam.v1.CreateAccountRequest
 	(*CreateAccountResponse)(nil), // 1: mam.v1.CreateAccountResponse
@@ -976,48 +1270,61 @@ var file_mam_v1_account_service_proto_goTypes = []any{
 	(*ListGroupsResponse)(nil),    // 15: mam.v1.ListGroupsResponse
 	(*UpdateGroupRequest)(nil),    // 16: mam.v1.UpdateGroupRequest
 	(*UpdateGroupResponse)(nil),   // 17: mam.v1.UpdateGroupResponse
-	(*Account)(nil),               // 18: mam.v1.Account
-	(*fieldmaskpb.FieldMask)(nil), // 19: google.protobuf.FieldMask
-	(*Group)(nil),                 // 20: mam.v1.Group
+	(*ResetStopOutRequest)(nil),   // 18: mam.v1.ResetStopOutRequest
+	(*ResetStopOutResponse)(nil),  // 19: mam.v1.ResetStopOutResponse
+	(*ListStopOutsRequest)(nil),   // 20: mam.v1.ListStopOutsRequest
+	(*ListStopOutsResponse)(nil),  // 21: mam.v1.ListStopOutsResponse
+	(*Account)(nil),               // 22: mam.v1.Account
+	(*fieldmaskpb.FieldMask)(nil), // 23: google.protobuf.FieldMask
+	(*Group)(nil),                 // 24: mam.v1.Group
+	(LossRule)(0),                 // 25: mam.v1.LossRule
+	(*StopOut)(nil),               // 26: mam.v1.StopOut
 }
 var file_mam_v1_account_service_proto_depIdxs = []int32{
-	18, // 0: mam.v1.CreateAccountRequest.account:type_name -> mam.v1.Account
-	18, // 1: mam.v1.CreateAccountResponse.account:type_name -> mam.v1.Account
-	18, // 2: mam.v1.GetAccountResponse.account:type_name -> mam.v1.Account
-	18, // 3: mam.v1.ListAccountsResponse.accounts:type_name -> mam.v1.Account
-	18, // 4: mam.v1.UpdateAccountRequest.account:type_name -> mam.v1.Account
-	19, // 5: mam.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 6: mam.v1.UpdateAccountResponse.account:type_name -> mam.v1.Account
-	20, // 7: mam.v1.CreateGroupRequest.group:type_name -> mam.v1.Group
-	20, // 8: mam.v1.CreateGroupResponse.group:type_name -> mam.v1.Group
-	20, // 9: mam.v1.GetGroupResponse.group:type_name -> mam.v1.Group
-	20, // 10: mam.v1.ListGroupsResponse.groups:type_name -> mam.v1.Group
-	20, // 11: mam.v1.UpdateGroupRequest.group:type_name -> mam.v1.Group
-	19, // 12: mam.v1.UpdateGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	20, // 13: mam.v1.UpdateGroupResponse.group:type_name -> mam.v1.Group
-	0,  // 14: mam.v1.AccountService.CreateAccount:input_type -> mam.v1.CreateAccountRequest
-	2,  // 15: mam.v1.AccountService.GetAccount:input_type -> mam.v1.GetAccountRequest
-	4,  // 16: mam.v1.AccountService.ListAccounts:input_type -> mam.v1.ListAccountsRequest
-	6,  // 17: mam.v1.AccountService.UpdateAccount:input_type -> mam.v1.UpdateAccountRequest
-	8,  // 18: mam.v1.AccountService.DeleteAccount:input_type -> mam.v1.DeleteAccountRequest
-	10, // 19: mam.v1.AccountService.CreateGroup:input_type -> mam.v1.CreateGroupRequest
-	12, // 20: mam.v1.AccountService.GetGroup:input_type -> mam.v1.GetGroupRequest
-	14, // 21: mam.v1.AccountService.ListGroups:input_type -> mam.v1.ListGroupsRequest
-	16, // 22: mam.v1.AccountService.UpdateGroup:input_type -> mam.v1.UpdateGroupRequest
-	1,  // 23: mam.v1.AccountService.CreateAccount:output_type -> mam.v1.CreateAccountResponse
-	3,  // 24: mam.v1.AccountService.GetAccount:output_type -> mam.v1.GetAccountResponse
-	5,  // 25: mam.v1.AccountService.ListAccounts:output_type -> mam.v1.ListAccountsResponse
-	7,  // 26: mam.v1.AccountService.UpdateAccount:output_type -> mam.v1.UpdateAccountResponse
-	9,  // 27: mam.v1.AccountService.DeleteAccount:output_type -> mam.v1.DeleteAccountResponse
-	11, // 28: mam.v1.AccountService.CreateGroup:output_type -> mam.v1.CreateGroupResponse
-	13, // 29: mam.v1.AccountService.GetGroup:output_type -> mam.v1.GetGroupResponse
-	15, // 30: mam.v1.AccountService.ListGroups:output_type -> mam.v1.ListGroupsResponse
-	17, // 31: mam.v1.AccountService.UpdateGroup:output_type -> mam.v1.UpdateGroupResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	22, // 0: mam.v1.CreateAccountRequest.account:type_name -> mam.v1.Account
+	22, // 1: mam.v1.CreateAccountResponse.account:type_name -> mam.v1.Account
+	22, // 2: mam.v1.GetAccountResponse.account:type_name -> mam.v1.Account
+	22, // 3: mam.v1.ListAccountsResponse.accounts:type_name -> mam.v1.Account
+	22, // 4: mam.v1.UpdateAccountRequest.account:type_name -> mam.v1.Account
+	23, // 5: mam.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	22, // 6: mam.v1.UpdateAccountResponse.account:type_name -> mam.v1.Account
+	24, // 7: mam.v1.CreateGroupRequest.group:type_name -> mam.v1.Group
+	24, // 8: mam.v1.CreateGroupResponse.group:type_name -> mam.v1.Group
+	24, // 9: mam.v1.GetGroupResponse.group:type_name -> mam.v1.Group
+	24, // 10: mam.v1.ListGroupsResponse.groups:type_name -> mam.v1.Group
+	24, // 11: mam.v1.UpdateGroupRequest.group:type_name -> mam.v1.Group
+	23, // 12: mam.v1.UpdateGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	24, // 13: mam.v1.UpdateGroupResponse.group:type_name -> mam.v1.Group
+	25, // 14: mam.v1.ResetStopOutRequest.rules:type_name -> mam.v1.LossRule
+	26, // 15: mam.v1.ResetStopOutResponse.stop_outs:type_name -> mam.v1.StopOut
+	26, // 16: mam.v1.ListStopOutsResponse.stop_outs:type_name -> mam.v1.StopOut
+	0,  // 17: mam.v1.AccountService.CreateAccount:input_type -> mam.v1.CreateAccountRequest
+	2,  // 18: mam.v1.AccountService.GetAccount:input_type -> mam.v1.GetAccountRequest
+	4,  // 19: mam.v1.AccountService.ListAccounts:input_type -> mam.v1.ListAccountsRequest
+	6,  // 20: mam.v1.AccountService.UpdateAccount:input_type -> mam.v1.UpdateAccountRequest
+	8,  // 21: mam.v1.AccountService.DeleteAccount:input_type -> mam.v1.DeleteAccountRequest
+	10, // 22: mam.v1.AccountService.CreateGroup:input_type -> mam.v1.CreateGroupRequest
+	12, // 23: mam.v1.AccountService.GetGroup:input_type -> mam.v1.GetGroupRequest
+	14, // 24: mam.v1.AccountService.ListGroups:input_type -> mam.v1.ListGroupsRequest
+	16, // 25: mam.v1.AccountService.UpdateGroup:input_type -> mam.v1.UpdateGroupRequest
+	18, // 26: mam.v1.AccountService.ResetStopOut:input_type -> mam.v1.ResetStopOutRequest
+	20, // 27: mam.v1.AccountService.ListStopOuts:input_type -> mam.v1.ListStopOutsRequest
+	1,  // 28: mam.v1.AccountService.CreateAccount:output_type -> mam.v1.CreateAccountResponse
+	3,  // 29: mam.v1.AccountService.GetAccount:output_type -> mam.v1.GetAccountResponse
+	5,  // 30: mam.v1.AccountService.ListAccounts:output_type -> mam.v1.ListAccountsResponse
+	7,  // 31: mam.v1.AccountService.UpdateAccount:output_type -> mam.v1.UpdateAccountResponse
+	9,  // 32: mam.v1.AccountService.DeleteAccount:output_type -> mam.v1.DeleteAccountResponse
+	11, // 33: mam.v1.AccountService.CreateGroup:output_type -> mam.v1.CreateGroupResponse
+	13, // 34: mam.v1.AccountService.GetGroup:output_type -> mam.v1.GetGroupResponse
+	15, // 35: mam.v1.AccountService.ListGroups:output_type -> mam.v1.ListGroupsResponse
+	17, // 36: mam.v1.AccountService.UpdateGroup:output_type -> mam.v1.UpdateGroupResponse
+	19, // 37: mam.v1.AccountService.ResetStopOut:output_type -> mam.v1.ResetStopOutResponse
+	21, // 38: mam.v1.AccountService.ListStopOuts:output_type -> mam.v1.ListStopOutsResponse
+	28, // [28:39] is the sub-list for method output_type
+	17, // [17:28] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_account_service_proto_init() }
@@ -1026,13 +1333,17 @@ func file_mam_v1_account_service_proto_init() {
 		return
 	}
 	file_mam_v1_account_proto_init()
+	file_mam_v1_account_service_proto_msgTypes[18].OneofWrappers = []any{
+		(*ResetStopOutRequest_AccountId)(nil),
+		(*ResetStopOutRequest_GroupId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_account_service_proto_rawDesc), len(file_mam_v1_account_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

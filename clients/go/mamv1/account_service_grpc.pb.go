@@ -28,6 +28,8 @@ const (
 	AccountService_GetGroup_FullMethodName      = "/mam.v1.AccountService/GetGroup"
 	AccountService_ListGroups_FullMethodName    = "/mam.v1.AccountService/ListGroups"
 	AccountService_UpdateGroup_FullMethodName   = "/mam.v1.AccountService/UpdateGroup"
+	AccountService_ResetStopOut_FullMethodName  = "/mam.v1.AccountService/ResetStopOut"
+	AccountService_ListStopOuts_FullMethodName  = "/mam.v1.AccountService/ListStopOuts"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -42,7 +44,9 @@ type AccountServiceClient interface {
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
 	// Accounts in creation order, a page at a time.
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
-	// Changes the fields named in update_mask.
+	// Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+	// loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+	// INVALID_ARGUMENT (nothing changed) for bad fields.
 	UpdateAccount(ctx context.Context, in *UpdateAccountRequest, opts ...grpc.CallOption) (*UpdateAccountResponse, error)
 	// Removes an account that is in no group; FAILED_PRECONDITION while it is a member.
 	DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error)
@@ -52,8 +56,15 @@ type AccountServiceClient interface {
 	GetGroup(ctx context.Context, in *GetGroupRequest, opts ...grpc.CallOption) (*GetGroupResponse, error)
 	// Groups in creation order, a page at a time.
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
-	// Changes the fields named in update_mask (members, allocation settings, name).
+	// Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+	// violation_policy, loss_limits).
 	UpdateGroup(ctx context.Context, in *UpdateGroupRequest, opts ...grpc.CallOption) (*UpdateGroupResponse, error)
+	// Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+	// way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+	// Answers with what was lifted (nothing, when nothing was active).
+	ResetStopOut(ctx context.Context, in *ResetStopOutRequest, opts ...grpc.CallOption) (*ResetStopOutResponse, error)
+	// Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all.
+	ListStopOuts(ctx context.Context, in *ListStopOutsRequest, opts ...grpc.CallOption) (*ListStopOutsResponse, error)
 }
 
 type accountServiceClient struct {
@@ -154,6 +165,26 @@ func (c *accountServiceClient) UpdateGroup(ctx context.Context, in *UpdateGroupR
 	return out, nil
 }
 
+func (c *accountServiceClient) ResetStopOut(ctx context.Context, in *ResetStopOutRequest, opts ...grpc.CallOption) (*ResetStopOutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetStopOutResponse)
+	err := c.cc.Invoke(ctx, AccountService_ResetStopOut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) ListStopOuts(ctx context.Context, in *ListStopOutsRequest, opts ...grpc.CallOption) (*ListStopOutsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStopOutsResponse)
+	err := c.cc.Invoke(ctx, AccountService_ListStopOuts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -166,7 +197,9 @@ type AccountServiceServer interface {
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)
 	// Accounts in creation order, a page at a time.
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
-	// Changes the fields named in update_mask.
+	// Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+	// loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+	// INVALID_ARGUMENT (nothing changed) for bad fields.
 	UpdateAccount(context.Context, *UpdateAccountRequest) (*UpdateAccountResponse, error)
 	// Removes an account that is in no group; FAILED_PRECONDITION while it is a member.
 	DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error)
@@ -176,8 +209,15 @@ type AccountServiceServer interface {
 	GetGroup(context.Context, *GetGroupRequest) (*GetGroupResponse, error)
 	// Groups in creation order, a page at a time.
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
-	// Changes the fields named in update_mask (members, allocation settings, name).
+	// Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+	// violation_policy, loss_limits).
 	UpdateGroup(context.Context, *UpdateGroupRequest) (*UpdateGroupResponse, error)
+	// Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+	// way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+	// Answers with what was lifted (nothing, when nothing was active).
+	ResetStopOut(context.Context, *ResetStopOutRequest) (*ResetStopOutResponse, error)
+	// Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all.
+	ListStopOuts(context.Context, *ListStopOutsRequest) (*ListStopOutsResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -214,6 +254,12 @@ func (UnimplementedAccountServiceServer) ListGroups(context.Context, *ListGroups
 }
 func (UnimplementedAccountServiceServer) UpdateGroup(context.Context, *UpdateGroupRequest) (*UpdateGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateGroup not implemented")
+}
+func (UnimplementedAccountServiceServer) ResetStopOut(context.Context, *ResetStopOutRequest) (*ResetStopOutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetStopOut not implemented")
+}
+func (UnimplementedAccountServiceServer) ListStopOuts(context.Context, *ListStopOutsRequest) (*ListStopOutsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStopOuts not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -398,6 +444,42 @@ func _AccountService_UpdateGroup_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_ResetStopOut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetStopOutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).ResetStopOut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_ResetStopOut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).ResetStopOut(ctx, req.(*ResetStopOutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_ListStopOuts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStopOutsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).ListStopOuts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_ListStopOuts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).ListStopOuts(ctx, req.(*ListStopOutsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -440,6 +522,14 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateGroup",
 			Handler:    _AccountService_UpdateGroup_Handler,
+		},
+		{
+			MethodName: "ResetStopOut",
+			Handler:    _AccountService_ResetStopOut_Handler,
+		},
+		{
+			MethodName: "ListStopOuts",
+			Handler:    _AccountService_ListStopOuts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -44,6 +44,9 @@ const (
 	MasterOrderState_MASTER_ORDER_STATE_CANCELLED MasterOrderState = 7
 	// Ended by a gateway-side failure.
 	MasterOrderState_MASTER_ORDER_STATE_FAILED MasterOrderState = 8
+	// A pending (LIMIT, STOP, STOP_LIMIT) order: every child is placed at its broker (or ended)
+	// and waits for its price; ModifyMasterOrder moves it, CancelMasterOrder removes it.
+	MasterOrderState_MASTER_ORDER_STATE_WORKING MasterOrderState = 9
 )
 
 // Enum value maps for MasterOrderState.
@@ -58,6 +61,7 @@ var (
 		6: "MASTER_ORDER_STATE_REJECTED",
 		7: "MASTER_ORDER_STATE_CANCELLED",
 		8: "MASTER_ORDER_STATE_FAILED",
+		9: "MASTER_ORDER_STATE_WORKING",
 	}
 	MasterOrderState_value = map[string]int32{
 		"MASTER_ORDER_STATE_UNSPECIFIED":      0,
@@ -69,6 +73,7 @@ var (
 		"MASTER_ORDER_STATE_REJECTED":         6,
 		"MASTER_ORDER_STATE_CANCELLED":        7,
 		"MASTER_ORDER_STATE_FAILED":           8,
+		"MASTER_ORDER_STATE_WORKING":          9,
 	}
 )
 
@@ -116,6 +121,9 @@ const (
 	// The request may or may not have reached the broker; it is reconciled by its tag before
 	// anything is resent.
 	ChildOrderState_CHILD_ORDER_STATE_UNKNOWN ChildOrderState = 7
+	// A pending order resting at the broker (`broker_order_ticket`), waiting for its price; it
+	// may fill in parts while it rests.
+	ChildOrderState_CHILD_ORDER_STATE_PLACED ChildOrderState = 8
 )
 
 // Enum value maps for ChildOrderState.
@@ -129,6 +137,7 @@ var (
 		5: "CHILD_ORDER_STATE_REJECTED",
 		6: "CHILD_ORDER_STATE_CANCELLED",
 		7: "CHILD_ORDER_STATE_UNKNOWN",
+		8: "CHILD_ORDER_STATE_PLACED",
 	}
 	ChildOrderState_value = map[string]int32{
 		"CHILD_ORDER_STATE_UNSPECIFIED":      0,
@@ -139,6 +148,7 @@ var (
 		"CHILD_ORDER_STATE_REJECTED":         5,
 		"CHILD_ORDER_STATE_CANCELLED":        6,
 		"CHILD_ORDER_STATE_UNKNOWN":          7,
+		"CHILD_ORDER_STATE_PLACED":           8,
 	}
 )
 
@@ -196,6 +206,10 @@ const (
 	AllocationReason_ALLOCATION_REASON_TERMINAL_UNAVAILABLE AllocationReason = 10
 	// The symbol (or the account's mapping of it) is not tradable at the account's broker.
 	AllocationReason_ALLOCATION_REASON_SYMBOL_UNAVAILABLE AllocationReason = 11
+	// Pre-trade risk: a child order is sent smaller than allocated (risk_checks say why).
+	AllocationReason_ALLOCATION_REASON_RISK_CLIPPED AllocationReason = 12
+	// Pre-trade risk: a child order is not sent at all (risk_checks say why).
+	AllocationReason_ALLOCATION_REASON_RISK_SKIPPED AllocationReason = 13
 )
 
 // Enum value maps for AllocationReason.
@@ -213,6 +227,8 @@ var (
 		9:  "ALLOCATION_REASON_NO_BASIS",
 		10: "ALLOCATION_REASON_TERMINAL_UNAVAILABLE",
 		11: "ALLOCATION_REASON_SYMBOL_UNAVAILABLE",
+		12: "ALLOCATION_REASON_RISK_CLIPPED",
+		13: "ALLOCATION_REASON_RISK_SKIPPED",
 	}
 	AllocationReason_value = map[string]int32{
 		"ALLOCATION_REASON_UNSPECIFIED":          0,
@@ -227,6 +243,8 @@ var (
 		"ALLOCATION_REASON_NO_BASIS":             9,
 		"ALLOCATION_REASON_TERMINAL_UNAVAILABLE": 10,
 		"ALLOCATION_REASON_SYMBOL_UNAVAILABLE":   11,
+		"ALLOCATION_REASON_RISK_CLIPPED":         12,
+		"ALLOCATION_REASON_RISK_SKIPPED":         13,
 	}
 )
 
@@ -453,7 +471,10 @@ type AllocationLine struct {
 	// PERCENT_RISK: the account's entry price the risk was measured from, decimal string.
 	EntryPrice string `protobuf:"bytes,10,opt,name=entry_price,json=entryPrice,proto3" json:"entry_price,omitempty"`
 	// The contract size of the account's symbol; volumes are scaled so exposures match.
-	ContractSize  string `protobuf:"bytes,11,opt,name=contract_size,json=contractSize,proto3" json:"contract_size,omitempty"`
+	ContractSize string `protobuf:"bytes,11,opt,name=contract_size,json=contractSize,proto3" json:"contract_size,omitempty"`
+	// The pre-trade risk decision on each allocated child volume, in order; empty when the
+	// account was not checked (neither it nor its group has limits, and it is not stopped out).
+	RiskChecks    []*RiskCheck `protobuf:"bytes,12,rep,name=risk_checks,json=riskChecks,proto3" json:"risk_checks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -563,6 +584,13 @@ func (x *AllocationLine) GetContractSize() string {
 		return x.ContractSize
 	}
 	return ""
+}
+
+func (x *AllocationLine) GetRiskChecks() []*RiskCheck {
+	if x != nil {
+		return x.RiskChecks
+	}
+	return nil
 }
 
 // How a master order was (or would be) shared, and from what.
@@ -1379,7 +1407,7 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\vexpire_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12<\n" +
 	"\x0efilling_policy\x18\x0e \x01(\x0e2\x15.mam.v1.FillingPolicyR\rfillingPolicy\x12\x18\n" +
-	"\acomment\x18\x0f \x01(\tR\acomment\"\xa0\x03\n" +
+	"\acomment\x18\x0f \x01(\tR\acomment\"\xd4\x03\n" +
 	"\x0eAllocationLine\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
@@ -1394,7 +1422,9 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\ventry_price\x18\n" +
 	" \x01(\tR\n" +
 	"entryPrice\x12#\n" +
-	"\rcontract_size\x18\v \x01(\tR\fcontractSize\"\x9f\x03\n" +
+	"\rcontract_size\x18\v \x01(\tR\fcontractSize\x122\n" +
+	"\vrisk_checks\x18\f \x03(\v2\x11.mam.v1.RiskCheckR\n" +
+	"riskChecks\"\x9f\x03\n" +
 	"\n" +
 	"Allocation\x120\n" +
 	"\x06method\x18\x01 \x01(\x0e2\x18.mam.v1.AllocationMethodR\x06method\x12@\n" +
@@ -1483,7 +1513,7 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\x04time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"T\n" +
 	"\tFillBatch\x12\"\n" +
 	"\x05fills\x18\x01 \x03(\v2\f.mam.v1.FillR\x05fills\x12#\n" +
-	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence*\xc7\x02\n" +
+	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence*\xe7\x02\n" +
 	"\x10MasterOrderState\x12\"\n" +
 	"\x1eMASTER_ORDER_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bMASTER_ORDER_STATE_ACCEPTED\x10\x01\x12 \n" +
@@ -1493,7 +1523,8 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"#MASTER_ORDER_STATE_PARTIALLY_FILLED\x10\x05\x12\x1f\n" +
 	"\x1bMASTER_ORDER_STATE_REJECTED\x10\x06\x12 \n" +
 	"\x1cMASTER_ORDER_STATE_CANCELLED\x10\a\x12\x1d\n" +
-	"\x19MASTER_ORDER_STATE_FAILED\x10\b*\x95\x02\n" +
+	"\x19MASTER_ORDER_STATE_FAILED\x10\b\x12\x1e\n" +
+	"\x1aMASTER_ORDER_STATE_WORKING\x10\t*\xb3\x02\n" +
 	"\x0fChildOrderState\x12!\n" +
 	"\x1dCHILD_ORDER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19CHILD_ORDER_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -1502,7 +1533,8 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\"CHILD_ORDER_STATE_PARTIALLY_FILLED\x10\x04\x12\x1e\n" +
 	"\x1aCHILD_ORDER_STATE_REJECTED\x10\x05\x12\x1f\n" +
 	"\x1bCHILD_ORDER_STATE_CANCELLED\x10\x06\x12\x1d\n" +
-	"\x19CHILD_ORDER_STATE_UNKNOWN\x10\a*\xd2\x03\n" +
+	"\x19CHILD_ORDER_STATE_UNKNOWN\x10\a\x12\x1c\n" +
+	"\x18CHILD_ORDER_STATE_PLACED\x10\b*\x9a\x04\n" +
 	"\x10AllocationReason\x12!\n" +
 	"\x1dALLOCATION_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eALLOCATION_REASON_ROUNDED_DOWN\x10\x01\x12 \n" +
@@ -1516,7 +1548,9 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\x1aALLOCATION_REASON_NO_BASIS\x10\t\x12*\n" +
 	"&ALLOCATION_REASON_TERMINAL_UNAVAILABLE\x10\n" +
 	"\x12(\n" +
-	"$ALLOCATION_REASON_SYMBOL_UNAVAILABLE\x10\vb\x06proto3"
+	"$ALLOCATION_REASON_SYMBOL_UNAVAILABLE\x10\v\x12\"\n" +
+	"\x1eALLOCATION_REASON_RISK_CLIPPED\x10\f\x12\"\n" +
+	"\x1eALLOCATION_REASON_RISK_SKIPPED\x10\rb\x06proto3"
 
 var (
 	file_mam_v1_order_proto_rawDescOnce sync.Once
@@ -1551,8 +1585,9 @@ var file_mam_v1_order_proto_goTypes = []any{
 	(FillingPolicy)(0),            // 15: mam.v1.FillingPolicy
 	(AllocationMethod)(0),         // 16: mam.v1.AllocationMethod
 	(*AccountSnapshot)(nil),       // 17: mam.v1.AccountSnapshot
-	(BelowMinPolicy)(0),           // 18: mam.v1.BelowMinPolicy
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*RiskCheck)(nil),             // 18: mam.v1.RiskCheck
+	(BelowMinPolicy)(0),           // 19: mam.v1.BelowMinPolicy
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
 }
 var file_mam_v1_order_proto_depIdxs = []int32{
 	11, // 0: mam.v1.MasterOrderSpec.side:type_name -> mam.v1.Side
@@ -1563,32 +1598,33 @@ var file_mam_v1_order_proto_depIdxs = []int32{
 	2,  // 5: mam.v1.AllocationLine.reasons:type_name -> mam.v1.AllocationReason
 	16, // 6: mam.v1.AllocationLine.method:type_name -> mam.v1.AllocationMethod
 	17, // 7: mam.v1.AllocationLine.snapshot:type_name -> mam.v1.AccountSnapshot
-	16, // 8: mam.v1.Allocation.method:type_name -> mam.v1.AllocationMethod
-	18, // 9: mam.v1.Allocation.below_min_policy:type_name -> mam.v1.BelowMinPolicy
-	14, // 10: mam.v1.Allocation.snapshot_time:type_name -> google.protobuf.Timestamp
-	4,  // 11: mam.v1.Allocation.lines:type_name -> mam.v1.AllocationLine
-	11, // 12: mam.v1.ChildOrder.side:type_name -> mam.v1.Side
-	1,  // 13: mam.v1.ChildOrder.state:type_name -> mam.v1.ChildOrderState
-	14, // 14: mam.v1.ChildOrder.sent_time:type_name -> google.protobuf.Timestamp
-	14, // 15: mam.v1.ChildOrder.fill_time:type_name -> google.protobuf.Timestamp
-	19, // 16: mam.v1.ExecutionStats.dispatch_skew:type_name -> google.protobuf.Duration
-	19, // 17: mam.v1.ExecutionStats.submit_to_last_fill:type_name -> google.protobuf.Duration
-	3,  // 18: mam.v1.MasterOrder.spec:type_name -> mam.v1.MasterOrderSpec
-	0,  // 19: mam.v1.MasterOrder.state:type_name -> mam.v1.MasterOrderState
-	5,  // 20: mam.v1.MasterOrder.allocation:type_name -> mam.v1.Allocation
-	6,  // 21: mam.v1.MasterOrder.children:type_name -> mam.v1.ChildOrder
-	7,  // 22: mam.v1.MasterOrder.execution:type_name -> mam.v1.ExecutionStats
-	14, // 23: mam.v1.MasterOrder.create_time:type_name -> google.protobuf.Timestamp
-	14, // 24: mam.v1.MasterOrder.update_time:type_name -> google.protobuf.Timestamp
-	14, // 25: mam.v1.MasterOrder.cancel_request_time:type_name -> google.protobuf.Timestamp
-	11, // 26: mam.v1.Fill.side:type_name -> mam.v1.Side
-	14, // 27: mam.v1.Fill.time:type_name -> google.protobuf.Timestamp
-	9,  // 28: mam.v1.FillBatch.fills:type_name -> mam.v1.Fill
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	18, // 8: mam.v1.AllocationLine.risk_checks:type_name -> mam.v1.RiskCheck
+	16, // 9: mam.v1.Allocation.method:type_name -> mam.v1.AllocationMethod
+	19, // 10: mam.v1.Allocation.below_min_policy:type_name -> mam.v1.BelowMinPolicy
+	14, // 11: mam.v1.Allocation.snapshot_time:type_name -> google.protobuf.Timestamp
+	4,  // 12: mam.v1.Allocation.lines:type_name -> mam.v1.AllocationLine
+	11, // 13: mam.v1.ChildOrder.side:type_name -> mam.v1.Side
+	1,  // 14: mam.v1.ChildOrder.state:type_name -> mam.v1.ChildOrderState
+	14, // 15: mam.v1.ChildOrder.sent_time:type_name -> google.protobuf.Timestamp
+	14, // 16: mam.v1.ChildOrder.fill_time:type_name -> google.protobuf.Timestamp
+	20, // 17: mam.v1.ExecutionStats.dispatch_skew:type_name -> google.protobuf.Duration
+	20, // 18: mam.v1.ExecutionStats.submit_to_last_fill:type_name -> google.protobuf.Duration
+	3,  // 19: mam.v1.MasterOrder.spec:type_name -> mam.v1.MasterOrderSpec
+	0,  // 20: mam.v1.MasterOrder.state:type_name -> mam.v1.MasterOrderState
+	5,  // 21: mam.v1.MasterOrder.allocation:type_name -> mam.v1.Allocation
+	6,  // 22: mam.v1.MasterOrder.children:type_name -> mam.v1.ChildOrder
+	7,  // 23: mam.v1.MasterOrder.execution:type_name -> mam.v1.ExecutionStats
+	14, // 24: mam.v1.MasterOrder.create_time:type_name -> google.protobuf.Timestamp
+	14, // 25: mam.v1.MasterOrder.update_time:type_name -> google.protobuf.Timestamp
+	14, // 26: mam.v1.MasterOrder.cancel_request_time:type_name -> google.protobuf.Timestamp
+	11, // 27: mam.v1.Fill.side:type_name -> mam.v1.Side
+	14, // 28: mam.v1.Fill.time:type_name -> google.protobuf.Timestamp
+	9,  // 29: mam.v1.FillBatch.fills:type_name -> mam.v1.Fill
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_order_proto_init() }

@@ -814,7 +814,7 @@ type ModifyMasterOrderRequest struct {
 	// Decimal strings; an empty string leaves the value as it is, "0" removes a stop.
 	StopLoss   string `protobuf:"bytes,2,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
 	TakeProfit string `protobuf:"bytes,3,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
-	// Pending orders only.
+	// A WORKING pending order's new price (the stop price of a STOP_LIMIT); empty: kept.
 	Price         string `protobuf:"bytes,4,opt,name=price,proto3" json:"price,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

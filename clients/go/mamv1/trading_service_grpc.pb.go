@@ -63,7 +63,9 @@ type TradingServiceClient interface {
 	CancelMasterOrder(ctx context.Context, in *CancelMasterOrderRequest, opts ...grpc.CallOption) (*CancelMasterOrderResponse, error)
 	// Changes the stop loss and take profit of every open position of a final master order (one
 	// SLTP request per account, concurrently), and answers with each account's result; harmless to
-	// repeat. The pending price is for pending orders, which this version does not execute.
+	// repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+	// resting at its broker (one MODIFY request each). `price` on any other order is
+	// FAILED_PRECONDITION with reason NOT_WORKING.
 	ModifyMasterOrder(ctx context.Context, in *ModifyMasterOrderRequest, opts ...grpc.CallOption) (*ModifyMasterOrderResponse, error)
 	// Closes all or part of the positions a final master order opened, per account in proportion:
 	// each account closes its share of what it still holds of the order, rounded down to its lot
@@ -219,7 +221,9 @@ type TradingServiceServer interface {
 	CancelMasterOrder(context.Context, *CancelMasterOrderRequest) (*CancelMasterOrderResponse, error)
 	// Changes the stop loss and take profit of every open position of a final master order (one
 	// SLTP request per account, concurrently), and answers with each account's result; harmless to
-	// repeat. The pending price is for pending orders, which this version does not execute.
+	// repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+	// resting at its broker (one MODIFY request each). `price` on any other order is
+	// FAILED_PRECONDITION with reason NOT_WORKING.
 	ModifyMasterOrder(context.Context, *ModifyMasterOrderRequest) (*ModifyMasterOrderResponse, error)
 	// Closes all or part of the positions a final master order opened, per account in proportion:
 	// each account closes its share of what it still holds of the order, rounded down to its lot

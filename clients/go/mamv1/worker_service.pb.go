@@ -9,6 +9,7 @@ package mamv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -22,373 +23,195 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// A terminal a worker hosts.
-type HostedTerminal struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The gateway account the terminal is logged in to.
-	AccountId     string   `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Platform      Platform `protobuf:"varint,2,opt,name=platform,proto3,enum=mam.v1.Platform" json:"platform,omitempty"`
-	Login         int64    `protobuf:"varint,3,opt,name=login,proto3" json:"login,omitempty"`
-	Server        string   `protobuf:"bytes,4,opt,name=server,proto3" json:"server,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
+// MT5 trade actions, with MT5's TRADE_ACTION_* numbers.
+type TradeAction int32
 
-func (x *HostedTerminal) Reset() {
-	*x = HostedTerminal{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
+const (
+	TradeAction_TRADE_ACTION_UNSPECIFIED TradeAction = 0
+	TradeAction_TRADE_ACTION_DEAL        TradeAction = 1
+	TradeAction_TRADE_ACTION_PENDING     TradeAction = 5
+	TradeAction_TRADE_ACTION_SLTP        TradeAction = 6
+	TradeAction_TRADE_ACTION_MODIFY      TradeAction = 7
+	TradeAction_TRADE_ACTION_REMOVE      TradeAction = 8
+	TradeAction_TRADE_ACTION_CLOSE_BY    TradeAction = 10
+)
 
-func (x *HostedTerminal) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HostedTerminal) ProtoMessage() {}
-
-func (x *HostedTerminal) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
+// Enum value maps for TradeAction.
+var (
+	TradeAction_name = map[int32]string{
+		0:  "TRADE_ACTION_UNSPECIFIED",
+		1:  "TRADE_ACTION_DEAL",
+		5:  "TRADE_ACTION_PENDING",
+		6:  "TRADE_ACTION_SLTP",
+		7:  "TRADE_ACTION_MODIFY",
+		8:  "TRADE_ACTION_REMOVE",
+		10: "TRADE_ACTION_CLOSE_BY",
 	}
-	return mi.MessageOf(x)
+	TradeAction_value = map[string]int32{
+		"TRADE_ACTION_UNSPECIFIED": 0,
+		"TRADE_ACTION_DEAL":        1,
+		"TRADE_ACTION_PENDING":     5,
+		"TRADE_ACTION_SLTP":        6,
+		"TRADE_ACTION_MODIFY":      7,
+		"TRADE_ACTION_REMOVE":      8,
+		"TRADE_ACTION_CLOSE_BY":    10,
+	}
+)
+
+func (x TradeAction) Enum() *TradeAction {
+	p := new(TradeAction)
+	*p = x
+	return p
 }
 
-// Deprecated: Use HostedTerminal.ProtoReflect.Descriptor instead.
-func (*HostedTerminal) Descriptor() ([]byte, []int) {
+func (x TradeAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TradeAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_worker_service_proto_enumTypes[0].Descriptor()
+}
+
+func (TradeAction) Type() protoreflect.EnumType {
+	return &file_mam_v1_worker_service_proto_enumTypes[0]
+}
+
+func (x TradeAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TradeAction.Descriptor instead.
+func (TradeAction) EnumDescriptor() ([]byte, []int) {
 	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *HostedTerminal) GetAccountId() string {
-	if x != nil {
-		return x.AccountId
+// What a deal did to a position (MT5 DEAL_ENTRY_*).
+type DealEntry int32
+
+const (
+	DealEntry_DEAL_ENTRY_UNSPECIFIED DealEntry = 0
+	DealEntry_DEAL_ENTRY_IN          DealEntry = 1
+	DealEntry_DEAL_ENTRY_OUT         DealEntry = 2
+	// A netting position reversed in one deal.
+	DealEntry_DEAL_ENTRY_INOUT DealEntry = 3
+	// Closed by an opposite position.
+	DealEntry_DEAL_ENTRY_OUT_BY DealEntry = 4
+)
+
+// Enum value maps for DealEntry.
+var (
+	DealEntry_name = map[int32]string{
+		0: "DEAL_ENTRY_UNSPECIFIED",
+		1: "DEAL_ENTRY_IN",
+		2: "DEAL_ENTRY_OUT",
+		3: "DEAL_ENTRY_INOUT",
+		4: "DEAL_ENTRY_OUT_BY",
 	}
-	return ""
-}
-
-func (x *HostedTerminal) GetPlatform() Platform {
-	if x != nil {
-		return x.Platform
+	DealEntry_value = map[string]int32{
+		"DEAL_ENTRY_UNSPECIFIED": 0,
+		"DEAL_ENTRY_IN":          1,
+		"DEAL_ENTRY_OUT":         2,
+		"DEAL_ENTRY_INOUT":       3,
+		"DEAL_ENTRY_OUT_BY":      4,
 	}
-	return Platform_PLATFORM_UNSPECIFIED
+)
+
+func (x DealEntry) Enum() *DealEntry {
+	p := new(DealEntry)
+	*p = x
+	return p
 }
 
-func (x *HostedTerminal) GetLogin() int64 {
-	if x != nil {
-		return x.Login
-	}
-	return 0
+func (x DealEntry) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
 }
 
-func (x *HostedTerminal) GetServer() string {
-	if x != nil {
-		return x.Server
-	}
-	return ""
+func (DealEntry) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_worker_service_proto_enumTypes[1].Descriptor()
 }
 
-type WorkerHello struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. Identifies the worker across reconnects.
-	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	// Required. The worker's secret, checked by the gateway.
-	Token     string            `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	Terminals []*HostedTerminal `protobuf:"bytes,3,rep,name=terminals,proto3" json:"terminals,omitempty"`
-	// The worker's software version.
-	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+func (DealEntry) Type() protoreflect.EnumType {
+	return &file_mam_v1_worker_service_proto_enumTypes[1]
 }
 
-func (x *WorkerHello) Reset() {
-	*x = WorkerHello{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
+func (x DealEntry) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
 }
 
-func (x *WorkerHello) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WorkerHello) ProtoMessage() {}
-
-func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
-func (*WorkerHello) Descriptor() ([]byte, []int) {
+// Deprecated: Use DealEntry.Descriptor instead.
+func (DealEntry) EnumDescriptor() ([]byte, []int) {
 	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *WorkerHello) GetWorkerId() string {
-	if x != nil {
-		return x.WorkerId
+// Why a command has no answer.
+type TerminalFailureKind int32
+
+const (
+	TerminalFailureKind_TERMINAL_FAILURE_KIND_UNSPECIFIED TerminalFailureKind = 0
+	// The terminal could not be asked or did not answer: the outcome of a send is unknown.
+	TerminalFailureKind_TERMINAL_FAILURE_KIND_TERMINAL_ERROR TerminalFailureKind = 1
+	// The broker has no such symbol.
+	TerminalFailureKind_TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND TerminalFailureKind = 2
+	// The worker hosts no terminal of that login and server.
+	TerminalFailureKind_TERMINAL_FAILURE_KIND_NOT_HOSTED TerminalFailureKind = 3
+	// The worker could not read the command; nothing was executed.
+	TerminalFailureKind_TERMINAL_FAILURE_KIND_BAD_COMMAND TerminalFailureKind = 4
+)
+
+// Enum value maps for TerminalFailureKind.
+var (
+	TerminalFailureKind_name = map[int32]string{
+		0: "TERMINAL_FAILURE_KIND_UNSPECIFIED",
+		1: "TERMINAL_FAILURE_KIND_TERMINAL_ERROR",
+		2: "TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND",
+		3: "TERMINAL_FAILURE_KIND_NOT_HOSTED",
+		4: "TERMINAL_FAILURE_KIND_BAD_COMMAND",
 	}
-	return ""
-}
-
-func (x *WorkerHello) GetToken() string {
-	if x != nil {
-		return x.Token
+	TerminalFailureKind_value = map[string]int32{
+		"TERMINAL_FAILURE_KIND_UNSPECIFIED":      0,
+		"TERMINAL_FAILURE_KIND_TERMINAL_ERROR":   1,
+		"TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND": 2,
+		"TERMINAL_FAILURE_KIND_NOT_HOSTED":       3,
+		"TERMINAL_FAILURE_KIND_BAD_COMMAND":      4,
 	}
-	return ""
+)
+
+func (x TerminalFailureKind) Enum() *TerminalFailureKind {
+	p := new(TerminalFailureKind)
+	*p = x
+	return p
 }
 
-func (x *WorkerHello) GetTerminals() []*HostedTerminal {
-	if x != nil {
-		return x.Terminals
-	}
-	return nil
+func (x TerminalFailureKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
 }
 
-func (x *WorkerHello) GetVersion() string {
-	if x != nil {
-		return x.Version
-	}
-	return ""
+func (TerminalFailureKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_worker_service_proto_enumTypes[2].Descriptor()
 }
 
-type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+func (TerminalFailureKind) Type() protoreflect.EnumType {
+	return &file_mam_v1_worker_service_proto_enumTypes[2]
 }
 
-func (x *Heartbeat) Reset() {
-	*x = Heartbeat{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
+func (x TerminalFailureKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
 }
 
-func (x *Heartbeat) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Heartbeat) ProtoMessage() {}
-
-func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
-func (*Heartbeat) Descriptor() ([]byte, []int) {
+// Deprecated: Use TerminalFailureKind.Descriptor instead.
+func (TerminalFailureKind) EnumDescriptor() ([]byte, []int) {
 	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
-	if x != nil {
-		return x.Time
-	}
-	return nil
-}
-
-// The outcome of one command at the terminal.
-type CommandResult struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The command this answers.
-	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	AccountId string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// MT5 retcode (MT4 codes mapped).
-	Retcode        int32  `protobuf:"varint,3,opt,name=retcode,proto3" json:"retcode,omitempty"`
-	Text           string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
-	OrderTicket    int64  `protobuf:"varint,5,opt,name=order_ticket,json=orderTicket,proto3" json:"order_ticket,omitempty"`
-	DealTicket     int64  `protobuf:"varint,6,opt,name=deal_ticket,json=dealTicket,proto3" json:"deal_ticket,omitempty"`
-	PositionTicket int64  `protobuf:"varint,7,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
-	// Decimal strings.
-	Volume        string                 `protobuf:"bytes,8,opt,name=volume,proto3" json:"volume,omitempty"`
-	Price         string                 `protobuf:"bytes,9,opt,name=price,proto3" json:"price,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=time,proto3" json:"time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *CommandResult) Reset() {
-	*x = CommandResult{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CommandResult) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CommandResult) ProtoMessage() {}
-
-func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
-func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *CommandResult) GetCommandId() string {
-	if x != nil {
-		return x.CommandId
-	}
-	return ""
-}
-
-func (x *CommandResult) GetAccountId() string {
-	if x != nil {
-		return x.AccountId
-	}
-	return ""
-}
-
-func (x *CommandResult) GetRetcode() int32 {
-	if x != nil {
-		return x.Retcode
-	}
-	return 0
-}
-
-func (x *CommandResult) GetText() string {
-	if x != nil {
-		return x.Text
-	}
-	return ""
-}
-
-func (x *CommandResult) GetOrderTicket() int64 {
-	if x != nil {
-		return x.OrderTicket
-	}
-	return 0
-}
-
-func (x *CommandResult) GetDealTicket() int64 {
-	if x != nil {
-		return x.DealTicket
-	}
-	return 0
-}
-
-func (x *CommandResult) GetPositionTicket() int64 {
-	if x != nil {
-		return x.PositionTicket
-	}
-	return 0
-}
-
-func (x *CommandResult) GetVolume() string {
-	if x != nil {
-		return x.Volume
-	}
-	return ""
-}
-
-func (x *CommandResult) GetPrice() string {
-	if x != nil {
-		return x.Price
-	}
-	return ""
-}
-
-func (x *CommandResult) GetTime() *timestamppb.Timestamp {
-	if x != nil {
-		return x.Time
-	}
-	return nil
-}
-
-type AccountUpdate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Snapshot      *AccountSnapshot       `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *AccountUpdate) Reset() {
-	*x = AccountUpdate{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *AccountUpdate) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*AccountUpdate) ProtoMessage() {}
-
-func (x *AccountUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use AccountUpdate.ProtoReflect.Descriptor instead.
-func (*AccountUpdate) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *AccountUpdate) GetAccountId() string {
-	if x != nil {
-		return x.AccountId
-	}
-	return ""
-}
-
-func (x *AccountUpdate) GetSnapshot() *AccountSnapshot {
-	if x != nil {
-		return x.Snapshot
-	}
-	return nil
 }
 
 type ConnectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The message carried.
+	// What the worker sends.
 	//
 	// Types that are valid to be assigned to Message:
 	//
 	//	*ConnectRequest_Hello
 	//	*ConnectRequest_Heartbeat
 	//	*ConnectRequest_Result
-	//	*ConnectRequest_AccountUpdate
 	Message       isConnectRequest_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -396,7 +219,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +231,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +244,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{5}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ConnectRequest) GetMessage() isConnectRequest_Message {
@@ -458,20 +281,12 @@ func (x *ConnectRequest) GetResult() *CommandResult {
 	return nil
 }
 
-func (x *ConnectRequest) GetAccountUpdate() *AccountUpdate {
-	if x != nil {
-		if x, ok := x.Message.(*ConnectRequest_AccountUpdate); ok {
-			return x.AccountUpdate
-		}
-	}
-	return nil
-}
-
 type isConnectRequest_Message interface {
 	isConnectRequest_Message()
 }
 
 type ConnectRequest_Hello struct {
+	// The first message, and only the first.
 	Hello *WorkerHello `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
 }
 
@@ -483,41 +298,383 @@ type ConnectRequest_Result struct {
 	Result *CommandResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
 }
 
-type ConnectRequest_AccountUpdate struct {
-	AccountUpdate *AccountUpdate `protobuf:"bytes,4,opt,name=account_update,json=accountUpdate,proto3,oneof"`
-}
-
 func (*ConnectRequest_Hello) isConnectRequest_Message() {}
 
 func (*ConnectRequest_Heartbeat) isConnectRequest_Message() {}
 
 func (*ConnectRequest_Result) isConnectRequest_Message() {}
 
-func (*ConnectRequest_AccountUpdate) isConnectRequest_Message() {}
+type ConnectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the gateway sends.
+	//
+	// Types that are valid to be assigned to Message:
+	//
+	//	*ConnectResponse_Welcome
+	//	*ConnectResponse_Heartbeat
+	//	*ConnectResponse_Command
+	Message       isConnectResponse_Message `protobuf_oneof:"message"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
 
-// An order for one terminal.
+func (x *ConnectResponse) Reset() {
+	*x = ConnectResponse{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectResponse) ProtoMessage() {}
+
+func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
+func (*ConnectResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConnectResponse) GetMessage() isConnectResponse_Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *ConnectResponse) GetWelcome() *WorkerWelcome {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectResponse_Welcome); ok {
+			return x.Welcome
+		}
+	}
+	return nil
+}
+
+func (x *ConnectResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *ConnectResponse) GetCommand() *TerminalCommand {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectResponse_Command); ok {
+			return x.Command
+		}
+	}
+	return nil
+}
+
+type isConnectResponse_Message interface {
+	isConnectResponse_Message()
+}
+
+type ConnectResponse_Welcome struct {
+	// The answer to an accepted hello; always the first message.
+	Welcome *WorkerWelcome `protobuf:"bytes,1,opt,name=welcome,proto3,oneof"`
+}
+
+type ConnectResponse_Heartbeat struct {
+	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+type ConnectResponse_Command struct {
+	Command *TerminalCommand `protobuf:"bytes,3,opt,name=command,proto3,oneof"`
+}
+
+func (*ConnectResponse_Welcome) isConnectResponse_Message() {}
+
+func (*ConnectResponse_Heartbeat) isConnectResponse_Message() {}
+
+func (*ConnectResponse_Command) isConnectResponse_Message() {}
+
+type WorkerHello struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Identifies the worker across reconnects (at most 100 characters).
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Required. The worker's secret, one of the gateway's configured worker tokens.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The terminals the worker hosts; each login and server at most once.
+	Terminals []*HostedTerminal `protobuf:"bytes,3,rep,name=terminals,proto3" json:"terminals,omitempty"`
+	// The worker's software version, for the gateway's log.
+	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerHello) Reset() {
+	*x = WorkerHello{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerHello) ProtoMessage() {}
+
+func (x *WorkerHello) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
+func (*WorkerHello) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WorkerHello) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *WorkerHello) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *WorkerHello) GetTerminals() []*HostedTerminal {
+	if x != nil {
+		return x.Terminals
+	}
+	return nil
+}
+
+func (x *WorkerHello) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+// A terminal a worker hosts. The gateway routes an account's commands to the worker hosting the
+// account's login on the account's server.
+type HostedTerminal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The broker login the terminal is logged in to.
+	Login int64 `protobuf:"varint,1,opt,name=login,proto3" json:"login,omitempty"`
+	// Required. The broker's trade server, spelled as in the gateway's Account.server.
+	Server   string   `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	Platform Platform `protobuf:"varint,3,opt,name=platform,proto3,enum=mam.v1.Platform" json:"platform,omitempty"`
+	// The worker backend driving the terminal, e.g. "mt5" or "sim" (shown by ListTerminals).
+	Backend       string `protobuf:"bytes,4,opt,name=backend,proto3" json:"backend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostedTerminal) Reset() {
+	*x = HostedTerminal{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostedTerminal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostedTerminal) ProtoMessage() {}
+
+func (x *HostedTerminal) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostedTerminal.ProtoReflect.Descriptor instead.
+func (*HostedTerminal) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HostedTerminal) GetLogin() int64 {
+	if x != nil {
+		return x.Login
+	}
+	return 0
+}
+
+func (x *HostedTerminal) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *HostedTerminal) GetPlatform() Platform {
+	if x != nil {
+		return x.Platform
+	}
+	return Platform_PLATFORM_UNSPECIFIED
+}
+
+func (x *HostedTerminal) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+type WorkerWelcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gateway's time, for the worker's clock check.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// How often the worker sends a heartbeat while it has nothing else to send. The gateway
+	// drops a worker silent for three intervals, and sends its own heartbeats as often.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *WorkerWelcome) Reset() {
+	*x = WorkerWelcome{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerWelcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerWelcome) ProtoMessage() {}
+
+func (x *WorkerWelcome) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerWelcome.ProtoReflect.Descriptor instead.
+func (*WorkerWelcome) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WorkerWelcome) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WorkerWelcome) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+type Heartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// One call of the Terminal protocol on one hosted terminal.
 type TerminalCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique per command; the result carries it back.
 	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The gateway account the command is for (for the worker's log).
 	AccountId string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// The child order's tag, to put in the broker comment.
-	Tag    string    `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
-	Magic  int64     `protobuf:"varint,4,opt,name=magic,proto3" json:"magic,omitempty"`
-	Symbol string    `protobuf:"bytes,5,opt,name=symbol,proto3" json:"symbol,omitempty"`
-	Side   Side      `protobuf:"varint,6,opt,name=side,proto3,enum=mam.v1.Side" json:"side,omitempty"`
-	Type   OrderType `protobuf:"varint,7,opt,name=type,proto3,enum=mam.v1.OrderType" json:"type,omitempty"`
-	// Decimal strings.
-	Volume             string        `protobuf:"bytes,8,opt,name=volume,proto3" json:"volume,omitempty"`
-	Price              string        `protobuf:"bytes,9,opt,name=price,proto3" json:"price,omitempty"`
-	StopLoss           string        `protobuf:"bytes,10,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
-	TakeProfit         string        `protobuf:"bytes,11,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
-	MaxDeviationPoints int32         `protobuf:"varint,12,opt,name=max_deviation_points,json=maxDeviationPoints,proto3" json:"max_deviation_points,omitempty"`
-	FillingPolicy      FillingPolicy `protobuf:"varint,13,opt,name=filling_policy,json=fillingPolicy,proto3,enum=mam.v1.FillingPolicy" json:"filling_policy,omitempty"`
-	// Set when closing (part of) a position.
-	PositionTicket int64 `protobuf:"varint,14,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The terminal, by the login and server of the worker's hello.
+	Login  int64  `protobuf:"varint,3,opt,name=login,proto3" json:"login,omitempty"`
+	Server string `protobuf:"bytes,4,opt,name=server,proto3" json:"server,omitempty"`
+	// The call.
+	//
+	// Types that are valid to be assigned to Command:
+	//
+	//	*TerminalCommand_Send
+	//	*TerminalCommand_FindByTag
+	//	*TerminalCommand_Positions
+	//	*TerminalCommand_PendingOrders
+	//	*TerminalCommand_Deals
+	//	*TerminalCommand_AccountInfo
+	//	*TerminalCommand_SymbolSpec
+	//	*TerminalCommand_Quote
+	//	*TerminalCommand_Health
+	Command       isTerminalCommand_Command `protobuf_oneof:"command"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TerminalCommand) Reset() {
@@ -564,114 +721,1037 @@ func (x *TerminalCommand) GetAccountId() string {
 	return ""
 }
 
-func (x *TerminalCommand) GetTag() string {
+func (x *TerminalCommand) GetLogin() int64 {
+	if x != nil {
+		return x.Login
+	}
+	return 0
+}
+
+func (x *TerminalCommand) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *TerminalCommand) GetCommand() isTerminalCommand_Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetSend() *SendCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_Send); ok {
+			return x.Send
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetFindByTag() *FindByTagCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_FindByTag); ok {
+			return x.FindByTag
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetPositions() *PositionsCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_Positions); ok {
+			return x.Positions
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetPendingOrders() *PendingOrdersCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_PendingOrders); ok {
+			return x.PendingOrders
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetDeals() *DealsCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_Deals); ok {
+			return x.Deals
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetAccountInfo() *AccountInfoCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_AccountInfo); ok {
+			return x.AccountInfo
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetSymbolSpec() *SymbolSpecCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_SymbolSpec); ok {
+			return x.SymbolSpec
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetQuote() *QuoteCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_Quote); ok {
+			return x.Quote
+		}
+	}
+	return nil
+}
+
+func (x *TerminalCommand) GetHealth() *HealthCommand {
+	if x != nil {
+		if x, ok := x.Command.(*TerminalCommand_Health); ok {
+			return x.Health
+		}
+	}
+	return nil
+}
+
+type isTerminalCommand_Command interface {
+	isTerminalCommand_Command()
+}
+
+type TerminalCommand_Send struct {
+	Send *SendCommand `protobuf:"bytes,10,opt,name=send,proto3,oneof"`
+}
+
+type TerminalCommand_FindByTag struct {
+	FindByTag *FindByTagCommand `protobuf:"bytes,11,opt,name=find_by_tag,json=findByTag,proto3,oneof"`
+}
+
+type TerminalCommand_Positions struct {
+	Positions *PositionsCommand `protobuf:"bytes,12,opt,name=positions,proto3,oneof"`
+}
+
+type TerminalCommand_PendingOrders struct {
+	PendingOrders *PendingOrdersCommand `protobuf:"bytes,13,opt,name=pending_orders,json=pendingOrders,proto3,oneof"`
+}
+
+type TerminalCommand_Deals struct {
+	Deals *DealsCommand `protobuf:"bytes,14,opt,name=deals,proto3,oneof"`
+}
+
+type TerminalCommand_AccountInfo struct {
+	AccountInfo *AccountInfoCommand `protobuf:"bytes,15,opt,name=account_info,json=accountInfo,proto3,oneof"`
+}
+
+type TerminalCommand_SymbolSpec struct {
+	SymbolSpec *SymbolSpecCommand `protobuf:"bytes,16,opt,name=symbol_spec,json=symbolSpec,proto3,oneof"`
+}
+
+type TerminalCommand_Quote struct {
+	Quote *QuoteCommand `protobuf:"bytes,17,opt,name=quote,proto3,oneof"`
+}
+
+type TerminalCommand_Health struct {
+	Health *HealthCommand `protobuf:"bytes,18,opt,name=health,proto3,oneof"`
+}
+
+func (*TerminalCommand_Send) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_FindByTag) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_Positions) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_PendingOrders) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_Deals) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_AccountInfo) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_SymbolSpec) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_Quote) isTerminalCommand_Command() {}
+
+func (*TerminalCommand_Health) isTerminalCommand_Command() {}
+
+// Sends one trade request to the broker.
+type SendCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *TerminalOrderRequest  `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendCommand) Reset() {
+	*x = SendCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendCommand) ProtoMessage() {}
+
+func (x *SendCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendCommand.ProtoReflect.Descriptor instead.
+func (*SendCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SendCommand) GetRequest() *TerminalOrderRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// Orders, positions and deals whose comment is the tag: how the gateway reconciles.
+type FindByTagCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tag           string                 `protobuf:"bytes,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindByTagCommand) Reset() {
+	*x = FindByTagCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindByTagCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindByTagCommand) ProtoMessage() {}
+
+func (x *FindByTagCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindByTagCommand.ProtoReflect.Descriptor instead.
+func (*FindByTagCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *FindByTagCommand) GetTag() string {
 	if x != nil {
 		return x.Tag
 	}
 	return ""
 }
 
-func (x *TerminalCommand) GetMagic() int64 {
-	if x != nil {
-		return x.Magic
-	}
-	return 0
+// Open positions.
+type PositionsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
-func (x *TerminalCommand) GetSymbol() string {
+func (x *PositionsCommand) Reset() {
+	*x = PositionsCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PositionsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PositionsCommand) ProtoMessage() {}
+
+func (x *PositionsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PositionsCommand.ProtoReflect.Descriptor instead.
+func (*PositionsCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{9}
+}
+
+// Pending orders.
+type PendingOrdersCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingOrdersCommand) Reset() {
+	*x = PendingOrdersCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingOrdersCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingOrdersCommand) ProtoMessage() {}
+
+func (x *PendingOrdersCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingOrdersCommand.ProtoReflect.Descriptor instead.
+func (*PendingOrdersCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{10}
+}
+
+// Executed deals from a time on.
+type DealsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DealsCommand) Reset() {
+	*x = DealsCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DealsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DealsCommand) ProtoMessage() {}
+
+func (x *DealsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DealsCommand.ProtoReflect.Descriptor instead.
+func (*DealsCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DealsCommand) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+// Balance, equity and margin of the logged-in account.
+type AccountInfoCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountInfoCommand) Reset() {
+	*x = AccountInfoCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountInfoCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountInfoCommand) ProtoMessage() {}
+
+func (x *AccountInfoCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountInfoCommand.ProtoReflect.Descriptor instead.
+func (*AccountInfoCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{12}
+}
+
+// The volume and price rules of a broker symbol.
+type SymbolSpecCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Symbol        string                 `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SymbolSpecCommand) Reset() {
+	*x = SymbolSpecCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SymbolSpecCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SymbolSpecCommand) ProtoMessage() {}
+
+func (x *SymbolSpecCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SymbolSpecCommand.ProtoReflect.Descriptor instead.
+func (*SymbolSpecCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SymbolSpecCommand) GetSymbol() string {
 	if x != nil {
 		return x.Symbol
 	}
 	return ""
 }
 
-func (x *TerminalCommand) GetSide() Side {
+// The current bid and ask of a broker symbol.
+type QuoteCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Symbol        string                 `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuoteCommand) Reset() {
+	*x = QuoteCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuoteCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuoteCommand) ProtoMessage() {}
+
+func (x *QuoteCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuoteCommand.ProtoReflect.Descriptor instead.
+func (*QuoteCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *QuoteCommand) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+// Whether the terminal is connected to its trade server.
+type HealthCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCommand) Reset() {
+	*x = HealthCommand{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCommand) ProtoMessage() {}
+
+func (x *HealthCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCommand.ProtoReflect.Descriptor instead.
+func (*HealthCommand) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{15}
+}
+
+// The answer to one command: a result of the command's kind, or why there is none.
+type CommandResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command answered.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The answer.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*CommandResult_Send
+	//	*CommandResult_FindByTag
+	//	*CommandResult_Positions
+	//	*CommandResult_PendingOrders
+	//	*CommandResult_Deals
+	//	*CommandResult_AccountInfo
+	//	*CommandResult_SymbolSpec
+	//	*CommandResult_Quote
+	//	*CommandResult_Health
+	//	*CommandResult_Failure
+	Result        isCommandResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandResult) Reset() {
+	*x = CommandResult{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandResult) ProtoMessage() {}
+
+func (x *CommandResult) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
+func (*CommandResult) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CommandResult) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CommandResult) GetResult() isCommandResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *CommandResult) GetSend() *TerminalOrderResult {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Send); ok {
+			return x.Send
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetFindByTag() *TerminalTaggedRecords {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_FindByTag); ok {
+			return x.FindByTag
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetPositions() *TerminalPositions {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Positions); ok {
+			return x.Positions
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetPendingOrders() *TerminalPendingOrders {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_PendingOrders); ok {
+			return x.PendingOrders
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetDeals() *TerminalDeals {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Deals); ok {
+			return x.Deals
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetAccountInfo() *TerminalAccountInfo {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_AccountInfo); ok {
+			return x.AccountInfo
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetSymbolSpec() *TerminalSymbolSpec {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_SymbolSpec); ok {
+			return x.SymbolSpec
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetQuote() *TerminalQuote {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Quote); ok {
+			return x.Quote
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetHealth() *TerminalHealth {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Health); ok {
+			return x.Health
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetFailure() *TerminalFailure {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Failure); ok {
+			return x.Failure
+		}
+	}
+	return nil
+}
+
+type isCommandResult_Result interface {
+	isCommandResult_Result()
+}
+
+type CommandResult_Send struct {
+	Send *TerminalOrderResult `protobuf:"bytes,10,opt,name=send,proto3,oneof"`
+}
+
+type CommandResult_FindByTag struct {
+	FindByTag *TerminalTaggedRecords `protobuf:"bytes,11,opt,name=find_by_tag,json=findByTag,proto3,oneof"`
+}
+
+type CommandResult_Positions struct {
+	Positions *TerminalPositions `protobuf:"bytes,12,opt,name=positions,proto3,oneof"`
+}
+
+type CommandResult_PendingOrders struct {
+	PendingOrders *TerminalPendingOrders `protobuf:"bytes,13,opt,name=pending_orders,json=pendingOrders,proto3,oneof"`
+}
+
+type CommandResult_Deals struct {
+	Deals *TerminalDeals `protobuf:"bytes,14,opt,name=deals,proto3,oneof"`
+}
+
+type CommandResult_AccountInfo struct {
+	AccountInfo *TerminalAccountInfo `protobuf:"bytes,15,opt,name=account_info,json=accountInfo,proto3,oneof"`
+}
+
+type CommandResult_SymbolSpec struct {
+	SymbolSpec *TerminalSymbolSpec `protobuf:"bytes,16,opt,name=symbol_spec,json=symbolSpec,proto3,oneof"`
+}
+
+type CommandResult_Quote struct {
+	Quote *TerminalQuote `protobuf:"bytes,17,opt,name=quote,proto3,oneof"`
+}
+
+type CommandResult_Health struct {
+	Health *TerminalHealth `protobuf:"bytes,18,opt,name=health,proto3,oneof"`
+}
+
+type CommandResult_Failure struct {
+	Failure *TerminalFailure `protobuf:"bytes,19,opt,name=failure,proto3,oneof"`
+}
+
+func (*CommandResult_Send) isCommandResult_Result() {}
+
+func (*CommandResult_FindByTag) isCommandResult_Result() {}
+
+func (*CommandResult_Positions) isCommandResult_Result() {}
+
+func (*CommandResult_PendingOrders) isCommandResult_Result() {}
+
+func (*CommandResult_Deals) isCommandResult_Result() {}
+
+func (*CommandResult_AccountInfo) isCommandResult_Result() {}
+
+func (*CommandResult_SymbolSpec) isCommandResult_Result() {}
+
+func (*CommandResult_Quote) isCommandResult_Result() {}
+
+func (*CommandResult_Health) isCommandResult_Result() {}
+
+func (*CommandResult_Failure) isCommandResult_Result() {}
+
+type TerminalFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          TerminalFailureKind    `protobuf:"varint,1,opt,name=kind,proto3,enum=mam.v1.TerminalFailureKind" json:"kind,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalFailure) Reset() {
+	*x = TerminalFailure{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalFailure) ProtoMessage() {}
+
+func (x *TerminalFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalFailure.ProtoReflect.Descriptor instead.
+func (*TerminalFailure) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TerminalFailure) GetKind() TerminalFailureKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TerminalFailureKind_TERMINAL_FAILURE_KIND_UNSPECIFIED
+}
+
+func (x *TerminalFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// A trade request (MT5 MqlTradeRequest). Decimal strings; an empty decimal means "not set".
+type TerminalOrderRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Action TradeAction            `protobuf:"varint,1,opt,name=action,proto3,enum=mam.v1.TradeAction" json:"action,omitempty"`
+	Symbol string                 `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Side   Side                   `protobuf:"varint,3,opt,name=side,proto3,enum=mam.v1.Side" json:"side,omitempty"`
+	Volume string                 `protobuf:"bytes,4,opt,name=volume,proto3" json:"volume,omitempty"`
+	// The child order's tag, for the broker comment.
+	Tag string `protobuf:"bytes,5,opt,name=tag,proto3" json:"tag,omitempty"`
+	// The group's magic number.
+	Magic int64 `protobuf:"varint,6,opt,name=magic,proto3" json:"magic,omitempty"`
+	// The expected price; empty: at market (DEAL) or unchanged (MODIFY).
+	Price           string `protobuf:"bytes,7,opt,name=price,proto3" json:"price,omitempty"`
+	DeviationPoints int32  `protobuf:"varint,8,opt,name=deviation_points,json=deviationPoints,proto3" json:"deviation_points,omitempty"`
+	// Empty: none (MODIFY and SLTP: removed).
+	StopLoss   string `protobuf:"bytes,9,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	TakeProfit string `protobuf:"bytes,10,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
+	// The position to close or modify.
+	PositionTicket int64     `protobuf:"varint,11,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
+	OrderType      OrderType `protobuf:"varint,12,opt,name=order_type,json=orderType,proto3,enum=mam.v1.OrderType" json:"order_type,omitempty"`
+	// STOP_LIMIT: the limit price placed when `price` is reached.
+	StopLimitPrice string      `protobuf:"bytes,13,opt,name=stop_limit_price,json=stopLimitPrice,proto3" json:"stop_limit_price,omitempty"`
+	TimeInForce    TimeInForce `protobuf:"varint,14,opt,name=time_in_force,json=timeInForce,proto3,enum=mam.v1.TimeInForce" json:"time_in_force,omitempty"`
+	// TIME_IN_FORCE_SPECIFIED: when the pending order expires.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Filling    FillingPolicy          `protobuf:"varint,16,opt,name=filling,proto3,enum=mam.v1.FillingPolicy" json:"filling,omitempty"`
+	// The pending order to modify or remove.
+	OrderTicket int64 `protobuf:"varint,17,opt,name=order_ticket,json=orderTicket,proto3" json:"order_ticket,omitempty"`
+	// CLOSE_BY: the opposite position.
+	PositionBy    int64 `protobuf:"varint,18,opt,name=position_by,json=positionBy,proto3" json:"position_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalOrderRequest) Reset() {
+	*x = TerminalOrderRequest{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalOrderRequest) ProtoMessage() {}
+
+func (x *TerminalOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalOrderRequest.ProtoReflect.Descriptor instead.
+func (*TerminalOrderRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TerminalOrderRequest) GetAction() TradeAction {
+	if x != nil {
+		return x.Action
+	}
+	return TradeAction_TRADE_ACTION_UNSPECIFIED
+}
+
+func (x *TerminalOrderRequest) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *TerminalOrderRequest) GetSide() Side {
 	if x != nil {
 		return x.Side
 	}
 	return Side_SIDE_UNSPECIFIED
 }
 
-func (x *TerminalCommand) GetType() OrderType {
-	if x != nil {
-		return x.Type
-	}
-	return OrderType_ORDER_TYPE_UNSPECIFIED
-}
-
-func (x *TerminalCommand) GetVolume() string {
+func (x *TerminalOrderRequest) GetVolume() string {
 	if x != nil {
 		return x.Volume
 	}
 	return ""
 }
 
-func (x *TerminalCommand) GetPrice() string {
+func (x *TerminalOrderRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TerminalOrderRequest) GetMagic() int64 {
+	if x != nil {
+		return x.Magic
+	}
+	return 0
+}
+
+func (x *TerminalOrderRequest) GetPrice() string {
 	if x != nil {
 		return x.Price
 	}
 	return ""
 }
 
-func (x *TerminalCommand) GetStopLoss() string {
+func (x *TerminalOrderRequest) GetDeviationPoints() int32 {
+	if x != nil {
+		return x.DeviationPoints
+	}
+	return 0
+}
+
+func (x *TerminalOrderRequest) GetStopLoss() string {
 	if x != nil {
 		return x.StopLoss
 	}
 	return ""
 }
 
-func (x *TerminalCommand) GetTakeProfit() string {
+func (x *TerminalOrderRequest) GetTakeProfit() string {
 	if x != nil {
 		return x.TakeProfit
 	}
 	return ""
 }
 
-func (x *TerminalCommand) GetMaxDeviationPoints() int32 {
-	if x != nil {
-		return x.MaxDeviationPoints
-	}
-	return 0
-}
-
-func (x *TerminalCommand) GetFillingPolicy() FillingPolicy {
-	if x != nil {
-		return x.FillingPolicy
-	}
-	return FillingPolicy_FILLING_POLICY_UNSPECIFIED
-}
-
-func (x *TerminalCommand) GetPositionTicket() int64 {
+func (x *TerminalOrderRequest) GetPositionTicket() int64 {
 	if x != nil {
 		return x.PositionTicket
 	}
 	return 0
 }
 
-// Accepted hello.
-type WorkerWelcome struct {
+func (x *TerminalOrderRequest) GetOrderType() OrderType {
+	if x != nil {
+		return x.OrderType
+	}
+	return OrderType_ORDER_TYPE_UNSPECIFIED
+}
+
+func (x *TerminalOrderRequest) GetStopLimitPrice() string {
+	if x != nil {
+		return x.StopLimitPrice
+	}
+	return ""
+}
+
+func (x *TerminalOrderRequest) GetTimeInForce() TimeInForce {
+	if x != nil {
+		return x.TimeInForce
+	}
+	return TimeInForce_TIME_IN_FORCE_UNSPECIFIED
+}
+
+func (x *TerminalOrderRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *TerminalOrderRequest) GetFilling() FillingPolicy {
+	if x != nil {
+		return x.Filling
+	}
+	return FillingPolicy_FILLING_POLICY_UNSPECIFIED
+}
+
+func (x *TerminalOrderRequest) GetOrderTicket() int64 {
+	if x != nil {
+		return x.OrderTicket
+	}
+	return 0
+}
+
+func (x *TerminalOrderRequest) GetPositionBy() int64 {
+	if x != nil {
+		return x.PositionBy
+	}
+	return 0
+}
+
+// The broker's answer to a trade request (MT5 MqlTradeResult).
+type TerminalOrderResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The gateway's time, for the worker's clock check.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// MT5 retcode (MT4 error codes mapped to MT5's).
+	Retcode        int32  `protobuf:"varint,1,opt,name=retcode,proto3" json:"retcode,omitempty"`
+	Text           string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	OrderTicket    int64  `protobuf:"varint,3,opt,name=order_ticket,json=orderTicket,proto3" json:"order_ticket,omitempty"`
+	DealTicket     int64  `protobuf:"varint,4,opt,name=deal_ticket,json=dealTicket,proto3" json:"deal_ticket,omitempty"`
+	PositionTicket int64  `protobuf:"varint,5,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
+	// Decimal strings; empty: not given.
+	Volume        string                 `protobuf:"bytes,6,opt,name=volume,proto3" json:"volume,omitempty"`
+	Price         string                 `protobuf:"bytes,7,opt,name=price,proto3" json:"price,omitempty"`
+	Bid           string                 `protobuf:"bytes,8,opt,name=bid,proto3" json:"bid,omitempty"`
+	Ask           string                 `protobuf:"bytes,9,opt,name=ask,proto3" json:"ask,omitempty"`
+	ExecuteTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=execute_time,json=executeTime,proto3" json:"execute_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *WorkerWelcome) Reset() {
-	*x = WorkerWelcome{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
+func (x *TerminalOrderResult) Reset() {
+	*x = TerminalOrderResult{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *WorkerWelcome) String() string {
+func (x *TerminalOrderResult) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*WorkerWelcome) ProtoMessage() {}
+func (*TerminalOrderResult) ProtoMessage() {}
 
-func (x *WorkerWelcome) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
+func (x *TerminalOrderResult) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,47 +1762,226 @@ func (x *WorkerWelcome) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use WorkerWelcome.ProtoReflect.Descriptor instead.
-func (*WorkerWelcome) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{7}
+// Deprecated: Use TerminalOrderResult.ProtoReflect.Descriptor instead.
+func (*TerminalOrderResult) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *WorkerWelcome) GetTime() *timestamppb.Timestamp {
+func (x *TerminalOrderResult) GetRetcode() int32 {
+	if x != nil {
+		return x.Retcode
+	}
+	return 0
+}
+
+func (x *TerminalOrderResult) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *TerminalOrderResult) GetOrderTicket() int64 {
+	if x != nil {
+		return x.OrderTicket
+	}
+	return 0
+}
+
+func (x *TerminalOrderResult) GetDealTicket() int64 {
+	if x != nil {
+		return x.DealTicket
+	}
+	return 0
+}
+
+func (x *TerminalOrderResult) GetPositionTicket() int64 {
+	if x != nil {
+		return x.PositionTicket
+	}
+	return 0
+}
+
+func (x *TerminalOrderResult) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *TerminalOrderResult) GetPrice() string {
+	if x != nil {
+		return x.Price
+	}
+	return ""
+}
+
+func (x *TerminalOrderResult) GetBid() string {
+	if x != nil {
+		return x.Bid
+	}
+	return ""
+}
+
+func (x *TerminalOrderResult) GetAsk() string {
+	if x != nil {
+		return x.Ask
+	}
+	return ""
+}
+
+func (x *TerminalOrderResult) GetExecuteTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExecuteTime
+	}
+	return nil
+}
+
+type TerminalAccountInfo struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Login      int64                  `protobuf:"varint,1,opt,name=login,proto3" json:"login,omitempty"`
+	Currency   string                 `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	Leverage   int32                  `protobuf:"varint,3,opt,name=leverage,proto3" json:"leverage,omitempty"`
+	MarginMode MarginMode             `protobuf:"varint,4,opt,name=margin_mode,json=marginMode,proto3,enum=mam.v1.MarginMode" json:"margin_mode,omitempty"`
+	// Decimal strings in the account currency.
+	Balance    string `protobuf:"bytes,5,opt,name=balance,proto3" json:"balance,omitempty"`
+	Equity     string `protobuf:"bytes,6,opt,name=equity,proto3" json:"equity,omitempty"`
+	Margin     string `protobuf:"bytes,7,opt,name=margin,proto3" json:"margin,omitempty"`
+	FreeMargin string `protobuf:"bytes,8,opt,name=free_margin,json=freeMargin,proto3" json:"free_margin,omitempty"`
+	// The broker's time of the reading.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalAccountInfo) Reset() {
+	*x = TerminalAccountInfo{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalAccountInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalAccountInfo) ProtoMessage() {}
+
+func (x *TerminalAccountInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalAccountInfo.ProtoReflect.Descriptor instead.
+func (*TerminalAccountInfo) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TerminalAccountInfo) GetLogin() int64 {
+	if x != nil {
+		return x.Login
+	}
+	return 0
+}
+
+func (x *TerminalAccountInfo) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *TerminalAccountInfo) GetLeverage() int32 {
+	if x != nil {
+		return x.Leverage
+	}
+	return 0
+}
+
+func (x *TerminalAccountInfo) GetMarginMode() MarginMode {
+	if x != nil {
+		return x.MarginMode
+	}
+	return MarginMode_MARGIN_MODE_UNSPECIFIED
+}
+
+func (x *TerminalAccountInfo) GetBalance() string {
+	if x != nil {
+		return x.Balance
+	}
+	return ""
+}
+
+func (x *TerminalAccountInfo) GetEquity() string {
+	if x != nil {
+		return x.Equity
+	}
+	return ""
+}
+
+func (x *TerminalAccountInfo) GetMargin() string {
+	if x != nil {
+		return x.Margin
+	}
+	return ""
+}
+
+func (x *TerminalAccountInfo) GetFreeMargin() string {
+	if x != nil {
+		return x.FreeMargin
+	}
+	return ""
+}
+
+func (x *TerminalAccountInfo) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
 	}
 	return nil
 }
 
-type ConnectResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The message carried.
-	//
-	// Types that are valid to be assigned to Message:
-	//
-	//	*ConnectResponse_Welcome
-	//	*ConnectResponse_Heartbeat
-	//	*ConnectResponse_Command
-	Message       isConnectResponse_Message `protobuf_oneof:"message"`
+// Volume and price rules of a symbol (MT5 symbol_info fields of the same names).
+type TerminalSymbolSpec struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Digits int32                  `protobuf:"varint,2,opt,name=digits,proto3" json:"digits,omitempty"`
+	// Decimal strings.
+	ContractSize   string `protobuf:"bytes,3,opt,name=contract_size,json=contractSize,proto3" json:"contract_size,omitempty"`
+	VolumeMin      string `protobuf:"bytes,4,opt,name=volume_min,json=volumeMin,proto3" json:"volume_min,omitempty"`
+	VolumeStep     string `protobuf:"bytes,5,opt,name=volume_step,json=volumeStep,proto3" json:"volume_step,omitempty"`
+	VolumeMax      string `protobuf:"bytes,6,opt,name=volume_max,json=volumeMax,proto3" json:"volume_max,omitempty"`
+	TickSize       string `protobuf:"bytes,7,opt,name=tick_size,json=tickSize,proto3" json:"tick_size,omitempty"`
+	TickValue      string `protobuf:"bytes,8,opt,name=tick_value,json=tickValue,proto3" json:"tick_value,omitempty"`
+	CurrencyBase   string `protobuf:"bytes,9,opt,name=currency_base,json=currencyBase,proto3" json:"currency_base,omitempty"`
+	CurrencyProfit string `protobuf:"bytes,10,opt,name=currency_profit,json=currencyProfit,proto3" json:"currency_profit,omitempty"`
+	// In points.
+	StopsLevel    int32 `protobuf:"varint,11,opt,name=stops_level,json=stopsLevel,proto3" json:"stops_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ConnectResponse) Reset() {
-	*x = ConnectResponse{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
+func (x *TerminalSymbolSpec) Reset() {
+	*x = TerminalSymbolSpec{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ConnectResponse) String() string {
+func (x *TerminalSymbolSpec) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ConnectResponse) ProtoMessage() {}
+func (*TerminalSymbolSpec) ProtoMessage() {}
 
-func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
+func (x *TerminalSymbolSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,136 +1992,1057 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
-func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{8}
+// Deprecated: Use TerminalSymbolSpec.ProtoReflect.Descriptor instead.
+func (*TerminalSymbolSpec) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{21}
 }
 
-func (x *ConnectResponse) GetMessage() isConnectResponse_Message {
+func (x *TerminalSymbolSpec) GetName() string {
 	if x != nil {
-		return x.Message
+		return x.Name
 	}
-	return nil
+	return ""
 }
 
-func (x *ConnectResponse) GetWelcome() *WorkerWelcome {
+func (x *TerminalSymbolSpec) GetDigits() int32 {
 	if x != nil {
-		if x, ok := x.Message.(*ConnectResponse_Welcome); ok {
-			return x.Welcome
+		return x.Digits
+	}
+	return 0
+}
+
+func (x *TerminalSymbolSpec) GetContractSize() string {
+	if x != nil {
+		return x.ContractSize
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetVolumeMin() string {
+	if x != nil {
+		return x.VolumeMin
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetVolumeStep() string {
+	if x != nil {
+		return x.VolumeStep
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetVolumeMax() string {
+	if x != nil {
+		return x.VolumeMax
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetTickSize() string {
+	if x != nil {
+		return x.TickSize
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetTickValue() string {
+	if x != nil {
+		return x.TickValue
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetCurrencyBase() string {
+	if x != nil {
+		return x.CurrencyBase
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetCurrencyProfit() string {
+	if x != nil {
+		return x.CurrencyProfit
+	}
+	return ""
+}
+
+func (x *TerminalSymbolSpec) GetStopsLevel() int32 {
+	if x != nil {
+		return x.StopsLevel
+	}
+	return 0
+}
+
+type TerminalQuote struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Symbol string                 `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// Decimal strings.
+	Bid           string                 `protobuf:"bytes,2,opt,name=bid,proto3" json:"bid,omitempty"`
+	Ask           string                 `protobuf:"bytes,3,opt,name=ask,proto3" json:"ask,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalQuote) Reset() {
+	*x = TerminalQuote{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalQuote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalQuote) ProtoMessage() {}
+
+func (x *TerminalQuote) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
 		}
+		return ms
 	}
-	return nil
+	return mi.MessageOf(x)
 }
 
-func (x *ConnectResponse) GetHeartbeat() *Heartbeat {
+// Deprecated: Use TerminalQuote.ProtoReflect.Descriptor instead.
+func (*TerminalQuote) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TerminalQuote) GetSymbol() string {
 	if x != nil {
-		if x, ok := x.Message.(*ConnectResponse_Heartbeat); ok {
-			return x.Heartbeat
-		}
+		return x.Symbol
 	}
-	return nil
+	return ""
 }
 
-func (x *ConnectResponse) GetCommand() *TerminalCommand {
+func (x *TerminalQuote) GetBid() string {
 	if x != nil {
-		if x, ok := x.Message.(*ConnectResponse_Command); ok {
-			return x.Command
-		}
+		return x.Bid
+	}
+	return ""
+}
+
+func (x *TerminalQuote) GetAsk() string {
+	if x != nil {
+		return x.Ask
+	}
+	return ""
+}
+
+func (x *TerminalQuote) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
 	}
 	return nil
 }
 
-type isConnectResponse_Message interface {
-	isConnectResponse_Message()
+type TerminalPosition struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ticket int64                  `protobuf:"varint,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	Symbol string                 `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Side   Side                   `protobuf:"varint,3,opt,name=side,proto3,enum=mam.v1.Side" json:"side,omitempty"`
+	// Decimal strings; an empty stop means none.
+	Volume        string                 `protobuf:"bytes,4,opt,name=volume,proto3" json:"volume,omitempty"`
+	PriceOpen     string                 `protobuf:"bytes,5,opt,name=price_open,json=priceOpen,proto3" json:"price_open,omitempty"`
+	Magic         int64                  `protobuf:"varint,6,opt,name=magic,proto3" json:"magic,omitempty"`
+	Comment       string                 `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
+	OpenTime      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=open_time,json=openTime,proto3" json:"open_time,omitempty"`
+	StopLoss      string                 `protobuf:"bytes,9,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	TakeProfit    string                 `protobuf:"bytes,10,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
-type ConnectResponse_Welcome struct {
-	Welcome *WorkerWelcome `protobuf:"bytes,1,opt,name=welcome,proto3,oneof"`
+func (x *TerminalPosition) Reset() {
+	*x = TerminalPosition{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
 }
 
-type ConnectResponse_Heartbeat struct {
-	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+func (x *TerminalPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
 }
 
-type ConnectResponse_Command struct {
-	Command *TerminalCommand `protobuf:"bytes,3,opt,name=command,proto3,oneof"`
+func (*TerminalPosition) ProtoMessage() {}
+
+func (x *TerminalPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
 }
 
-func (*ConnectResponse_Welcome) isConnectResponse_Message() {}
+// Deprecated: Use TerminalPosition.ProtoReflect.Descriptor instead.
+func (*TerminalPosition) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{23}
+}
 
-func (*ConnectResponse_Heartbeat) isConnectResponse_Message() {}
+func (x *TerminalPosition) GetTicket() int64 {
+	if x != nil {
+		return x.Ticket
+	}
+	return 0
+}
 
-func (*ConnectResponse_Command) isConnectResponse_Message() {}
+func (x *TerminalPosition) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *TerminalPosition) GetSide() Side {
+	if x != nil {
+		return x.Side
+	}
+	return Side_SIDE_UNSPECIFIED
+}
+
+func (x *TerminalPosition) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *TerminalPosition) GetPriceOpen() string {
+	if x != nil {
+		return x.PriceOpen
+	}
+	return ""
+}
+
+func (x *TerminalPosition) GetMagic() int64 {
+	if x != nil {
+		return x.Magic
+	}
+	return 0
+}
+
+func (x *TerminalPosition) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *TerminalPosition) GetOpenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OpenTime
+	}
+	return nil
+}
+
+func (x *TerminalPosition) GetStopLoss() string {
+	if x != nil {
+		return x.StopLoss
+	}
+	return ""
+}
+
+func (x *TerminalPosition) GetTakeProfit() string {
+	if x != nil {
+		return x.TakeProfit
+	}
+	return ""
+}
+
+type TerminalPendingOrder struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ticket int64                  `protobuf:"varint,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	Symbol string                 `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Side   Side                   `protobuf:"varint,3,opt,name=side,proto3,enum=mam.v1.Side" json:"side,omitempty"`
+	// Decimal strings; empty: not set. `volume` is what is left after partial fills.
+	Volume         string                 `protobuf:"bytes,4,opt,name=volume,proto3" json:"volume,omitempty"`
+	Price          string                 `protobuf:"bytes,5,opt,name=price,proto3" json:"price,omitempty"`
+	Magic          int64                  `protobuf:"varint,6,opt,name=magic,proto3" json:"magic,omitempty"`
+	Comment        string                 `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
+	PlaceTime      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=place_time,json=placeTime,proto3" json:"place_time,omitempty"`
+	OrderType      OrderType              `protobuf:"varint,9,opt,name=order_type,json=orderType,proto3,enum=mam.v1.OrderType" json:"order_type,omitempty"`
+	StopLimitPrice string                 `protobuf:"bytes,10,opt,name=stop_limit_price,json=stopLimitPrice,proto3" json:"stop_limit_price,omitempty"`
+	StopLoss       string                 `protobuf:"bytes,11,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	TakeProfit     string                 `protobuf:"bytes,12,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
+	TimeInForce    TimeInForce            `protobuf:"varint,13,opt,name=time_in_force,json=timeInForce,proto3,enum=mam.v1.TimeInForce" json:"time_in_force,omitempty"`
+	ExpireTime     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Filling        FillingPolicy          `protobuf:"varint,15,opt,name=filling,proto3,enum=mam.v1.FillingPolicy" json:"filling,omitempty"`
+	VolumeInitial  string                 `protobuf:"bytes,16,opt,name=volume_initial,json=volumeInitial,proto3" json:"volume_initial,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TerminalPendingOrder) Reset() {
+	*x = TerminalPendingOrder{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalPendingOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalPendingOrder) ProtoMessage() {}
+
+func (x *TerminalPendingOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalPendingOrder.ProtoReflect.Descriptor instead.
+func (*TerminalPendingOrder) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TerminalPendingOrder) GetTicket() int64 {
+	if x != nil {
+		return x.Ticket
+	}
+	return 0
+}
+
+func (x *TerminalPendingOrder) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *TerminalPendingOrder) GetSide() Side {
+	if x != nil {
+		return x.Side
+	}
+	return Side_SIDE_UNSPECIFIED
+}
+
+func (x *TerminalPendingOrder) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *TerminalPendingOrder) GetPrice() string {
+	if x != nil {
+		return x.Price
+	}
+	return ""
+}
+
+func (x *TerminalPendingOrder) GetMagic() int64 {
+	if x != nil {
+		return x.Magic
+	}
+	return 0
+}
+
+func (x *TerminalPendingOrder) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *TerminalPendingOrder) GetPlaceTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlaceTime
+	}
+	return nil
+}
+
+func (x *TerminalPendingOrder) GetOrderType() OrderType {
+	if x != nil {
+		return x.OrderType
+	}
+	return OrderType_ORDER_TYPE_UNSPECIFIED
+}
+
+func (x *TerminalPendingOrder) GetStopLimitPrice() string {
+	if x != nil {
+		return x.StopLimitPrice
+	}
+	return ""
+}
+
+func (x *TerminalPendingOrder) GetStopLoss() string {
+	if x != nil {
+		return x.StopLoss
+	}
+	return ""
+}
+
+func (x *TerminalPendingOrder) GetTakeProfit() string {
+	if x != nil {
+		return x.TakeProfit
+	}
+	return ""
+}
+
+func (x *TerminalPendingOrder) GetTimeInForce() TimeInForce {
+	if x != nil {
+		return x.TimeInForce
+	}
+	return TimeInForce_TIME_IN_FORCE_UNSPECIFIED
+}
+
+func (x *TerminalPendingOrder) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *TerminalPendingOrder) GetFilling() FillingPolicy {
+	if x != nil {
+		return x.Filling
+	}
+	return FillingPolicy_FILLING_POLICY_UNSPECIFIED
+}
+
+func (x *TerminalPendingOrder) GetVolumeInitial() string {
+	if x != nil {
+		return x.VolumeInitial
+	}
+	return ""
+}
+
+type TerminalDeal struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Ticket         int64                  `protobuf:"varint,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	OrderTicket    int64                  `protobuf:"varint,2,opt,name=order_ticket,json=orderTicket,proto3" json:"order_ticket,omitempty"`
+	PositionTicket int64                  `protobuf:"varint,3,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
+	Symbol         string                 `protobuf:"bytes,4,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Side           Side                   `protobuf:"varint,5,opt,name=side,proto3,enum=mam.v1.Side" json:"side,omitempty"`
+	// Decimal strings.
+	Volume      string                 `protobuf:"bytes,6,opt,name=volume,proto3" json:"volume,omitempty"`
+	Price       string                 `protobuf:"bytes,7,opt,name=price,proto3" json:"price,omitempty"`
+	Magic       int64                  `protobuf:"varint,8,opt,name=magic,proto3" json:"magic,omitempty"`
+	Comment     string                 `protobuf:"bytes,9,opt,name=comment,proto3" json:"comment,omitempty"`
+	ExecuteTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=execute_time,json=executeTime,proto3" json:"execute_time,omitempty"`
+	Entry       DealEntry              `protobuf:"varint,11,opt,name=entry,proto3,enum=mam.v1.DealEntry" json:"entry,omitempty"`
+	// Realized profit in the account currency.
+	Profit        string `protobuf:"bytes,12,opt,name=profit,proto3" json:"profit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalDeal) Reset() {
+	*x = TerminalDeal{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalDeal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalDeal) ProtoMessage() {}
+
+func (x *TerminalDeal) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalDeal.ProtoReflect.Descriptor instead.
+func (*TerminalDeal) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *TerminalDeal) GetTicket() int64 {
+	if x != nil {
+		return x.Ticket
+	}
+	return 0
+}
+
+func (x *TerminalDeal) GetOrderTicket() int64 {
+	if x != nil {
+		return x.OrderTicket
+	}
+	return 0
+}
+
+func (x *TerminalDeal) GetPositionTicket() int64 {
+	if x != nil {
+		return x.PositionTicket
+	}
+	return 0
+}
+
+func (x *TerminalDeal) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *TerminalDeal) GetSide() Side {
+	if x != nil {
+		return x.Side
+	}
+	return Side_SIDE_UNSPECIFIED
+}
+
+func (x *TerminalDeal) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *TerminalDeal) GetPrice() string {
+	if x != nil {
+		return x.Price
+	}
+	return ""
+}
+
+func (x *TerminalDeal) GetMagic() int64 {
+	if x != nil {
+		return x.Magic
+	}
+	return 0
+}
+
+func (x *TerminalDeal) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *TerminalDeal) GetExecuteTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExecuteTime
+	}
+	return nil
+}
+
+func (x *TerminalDeal) GetEntry() DealEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return DealEntry_DEAL_ENTRY_UNSPECIFIED
+}
+
+func (x *TerminalDeal) GetProfit() string {
+	if x != nil {
+		return x.Profit
+	}
+	return ""
+}
+
+// Everything a terminal holds under one tag.
+type TerminalTaggedRecords struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Orders        []*TerminalPendingOrder `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	Positions     []*TerminalPosition     `protobuf:"bytes,2,rep,name=positions,proto3" json:"positions,omitempty"`
+	Deals         []*TerminalDeal         `protobuf:"bytes,3,rep,name=deals,proto3" json:"deals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalTaggedRecords) Reset() {
+	*x = TerminalTaggedRecords{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalTaggedRecords) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalTaggedRecords) ProtoMessage() {}
+
+func (x *TerminalTaggedRecords) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalTaggedRecords.ProtoReflect.Descriptor instead.
+func (*TerminalTaggedRecords) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TerminalTaggedRecords) GetOrders() []*TerminalPendingOrder {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+func (x *TerminalTaggedRecords) GetPositions() []*TerminalPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+func (x *TerminalTaggedRecords) GetDeals() []*TerminalDeal {
+	if x != nil {
+		return x.Deals
+	}
+	return nil
+}
+
+type TerminalPositions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Positions     []*TerminalPosition    `protobuf:"bytes,1,rep,name=positions,proto3" json:"positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalPositions) Reset() {
+	*x = TerminalPositions{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalPositions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalPositions) ProtoMessage() {}
+
+func (x *TerminalPositions) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalPositions.ProtoReflect.Descriptor instead.
+func (*TerminalPositions) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TerminalPositions) GetPositions() []*TerminalPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+type TerminalPendingOrders struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Orders        []*TerminalPendingOrder `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalPendingOrders) Reset() {
+	*x = TerminalPendingOrders{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalPendingOrders) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalPendingOrders) ProtoMessage() {}
+
+func (x *TerminalPendingOrders) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalPendingOrders.ProtoReflect.Descriptor instead.
+func (*TerminalPendingOrders) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TerminalPendingOrders) GetOrders() []*TerminalPendingOrder {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+type TerminalDeals struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deals         []*TerminalDeal        `protobuf:"bytes,1,rep,name=deals,proto3" json:"deals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalDeals) Reset() {
+	*x = TerminalDeals{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalDeals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalDeals) ProtoMessage() {}
+
+func (x *TerminalDeals) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalDeals.ProtoReflect.Descriptor instead.
+func (*TerminalDeals) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *TerminalDeals) GetDeals() []*TerminalDeal {
+	if x != nil {
+		return x.Deals
+	}
+	return nil
+}
+
+type TerminalHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the terminal is connected to its trade server.
+	Connected     bool   `protobuf:"varint,1,opt,name=connected,proto3" json:"connected,omitempty"`
+	Detail        string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalHealth) Reset() {
+	*x = TerminalHealth{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalHealth) ProtoMessage() {}
+
+func (x *TerminalHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalHealth.ProtoReflect.Descriptor instead.
+func (*TerminalHealth) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TerminalHealth) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *TerminalHealth) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
 
 var File_mam_v1_worker_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_worker_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bmam/v1/worker_service.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mam/v1/account.proto\x1a\x13mam/v1/common.proto\"\x8b\x01\n" +
-	"\x0eHostedTerminal\x12\x1d\n" +
-	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId\x12,\n" +
-	"\bplatform\x18\x02 \x01(\x0e2\x10.mam.v1.PlatformR\bplatform\x12\x14\n" +
-	"\x05login\x18\x03 \x01(\x03R\x05login\x12\x16\n" +
-	"\x06server\x18\x04 \x01(\tR\x06server\"\x90\x01\n" +
-	"\vWorkerHello\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token\x124\n" +
-	"\tterminals\x18\x03 \x03(\v2\x16.mam.v1.HostedTerminalR\tterminals\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\tR\aversion\";\n" +
-	"\tHeartbeat\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xc6\x02\n" +
-	"\rCommandResult\x12\x1d\n" +
-	"\n" +
-	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
-	"\n" +
-	"account_id\x18\x02 \x01(\tR\taccountId\x12\x18\n" +
-	"\aretcode\x18\x03 \x01(\x05R\aretcode\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\x12!\n" +
-	"\forder_ticket\x18\x05 \x01(\x03R\vorderTicket\x12\x1f\n" +
-	"\vdeal_ticket\x18\x06 \x01(\x03R\n" +
-	"dealTicket\x12'\n" +
-	"\x0fposition_ticket\x18\a \x01(\x03R\x0epositionTicket\x12\x16\n" +
-	"\x06volume\x18\b \x01(\tR\x06volume\x12\x14\n" +
-	"\x05price\x18\t \x01(\tR\x05price\x12.\n" +
-	"\x04time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"c\n" +
-	"\rAccountUpdate\x12\x1d\n" +
-	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId\x123\n" +
-	"\bsnapshot\x18\x02 \x01(\v2\x17.mam.v1.AccountSnapshotR\bsnapshot\"\xec\x01\n" +
+	"\x1bmam/v1/worker_service.proto\x12\x06mam.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xac\x01\n" +
 	"\x0eConnectRequest\x12+\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.mam.v1.WorkerHelloH\x00R\x05hello\x121\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x11.mam.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x15.mam.v1.CommandResultH\x00R\x06result\x12>\n" +
-	"\x0eaccount_update\x18\x04 \x01(\v2\x15.mam.v1.AccountUpdateH\x00R\raccountUpdateB\t\n" +
-	"\amessage\"\xdd\x03\n" +
-	"\x0fTerminalCommand\x12\x1d\n" +
-	"\n" +
-	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
-	"\n" +
-	"account_id\x18\x02 \x01(\tR\taccountId\x12\x10\n" +
-	"\x03tag\x18\x03 \x01(\tR\x03tag\x12\x14\n" +
-	"\x05magic\x18\x04 \x01(\x03R\x05magic\x12\x16\n" +
-	"\x06symbol\x18\x05 \x01(\tR\x06symbol\x12 \n" +
-	"\x04side\x18\x06 \x01(\x0e2\f.mam.v1.SideR\x04side\x12%\n" +
-	"\x04type\x18\a \x01(\x0e2\x11.mam.v1.OrderTypeR\x04type\x12\x16\n" +
-	"\x06volume\x18\b \x01(\tR\x06volume\x12\x14\n" +
-	"\x05price\x18\t \x01(\tR\x05price\x12\x1b\n" +
-	"\tstop_loss\x18\n" +
-	" \x01(\tR\bstopLoss\x12\x1f\n" +
-	"\vtake_profit\x18\v \x01(\tR\n" +
-	"takeProfit\x120\n" +
-	"\x14max_deviation_points\x18\f \x01(\x05R\x12maxDeviationPoints\x12<\n" +
-	"\x0efilling_policy\x18\r \x01(\x0e2\x15.mam.v1.FillingPolicyR\rfillingPolicy\x12'\n" +
-	"\x0fposition_ticket\x18\x0e \x01(\x03R\x0epositionTicket\"?\n" +
-	"\rWorkerWelcome\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xb7\x01\n" +
+	"\x06result\x18\x03 \x01(\v2\x15.mam.v1.CommandResultH\x00R\x06resultB\t\n" +
+	"\amessage\"\xb7\x01\n" +
 	"\x0fConnectResponse\x121\n" +
 	"\awelcome\x18\x01 \x01(\v2\x15.mam.v1.WorkerWelcomeH\x00R\awelcome\x121\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x11.mam.v1.HeartbeatH\x00R\theartbeat\x123\n" +
 	"\acommand\x18\x03 \x01(\v2\x17.mam.v1.TerminalCommandH\x00R\acommandB\t\n" +
-	"\amessage2O\n" +
+	"\amessage\"\x90\x01\n" +
+	"\vWorkerHello\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x124\n" +
+	"\tterminals\x18\x03 \x03(\v2\x16.mam.v1.HostedTerminalR\tterminals\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\"\x86\x01\n" +
+	"\x0eHostedTerminal\x12\x14\n" +
+	"\x05login\x18\x01 \x01(\x03R\x05login\x12\x16\n" +
+	"\x06server\x18\x02 \x01(\tR\x06server\x12,\n" +
+	"\bplatform\x18\x03 \x01(\x0e2\x10.mam.v1.PlatformR\bplatform\x12\x18\n" +
+	"\abackend\x18\x04 \x01(\tR\abackend\"\x89\x01\n" +
+	"\rWorkerWelcome\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12H\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\";\n" +
+	"\tHeartbeat\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xfc\x04\n" +
+	"\x0fTerminalCommand\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x14\n" +
+	"\x05login\x18\x03 \x01(\x03R\x05login\x12\x16\n" +
+	"\x06server\x18\x04 \x01(\tR\x06server\x12)\n" +
+	"\x04send\x18\n" +
+	" \x01(\v2\x13.mam.v1.SendCommandH\x00R\x04send\x12:\n" +
+	"\vfind_by_tag\x18\v \x01(\v2\x18.mam.v1.FindByTagCommandH\x00R\tfindByTag\x128\n" +
+	"\tpositions\x18\f \x01(\v2\x18.mam.v1.PositionsCommandH\x00R\tpositions\x12E\n" +
+	"\x0epending_orders\x18\r \x01(\v2\x1c.mam.v1.PendingOrdersCommandH\x00R\rpendingOrders\x12,\n" +
+	"\x05deals\x18\x0e \x01(\v2\x14.mam.v1.DealsCommandH\x00R\x05deals\x12?\n" +
+	"\faccount_info\x18\x0f \x01(\v2\x1a.mam.v1.AccountInfoCommandH\x00R\vaccountInfo\x12<\n" +
+	"\vsymbol_spec\x18\x10 \x01(\v2\x19.mam.v1.SymbolSpecCommandH\x00R\n" +
+	"symbolSpec\x12,\n" +
+	"\x05quote\x18\x11 \x01(\v2\x14.mam.v1.QuoteCommandH\x00R\x05quote\x12/\n" +
+	"\x06health\x18\x12 \x01(\v2\x15.mam.v1.HealthCommandH\x00R\x06healthB\t\n" +
+	"\acommand\"E\n" +
+	"\vSendCommand\x126\n" +
+	"\arequest\x18\x01 \x01(\v2\x1c.mam.v1.TerminalOrderRequestR\arequest\"$\n" +
+	"\x10FindByTagCommand\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\tR\x03tag\"\x12\n" +
+	"\x10PositionsCommand\"\x16\n" +
+	"\x14PendingOrdersCommand\"@\n" +
+	"\fDealsCommand\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x14\n" +
+	"\x12AccountInfoCommand\"+\n" +
+	"\x11SymbolSpecCommand\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\"&\n" +
+	"\fQuoteCommand\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\"\x0f\n" +
+	"\rHealthCommand\"\xf5\x04\n" +
+	"\rCommandResult\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x121\n" +
+	"\x04send\x18\n" +
+	" \x01(\v2\x1b.mam.v1.TerminalOrderResultH\x00R\x04send\x12?\n" +
+	"\vfind_by_tag\x18\v \x01(\v2\x1d.mam.v1.TerminalTaggedRecordsH\x00R\tfindByTag\x129\n" +
+	"\tpositions\x18\f \x01(\v2\x19.mam.v1.TerminalPositionsH\x00R\tpositions\x12F\n" +
+	"\x0epending_orders\x18\r \x01(\v2\x1d.mam.v1.TerminalPendingOrdersH\x00R\rpendingOrders\x12-\n" +
+	"\x05deals\x18\x0e \x01(\v2\x15.mam.v1.TerminalDealsH\x00R\x05deals\x12@\n" +
+	"\faccount_info\x18\x0f \x01(\v2\x1b.mam.v1.TerminalAccountInfoH\x00R\vaccountInfo\x12=\n" +
+	"\vsymbol_spec\x18\x10 \x01(\v2\x1a.mam.v1.TerminalSymbolSpecH\x00R\n" +
+	"symbolSpec\x12-\n" +
+	"\x05quote\x18\x11 \x01(\v2\x15.mam.v1.TerminalQuoteH\x00R\x05quote\x120\n" +
+	"\x06health\x18\x12 \x01(\v2\x16.mam.v1.TerminalHealthH\x00R\x06health\x123\n" +
+	"\afailure\x18\x13 \x01(\v2\x17.mam.v1.TerminalFailureH\x00R\afailureB\b\n" +
+	"\x06result\"\\\n" +
+	"\x0fTerminalFailure\x12/\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1b.mam.v1.TerminalFailureKindR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xac\x05\n" +
+	"\x14TerminalOrderRequest\x12+\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x13.mam.v1.TradeActionR\x06action\x12\x16\n" +
+	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x12 \n" +
+	"\x04side\x18\x03 \x01(\x0e2\f.mam.v1.SideR\x04side\x12\x16\n" +
+	"\x06volume\x18\x04 \x01(\tR\x06volume\x12\x10\n" +
+	"\x03tag\x18\x05 \x01(\tR\x03tag\x12\x14\n" +
+	"\x05magic\x18\x06 \x01(\x03R\x05magic\x12\x14\n" +
+	"\x05price\x18\a \x01(\tR\x05price\x12)\n" +
+	"\x10deviation_points\x18\b \x01(\x05R\x0fdeviationPoints\x12\x1b\n" +
+	"\tstop_loss\x18\t \x01(\tR\bstopLoss\x12\x1f\n" +
+	"\vtake_profit\x18\n" +
+	" \x01(\tR\n" +
+	"takeProfit\x12'\n" +
+	"\x0fposition_ticket\x18\v \x01(\x03R\x0epositionTicket\x120\n" +
+	"\n" +
+	"order_type\x18\f \x01(\x0e2\x11.mam.v1.OrderTypeR\torderType\x12(\n" +
+	"\x10stop_limit_price\x18\r \x01(\tR\x0estopLimitPrice\x127\n" +
+	"\rtime_in_force\x18\x0e \x01(\x0e2\x13.mam.v1.TimeInForceR\vtimeInForce\x12;\n" +
+	"\vexpire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12/\n" +
+	"\afilling\x18\x10 \x01(\x0e2\x15.mam.v1.FillingPolicyR\afilling\x12!\n" +
+	"\forder_ticket\x18\x11 \x01(\x03R\vorderTicket\x12\x1f\n" +
+	"\vposition_by\x18\x12 \x01(\x03R\n" +
+	"positionBy\"\xc1\x02\n" +
+	"\x13TerminalOrderResult\x12\x18\n" +
+	"\aretcode\x18\x01 \x01(\x05R\aretcode\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
+	"\forder_ticket\x18\x03 \x01(\x03R\vorderTicket\x12\x1f\n" +
+	"\vdeal_ticket\x18\x04 \x01(\x03R\n" +
+	"dealTicket\x12'\n" +
+	"\x0fposition_ticket\x18\x05 \x01(\x03R\x0epositionTicket\x12\x16\n" +
+	"\x06volume\x18\x06 \x01(\tR\x06volume\x12\x14\n" +
+	"\x05price\x18\a \x01(\tR\x05price\x12\x10\n" +
+	"\x03bid\x18\b \x01(\tR\x03bid\x12\x10\n" +
+	"\x03ask\x18\t \x01(\tR\x03ask\x12=\n" +
+	"\fexecute_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vexecuteTime\"\xb3\x02\n" +
+	"\x13TerminalAccountInfo\x12\x14\n" +
+	"\x05login\x18\x01 \x01(\x03R\x05login\x12\x1a\n" +
+	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x1a\n" +
+	"\bleverage\x18\x03 \x01(\x05R\bleverage\x123\n" +
+	"\vmargin_mode\x18\x04 \x01(\x0e2\x12.mam.v1.MarginModeR\n" +
+	"marginMode\x12\x18\n" +
+	"\abalance\x18\x05 \x01(\tR\abalance\x12\x16\n" +
+	"\x06equity\x18\x06 \x01(\tR\x06equity\x12\x16\n" +
+	"\x06margin\x18\a \x01(\tR\x06margin\x12\x1f\n" +
+	"\vfree_margin\x18\b \x01(\tR\n" +
+	"freeMargin\x12.\n" +
+	"\x04time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xef\x02\n" +
+	"\x12TerminalSymbolSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digits\x18\x02 \x01(\x05R\x06digits\x12#\n" +
+	"\rcontract_size\x18\x03 \x01(\tR\fcontractSize\x12\x1d\n" +
+	"\n" +
+	"volume_min\x18\x04 \x01(\tR\tvolumeMin\x12\x1f\n" +
+	"\vvolume_step\x18\x05 \x01(\tR\n" +
+	"volumeStep\x12\x1d\n" +
+	"\n" +
+	"volume_max\x18\x06 \x01(\tR\tvolumeMax\x12\x1b\n" +
+	"\ttick_size\x18\a \x01(\tR\btickSize\x12\x1d\n" +
+	"\n" +
+	"tick_value\x18\b \x01(\tR\ttickValue\x12#\n" +
+	"\rcurrency_base\x18\t \x01(\tR\fcurrencyBase\x12'\n" +
+	"\x0fcurrency_profit\x18\n" +
+	" \x01(\tR\x0ecurrencyProfit\x12\x1f\n" +
+	"\vstops_level\x18\v \x01(\x05R\n" +
+	"stopsLevel\"{\n" +
+	"\rTerminalQuote\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x10\n" +
+	"\x03bid\x18\x02 \x01(\tR\x03bid\x12\x10\n" +
+	"\x03ask\x18\x03 \x01(\tR\x03ask\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xc2\x02\n" +
+	"\x10TerminalPosition\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\x03R\x06ticket\x12\x16\n" +
+	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x12 \n" +
+	"\x04side\x18\x03 \x01(\x0e2\f.mam.v1.SideR\x04side\x12\x16\n" +
+	"\x06volume\x18\x04 \x01(\tR\x06volume\x12\x1d\n" +
+	"\n" +
+	"price_open\x18\x05 \x01(\tR\tpriceOpen\x12\x14\n" +
+	"\x05magic\x18\x06 \x01(\x03R\x05magic\x12\x18\n" +
+	"\acomment\x18\a \x01(\tR\acomment\x127\n" +
+	"\topen_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bopenTime\x12\x1b\n" +
+	"\tstop_loss\x18\t \x01(\tR\bstopLoss\x12\x1f\n" +
+	"\vtake_profit\x18\n" +
+	" \x01(\tR\n" +
+	"takeProfit\"\xe9\x04\n" +
+	"\x14TerminalPendingOrder\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\x03R\x06ticket\x12\x16\n" +
+	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x12 \n" +
+	"\x04side\x18\x03 \x01(\x0e2\f.mam.v1.SideR\x04side\x12\x16\n" +
+	"\x06volume\x18\x04 \x01(\tR\x06volume\x12\x14\n" +
+	"\x05price\x18\x05 \x01(\tR\x05price\x12\x14\n" +
+	"\x05magic\x18\x06 \x01(\x03R\x05magic\x12\x18\n" +
+	"\acomment\x18\a \x01(\tR\acomment\x129\n" +
+	"\n" +
+	"place_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tplaceTime\x120\n" +
+	"\n" +
+	"order_type\x18\t \x01(\x0e2\x11.mam.v1.OrderTypeR\torderType\x12(\n" +
+	"\x10stop_limit_price\x18\n" +
+	" \x01(\tR\x0estopLimitPrice\x12\x1b\n" +
+	"\tstop_loss\x18\v \x01(\tR\bstopLoss\x12\x1f\n" +
+	"\vtake_profit\x18\f \x01(\tR\n" +
+	"takeProfit\x127\n" +
+	"\rtime_in_force\x18\r \x01(\x0e2\x13.mam.v1.TimeInForceR\vtimeInForce\x12;\n" +
+	"\vexpire_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12/\n" +
+	"\afilling\x18\x0f \x01(\x0e2\x15.mam.v1.FillingPolicyR\afilling\x12%\n" +
+	"\x0evolume_initial\x18\x10 \x01(\tR\rvolumeInitial\"\x8a\x03\n" +
+	"\fTerminalDeal\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\x03R\x06ticket\x12!\n" +
+	"\forder_ticket\x18\x02 \x01(\x03R\vorderTicket\x12'\n" +
+	"\x0fposition_ticket\x18\x03 \x01(\x03R\x0epositionTicket\x12\x16\n" +
+	"\x06symbol\x18\x04 \x01(\tR\x06symbol\x12 \n" +
+	"\x04side\x18\x05 \x01(\x0e2\f.mam.v1.SideR\x04side\x12\x16\n" +
+	"\x06volume\x18\x06 \x01(\tR\x06volume\x12\x14\n" +
+	"\x05price\x18\a \x01(\tR\x05price\x12\x14\n" +
+	"\x05magic\x18\b \x01(\x03R\x05magic\x12\x18\n" +
+	"\acomment\x18\t \x01(\tR\acomment\x12=\n" +
+	"\fexecute_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vexecuteTime\x12'\n" +
+	"\x05entry\x18\v \x01(\x0e2\x11.mam.v1.DealEntryR\x05entry\x12\x16\n" +
+	"\x06profit\x18\f \x01(\tR\x06profit\"\xb1\x01\n" +
+	"\x15TerminalTaggedRecords\x124\n" +
+	"\x06orders\x18\x01 \x03(\v2\x1c.mam.v1.TerminalPendingOrderR\x06orders\x126\n" +
+	"\tpositions\x18\x02 \x03(\v2\x18.mam.v1.TerminalPositionR\tpositions\x12*\n" +
+	"\x05deals\x18\x03 \x03(\v2\x14.mam.v1.TerminalDealR\x05deals\"K\n" +
+	"\x11TerminalPositions\x126\n" +
+	"\tpositions\x18\x01 \x03(\v2\x18.mam.v1.TerminalPositionR\tpositions\"M\n" +
+	"\x15TerminalPendingOrders\x124\n" +
+	"\x06orders\x18\x01 \x03(\v2\x1c.mam.v1.TerminalPendingOrderR\x06orders\";\n" +
+	"\rTerminalDeals\x12*\n" +
+	"\x05deals\x18\x01 \x03(\v2\x14.mam.v1.TerminalDealR\x05deals\"F\n" +
+	"\x0eTerminalHealth\x12\x1c\n" +
+	"\tconnected\x18\x01 \x01(\bR\tconnected\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail*\xc0\x01\n" +
+	"\vTradeAction\x12\x1c\n" +
+	"\x18TRADE_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11TRADE_ACTION_DEAL\x10\x01\x12\x18\n" +
+	"\x14TRADE_ACTION_PENDING\x10\x05\x12\x15\n" +
+	"\x11TRADE_ACTION_SLTP\x10\x06\x12\x17\n" +
+	"\x13TRADE_ACTION_MODIFY\x10\a\x12\x17\n" +
+	"\x13TRADE_ACTION_REMOVE\x10\b\x12\x19\n" +
+	"\x15TRADE_ACTION_CLOSE_BY\x10\n" +
+	"*{\n" +
+	"\tDealEntry\x12\x1a\n" +
+	"\x16DEAL_ENTRY_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rDEAL_ENTRY_IN\x10\x01\x12\x12\n" +
+	"\x0eDEAL_ENTRY_OUT\x10\x02\x12\x14\n" +
+	"\x10DEAL_ENTRY_INOUT\x10\x03\x12\x15\n" +
+	"\x11DEAL_ENTRY_OUT_BY\x10\x04*\xdf\x01\n" +
+	"\x13TerminalFailureKind\x12%\n" +
+	"!TERMINAL_FAILURE_KIND_UNSPECIFIED\x10\x00\x12(\n" +
+	"$TERMINAL_FAILURE_KIND_TERMINAL_ERROR\x10\x01\x12*\n" +
+	"&TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND\x10\x02\x12$\n" +
+	" TERMINAL_FAILURE_KIND_NOT_HOSTED\x10\x03\x12%\n" +
+	"!TERMINAL_FAILURE_KIND_BAD_COMMAND\x10\x042O\n" +
 	"\rWorkerService\x12>\n" +
 	"\aConnect\x12\x16.mam.v1.ConnectRequest\x1a\x17.mam.v1.ConnectResponse(\x010\x01b\x06proto3"
 
@@ -878,48 +3058,120 @@ func file_mam_v1_worker_service_proto_rawDescGZIP() []byte {
 	return file_mam_v1_worker_service_proto_rawDescData
 }
 
-var file_mam_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_mam_v1_worker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_mam_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_mam_v1_worker_service_proto_goTypes = []any{
-	(*HostedTerminal)(nil),        // 0: mam.v1.HostedTerminal
-	(*WorkerHello)(nil),           // 1: mam.v1.WorkerHello
-	(*Heartbeat)(nil),             // 2: mam.v1.Heartbeat
-	(*CommandResult)(nil),         // 3: mam.v1.CommandResult
-	(*AccountUpdate)(nil),         // 4: mam.v1.AccountUpdate
-	(*ConnectRequest)(nil),        // 5: mam.v1.ConnectRequest
-	(*TerminalCommand)(nil),       // 6: mam.v1.TerminalCommand
+	(TradeAction)(0),              // 0: mam.v1.TradeAction
+	(DealEntry)(0),                // 1: mam.v1.DealEntry
+	(TerminalFailureKind)(0),      // 2: mam.v1.TerminalFailureKind
+	(*ConnectRequest)(nil),        // 3: mam.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 4: mam.v1.ConnectResponse
+	(*WorkerHello)(nil),           // 5: mam.v1.WorkerHello
+	(*HostedTerminal)(nil),        // 6: mam.v1.HostedTerminal
 	(*WorkerWelcome)(nil),         // 7: mam.v1.WorkerWelcome
-	(*ConnectResponse)(nil),       // 8: mam.v1.ConnectResponse
-	(Platform)(0),                 // 9: mam.v1.Platform
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*AccountSnapshot)(nil),       // 11: mam.v1.AccountSnapshot
-	(Side)(0),                     // 12: mam.v1.Side
-	(OrderType)(0),                // 13: mam.v1.OrderType
-	(FillingPolicy)(0),            // 14: mam.v1.FillingPolicy
+	(*Heartbeat)(nil),             // 8: mam.v1.Heartbeat
+	(*TerminalCommand)(nil),       // 9: mam.v1.TerminalCommand
+	(*SendCommand)(nil),           // 10: mam.v1.SendCommand
+	(*FindByTagCommand)(nil),      // 11: mam.v1.FindByTagCommand
+	(*PositionsCommand)(nil),      // 12: mam.v1.PositionsCommand
+	(*PendingOrdersCommand)(nil),  // 13: mam.v1.PendingOrdersCommand
+	(*DealsCommand)(nil),          // 14: mam.v1.DealsCommand
+	(*AccountInfoCommand)(nil),    // 15: mam.v1.AccountInfoCommand
+	(*SymbolSpecCommand)(nil),     // 16: mam.v1.SymbolSpecCommand
+	(*QuoteCommand)(nil),          // 17: mam.v1.QuoteCommand
+	(*HealthCommand)(nil),         // 18: mam.v1.HealthCommand
+	(*CommandResult)(nil),         // 19: mam.v1.CommandResult
+	(*TerminalFailure)(nil),       // 20: mam.v1.TerminalFailure
+	(*TerminalOrderRequest)(nil),  // 21: mam.v1.TerminalOrderRequest
+	(*TerminalOrderResult)(nil),   // 22: mam.v1.TerminalOrderResult
+	(*TerminalAccountInfo)(nil),   // 23: mam.v1.TerminalAccountInfo
+	(*TerminalSymbolSpec)(nil),    // 24: mam.v1.TerminalSymbolSpec
+	(*TerminalQuote)(nil),         // 25: mam.v1.TerminalQuote
+	(*TerminalPosition)(nil),      // 26: mam.v1.TerminalPosition
+	(*TerminalPendingOrder)(nil),  // 27: mam.v1.TerminalPendingOrder
+	(*TerminalDeal)(nil),          // 28: mam.v1.TerminalDeal
+	(*TerminalTaggedRecords)(nil), // 29: mam.v1.TerminalTaggedRecords
+	(*TerminalPositions)(nil),     // 30: mam.v1.TerminalPositions
+	(*TerminalPendingOrders)(nil), // 31: mam.v1.TerminalPendingOrders
+	(*TerminalDeals)(nil),         // 32: mam.v1.TerminalDeals
+	(*TerminalHealth)(nil),        // 33: mam.v1.TerminalHealth
+	(Platform)(0),                 // 34: mam.v1.Platform
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
+	(Side)(0),                     // 37: mam.v1.Side
+	(OrderType)(0),                // 38: mam.v1.OrderType
+	(TimeInForce)(0),              // 39: mam.v1.TimeInForce
+	(FillingPolicy)(0),            // 40: mam.v1.FillingPolicy
+	(MarginMode)(0),               // 41: mam.v1.MarginMode
 }
 var file_mam_v1_worker_service_proto_depIdxs = []int32{
-	9,  // 0: mam.v1.HostedTerminal.platform:type_name -> mam.v1.Platform
-	0,  // 1: mam.v1.WorkerHello.terminals:type_name -> mam.v1.HostedTerminal
-	10, // 2: mam.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	10, // 3: mam.v1.CommandResult.time:type_name -> google.protobuf.Timestamp
-	11, // 4: mam.v1.AccountUpdate.snapshot:type_name -> mam.v1.AccountSnapshot
-	1,  // 5: mam.v1.ConnectRequest.hello:type_name -> mam.v1.WorkerHello
-	2,  // 6: mam.v1.ConnectRequest.heartbeat:type_name -> mam.v1.Heartbeat
-	3,  // 7: mam.v1.ConnectRequest.result:type_name -> mam.v1.CommandResult
-	4,  // 8: mam.v1.ConnectRequest.account_update:type_name -> mam.v1.AccountUpdate
-	12, // 9: mam.v1.TerminalCommand.side:type_name -> mam.v1.Side
-	13, // 10: mam.v1.TerminalCommand.type:type_name -> mam.v1.OrderType
-	14, // 11: mam.v1.TerminalCommand.filling_policy:type_name -> mam.v1.FillingPolicy
-	10, // 12: mam.v1.WorkerWelcome.time:type_name -> google.protobuf.Timestamp
-	7,  // 13: mam.v1.ConnectResponse.welcome:type_name -> mam.v1.WorkerWelcome
-	2,  // 14: mam.v1.ConnectResponse.heartbeat:type_name -> mam.v1.Heartbeat
-	6,  // 15: mam.v1.ConnectResponse.command:type_name -> mam.v1.TerminalCommand
-	5,  // 16: mam.v1.WorkerService.Connect:input_type -> mam.v1.ConnectRequest
-	8,  // 17: mam.v1.WorkerService.Connect:output_type -> mam.v1.ConnectResponse
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	5,  // 0: mam.v1.ConnectRequest.hello:type_name -> mam.v1.WorkerHello
+	8,  // 1: mam.v1.ConnectRequest.heartbeat:type_name -> mam.v1.Heartbeat
+	19, // 2: mam.v1.ConnectRequest.result:type_name -> mam.v1.CommandResult
+	7,  // 3: mam.v1.ConnectResponse.welcome:type_name -> mam.v1.WorkerWelcome
+	8,  // 4: mam.v1.ConnectResponse.heartbeat:type_name -> mam.v1.Heartbeat
+	9,  // 5: mam.v1.ConnectResponse.command:type_name -> mam.v1.TerminalCommand
+	6,  // 6: mam.v1.WorkerHello.terminals:type_name -> mam.v1.HostedTerminal
+	34, // 7: mam.v1.HostedTerminal.platform:type_name -> mam.v1.Platform
+	35, // 8: mam.v1.WorkerWelcome.time:type_name -> google.protobuf.Timestamp
+	36, // 9: mam.v1.WorkerWelcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	35, // 10: mam.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	10, // 11: mam.v1.TerminalCommand.send:type_name -> mam.v1.SendCommand
+	11, // 12: mam.v1.TerminalCommand.find_by_tag:type_name -> mam.v1.FindByTagCommand
+	12, // 13: mam.v1.TerminalCommand.positions:type_name -> mam.v1.PositionsCommand
+	13, // 14: mam.v1.TerminalCommand.pending_orders:type_name -> mam.v1.PendingOrdersCommand
+	14, // 15: mam.v1.TerminalCommand.deals:type_name -> mam.v1.DealsCommand
+	15, // 16: mam.v1.TerminalCommand.account_info:type_name -> mam.v1.AccountInfoCommand
+	16, // 17: mam.v1.TerminalCommand.symbol_spec:type_name -> mam.v1.SymbolSpecCommand
+	17, // 18: mam.v1.TerminalCommand.quote:type_name -> mam.v1.QuoteCommand
+	18, // 19: mam.v1.TerminalCommand.health:type_name -> mam.v1.HealthCommand
+	21, // 20: mam.v1.SendCommand.request:type_name -> mam.v1.TerminalOrderRequest
+	35, // 21: mam.v1.DealsCommand.since:type_name -> google.protobuf.Timestamp
+	22, // 22: mam.v1.CommandResult.send:type_name -> mam.v1.TerminalOrderResult
+	29, // 23: mam.v1.CommandResult.find_by_tag:type_name -> mam.v1.TerminalTaggedRecords
+	30, // 24: mam.v1.CommandResult.positions:type_name -> mam.v1.TerminalPositions
+	31, // 25: mam.v1.CommandResult.pending_orders:type_name -> mam.v1.TerminalPendingOrders
+	32, // 26: mam.v1.CommandResult.deals:type_name -> mam.v1.TerminalDeals
+	23, // 27: mam.v1.CommandResult.account_info:type_name -> mam.v1.TerminalAccountInfo
+	24, // 28: mam.v1.CommandResult.symbol_spec:type_name -> mam.v1.TerminalSymbolSpec
+	25, // 29: mam.v1.CommandResult.quote:type_name -> mam.v1.TerminalQuote
+	33, // 30: mam.v1.CommandResult.health:type_name -> mam.v1.TerminalHealth
+	20, // 31: mam.v1.CommandResult.failure:type_name -> mam.v1.TerminalFailure
+	2,  // 32: mam.v1.TerminalFailure.kind:type_name -> mam.v1.TerminalFailureKind
+	0,  // 33: mam.v1.TerminalOrderRequest.action:type_name -> mam.v1.TradeAction
+	37, // 34: mam.v1.TerminalOrderRequest.side:type_name -> mam.v1.Side
+	38, // 35: mam.v1.TerminalOrderRequest.order_type:type_name -> mam.v1.OrderType
+	39, // 36: mam.v1.TerminalOrderRequest.time_in_force:type_name -> mam.v1.TimeInForce
+	35, // 37: mam.v1.TerminalOrderRequest.expire_time:type_name -> google.protobuf.Timestamp
+	40, // 38: mam.v1.TerminalOrderRequest.filling:type_name -> mam.v1.FillingPolicy
+	35, // 39: mam.v1.TerminalOrderResult.execute_time:type_name -> google.protobuf.Timestamp
+	41, // 40: mam.v1.TerminalAccountInfo.margin_mode:type_name -> mam.v1.MarginMode
+	35, // 41: mam.v1.TerminalAccountInfo.time:type_name -> google.protobuf.Timestamp
+	35, // 42: mam.v1.TerminalQuote.time:type_name -> google.protobuf.Timestamp
+	37, // 43: mam.v1.TerminalPosition.side:type_name -> mam.v1.Side
+	35, // 44: mam.v1.TerminalPosition.open_time:type_name -> google.protobuf.Timestamp
+	37, // 45: mam.v1.TerminalPendingOrder.side:type_name -> mam.v1.Side
+	35, // 46: mam.v1.TerminalPendingOrder.place_time:type_name -> google.protobuf.Timestamp
+	38, // 47: mam.v1.TerminalPendingOrder.order_type:type_name -> mam.v1.OrderType
+	39, // 48: mam.v1.TerminalPendingOrder.time_in_force:type_name -> mam.v1.TimeInForce
+	35, // 49: mam.v1.TerminalPendingOrder.expire_time:type_name -> google.protobuf.Timestamp
+	40, // 50: mam.v1.TerminalPendingOrder.filling:type_name -> mam.v1.FillingPolicy
+	37, // 51: mam.v1.TerminalDeal.side:type_name -> mam.v1.Side
+	35, // 52: mam.v1.TerminalDeal.execute_time:type_name -> google.protobuf.Timestamp
+	1,  // 53: mam.v1.TerminalDeal.entry:type_name -> mam.v1.DealEntry
+	27, // 54: mam.v1.TerminalTaggedRecords.orders:type_name -> mam.v1.TerminalPendingOrder
+	26, // 55: mam.v1.TerminalTaggedRecords.positions:type_name -> mam.v1.TerminalPosition
+	28, // 56: mam.v1.TerminalTaggedRecords.deals:type_name -> mam.v1.TerminalDeal
+	26, // 57: mam.v1.TerminalPositions.positions:type_name -> mam.v1.TerminalPosition
+	27, // 58: mam.v1.TerminalPendingOrders.orders:type_name -> mam.v1.TerminalPendingOrder
+	28, // 59: mam.v1.TerminalDeals.deals:type_name -> mam.v1.TerminalDeal
+	3,  // 60: mam.v1.WorkerService.Connect:input_type -> mam.v1.ConnectRequest
+	4,  // 61: mam.v1.WorkerService.Connect:output_type -> mam.v1.ConnectResponse
+	61, // [61:62] is the sub-list for method output_type
+	60, // [60:61] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_worker_service_proto_init() }
@@ -927,31 +3179,53 @@ func file_mam_v1_worker_service_proto_init() {
 	if File_mam_v1_worker_service_proto != nil {
 		return
 	}
-	file_mam_v1_account_proto_init()
 	file_mam_v1_common_proto_init()
-	file_mam_v1_worker_service_proto_msgTypes[5].OneofWrappers = []any{
+	file_mam_v1_worker_service_proto_msgTypes[0].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 		(*ConnectRequest_Result)(nil),
-		(*ConnectRequest_AccountUpdate)(nil),
 	}
-	file_mam_v1_worker_service_proto_msgTypes[8].OneofWrappers = []any{
+	file_mam_v1_worker_service_proto_msgTypes[1].OneofWrappers = []any{
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Heartbeat)(nil),
 		(*ConnectResponse_Command)(nil),
+	}
+	file_mam_v1_worker_service_proto_msgTypes[6].OneofWrappers = []any{
+		(*TerminalCommand_Send)(nil),
+		(*TerminalCommand_FindByTag)(nil),
+		(*TerminalCommand_Positions)(nil),
+		(*TerminalCommand_PendingOrders)(nil),
+		(*TerminalCommand_Deals)(nil),
+		(*TerminalCommand_AccountInfo)(nil),
+		(*TerminalCommand_SymbolSpec)(nil),
+		(*TerminalCommand_Quote)(nil),
+		(*TerminalCommand_Health)(nil),
+	}
+	file_mam_v1_worker_service_proto_msgTypes[16].OneofWrappers = []any{
+		(*CommandResult_Send)(nil),
+		(*CommandResult_FindByTag)(nil),
+		(*CommandResult_Positions)(nil),
+		(*CommandResult_PendingOrders)(nil),
+		(*CommandResult_Deals)(nil),
+		(*CommandResult_AccountInfo)(nil),
+		(*CommandResult_SymbolSpec)(nil),
+		(*CommandResult_Quote)(nil),
+		(*CommandResult_Health)(nil),
+		(*CommandResult_Failure)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_worker_service_proto_rawDesc), len(file_mam_v1_worker_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   9,
+			NumEnums:      3,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_mam_v1_worker_service_proto_goTypes,
 		DependencyIndexes: file_mam_v1_worker_service_proto_depIdxs,
+		EnumInfos:         file_mam_v1_worker_service_proto_enumTypes,
 		MessageInfos:      file_mam_v1_worker_service_proto_msgTypes,
 	}.Build()
 	File_mam_v1_worker_service_proto = out.File

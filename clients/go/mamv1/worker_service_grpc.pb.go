@@ -26,10 +26,16 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5).
+// The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+// broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
 type WorkerServiceClient interface {
-	// One long-lived stream per worker: the worker says hello with its token and the terminals it
-	// hosts, then receives commands and answers with results, fills and account updates.
+	// One long-lived stream per worker. The worker's first message is a hello with its token and
+	// the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+	// hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+	// worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+	// the worker answers each with one result carrying the command's id, in any order. Both sides
+	// send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+	// ends with ABORTED and reason WORKER_REPLACED.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConnectRequest, ConnectResponse], error)
 }
 
@@ -58,10 +64,16 @@ type WorkerService_ConnectClient = grpc.BidiStreamingClient[ConnectRequest, Conn
 // All implementations must embed UnimplementedWorkerServiceServer
 // for forward compatibility.
 //
-// The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5).
+// The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+// broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
 type WorkerServiceServer interface {
-	// One long-lived stream per worker: the worker says hello with its token and the terminals it
-	// hosts, then receives commands and answers with results, fills and account updates.
+	// One long-lived stream per worker. The worker's first message is a hello with its token and
+	// the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+	// hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+	// worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+	// the worker answers each with one result carrying the command's id, in any order. Both sides
+	// send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+	// ends with ABORTED and reason WORKER_REPLACED.
 	Connect(grpc.BidiStreamingServer[ConnectRequest, ConnectResponse]) error
 	mustEmbedUnimplementedWorkerServiceServer()
 }

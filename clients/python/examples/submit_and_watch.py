@@ -4,21 +4,24 @@
     uv run python clients/python/examples/submit_and_watch.py   # in another
 
 Options: --target HOST:PORT (default 127.0.0.1:50051), --group NAME (default demo),
---symbol, --side, --volume.
+--symbol, --side, --volume. The API key comes from MAM_API_KEY, else from var/admin.key (the
+admin key `make run` creates on first start).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 from mam_client import Fill, Heartbeat, MamClient, MamError, OrderSpec, Side
 
 
 async def run(args: argparse.Namespace) -> int:
-    async with await MamClient.connect(args.target) as client:
+    async with await MamClient.connect(args.target, api_key=api_key()) as client:
         group = None
         async for candidate in client.list_groups():
             if candidate.name == args.group:
@@ -81,6 +84,14 @@ async def run(args: argparse.Namespace) -> int:
             f" dispatch skew {skew.total_seconds() * 1000 if skew else 0:.0f} ms"
         )
     return 0
+
+
+def api_key() -> str | None:
+    key = os.environ.get("MAM_API_KEY")
+    if key:
+        return key
+    demo_key = Path(__file__).resolve().parents[3] / "var" / "admin.key"
+    return demo_key.read_text().strip() if demo_key.exists() else None
 
 
 def main() -> int:

@@ -33,6 +33,7 @@ class GatewayProcess:
         env = {
             **os.environ,
             "MAM__SERVER__LISTEN": listen,
+            "MAM__AUTH__REQUIRED": "false",
             "MAM__DATABASE__URL": f"sqlite+aiosqlite:///{self.database}",
             "MAM__SERVER__HEARTBEAT_SECONDS": "0.5",
             "MAM__SIMULATOR__LATENCY_MS": "5",

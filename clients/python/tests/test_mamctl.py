@@ -182,11 +182,52 @@ def test_close_of_an_unknown_order_prints_one_line(mamctl: Mamctl) -> None:
     assert err.count("\n") == 1
 
 
-def test_kill_switch_prints_the_gateways_answer(mamctl: Mamctl) -> None:
-    code, out, err = mamctl("kill-switch", "--yes")
-    assert code == 1
-    assert "activated" not in out
-    assert err.startswith("error: UNIMPLEMENTED: ") and "has no kill switch" in err
+def test_kill_switch_on_list_and_off(mamctl: Mamctl) -> None:
+    # An account of its own: the gateway is shared with the other tests.
+    code, out, err = mamctl(
+        "--json", "accounts", "create", "--name", f"ks-{uuid.uuid4().hex[:8]}",
+        "--login", "93002", "--server", "mam-sim", "--balance", "1000",
+    )  # fmt: skip
+    assert code == 0, err
+    account_id = json.loads(out)["account_id"]
+    code, out, err = mamctl(
+        "--json", "kill-switch", "on", "--account", account_id, "--reason", "desk test", "--yes"
+    )
+    assert code == 0, err
+    switch = json.loads(out)
+    assert switch["scope"] == "KILL_SWITCH_SCOPE_ACCOUNT" and switch["target_id"] == account_id
+    code, out, _ = mamctl("--json", "kill-switch", "list", "--active")
+    assert code == 0
+    assert switch["kill_switch_id"] in [s["kill_switch_id"] for s in json.loads(out)]
+    code, out, _ = mamctl("kill-switch", "off", switch["kill_switch_id"])
+    assert code == 0 and "lifted" in out
+    code, out, _ = mamctl("--json", "kill-switch", "list", "--active")
+    assert switch["kill_switch_id"] not in [s["kill_switch_id"] for s in json.loads(out)]
+    code, _, err = mamctl("kill-switch", "on", "--group", "g", "--account", "a", "--reason", "x")
+    assert code != 0
+
+
+def test_keys_and_the_audit_log(mamctl: Mamctl) -> None:
+    code, out, err = mamctl("--json", "groups", "list")
+    assert code == 0, err
+    group_id = json.loads(out)[0]["group_id"]
+    code, out, err = mamctl(
+        "--json", "keys", "create", "--name", "desk", "--role", "manager", "--group", group_id
+    )
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["key"].startswith("mam_") and created["api_key"]["role"] == "ROLE_MANAGER"
+    code, out, _ = mamctl("keys", "list")
+    assert code == 0 and created["api_key"]["key_id"] in out
+    code, out, _ = mamctl("keys", "revoke", created["api_key"]["key_id"])
+    assert code == 0 and "revoked" in out
+    code, out, _ = mamctl("--json", "audit", "--method", "/mam.v1.AdminService/CreateApiKey")
+    assert code == 0
+    records = json.loads(out)
+    assert records and all(r["method"].endswith("CreateApiKey") for r in records)
+    assert created["key"] not in out  # the secret is never in the log
+    code, _, err = mamctl("keys", "create", "--name", "x", "--role", "pilot")
+    assert code != 0
 
 
 def test_an_unknown_group_and_an_unreachable_gateway_fail_cleanly(mamctl: Mamctl) -> None:

@@ -4,12 +4,17 @@
 //   npm run example -- --volume 1.00 --symbol EURUSD  # clients/typescript, another
 //
 // Options: --target HOST:PORT (default 127.0.0.1:50051), --group NAME (default demo), --symbol,
-// --side buy|sell, --volume.
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+// --side buy|sell, --volume. The API key comes from MAM_API_KEY, else from var/admin.key in the
+// repository root (the admin key `make run` creates on first start), found by looking up from
+// the working directory.
+import { type ClientOptions, credentials, type ServiceError } from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { parseArgs } from "node:util";
 import {
   AccountServiceClient,
   allocationReasonToJSON,
+  apiKeyInterceptor,
   callUnary,
   errorDetails,
   MasterOrderSpec,
@@ -22,6 +27,28 @@ import {
   TradingServiceClient,
 } from "../src";
 
+/**
+ * MAM_API_KEY, else the key in var/admin.key of the working directory or the nearest directory
+ * above it that has one (the repository root's, from clients/typescript); undefined if none.
+ */
+function apiKey(): string | undefined {
+  if (process.env.MAM_API_KEY) {
+    return process.env.MAM_API_KEY;
+  }
+  for (let dir = process.cwd(); ; dir = path.dirname(dir)) {
+    try {
+      return readFileSync(path.join(dir, "var", "admin.key"), "utf8").trim();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+        throw error;
+      }
+    }
+    if (path.dirname(dir) === dir) {
+      return undefined;
+    }
+  }
+}
+
 async function main(): Promise<number> {
   const { values: args } = parseArgs({
     options: {
@@ -32,8 +59,10 @@ async function main(): Promise<number> {
       volume: { type: "string", default: "1.00" },
     },
   });
-  const accounts = new AccountServiceClient(args.target, credentials.createInsecure());
-  const trading = new TradingServiceClient(args.target, credentials.createInsecure());
+  const key = apiKey();
+  const options: Partial<ClientOptions> = key ? { interceptors: [apiKeyInterceptor(key)] } : {};
+  const accounts = new AccountServiceClient(args.target, credentials.createInsecure(), options);
+  const trading = new TradingServiceClient(args.target, credentials.createInsecure(), options);
   try {
     let groupId = "";
     let pageToken = "";

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
   AccountServiceClient,
+  apiKeyInterceptor,
   callUnary,
   CreateAccountRequest,
   errorDetails,
@@ -26,8 +27,9 @@ let trading: TradingServiceClient;
 
 before(async () => {
   gateway = await startGateway();
-  accounts = new AccountServiceClient(gateway.target, credentials.createInsecure());
-  trading = new TradingServiceClient(gateway.target, credentials.createInsecure());
+  const options = { interceptors: [apiKeyInterceptor(gateway.apiKey)] };
+  accounts = new AccountServiceClient(gateway.target, credentials.createInsecure(), options);
+  trading = new TradingServiceClient(gateway.target, credentials.createInsecure(), options);
 });
 
 after(async () => {
@@ -67,6 +69,27 @@ function order(group: Group, volume: string, clientOrderId: string): MasterOrder
     volume,
   });
 }
+
+test("a call without a key is UNAUTHENTICATED with reason API_KEY_MISSING", async () => {
+  const anonymous = new AccountServiceClient(gateway.target, credentials.createInsecure());
+  try {
+    const error = await callUnary(anonymous, anonymous.listGroups, {
+      pageSize: 0,
+      pageToken: "",
+    }).then(
+      () => assert.fail("a call without a key was accepted"),
+      (e: ServiceError) => e,
+    );
+    assert.equal(error.code, GrpcStatus.UNAUTHENTICATED);
+    const details = errorDetails(error);
+    assert.ok(details, "no google.rpc.Status");
+    assert.equal(details.status.code, GrpcStatus.UNAUTHENTICATED);
+    assert.equal(details.errorInfo?.domain, "mam-gateway");
+    assert.equal(details.errorInfo?.reason, "API_KEY_MISSING");
+  } finally {
+    anonymous.close();
+  }
+});
 
 test("a created account is listed exactly once across pages", async () => {
   const unique = `${process.pid}-${Date.now()}`;

@@ -3,11 +3,17 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 
 const READY = "mam-gateway listening on ";
+const ADMIN_KEY = "mam-gateway admin key ";
 
-/** A real gateway on a free port, started through clients/testing/start_gateway.py. */
+/**
+ * A real gateway on a free port, started through clients/testing/start_gateway.py with
+ * authentication on. The launcher prints the admin key the gateway created, then the address.
+ */
 export interface Gateway {
   /** host:port */
   target: string;
+  /** The admin API key the gateway created at start. */
+  apiKey: string;
   /** Closes the launcher's stdin: it stops the gateway (SIGTERM) and exits 0 after a clean stop. */
   stop(): Promise<void>;
 }
@@ -39,10 +45,18 @@ export function startGateway(timeoutMs = 150_000): Promise<Gateway> {
       clearTimeout(timer);
       reject(new Error(`gateway launcher exited (${code}) before the gateway was ready`));
     });
+    let apiKey = "";
     readline.createInterface({ input: child.stdout }).on("line", (line) => {
-      if (line.startsWith(READY)) {
+      if (line.startsWith(ADMIN_KEY)) {
+        apiKey = line.slice(ADMIN_KEY.length).trim();
+      } else if (line.startsWith(READY)) {
         clearTimeout(timer);
-        resolve({ target: line.slice(READY.length).trim(), stop });
+        if (apiKey) {
+          resolve({ target: line.slice(READY.length).trim(), apiKey, stop });
+        } else {
+          child.stdin.end();
+          reject(new Error("the gateway launcher printed no admin key"));
+        }
       }
     });
   });

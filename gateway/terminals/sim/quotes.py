@@ -62,6 +62,14 @@ class QuoteFeed:
     def current_tick(self) -> int:
         return (self._clock_ns() - self._start_ns) // self._interval_ns
 
+    def move(self, symbol: str, points: int) -> None:
+        """Shifts the symbol's mid by `points` from now on (the walk goes on from there): a
+        market move on demand, for tests and demos of pending orders."""
+        self.bid_ask(symbol)
+        walk = self._walks[symbol]
+        walk.mid_points += points
+        walk.quote = None
+
     def bid_ask(self, symbol: str) -> tuple[Decimal, Decimal, datetime]:
         """The quote of the current tick. Raises KeyError for an unknown symbol."""
         settings = self._settings[symbol]

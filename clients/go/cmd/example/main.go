@@ -2,14 +2,20 @@
 //
 //	make run                                        # in one terminal, from the repo root
 //	go run ./cmd/example -volume 1.00 -symbol EURUSD # in another, from clients/go
+//
+// The API key comes from MAM_API_KEY, else from var/admin.key in the repository root (the admin
+// key `make run` creates on first start), found by looking up from the working directory.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/mam-gateway/mam-gateway/clients/go/apikey"
 	mamv1 "github.com/mam-gateway/mam-gateway/clients/go/mamv1"
 )
 
@@ -33,7 +40,15 @@ func main() {
 		side = mamv1.Side_SIDE_SELL
 	}
 
-	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	options := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	key, err := apiKey()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if key != "" {
+		options = append(options, grpc.WithPerRPCCredentials(apikey.Bearer(key)))
+	}
+	conn, err := grpc.NewClient(*target, options...)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -121,6 +136,32 @@ func main() {
 		final.GetState(), final.GetFilledVolume(), final.GetAverageFillPrice(),
 		final.GetFilledChildCount(), final.GetRejectedChildCount(),
 		final.GetExecution().GetDispatchSkew().AsDuration().Milliseconds())
+}
+
+// apiKey returns $MAM_API_KEY, else the key in var/admin.key of the working directory or the
+// nearest directory above it that has one (the repository root's, from clients/go), else "".
+func apiKey() (string, error) {
+	if key := os.Getenv("MAM_API_KEY"); key != "" {
+		return key, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "var", "admin.key"))
+		if err == nil {
+			return strings.TrimSpace(string(data)), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", nil
+		}
+		dir = parent
+	}
 }
 
 func findGroup(ctx context.Context, accounts mamv1.AccountServiceClient, name string) (string, error) {

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import BinaryIO, Self, TypeVar
 
 import grpc
 
@@ -19,12 +20,22 @@ from mam_client._proto.mam.v1 import (
 )
 from mam_client._proto.mam.v1 import (
     account_service_pb2_grpc,
+    reporting_service_pb2_grpc,
     trading_service_pb2_grpc,
 )
+from mam_client._proto.mam.v1 import reporting_service_pb2 as rpt
 from mam_client._proto.mam.v1 import (
     trading_service_pb2 as trd,
 )
 from mam_client.errors import MamError
+from mam_client.reporting import (
+    AccountPerformance,
+    StatementFile,
+    StatementFormat,
+    performance_from_wire,
+    period_to_wire,
+    statement_format_to_wire,
+)
 from mam_client.types import (
     Account,
     Allocation,
@@ -354,3 +365,53 @@ class MamClient:
                     yield event
         finally:
             await events.aclose()
+
+    # Reporting
+
+    @property
+    def reporting_stub(self) -> reporting_service_pb2_grpc.ReportingServiceAsyncStub:
+        return reporting_service_pb2_grpc.ReportingServiceStub(self.channel)
+
+    async def account_performance(
+        self, account_id: str, *, start: datetime, end: datetime
+    ) -> AccountPerformance:
+        """The account's performance over [start, end) (aware datetimes)."""
+        start_time, end_time = period_to_wire(start, end)
+        request = rpt.GetAccountPerformanceRequest(
+            account_id=account_id, start_time=start_time, end_time=end_time
+        )
+        response = await self._call(self.reporting_stub.GetAccountPerformance, request)
+        return performance_from_wire(account_id, response)
+
+    async def download_account_statement(
+        self,
+        account_id: str,
+        out: BinaryIO,
+        *,
+        start: datetime,
+        end: datetime,
+        format: StatementFormat = StatementFormat.PDF,
+    ) -> StatementFile:
+        """Writes the account's statement over [start, end) to out, chunk by chunk as the
+        gateway streams it."""
+        start_time, end_time = period_to_wire(start, end)
+        request = rpt.GetAccountStatementRequest(
+            account_id=account_id,
+            format=statement_format_to_wire(format),
+            start_time=start_time,
+            end_time=end_time,
+        )
+        call = self.reporting_stub.GetAccountStatement(
+            request, metadata=self.metadata, timeout=self.timeout_s
+        )
+        file = StatementFile("", "", 0)
+        written = 0
+        try:
+            async for chunk in call:
+                if written == 0 and chunk.content_type:
+                    file = StatementFile(chunk.file_name, chunk.content_type, chunk.total_size)
+                out.write(chunk.data)
+                written += len(chunk.data)
+        except grpc.aio.AioRpcError as error:
+            raise MamError.from_rpc_error(error) from None
+        return StatementFile(file.file_name, file.content_type, written)

@@ -116,6 +116,156 @@ BELOW_MIN_POLICY_ROUND_UP_TO_MIN: BelowMinPolicy.ValueType  # 2
 """The member trades the minimum volume."""
 Global___BelowMinPolicy: _TypeAlias = BelowMinPolicy  # noqa: Y015
 
+class _ViolationPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ViolationPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ViolationPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VIOLATION_POLICY_UNSPECIFIED: _ViolationPolicy.ValueType  # 0
+    VIOLATION_POLICY_CLIP: _ViolationPolicy.ValueType  # 1
+    """The largest volume within every limit, rounded down to the lot step (at least the symbol's
+    minimum volume); a rule no smaller volume can meet (a denied symbol, the hours, the number
+    of positions) skips the child.
+    """
+    VIOLATION_POLICY_SKIP: _ViolationPolicy.ValueType  # 2
+    """Nothing is sent to that account."""
+
+class ViolationPolicy(_ViolationPolicy, metaclass=_ViolationPolicyEnumTypeWrapper):
+    """What a group does with a child order that breaks a pre-trade limit."""
+
+VIOLATION_POLICY_UNSPECIFIED: ViolationPolicy.ValueType  # 0
+VIOLATION_POLICY_CLIP: ViolationPolicy.ValueType  # 1
+"""The largest volume within every limit, rounded down to the lot step (at least the symbol's
+minimum volume); a rule no smaller volume can meet (a denied symbol, the hours, the number
+of positions) skips the child.
+"""
+VIOLATION_POLICY_SKIP: ViolationPolicy.ValueType  # 2
+"""Nothing is sent to that account."""
+Global___ViolationPolicy: _TypeAlias = ViolationPolicy  # noqa: Y015
+
+class _Weekday:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WeekdayEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Weekday.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WEEKDAY_UNSPECIFIED: _Weekday.ValueType  # 0
+    WEEKDAY_MONDAY: _Weekday.ValueType  # 1
+    WEEKDAY_TUESDAY: _Weekday.ValueType  # 2
+    WEEKDAY_WEDNESDAY: _Weekday.ValueType  # 3
+    WEEKDAY_THURSDAY: _Weekday.ValueType  # 4
+    WEEKDAY_FRIDAY: _Weekday.ValueType  # 5
+    WEEKDAY_SATURDAY: _Weekday.ValueType  # 6
+    WEEKDAY_SUNDAY: _Weekday.ValueType  # 7
+
+class Weekday(_Weekday, metaclass=_WeekdayEnumTypeWrapper):
+    """A day of the week."""
+
+WEEKDAY_UNSPECIFIED: Weekday.ValueType  # 0
+WEEKDAY_MONDAY: Weekday.ValueType  # 1
+WEEKDAY_TUESDAY: Weekday.ValueType  # 2
+WEEKDAY_WEDNESDAY: Weekday.ValueType  # 3
+WEEKDAY_THURSDAY: Weekday.ValueType  # 4
+WEEKDAY_FRIDAY: Weekday.ValueType  # 5
+WEEKDAY_SATURDAY: Weekday.ValueType  # 6
+WEEKDAY_SUNDAY: Weekday.ValueType  # 7
+Global___Weekday: _TypeAlias = Weekday  # noqa: Y015
+
+class _LossRule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LossRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LossRule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOSS_RULE_UNSPECIFIED: _LossRule.ValueType  # 0
+    LOSS_RULE_DAILY_LOSS: _LossRule.ValueType  # 1
+    """Equity below the equity of the trading day's first reading."""
+    LOSS_RULE_MAX_DRAWDOWN: _LossRule.ValueType  # 2
+    """Equity below the highest equity seen since the watch started (or was reset)."""
+
+class LossRule(_LossRule, metaclass=_LossRuleEnumTypeWrapper):
+    """A loss limit's rule."""
+
+LOSS_RULE_UNSPECIFIED: LossRule.ValueType  # 0
+LOSS_RULE_DAILY_LOSS: LossRule.ValueType  # 1
+"""Equity below the equity of the trading day's first reading."""
+LOSS_RULE_MAX_DRAWDOWN: LossRule.ValueType  # 2
+"""Equity below the highest equity seen since the watch started (or was reset)."""
+Global___LossRule: _TypeAlias = LossRule  # noqa: Y015
+
+class _LossUnit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LossUnitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LossUnit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOSS_UNIT_UNSPECIFIED: _LossUnit.ValueType  # 0
+    LOSS_UNIT_MONEY: _LossUnit.ValueType  # 1
+    """Money in the account currency."""
+    LOSS_UNIT_PERCENT: _LossUnit.ValueType  # 2
+    """Percent of the rule's reference (the day's start equity, or the high-water mark)."""
+
+class LossUnit(_LossUnit, metaclass=_LossUnitEnumTypeWrapper):
+    """How a loss limit's amount is given."""
+
+LOSS_UNIT_UNSPECIFIED: LossUnit.ValueType  # 0
+LOSS_UNIT_MONEY: LossUnit.ValueType  # 1
+"""Money in the account currency."""
+LOSS_UNIT_PERCENT: LossUnit.ValueType  # 2
+"""Percent of the rule's reference (the day's start equity, or the high-water mark)."""
+Global___LossUnit: _TypeAlias = LossUnit  # noqa: Y015
+
+class _StopOutAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StopOutActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StopOutAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STOP_OUT_ACTION_UNSPECIFIED: _StopOutAction.ValueType  # 0
+    STOP_OUT_ACTION_BLOCK_NEW_ENTRIES: _StopOutAction.ValueType  # 1
+    """No new entries: no child of an opening master order is sent; closes go on."""
+    STOP_OUT_ACTION_CLOSE_ONLY: _StopOutAction.ValueType  # 2
+    """Closing orders only (pending orders already resting at a broker stay)."""
+    STOP_OUT_ACTION_FLATTEN: _StopOutAction.ValueType  # 3
+    """Everything the gateway's orders opened is closed now, then as CLOSE_ONLY."""
+
+class StopOutAction(_StopOutAction, metaclass=_StopOutActionEnumTypeWrapper):
+    """What a stopped-out account or group may still do."""
+
+STOP_OUT_ACTION_UNSPECIFIED: StopOutAction.ValueType  # 0
+STOP_OUT_ACTION_BLOCK_NEW_ENTRIES: StopOutAction.ValueType  # 1
+"""No new entries: no child of an opening master order is sent; closes go on."""
+STOP_OUT_ACTION_CLOSE_ONLY: StopOutAction.ValueType  # 2
+"""Closing orders only (pending orders already resting at a broker stay)."""
+STOP_OUT_ACTION_FLATTEN: StopOutAction.ValueType  # 3
+"""Everything the gateway's orders opened is closed now, then as CLOSE_ONLY."""
+Global___StopOutAction: _TypeAlias = StopOutAction  # noqa: Y015
+
+class _RiskAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RiskActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RiskAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RISK_ACTION_UNSPECIFIED: _RiskAction.ValueType  # 0
+    RISK_ACTION_ALLOW: _RiskAction.ValueType  # 1
+    RISK_ACTION_CLIP: _RiskAction.ValueType  # 2
+    """Sent with a smaller volume."""
+    RISK_ACTION_SKIP: _RiskAction.ValueType  # 3
+    """Not sent."""
+
+class RiskAction(_RiskAction, metaclass=_RiskActionEnumTypeWrapper):
+    """Risk applied to one child order of an allocation line."""
+
+RISK_ACTION_UNSPECIFIED: RiskAction.ValueType  # 0
+RISK_ACTION_ALLOW: RiskAction.ValueType  # 1
+RISK_ACTION_CLIP: RiskAction.ValueType  # 2
+"""Sent with a smaller volume."""
+RISK_ACTION_SKIP: RiskAction.ValueType  # 3
+"""Not sent."""
+Global___RiskAction: _TypeAlias = RiskAction  # noqa: Y015
+
 @_typing.final
 class Account(_message.Message):
     """One client trading account at a broker, reached through one terminal."""
@@ -136,6 +286,9 @@ class Account(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     SYMBOL_MAPPINGS_FIELD_NUMBER: _builtins.int
+    LOSS_LIMITS_FIELD_NUMBER: _builtins.int
+    STOP_OUTS_FIELD_NUMBER: _builtins.int
+    LOSS_WATCH_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """Output only. Assigned by the server."""
     name: _builtins.str
@@ -174,6 +327,24 @@ class Account(_message.Message):
     def symbol_mappings(self) -> _containers.RepeatedCompositeFieldContainer[Global___SymbolMapping]:
         """Broker symbol names that differ from the gateway's, e.g. EURUSD -> EURUSD.m."""
 
+    @_builtins.property
+    def loss_limits(self) -> Global___LossLimits:
+        """Loss limits on the account's own equity, checked at every account history round
+        (engine.history_interval_seconds). Unset: none.
+        """
+
+    @_builtins.property
+    def stop_outs(self) -> _containers.RepeatedCompositeFieldContainer[Global___StopOut]:
+        """Output only. The account's active stop-outs (at most one per rule): while there is one, no
+        child of an opening master order is sent to the account. Empty: trading is unrestricted.
+        """
+
+    @_builtins.property
+    def loss_watch(self) -> Global___LossWatch:
+        """Output only. What the loss limits are measured from; unset until the first reading after
+        loss limits were set.
+        """
+
     def __init__(
         self,
         *,
@@ -191,10 +362,13 @@ class Account(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         symbol_mappings: _abc.Iterable[Global___SymbolMapping] | None = ...,
+        loss_limits: Global___LossLimits | None = ...,
+        stop_outs: _abc.Iterable[Global___StopOut] | None = ...,
+        loss_watch: Global___LossWatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "simulated", b"simulated", "snapshot", b"snapshot", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "simulated", b"simulated", "snapshot", b"snapshot", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "currency", b"currency", "leverage", b"leverage", "login", b"login", "margin_mode", b"margin_mode", "name", b"name", "platform", b"platform", "server", b"server", "simulated", b"simulated", "snapshot", b"snapshot", "state", b"state", "symbol_mappings", b"symbol_mappings", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "currency", b"currency", "leverage", b"leverage", "login", b"login", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "margin_mode", b"margin_mode", "name", b"name", "platform", b"platform", "server", b"server", "simulated", b"simulated", "snapshot", b"snapshot", "state", b"state", "stop_outs", b"stop_outs", "symbol_mappings", b"symbol_mappings", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -337,6 +511,7 @@ class GroupMember(_message.Message):
     RISK_PERCENT_FIELD_NUMBER: _builtins.int
     MAX_LOTS_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
+    RISK_LIMITS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """Required. The member account."""
     percentage: _builtins.str
@@ -351,6 +526,10 @@ class GroupMember(_message.Message):
     """The largest volume this member trades per master order; larger shares are clipped."""
     method: Global___AllocationMethod.ValueType
     """Overrides the group's method for this member when set."""
+    @_builtins.property
+    def risk_limits(self) -> Global___RiskLimits:
+        """This member's own pre-trade limits, used instead of the group's risk_limits when set."""
+
     def __init__(
         self,
         *,
@@ -361,10 +540,11 @@ class GroupMember(_message.Message):
         risk_percent: _builtins.str = ...,
         max_lots: _builtins.str = ...,
         method: Global___AllocationMethod.ValueType = ...,
+        risk_limits: Global___RiskLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["risk_limits", b"risk_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "fixed_lots", b"fixed_lots", "lot_multiplier", b"lot_multiplier", "max_lots", b"max_lots", "method", b"method", "percentage", b"percentage", "risk_percent", b"risk_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "fixed_lots", b"fixed_lots", "lot_multiplier", b"lot_multiplier", "max_lots", b"max_lots", "method", b"method", "percentage", b"percentage", "risk_limits", b"risk_limits", "risk_percent", b"risk_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -383,6 +563,11 @@ class Group(_message.Message):
     MAGIC_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    RISK_LIMITS_FIELD_NUMBER: _builtins.int
+    VIOLATION_POLICY_FIELD_NUMBER: _builtins.int
+    LOSS_LIMITS_FIELD_NUMBER: _builtins.int
+    STOP_OUTS_FIELD_NUMBER: _builtins.int
+    LOSS_WATCH_FIELD_NUMBER: _builtins.int
     group_id: _builtins.str
     """Output only. Assigned by the server."""
     name: _builtins.str
@@ -392,6 +577,8 @@ class Group(_message.Message):
     Output only when not set at creation: the server assigns one. 1 to 2147483647, the range
     an MT4 terminal accepts (OrderSend takes an int).
     """
+    violation_policy: Global___ViolationPolicy.ValueType
+    """What happens to a child order that breaks a limit. Defaults to VIOLATION_POLICY_SKIP."""
     @_builtins.property
     def allocation(self) -> Global___AllocationSettings: ...
     @_builtins.property
@@ -404,6 +591,26 @@ class Group(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
 
+    @_builtins.property
+    def risk_limits(self) -> Global___RiskLimits:
+        """Pre-trade limits on each member's own account (what it holds, whatever the group), checked
+        for every child order of the group's master orders. Unset: none.
+        """
+
+    @_builtins.property
+    def loss_limits(self) -> Global___LossLimits:
+        """Loss limits on the sum of the members' equity (the members share one currency). Unset: none."""
+
+    @_builtins.property
+    def stop_outs(self) -> _containers.RepeatedCompositeFieldContainer[Global___StopOut]:
+        """Output only. The group's active stop-outs: while there is one, the group's new master
+        orders are refused (FAILED_PRECONDITION, reason STOPPED_OUT).
+        """
+
+    @_builtins.property
+    def loss_watch(self) -> Global___LossWatch:
+        """Output only. What the group's loss limits are measured from."""
+
     def __init__(
         self,
         *,
@@ -414,11 +621,379 @@ class Group(_message.Message):
         magic: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        risk_limits: Global___RiskLimits | None = ...,
+        violation_policy: Global___ViolationPolicy.ValueType = ...,
+        loss_limits: Global___LossLimits | None = ...,
+        stop_outs: _abc.Iterable[Global___StopOut] | None = ...,
+        loss_watch: Global___LossWatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "risk_limits", b"risk_limits", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "group_id", b"group_id", "magic", b"magic", "members", b"members", "name", b"name", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "group_id", b"group_id", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "magic", b"magic", "members", b"members", "name", b"name", "risk_limits", b"risk_limits", "stop_outs", b"stop_outs", "update_time", b"update_time", "violation_policy", b"violation_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Group: _TypeAlias = Group  # noqa: Y015
+
+@_typing.final
+class TradingWindow(_message.Message):
+    """A weekly interval in UTC, [start, end): the start is inside, the end is not. A window that
+    ends earlier in the week than it starts wraps past Sunday midnight.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_DAY_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_DAY_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    start_day: Global___Weekday.ValueType
+    """Required."""
+    start_time: _builtins.str
+    """Required. A UTC time of day, "HH:MM" or "HH:MM:SS"."""
+    end_day: Global___Weekday.ValueType
+    """Required."""
+    end_time: _builtins.str
+    """Required. A UTC time of day, "HH:MM" or "HH:MM:SS"."""
+    def __init__(
+        self,
+        *,
+        start_day: Global___Weekday.ValueType = ...,
+        start_time: _builtins.str = ...,
+        end_day: Global___Weekday.ValueType = ...,
+        end_time: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_day", b"end_day", "end_time", b"end_time", "start_day", b"start_day", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TradingWindow: _TypeAlias = TradingWindow  # noqa: Y015
+
+@_typing.final
+class RiskLimits(_message.Message):
+    """Limits on what one account may trade, checked before each child order is sent
+    (docs/risk.md). Every limit is optional; exactly at a limit is within it. Volumes are in lots
+    of the symbol the account trades, money in the account currency.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_ORDER_VOLUME_FIELD_NUMBER: _builtins.int
+    MAX_SYMBOL_VOLUME_FIELD_NUMBER: _builtins.int
+    MAX_SYMBOL_NOTIONAL_FIELD_NUMBER: _builtins.int
+    MAX_OPEN_POSITIONS_FIELD_NUMBER: _builtins.int
+    MIN_MARGIN_LEVEL_FIELD_NUMBER: _builtins.int
+    ALLOWED_SYMBOLS_FIELD_NUMBER: _builtins.int
+    DENIED_SYMBOLS_FIELD_NUMBER: _builtins.int
+    TRADING_WINDOWS_FIELD_NUMBER: _builtins.int
+    max_order_volume: _builtins.str
+    """The volume of one child order, decimal string; empty: no limit."""
+    max_symbol_volume: _builtins.str
+    """The volume open in one symbol after the trade (long + short), decimal string."""
+    max_symbol_notional: _builtins.str
+    """The volume open in one symbol x contract size x price after the trade, decimal string."""
+    max_open_positions: _builtins.int
+    """Positions open on the account, all symbols together; unset: no limit."""
+    min_margin_level: _builtins.str
+    """Equity / margin x 100 after the trade, in percent, decimal string."""
+    @_builtins.property
+    def allowed_symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Empty: every symbol not denied. The gateway's names or the account's broker names."""
+
+    @_builtins.property
+    def denied_symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def trading_windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___TradingWindow]:
+        """Empty: any time."""
+
+    def __init__(
+        self,
+        *,
+        max_order_volume: _builtins.str = ...,
+        max_symbol_volume: _builtins.str = ...,
+        max_symbol_notional: _builtins.str = ...,
+        max_open_positions: _builtins.int | None = ...,
+        min_margin_level: _builtins.str = ...,
+        allowed_symbols: _abc.Iterable[_builtins.str] | None = ...,
+        denied_symbols: _abc.Iterable[_builtins.str] | None = ...,
+        trading_windows: _abc.Iterable[Global___TradingWindow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_open_positions", b"_max_open_positions", "max_open_positions", b"max_open_positions"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_open_positions", b"_max_open_positions", "allowed_symbols", b"allowed_symbols", "denied_symbols", b"denied_symbols", "max_open_positions", b"max_open_positions", "max_order_volume", b"max_order_volume", "max_symbol_notional", b"max_symbol_notional", "max_symbol_volume", b"max_symbol_volume", "min_margin_level", b"min_margin_level", "trading_windows", b"trading_windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_open_positions: _TypeAlias = _typing.Literal["max_open_positions"]  # noqa: Y015
+    _WhichOneofArgType__max_open_positions: _TypeAlias = _typing.Literal["_max_open_positions", b"_max_open_positions"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_open_positions) -> _WhichOneofReturnType__max_open_positions | None: ...
+
+Global___RiskLimits: _TypeAlias = RiskLimits  # noqa: Y015
+
+@_typing.final
+class LossLimit(_message.Message):
+    """The most one account (or group) may lose under one rule: reaching it is allowed, passing it
+    is a stop-out.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    amount: _builtins.str
+    """Required. Decimal string > 0; a percentage is at most 100."""
+    unit: Global___LossUnit.ValueType
+    """Required."""
+    action: Global___StopOutAction.ValueType
+    """Defaults to STOP_OUT_ACTION_BLOCK_NEW_ENTRIES."""
+    def __init__(
+        self,
+        *,
+        amount: _builtins.str = ...,
+        unit: Global___LossUnit.ValueType = ...,
+        action: Global___StopOutAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "amount", b"amount", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LossLimit: _TypeAlias = LossLimit  # noqa: Y015
+
+@_typing.final
+class LossLimits(_message.Message):
+    """Loss limits on equity, checked at each account history round."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAILY_LOSS_FIELD_NUMBER: _builtins.int
+    MAX_DRAWDOWN_FIELD_NUMBER: _builtins.int
+    DAY_TIME_ZONE_FIELD_NUMBER: _builtins.int
+    DAILY_STOP_OUT_NEEDS_RESET_FIELD_NUMBER: _builtins.int
+    day_time_zone: _builtins.str
+    """The time zone whose midnight starts a trading day, an IANA name such as "Europe/Athens"
+    (or "Etc/GMT-2" for a fixed UTC+2); empty: UTC.
+    """
+    daily_stop_out_needs_reset: _builtins.bool
+    """A daily-loss stop-out stays until ResetStopOut, instead of ending with its trading day."""
+    @_builtins.property
+    def daily_loss(self) -> Global___LossLimit:
+        """Unset: no daily loss limit."""
+
+    @_builtins.property
+    def max_drawdown(self) -> Global___LossLimit:
+        """Unset: no drawdown limit."""
+
+    def __init__(
+        self,
+        *,
+        daily_loss: Global___LossLimit | None = ...,
+        max_drawdown: Global___LossLimit | None = ...,
+        day_time_zone: _builtins.str = ...,
+        daily_stop_out_needs_reset: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["daily_loss", b"daily_loss", "max_drawdown", b"max_drawdown"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_loss", b"daily_loss", "daily_stop_out_needs_reset", b"daily_stop_out_needs_reset", "day_time_zone", b"day_time_zone", "max_drawdown", b"max_drawdown"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LossLimits: _TypeAlias = LossLimits  # noqa: Y015
+
+@_typing.final
+class StopOut(_message.Message):
+    """A loss limit breached, and what it did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOP_OUT_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    EQUITY_FIELD_NUMBER: _builtins.int
+    HIGH_WATER_MARK_FIELD_NUMBER: _builtins.int
+    DAY_START_EQUITY_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    LOSS_PERCENT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CLOSING_MASTER_ORDER_IDS_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    ENDED_BY_FIELD_NUMBER: _builtins.int
+    stop_out_id: _builtins.str
+    """Output only."""
+    account_id: _builtins.str
+    """Output only. The stopped-out account, or empty for a group's stop-out."""
+    group_id: _builtins.str
+    """Output only. The stopped-out group, or empty for an account's stop-out."""
+    rule: Global___LossRule.ValueType
+    """Output only."""
+    action: Global___StopOutAction.ValueType
+    """Output only."""
+    equity: _builtins.str
+    """Output only. Decimal strings at the breaching reading, in the account currency."""
+    high_water_mark: _builtins.str
+    day_start_equity: _builtins.str
+    loss: _builtins.str
+    """Output only. Below the rule's reference, in money and in percent of it (rounded up to 0.01;
+    empty when the reference is not above zero).
+    """
+    loss_percent: _builtins.str
+    description: _builtins.str
+    """Output only. One line for people."""
+    ended_by: _builtins.str
+    """Output only. Who or what ended it."""
+    @_builtins.property
+    def limit(self) -> Global___LossLimit:
+        """Output only. The limit breached."""
+
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the breaching reading was taken."""
+
+    @_builtins.property
+    def closing_master_order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. FLATTEN: the closing master orders it submitted."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it ended (ResetStopOut, or a new trading day for a daily loss); unset
+        while it is active.
+        """
+
+    def __init__(
+        self,
+        *,
+        stop_out_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+        rule: Global___LossRule.ValueType = ...,
+        action: Global___StopOutAction.ValueType = ...,
+        limit: Global___LossLimit | None = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        equity: _builtins.str = ...,
+        high_water_mark: _builtins.str = ...,
+        day_start_equity: _builtins.str = ...,
+        loss: _builtins.str = ...,
+        loss_percent: _builtins.str = ...,
+        description: _builtins.str = ...,
+        closing_master_order_ids: _abc.Iterable[_builtins.str] | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        ended_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "limit", b"limit", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "closing_master_order_ids", b"closing_master_order_ids", "day_start_equity", b"day_start_equity", "description", b"description", "end_time", b"end_time", "ended_by", b"ended_by", "equity", b"equity", "group_id", b"group_id", "high_water_mark", b"high_water_mark", "limit", b"limit", "loss", b"loss", "loss_percent", b"loss_percent", "rule", b"rule", "stop_out_id", b"stop_out_id", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopOut: _TypeAlias = StopOut  # noqa: Y015
+
+@_typing.final
+class LossWatch(_message.Message):
+    """What an account's (or group's) loss limits are measured from, as of its latest reading."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EQUITY_FIELD_NUMBER: _builtins.int
+    HIGH_WATER_MARK_FIELD_NUMBER: _builtins.int
+    DAY_START_EQUITY_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    equity: _builtins.str
+    """Output only. Decimal strings, in the account currency."""
+    high_water_mark: _builtins.str
+    day_start_equity: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. The latest reading."""
+
+    def __init__(
+        self,
+        *,
+        equity: _builtins.str = ...,
+        high_water_mark: _builtins.str = ...,
+        day_start_equity: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day_start_equity", b"day_start_equity", "equity", b"equity", "high_water_mark", b"high_water_mark", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LossWatch: _TypeAlias = LossWatch  # noqa: Y015
+
+@_typing.final
+class RiskViolation(_message.Message):
+    """One rule a child order broke at its requested volume."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    CLIPPABLE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    """The rule, e.g. "MAX_SYMBOL_VOLUME" (docs/risk.md lists them); clients branch on it."""
+    message: _builtins.str
+    clippable: _builtins.bool
+    """Whether a smaller volume could meet the rule."""
+    limit: _builtins.str
+    """Decimal strings, for rules with numbers: the limit, and the value the child would reach."""
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        message: _builtins.str = ...,
+        clippable: _builtins.bool = ...,
+        limit: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clippable", b"clippable", "limit", b"limit", "message", b"message", "rule", b"rule", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RiskViolation: _TypeAlias = RiskViolation  # noqa: Y015
+
+@_typing.final
+class RiskCheck(_message.Message):
+    """The pre-trade risk decision on one child order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    REQUESTED_VOLUME_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    action: Global___RiskAction.ValueType
+    requested_volume: _builtins.str
+    """Decimal strings: the allocated volume, and what may be sent (0 when skipped)."""
+    volume: _builtins.str
+    summary: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___RiskViolation]: ...
+    def __init__(
+        self,
+        *,
+        action: Global___RiskAction.ValueType = ...,
+        requested_volume: _builtins.str = ...,
+        volume: _builtins.str = ...,
+        violations: _abc.Iterable[Global___RiskViolation] | None = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "requested_volume", b"requested_volume", "summary", b"summary", "violations", b"violations", "volume", b"volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RiskCheck: _TypeAlias = RiskCheck  # noqa: Y015

@@ -81,6 +81,16 @@ class AccountServiceStub:
                 request_serializer=mam_dot_v1_dot_account__service__pb2.UpdateGroupRequest.SerializeToString,
                 response_deserializer=mam_dot_v1_dot_account__service__pb2.UpdateGroupResponse.FromString,
                 _registered_method=True)
+        self.ResetStopOut = channel.unary_unary(
+                '/mam.v1.AccountService/ResetStopOut',
+                request_serializer=mam_dot_v1_dot_account__service__pb2.ResetStopOutRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_account__service__pb2.ResetStopOutResponse.FromString,
+                _registered_method=True)
+        self.ListStopOuts = channel.unary_unary(
+                '/mam.v1.AccountService/ListStopOuts',
+                request_serializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -109,7 +119,9 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateAccount(self, request, context):
-        """Changes the fields named in update_mask.
+        """Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+        loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+        INVALID_ARGUMENT (nothing changed) for bad fields.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,7 +156,24 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateGroup(self, request, context):
-        """Changes the fields named in update_mask (members, allocation settings, name).
+        """Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+        violation_policy, loss_limits).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetStopOut(self, request, context):
+        """Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+        way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+        Answers with what was lifted (nothing, when nothing was active).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStopOuts(self, request, context):
+        """Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,6 +226,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.UpdateGroup,
                     request_deserializer=mam_dot_v1_dot_account__service__pb2.UpdateGroupRequest.FromString,
                     response_serializer=mam_dot_v1_dot_account__service__pb2.UpdateGroupResponse.SerializeToString,
+            ),
+            'ResetStopOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetStopOut,
+                    request_deserializer=mam_dot_v1_dot_account__service__pb2.ResetStopOutRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_account__service__pb2.ResetStopOutResponse.SerializeToString,
+            ),
+            'ListStopOuts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStopOuts,
+                    request_deserializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +482,60 @@ class AccountService:
             '/mam.v1.AccountService/UpdateGroup',
             mam_dot_v1_dot_account__service__pb2.UpdateGroupRequest.SerializeToString,
             mam_dot_v1_dot_account__service__pb2.UpdateGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetStopOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.AccountService/ResetStopOut',
+            mam_dot_v1_dot_account__service__pb2.ResetStopOutRequest.SerializeToString,
+            mam_dot_v1_dot_account__service__pb2.ResetStopOutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStopOuts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.AccountService/ListStopOuts',
+            mam_dot_v1_dot_account__service__pb2.ListStopOutsRequest.SerializeToString,
+            mam_dot_v1_dot_account__service__pb2.ListStopOutsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,7 +41,10 @@ class AccountServiceStub:
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListAccountsRequest, _account_service_pb2.ListAccountsResponse]
     """Accounts in creation order, a page at a time."""
     UpdateAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.UpdateAccountRequest, _account_service_pb2.UpdateAccountResponse]
-    """Changes the fields named in update_mask."""
+    """Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+    loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+    INVALID_ARGUMENT (nothing changed) for bad fields.
+    """
     DeleteAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.DeleteAccountRequest, _account_service_pb2.DeleteAccountResponse]
     """Removes an account that is in no group; FAILED_PRECONDITION while it is a member."""
     CreateGroup: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateGroupRequest, _account_service_pb2.CreateGroupResponse]
@@ -51,7 +54,16 @@ class AccountServiceStub:
     ListGroups: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListGroupsRequest, _account_service_pb2.ListGroupsResponse]
     """Groups in creation order, a page at a time."""
     UpdateGroup: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.UpdateGroupRequest, _account_service_pb2.UpdateGroupResponse]
-    """Changes the fields named in update_mask (members, allocation settings, name)."""
+    """Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+    violation_policy, loss_limits).
+    """
+    ResetStopOut: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ResetStopOutRequest, _account_service_pb2.ResetStopOutResponse]
+    """Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+    way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+    Answers with what was lifted (nothing, when nothing was active).
+    """
+    ListStopOuts: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListStopOutsRequest, _account_service_pb2.ListStopOutsResponse]
+    """Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all."""
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -65,7 +77,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ListAccounts: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListAccountsRequest, _account_service_pb2.ListAccountsResponse]  # type: ignore[assignment]
     """Accounts in creation order, a page at a time."""
     UpdateAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.UpdateAccountRequest, _account_service_pb2.UpdateAccountResponse]  # type: ignore[assignment]
-    """Changes the fields named in update_mask."""
+    """Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+    loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+    INVALID_ARGUMENT (nothing changed) for bad fields.
+    """
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.DeleteAccountRequest, _account_service_pb2.DeleteAccountResponse]  # type: ignore[assignment]
     """Removes an account that is in no group; FAILED_PRECONDITION while it is a member."""
     CreateGroup: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateGroupRequest, _account_service_pb2.CreateGroupResponse]  # type: ignore[assignment]
@@ -75,7 +90,16 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ListGroups: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListGroupsRequest, _account_service_pb2.ListGroupsResponse]  # type: ignore[assignment]
     """Groups in creation order, a page at a time."""
     UpdateGroup: _aio.UnaryUnaryMultiCallable[_account_service_pb2.UpdateGroupRequest, _account_service_pb2.UpdateGroupResponse]  # type: ignore[assignment]
-    """Changes the fields named in update_mask (members, allocation settings, name)."""
+    """Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+    violation_policy, loss_limits).
+    """
+    ResetStopOut: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ResetStopOutRequest, _account_service_pb2.ResetStopOutResponse]  # type: ignore[assignment]
+    """Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+    way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+    Answers with what was lifted (nothing, when nothing was active).
+    """
+    ListStopOuts: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListStopOutsRequest, _account_service_pb2.ListStopOutsResponse]  # type: ignore[assignment]
+    """Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all."""
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """Client accounts and the groups a manager trades them in."""
@@ -110,7 +134,10 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.UpdateAccountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.UpdateAccountResponse, _abc.Awaitable[_account_service_pb2.UpdateAccountResponse]]:
-        """Changes the fields named in update_mask."""
+        """Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+        loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+        INVALID_ARGUMENT (nothing changed) for bad fields.
+        """
 
     @_abc_1.abstractmethod
     def DeleteAccount(
@@ -150,6 +177,27 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.UpdateGroupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.UpdateGroupResponse, _abc.Awaitable[_account_service_pb2.UpdateGroupResponse]]:
-        """Changes the fields named in update_mask (members, allocation settings, name)."""
+        """Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+        violation_policy, loss_limits).
+        """
+
+    @_abc_1.abstractmethod
+    def ResetStopOut(
+        self,
+        request: _account_service_pb2.ResetStopOutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.ResetStopOutResponse, _abc.Awaitable[_account_service_pb2.ResetStopOutResponse]]:
+        """Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+        way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+        Answers with what was lifted (nothing, when nothing was active).
+        """
+
+    @_abc_1.abstractmethod
+    def ListStopOuts(
+        self,
+        request: _account_service_pb2.ListStopOutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.ListStopOutsResponse, _abc.Awaitable[_account_service_pb2.ListStopOutsResponse]]:
+        """Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all."""
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

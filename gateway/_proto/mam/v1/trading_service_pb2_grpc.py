@@ -145,7 +145,9 @@ class TradingServiceServicer:
     def ModifyMasterOrder(self, request, context):
         """Changes the stop loss and take profit of every open position of a final master order (one
         SLTP request per account, concurrently), and answers with each account's result; harmless to
-        repeat. The pending price is for pending orders, which this version does not execute.
+        repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+        resting at its broker (one MODIFY request each). `price` on any other order is
+        FAILED_PRECONDITION with reason NOT_WORKING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

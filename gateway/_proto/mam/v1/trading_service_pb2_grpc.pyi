@@ -66,7 +66,9 @@ class TradingServiceStub:
     ModifyMasterOrder: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.ModifyMasterOrderRequest, _trading_service_pb2.ModifyMasterOrderResponse]
     """Changes the stop loss and take profit of every open position of a final master order (one
     SLTP request per account, concurrently), and answers with each account's result; harmless to
-    repeat. The pending price is for pending orders, which this version does not execute.
+    repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+    resting at its broker (one MODIFY request each). `price` on any other order is
+    FAILED_PRECONDITION with reason NOT_WORKING.
     """
     CloseMasterPosition: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.CloseMasterPositionRequest, _trading_service_pb2.CloseMasterPositionResponse]
     """Closes all or part of the positions a final master order opened, per account in proportion:
@@ -116,7 +118,9 @@ class TradingServiceAsyncStub(TradingServiceStub):
     ModifyMasterOrder: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.ModifyMasterOrderRequest, _trading_service_pb2.ModifyMasterOrderResponse]  # type: ignore[assignment]
     """Changes the stop loss and take profit of every open position of a final master order (one
     SLTP request per account, concurrently), and answers with each account's result; harmless to
-    repeat. The pending price is for pending orders, which this version does not execute.
+    repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+    resting at its broker (one MODIFY request each). `price` on any other order is
+    FAILED_PRECONDITION with reason NOT_WORKING.
     """
     CloseMasterPosition: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.CloseMasterPositionRequest, _trading_service_pb2.CloseMasterPositionResponse]  # type: ignore[assignment]
     """Closes all or part of the positions a final master order opened, per account in proportion:
@@ -205,7 +209,9 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_trading_service_pb2.ModifyMasterOrderResponse, _abc.Awaitable[_trading_service_pb2.ModifyMasterOrderResponse]]:
         """Changes the stop loss and take profit of every open position of a final master order (one
         SLTP request per account, concurrently), and answers with each account's result; harmless to
-        repeat. The pending price is for pending orders, which this version does not execute.
+        repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+        resting at its broker (one MODIFY request each). `price` on any other order is
+        FAILED_PRECONDITION with reason NOT_WORKING.
         """
 
     @_abc_1.abstractmethod

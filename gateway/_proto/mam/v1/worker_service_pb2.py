@@ -23,36 +23,86 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from gateway._proto.mam.v1 import account_pb2 as mam_dot_v1_dot_account__pb2
 from gateway._proto.mam.v1 import common_pb2 as mam_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmam/v1/worker_service.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mam/v1/account.proto\x1a\x13mam/v1/common.proto\"g\n\x0eHostedTerminal\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\"\n\x08platform\x18\x02 \x01(\x0e\x32\x10.mam.v1.Platform\x12\r\n\x05login\x18\x03 \x01(\x03\x12\x0e\n\x06server\x18\x04 \x01(\t\"k\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12)\n\tterminals\x18\x03 \x03(\x0b\x32\x16.mam.v1.HostedTerminal\x12\x0f\n\x07version\x18\x04 \x01(\t\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe3\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0f\n\x07retcode\x18\x03 \x01(\x05\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x14\n\x0corder_ticket\x18\x05 \x01(\x03\x12\x13\n\x0b\x64\x65\x61l_ticket\x18\x06 \x01(\x03\x12\x17\n\x0fposition_ticket\x18\x07 \x01(\x03\x12\x0e\n\x06volume\x18\x08 \x01(\t\x12\r\n\x05price\x18\t \x01(\t\x12(\n\x04time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\rAccountUpdate\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12)\n\x08snapshot\x18\x02 \x01(\x0b\x32\x17.mam.v1.AccountSnapshot\"\xc3\x01\n\x0e\x43onnectRequest\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.mam.v1.WorkerHelloH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.mam.v1.HeartbeatH\x00\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x15.mam.v1.CommandResultH\x00\x12/\n\x0e\x61\x63\x63ount_update\x18\x04 \x01(\x0b\x32\x15.mam.v1.AccountUpdateH\x00\x42\t\n\x07message\"\xcf\x02\n\x0fTerminalCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\r\n\x05magic\x18\x04 \x01(\x03\x12\x0e\n\x06symbol\x18\x05 \x01(\t\x12\x1a\n\x04side\x18\x06 \x01(\x0e\x32\x0c.mam.v1.Side\x12\x1f\n\x04type\x18\x07 \x01(\x0e\x32\x11.mam.v1.OrderType\x12\x0e\n\x06volume\x18\x08 \x01(\t\x12\r\n\x05price\x18\t \x01(\t\x12\x11\n\tstop_loss\x18\n \x01(\t\x12\x13\n\x0btake_profit\x18\x0b \x01(\t\x12\x1c\n\x14max_deviation_points\x18\x0c \x01(\x05\x12-\n\x0e\x66illing_policy\x18\r \x01(\x0e\x32\x15.mam.v1.FillingPolicy\x12\x17\n\x0fposition_ticket\x18\x0e \x01(\x03\"9\n\rWorkerWelcome\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9a\x01\n\x0f\x43onnectResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.mam.v1.WorkerWelcomeH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.mam.v1.HeartbeatH\x00\x12*\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x17.mam.v1.TerminalCommandH\x00\x42\t\n\x07message2O\n\rWorkerService\x12>\n\x07\x43onnect\x12\x16.mam.v1.ConnectRequest\x1a\x17.mam.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmam/v1/worker_service.proto\x12\x06mam.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\x92\x01\n\x0e\x43onnectRequest\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.mam.v1.WorkerHelloH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.mam.v1.HeartbeatH\x00\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x15.mam.v1.CommandResultH\x00\x42\t\n\x07message\"\x9a\x01\n\x0f\x43onnectResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.mam.v1.WorkerWelcomeH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.mam.v1.HeartbeatH\x00\x12*\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x17.mam.v1.TerminalCommandH\x00\x42\t\n\x07message\"k\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12)\n\tterminals\x18\x03 \x03(\x0b\x32\x16.mam.v1.HostedTerminal\x12\x0f\n\x07version\x18\x04 \x01(\t\"d\n\x0eHostedTerminal\x12\r\n\x05login\x18\x01 \x01(\x03\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\"\n\x08platform\x18\x03 \x01(\x0e\x32\x10.mam.v1.Platform\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"p\n\rWorkerWelcome\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfd\x03\n\x0fTerminalCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05login\x18\x03 \x01(\x03\x12\x0e\n\x06server\x18\x04 \x01(\t\x12#\n\x04send\x18\n \x01(\x0b\x32\x13.mam.v1.SendCommandH\x00\x12/\n\x0b\x66ind_by_tag\x18\x0b \x01(\x0b\x32\x18.mam.v1.FindByTagCommandH\x00\x12-\n\tpositions\x18\x0c \x01(\x0b\x32\x18.mam.v1.PositionsCommandH\x00\x12\x36\n\x0epending_orders\x18\r \x01(\x0b\x32\x1c.mam.v1.PendingOrdersCommandH\x00\x12%\n\x05\x64\x65\x61ls\x18\x0e \x01(\x0b\x32\x14.mam.v1.DealsCommandH\x00\x12\x32\n\x0c\x61\x63\x63ount_info\x18\x0f \x01(\x0b\x32\x1a.mam.v1.AccountInfoCommandH\x00\x12\x30\n\x0bsymbol_spec\x18\x10 \x01(\x0b\x32\x19.mam.v1.SymbolSpecCommandH\x00\x12%\n\x05quote\x18\x11 \x01(\x0b\x32\x14.mam.v1.QuoteCommandH\x00\x12\'\n\x06health\x18\x12 \x01(\x0b\x32\x15.mam.v1.HealthCommandH\x00\x42\t\n\x07\x63ommand\"<\n\x0bSendCommand\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.mam.v1.TerminalOrderRequest\"\x1f\n\x10\x46indByTagCommand\x12\x0b\n\x03tag\x18\x01 \x01(\t\"\x12\n\x10PositionsCommand\"\x16\n\x14PendingOrdersCommand\"9\n\x0c\x44\x65\x61lsCommand\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12\x41\x63\x63ountInfoCommand\"#\n\x11SymbolSpecCommand\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\x1e\n\x0cQuoteCommand\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\x0f\n\rHealthCommand\"\x87\x04\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12+\n\x04send\x18\n \x01(\x0b\x32\x1b.mam.v1.TerminalOrderResultH\x00\x12\x34\n\x0b\x66ind_by_tag\x18\x0b \x01(\x0b\x32\x1d.mam.v1.TerminalTaggedRecordsH\x00\x12.\n\tpositions\x18\x0c \x01(\x0b\x32\x19.mam.v1.TerminalPositionsH\x00\x12\x37\n\x0epending_orders\x18\r \x01(\x0b\x32\x1d.mam.v1.TerminalPendingOrdersH\x00\x12&\n\x05\x64\x65\x61ls\x18\x0e \x01(\x0b\x32\x15.mam.v1.TerminalDealsH\x00\x12\x33\n\x0c\x61\x63\x63ount_info\x18\x0f \x01(\x0b\x32\x1b.mam.v1.TerminalAccountInfoH\x00\x12\x31\n\x0bsymbol_spec\x18\x10 \x01(\x0b\x32\x1a.mam.v1.TerminalSymbolSpecH\x00\x12&\n\x05quote\x18\x11 \x01(\x0b\x32\x15.mam.v1.TerminalQuoteH\x00\x12(\n\x06health\x18\x12 \x01(\x0b\x32\x16.mam.v1.TerminalHealthH\x00\x12*\n\x07\x66\x61ilure\x18\x13 \x01(\x0b\x32\x17.mam.v1.TerminalFailureH\x00\x42\x08\n\x06result\"M\n\x0fTerminalFailure\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.mam.v1.TerminalFailureKind\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xee\x03\n\x14TerminalOrderRequest\x12#\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x13.mam.v1.TradeAction\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x1a\n\x04side\x18\x03 \x01(\x0e\x32\x0c.mam.v1.Side\x12\x0e\n\x06volume\x18\x04 \x01(\t\x12\x0b\n\x03tag\x18\x05 \x01(\t\x12\r\n\x05magic\x18\x06 \x01(\x03\x12\r\n\x05price\x18\x07 \x01(\t\x12\x18\n\x10\x64\x65viation_points\x18\x08 \x01(\x05\x12\x11\n\tstop_loss\x18\t \x01(\t\x12\x13\n\x0btake_profit\x18\n \x01(\t\x12\x17\n\x0fposition_ticket\x18\x0b \x01(\x03\x12%\n\norder_type\x18\x0c \x01(\x0e\x32\x11.mam.v1.OrderType\x12\x18\n\x10stop_limit_price\x18\r \x01(\t\x12*\n\rtime_in_force\x18\x0e \x01(\x0e\x32\x13.mam.v1.TimeInForce\x12/\n\x0b\x65xpire_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x66illing\x18\x10 \x01(\x0e\x32\x15.mam.v1.FillingPolicy\x12\x14\n\x0corder_ticket\x18\x11 \x01(\x03\x12\x13\n\x0bposition_by\x18\x12 \x01(\x03\"\xe3\x01\n\x13TerminalOrderResult\x12\x0f\n\x07retcode\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x14\n\x0corder_ticket\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65\x61l_ticket\x18\x04 \x01(\x03\x12\x17\n\x0fposition_ticket\x18\x05 \x01(\x03\x12\x0e\n\x06volume\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12\x0b\n\x03\x62id\x18\x08 \x01(\t\x12\x0b\n\x03\x61sk\x18\t \x01(\t\x12\x30\n\x0c\x65xecute_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe1\x01\n\x13TerminalAccountInfo\x12\r\n\x05login\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x10\n\x08leverage\x18\x03 \x01(\x05\x12\'\n\x0bmargin_mode\x18\x04 \x01(\x0e\x32\x12.mam.v1.MarginMode\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\t\x12\x0e\n\x06\x65quity\x18\x06 \x01(\t\x12\x0e\n\x06margin\x18\x07 \x01(\t\x12\x13\n\x0b\x66ree_margin\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf2\x01\n\x12TerminalSymbolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igits\x18\x02 \x01(\x05\x12\x15\n\rcontract_size\x18\x03 \x01(\t\x12\x12\n\nvolume_min\x18\x04 \x01(\t\x12\x13\n\x0bvolume_step\x18\x05 \x01(\t\x12\x12\n\nvolume_max\x18\x06 \x01(\t\x12\x11\n\ttick_size\x18\x07 \x01(\t\x12\x12\n\ntick_value\x18\x08 \x01(\t\x12\x15\n\rcurrency_base\x18\t \x01(\t\x12\x17\n\x0f\x63urrency_profit\x18\n \x01(\t\x12\x13\n\x0bstops_level\x18\x0b \x01(\x05\"c\n\rTerminalQuote\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0b\n\x03\x62id\x18\x02 \x01(\t\x12\x0b\n\x03\x61sk\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe9\x01\n\x10TerminalPosition\x12\x0e\n\x06ticket\x18\x01 \x01(\x03\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x1a\n\x04side\x18\x03 \x01(\x0e\x32\x0c.mam.v1.Side\x12\x0e\n\x06volume\x18\x04 \x01(\t\x12\x12\n\nprice_open\x18\x05 \x01(\t\x12\r\n\x05magic\x18\x06 \x01(\x03\x12\x0f\n\x07\x63omment\x18\x07 \x01(\t\x12-\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tstop_loss\x18\t \x01(\t\x12\x13\n\x0btake_profit\x18\n \x01(\t\"\xc7\x03\n\x14TerminalPendingOrder\x12\x0e\n\x06ticket\x18\x01 \x01(\x03\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x1a\n\x04side\x18\x03 \x01(\x0e\x32\x0c.mam.v1.Side\x12\x0e\n\x06volume\x18\x04 \x01(\t\x12\r\n\x05price\x18\x05 \x01(\t\x12\r\n\x05magic\x18\x06 \x01(\x03\x12\x0f\n\x07\x63omment\x18\x07 \x01(\t\x12.\n\nplace_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\norder_type\x18\t \x01(\x0e\x32\x11.mam.v1.OrderType\x12\x18\n\x10stop_limit_price\x18\n \x01(\t\x12\x11\n\tstop_loss\x18\x0b \x01(\t\x12\x13\n\x0btake_profit\x18\x0c \x01(\t\x12*\n\rtime_in_force\x18\r \x01(\x0e\x32\x13.mam.v1.TimeInForce\x12/\n\x0b\x65xpire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x66illing\x18\x0f \x01(\x0e\x32\x15.mam.v1.FillingPolicy\x12\x16\n\x0evolume_initial\x18\x10 \x01(\t\"\x9c\x02\n\x0cTerminalDeal\x12\x0e\n\x06ticket\x18\x01 \x01(\x03\x12\x14\n\x0corder_ticket\x18\x02 \x01(\x03\x12\x17\n\x0fposition_ticket\x18\x03 \x01(\x03\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x1a\n\x04side\x18\x05 \x01(\x0e\x32\x0c.mam.v1.Side\x12\x0e\n\x06volume\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12\r\n\x05magic\x18\x08 \x01(\x03\x12\x0f\n\x07\x63omment\x18\t \x01(\t\x12\x30\n\x0c\x65xecute_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05\x65ntry\x18\x0b \x01(\x0e\x32\x11.mam.v1.DealEntry\x12\x0e\n\x06profit\x18\x0c \x01(\t\"\x97\x01\n\x15TerminalTaggedRecords\x12,\n\x06orders\x18\x01 \x03(\x0b\x32\x1c.mam.v1.TerminalPendingOrder\x12+\n\tpositions\x18\x02 \x03(\x0b\x32\x18.mam.v1.TerminalPosition\x12#\n\x05\x64\x65\x61ls\x18\x03 \x03(\x0b\x32\x14.mam.v1.TerminalDeal\"@\n\x11TerminalPositions\x12+\n\tpositions\x18\x01 \x03(\x0b\x32\x18.mam.v1.TerminalPosition\"E\n\x15TerminalPendingOrders\x12,\n\x06orders\x18\x01 \x03(\x0b\x32\x1c.mam.v1.TerminalPendingOrder\"4\n\rTerminalDeals\x12#\n\x05\x64\x65\x61ls\x18\x01 \x03(\x0b\x32\x14.mam.v1.TerminalDeal\"3\n\x0eTerminalHealth\x12\x11\n\tconnected\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*\xc0\x01\n\x0bTradeAction\x12\x1c\n\x18TRADE_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11TRADE_ACTION_DEAL\x10\x01\x12\x18\n\x14TRADE_ACTION_PENDING\x10\x05\x12\x15\n\x11TRADE_ACTION_SLTP\x10\x06\x12\x17\n\x13TRADE_ACTION_MODIFY\x10\x07\x12\x17\n\x13TRADE_ACTION_REMOVE\x10\x08\x12\x19\n\x15TRADE_ACTION_CLOSE_BY\x10\n*{\n\tDealEntry\x12\x1a\n\x16\x44\x45\x41L_ENTRY_UNSPECIFIED\x10\x00\x12\x11\n\rDEAL_ENTRY_IN\x10\x01\x12\x12\n\x0e\x44\x45\x41L_ENTRY_OUT\x10\x02\x12\x14\n\x10\x44\x45\x41L_ENTRY_INOUT\x10\x03\x12\x15\n\x11\x44\x45\x41L_ENTRY_OUT_BY\x10\x04*\xdf\x01\n\x13TerminalFailureKind\x12%\n!TERMINAL_FAILURE_KIND_UNSPECIFIED\x10\x00\x12(\n$TERMINAL_FAILURE_KIND_TERMINAL_ERROR\x10\x01\x12*\n&TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND\x10\x02\x12$\n TERMINAL_FAILURE_KIND_NOT_HOSTED\x10\x03\x12%\n!TERMINAL_FAILURE_KIND_BAD_COMMAND\x10\x04\x32O\n\rWorkerService\x12>\n\x07\x43onnect\x12\x16.mam.v1.ConnectRequest\x1a\x17.mam.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway._proto.mam.v1.worker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HOSTEDTERMINAL']._serialized_start=115
-  _globals['_HOSTEDTERMINAL']._serialized_end=218
-  _globals['_WORKERHELLO']._serialized_start=220
-  _globals['_WORKERHELLO']._serialized_end=327
-  _globals['_HEARTBEAT']._serialized_start=329
-  _globals['_HEARTBEAT']._serialized_end=382
-  _globals['_COMMANDRESULT']._serialized_start=385
-  _globals['_COMMANDRESULT']._serialized_end=612
-  _globals['_ACCOUNTUPDATE']._serialized_start=614
-  _globals['_ACCOUNTUPDATE']._serialized_end=692
-  _globals['_CONNECTREQUEST']._serialized_start=695
-  _globals['_CONNECTREQUEST']._serialized_end=890
-  _globals['_TERMINALCOMMAND']._serialized_start=893
-  _globals['_TERMINALCOMMAND']._serialized_end=1228
-  _globals['_WORKERWELCOME']._serialized_start=1230
-  _globals['_WORKERWELCOME']._serialized_end=1287
-  _globals['_CONNECTRESPONSE']._serialized_start=1290
-  _globals['_CONNECTRESPONSE']._serialized_end=1444
-  _globals['_WORKERSERVICE']._serialized_start=1446
-  _globals['_WORKERSERVICE']._serialized_end=1525
+  _globals['_TRADEACTION']._serialized_start=4911
+  _globals['_TRADEACTION']._serialized_end=5103
+  _globals['_DEALENTRY']._serialized_start=5105
+  _globals['_DEALENTRY']._serialized_end=5228
+  _globals['_TERMINALFAILUREKIND']._serialized_start=5231
+  _globals['_TERMINALFAILUREKIND']._serialized_end=5454
+  _globals['_CONNECTREQUEST']._serialized_start=126
+  _globals['_CONNECTREQUEST']._serialized_end=272
+  _globals['_CONNECTRESPONSE']._serialized_start=275
+  _globals['_CONNECTRESPONSE']._serialized_end=429
+  _globals['_WORKERHELLO']._serialized_start=431
+  _globals['_WORKERHELLO']._serialized_end=538
+  _globals['_HOSTEDTERMINAL']._serialized_start=540
+  _globals['_HOSTEDTERMINAL']._serialized_end=640
+  _globals['_WORKERWELCOME']._serialized_start=642
+  _globals['_WORKERWELCOME']._serialized_end=754
+  _globals['_HEARTBEAT']._serialized_start=756
+  _globals['_HEARTBEAT']._serialized_end=809
+  _globals['_TERMINALCOMMAND']._serialized_start=812
+  _globals['_TERMINALCOMMAND']._serialized_end=1321
+  _globals['_SENDCOMMAND']._serialized_start=1323
+  _globals['_SENDCOMMAND']._serialized_end=1383
+  _globals['_FINDBYTAGCOMMAND']._serialized_start=1385
+  _globals['_FINDBYTAGCOMMAND']._serialized_end=1416
+  _globals['_POSITIONSCOMMAND']._serialized_start=1418
+  _globals['_POSITIONSCOMMAND']._serialized_end=1436
+  _globals['_PENDINGORDERSCOMMAND']._serialized_start=1438
+  _globals['_PENDINGORDERSCOMMAND']._serialized_end=1460
+  _globals['_DEALSCOMMAND']._serialized_start=1462
+  _globals['_DEALSCOMMAND']._serialized_end=1519
+  _globals['_ACCOUNTINFOCOMMAND']._serialized_start=1521
+  _globals['_ACCOUNTINFOCOMMAND']._serialized_end=1541
+  _globals['_SYMBOLSPECCOMMAND']._serialized_start=1543
+  _globals['_SYMBOLSPECCOMMAND']._serialized_end=1578
+  _globals['_QUOTECOMMAND']._serialized_start=1580
+  _globals['_QUOTECOMMAND']._serialized_end=1610
+  _globals['_HEALTHCOMMAND']._serialized_start=1612
+  _globals['_HEALTHCOMMAND']._serialized_end=1627
+  _globals['_COMMANDRESULT']._serialized_start=1630
+  _globals['_COMMANDRESULT']._serialized_end=2149
+  _globals['_TERMINALFAILURE']._serialized_start=2151
+  _globals['_TERMINALFAILURE']._serialized_end=2228
+  _globals['_TERMINALORDERREQUEST']._serialized_start=2231
+  _globals['_TERMINALORDERREQUEST']._serialized_end=2725
+  _globals['_TERMINALORDERRESULT']._serialized_start=2728
+  _globals['_TERMINALORDERRESULT']._serialized_end=2955
+  _globals['_TERMINALACCOUNTINFO']._serialized_start=2958
+  _globals['_TERMINALACCOUNTINFO']._serialized_end=3183
+  _globals['_TERMINALSYMBOLSPEC']._serialized_start=3186
+  _globals['_TERMINALSYMBOLSPEC']._serialized_end=3428
+  _globals['_TERMINALQUOTE']._serialized_start=3430
+  _globals['_TERMINALQUOTE']._serialized_end=3529
+  _globals['_TERMINALPOSITION']._serialized_start=3532
+  _globals['_TERMINALPOSITION']._serialized_end=3765
+  _globals['_TERMINALPENDINGORDER']._serialized_start=3768
+  _globals['_TERMINALPENDINGORDER']._serialized_end=4223
+  _globals['_TERMINALDEAL']._serialized_start=4226
+  _globals['_TERMINALDEAL']._serialized_end=4510
+  _globals['_TERMINALTAGGEDRECORDS']._serialized_start=4513
+  _globals['_TERMINALTAGGEDRECORDS']._serialized_end=4664
+  _globals['_TERMINALPOSITIONS']._serialized_start=4666
+  _globals['_TERMINALPOSITIONS']._serialized_end=4730
+  _globals['_TERMINALPENDINGORDERS']._serialized_start=4732
+  _globals['_TERMINALPENDINGORDERS']._serialized_end=4801
+  _globals['_TERMINALDEALS']._serialized_start=4803
+  _globals['_TERMINALDEALS']._serialized_end=4855
+  _globals['_TERMINALHEALTH']._serialized_start=4857
+  _globals['_TERMINALHEALTH']._serialized_end=4908
+  _globals['_WORKERSERVICE']._serialized_start=5456
+  _globals['_WORKERSERVICE']._serialized_end=5535
 # @@protoc_insertion_point(module_scope)

@@ -6,10 +6,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
-from gateway._proto.mam.v1 import account_pb2 as _account_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from gateway._proto.mam.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -22,36 +23,151 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-@_typing.final
-class HostedTerminal(_message.Message):
-    """A terminal a worker hosts."""
+class _TradeAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
+class _TradeActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TradeAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRADE_ACTION_UNSPECIFIED: _TradeAction.ValueType  # 0
+    TRADE_ACTION_DEAL: _TradeAction.ValueType  # 1
+    TRADE_ACTION_PENDING: _TradeAction.ValueType  # 5
+    TRADE_ACTION_SLTP: _TradeAction.ValueType  # 6
+    TRADE_ACTION_MODIFY: _TradeAction.ValueType  # 7
+    TRADE_ACTION_REMOVE: _TradeAction.ValueType  # 8
+    TRADE_ACTION_CLOSE_BY: _TradeAction.ValueType  # 10
+
+class TradeAction(_TradeAction, metaclass=_TradeActionEnumTypeWrapper):
+    """MT5 trade actions, with MT5's TRADE_ACTION_* numbers."""
+
+TRADE_ACTION_UNSPECIFIED: TradeAction.ValueType  # 0
+TRADE_ACTION_DEAL: TradeAction.ValueType  # 1
+TRADE_ACTION_PENDING: TradeAction.ValueType  # 5
+TRADE_ACTION_SLTP: TradeAction.ValueType  # 6
+TRADE_ACTION_MODIFY: TradeAction.ValueType  # 7
+TRADE_ACTION_REMOVE: TradeAction.ValueType  # 8
+TRADE_ACTION_CLOSE_BY: TradeAction.ValueType  # 10
+Global___TradeAction: _TypeAlias = TradeAction  # noqa: Y015
+
+class _DealEntry:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DealEntryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DealEntry.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEAL_ENTRY_UNSPECIFIED: _DealEntry.ValueType  # 0
+    DEAL_ENTRY_IN: _DealEntry.ValueType  # 1
+    DEAL_ENTRY_OUT: _DealEntry.ValueType  # 2
+    DEAL_ENTRY_INOUT: _DealEntry.ValueType  # 3
+    """A netting position reversed in one deal."""
+    DEAL_ENTRY_OUT_BY: _DealEntry.ValueType  # 4
+    """Closed by an opposite position."""
+
+class DealEntry(_DealEntry, metaclass=_DealEntryEnumTypeWrapper):
+    """What a deal did to a position (MT5 DEAL_ENTRY_*)."""
+
+DEAL_ENTRY_UNSPECIFIED: DealEntry.ValueType  # 0
+DEAL_ENTRY_IN: DealEntry.ValueType  # 1
+DEAL_ENTRY_OUT: DealEntry.ValueType  # 2
+DEAL_ENTRY_INOUT: DealEntry.ValueType  # 3
+"""A netting position reversed in one deal."""
+DEAL_ENTRY_OUT_BY: DealEntry.ValueType  # 4
+"""Closed by an opposite position."""
+Global___DealEntry: _TypeAlias = DealEntry  # noqa: Y015
+
+class _TerminalFailureKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TerminalFailureKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TerminalFailureKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TERMINAL_FAILURE_KIND_UNSPECIFIED: _TerminalFailureKind.ValueType  # 0
+    TERMINAL_FAILURE_KIND_TERMINAL_ERROR: _TerminalFailureKind.ValueType  # 1
+    """The terminal could not be asked or did not answer: the outcome of a send is unknown."""
+    TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND: _TerminalFailureKind.ValueType  # 2
+    """The broker has no such symbol."""
+    TERMINAL_FAILURE_KIND_NOT_HOSTED: _TerminalFailureKind.ValueType  # 3
+    """The worker hosts no terminal of that login and server."""
+    TERMINAL_FAILURE_KIND_BAD_COMMAND: _TerminalFailureKind.ValueType  # 4
+    """The worker could not read the command; nothing was executed."""
+
+class TerminalFailureKind(_TerminalFailureKind, metaclass=_TerminalFailureKindEnumTypeWrapper):
+    """Why a command has no answer."""
+
+TERMINAL_FAILURE_KIND_UNSPECIFIED: TerminalFailureKind.ValueType  # 0
+TERMINAL_FAILURE_KIND_TERMINAL_ERROR: TerminalFailureKind.ValueType  # 1
+"""The terminal could not be asked or did not answer: the outcome of a send is unknown."""
+TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND: TerminalFailureKind.ValueType  # 2
+"""The broker has no such symbol."""
+TERMINAL_FAILURE_KIND_NOT_HOSTED: TerminalFailureKind.ValueType  # 3
+"""The worker hosts no terminal of that login and server."""
+TERMINAL_FAILURE_KIND_BAD_COMMAND: TerminalFailureKind.ValueType  # 4
+"""The worker could not read the command; nothing was executed."""
+Global___TerminalFailureKind: _TypeAlias = TerminalFailureKind  # noqa: Y015
+
+@_typing.final
+class ConnectRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
-    PLATFORM_FIELD_NUMBER: _builtins.int
-    LOGIN_FIELD_NUMBER: _builtins.int
-    SERVER_FIELD_NUMBER: _builtins.int
-    account_id: _builtins.str
-    """The gateway account the terminal is logged in to."""
-    platform: _common_pb2.Platform.ValueType
-    login: _builtins.int
-    server: _builtins.str
+    HELLO_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hello(self) -> Global___WorkerHello:
+        """The first message, and only the first."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def result(self) -> Global___CommandResult: ...
     def __init__(
         self,
         *,
-        account_id: _builtins.str = ...,
-        platform: _common_pb2.Platform.ValueType = ...,
-        login: _builtins.int = ...,
-        server: _builtins.str = ...,
+        hello: Global___WorkerHello | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        result: Global___CommandResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "login", b"login", "platform", b"platform", "server", b"server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "result"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
-Global___HostedTerminal: _TypeAlias = HostedTerminal  # noqa: Y015
+Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
+
+@_typing.final
+class ConnectResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WELCOME_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def welcome(self) -> Global___WorkerWelcome:
+        """The answer to an accepted hello; always the first message."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def command(self) -> Global___TerminalCommand: ...
+    def __init__(
+        self,
+        *,
+        welcome: Global___WorkerWelcome | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        command: Global___TerminalCommand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "heartbeat", "command"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
 
 @_typing.final
 class WorkerHello(_message.Message):
@@ -62,13 +178,15 @@ class WorkerHello(_message.Message):
     TERMINALS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
-    """Required. Identifies the worker across reconnects."""
+    """Required. Identifies the worker across reconnects (at most 100 characters)."""
     token: _builtins.str
-    """Required. The worker's secret, checked by the gateway."""
+    """Required. The worker's secret, one of the gateway's configured worker tokens."""
     version: _builtins.str
-    """The worker's software version."""
+    """The worker's software version, for the gateway's log."""
     @_builtins.property
-    def terminals(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostedTerminal]: ...
+    def terminals(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostedTerminal]:
+        """The terminals the worker hosts; each login and server at most once."""
+
     def __init__(
         self,
         *,
@@ -84,6 +202,71 @@ class WorkerHello(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkerHello: _TypeAlias = WorkerHello  # noqa: Y015
+
+@_typing.final
+class HostedTerminal(_message.Message):
+    """A terminal a worker hosts. The gateway routes an account's commands to the worker hosting the
+    account's login on the account's server.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    login: _builtins.int
+    """Required. The broker login the terminal is logged in to."""
+    server: _builtins.str
+    """Required. The broker's trade server, spelled as in the gateway's Account.server."""
+    platform: _common_pb2.Platform.ValueType
+    backend: _builtins.str
+    """The worker backend driving the terminal, e.g. "mt5" or "sim" (shown by ListTerminals)."""
+    def __init__(
+        self,
+        *,
+        login: _builtins.int = ...,
+        server: _builtins.str = ...,
+        platform: _common_pb2.Platform.ValueType = ...,
+        backend: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "login", b"login", "platform", b"platform", "server", b"server"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HostedTerminal: _TypeAlias = HostedTerminal  # noqa: Y015
+
+@_typing.final
+class WorkerWelcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """The gateway's time, for the worker's clock check."""
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often the worker sends a heartbeat while it has nothing else to send. The gateway
+        drops a worker silent for three intervals, and sends its own heartbeats as often.
+        """
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerWelcome: _TypeAlias = WorkerWelcome  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
@@ -106,13 +289,426 @@ class Heartbeat(_message.Message):
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
 
 @_typing.final
-class CommandResult(_message.Message):
-    """The outcome of one command at the terminal."""
+class TerminalCommand(_message.Message):
+    """One call of the Terminal protocol on one hosted terminal."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    LOGIN_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    SEND_FIELD_NUMBER: _builtins.int
+    FIND_BY_TAG_FIELD_NUMBER: _builtins.int
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    PENDING_ORDERS_FIELD_NUMBER: _builtins.int
+    DEALS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_INFO_FIELD_NUMBER: _builtins.int
+    SYMBOL_SPEC_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Unique per command; the result carries it back."""
+    account_id: _builtins.str
+    """The gateway account the command is for (for the worker's log)."""
+    login: _builtins.int
+    """The terminal, by the login and server of the worker's hello."""
+    server: _builtins.str
+    @_builtins.property
+    def send(self) -> Global___SendCommand: ...
+    @_builtins.property
+    def find_by_tag(self) -> Global___FindByTagCommand: ...
+    @_builtins.property
+    def positions(self) -> Global___PositionsCommand: ...
+    @_builtins.property
+    def pending_orders(self) -> Global___PendingOrdersCommand: ...
+    @_builtins.property
+    def deals(self) -> Global___DealsCommand: ...
+    @_builtins.property
+    def account_info(self) -> Global___AccountInfoCommand: ...
+    @_builtins.property
+    def symbol_spec(self) -> Global___SymbolSpecCommand: ...
+    @_builtins.property
+    def quote(self) -> Global___QuoteCommand: ...
+    @_builtins.property
+    def health(self) -> Global___HealthCommand: ...
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        login: _builtins.int = ...,
+        server: _builtins.str = ...,
+        send: Global___SendCommand | None = ...,
+        find_by_tag: Global___FindByTagCommand | None = ...,
+        positions: Global___PositionsCommand | None = ...,
+        pending_orders: Global___PendingOrdersCommand | None = ...,
+        deals: Global___DealsCommand | None = ...,
+        account_info: Global___AccountInfoCommand | None = ...,
+        symbol_spec: Global___SymbolSpecCommand | None = ...,
+        quote: Global___QuoteCommand | None = ...,
+        health: Global___HealthCommand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_info", b"account_info", "command", b"command", "deals", b"deals", "find_by_tag", b"find_by_tag", "health", b"health", "pending_orders", b"pending_orders", "positions", b"positions", "quote", b"quote", "send", b"send", "symbol_spec", b"symbol_spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_info", b"account_info", "command", b"command", "command_id", b"command_id", "deals", b"deals", "find_by_tag", b"find_by_tag", "health", b"health", "login", b"login", "pending_orders", b"pending_orders", "positions", b"positions", "quote", b"quote", "send", b"send", "server", b"server", "symbol_spec", b"symbol_spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["send", "find_by_tag", "positions", "pending_orders", "deals", "account_info", "symbol_spec", "quote", "health"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___TerminalCommand: _TypeAlias = TerminalCommand  # noqa: Y015
+
+@_typing.final
+class SendCommand(_message.Message):
+    """Sends one trade request to the broker."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___TerminalOrderRequest: ...
+    def __init__(
+        self,
+        *,
+        request: Global___TerminalOrderRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendCommand: _TypeAlias = SendCommand  # noqa: Y015
+
+@_typing.final
+class FindByTagCommand(_message.Message):
+    """Orders, positions and deals whose comment is the tag: how the gateway reconciles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    tag: _builtins.str
+    def __init__(
+        self,
+        *,
+        tag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindByTagCommand: _TypeAlias = FindByTagCommand  # noqa: Y015
+
+@_typing.final
+class PositionsCommand(_message.Message):
+    """Open positions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PositionsCommand: _TypeAlias = PositionsCommand  # noqa: Y015
+
+@_typing.final
+class PendingOrdersCommand(_message.Message):
+    """Pending orders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingOrdersCommand: _TypeAlias = PendingOrdersCommand  # noqa: Y015
+
+@_typing.final
+class DealsCommand(_message.Message):
+    """Executed deals from a time on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DealsCommand: _TypeAlias = DealsCommand  # noqa: Y015
+
+@_typing.final
+class AccountInfoCommand(_message.Message):
+    """Balance, equity and margin of the logged-in account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountInfoCommand: _TypeAlias = AccountInfoCommand  # noqa: Y015
+
+@_typing.final
+class SymbolSpecCommand(_message.Message):
+    """The volume and price rules of a broker symbol."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SymbolSpecCommand: _TypeAlias = SymbolSpecCommand  # noqa: Y015
+
+@_typing.final
+class QuoteCommand(_message.Message):
+    """The current bid and ask of a broker symbol."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuoteCommand: _TypeAlias = QuoteCommand  # noqa: Y015
+
+@_typing.final
+class HealthCommand(_message.Message):
+    """Whether the terminal is connected to its trade server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthCommand: _TypeAlias = HealthCommand  # noqa: Y015
+
+@_typing.final
+class CommandResult(_message.Message):
+    """The answer to one command: a result of the command's kind, or why there is none."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    SEND_FIELD_NUMBER: _builtins.int
+    FIND_BY_TAG_FIELD_NUMBER: _builtins.int
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    PENDING_ORDERS_FIELD_NUMBER: _builtins.int
+    DEALS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_INFO_FIELD_NUMBER: _builtins.int
+    SYMBOL_SPEC_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """The command answered."""
+    @_builtins.property
+    def send(self) -> Global___TerminalOrderResult: ...
+    @_builtins.property
+    def find_by_tag(self) -> Global___TerminalTaggedRecords: ...
+    @_builtins.property
+    def positions(self) -> Global___TerminalPositions: ...
+    @_builtins.property
+    def pending_orders(self) -> Global___TerminalPendingOrders: ...
+    @_builtins.property
+    def deals(self) -> Global___TerminalDeals: ...
+    @_builtins.property
+    def account_info(self) -> Global___TerminalAccountInfo: ...
+    @_builtins.property
+    def symbol_spec(self) -> Global___TerminalSymbolSpec: ...
+    @_builtins.property
+    def quote(self) -> Global___TerminalQuote: ...
+    @_builtins.property
+    def health(self) -> Global___TerminalHealth: ...
+    @_builtins.property
+    def failure(self) -> Global___TerminalFailure: ...
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        send: Global___TerminalOrderResult | None = ...,
+        find_by_tag: Global___TerminalTaggedRecords | None = ...,
+        positions: Global___TerminalPositions | None = ...,
+        pending_orders: Global___TerminalPendingOrders | None = ...,
+        deals: Global___TerminalDeals | None = ...,
+        account_info: Global___TerminalAccountInfo | None = ...,
+        symbol_spec: Global___TerminalSymbolSpec | None = ...,
+        quote: Global___TerminalQuote | None = ...,
+        health: Global___TerminalHealth | None = ...,
+        failure: Global___TerminalFailure | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_info", b"account_info", "deals", b"deals", "failure", b"failure", "find_by_tag", b"find_by_tag", "health", b"health", "pending_orders", b"pending_orders", "positions", b"positions", "quote", b"quote", "result", b"result", "send", b"send", "symbol_spec", b"symbol_spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_info", b"account_info", "command_id", b"command_id", "deals", b"deals", "failure", b"failure", "find_by_tag", b"find_by_tag", "health", b"health", "pending_orders", b"pending_orders", "positions", b"positions", "quote", b"quote", "result", b"result", "send", b"send", "symbol_spec", b"symbol_spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["send", "find_by_tag", "positions", "pending_orders", "deals", "account_info", "symbol_spec", "quote", "health", "failure"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___CommandResult: _TypeAlias = CommandResult  # noqa: Y015
+
+@_typing.final
+class TerminalFailure(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    kind: Global___TerminalFailureKind.ValueType
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: Global___TerminalFailureKind.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalFailure: _TypeAlias = TerminalFailure  # noqa: Y015
+
+@_typing.final
+class TerminalOrderRequest(_message.Message):
+    """A trade request (MT5 MqlTradeRequest). Decimal strings; an empty decimal means "not set"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    TAG_FIELD_NUMBER: _builtins.int
+    MAGIC_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    DEVIATION_POINTS_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_FIELD_NUMBER: _builtins.int
+    TAKE_PROFIT_FIELD_NUMBER: _builtins.int
+    POSITION_TICKET_FIELD_NUMBER: _builtins.int
+    ORDER_TYPE_FIELD_NUMBER: _builtins.int
+    STOP_LIMIT_PRICE_FIELD_NUMBER: _builtins.int
+    TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    FILLING_FIELD_NUMBER: _builtins.int
+    ORDER_TICKET_FIELD_NUMBER: _builtins.int
+    POSITION_BY_FIELD_NUMBER: _builtins.int
+    action: Global___TradeAction.ValueType
+    symbol: _builtins.str
+    side: _common_pb2.Side.ValueType
+    volume: _builtins.str
+    tag: _builtins.str
+    """The child order's tag, for the broker comment."""
+    magic: _builtins.int
+    """The group's magic number."""
+    price: _builtins.str
+    """The expected price; empty: at market (DEAL) or unchanged (MODIFY)."""
+    deviation_points: _builtins.int
+    stop_loss: _builtins.str
+    """Empty: none (MODIFY and SLTP: removed)."""
+    take_profit: _builtins.str
+    position_ticket: _builtins.int
+    """The position to close or modify."""
+    order_type: _common_pb2.OrderType.ValueType
+    stop_limit_price: _builtins.str
+    """STOP_LIMIT: the limit price placed when `price` is reached."""
+    time_in_force: _common_pb2.TimeInForce.ValueType
+    filling: _common_pb2.FillingPolicy.ValueType
+    order_ticket: _builtins.int
+    """The pending order to modify or remove."""
+    position_by: _builtins.int
+    """CLOSE_BY: the opposite position."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """TIME_IN_FORCE_SPECIFIED: when the pending order expires."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___TradeAction.ValueType = ...,
+        symbol: _builtins.str = ...,
+        side: _common_pb2.Side.ValueType = ...,
+        volume: _builtins.str = ...,
+        tag: _builtins.str = ...,
+        magic: _builtins.int = ...,
+        price: _builtins.str = ...,
+        deviation_points: _builtins.int = ...,
+        stop_loss: _builtins.str = ...,
+        take_profit: _builtins.str = ...,
+        position_ticket: _builtins.int = ...,
+        order_type: _common_pb2.OrderType.ValueType = ...,
+        stop_limit_price: _builtins.str = ...,
+        time_in_force: _common_pb2.TimeInForce.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        filling: _common_pb2.FillingPolicy.ValueType = ...,
+        order_ticket: _builtins.int = ...,
+        position_by: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "deviation_points", b"deviation_points", "expire_time", b"expire_time", "filling", b"filling", "magic", b"magic", "order_ticket", b"order_ticket", "order_type", b"order_type", "position_by", b"position_by", "position_ticket", b"position_ticket", "price", b"price", "side", b"side", "stop_limit_price", b"stop_limit_price", "stop_loss", b"stop_loss", "symbol", b"symbol", "tag", b"tag", "take_profit", b"take_profit", "time_in_force", b"time_in_force", "volume", b"volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalOrderRequest: _TypeAlias = TerminalOrderRequest  # noqa: Y015
+
+@_typing.final
+class TerminalOrderResult(_message.Message):
+    """The broker's answer to a trade request (MT5 MqlTradeResult)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
     RETCODE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     ORDER_TICKET_FIELD_NUMBER: _builtins.int
@@ -120,26 +716,25 @@ class CommandResult(_message.Message):
     POSITION_TICKET_FIELD_NUMBER: _builtins.int
     VOLUME_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
-    TIME_FIELD_NUMBER: _builtins.int
-    command_id: _builtins.str
-    """The command this answers."""
-    account_id: _builtins.str
+    BID_FIELD_NUMBER: _builtins.int
+    ASK_FIELD_NUMBER: _builtins.int
+    EXECUTE_TIME_FIELD_NUMBER: _builtins.int
     retcode: _builtins.int
-    """MT5 retcode (MT4 codes mapped)."""
+    """MT5 retcode (MT4 error codes mapped to MT5's)."""
     text: _builtins.str
     order_ticket: _builtins.int
     deal_ticket: _builtins.int
     position_ticket: _builtins.int
     volume: _builtins.str
-    """Decimal strings."""
+    """Decimal strings; empty: not given."""
     price: _builtins.str
+    bid: _builtins.str
+    ask: _builtins.str
     @_builtins.property
-    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def execute_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
-        command_id: _builtins.str = ...,
-        account_id: _builtins.str = ...,
         retcode: _builtins.int = ...,
         text: _builtins.str = ...,
         order_ticket: _builtins.int = ...,
@@ -147,187 +742,427 @@ class CommandResult(_message.Message):
         position_ticket: _builtins.int = ...,
         volume: _builtins.str = ...,
         price: _builtins.str = ...,
+        bid: _builtins.str = ...,
+        ask: _builtins.str = ...,
+        execute_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execute_time", b"execute_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "bid", b"bid", "deal_ticket", b"deal_ticket", "execute_time", b"execute_time", "order_ticket", b"order_ticket", "position_ticket", b"position_ticket", "price", b"price", "retcode", b"retcode", "text", b"text", "volume", b"volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalOrderResult: _TypeAlias = TerminalOrderResult  # noqa: Y015
+
+@_typing.final
+class TerminalAccountInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    LEVERAGE_FIELD_NUMBER: _builtins.int
+    MARGIN_MODE_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    EQUITY_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
+    FREE_MARGIN_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    login: _builtins.int
+    currency: _builtins.str
+    leverage: _builtins.int
+    margin_mode: _common_pb2.MarginMode.ValueType
+    balance: _builtins.str
+    """Decimal strings in the account currency."""
+    equity: _builtins.str
+    margin: _builtins.str
+    free_margin: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """The broker's time of the reading."""
+
+    def __init__(
+        self,
+        *,
+        login: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        leverage: _builtins.int = ...,
+        margin_mode: _common_pb2.MarginMode.ValueType = ...,
+        balance: _builtins.str = ...,
+        equity: _builtins.str = ...,
+        margin: _builtins.str = ...,
+        free_margin: _builtins.str = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "command_id", b"command_id", "deal_ticket", b"deal_ticket", "order_ticket", b"order_ticket", "position_ticket", b"position_ticket", "price", b"price", "retcode", b"retcode", "text", b"text", "time", b"time", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "currency", b"currency", "equity", b"equity", "free_margin", b"free_margin", "leverage", b"leverage", "login", b"login", "margin", b"margin", "margin_mode", b"margin_mode", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CommandResult: _TypeAlias = CommandResult  # noqa: Y015
+Global___TerminalAccountInfo: _TypeAlias = TerminalAccountInfo  # noqa: Y015
 
 @_typing.final
-class AccountUpdate(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
-    SNAPSHOT_FIELD_NUMBER: _builtins.int
-    account_id: _builtins.str
-    @_builtins.property
-    def snapshot(self) -> _account_pb2.AccountSnapshot: ...
-    def __init__(
-        self,
-        *,
-        account_id: _builtins.str = ...,
-        snapshot: _account_pb2.AccountSnapshot | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "snapshot", b"snapshot"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AccountUpdate: _TypeAlias = AccountUpdate  # noqa: Y015
-
-@_typing.final
-class ConnectRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HELLO_FIELD_NUMBER: _builtins.int
-    HEARTBEAT_FIELD_NUMBER: _builtins.int
-    RESULT_FIELD_NUMBER: _builtins.int
-    ACCOUNT_UPDATE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def hello(self) -> Global___WorkerHello: ...
-    @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat: ...
-    @_builtins.property
-    def result(self) -> Global___CommandResult: ...
-    @_builtins.property
-    def account_update(self) -> Global___AccountUpdate: ...
-    def __init__(
-        self,
-        *,
-        hello: Global___WorkerHello | None = ...,
-        heartbeat: Global___Heartbeat | None = ...,
-        result: Global___CommandResult | None = ...,
-        account_update: Global___AccountUpdate | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_update", b"account_update", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_update", b"account_update", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "account_update"]  # noqa: Y015
-    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
-
-Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
-
-@_typing.final
-class TerminalCommand(_message.Message):
-    """An order for one terminal."""
+class TerminalSymbolSpec(_message.Message):
+    """Volume and price rules of a symbol (MT5 symbol_info fields of the same names)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    COMMAND_ID_FIELD_NUMBER: _builtins.int
-    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
-    TAG_FIELD_NUMBER: _builtins.int
-    MAGIC_FIELD_NUMBER: _builtins.int
-    SYMBOL_FIELD_NUMBER: _builtins.int
-    SIDE_FIELD_NUMBER: _builtins.int
-    TYPE_FIELD_NUMBER: _builtins.int
-    VOLUME_FIELD_NUMBER: _builtins.int
-    PRICE_FIELD_NUMBER: _builtins.int
-    STOP_LOSS_FIELD_NUMBER: _builtins.int
-    TAKE_PROFIT_FIELD_NUMBER: _builtins.int
-    MAX_DEVIATION_POINTS_FIELD_NUMBER: _builtins.int
-    FILLING_POLICY_FIELD_NUMBER: _builtins.int
-    POSITION_TICKET_FIELD_NUMBER: _builtins.int
-    command_id: _builtins.str
-    """Unique per command; the result carries it back."""
-    account_id: _builtins.str
-    tag: _builtins.str
-    """The child order's tag, to put in the broker comment."""
-    magic: _builtins.int
-    symbol: _builtins.str
-    side: _common_pb2.Side.ValueType
-    type: _common_pb2.OrderType.ValueType
-    volume: _builtins.str
+    NAME_FIELD_NUMBER: _builtins.int
+    DIGITS_FIELD_NUMBER: _builtins.int
+    CONTRACT_SIZE_FIELD_NUMBER: _builtins.int
+    VOLUME_MIN_FIELD_NUMBER: _builtins.int
+    VOLUME_STEP_FIELD_NUMBER: _builtins.int
+    VOLUME_MAX_FIELD_NUMBER: _builtins.int
+    TICK_SIZE_FIELD_NUMBER: _builtins.int
+    TICK_VALUE_FIELD_NUMBER: _builtins.int
+    CURRENCY_BASE_FIELD_NUMBER: _builtins.int
+    CURRENCY_PROFIT_FIELD_NUMBER: _builtins.int
+    STOPS_LEVEL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    digits: _builtins.int
+    contract_size: _builtins.str
     """Decimal strings."""
-    price: _builtins.str
-    stop_loss: _builtins.str
-    take_profit: _builtins.str
-    max_deviation_points: _builtins.int
-    filling_policy: _common_pb2.FillingPolicy.ValueType
-    position_ticket: _builtins.int
-    """Set when closing (part of) a position."""
+    volume_min: _builtins.str
+    volume_step: _builtins.str
+    volume_max: _builtins.str
+    tick_size: _builtins.str
+    tick_value: _builtins.str
+    currency_base: _builtins.str
+    currency_profit: _builtins.str
+    stops_level: _builtins.int
+    """In points."""
     def __init__(
         self,
         *,
-        command_id: _builtins.str = ...,
-        account_id: _builtins.str = ...,
-        tag: _builtins.str = ...,
-        magic: _builtins.int = ...,
-        symbol: _builtins.str = ...,
-        side: _common_pb2.Side.ValueType = ...,
-        type: _common_pb2.OrderType.ValueType = ...,
-        volume: _builtins.str = ...,
-        price: _builtins.str = ...,
-        stop_loss: _builtins.str = ...,
-        take_profit: _builtins.str = ...,
-        max_deviation_points: _builtins.int = ...,
-        filling_policy: _common_pb2.FillingPolicy.ValueType = ...,
-        position_ticket: _builtins.int = ...,
+        name: _builtins.str = ...,
+        digits: _builtins.int = ...,
+        contract_size: _builtins.str = ...,
+        volume_min: _builtins.str = ...,
+        volume_step: _builtins.str = ...,
+        volume_max: _builtins.str = ...,
+        tick_size: _builtins.str = ...,
+        tick_value: _builtins.str = ...,
+        currency_base: _builtins.str = ...,
+        currency_profit: _builtins.str = ...,
+        stops_level: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "command_id", b"command_id", "filling_policy", b"filling_policy", "magic", b"magic", "max_deviation_points", b"max_deviation_points", "position_ticket", b"position_ticket", "price", b"price", "side", b"side", "stop_loss", b"stop_loss", "symbol", b"symbol", "tag", b"tag", "take_profit", b"take_profit", "type", b"type", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract_size", b"contract_size", "currency_base", b"currency_base", "currency_profit", b"currency_profit", "digits", b"digits", "name", b"name", "stops_level", b"stops_level", "tick_size", b"tick_size", "tick_value", b"tick_value", "volume_max", b"volume_max", "volume_min", b"volume_min", "volume_step", b"volume_step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TerminalCommand: _TypeAlias = TerminalCommand  # noqa: Y015
+Global___TerminalSymbolSpec: _TypeAlias = TerminalSymbolSpec  # noqa: Y015
 
 @_typing.final
-class WorkerWelcome(_message.Message):
-    """Accepted hello."""
-
+class TerminalQuote(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    BID_FIELD_NUMBER: _builtins.int
+    ASK_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    bid: _builtins.str
+    """Decimal strings."""
+    ask: _builtins.str
     @_builtins.property
-    def time(self) -> _timestamp_pb2.Timestamp:
-        """The gateway's time, for the worker's clock check."""
-
+    def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
+        symbol: _builtins.str = ...,
+        bid: _builtins.str = ...,
+        ask: _builtins.str = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "bid", b"bid", "symbol", b"symbol", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WorkerWelcome: _TypeAlias = WorkerWelcome  # noqa: Y015
+Global___TerminalQuote: _TypeAlias = TerminalQuote  # noqa: Y015
 
 @_typing.final
-class ConnectResponse(_message.Message):
+class TerminalPosition(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    WELCOME_FIELD_NUMBER: _builtins.int
-    HEARTBEAT_FIELD_NUMBER: _builtins.int
-    COMMAND_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    PRICE_OPEN_FIELD_NUMBER: _builtins.int
+    MAGIC_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    OPEN_TIME_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_FIELD_NUMBER: _builtins.int
+    TAKE_PROFIT_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.int
+    symbol: _builtins.str
+    side: _common_pb2.Side.ValueType
+    volume: _builtins.str
+    """Decimal strings; an empty stop means none."""
+    price_open: _builtins.str
+    magic: _builtins.int
+    comment: _builtins.str
+    stop_loss: _builtins.str
+    take_profit: _builtins.str
     @_builtins.property
-    def welcome(self) -> Global___WorkerWelcome: ...
-    @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat: ...
-    @_builtins.property
-    def command(self) -> Global___TerminalCommand: ...
+    def open_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
-        welcome: Global___WorkerWelcome | None = ...,
-        heartbeat: Global___Heartbeat | None = ...,
-        command: Global___TerminalCommand | None = ...,
+        ticket: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+        side: _common_pb2.Side.ValueType = ...,
+        volume: _builtins.str = ...,
+        price_open: _builtins.str = ...,
+        magic: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        open_time: _timestamp_pb2.Timestamp | None = ...,
+        stop_loss: _builtins.str = ...,
+        take_profit: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["open_time", b"open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "magic", b"magic", "open_time", b"open_time", "price_open", b"price_open", "side", b"side", "stop_loss", b"stop_loss", "symbol", b"symbol", "take_profit", b"take_profit", "ticket", b"ticket", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "heartbeat", "command"]  # noqa: Y015
-    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
+Global___TerminalPosition: _TypeAlias = TerminalPosition  # noqa: Y015
+
+@_typing.final
+class TerminalPendingOrder(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    MAGIC_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    PLACE_TIME_FIELD_NUMBER: _builtins.int
+    ORDER_TYPE_FIELD_NUMBER: _builtins.int
+    STOP_LIMIT_PRICE_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_FIELD_NUMBER: _builtins.int
+    TAKE_PROFIT_FIELD_NUMBER: _builtins.int
+    TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    FILLING_FIELD_NUMBER: _builtins.int
+    VOLUME_INITIAL_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.int
+    symbol: _builtins.str
+    side: _common_pb2.Side.ValueType
+    volume: _builtins.str
+    """Decimal strings; empty: not set. `volume` is what is left after partial fills."""
+    price: _builtins.str
+    magic: _builtins.int
+    comment: _builtins.str
+    order_type: _common_pb2.OrderType.ValueType
+    stop_limit_price: _builtins.str
+    stop_loss: _builtins.str
+    take_profit: _builtins.str
+    time_in_force: _common_pb2.TimeInForce.ValueType
+    filling: _common_pb2.FillingPolicy.ValueType
+    volume_initial: _builtins.str
+    @_builtins.property
+    def place_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+        side: _common_pb2.Side.ValueType = ...,
+        volume: _builtins.str = ...,
+        price: _builtins.str = ...,
+        magic: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        place_time: _timestamp_pb2.Timestamp | None = ...,
+        order_type: _common_pb2.OrderType.ValueType = ...,
+        stop_limit_price: _builtins.str = ...,
+        stop_loss: _builtins.str = ...,
+        take_profit: _builtins.str = ...,
+        time_in_force: _common_pb2.TimeInForce.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        filling: _common_pb2.FillingPolicy.ValueType = ...,
+        volume_initial: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "place_time", b"place_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "expire_time", b"expire_time", "filling", b"filling", "magic", b"magic", "order_type", b"order_type", "place_time", b"place_time", "price", b"price", "side", b"side", "stop_limit_price", b"stop_limit_price", "stop_loss", b"stop_loss", "symbol", b"symbol", "take_profit", b"take_profit", "ticket", b"ticket", "time_in_force", b"time_in_force", "volume", b"volume", "volume_initial", b"volume_initial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalPendingOrder: _TypeAlias = TerminalPendingOrder  # noqa: Y015
+
+@_typing.final
+class TerminalDeal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    ORDER_TICKET_FIELD_NUMBER: _builtins.int
+    POSITION_TICKET_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    MAGIC_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    EXECUTE_TIME_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    PROFIT_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.int
+    order_ticket: _builtins.int
+    position_ticket: _builtins.int
+    symbol: _builtins.str
+    side: _common_pb2.Side.ValueType
+    volume: _builtins.str
+    """Decimal strings."""
+    price: _builtins.str
+    magic: _builtins.int
+    comment: _builtins.str
+    entry: Global___DealEntry.ValueType
+    profit: _builtins.str
+    """Realized profit in the account currency."""
+    @_builtins.property
+    def execute_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.int = ...,
+        order_ticket: _builtins.int = ...,
+        position_ticket: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+        side: _common_pb2.Side.ValueType = ...,
+        volume: _builtins.str = ...,
+        price: _builtins.str = ...,
+        magic: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        execute_time: _timestamp_pb2.Timestamp | None = ...,
+        entry: Global___DealEntry.ValueType = ...,
+        profit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execute_time", b"execute_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "entry", b"entry", "execute_time", b"execute_time", "magic", b"magic", "order_ticket", b"order_ticket", "position_ticket", b"position_ticket", "price", b"price", "profit", b"profit", "side", b"side", "symbol", b"symbol", "ticket", b"ticket", "volume", b"volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalDeal: _TypeAlias = TerminalDeal  # noqa: Y015
+
+@_typing.final
+class TerminalTaggedRecords(_message.Message):
+    """Everything a terminal holds under one tag."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    DEALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___TerminalPendingOrder]: ...
+    @_builtins.property
+    def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___TerminalPosition]: ...
+    @_builtins.property
+    def deals(self) -> _containers.RepeatedCompositeFieldContainer[Global___TerminalDeal]: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___TerminalPendingOrder] | None = ...,
+        positions: _abc.Iterable[Global___TerminalPosition] | None = ...,
+        deals: _abc.Iterable[Global___TerminalDeal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deals", b"deals", "orders", b"orders", "positions", b"positions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalTaggedRecords: _TypeAlias = TerminalTaggedRecords  # noqa: Y015
+
+@_typing.final
+class TerminalPositions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___TerminalPosition]: ...
+    def __init__(
+        self,
+        *,
+        positions: _abc.Iterable[Global___TerminalPosition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["positions", b"positions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalPositions: _TypeAlias = TerminalPositions  # noqa: Y015
+
+@_typing.final
+class TerminalPendingOrders(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___TerminalPendingOrder]: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___TerminalPendingOrder] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalPendingOrders: _TypeAlias = TerminalPendingOrders  # noqa: Y015
+
+@_typing.final
+class TerminalDeals(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deals(self) -> _containers.RepeatedCompositeFieldContainer[Global___TerminalDeal]: ...
+    def __init__(
+        self,
+        *,
+        deals: _abc.Iterable[Global___TerminalDeal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deals", b"deals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalDeals: _TypeAlias = TerminalDeals  # noqa: Y015
+
+@_typing.final
+class TerminalHealth(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    connected: _builtins.bool
+    """Whether the terminal is connected to its trade server."""
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        connected: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "detail", b"detail"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalHealth: _TypeAlias = TerminalHealth  # noqa: Y015

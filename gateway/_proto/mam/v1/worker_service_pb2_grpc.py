@@ -27,7 +27,8 @@ if _version_not_supported:
 
 
 class WorkerServiceStub:
-    """The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5).
+    """The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+    broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
     """
 
     def __init__(self, channel):
@@ -44,12 +45,18 @@ class WorkerServiceStub:
 
 
 class WorkerServiceServicer:
-    """The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5).
+    """The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+    broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
     """
 
     def Connect(self, request_iterator, context):
-        """One long-lived stream per worker: the worker says hello with its token and the terminals it
-        hosts, then receives commands and answers with results, fills and account updates.
+        """One long-lived stream per worker. The worker's first message is a hello with its token and
+        the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+        hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+        worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+        the worker answers each with one result carrying the command's id, in any order. Both sides
+        send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+        ends with ABORTED and reason WORKER_REPLACED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,7 +79,8 @@ def add_WorkerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
-    """The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5).
+    """The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+    broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
     """
 
     @staticmethod

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mam_client import _convert
 from mam_client._channel import TlsConfig
 from mam_client._fills import RetryPolicy
-from mam_client.cli import render
+from mam_client.cli import admin, render, statement
 from mam_client.errors import MamError
 from mam_client.sync_client import SyncMamClient
 from mam_client.types import (
@@ -45,9 +43,6 @@ from mam_client.types import (
     SymbolMapping,
 )
 
-# The kill switch of the mam.v1 surface; a gateway that does not serve it answers UNIMPLEMENTED.
-KILL_SWITCH_METHOD = "/mam.v1.TradingService/ActivateKillSwitch"
-
 app = typer.Typer(
     name="mamctl",
     help="Operate a mam-gateway: accounts, groups, allocation previews, master orders, fills.",
@@ -64,6 +59,10 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(groups_app, name="groups")
 app.add_typer(orders_app, name="orders")
 app.add_typer(watch_app, name="watch")
+app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.kill_switch_app, name="kill-switch")
+app.command("audit")(admin.audit)
+statement.register(app)
 
 
 @dataclass
@@ -757,7 +756,7 @@ def watch_fills(
                 settings.out.print(table())
 
 
-# close, kill switch
+# close
 
 
 @app.command()
@@ -783,36 +782,6 @@ def close(
         settings.emit_json(order)
     else:
         settings.out.print(f"closing master order [bold]{order.master_order_id}[/bold] accepted")
-
-
-@app.command("kill-switch")
-def kill_switch(
-    ctx: typer.Context,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Stop all trading at the gateway at once."""
-    settings = settings_of(ctx)
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Stop all trading at {settings.target}?", abort=True)
-    with gateway(ctx) as client:
-        call = client.channel.unary_unary(KILL_SWITCH_METHOD, None, None)
-        started = time.monotonic()
-        try:
-            call(b"", metadata=client.metadata, timeout=settings.timeout_s)
-        except grpc.RpcError as error:
-            failure = MamError.from_rpc_error(error)
-            if failure.code is grpc.StatusCode.UNIMPLEMENTED and not failure.reason:
-                failure = MamError(
-                    failure.code,
-                    f"the gateway at {settings.target} has no kill switch"
-                    f" ({KILL_SWITCH_METHOD.lstrip('/')}: {failure.message})",
-                )
-            raise failure from None
-    elapsed_ms = (time.monotonic() - started) * 1000
-    if settings.json:
-        settings.emit_json({"kill_switch": "activated"})
-    else:
-        settings.out.print(f"kill switch activated ({elapsed_ms:.0f} ms)")
 
 
 def main() -> None:

@@ -184,6 +184,303 @@ export function belowMinPolicyToJSON(object: BelowMinPolicy): string {
   }
 }
 
+/** What a group does with a child order that breaks a pre-trade limit. */
+export enum ViolationPolicy {
+  VIOLATION_POLICY_UNSPECIFIED = 0,
+  /**
+   * VIOLATION_POLICY_CLIP - The largest volume within every limit, rounded down to the lot step (at least the symbol's
+   * minimum volume); a rule no smaller volume can meet (a denied symbol, the hours, the number
+   * of positions) skips the child.
+   */
+  VIOLATION_POLICY_CLIP = 1,
+  /** VIOLATION_POLICY_SKIP - Nothing is sent to that account. */
+  VIOLATION_POLICY_SKIP = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function violationPolicyFromJSON(object: any): ViolationPolicy {
+  switch (object) {
+    case 0:
+    case "VIOLATION_POLICY_UNSPECIFIED":
+      return ViolationPolicy.VIOLATION_POLICY_UNSPECIFIED;
+    case 1:
+    case "VIOLATION_POLICY_CLIP":
+      return ViolationPolicy.VIOLATION_POLICY_CLIP;
+    case 2:
+    case "VIOLATION_POLICY_SKIP":
+      return ViolationPolicy.VIOLATION_POLICY_SKIP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ViolationPolicy.UNRECOGNIZED;
+  }
+}
+
+export function violationPolicyToJSON(object: ViolationPolicy): string {
+  switch (object) {
+    case ViolationPolicy.VIOLATION_POLICY_UNSPECIFIED:
+      return "VIOLATION_POLICY_UNSPECIFIED";
+    case ViolationPolicy.VIOLATION_POLICY_CLIP:
+      return "VIOLATION_POLICY_CLIP";
+    case ViolationPolicy.VIOLATION_POLICY_SKIP:
+      return "VIOLATION_POLICY_SKIP";
+    case ViolationPolicy.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** A day of the week. */
+export enum Weekday {
+  WEEKDAY_UNSPECIFIED = 0,
+  WEEKDAY_MONDAY = 1,
+  WEEKDAY_TUESDAY = 2,
+  WEEKDAY_WEDNESDAY = 3,
+  WEEKDAY_THURSDAY = 4,
+  WEEKDAY_FRIDAY = 5,
+  WEEKDAY_SATURDAY = 6,
+  WEEKDAY_SUNDAY = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function weekdayFromJSON(object: any): Weekday {
+  switch (object) {
+    case 0:
+    case "WEEKDAY_UNSPECIFIED":
+      return Weekday.WEEKDAY_UNSPECIFIED;
+    case 1:
+    case "WEEKDAY_MONDAY":
+      return Weekday.WEEKDAY_MONDAY;
+    case 2:
+    case "WEEKDAY_TUESDAY":
+      return Weekday.WEEKDAY_TUESDAY;
+    case 3:
+    case "WEEKDAY_WEDNESDAY":
+      return Weekday.WEEKDAY_WEDNESDAY;
+    case 4:
+    case "WEEKDAY_THURSDAY":
+      return Weekday.WEEKDAY_THURSDAY;
+    case 5:
+    case "WEEKDAY_FRIDAY":
+      return Weekday.WEEKDAY_FRIDAY;
+    case 6:
+    case "WEEKDAY_SATURDAY":
+      return Weekday.WEEKDAY_SATURDAY;
+    case 7:
+    case "WEEKDAY_SUNDAY":
+      return Weekday.WEEKDAY_SUNDAY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Weekday.UNRECOGNIZED;
+  }
+}
+
+export function weekdayToJSON(object: Weekday): string {
+  switch (object) {
+    case Weekday.WEEKDAY_UNSPECIFIED:
+      return "WEEKDAY_UNSPECIFIED";
+    case Weekday.WEEKDAY_MONDAY:
+      return "WEEKDAY_MONDAY";
+    case Weekday.WEEKDAY_TUESDAY:
+      return "WEEKDAY_TUESDAY";
+    case Weekday.WEEKDAY_WEDNESDAY:
+      return "WEEKDAY_WEDNESDAY";
+    case Weekday.WEEKDAY_THURSDAY:
+      return "WEEKDAY_THURSDAY";
+    case Weekday.WEEKDAY_FRIDAY:
+      return "WEEKDAY_FRIDAY";
+    case Weekday.WEEKDAY_SATURDAY:
+      return "WEEKDAY_SATURDAY";
+    case Weekday.WEEKDAY_SUNDAY:
+      return "WEEKDAY_SUNDAY";
+    case Weekday.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** A loss limit's rule. */
+export enum LossRule {
+  LOSS_RULE_UNSPECIFIED = 0,
+  /** LOSS_RULE_DAILY_LOSS - Equity below the equity of the trading day's first reading. */
+  LOSS_RULE_DAILY_LOSS = 1,
+  /** LOSS_RULE_MAX_DRAWDOWN - Equity below the highest equity seen since the watch started (or was reset). */
+  LOSS_RULE_MAX_DRAWDOWN = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function lossRuleFromJSON(object: any): LossRule {
+  switch (object) {
+    case 0:
+    case "LOSS_RULE_UNSPECIFIED":
+      return LossRule.LOSS_RULE_UNSPECIFIED;
+    case 1:
+    case "LOSS_RULE_DAILY_LOSS":
+      return LossRule.LOSS_RULE_DAILY_LOSS;
+    case 2:
+    case "LOSS_RULE_MAX_DRAWDOWN":
+      return LossRule.LOSS_RULE_MAX_DRAWDOWN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LossRule.UNRECOGNIZED;
+  }
+}
+
+export function lossRuleToJSON(object: LossRule): string {
+  switch (object) {
+    case LossRule.LOSS_RULE_UNSPECIFIED:
+      return "LOSS_RULE_UNSPECIFIED";
+    case LossRule.LOSS_RULE_DAILY_LOSS:
+      return "LOSS_RULE_DAILY_LOSS";
+    case LossRule.LOSS_RULE_MAX_DRAWDOWN:
+      return "LOSS_RULE_MAX_DRAWDOWN";
+    case LossRule.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** How a loss limit's amount is given. */
+export enum LossUnit {
+  LOSS_UNIT_UNSPECIFIED = 0,
+  /** LOSS_UNIT_MONEY - Money in the account currency. */
+  LOSS_UNIT_MONEY = 1,
+  /** LOSS_UNIT_PERCENT - Percent of the rule's reference (the day's start equity, or the high-water mark). */
+  LOSS_UNIT_PERCENT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function lossUnitFromJSON(object: any): LossUnit {
+  switch (object) {
+    case 0:
+    case "LOSS_UNIT_UNSPECIFIED":
+      return LossUnit.LOSS_UNIT_UNSPECIFIED;
+    case 1:
+    case "LOSS_UNIT_MONEY":
+      return LossUnit.LOSS_UNIT_MONEY;
+    case 2:
+    case "LOSS_UNIT_PERCENT":
+      return LossUnit.LOSS_UNIT_PERCENT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LossUnit.UNRECOGNIZED;
+  }
+}
+
+export function lossUnitToJSON(object: LossUnit): string {
+  switch (object) {
+    case LossUnit.LOSS_UNIT_UNSPECIFIED:
+      return "LOSS_UNIT_UNSPECIFIED";
+    case LossUnit.LOSS_UNIT_MONEY:
+      return "LOSS_UNIT_MONEY";
+    case LossUnit.LOSS_UNIT_PERCENT:
+      return "LOSS_UNIT_PERCENT";
+    case LossUnit.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What a stopped-out account or group may still do. */
+export enum StopOutAction {
+  STOP_OUT_ACTION_UNSPECIFIED = 0,
+  /** STOP_OUT_ACTION_BLOCK_NEW_ENTRIES - No new entries: no child of an opening master order is sent; closes go on. */
+  STOP_OUT_ACTION_BLOCK_NEW_ENTRIES = 1,
+  /** STOP_OUT_ACTION_CLOSE_ONLY - Closing orders only (pending orders already resting at a broker stay). */
+  STOP_OUT_ACTION_CLOSE_ONLY = 2,
+  /** STOP_OUT_ACTION_FLATTEN - Everything the gateway's orders opened is closed now, then as CLOSE_ONLY. */
+  STOP_OUT_ACTION_FLATTEN = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function stopOutActionFromJSON(object: any): StopOutAction {
+  switch (object) {
+    case 0:
+    case "STOP_OUT_ACTION_UNSPECIFIED":
+      return StopOutAction.STOP_OUT_ACTION_UNSPECIFIED;
+    case 1:
+    case "STOP_OUT_ACTION_BLOCK_NEW_ENTRIES":
+      return StopOutAction.STOP_OUT_ACTION_BLOCK_NEW_ENTRIES;
+    case 2:
+    case "STOP_OUT_ACTION_CLOSE_ONLY":
+      return StopOutAction.STOP_OUT_ACTION_CLOSE_ONLY;
+    case 3:
+    case "STOP_OUT_ACTION_FLATTEN":
+      return StopOutAction.STOP_OUT_ACTION_FLATTEN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return StopOutAction.UNRECOGNIZED;
+  }
+}
+
+export function stopOutActionToJSON(object: StopOutAction): string {
+  switch (object) {
+    case StopOutAction.STOP_OUT_ACTION_UNSPECIFIED:
+      return "STOP_OUT_ACTION_UNSPECIFIED";
+    case StopOutAction.STOP_OUT_ACTION_BLOCK_NEW_ENTRIES:
+      return "STOP_OUT_ACTION_BLOCK_NEW_ENTRIES";
+    case StopOutAction.STOP_OUT_ACTION_CLOSE_ONLY:
+      return "STOP_OUT_ACTION_CLOSE_ONLY";
+    case StopOutAction.STOP_OUT_ACTION_FLATTEN:
+      return "STOP_OUT_ACTION_FLATTEN";
+    case StopOutAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Risk applied to one child order of an allocation line. */
+export enum RiskAction {
+  RISK_ACTION_UNSPECIFIED = 0,
+  RISK_ACTION_ALLOW = 1,
+  /** RISK_ACTION_CLIP - Sent with a smaller volume. */
+  RISK_ACTION_CLIP = 2,
+  /** RISK_ACTION_SKIP - Not sent. */
+  RISK_ACTION_SKIP = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function riskActionFromJSON(object: any): RiskAction {
+  switch (object) {
+    case 0:
+    case "RISK_ACTION_UNSPECIFIED":
+      return RiskAction.RISK_ACTION_UNSPECIFIED;
+    case 1:
+    case "RISK_ACTION_ALLOW":
+      return RiskAction.RISK_ACTION_ALLOW;
+    case 2:
+    case "RISK_ACTION_CLIP":
+      return RiskAction.RISK_ACTION_CLIP;
+    case 3:
+    case "RISK_ACTION_SKIP":
+      return RiskAction.RISK_ACTION_SKIP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RiskAction.UNRECOGNIZED;
+  }
+}
+
+export function riskActionToJSON(object: RiskAction): string {
+  switch (object) {
+    case RiskAction.RISK_ACTION_UNSPECIFIED:
+      return "RISK_ACTION_UNSPECIFIED";
+    case RiskAction.RISK_ACTION_ALLOW:
+      return "RISK_ACTION_ALLOW";
+    case RiskAction.RISK_ACTION_CLIP:
+      return "RISK_ACTION_CLIP";
+    case RiskAction.RISK_ACTION_SKIP:
+      return "RISK_ACTION_SKIP";
+    case RiskAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** One client trading account at a broker, reached through one terminal. */
 export interface Account {
   /** Output only. Assigned by the server. */
@@ -222,6 +519,23 @@ export interface Account {
     | undefined;
   /** Broker symbol names that differ from the gateway's, e.g. EURUSD -> EURUSD.m. */
   symbolMappings: SymbolMapping[];
+  /**
+   * Loss limits on the account's own equity, checked at every account history round
+   * (engine.history_interval_seconds). Unset: none.
+   */
+  lossLimits:
+    | LossLimits
+    | undefined;
+  /**
+   * Output only. The account's active stop-outs (at most one per rule): while there is one, no
+   * child of an opening master order is sent to the account. Empty: trading is unrestricted.
+   */
+  stopOuts: StopOut[];
+  /**
+   * Output only. What the loss limits are measured from; unset until the first reading after
+   * loss limits were set.
+   */
+  lossWatch: LossWatch | undefined;
 }
 
 /** Settings of an account held by the simulated broker. */
@@ -281,6 +595,8 @@ export interface GroupMember {
   maxLots: string;
   /** Overrides the group's method for this member when set. */
   method: AllocationMethod;
+  /** This member's own pre-trade limits, used instead of the group's risk_limits when set. */
+  riskLimits: RiskLimits | undefined;
 }
 
 /** A set of accounts traded together by one manager. */
@@ -302,7 +618,178 @@ export interface Group {
     | Date
     | undefined;
   /** Output only. */
-  updateTime: Date | undefined;
+  updateTime:
+    | Date
+    | undefined;
+  /**
+   * Pre-trade limits on each member's own account (what it holds, whatever the group), checked
+   * for every child order of the group's master orders. Unset: none.
+   */
+  riskLimits:
+    | RiskLimits
+    | undefined;
+  /** What happens to a child order that breaks a limit. Defaults to VIOLATION_POLICY_SKIP. */
+  violationPolicy: ViolationPolicy;
+  /** Loss limits on the sum of the members' equity (the members share one currency). Unset: none. */
+  lossLimits:
+    | LossLimits
+    | undefined;
+  /**
+   * Output only. The group's active stop-outs: while there is one, the group's new master
+   * orders are refused (FAILED_PRECONDITION, reason STOPPED_OUT).
+   */
+  stopOuts: StopOut[];
+  /** Output only. What the group's loss limits are measured from. */
+  lossWatch: LossWatch | undefined;
+}
+
+/**
+ * A weekly interval in UTC, [start, end): the start is inside, the end is not. A window that
+ * ends earlier in the week than it starts wraps past Sunday midnight.
+ */
+export interface TradingWindow {
+  /** Required. */
+  startDay: Weekday;
+  /** Required. A UTC time of day, "HH:MM" or "HH:MM:SS". */
+  startTime: string;
+  /** Required. */
+  endDay: Weekday;
+  /** Required. A UTC time of day, "HH:MM" or "HH:MM:SS". */
+  endTime: string;
+}
+
+/**
+ * Limits on what one account may trade, checked before each child order is sent
+ * (docs/risk.md). Every limit is optional; exactly at a limit is within it. Volumes are in lots
+ * of the symbol the account trades, money in the account currency.
+ */
+export interface RiskLimits {
+  /** The volume of one child order, decimal string; empty: no limit. */
+  maxOrderVolume: string;
+  /** The volume open in one symbol after the trade (long + short), decimal string. */
+  maxSymbolVolume: string;
+  /** The volume open in one symbol x contract size x price after the trade, decimal string. */
+  maxSymbolNotional: string;
+  /** Positions open on the account, all symbols together; unset: no limit. */
+  maxOpenPositions?:
+    | number
+    | undefined;
+  /** Equity / margin x 100 after the trade, in percent, decimal string. */
+  minMarginLevel: string;
+  /** Empty: every symbol not denied. The gateway's names or the account's broker names. */
+  allowedSymbols: string[];
+  deniedSymbols: string[];
+  /** Empty: any time. */
+  tradingWindows: TradingWindow[];
+}
+
+/**
+ * The most one account (or group) may lose under one rule: reaching it is allowed, passing it
+ * is a stop-out.
+ */
+export interface LossLimit {
+  /** Required. Decimal string > 0; a percentage is at most 100. */
+  amount: string;
+  /** Required. */
+  unit: LossUnit;
+  /** Defaults to STOP_OUT_ACTION_BLOCK_NEW_ENTRIES. */
+  action: StopOutAction;
+}
+
+/** Loss limits on equity, checked at each account history round. */
+export interface LossLimits {
+  /** Unset: no daily loss limit. */
+  dailyLoss:
+    | LossLimit
+    | undefined;
+  /** Unset: no drawdown limit. */
+  maxDrawdown:
+    | LossLimit
+    | undefined;
+  /**
+   * The time zone whose midnight starts a trading day, an IANA name such as "Europe/Athens"
+   * (or "Etc/GMT-2" for a fixed UTC+2); empty: UTC.
+   */
+  dayTimeZone: string;
+  /** A daily-loss stop-out stays until ResetStopOut, instead of ending with its trading day. */
+  dailyStopOutNeedsReset: boolean;
+}
+
+/** A loss limit breached, and what it did. */
+export interface StopOut {
+  /** Output only. */
+  stopOutId: string;
+  /** Output only. The stopped-out account, or empty for a group's stop-out. */
+  accountId: string;
+  /** Output only. The stopped-out group, or empty for an account's stop-out. */
+  groupId: string;
+  /** Output only. */
+  rule: LossRule;
+  /** Output only. */
+  action: StopOutAction;
+  /** Output only. The limit breached. */
+  limit:
+    | LossLimit
+    | undefined;
+  /** Output only. When the breaching reading was taken. */
+  time:
+    | Date
+    | undefined;
+  /** Output only. Decimal strings at the breaching reading, in the account currency. */
+  equity: string;
+  highWaterMark: string;
+  dayStartEquity: string;
+  /**
+   * Output only. Below the rule's reference, in money and in percent of it (rounded up to 0.01;
+   * empty when the reference is not above zero).
+   */
+  loss: string;
+  lossPercent: string;
+  /** Output only. One line for people. */
+  description: string;
+  /** Output only. FLATTEN: the closing master orders it submitted. */
+  closingMasterOrderIds: string[];
+  /**
+   * Output only. When it ended (ResetStopOut, or a new trading day for a daily loss); unset
+   * while it is active.
+   */
+  endTime:
+    | Date
+    | undefined;
+  /** Output only. Who or what ended it. */
+  endedBy: string;
+}
+
+/** What an account's (or group's) loss limits are measured from, as of its latest reading. */
+export interface LossWatch {
+  /** Output only. Decimal strings, in the account currency. */
+  equity: string;
+  highWaterMark: string;
+  dayStartEquity: string;
+  /** Output only. The latest reading. */
+  time: Date | undefined;
+}
+
+/** One rule a child order broke at its requested volume. */
+export interface RiskViolation {
+  /** The rule, e.g. "MAX_SYMBOL_VOLUME" (docs/risk.md lists them); clients branch on it. */
+  rule: string;
+  message: string;
+  /** Whether a smaller volume could meet the rule. */
+  clippable: boolean;
+  /** Decimal strings, for rules with numbers: the limit, and the value the child would reach. */
+  limit: string;
+  value: string;
+}
+
+/** The pre-trade risk decision on one child order. */
+export interface RiskCheck {
+  action: RiskAction;
+  /** Decimal strings: the allocated volume, and what may be sent (0 when skipped). */
+  requestedVolume: string;
+  volume: string;
+  violations: RiskViolation[];
+  summary: string;
 }
 
 function createBaseAccount(): Account {
@@ -321,6 +808,9 @@ function createBaseAccount(): Account {
     createTime: undefined,
     updateTime: undefined,
     symbolMappings: [],
+    lossLimits: undefined,
+    stopOuts: [],
+    lossWatch: undefined,
   };
 }
 
@@ -370,6 +860,15 @@ export const Account: MessageFns<Account> = {
     }
     for (const v of message.symbolMappings) {
       SymbolMapping.encode(v!, writer.uint32(114).fork()).join();
+    }
+    if (message.lossLimits !== undefined) {
+      LossLimits.encode(message.lossLimits, writer.uint32(122).fork()).join();
+    }
+    for (const v of message.stopOuts) {
+      StopOut.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.lossWatch !== undefined) {
+      LossWatch.encode(message.lossWatch, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -499,6 +998,30 @@ export const Account: MessageFns<Account> = {
             message.symbolMappings.push(SymbolMapping.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.lossLimits = LossLimits.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.stopOuts.push(StopOut.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.lossWatch = LossWatch.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -547,6 +1070,21 @@ export const Account: MessageFns<Account> = {
         : globalThis.Array.isArray(object?.symbol_mappings)
         ? object.symbol_mappings.map((e: any) => SymbolMapping.fromJSON(e))
         : [],
+      lossLimits: isSet(object.lossLimits)
+        ? LossLimits.fromJSON(object.lossLimits)
+        : isSet(object.loss_limits)
+        ? LossLimits.fromJSON(object.loss_limits)
+        : undefined,
+      stopOuts: globalThis.Array.isArray(object?.stopOuts)
+        ? object.stopOuts.map((e: any) => StopOut.fromJSON(e))
+        : globalThis.Array.isArray(object?.stop_outs)
+        ? object.stop_outs.map((e: any) => StopOut.fromJSON(e))
+        : [],
+      lossWatch: isSet(object.lossWatch)
+        ? LossWatch.fromJSON(object.lossWatch)
+        : isSet(object.loss_watch)
+        ? LossWatch.fromJSON(object.loss_watch)
+        : undefined,
     };
   },
 
@@ -594,6 +1132,15 @@ export const Account: MessageFns<Account> = {
     if (message.symbolMappings?.length) {
       obj.symbolMappings = message.symbolMappings.map((e) => SymbolMapping.toJSON(e));
     }
+    if (message.lossLimits !== undefined) {
+      obj.lossLimits = LossLimits.toJSON(message.lossLimits);
+    }
+    if (message.stopOuts?.length) {
+      obj.stopOuts = message.stopOuts.map((e) => StopOut.toJSON(e));
+    }
+    if (message.lossWatch !== undefined) {
+      obj.lossWatch = LossWatch.toJSON(message.lossWatch);
+    }
     return obj;
   },
 
@@ -620,6 +1167,13 @@ export const Account: MessageFns<Account> = {
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
     message.symbolMappings = object.symbolMappings?.map((e) => SymbolMapping.fromPartial(e)) || [];
+    message.lossLimits = (object.lossLimits !== undefined && object.lossLimits !== null)
+      ? LossLimits.fromPartial(object.lossLimits)
+      : undefined;
+    message.stopOuts = object.stopOuts?.map((e) => StopOut.fromPartial(e)) || [];
+    message.lossWatch = (object.lossWatch !== undefined && object.lossWatch !== null)
+      ? LossWatch.fromPartial(object.lossWatch)
+      : undefined;
     return message;
   },
 };
@@ -1073,7 +1627,16 @@ export const AllocationSettings: MessageFns<AllocationSettings> = {
 };
 
 function createBaseGroupMember(): GroupMember {
-  return { accountId: "", percentage: "", lotMultiplier: "", fixedLots: "", riskPercent: "", maxLots: "", method: 0 };
+  return {
+    accountId: "",
+    percentage: "",
+    lotMultiplier: "",
+    fixedLots: "",
+    riskPercent: "",
+    maxLots: "",
+    method: 0,
+    riskLimits: undefined,
+  };
 }
 
 export const GroupMember: MessageFns<GroupMember> = {
@@ -1098,6 +1661,9 @@ export const GroupMember: MessageFns<GroupMember> = {
     }
     if (message.method !== 0) {
       writer.uint32(56).int32(message.method);
+    }
+    if (message.riskLimits !== undefined) {
+      RiskLimits.encode(message.riskLimits, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1171,6 +1737,14 @@ export const GroupMember: MessageFns<GroupMember> = {
             message.method = reader.int32() as any;
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.riskLimits = RiskLimits.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1212,6 +1786,11 @@ export const GroupMember: MessageFns<GroupMember> = {
         ? globalThis.String(object.max_lots)
         : "",
       method: isSet(object.method) ? allocationMethodFromJSON(object.method) : 0,
+      riskLimits: isSet(object.riskLimits)
+        ? RiskLimits.fromJSON(object.riskLimits)
+        : isSet(object.risk_limits)
+        ? RiskLimits.fromJSON(object.risk_limits)
+        : undefined,
     };
   },
 
@@ -1238,6 +1817,9 @@ export const GroupMember: MessageFns<GroupMember> = {
     if (message.method !== 0) {
       obj.method = allocationMethodToJSON(message.method);
     }
+    if (message.riskLimits !== undefined) {
+      obj.riskLimits = RiskLimits.toJSON(message.riskLimits);
+    }
     return obj;
   },
 
@@ -1253,6 +1835,9 @@ export const GroupMember: MessageFns<GroupMember> = {
     message.riskPercent = object.riskPercent ?? "";
     message.maxLots = object.maxLots ?? "";
     message.method = object.method ?? 0;
+    message.riskLimits = (object.riskLimits !== undefined && object.riskLimits !== null)
+      ? RiskLimits.fromPartial(object.riskLimits)
+      : undefined;
     return message;
   },
 };
@@ -1266,6 +1851,11 @@ function createBaseGroup(): Group {
     magic: 0n,
     createTime: undefined,
     updateTime: undefined,
+    riskLimits: undefined,
+    violationPolicy: 0,
+    lossLimits: undefined,
+    stopOuts: [],
+    lossWatch: undefined,
   };
 }
 
@@ -1294,6 +1884,21 @@ export const Group: MessageFns<Group> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(58).fork()).join();
+    }
+    if (message.riskLimits !== undefined) {
+      RiskLimits.encode(message.riskLimits, writer.uint32(66).fork()).join();
+    }
+    if (message.violationPolicy !== 0) {
+      writer.uint32(72).int32(message.violationPolicy);
+    }
+    if (message.lossLimits !== undefined) {
+      LossLimits.encode(message.lossLimits, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.stopOuts) {
+      StopOut.encode(v!, writer.uint32(90).fork()).join();
+    }
+    if (message.lossWatch !== undefined) {
+      LossWatch.encode(message.lossWatch, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1367,6 +1972,46 @@ export const Group: MessageFns<Group> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.riskLimits = RiskLimits.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.violationPolicy = reader.int32() as any;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.lossLimits = LossLimits.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.stopOuts.push(StopOut.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.lossWatch = LossWatch.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1400,6 +2045,31 @@ export const Group: MessageFns<Group> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      riskLimits: isSet(object.riskLimits)
+        ? RiskLimits.fromJSON(object.riskLimits)
+        : isSet(object.risk_limits)
+        ? RiskLimits.fromJSON(object.risk_limits)
+        : undefined,
+      violationPolicy: isSet(object.violationPolicy)
+        ? violationPolicyFromJSON(object.violationPolicy)
+        : isSet(object.violation_policy)
+        ? violationPolicyFromJSON(object.violation_policy)
+        : 0,
+      lossLimits: isSet(object.lossLimits)
+        ? LossLimits.fromJSON(object.lossLimits)
+        : isSet(object.loss_limits)
+        ? LossLimits.fromJSON(object.loss_limits)
+        : undefined,
+      stopOuts: globalThis.Array.isArray(object?.stopOuts)
+        ? object.stopOuts.map((e: any) => StopOut.fromJSON(e))
+        : globalThis.Array.isArray(object?.stop_outs)
+        ? object.stop_outs.map((e: any) => StopOut.fromJSON(e))
+        : [],
+      lossWatch: isSet(object.lossWatch)
+        ? LossWatch.fromJSON(object.lossWatch)
+        : isSet(object.loss_watch)
+        ? LossWatch.fromJSON(object.loss_watch)
+        : undefined,
     };
   },
 
@@ -1426,6 +2096,21 @@ export const Group: MessageFns<Group> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.riskLimits !== undefined) {
+      obj.riskLimits = RiskLimits.toJSON(message.riskLimits);
+    }
+    if (message.violationPolicy !== 0) {
+      obj.violationPolicy = violationPolicyToJSON(message.violationPolicy);
+    }
+    if (message.lossLimits !== undefined) {
+      obj.lossLimits = LossLimits.toJSON(message.lossLimits);
+    }
+    if (message.stopOuts?.length) {
+      obj.stopOuts = message.stopOuts.map((e) => StopOut.toJSON(e));
+    }
+    if (message.lossWatch !== undefined) {
+      obj.lossWatch = LossWatch.toJSON(message.lossWatch);
+    }
     return obj;
   },
 
@@ -1443,6 +2128,1371 @@ export const Group: MessageFns<Group> = {
     message.magic = (object.magic !== undefined && object.magic !== null) ? BigInt(object.magic) : 0n;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.riskLimits = (object.riskLimits !== undefined && object.riskLimits !== null)
+      ? RiskLimits.fromPartial(object.riskLimits)
+      : undefined;
+    message.violationPolicy = object.violationPolicy ?? 0;
+    message.lossLimits = (object.lossLimits !== undefined && object.lossLimits !== null)
+      ? LossLimits.fromPartial(object.lossLimits)
+      : undefined;
+    message.stopOuts = object.stopOuts?.map((e) => StopOut.fromPartial(e)) || [];
+    message.lossWatch = (object.lossWatch !== undefined && object.lossWatch !== null)
+      ? LossWatch.fromPartial(object.lossWatch)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTradingWindow(): TradingWindow {
+  return { startDay: 0, startTime: "", endDay: 0, endTime: "" };
+}
+
+export const TradingWindow: MessageFns<TradingWindow> = {
+  encode(message: TradingWindow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.startDay !== 0) {
+      writer.uint32(8).int32(message.startDay);
+    }
+    if (message.startTime !== "") {
+      writer.uint32(18).string(message.startTime);
+    }
+    if (message.endDay !== 0) {
+      writer.uint32(24).int32(message.endDay);
+    }
+    if (message.endTime !== "") {
+      writer.uint32(34).string(message.endTime);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TradingWindow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTradingWindow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.startDay = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.startTime = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.endDay = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endTime = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TradingWindow {
+    return {
+      startDay: isSet(object.startDay)
+        ? weekdayFromJSON(object.startDay)
+        : isSet(object.start_day)
+        ? weekdayFromJSON(object.start_day)
+        : 0,
+      startTime: isSet(object.startTime)
+        ? globalThis.String(object.startTime)
+        : isSet(object.start_time)
+        ? globalThis.String(object.start_time)
+        : "",
+      endDay: isSet(object.endDay)
+        ? weekdayFromJSON(object.endDay)
+        : isSet(object.end_day)
+        ? weekdayFromJSON(object.end_day)
+        : 0,
+      endTime: isSet(object.endTime)
+        ? globalThis.String(object.endTime)
+        : isSet(object.end_time)
+        ? globalThis.String(object.end_time)
+        : "",
+    };
+  },
+
+  toJSON(message: TradingWindow): unknown {
+    const obj: any = {};
+    if (message.startDay !== 0) {
+      obj.startDay = weekdayToJSON(message.startDay);
+    }
+    if (message.startTime !== "") {
+      obj.startTime = message.startTime;
+    }
+    if (message.endDay !== 0) {
+      obj.endDay = weekdayToJSON(message.endDay);
+    }
+    if (message.endTime !== "") {
+      obj.endTime = message.endTime;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TradingWindow>, I>>(base?: I): TradingWindow {
+    return TradingWindow.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TradingWindow>, I>>(object: I): TradingWindow {
+    const message = createBaseTradingWindow();
+    message.startDay = object.startDay ?? 0;
+    message.startTime = object.startTime ?? "";
+    message.endDay = object.endDay ?? 0;
+    message.endTime = object.endTime ?? "";
+    return message;
+  },
+};
+
+function createBaseRiskLimits(): RiskLimits {
+  return {
+    maxOrderVolume: "",
+    maxSymbolVolume: "",
+    maxSymbolNotional: "",
+    maxOpenPositions: undefined,
+    minMarginLevel: "",
+    allowedSymbols: [],
+    deniedSymbols: [],
+    tradingWindows: [],
+  };
+}
+
+export const RiskLimits: MessageFns<RiskLimits> = {
+  encode(message: RiskLimits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxOrderVolume !== "") {
+      writer.uint32(10).string(message.maxOrderVolume);
+    }
+    if (message.maxSymbolVolume !== "") {
+      writer.uint32(18).string(message.maxSymbolVolume);
+    }
+    if (message.maxSymbolNotional !== "") {
+      writer.uint32(26).string(message.maxSymbolNotional);
+    }
+    if (message.maxOpenPositions !== undefined) {
+      writer.uint32(32).int32(message.maxOpenPositions);
+    }
+    if (message.minMarginLevel !== "") {
+      writer.uint32(42).string(message.minMarginLevel);
+    }
+    for (const v of message.allowedSymbols) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.deniedSymbols) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.tradingWindows) {
+      TradingWindow.encode(v!, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RiskLimits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRiskLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.maxOrderVolume = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.maxSymbolVolume = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.maxSymbolNotional = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxOpenPositions = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.minMarginLevel = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.allowedSymbols.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.deniedSymbols.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tradingWindows.push(TradingWindow.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RiskLimits {
+    return {
+      maxOrderVolume: isSet(object.maxOrderVolume)
+        ? globalThis.String(object.maxOrderVolume)
+        : isSet(object.max_order_volume)
+        ? globalThis.String(object.max_order_volume)
+        : "",
+      maxSymbolVolume: isSet(object.maxSymbolVolume)
+        ? globalThis.String(object.maxSymbolVolume)
+        : isSet(object.max_symbol_volume)
+        ? globalThis.String(object.max_symbol_volume)
+        : "",
+      maxSymbolNotional: isSet(object.maxSymbolNotional)
+        ? globalThis.String(object.maxSymbolNotional)
+        : isSet(object.max_symbol_notional)
+        ? globalThis.String(object.max_symbol_notional)
+        : "",
+      maxOpenPositions: isSet(object.maxOpenPositions)
+        ? globalThis.Number(object.maxOpenPositions)
+        : isSet(object.max_open_positions)
+        ? globalThis.Number(object.max_open_positions)
+        : undefined,
+      minMarginLevel: isSet(object.minMarginLevel)
+        ? globalThis.String(object.minMarginLevel)
+        : isSet(object.min_margin_level)
+        ? globalThis.String(object.min_margin_level)
+        : "",
+      allowedSymbols: globalThis.Array.isArray(object?.allowedSymbols)
+        ? object.allowedSymbols.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.allowed_symbols)
+        ? object.allowed_symbols.map((e: any) => globalThis.String(e))
+        : [],
+      deniedSymbols: globalThis.Array.isArray(object?.deniedSymbols)
+        ? object.deniedSymbols.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.denied_symbols)
+        ? object.denied_symbols.map((e: any) => globalThis.String(e))
+        : [],
+      tradingWindows: globalThis.Array.isArray(object?.tradingWindows)
+        ? object.tradingWindows.map((e: any) => TradingWindow.fromJSON(e))
+        : globalThis.Array.isArray(object?.trading_windows)
+        ? object.trading_windows.map((e: any) => TradingWindow.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RiskLimits): unknown {
+    const obj: any = {};
+    if (message.maxOrderVolume !== "") {
+      obj.maxOrderVolume = message.maxOrderVolume;
+    }
+    if (message.maxSymbolVolume !== "") {
+      obj.maxSymbolVolume = message.maxSymbolVolume;
+    }
+    if (message.maxSymbolNotional !== "") {
+      obj.maxSymbolNotional = message.maxSymbolNotional;
+    }
+    if (message.maxOpenPositions !== undefined) {
+      obj.maxOpenPositions = Math.round(message.maxOpenPositions);
+    }
+    if (message.minMarginLevel !== "") {
+      obj.minMarginLevel = message.minMarginLevel;
+    }
+    if (message.allowedSymbols?.length) {
+      obj.allowedSymbols = message.allowedSymbols;
+    }
+    if (message.deniedSymbols?.length) {
+      obj.deniedSymbols = message.deniedSymbols;
+    }
+    if (message.tradingWindows?.length) {
+      obj.tradingWindows = message.tradingWindows.map((e) => TradingWindow.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RiskLimits>, I>>(base?: I): RiskLimits {
+    return RiskLimits.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RiskLimits>, I>>(object: I): RiskLimits {
+    const message = createBaseRiskLimits();
+    message.maxOrderVolume = object.maxOrderVolume ?? "";
+    message.maxSymbolVolume = object.maxSymbolVolume ?? "";
+    message.maxSymbolNotional = object.maxSymbolNotional ?? "";
+    message.maxOpenPositions = object.maxOpenPositions ?? undefined;
+    message.minMarginLevel = object.minMarginLevel ?? "";
+    message.allowedSymbols = object.allowedSymbols?.map((e) => e) || [];
+    message.deniedSymbols = object.deniedSymbols?.map((e) => e) || [];
+    message.tradingWindows = object.tradingWindows?.map((e) => TradingWindow.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLossLimit(): LossLimit {
+  return { amount: "", unit: 0, action: 0 };
+}
+
+export const LossLimit: MessageFns<LossLimit> = {
+  encode(message: LossLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.amount !== "") {
+      writer.uint32(10).string(message.amount);
+    }
+    if (message.unit !== 0) {
+      writer.uint32(16).int32(message.unit);
+    }
+    if (message.action !== 0) {
+      writer.uint32(24).int32(message.action);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LossLimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLossLimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.unit = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LossLimit {
+    return {
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      unit: isSet(object.unit) ? lossUnitFromJSON(object.unit) : 0,
+      action: isSet(object.action) ? stopOutActionFromJSON(object.action) : 0,
+    };
+  },
+
+  toJSON(message: LossLimit): unknown {
+    const obj: any = {};
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.unit !== 0) {
+      obj.unit = lossUnitToJSON(message.unit);
+    }
+    if (message.action !== 0) {
+      obj.action = stopOutActionToJSON(message.action);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LossLimit>, I>>(base?: I): LossLimit {
+    return LossLimit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LossLimit>, I>>(object: I): LossLimit {
+    const message = createBaseLossLimit();
+    message.amount = object.amount ?? "";
+    message.unit = object.unit ?? 0;
+    message.action = object.action ?? 0;
+    return message;
+  },
+};
+
+function createBaseLossLimits(): LossLimits {
+  return { dailyLoss: undefined, maxDrawdown: undefined, dayTimeZone: "", dailyStopOutNeedsReset: false };
+}
+
+export const LossLimits: MessageFns<LossLimits> = {
+  encode(message: LossLimits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dailyLoss !== undefined) {
+      LossLimit.encode(message.dailyLoss, writer.uint32(10).fork()).join();
+    }
+    if (message.maxDrawdown !== undefined) {
+      LossLimit.encode(message.maxDrawdown, writer.uint32(18).fork()).join();
+    }
+    if (message.dayTimeZone !== "") {
+      writer.uint32(26).string(message.dayTimeZone);
+    }
+    if (message.dailyStopOutNeedsReset !== false) {
+      writer.uint32(32).bool(message.dailyStopOutNeedsReset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LossLimits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLossLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dailyLoss = LossLimit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.maxDrawdown = LossLimit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dayTimeZone = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dailyStopOutNeedsReset = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LossLimits {
+    return {
+      dailyLoss: isSet(object.dailyLoss)
+        ? LossLimit.fromJSON(object.dailyLoss)
+        : isSet(object.daily_loss)
+        ? LossLimit.fromJSON(object.daily_loss)
+        : undefined,
+      maxDrawdown: isSet(object.maxDrawdown)
+        ? LossLimit.fromJSON(object.maxDrawdown)
+        : isSet(object.max_drawdown)
+        ? LossLimit.fromJSON(object.max_drawdown)
+        : undefined,
+      dayTimeZone: isSet(object.dayTimeZone)
+        ? globalThis.String(object.dayTimeZone)
+        : isSet(object.day_time_zone)
+        ? globalThis.String(object.day_time_zone)
+        : "",
+      dailyStopOutNeedsReset: isSet(object.dailyStopOutNeedsReset)
+        ? globalThis.Boolean(object.dailyStopOutNeedsReset)
+        : isSet(object.daily_stop_out_needs_reset)
+        ? globalThis.Boolean(object.daily_stop_out_needs_reset)
+        : false,
+    };
+  },
+
+  toJSON(message: LossLimits): unknown {
+    const obj: any = {};
+    if (message.dailyLoss !== undefined) {
+      obj.dailyLoss = LossLimit.toJSON(message.dailyLoss);
+    }
+    if (message.maxDrawdown !== undefined) {
+      obj.maxDrawdown = LossLimit.toJSON(message.maxDrawdown);
+    }
+    if (message.dayTimeZone !== "") {
+      obj.dayTimeZone = message.dayTimeZone;
+    }
+    if (message.dailyStopOutNeedsReset !== false) {
+      obj.dailyStopOutNeedsReset = message.dailyStopOutNeedsReset;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LossLimits>, I>>(base?: I): LossLimits {
+    return LossLimits.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LossLimits>, I>>(object: I): LossLimits {
+    const message = createBaseLossLimits();
+    message.dailyLoss = (object.dailyLoss !== undefined && object.dailyLoss !== null)
+      ? LossLimit.fromPartial(object.dailyLoss)
+      : undefined;
+    message.maxDrawdown = (object.maxDrawdown !== undefined && object.maxDrawdown !== null)
+      ? LossLimit.fromPartial(object.maxDrawdown)
+      : undefined;
+    message.dayTimeZone = object.dayTimeZone ?? "";
+    message.dailyStopOutNeedsReset = object.dailyStopOutNeedsReset ?? false;
+    return message;
+  },
+};
+
+function createBaseStopOut(): StopOut {
+  return {
+    stopOutId: "",
+    accountId: "",
+    groupId: "",
+    rule: 0,
+    action: 0,
+    limit: undefined,
+    time: undefined,
+    equity: "",
+    highWaterMark: "",
+    dayStartEquity: "",
+    loss: "",
+    lossPercent: "",
+    description: "",
+    closingMasterOrderIds: [],
+    endTime: undefined,
+    endedBy: "",
+  };
+}
+
+export const StopOut: MessageFns<StopOut> = {
+  encode(message: StopOut, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stopOutId !== "") {
+      writer.uint32(10).string(message.stopOutId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.groupId !== "") {
+      writer.uint32(26).string(message.groupId);
+    }
+    if (message.rule !== 0) {
+      writer.uint32(32).int32(message.rule);
+    }
+    if (message.action !== 0) {
+      writer.uint32(40).int32(message.action);
+    }
+    if (message.limit !== undefined) {
+      LossLimit.encode(message.limit, writer.uint32(50).fork()).join();
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(58).fork()).join();
+    }
+    if (message.equity !== "") {
+      writer.uint32(66).string(message.equity);
+    }
+    if (message.highWaterMark !== "") {
+      writer.uint32(74).string(message.highWaterMark);
+    }
+    if (message.dayStartEquity !== "") {
+      writer.uint32(82).string(message.dayStartEquity);
+    }
+    if (message.loss !== "") {
+      writer.uint32(90).string(message.loss);
+    }
+    if (message.lossPercent !== "") {
+      writer.uint32(98).string(message.lossPercent);
+    }
+    if (message.description !== "") {
+      writer.uint32(106).string(message.description);
+    }
+    for (const v of message.closingMasterOrderIds) {
+      writer.uint32(114).string(v!);
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(122).fork()).join();
+    }
+    if (message.endedBy !== "") {
+      writer.uint32(130).string(message.endedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopOut {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopOut();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stopOutId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rule = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.limit = LossLimit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.equity = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.highWaterMark = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.dayStartEquity = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.loss = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.lossPercent = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.closingMasterOrderIds.push(reader.string());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.endedBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopOut {
+    return {
+      stopOutId: isSet(object.stopOutId)
+        ? globalThis.String(object.stopOutId)
+        : isSet(object.stop_out_id)
+        ? globalThis.String(object.stop_out_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      rule: isSet(object.rule) ? lossRuleFromJSON(object.rule) : 0,
+      action: isSet(object.action) ? stopOutActionFromJSON(object.action) : 0,
+      limit: isSet(object.limit) ? LossLimit.fromJSON(object.limit) : undefined,
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      equity: isSet(object.equity) ? globalThis.String(object.equity) : "",
+      highWaterMark: isSet(object.highWaterMark)
+        ? globalThis.String(object.highWaterMark)
+        : isSet(object.high_water_mark)
+        ? globalThis.String(object.high_water_mark)
+        : "",
+      dayStartEquity: isSet(object.dayStartEquity)
+        ? globalThis.String(object.dayStartEquity)
+        : isSet(object.day_start_equity)
+        ? globalThis.String(object.day_start_equity)
+        : "",
+      loss: isSet(object.loss) ? globalThis.String(object.loss) : "",
+      lossPercent: isSet(object.lossPercent)
+        ? globalThis.String(object.lossPercent)
+        : isSet(object.loss_percent)
+        ? globalThis.String(object.loss_percent)
+        : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      closingMasterOrderIds: globalThis.Array.isArray(object?.closingMasterOrderIds)
+        ? object.closingMasterOrderIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.closing_master_order_ids)
+        ? object.closing_master_order_ids.map((e: any) => globalThis.String(e))
+        : [],
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
+      endedBy: isSet(object.endedBy)
+        ? globalThis.String(object.endedBy)
+        : isSet(object.ended_by)
+        ? globalThis.String(object.ended_by)
+        : "",
+    };
+  },
+
+  toJSON(message: StopOut): unknown {
+    const obj: any = {};
+    if (message.stopOutId !== "") {
+      obj.stopOutId = message.stopOutId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.rule !== 0) {
+      obj.rule = lossRuleToJSON(message.rule);
+    }
+    if (message.action !== 0) {
+      obj.action = stopOutActionToJSON(message.action);
+    }
+    if (message.limit !== undefined) {
+      obj.limit = LossLimit.toJSON(message.limit);
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.equity !== "") {
+      obj.equity = message.equity;
+    }
+    if (message.highWaterMark !== "") {
+      obj.highWaterMark = message.highWaterMark;
+    }
+    if (message.dayStartEquity !== "") {
+      obj.dayStartEquity = message.dayStartEquity;
+    }
+    if (message.loss !== "") {
+      obj.loss = message.loss;
+    }
+    if (message.lossPercent !== "") {
+      obj.lossPercent = message.lossPercent;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.closingMasterOrderIds?.length) {
+      obj.closingMasterOrderIds = message.closingMasterOrderIds;
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
+    if (message.endedBy !== "") {
+      obj.endedBy = message.endedBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StopOut>, I>>(base?: I): StopOut {
+    return StopOut.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StopOut>, I>>(object: I): StopOut {
+    const message = createBaseStopOut();
+    message.stopOutId = object.stopOutId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.groupId = object.groupId ?? "";
+    message.rule = object.rule ?? 0;
+    message.action = object.action ?? 0;
+    message.limit = (object.limit !== undefined && object.limit !== null)
+      ? LossLimit.fromPartial(object.limit)
+      : undefined;
+    message.time = object.time ?? undefined;
+    message.equity = object.equity ?? "";
+    message.highWaterMark = object.highWaterMark ?? "";
+    message.dayStartEquity = object.dayStartEquity ?? "";
+    message.loss = object.loss ?? "";
+    message.lossPercent = object.lossPercent ?? "";
+    message.description = object.description ?? "";
+    message.closingMasterOrderIds = object.closingMasterOrderIds?.map((e) => e) || [];
+    message.endTime = object.endTime ?? undefined;
+    message.endedBy = object.endedBy ?? "";
+    return message;
+  },
+};
+
+function createBaseLossWatch(): LossWatch {
+  return { equity: "", highWaterMark: "", dayStartEquity: "", time: undefined };
+}
+
+export const LossWatch: MessageFns<LossWatch> = {
+  encode(message: LossWatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.equity !== "") {
+      writer.uint32(10).string(message.equity);
+    }
+    if (message.highWaterMark !== "") {
+      writer.uint32(18).string(message.highWaterMark);
+    }
+    if (message.dayStartEquity !== "") {
+      writer.uint32(26).string(message.dayStartEquity);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LossWatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLossWatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.equity = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.highWaterMark = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dayStartEquity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LossWatch {
+    return {
+      equity: isSet(object.equity) ? globalThis.String(object.equity) : "",
+      highWaterMark: isSet(object.highWaterMark)
+        ? globalThis.String(object.highWaterMark)
+        : isSet(object.high_water_mark)
+        ? globalThis.String(object.high_water_mark)
+        : "",
+      dayStartEquity: isSet(object.dayStartEquity)
+        ? globalThis.String(object.dayStartEquity)
+        : isSet(object.day_start_equity)
+        ? globalThis.String(object.day_start_equity)
+        : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: LossWatch): unknown {
+    const obj: any = {};
+    if (message.equity !== "") {
+      obj.equity = message.equity;
+    }
+    if (message.highWaterMark !== "") {
+      obj.highWaterMark = message.highWaterMark;
+    }
+    if (message.dayStartEquity !== "") {
+      obj.dayStartEquity = message.dayStartEquity;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LossWatch>, I>>(base?: I): LossWatch {
+    return LossWatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LossWatch>, I>>(object: I): LossWatch {
+    const message = createBaseLossWatch();
+    message.equity = object.equity ?? "";
+    message.highWaterMark = object.highWaterMark ?? "";
+    message.dayStartEquity = object.dayStartEquity ?? "";
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRiskViolation(): RiskViolation {
+  return { rule: "", message: "", clippable: false, limit: "", value: "" };
+}
+
+export const RiskViolation: MessageFns<RiskViolation> = {
+  encode(message: RiskViolation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rule !== "") {
+      writer.uint32(10).string(message.rule);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.clippable !== false) {
+      writer.uint32(24).bool(message.clippable);
+    }
+    if (message.limit !== "") {
+      writer.uint32(34).string(message.limit);
+    }
+    if (message.value !== "") {
+      writer.uint32(42).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RiskViolation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRiskViolation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.clippable = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.limit = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RiskViolation {
+    return {
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      clippable: isSet(object.clippable) ? globalThis.Boolean(object.clippable) : false,
+      limit: isSet(object.limit) ? globalThis.String(object.limit) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RiskViolation): unknown {
+    const obj: any = {};
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.clippable !== false) {
+      obj.clippable = message.clippable;
+    }
+    if (message.limit !== "") {
+      obj.limit = message.limit;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RiskViolation>, I>>(base?: I): RiskViolation {
+    return RiskViolation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RiskViolation>, I>>(object: I): RiskViolation {
+    const message = createBaseRiskViolation();
+    message.rule = object.rule ?? "";
+    message.message = object.message ?? "";
+    message.clippable = object.clippable ?? false;
+    message.limit = object.limit ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseRiskCheck(): RiskCheck {
+  return { action: 0, requestedVolume: "", volume: "", violations: [], summary: "" };
+}
+
+export const RiskCheck: MessageFns<RiskCheck> = {
+  encode(message: RiskCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.action !== 0) {
+      writer.uint32(8).int32(message.action);
+    }
+    if (message.requestedVolume !== "") {
+      writer.uint32(18).string(message.requestedVolume);
+    }
+    if (message.volume !== "") {
+      writer.uint32(26).string(message.volume);
+    }
+    for (const v of message.violations) {
+      RiskViolation.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.summary !== "") {
+      writer.uint32(42).string(message.summary);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RiskCheck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRiskCheck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestedVolume = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.violations.push(RiskViolation.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.summary = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RiskCheck {
+    return {
+      action: isSet(object.action) ? riskActionFromJSON(object.action) : 0,
+      requestedVolume: isSet(object.requestedVolume)
+        ? globalThis.String(object.requestedVolume)
+        : isSet(object.requested_volume)
+        ? globalThis.String(object.requested_volume)
+        : "",
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      violations: globalThis.Array.isArray(object?.violations)
+        ? object.violations.map((e: any) => RiskViolation.fromJSON(e))
+        : [],
+      summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+    };
+  },
+
+  toJSON(message: RiskCheck): unknown {
+    const obj: any = {};
+    if (message.action !== 0) {
+      obj.action = riskActionToJSON(message.action);
+    }
+    if (message.requestedVolume !== "") {
+      obj.requestedVolume = message.requestedVolume;
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.violations?.length) {
+      obj.violations = message.violations.map((e) => RiskViolation.toJSON(e));
+    }
+    if (message.summary !== "") {
+      obj.summary = message.summary;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RiskCheck>, I>>(base?: I): RiskCheck {
+    return RiskCheck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RiskCheck>, I>>(object: I): RiskCheck {
+    const message = createBaseRiskCheck();
+    message.action = object.action ?? 0;
+    message.requestedVolume = object.requestedVolume ?? "";
+    message.volume = object.volume ?? "";
+    message.violations = object.violations?.map((e) => RiskViolation.fromPartial(e)) || [];
+    message.summary = object.summary ?? "";
     return message;
   },
 };

@@ -19,7 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { FieldMask } from "../../google/protobuf/field_mask";
-import { Account, Group } from "./account";
+import { Account, Group, LossRule, lossRuleFromJSON, lossRuleToJSON, StopOut } from "./account";
 
 export interface CreateAccountRequest {
   /** Required. account_id and other output-only fields are ignored. */
@@ -117,6 +117,39 @@ export interface UpdateGroupRequest {
 
 export interface UpdateGroupResponse {
   group: Group | undefined;
+}
+
+export interface ResetStopOutRequest {
+  accountId?: string | undefined;
+  groupId?:
+    | string
+    | undefined;
+  /** The rules to lift; empty: every active stop-out of the subject. */
+  rules: LossRule[];
+}
+
+export interface ResetStopOutResponse {
+  /** The stop-outs lifted, now ended. */
+  stopOuts: StopOut[];
+}
+
+export interface ListStopOutsRequest {
+  /** At most this many stop-outs; 0 means 100; values above 1000 are treated as 1000. */
+  pageSize: number;
+  /** From a previous response's next_page_token; empty for the first page. */
+  pageToken: string;
+  /** Only this account's stop-outs, when set. Required for managers unless group_id is set. */
+  accountId: string;
+  /** Only this group's stop-outs, when set. */
+  groupId: string;
+  /** Only the active ones. */
+  activeOnly: boolean;
+}
+
+export interface ListStopOutsResponse {
+  stopOuts: StopOut[];
+  /** Empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBaseCreateAccountRequest(): CreateAccountRequest {
@@ -1498,6 +1531,448 @@ export const UpdateGroupResponse: MessageFns<UpdateGroupResponse> = {
   },
 };
 
+function createBaseResetStopOutRequest(): ResetStopOutRequest {
+  return { accountId: undefined, groupId: undefined, rules: [] };
+}
+
+export const ResetStopOutRequest: MessageFns<ResetStopOutRequest> = {
+  encode(message: ResetStopOutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== undefined) {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.groupId !== undefined) {
+      writer.uint32(18).string(message.groupId);
+    }
+    if (message.rules.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.rules) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResetStopOutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResetStopOutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.rules.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.rules.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResetStopOutRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : undefined,
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : undefined,
+      rules: globalThis.Array.isArray(object?.rules) ? object.rules.map((e: any) => lossRuleFromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ResetStopOutRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== undefined) {
+      obj.accountId = message.accountId;
+    }
+    if (message.groupId !== undefined) {
+      obj.groupId = message.groupId;
+    }
+    if (message.rules?.length) {
+      obj.rules = message.rules.map((e) => lossRuleToJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResetStopOutRequest>, I>>(base?: I): ResetStopOutRequest {
+    return ResetStopOutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResetStopOutRequest>, I>>(object: I): ResetStopOutRequest {
+    const message = createBaseResetStopOutRequest();
+    message.accountId = object.accountId ?? undefined;
+    message.groupId = object.groupId ?? undefined;
+    message.rules = object.rules?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseResetStopOutResponse(): ResetStopOutResponse {
+  return { stopOuts: [] };
+}
+
+export const ResetStopOutResponse: MessageFns<ResetStopOutResponse> = {
+  encode(message: ResetStopOutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.stopOuts) {
+      StopOut.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResetStopOutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResetStopOutResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stopOuts.push(StopOut.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResetStopOutResponse {
+    return {
+      stopOuts: globalThis.Array.isArray(object?.stopOuts)
+        ? object.stopOuts.map((e: any) => StopOut.fromJSON(e))
+        : globalThis.Array.isArray(object?.stop_outs)
+        ? object.stop_outs.map((e: any) => StopOut.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ResetStopOutResponse): unknown {
+    const obj: any = {};
+    if (message.stopOuts?.length) {
+      obj.stopOuts = message.stopOuts.map((e) => StopOut.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResetStopOutResponse>, I>>(base?: I): ResetStopOutResponse {
+    return ResetStopOutResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResetStopOutResponse>, I>>(object: I): ResetStopOutResponse {
+    const message = createBaseResetStopOutResponse();
+    message.stopOuts = object.stopOuts?.map((e) => StopOut.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListStopOutsRequest(): ListStopOutsRequest {
+  return { pageSize: 0, pageToken: "", accountId: "", groupId: "", activeOnly: false };
+}
+
+export const ListStopOutsRequest: MessageFns<ListStopOutsRequest> = {
+  encode(message: ListStopOutsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(26).string(message.accountId);
+    }
+    if (message.groupId !== "") {
+      writer.uint32(34).string(message.groupId);
+    }
+    if (message.activeOnly !== false) {
+      writer.uint32(40).bool(message.activeOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStopOutsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStopOutsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.activeOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListStopOutsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      activeOnly: isSet(object.activeOnly)
+        ? globalThis.Boolean(object.activeOnly)
+        : isSet(object.active_only)
+        ? globalThis.Boolean(object.active_only)
+        : false,
+    };
+  },
+
+  toJSON(message: ListStopOutsRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.activeOnly !== false) {
+      obj.activeOnly = message.activeOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStopOutsRequest>, I>>(base?: I): ListStopOutsRequest {
+    return ListStopOutsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStopOutsRequest>, I>>(object: I): ListStopOutsRequest {
+    const message = createBaseListStopOutsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.accountId = object.accountId ?? "";
+    message.groupId = object.groupId ?? "";
+    message.activeOnly = object.activeOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseListStopOutsResponse(): ListStopOutsResponse {
+  return { stopOuts: [], nextPageToken: "" };
+}
+
+export const ListStopOutsResponse: MessageFns<ListStopOutsResponse> = {
+  encode(message: ListStopOutsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.stopOuts) {
+      StopOut.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStopOutsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStopOutsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stopOuts.push(StopOut.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListStopOutsResponse {
+    return {
+      stopOuts: globalThis.Array.isArray(object?.stopOuts)
+        ? object.stopOuts.map((e: any) => StopOut.fromJSON(e))
+        : globalThis.Array.isArray(object?.stop_outs)
+        ? object.stop_outs.map((e: any) => StopOut.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListStopOutsResponse): unknown {
+    const obj: any = {};
+    if (message.stopOuts?.length) {
+      obj.stopOuts = message.stopOuts.map((e) => StopOut.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStopOutsResponse>, I>>(base?: I): ListStopOutsResponse {
+    return ListStopOutsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStopOutsResponse>, I>>(object: I): ListStopOutsResponse {
+    const message = createBaseListStopOutsResponse();
+    message.stopOuts = object.stopOuts?.map((e) => StopOut.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /** Client accounts and the groups a manager trades them in. */
 export type AccountServiceService = typeof AccountServiceService;
 export const AccountServiceService = {
@@ -1533,7 +2008,11 @@ export const AccountServiceService = {
       Buffer.from(ListAccountsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAccountsResponse => ListAccountsResponse.decode(value),
   },
-  /** Changes the fields named in update_mask. */
+  /**
+   * Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+   * loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+   * INVALID_ARGUMENT (nothing changed) for bad fields.
+   */
   updateAccount: {
     path: "/mam.v1.AccountService/UpdateAccount" as const,
     requestStream: false as const,
@@ -1585,7 +2064,10 @@ export const AccountServiceService = {
     responseSerialize: (value: ListGroupsResponse): Buffer => Buffer.from(ListGroupsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListGroupsResponse => ListGroupsResponse.decode(value),
   },
-  /** Changes the fields named in update_mask (members, allocation settings, name). */
+  /**
+   * Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+   * violation_policy, loss_limits).
+   */
   updateGroup: {
     path: "/mam.v1.AccountService/UpdateGroup" as const,
     requestStream: false as const,
@@ -1594,6 +2076,32 @@ export const AccountServiceService = {
     requestDeserialize: (value: Buffer): UpdateGroupRequest => UpdateGroupRequest.decode(value),
     responseSerialize: (value: UpdateGroupResponse): Buffer => Buffer.from(UpdateGroupResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateGroupResponse => UpdateGroupResponse.decode(value),
+  },
+  /**
+   * Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+   * way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+   * Answers with what was lifted (nothing, when nothing was active).
+   */
+  resetStopOut: {
+    path: "/mam.v1.AccountService/ResetStopOut" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResetStopOutRequest): Buffer => Buffer.from(ResetStopOutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResetStopOutRequest => ResetStopOutRequest.decode(value),
+    responseSerialize: (value: ResetStopOutResponse): Buffer =>
+      Buffer.from(ResetStopOutResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResetStopOutResponse => ResetStopOutResponse.decode(value),
+  },
+  /** Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all. */
+  listStopOuts: {
+    path: "/mam.v1.AccountService/ListStopOuts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListStopOutsRequest): Buffer => Buffer.from(ListStopOutsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListStopOutsRequest => ListStopOutsRequest.decode(value),
+    responseSerialize: (value: ListStopOutsResponse): Buffer =>
+      Buffer.from(ListStopOutsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListStopOutsResponse => ListStopOutsResponse.decode(value),
   },
 } as const;
 
@@ -1604,7 +2112,11 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** Accounts in creation order, a page at a time. */
   listAccounts: handleUnaryCall<ListAccountsRequest, ListAccountsResponse>;
-  /** Changes the fields named in update_mask. */
+  /**
+   * Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+   * loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+   * INVALID_ARGUMENT (nothing changed) for bad fields.
+   */
   updateAccount: handleUnaryCall<UpdateAccountRequest, UpdateAccountResponse>;
   /** Removes an account that is in no group; FAILED_PRECONDITION while it is a member. */
   deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
@@ -1614,8 +2126,19 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
   getGroup: handleUnaryCall<GetGroupRequest, GetGroupResponse>;
   /** Groups in creation order, a page at a time. */
   listGroups: handleUnaryCall<ListGroupsRequest, ListGroupsResponse>;
-  /** Changes the fields named in update_mask (members, allocation settings, name). */
+  /**
+   * Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+   * violation_policy, loss_limits).
+   */
   updateGroup: handleUnaryCall<UpdateGroupRequest, UpdateGroupResponse>;
+  /**
+   * Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+   * way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+   * Answers with what was lifted (nothing, when nothing was active).
+   */
+  resetStopOut: handleUnaryCall<ResetStopOutRequest, ResetStopOutResponse>;
+  /** Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all. */
+  listStopOuts: handleUnaryCall<ListStopOutsRequest, ListStopOutsResponse>;
 }
 
 export interface AccountServiceClient extends Client {
@@ -1667,7 +2190,11 @@ export interface AccountServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
   ): ClientUnaryCall;
-  /** Changes the fields named in update_mask. */
+  /**
+   * Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
+   * loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
+   * INVALID_ARGUMENT (nothing changed) for bad fields.
+   */
   updateAccount(
     request: UpdateAccountRequest,
     callback: (error: ServiceError | null, response: UpdateAccountResponse) => void,
@@ -1747,7 +2274,10 @@ export interface AccountServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListGroupsResponse) => void,
   ): ClientUnaryCall;
-  /** Changes the fields named in update_mask (members, allocation settings, name). */
+  /**
+   * Changes the fields named in update_mask (members, allocation settings, name, risk_limits,
+   * violation_policy, loss_limits).
+   */
   updateGroup(
     request: UpdateGroupRequest,
     callback: (error: ServiceError | null, response: UpdateGroupResponse) => void,
@@ -1762,6 +2292,42 @@ export interface AccountServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateGroupResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lifts the active stop-outs of an account or a group (all, or those of `rules`): the only
+   * way a drawdown stop-out ends. The lifted rules start again from the latest equity.
+   * Answers with what was lifted (nothing, when nothing was active).
+   */
+  resetStopOut(
+    request: ResetStopOutRequest,
+    callback: (error: ServiceError | null, response: ResetStopOutResponse) => void,
+  ): ClientUnaryCall;
+  resetStopOut(
+    request: ResetStopOutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResetStopOutResponse) => void,
+  ): ClientUnaryCall;
+  resetStopOut(
+    request: ResetStopOutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResetStopOutResponse) => void,
+  ): ClientUnaryCall;
+  /** Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all. */
+  listStopOuts(
+    request: ListStopOutsRequest,
+    callback: (error: ServiceError | null, response: ListStopOutsResponse) => void,
+  ): ClientUnaryCall;
+  listStopOuts(
+    request: ListStopOutsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListStopOutsResponse) => void,
+  ): ClientUnaryCall;
+  listStopOuts(
+    request: ListStopOutsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListStopOutsResponse) => void,
   ): ClientUnaryCall;
 }
 

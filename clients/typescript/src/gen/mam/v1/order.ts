@@ -16,6 +16,7 @@ import {
   BelowMinPolicy,
   belowMinPolicyFromJSON,
   belowMinPolicyToJSON,
+  RiskCheck,
 } from "./account";
 import {
   FillingPolicy,
@@ -51,6 +52,11 @@ export enum MasterOrderState {
   MASTER_ORDER_STATE_CANCELLED = 7,
   /** MASTER_ORDER_STATE_FAILED - Ended by a gateway-side failure. */
   MASTER_ORDER_STATE_FAILED = 8,
+  /**
+   * MASTER_ORDER_STATE_WORKING - A pending (LIMIT, STOP, STOP_LIMIT) order: every child is placed at its broker (or ended)
+   * and waits for its price; ModifyMasterOrder moves it, CancelMasterOrder removes it.
+   */
+  MASTER_ORDER_STATE_WORKING = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -83,6 +89,9 @@ export function masterOrderStateFromJSON(object: any): MasterOrderState {
     case 8:
     case "MASTER_ORDER_STATE_FAILED":
       return MasterOrderState.MASTER_ORDER_STATE_FAILED;
+    case 9:
+    case "MASTER_ORDER_STATE_WORKING":
+      return MasterOrderState.MASTER_ORDER_STATE_WORKING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -110,6 +119,8 @@ export function masterOrderStateToJSON(object: MasterOrderState): string {
       return "MASTER_ORDER_STATE_CANCELLED";
     case MasterOrderState.MASTER_ORDER_STATE_FAILED:
       return "MASTER_ORDER_STATE_FAILED";
+    case MasterOrderState.MASTER_ORDER_STATE_WORKING:
+      return "MASTER_ORDER_STATE_WORKING";
     case MasterOrderState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -133,6 +144,11 @@ export enum ChildOrderState {
    * anything is resent.
    */
   CHILD_ORDER_STATE_UNKNOWN = 7,
+  /**
+   * CHILD_ORDER_STATE_PLACED - A pending order resting at the broker (`broker_order_ticket`), waiting for its price; it
+   * may fill in parts while it rests.
+   */
+  CHILD_ORDER_STATE_PLACED = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -162,6 +178,9 @@ export function childOrderStateFromJSON(object: any): ChildOrderState {
     case 7:
     case "CHILD_ORDER_STATE_UNKNOWN":
       return ChildOrderState.CHILD_ORDER_STATE_UNKNOWN;
+    case 8:
+    case "CHILD_ORDER_STATE_PLACED":
+      return ChildOrderState.CHILD_ORDER_STATE_PLACED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -187,6 +206,8 @@ export function childOrderStateToJSON(object: ChildOrderState): string {
       return "CHILD_ORDER_STATE_CANCELLED";
     case ChildOrderState.CHILD_ORDER_STATE_UNKNOWN:
       return "CHILD_ORDER_STATE_UNKNOWN";
+    case ChildOrderState.CHILD_ORDER_STATE_PLACED:
+      return "CHILD_ORDER_STATE_PLACED";
     case ChildOrderState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -218,6 +239,10 @@ export enum AllocationReason {
   ALLOCATION_REASON_TERMINAL_UNAVAILABLE = 10,
   /** ALLOCATION_REASON_SYMBOL_UNAVAILABLE - The symbol (or the account's mapping of it) is not tradable at the account's broker. */
   ALLOCATION_REASON_SYMBOL_UNAVAILABLE = 11,
+  /** ALLOCATION_REASON_RISK_CLIPPED - Pre-trade risk: a child order is sent smaller than allocated (risk_checks say why). */
+  ALLOCATION_REASON_RISK_CLIPPED = 12,
+  /** ALLOCATION_REASON_RISK_SKIPPED - Pre-trade risk: a child order is not sent at all (risk_checks say why). */
+  ALLOCATION_REASON_RISK_SKIPPED = 13,
   UNRECOGNIZED = -1,
 }
 
@@ -259,6 +284,12 @@ export function allocationReasonFromJSON(object: any): AllocationReason {
     case 11:
     case "ALLOCATION_REASON_SYMBOL_UNAVAILABLE":
       return AllocationReason.ALLOCATION_REASON_SYMBOL_UNAVAILABLE;
+    case 12:
+    case "ALLOCATION_REASON_RISK_CLIPPED":
+      return AllocationReason.ALLOCATION_REASON_RISK_CLIPPED;
+    case 13:
+    case "ALLOCATION_REASON_RISK_SKIPPED":
+      return AllocationReason.ALLOCATION_REASON_RISK_SKIPPED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -292,6 +323,10 @@ export function allocationReasonToJSON(object: AllocationReason): string {
       return "ALLOCATION_REASON_TERMINAL_UNAVAILABLE";
     case AllocationReason.ALLOCATION_REASON_SYMBOL_UNAVAILABLE:
       return "ALLOCATION_REASON_SYMBOL_UNAVAILABLE";
+    case AllocationReason.ALLOCATION_REASON_RISK_CLIPPED:
+      return "ALLOCATION_REASON_RISK_CLIPPED";
+    case AllocationReason.ALLOCATION_REASON_RISK_SKIPPED:
+      return "ALLOCATION_REASON_RISK_SKIPPED";
     case AllocationReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -362,6 +397,11 @@ export interface AllocationLine {
   entryPrice: string;
   /** The contract size of the account's symbol; volumes are scaled so exposures match. */
   contractSize: string;
+  /**
+   * The pre-trade risk decision on each allocated child volume, in order; empty when the
+   * account was not checked (neither it nor its group has limits, and it is not stopped out).
+   */
+  riskChecks: RiskCheck[];
 }
 
 /** How a master order was (or would be) shared, and from what. */
@@ -853,6 +893,7 @@ function createBaseAllocationLine(): AllocationLine {
     snapshot: undefined,
     entryPrice: "",
     contractSize: "",
+    riskChecks: [],
   };
 }
 
@@ -894,6 +935,9 @@ export const AllocationLine: MessageFns<AllocationLine> = {
     }
     if (message.contractSize !== "") {
       writer.uint32(90).string(message.contractSize);
+    }
+    for (const v of message.riskChecks) {
+      RiskCheck.encode(v!, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1009,6 +1053,14 @@ export const AllocationLine: MessageFns<AllocationLine> = {
             message.contractSize = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.riskChecks.push(RiskCheck.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1056,6 +1108,11 @@ export const AllocationLine: MessageFns<AllocationLine> = {
         : isSet(object.contract_size)
         ? globalThis.String(object.contract_size)
         : "",
+      riskChecks: globalThis.Array.isArray(object?.riskChecks)
+        ? object.riskChecks.map((e: any) => RiskCheck.fromJSON(e))
+        : globalThis.Array.isArray(object?.risk_checks)
+        ? object.risk_checks.map((e: any) => RiskCheck.fromJSON(e))
+        : [],
     };
   },
 
@@ -1094,6 +1151,9 @@ export const AllocationLine: MessageFns<AllocationLine> = {
     if (message.contractSize !== "") {
       obj.contractSize = message.contractSize;
     }
+    if (message.riskChecks?.length) {
+      obj.riskChecks = message.riskChecks.map((e) => RiskCheck.toJSON(e));
+    }
     return obj;
   },
 
@@ -1115,6 +1175,7 @@ export const AllocationLine: MessageFns<AllocationLine> = {
       : undefined;
     message.entryPrice = object.entryPrice ?? "";
     message.contractSize = object.contractSize ?? "";
+    message.riskChecks = object.riskChecks?.map((e) => RiskCheck.fromPartial(e)) || [];
     return message;
   },
 };

@@ -140,7 +140,7 @@ export interface ModifyMasterOrderRequest {
   /** Decimal strings; an empty string leaves the value as it is, "0" removes a stop. */
   stopLoss: string;
   takeProfit: string;
-  /** Pending orders only. */
+  /** A WORKING pending order's new price (the stop price of a STOP_LIMIT); empty: kept. */
   price: string;
 }
 
@@ -2366,7 +2366,9 @@ export const TradingServiceService = {
   /**
    * Changes the stop loss and take profit of every open position of a final master order (one
    * SLTP request per account, concurrently), and answers with each account's result; harmless to
-   * repeat. The pending price is for pending orders, which this version does not execute.
+   * repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+   * resting at its broker (one MODIFY request each). `price` on any other order is
+   * FAILED_PRECONDITION with reason NOT_WORKING.
    */
   modifyMasterOrder: {
     path: "/mam.v1.TradingService/ModifyMasterOrder" as const,
@@ -2449,7 +2451,9 @@ export interface TradingServiceServer extends UntypedServiceImplementation {
   /**
    * Changes the stop loss and take profit of every open position of a final master order (one
    * SLTP request per account, concurrently), and answers with each account's result; harmless to
-   * repeat. The pending price is for pending orders, which this version does not execute.
+   * repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+   * resting at its broker (one MODIFY request each). `price` on any other order is
+   * FAILED_PRECONDITION with reason NOT_WORKING.
    */
   modifyMasterOrder: handleUnaryCall<ModifyMasterOrderRequest, ModifyMasterOrderResponse>;
   /**
@@ -2579,7 +2583,9 @@ export interface TradingServiceClient extends Client {
   /**
    * Changes the stop loss and take profit of every open position of a final master order (one
    * SLTP request per account, concurrently), and answers with each account's result; harmless to
-   * repeat. The pending price is for pending orders, which this version does not execute.
+   * repeat. Of a WORKING pending order: its price, stop loss and take profit, on every child
+   * resting at its broker (one MODIFY request each). `price` on any other order is
+   * FAILED_PRECONDITION with reason NOT_WORKING.
    */
   modifyMasterOrder(
     request: ModifyMasterOrderRequest,

@@ -17,12 +17,15 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Duration } from "../../google/protobuf/duration";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { AccountSnapshot } from "./account";
 import {
   FillingPolicy,
   fillingPolicyFromJSON,
   fillingPolicyToJSON,
+  MarginMode,
+  marginModeFromJSON,
+  marginModeToJSON,
   OrderType,
   orderTypeFromJSON,
   orderTypeToJSON,
@@ -32,119 +35,503 @@ import {
   Side,
   sideFromJSON,
   sideToJSON,
+  TimeInForce,
+  timeInForceFromJSON,
+  timeInForceToJSON,
 } from "./common";
 
-/** A terminal a worker hosts. */
-export interface HostedTerminal {
-  /** The gateway account the terminal is logged in to. */
-  accountId: string;
-  platform: Platform;
-  login: bigint;
-  server: string;
+/** MT5 trade actions, with MT5's TRADE_ACTION_* numbers. */
+export enum TradeAction {
+  TRADE_ACTION_UNSPECIFIED = 0,
+  TRADE_ACTION_DEAL = 1,
+  TRADE_ACTION_PENDING = 5,
+  TRADE_ACTION_SLTP = 6,
+  TRADE_ACTION_MODIFY = 7,
+  TRADE_ACTION_REMOVE = 8,
+  TRADE_ACTION_CLOSE_BY = 10,
+  UNRECOGNIZED = -1,
+}
+
+export function tradeActionFromJSON(object: any): TradeAction {
+  switch (object) {
+    case 0:
+    case "TRADE_ACTION_UNSPECIFIED":
+      return TradeAction.TRADE_ACTION_UNSPECIFIED;
+    case 1:
+    case "TRADE_ACTION_DEAL":
+      return TradeAction.TRADE_ACTION_DEAL;
+    case 5:
+    case "TRADE_ACTION_PENDING":
+      return TradeAction.TRADE_ACTION_PENDING;
+    case 6:
+    case "TRADE_ACTION_SLTP":
+      return TradeAction.TRADE_ACTION_SLTP;
+    case 7:
+    case "TRADE_ACTION_MODIFY":
+      return TradeAction.TRADE_ACTION_MODIFY;
+    case 8:
+    case "TRADE_ACTION_REMOVE":
+      return TradeAction.TRADE_ACTION_REMOVE;
+    case 10:
+    case "TRADE_ACTION_CLOSE_BY":
+      return TradeAction.TRADE_ACTION_CLOSE_BY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TradeAction.UNRECOGNIZED;
+  }
+}
+
+export function tradeActionToJSON(object: TradeAction): string {
+  switch (object) {
+    case TradeAction.TRADE_ACTION_UNSPECIFIED:
+      return "TRADE_ACTION_UNSPECIFIED";
+    case TradeAction.TRADE_ACTION_DEAL:
+      return "TRADE_ACTION_DEAL";
+    case TradeAction.TRADE_ACTION_PENDING:
+      return "TRADE_ACTION_PENDING";
+    case TradeAction.TRADE_ACTION_SLTP:
+      return "TRADE_ACTION_SLTP";
+    case TradeAction.TRADE_ACTION_MODIFY:
+      return "TRADE_ACTION_MODIFY";
+    case TradeAction.TRADE_ACTION_REMOVE:
+      return "TRADE_ACTION_REMOVE";
+    case TradeAction.TRADE_ACTION_CLOSE_BY:
+      return "TRADE_ACTION_CLOSE_BY";
+    case TradeAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What a deal did to a position (MT5 DEAL_ENTRY_*). */
+export enum DealEntry {
+  DEAL_ENTRY_UNSPECIFIED = 0,
+  DEAL_ENTRY_IN = 1,
+  DEAL_ENTRY_OUT = 2,
+  /** DEAL_ENTRY_INOUT - A netting position reversed in one deal. */
+  DEAL_ENTRY_INOUT = 3,
+  /** DEAL_ENTRY_OUT_BY - Closed by an opposite position. */
+  DEAL_ENTRY_OUT_BY = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function dealEntryFromJSON(object: any): DealEntry {
+  switch (object) {
+    case 0:
+    case "DEAL_ENTRY_UNSPECIFIED":
+      return DealEntry.DEAL_ENTRY_UNSPECIFIED;
+    case 1:
+    case "DEAL_ENTRY_IN":
+      return DealEntry.DEAL_ENTRY_IN;
+    case 2:
+    case "DEAL_ENTRY_OUT":
+      return DealEntry.DEAL_ENTRY_OUT;
+    case 3:
+    case "DEAL_ENTRY_INOUT":
+      return DealEntry.DEAL_ENTRY_INOUT;
+    case 4:
+    case "DEAL_ENTRY_OUT_BY":
+      return DealEntry.DEAL_ENTRY_OUT_BY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DealEntry.UNRECOGNIZED;
+  }
+}
+
+export function dealEntryToJSON(object: DealEntry): string {
+  switch (object) {
+    case DealEntry.DEAL_ENTRY_UNSPECIFIED:
+      return "DEAL_ENTRY_UNSPECIFIED";
+    case DealEntry.DEAL_ENTRY_IN:
+      return "DEAL_ENTRY_IN";
+    case DealEntry.DEAL_ENTRY_OUT:
+      return "DEAL_ENTRY_OUT";
+    case DealEntry.DEAL_ENTRY_INOUT:
+      return "DEAL_ENTRY_INOUT";
+    case DealEntry.DEAL_ENTRY_OUT_BY:
+      return "DEAL_ENTRY_OUT_BY";
+    case DealEntry.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Why a command has no answer. */
+export enum TerminalFailureKind {
+  TERMINAL_FAILURE_KIND_UNSPECIFIED = 0,
+  /** TERMINAL_FAILURE_KIND_TERMINAL_ERROR - The terminal could not be asked or did not answer: the outcome of a send is unknown. */
+  TERMINAL_FAILURE_KIND_TERMINAL_ERROR = 1,
+  /** TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND - The broker has no such symbol. */
+  TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND = 2,
+  /** TERMINAL_FAILURE_KIND_NOT_HOSTED - The worker hosts no terminal of that login and server. */
+  TERMINAL_FAILURE_KIND_NOT_HOSTED = 3,
+  /** TERMINAL_FAILURE_KIND_BAD_COMMAND - The worker could not read the command; nothing was executed. */
+  TERMINAL_FAILURE_KIND_BAD_COMMAND = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function terminalFailureKindFromJSON(object: any): TerminalFailureKind {
+  switch (object) {
+    case 0:
+    case "TERMINAL_FAILURE_KIND_UNSPECIFIED":
+      return TerminalFailureKind.TERMINAL_FAILURE_KIND_UNSPECIFIED;
+    case 1:
+    case "TERMINAL_FAILURE_KIND_TERMINAL_ERROR":
+      return TerminalFailureKind.TERMINAL_FAILURE_KIND_TERMINAL_ERROR;
+    case 2:
+    case "TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND":
+      return TerminalFailureKind.TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND;
+    case 3:
+    case "TERMINAL_FAILURE_KIND_NOT_HOSTED":
+      return TerminalFailureKind.TERMINAL_FAILURE_KIND_NOT_HOSTED;
+    case 4:
+    case "TERMINAL_FAILURE_KIND_BAD_COMMAND":
+      return TerminalFailureKind.TERMINAL_FAILURE_KIND_BAD_COMMAND;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TerminalFailureKind.UNRECOGNIZED;
+  }
+}
+
+export function terminalFailureKindToJSON(object: TerminalFailureKind): string {
+  switch (object) {
+    case TerminalFailureKind.TERMINAL_FAILURE_KIND_UNSPECIFIED:
+      return "TERMINAL_FAILURE_KIND_UNSPECIFIED";
+    case TerminalFailureKind.TERMINAL_FAILURE_KIND_TERMINAL_ERROR:
+      return "TERMINAL_FAILURE_KIND_TERMINAL_ERROR";
+    case TerminalFailureKind.TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND:
+      return "TERMINAL_FAILURE_KIND_SYMBOL_NOT_FOUND";
+    case TerminalFailureKind.TERMINAL_FAILURE_KIND_NOT_HOSTED:
+      return "TERMINAL_FAILURE_KIND_NOT_HOSTED";
+    case TerminalFailureKind.TERMINAL_FAILURE_KIND_BAD_COMMAND:
+      return "TERMINAL_FAILURE_KIND_BAD_COMMAND";
+    case TerminalFailureKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface ConnectRequest {
+  /** The first message, and only the first. */
+  hello?: WorkerHello | undefined;
+  heartbeat?: Heartbeat | undefined;
+  result?: CommandResult | undefined;
+}
+
+export interface ConnectResponse {
+  /** The answer to an accepted hello; always the first message. */
+  welcome?: WorkerWelcome | undefined;
+  heartbeat?: Heartbeat | undefined;
+  command?: TerminalCommand | undefined;
 }
 
 export interface WorkerHello {
-  /** Required. Identifies the worker across reconnects. */
+  /** Required. Identifies the worker across reconnects (at most 100 characters). */
   workerId: string;
-  /** Required. The worker's secret, checked by the gateway. */
+  /** Required. The worker's secret, one of the gateway's configured worker tokens. */
   token: string;
+  /** The terminals the worker hosts; each login and server at most once. */
   terminals: HostedTerminal[];
-  /** The worker's software version. */
+  /** The worker's software version, for the gateway's log. */
   version: string;
+}
+
+/**
+ * A terminal a worker hosts. The gateway routes an account's commands to the worker hosting the
+ * account's login on the account's server.
+ */
+export interface HostedTerminal {
+  /** Required. The broker login the terminal is logged in to. */
+  login: bigint;
+  /** Required. The broker's trade server, spelled as in the gateway's Account.server. */
+  server: string;
+  platform: Platform;
+  /** The worker backend driving the terminal, e.g. "mt5" or "sim" (shown by ListTerminals). */
+  backend: string;
+}
+
+export interface WorkerWelcome {
+  /** The gateway's time, for the worker's clock check. */
+  time:
+    | Date
+    | undefined;
+  /**
+   * How often the worker sends a heartbeat while it has nothing else to send. The gateway
+   * drops a worker silent for three intervals, and sends its own heartbeats as often.
+   */
+  heartbeatInterval: Duration | undefined;
 }
 
 export interface Heartbeat {
   time: Date | undefined;
 }
 
-/** The outcome of one command at the terminal. */
-export interface CommandResult {
-  /** The command this answers. */
+/** One call of the Terminal protocol on one hosted terminal. */
+export interface TerminalCommand {
+  /** Unique per command; the result carries it back. */
   commandId: string;
+  /** The gateway account the command is for (for the worker's log). */
   accountId: string;
-  /** MT5 retcode (MT4 codes mapped). */
+  /** The terminal, by the login and server of the worker's hello. */
+  login: bigint;
+  server: string;
+  send?: SendCommand | undefined;
+  findByTag?: FindByTagCommand | undefined;
+  positions?: PositionsCommand | undefined;
+  pendingOrders?: PendingOrdersCommand | undefined;
+  deals?: DealsCommand | undefined;
+  accountInfo?: AccountInfoCommand | undefined;
+  symbolSpec?: SymbolSpecCommand | undefined;
+  quote?: QuoteCommand | undefined;
+  health?: HealthCommand | undefined;
+}
+
+/** Sends one trade request to the broker. */
+export interface SendCommand {
+  request: TerminalOrderRequest | undefined;
+}
+
+/** Orders, positions and deals whose comment is the tag: how the gateway reconciles. */
+export interface FindByTagCommand {
+  tag: string;
+}
+
+/** Open positions. */
+export interface PositionsCommand {
+}
+
+/** Pending orders. */
+export interface PendingOrdersCommand {
+}
+
+/** Executed deals from a time on. */
+export interface DealsCommand {
+  since: Date | undefined;
+}
+
+/** Balance, equity and margin of the logged-in account. */
+export interface AccountInfoCommand {
+}
+
+/** The volume and price rules of a broker symbol. */
+export interface SymbolSpecCommand {
+  symbol: string;
+}
+
+/** The current bid and ask of a broker symbol. */
+export interface QuoteCommand {
+  symbol: string;
+}
+
+/** Whether the terminal is connected to its trade server. */
+export interface HealthCommand {
+}
+
+/** The answer to one command: a result of the command's kind, or why there is none. */
+export interface CommandResult {
+  /** The command answered. */
+  commandId: string;
+  send?: TerminalOrderResult | undefined;
+  findByTag?: TerminalTaggedRecords | undefined;
+  positions?: TerminalPositions | undefined;
+  pendingOrders?: TerminalPendingOrders | undefined;
+  deals?: TerminalDeals | undefined;
+  accountInfo?: TerminalAccountInfo | undefined;
+  symbolSpec?: TerminalSymbolSpec | undefined;
+  quote?: TerminalQuote | undefined;
+  health?: TerminalHealth | undefined;
+  failure?: TerminalFailure | undefined;
+}
+
+export interface TerminalFailure {
+  kind: TerminalFailureKind;
+  message: string;
+}
+
+/** A trade request (MT5 MqlTradeRequest). Decimal strings; an empty decimal means "not set". */
+export interface TerminalOrderRequest {
+  action: TradeAction;
+  symbol: string;
+  side: Side;
+  volume: string;
+  /** The child order's tag, for the broker comment. */
+  tag: string;
+  /** The group's magic number. */
+  magic: bigint;
+  /** The expected price; empty: at market (DEAL) or unchanged (MODIFY). */
+  price: string;
+  deviationPoints: number;
+  /** Empty: none (MODIFY and SLTP: removed). */
+  stopLoss: string;
+  takeProfit: string;
+  /** The position to close or modify. */
+  positionTicket: bigint;
+  orderType: OrderType;
+  /** STOP_LIMIT: the limit price placed when `price` is reached. */
+  stopLimitPrice: string;
+  timeInForce: TimeInForce;
+  /** TIME_IN_FORCE_SPECIFIED: when the pending order expires. */
+  expireTime: Date | undefined;
+  filling: FillingPolicy;
+  /** The pending order to modify or remove. */
+  orderTicket: bigint;
+  /** CLOSE_BY: the opposite position. */
+  positionBy: bigint;
+}
+
+/** The broker's answer to a trade request (MT5 MqlTradeResult). */
+export interface TerminalOrderResult {
+  /** MT5 retcode (MT4 error codes mapped to MT5's). */
   retcode: number;
   text: string;
   orderTicket: bigint;
   dealTicket: bigint;
   positionTicket: bigint;
-  /** Decimal strings. */
+  /** Decimal strings; empty: not given. */
   volume: string;
   price: string;
+  bid: string;
+  ask: string;
+  executeTime: Date | undefined;
+}
+
+export interface TerminalAccountInfo {
+  login: bigint;
+  currency: string;
+  leverage: number;
+  marginMode: MarginMode;
+  /** Decimal strings in the account currency. */
+  balance: string;
+  equity: string;
+  margin: string;
+  freeMargin: string;
+  /** The broker's time of the reading. */
   time: Date | undefined;
 }
 
-export interface AccountUpdate {
-  accountId: string;
-  snapshot: AccountSnapshot | undefined;
+/** Volume and price rules of a symbol (MT5 symbol_info fields of the same names). */
+export interface TerminalSymbolSpec {
+  name: string;
+  digits: number;
+  /** Decimal strings. */
+  contractSize: string;
+  volumeMin: string;
+  volumeStep: string;
+  volumeMax: string;
+  tickSize: string;
+  tickValue: string;
+  currencyBase: string;
+  currencyProfit: string;
+  /** In points. */
+  stopsLevel: number;
 }
 
-export interface ConnectRequest {
-  hello?: WorkerHello | undefined;
-  heartbeat?: Heartbeat | undefined;
-  result?: CommandResult | undefined;
-  accountUpdate?: AccountUpdate | undefined;
+export interface TerminalQuote {
+  symbol: string;
+  /** Decimal strings. */
+  bid: string;
+  ask: string;
+  time: Date | undefined;
 }
 
-/** An order for one terminal. */
-export interface TerminalCommand {
-  /** Unique per command; the result carries it back. */
-  commandId: string;
-  accountId: string;
-  /** The child order's tag, to put in the broker comment. */
-  tag: string;
-  magic: bigint;
+export interface TerminalPosition {
+  ticket: bigint;
   symbol: string;
   side: Side;
-  type: OrderType;
+  /** Decimal strings; an empty stop means none. */
+  volume: string;
+  priceOpen: string;
+  magic: bigint;
+  comment: string;
+  openTime: Date | undefined;
+  stopLoss: string;
+  takeProfit: string;
+}
+
+export interface TerminalPendingOrder {
+  ticket: bigint;
+  symbol: string;
+  side: Side;
+  /** Decimal strings; empty: not set. `volume` is what is left after partial fills. */
+  volume: string;
+  price: string;
+  magic: bigint;
+  comment: string;
+  placeTime: Date | undefined;
+  orderType: OrderType;
+  stopLimitPrice: string;
+  stopLoss: string;
+  takeProfit: string;
+  timeInForce: TimeInForce;
+  expireTime: Date | undefined;
+  filling: FillingPolicy;
+  volumeInitial: string;
+}
+
+export interface TerminalDeal {
+  ticket: bigint;
+  orderTicket: bigint;
+  positionTicket: bigint;
+  symbol: string;
+  side: Side;
   /** Decimal strings. */
   volume: string;
   price: string;
-  stopLoss: string;
-  takeProfit: string;
-  maxDeviationPoints: number;
-  fillingPolicy: FillingPolicy;
-  /** Set when closing (part of) a position. */
-  positionTicket: bigint;
+  magic: bigint;
+  comment: string;
+  executeTime: Date | undefined;
+  entry: DealEntry;
+  /** Realized profit in the account currency. */
+  profit: string;
 }
 
-/** Accepted hello. */
-export interface WorkerWelcome {
-  /** The gateway's time, for the worker's clock check. */
-  time: Date | undefined;
+/** Everything a terminal holds under one tag. */
+export interface TerminalTaggedRecords {
+  orders: TerminalPendingOrder[];
+  positions: TerminalPosition[];
+  deals: TerminalDeal[];
 }
 
-export interface ConnectResponse {
-  welcome?: WorkerWelcome | undefined;
-  heartbeat?: Heartbeat | undefined;
-  command?: TerminalCommand | undefined;
+export interface TerminalPositions {
+  positions: TerminalPosition[];
 }
 
-function createBaseHostedTerminal(): HostedTerminal {
-  return { accountId: "", platform: 0, login: 0n, server: "" };
+export interface TerminalPendingOrders {
+  orders: TerminalPendingOrder[];
 }
 
-export const HostedTerminal: MessageFns<HostedTerminal> = {
-  encode(message: HostedTerminal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.accountId !== "") {
-      writer.uint32(10).string(message.accountId);
+export interface TerminalDeals {
+  deals: TerminalDeal[];
+}
+
+export interface TerminalHealth {
+  /** Whether the terminal is connected to its trade server. */
+  connected: boolean;
+  detail: string;
+}
+
+function createBaseConnectRequest(): ConnectRequest {
+  return { hello: undefined, heartbeat: undefined, result: undefined };
+}
+
+export const ConnectRequest: MessageFns<ConnectRequest> = {
+  encode(message: ConnectRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hello !== undefined) {
+      WorkerHello.encode(message.hello, writer.uint32(10).fork()).join();
     }
-    if (message.platform !== 0) {
-      writer.uint32(16).int32(message.platform);
+    if (message.heartbeat !== undefined) {
+      Heartbeat.encode(message.heartbeat, writer.uint32(18).fork()).join();
     }
-    if (message.login !== 0n) {
-      if (BigInt.asIntN(64, message.login) !== message.login) {
-        throw new globalThis.Error("value provided for field message.login of type int64 too large");
-      }
-      writer.uint32(24).int64(message.login);
-    }
-    if (message.server !== "") {
-      writer.uint32(34).string(message.server);
+    if (message.result !== undefined) {
+      CommandResult.encode(message.result, writer.uint32(26).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): HostedTerminal {
+  decode(input: BinaryReader | Uint8Array, length?: number): ConnectRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -153,7 +540,7 @@ export const HostedTerminal: MessageFns<HostedTerminal> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseHostedTerminal();
+      const message = createBaseConnectRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -162,31 +549,23 @@ export const HostedTerminal: MessageFns<HostedTerminal> = {
               break;
             }
 
-            message.accountId = reader.string();
+            message.hello = WorkerHello.decode(reader, reader.uint32());
             continue;
           }
           case 2: {
-            if (tag !== 16) {
+            if (tag !== 18) {
               break;
             }
 
-            message.platform = reader.int32() as any;
+            message.heartbeat = Heartbeat.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
-            if (tag !== 24) {
+            if (tag !== 26) {
               break;
             }
 
-            message.login = reader.int64() as bigint;
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.server = reader.string();
+            message.result = CommandResult.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -201,45 +580,149 @@ export const HostedTerminal: MessageFns<HostedTerminal> = {
     }
   },
 
-  fromJSON(object: any): HostedTerminal {
+  fromJSON(object: any): ConnectRequest {
     return {
-      accountId: isSet(object.accountId)
-        ? globalThis.String(object.accountId)
-        : isSet(object.account_id)
-        ? globalThis.String(object.account_id)
-        : "",
-      platform: isSet(object.platform) ? platformFromJSON(object.platform) : 0,
-      login: isSet(object.login) ? BigInt(object.login) : 0n,
-      server: isSet(object.server) ? globalThis.String(object.server) : "",
+      hello: isSet(object.hello) ? WorkerHello.fromJSON(object.hello) : undefined,
+      heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
+      result: isSet(object.result) ? CommandResult.fromJSON(object.result) : undefined,
     };
   },
 
-  toJSON(message: HostedTerminal): unknown {
+  toJSON(message: ConnectRequest): unknown {
     const obj: any = {};
-    if (message.accountId !== "") {
-      obj.accountId = message.accountId;
+    if (message.hello !== undefined) {
+      obj.hello = WorkerHello.toJSON(message.hello);
     }
-    if (message.platform !== 0) {
-      obj.platform = platformToJSON(message.platform);
+    if (message.heartbeat !== undefined) {
+      obj.heartbeat = Heartbeat.toJSON(message.heartbeat);
     }
-    if (message.login !== 0n) {
-      obj.login = message.login.toString();
-    }
-    if (message.server !== "") {
-      obj.server = message.server;
+    if (message.result !== undefined) {
+      obj.result = CommandResult.toJSON(message.result);
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<HostedTerminal>, I>>(base?: I): HostedTerminal {
-    return HostedTerminal.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ConnectRequest>, I>>(base?: I): ConnectRequest {
+    return ConnectRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<HostedTerminal>, I>>(object: I): HostedTerminal {
-    const message = createBaseHostedTerminal();
-    message.accountId = object.accountId ?? "";
-    message.platform = object.platform ?? 0;
-    message.login = (object.login !== undefined && object.login !== null) ? BigInt(object.login) : 0n;
-    message.server = object.server ?? "";
+  fromPartial<I extends Exact<DeepPartial<ConnectRequest>, I>>(object: I): ConnectRequest {
+    const message = createBaseConnectRequest();
+    message.hello = (object.hello !== undefined && object.hello !== null)
+      ? WorkerHello.fromPartial(object.hello)
+      : undefined;
+    message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
+      ? Heartbeat.fromPartial(object.heartbeat)
+      : undefined;
+    message.result = (object.result !== undefined && object.result !== null)
+      ? CommandResult.fromPartial(object.result)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConnectResponse(): ConnectResponse {
+  return { welcome: undefined, heartbeat: undefined, command: undefined };
+}
+
+export const ConnectResponse: MessageFns<ConnectResponse> = {
+  encode(message: ConnectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.welcome !== undefined) {
+      WorkerWelcome.encode(message.welcome, writer.uint32(10).fork()).join();
+    }
+    if (message.heartbeat !== undefined) {
+      Heartbeat.encode(message.heartbeat, writer.uint32(18).fork()).join();
+    }
+    if (message.command !== undefined) {
+      TerminalCommand.encode(message.command, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConnectResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConnectResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.welcome = WorkerWelcome.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.heartbeat = Heartbeat.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.command = TerminalCommand.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConnectResponse {
+    return {
+      welcome: isSet(object.welcome) ? WorkerWelcome.fromJSON(object.welcome) : undefined,
+      heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
+      command: isSet(object.command) ? TerminalCommand.fromJSON(object.command) : undefined,
+    };
+  },
+
+  toJSON(message: ConnectResponse): unknown {
+    const obj: any = {};
+    if (message.welcome !== undefined) {
+      obj.welcome = WorkerWelcome.toJSON(message.welcome);
+    }
+    if (message.heartbeat !== undefined) {
+      obj.heartbeat = Heartbeat.toJSON(message.heartbeat);
+    }
+    if (message.command !== undefined) {
+      obj.command = TerminalCommand.toJSON(message.command);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConnectResponse>, I>>(base?: I): ConnectResponse {
+    return ConnectResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConnectResponse>, I>>(object: I): ConnectResponse {
+    const message = createBaseConnectResponse();
+    message.welcome = (object.welcome !== undefined && object.welcome !== null)
+      ? WorkerWelcome.fromPartial(object.welcome)
+      : undefined;
+    message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
+      ? Heartbeat.fromPartial(object.heartbeat)
+      : undefined;
+    message.command = (object.command !== undefined && object.command !== null)
+      ? TerminalCommand.fromPartial(object.command)
+      : undefined;
     return message;
   },
 };
@@ -367,6 +850,217 @@ export const WorkerHello: MessageFns<WorkerHello> = {
   },
 };
 
+function createBaseHostedTerminal(): HostedTerminal {
+  return { login: 0n, server: "", platform: 0, backend: "" };
+}
+
+export const HostedTerminal: MessageFns<HostedTerminal> = {
+  encode(message: HostedTerminal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.login !== 0n) {
+      if (BigInt.asIntN(64, message.login) !== message.login) {
+        throw new globalThis.Error("value provided for field message.login of type int64 too large");
+      }
+      writer.uint32(8).int64(message.login);
+    }
+    if (message.server !== "") {
+      writer.uint32(18).string(message.server);
+    }
+    if (message.platform !== 0) {
+      writer.uint32(24).int32(message.platform);
+    }
+    if (message.backend !== "") {
+      writer.uint32(34).string(message.backend);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostedTerminal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostedTerminal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.login = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.server = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.platform = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.backend = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostedTerminal {
+    return {
+      login: isSet(object.login) ? BigInt(object.login) : 0n,
+      server: isSet(object.server) ? globalThis.String(object.server) : "",
+      platform: isSet(object.platform) ? platformFromJSON(object.platform) : 0,
+      backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+    };
+  },
+
+  toJSON(message: HostedTerminal): unknown {
+    const obj: any = {};
+    if (message.login !== 0n) {
+      obj.login = message.login.toString();
+    }
+    if (message.server !== "") {
+      obj.server = message.server;
+    }
+    if (message.platform !== 0) {
+      obj.platform = platformToJSON(message.platform);
+    }
+    if (message.backend !== "") {
+      obj.backend = message.backend;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostedTerminal>, I>>(base?: I): HostedTerminal {
+    return HostedTerminal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostedTerminal>, I>>(object: I): HostedTerminal {
+    const message = createBaseHostedTerminal();
+    message.login = (object.login !== undefined && object.login !== null) ? BigInt(object.login) : 0n;
+    message.server = object.server ?? "";
+    message.platform = object.platform ?? 0;
+    message.backend = object.backend ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkerWelcome(): WorkerWelcome {
+  return { time: undefined, heartbeatInterval: undefined };
+}
+
+export const WorkerWelcome: MessageFns<WorkerWelcome> = {
+  encode(message: WorkerWelcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(10).fork()).join();
+    }
+    if (message.heartbeatInterval !== undefined) {
+      Duration.encode(message.heartbeatInterval, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkerWelcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkerWelcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.heartbeatInterval = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkerWelcome {
+    return {
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      heartbeatInterval: isSet(object.heartbeatInterval)
+        ? Duration.fromJSON(object.heartbeatInterval)
+        : isSet(object.heartbeat_interval)
+        ? Duration.fromJSON(object.heartbeat_interval)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WorkerWelcome): unknown {
+    const obj: any = {};
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.heartbeatInterval !== undefined) {
+      obj.heartbeatInterval = Duration.toJSON(message.heartbeatInterval);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkerWelcome>, I>>(base?: I): WorkerWelcome {
+    return WorkerWelcome.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkerWelcome>, I>>(object: I): WorkerWelcome {
+    const message = createBaseWorkerWelcome();
+    message.time = object.time ?? undefined;
+    message.heartbeatInterval = (object.heartbeatInterval !== undefined && object.heartbeatInterval !== null)
+      ? Duration.fromPartial(object.heartbeatInterval)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseHeartbeat(): Heartbeat {
   return { time: undefined };
 }
@@ -434,501 +1128,21 @@ export const Heartbeat: MessageFns<Heartbeat> = {
   },
 };
 
-function createBaseCommandResult(): CommandResult {
-  return {
-    commandId: "",
-    accountId: "",
-    retcode: 0,
-    text: "",
-    orderTicket: 0n,
-    dealTicket: 0n,
-    positionTicket: 0n,
-    volume: "",
-    price: "",
-    time: undefined,
-  };
-}
-
-export const CommandResult: MessageFns<CommandResult> = {
-  encode(message: CommandResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.commandId !== "") {
-      writer.uint32(10).string(message.commandId);
-    }
-    if (message.accountId !== "") {
-      writer.uint32(18).string(message.accountId);
-    }
-    if (message.retcode !== 0) {
-      writer.uint32(24).int32(message.retcode);
-    }
-    if (message.text !== "") {
-      writer.uint32(34).string(message.text);
-    }
-    if (message.orderTicket !== 0n) {
-      if (BigInt.asIntN(64, message.orderTicket) !== message.orderTicket) {
-        throw new globalThis.Error("value provided for field message.orderTicket of type int64 too large");
-      }
-      writer.uint32(40).int64(message.orderTicket);
-    }
-    if (message.dealTicket !== 0n) {
-      if (BigInt.asIntN(64, message.dealTicket) !== message.dealTicket) {
-        throw new globalThis.Error("value provided for field message.dealTicket of type int64 too large");
-      }
-      writer.uint32(48).int64(message.dealTicket);
-    }
-    if (message.positionTicket !== 0n) {
-      if (BigInt.asIntN(64, message.positionTicket) !== message.positionTicket) {
-        throw new globalThis.Error("value provided for field message.positionTicket of type int64 too large");
-      }
-      writer.uint32(56).int64(message.positionTicket);
-    }
-    if (message.volume !== "") {
-      writer.uint32(66).string(message.volume);
-    }
-    if (message.price !== "") {
-      writer.uint32(74).string(message.price);
-    }
-    if (message.time !== undefined) {
-      Timestamp.encode(toTimestamp(message.time), writer.uint32(82).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): CommandResult {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCommandResult();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.commandId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.accountId = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.retcode = reader.int32();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.text = reader.string();
-            continue;
-          }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.orderTicket = reader.int64() as bigint;
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.dealTicket = reader.int64() as bigint;
-            continue;
-          }
-          case 7: {
-            if (tag !== 56) {
-              break;
-            }
-
-            message.positionTicket = reader.int64() as bigint;
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.volume = reader.string();
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.price = reader.string();
-            continue;
-          }
-          case 10: {
-            if (tag !== 82) {
-              break;
-            }
-
-            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): CommandResult {
-    return {
-      commandId: isSet(object.commandId)
-        ? globalThis.String(object.commandId)
-        : isSet(object.command_id)
-        ? globalThis.String(object.command_id)
-        : "",
-      accountId: isSet(object.accountId)
-        ? globalThis.String(object.accountId)
-        : isSet(object.account_id)
-        ? globalThis.String(object.account_id)
-        : "",
-      retcode: isSet(object.retcode) ? globalThis.Number(object.retcode) : 0,
-      text: isSet(object.text) ? globalThis.String(object.text) : "",
-      orderTicket: isSet(object.orderTicket)
-        ? BigInt(object.orderTicket)
-        : isSet(object.order_ticket)
-        ? BigInt(object.order_ticket)
-        : 0n,
-      dealTicket: isSet(object.dealTicket)
-        ? BigInt(object.dealTicket)
-        : isSet(object.deal_ticket)
-        ? BigInt(object.deal_ticket)
-        : 0n,
-      positionTicket: isSet(object.positionTicket)
-        ? BigInt(object.positionTicket)
-        : isSet(object.position_ticket)
-        ? BigInt(object.position_ticket)
-        : 0n,
-      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
-      price: isSet(object.price) ? globalThis.String(object.price) : "",
-      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
-    };
-  },
-
-  toJSON(message: CommandResult): unknown {
-    const obj: any = {};
-    if (message.commandId !== "") {
-      obj.commandId = message.commandId;
-    }
-    if (message.accountId !== "") {
-      obj.accountId = message.accountId;
-    }
-    if (message.retcode !== 0) {
-      obj.retcode = Math.round(message.retcode);
-    }
-    if (message.text !== "") {
-      obj.text = message.text;
-    }
-    if (message.orderTicket !== 0n) {
-      obj.orderTicket = message.orderTicket.toString();
-    }
-    if (message.dealTicket !== 0n) {
-      obj.dealTicket = message.dealTicket.toString();
-    }
-    if (message.positionTicket !== 0n) {
-      obj.positionTicket = message.positionTicket.toString();
-    }
-    if (message.volume !== "") {
-      obj.volume = message.volume;
-    }
-    if (message.price !== "") {
-      obj.price = message.price;
-    }
-    if (message.time !== undefined) {
-      obj.time = message.time.toISOString();
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CommandResult>, I>>(base?: I): CommandResult {
-    return CommandResult.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CommandResult>, I>>(object: I): CommandResult {
-    const message = createBaseCommandResult();
-    message.commandId = object.commandId ?? "";
-    message.accountId = object.accountId ?? "";
-    message.retcode = object.retcode ?? 0;
-    message.text = object.text ?? "";
-    message.orderTicket = (object.orderTicket !== undefined && object.orderTicket !== null)
-      ? BigInt(object.orderTicket)
-      : 0n;
-    message.dealTicket = (object.dealTicket !== undefined && object.dealTicket !== null)
-      ? BigInt(object.dealTicket)
-      : 0n;
-    message.positionTicket = (object.positionTicket !== undefined && object.positionTicket !== null)
-      ? BigInt(object.positionTicket)
-      : 0n;
-    message.volume = object.volume ?? "";
-    message.price = object.price ?? "";
-    message.time = object.time ?? undefined;
-    return message;
-  },
-};
-
-function createBaseAccountUpdate(): AccountUpdate {
-  return { accountId: "", snapshot: undefined };
-}
-
-export const AccountUpdate: MessageFns<AccountUpdate> = {
-  encode(message: AccountUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.accountId !== "") {
-      writer.uint32(10).string(message.accountId);
-    }
-    if (message.snapshot !== undefined) {
-      AccountSnapshot.encode(message.snapshot, writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): AccountUpdate {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseAccountUpdate();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.accountId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.snapshot = AccountSnapshot.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): AccountUpdate {
-    return {
-      accountId: isSet(object.accountId)
-        ? globalThis.String(object.accountId)
-        : isSet(object.account_id)
-        ? globalThis.String(object.account_id)
-        : "",
-      snapshot: isSet(object.snapshot) ? AccountSnapshot.fromJSON(object.snapshot) : undefined,
-    };
-  },
-
-  toJSON(message: AccountUpdate): unknown {
-    const obj: any = {};
-    if (message.accountId !== "") {
-      obj.accountId = message.accountId;
-    }
-    if (message.snapshot !== undefined) {
-      obj.snapshot = AccountSnapshot.toJSON(message.snapshot);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<AccountUpdate>, I>>(base?: I): AccountUpdate {
-    return AccountUpdate.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<AccountUpdate>, I>>(object: I): AccountUpdate {
-    const message = createBaseAccountUpdate();
-    message.accountId = object.accountId ?? "";
-    message.snapshot = (object.snapshot !== undefined && object.snapshot !== null)
-      ? AccountSnapshot.fromPartial(object.snapshot)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseConnectRequest(): ConnectRequest {
-  return { hello: undefined, heartbeat: undefined, result: undefined, accountUpdate: undefined };
-}
-
-export const ConnectRequest: MessageFns<ConnectRequest> = {
-  encode(message: ConnectRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.hello !== undefined) {
-      WorkerHello.encode(message.hello, writer.uint32(10).fork()).join();
-    }
-    if (message.heartbeat !== undefined) {
-      Heartbeat.encode(message.heartbeat, writer.uint32(18).fork()).join();
-    }
-    if (message.result !== undefined) {
-      CommandResult.encode(message.result, writer.uint32(26).fork()).join();
-    }
-    if (message.accountUpdate !== undefined) {
-      AccountUpdate.encode(message.accountUpdate, writer.uint32(34).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ConnectRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseConnectRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.hello = WorkerHello.decode(reader, reader.uint32());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.heartbeat = Heartbeat.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.result = CommandResult.decode(reader, reader.uint32());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.accountUpdate = AccountUpdate.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ConnectRequest {
-    return {
-      hello: isSet(object.hello) ? WorkerHello.fromJSON(object.hello) : undefined,
-      heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
-      result: isSet(object.result) ? CommandResult.fromJSON(object.result) : undefined,
-      accountUpdate: isSet(object.accountUpdate)
-        ? AccountUpdate.fromJSON(object.accountUpdate)
-        : isSet(object.account_update)
-        ? AccountUpdate.fromJSON(object.account_update)
-        : undefined,
-    };
-  },
-
-  toJSON(message: ConnectRequest): unknown {
-    const obj: any = {};
-    if (message.hello !== undefined) {
-      obj.hello = WorkerHello.toJSON(message.hello);
-    }
-    if (message.heartbeat !== undefined) {
-      obj.heartbeat = Heartbeat.toJSON(message.heartbeat);
-    }
-    if (message.result !== undefined) {
-      obj.result = CommandResult.toJSON(message.result);
-    }
-    if (message.accountUpdate !== undefined) {
-      obj.accountUpdate = AccountUpdate.toJSON(message.accountUpdate);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ConnectRequest>, I>>(base?: I): ConnectRequest {
-    return ConnectRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ConnectRequest>, I>>(object: I): ConnectRequest {
-    const message = createBaseConnectRequest();
-    message.hello = (object.hello !== undefined && object.hello !== null)
-      ? WorkerHello.fromPartial(object.hello)
-      : undefined;
-    message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
-      ? Heartbeat.fromPartial(object.heartbeat)
-      : undefined;
-    message.result = (object.result !== undefined && object.result !== null)
-      ? CommandResult.fromPartial(object.result)
-      : undefined;
-    message.accountUpdate = (object.accountUpdate !== undefined && object.accountUpdate !== null)
-      ? AccountUpdate.fromPartial(object.accountUpdate)
-      : undefined;
-    return message;
-  },
-};
-
 function createBaseTerminalCommand(): TerminalCommand {
   return {
     commandId: "",
     accountId: "",
-    tag: "",
-    magic: 0n,
-    symbol: "",
-    side: 0,
-    type: 0,
-    volume: "",
-    price: "",
-    stopLoss: "",
-    takeProfit: "",
-    maxDeviationPoints: 0,
-    fillingPolicy: 0,
-    positionTicket: 0n,
+    login: 0n,
+    server: "",
+    send: undefined,
+    findByTag: undefined,
+    positions: undefined,
+    pendingOrders: undefined,
+    deals: undefined,
+    accountInfo: undefined,
+    symbolSpec: undefined,
+    quote: undefined,
+    health: undefined,
   };
 }
 
@@ -940,47 +1154,41 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
     if (message.accountId !== "") {
       writer.uint32(18).string(message.accountId);
     }
-    if (message.tag !== "") {
-      writer.uint32(26).string(message.tag);
-    }
-    if (message.magic !== 0n) {
-      if (BigInt.asIntN(64, message.magic) !== message.magic) {
-        throw new globalThis.Error("value provided for field message.magic of type int64 too large");
+    if (message.login !== 0n) {
+      if (BigInt.asIntN(64, message.login) !== message.login) {
+        throw new globalThis.Error("value provided for field message.login of type int64 too large");
       }
-      writer.uint32(32).int64(message.magic);
+      writer.uint32(24).int64(message.login);
     }
-    if (message.symbol !== "") {
-      writer.uint32(42).string(message.symbol);
+    if (message.server !== "") {
+      writer.uint32(34).string(message.server);
     }
-    if (message.side !== 0) {
-      writer.uint32(48).int32(message.side);
+    if (message.send !== undefined) {
+      SendCommand.encode(message.send, writer.uint32(82).fork()).join();
     }
-    if (message.type !== 0) {
-      writer.uint32(56).int32(message.type);
+    if (message.findByTag !== undefined) {
+      FindByTagCommand.encode(message.findByTag, writer.uint32(90).fork()).join();
     }
-    if (message.volume !== "") {
-      writer.uint32(66).string(message.volume);
+    if (message.positions !== undefined) {
+      PositionsCommand.encode(message.positions, writer.uint32(98).fork()).join();
     }
-    if (message.price !== "") {
-      writer.uint32(74).string(message.price);
+    if (message.pendingOrders !== undefined) {
+      PendingOrdersCommand.encode(message.pendingOrders, writer.uint32(106).fork()).join();
     }
-    if (message.stopLoss !== "") {
-      writer.uint32(82).string(message.stopLoss);
+    if (message.deals !== undefined) {
+      DealsCommand.encode(message.deals, writer.uint32(114).fork()).join();
     }
-    if (message.takeProfit !== "") {
-      writer.uint32(90).string(message.takeProfit);
+    if (message.accountInfo !== undefined) {
+      AccountInfoCommand.encode(message.accountInfo, writer.uint32(122).fork()).join();
     }
-    if (message.maxDeviationPoints !== 0) {
-      writer.uint32(96).int32(message.maxDeviationPoints);
+    if (message.symbolSpec !== undefined) {
+      SymbolSpecCommand.encode(message.symbolSpec, writer.uint32(130).fork()).join();
     }
-    if (message.fillingPolicy !== 0) {
-      writer.uint32(104).int32(message.fillingPolicy);
+    if (message.quote !== undefined) {
+      QuoteCommand.encode(message.quote, writer.uint32(138).fork()).join();
     }
-    if (message.positionTicket !== 0n) {
-      if (BigInt.asIntN(64, message.positionTicket) !== message.positionTicket) {
-        throw new globalThis.Error("value provided for field message.positionTicket of type int64 too large");
-      }
-      writer.uint32(112).int64(message.positionTicket);
+    if (message.health !== undefined) {
+      HealthCommand.encode(message.health, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -1015,59 +1223,19 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
             continue;
           }
           case 3: {
-            if (tag !== 26) {
+            if (tag !== 24) {
               break;
             }
 
-            message.tag = reader.string();
+            message.login = reader.int64() as bigint;
             continue;
           }
           case 4: {
-            if (tag !== 32) {
+            if (tag !== 34) {
               break;
             }
 
-            message.magic = reader.int64() as bigint;
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.symbol = reader.string();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.side = reader.int32() as any;
-            continue;
-          }
-          case 7: {
-            if (tag !== 56) {
-              break;
-            }
-
-            message.type = reader.int32() as any;
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.volume = reader.string();
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.price = reader.string();
+            message.server = reader.string();
             continue;
           }
           case 10: {
@@ -1075,7 +1243,7 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
               break;
             }
 
-            message.stopLoss = reader.string();
+            message.send = SendCommand.decode(reader, reader.uint32());
             continue;
           }
           case 11: {
@@ -1083,31 +1251,63 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
               break;
             }
 
-            message.takeProfit = reader.string();
+            message.findByTag = FindByTagCommand.decode(reader, reader.uint32());
             continue;
           }
           case 12: {
-            if (tag !== 96) {
+            if (tag !== 98) {
               break;
             }
 
-            message.maxDeviationPoints = reader.int32();
+            message.positions = PositionsCommand.decode(reader, reader.uint32());
             continue;
           }
           case 13: {
-            if (tag !== 104) {
+            if (tag !== 106) {
               break;
             }
 
-            message.fillingPolicy = reader.int32() as any;
+            message.pendingOrders = PendingOrdersCommand.decode(reader, reader.uint32());
             continue;
           }
           case 14: {
-            if (tag !== 112) {
+            if (tag !== 114) {
               break;
             }
 
-            message.positionTicket = reader.int64() as bigint;
+            message.deals = DealsCommand.decode(reader, reader.uint32());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.accountInfo = AccountInfoCommand.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.symbolSpec = SymbolSpecCommand.decode(reader, reader.uint32());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.quote = QuoteCommand.decode(reader, reader.uint32());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.health = HealthCommand.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1134,38 +1334,33 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
         : isSet(object.account_id)
         ? globalThis.String(object.account_id)
         : "",
-      tag: isSet(object.tag) ? globalThis.String(object.tag) : "",
-      magic: isSet(object.magic) ? BigInt(object.magic) : 0n,
-      symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "",
-      side: isSet(object.side) ? sideFromJSON(object.side) : 0,
-      type: isSet(object.type) ? orderTypeFromJSON(object.type) : 0,
-      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
-      price: isSet(object.price) ? globalThis.String(object.price) : "",
-      stopLoss: isSet(object.stopLoss)
-        ? globalThis.String(object.stopLoss)
-        : isSet(object.stop_loss)
-        ? globalThis.String(object.stop_loss)
-        : "",
-      takeProfit: isSet(object.takeProfit)
-        ? globalThis.String(object.takeProfit)
-        : isSet(object.take_profit)
-        ? globalThis.String(object.take_profit)
-        : "",
-      maxDeviationPoints: isSet(object.maxDeviationPoints)
-        ? globalThis.Number(object.maxDeviationPoints)
-        : isSet(object.max_deviation_points)
-        ? globalThis.Number(object.max_deviation_points)
-        : 0,
-      fillingPolicy: isSet(object.fillingPolicy)
-        ? fillingPolicyFromJSON(object.fillingPolicy)
-        : isSet(object.filling_policy)
-        ? fillingPolicyFromJSON(object.filling_policy)
-        : 0,
-      positionTicket: isSet(object.positionTicket)
-        ? BigInt(object.positionTicket)
-        : isSet(object.position_ticket)
-        ? BigInt(object.position_ticket)
-        : 0n,
+      login: isSet(object.login) ? BigInt(object.login) : 0n,
+      server: isSet(object.server) ? globalThis.String(object.server) : "",
+      send: isSet(object.send) ? SendCommand.fromJSON(object.send) : undefined,
+      findByTag: isSet(object.findByTag)
+        ? FindByTagCommand.fromJSON(object.findByTag)
+        : isSet(object.find_by_tag)
+        ? FindByTagCommand.fromJSON(object.find_by_tag)
+        : undefined,
+      positions: isSet(object.positions) ? PositionsCommand.fromJSON(object.positions) : undefined,
+      pendingOrders: isSet(object.pendingOrders)
+        ? PendingOrdersCommand.fromJSON(object.pendingOrders)
+        : isSet(object.pending_orders)
+        ? PendingOrdersCommand.fromJSON(object.pending_orders)
+        : undefined,
+      deals: isSet(object.deals) ? DealsCommand.fromJSON(object.deals) : undefined,
+      accountInfo: isSet(object.accountInfo)
+        ? AccountInfoCommand.fromJSON(object.accountInfo)
+        : isSet(object.account_info)
+        ? AccountInfoCommand.fromJSON(object.account_info)
+        : undefined,
+      symbolSpec: isSet(object.symbolSpec)
+        ? SymbolSpecCommand.fromJSON(object.symbolSpec)
+        : isSet(object.symbol_spec)
+        ? SymbolSpecCommand.fromJSON(object.symbol_spec)
+        : undefined,
+      quote: isSet(object.quote) ? QuoteCommand.fromJSON(object.quote) : undefined,
+      health: isSet(object.health) ? HealthCommand.fromJSON(object.health) : undefined,
     };
   },
 
@@ -1177,41 +1372,38 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
     if (message.accountId !== "") {
       obj.accountId = message.accountId;
     }
-    if (message.tag !== "") {
-      obj.tag = message.tag;
+    if (message.login !== 0n) {
+      obj.login = message.login.toString();
     }
-    if (message.magic !== 0n) {
-      obj.magic = message.magic.toString();
+    if (message.server !== "") {
+      obj.server = message.server;
     }
-    if (message.symbol !== "") {
-      obj.symbol = message.symbol;
+    if (message.send !== undefined) {
+      obj.send = SendCommand.toJSON(message.send);
     }
-    if (message.side !== 0) {
-      obj.side = sideToJSON(message.side);
+    if (message.findByTag !== undefined) {
+      obj.findByTag = FindByTagCommand.toJSON(message.findByTag);
     }
-    if (message.type !== 0) {
-      obj.type = orderTypeToJSON(message.type);
+    if (message.positions !== undefined) {
+      obj.positions = PositionsCommand.toJSON(message.positions);
     }
-    if (message.volume !== "") {
-      obj.volume = message.volume;
+    if (message.pendingOrders !== undefined) {
+      obj.pendingOrders = PendingOrdersCommand.toJSON(message.pendingOrders);
     }
-    if (message.price !== "") {
-      obj.price = message.price;
+    if (message.deals !== undefined) {
+      obj.deals = DealsCommand.toJSON(message.deals);
     }
-    if (message.stopLoss !== "") {
-      obj.stopLoss = message.stopLoss;
+    if (message.accountInfo !== undefined) {
+      obj.accountInfo = AccountInfoCommand.toJSON(message.accountInfo);
     }
-    if (message.takeProfit !== "") {
-      obj.takeProfit = message.takeProfit;
+    if (message.symbolSpec !== undefined) {
+      obj.symbolSpec = SymbolSpecCommand.toJSON(message.symbolSpec);
     }
-    if (message.maxDeviationPoints !== 0) {
-      obj.maxDeviationPoints = Math.round(message.maxDeviationPoints);
+    if (message.quote !== undefined) {
+      obj.quote = QuoteCommand.toJSON(message.quote);
     }
-    if (message.fillingPolicy !== 0) {
-      obj.fillingPolicy = fillingPolicyToJSON(message.fillingPolicy);
-    }
-    if (message.positionTicket !== 0n) {
-      obj.positionTicket = message.positionTicket.toString();
+    if (message.health !== undefined) {
+      obj.health = HealthCommand.toJSON(message.health);
     }
     return obj;
   },
@@ -1223,37 +1415,52 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
     const message = createBaseTerminalCommand();
     message.commandId = object.commandId ?? "";
     message.accountId = object.accountId ?? "";
-    message.tag = object.tag ?? "";
-    message.magic = (object.magic !== undefined && object.magic !== null) ? BigInt(object.magic) : 0n;
-    message.symbol = object.symbol ?? "";
-    message.side = object.side ?? 0;
-    message.type = object.type ?? 0;
-    message.volume = object.volume ?? "";
-    message.price = object.price ?? "";
-    message.stopLoss = object.stopLoss ?? "";
-    message.takeProfit = object.takeProfit ?? "";
-    message.maxDeviationPoints = object.maxDeviationPoints ?? 0;
-    message.fillingPolicy = object.fillingPolicy ?? 0;
-    message.positionTicket = (object.positionTicket !== undefined && object.positionTicket !== null)
-      ? BigInt(object.positionTicket)
-      : 0n;
+    message.login = (object.login !== undefined && object.login !== null) ? BigInt(object.login) : 0n;
+    message.server = object.server ?? "";
+    message.send = (object.send !== undefined && object.send !== null)
+      ? SendCommand.fromPartial(object.send)
+      : undefined;
+    message.findByTag = (object.findByTag !== undefined && object.findByTag !== null)
+      ? FindByTagCommand.fromPartial(object.findByTag)
+      : undefined;
+    message.positions = (object.positions !== undefined && object.positions !== null)
+      ? PositionsCommand.fromPartial(object.positions)
+      : undefined;
+    message.pendingOrders = (object.pendingOrders !== undefined && object.pendingOrders !== null)
+      ? PendingOrdersCommand.fromPartial(object.pendingOrders)
+      : undefined;
+    message.deals = (object.deals !== undefined && object.deals !== null)
+      ? DealsCommand.fromPartial(object.deals)
+      : undefined;
+    message.accountInfo = (object.accountInfo !== undefined && object.accountInfo !== null)
+      ? AccountInfoCommand.fromPartial(object.accountInfo)
+      : undefined;
+    message.symbolSpec = (object.symbolSpec !== undefined && object.symbolSpec !== null)
+      ? SymbolSpecCommand.fromPartial(object.symbolSpec)
+      : undefined;
+    message.quote = (object.quote !== undefined && object.quote !== null)
+      ? QuoteCommand.fromPartial(object.quote)
+      : undefined;
+    message.health = (object.health !== undefined && object.health !== null)
+      ? HealthCommand.fromPartial(object.health)
+      : undefined;
     return message;
   },
 };
 
-function createBaseWorkerWelcome(): WorkerWelcome {
-  return { time: undefined };
+function createBaseSendCommand(): SendCommand {
+  return { request: undefined };
 }
 
-export const WorkerWelcome: MessageFns<WorkerWelcome> = {
-  encode(message: WorkerWelcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.time !== undefined) {
-      Timestamp.encode(toTimestamp(message.time), writer.uint32(10).fork()).join();
+export const SendCommand: MessageFns<SendCommand> = {
+  encode(message: SendCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.request !== undefined) {
+      TerminalOrderRequest.encode(message.request, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): WorkerWelcome {
+  decode(input: BinaryReader | Uint8Array, length?: number): SendCommand {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1262,12 +1469,1697 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseWorkerWelcome();
+      const message = createBaseSendCommand();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
             if (tag !== 10) {
+              break;
+            }
+
+            message.request = TerminalOrderRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendCommand {
+    return { request: isSet(object.request) ? TerminalOrderRequest.fromJSON(object.request) : undefined };
+  },
+
+  toJSON(message: SendCommand): unknown {
+    const obj: any = {};
+    if (message.request !== undefined) {
+      obj.request = TerminalOrderRequest.toJSON(message.request);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendCommand>, I>>(base?: I): SendCommand {
+    return SendCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendCommand>, I>>(object: I): SendCommand {
+    const message = createBaseSendCommand();
+    message.request = (object.request !== undefined && object.request !== null)
+      ? TerminalOrderRequest.fromPartial(object.request)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFindByTagCommand(): FindByTagCommand {
+  return { tag: "" };
+}
+
+export const FindByTagCommand: MessageFns<FindByTagCommand> = {
+  encode(message: FindByTagCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== "") {
+      writer.uint32(10).string(message.tag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FindByTagCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFindByTagCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tag = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FindByTagCommand {
+    return { tag: isSet(object.tag) ? globalThis.String(object.tag) : "" };
+  },
+
+  toJSON(message: FindByTagCommand): unknown {
+    const obj: any = {};
+    if (message.tag !== "") {
+      obj.tag = message.tag;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FindByTagCommand>, I>>(base?: I): FindByTagCommand {
+    return FindByTagCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FindByTagCommand>, I>>(object: I): FindByTagCommand {
+    const message = createBaseFindByTagCommand();
+    message.tag = object.tag ?? "";
+    return message;
+  },
+};
+
+function createBasePositionsCommand(): PositionsCommand {
+  return {};
+}
+
+export const PositionsCommand: MessageFns<PositionsCommand> = {
+  encode(_: PositionsCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PositionsCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePositionsCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): PositionsCommand {
+    return {};
+  },
+
+  toJSON(_: PositionsCommand): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PositionsCommand>, I>>(base?: I): PositionsCommand {
+    return PositionsCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PositionsCommand>, I>>(_: I): PositionsCommand {
+    const message = createBasePositionsCommand();
+    return message;
+  },
+};
+
+function createBasePendingOrdersCommand(): PendingOrdersCommand {
+  return {};
+}
+
+export const PendingOrdersCommand: MessageFns<PendingOrdersCommand> = {
+  encode(_: PendingOrdersCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PendingOrdersCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePendingOrdersCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): PendingOrdersCommand {
+    return {};
+  },
+
+  toJSON(_: PendingOrdersCommand): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PendingOrdersCommand>, I>>(base?: I): PendingOrdersCommand {
+    return PendingOrdersCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PendingOrdersCommand>, I>>(_: I): PendingOrdersCommand {
+    const message = createBasePendingOrdersCommand();
+    return message;
+  },
+};
+
+function createBaseDealsCommand(): DealsCommand {
+  return { since: undefined };
+}
+
+export const DealsCommand: MessageFns<DealsCommand> = {
+  encode(message: DealsCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DealsCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDealsCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DealsCommand {
+    return { since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined };
+  },
+
+  toJSON(message: DealsCommand): unknown {
+    const obj: any = {};
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DealsCommand>, I>>(base?: I): DealsCommand {
+    return DealsCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DealsCommand>, I>>(object: I): DealsCommand {
+    const message = createBaseDealsCommand();
+    message.since = object.since ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAccountInfoCommand(): AccountInfoCommand {
+  return {};
+}
+
+export const AccountInfoCommand: MessageFns<AccountInfoCommand> = {
+  encode(_: AccountInfoCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccountInfoCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccountInfoCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AccountInfoCommand {
+    return {};
+  },
+
+  toJSON(_: AccountInfoCommand): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AccountInfoCommand>, I>>(base?: I): AccountInfoCommand {
+    return AccountInfoCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccountInfoCommand>, I>>(_: I): AccountInfoCommand {
+    const message = createBaseAccountInfoCommand();
+    return message;
+  },
+};
+
+function createBaseSymbolSpecCommand(): SymbolSpecCommand {
+  return { symbol: "" };
+}
+
+export const SymbolSpecCommand: MessageFns<SymbolSpecCommand> = {
+  encode(message: SymbolSpecCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.symbol !== "") {
+      writer.uint32(10).string(message.symbol);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SymbolSpecCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSymbolSpecCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SymbolSpecCommand {
+    return { symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "" };
+  },
+
+  toJSON(message: SymbolSpecCommand): unknown {
+    const obj: any = {};
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SymbolSpecCommand>, I>>(base?: I): SymbolSpecCommand {
+    return SymbolSpecCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SymbolSpecCommand>, I>>(object: I): SymbolSpecCommand {
+    const message = createBaseSymbolSpecCommand();
+    message.symbol = object.symbol ?? "";
+    return message;
+  },
+};
+
+function createBaseQuoteCommand(): QuoteCommand {
+  return { symbol: "" };
+}
+
+export const QuoteCommand: MessageFns<QuoteCommand> = {
+  encode(message: QuoteCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.symbol !== "") {
+      writer.uint32(10).string(message.symbol);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QuoteCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuoteCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QuoteCommand {
+    return { symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "" };
+  },
+
+  toJSON(message: QuoteCommand): unknown {
+    const obj: any = {};
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QuoteCommand>, I>>(base?: I): QuoteCommand {
+    return QuoteCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QuoteCommand>, I>>(object: I): QuoteCommand {
+    const message = createBaseQuoteCommand();
+    message.symbol = object.symbol ?? "";
+    return message;
+  },
+};
+
+function createBaseHealthCommand(): HealthCommand {
+  return {};
+}
+
+export const HealthCommand: MessageFns<HealthCommand> = {
+  encode(_: HealthCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): HealthCommand {
+    return {};
+  },
+
+  toJSON(_: HealthCommand): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HealthCommand>, I>>(base?: I): HealthCommand {
+    return HealthCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HealthCommand>, I>>(_: I): HealthCommand {
+    const message = createBaseHealthCommand();
+    return message;
+  },
+};
+
+function createBaseCommandResult(): CommandResult {
+  return {
+    commandId: "",
+    send: undefined,
+    findByTag: undefined,
+    positions: undefined,
+    pendingOrders: undefined,
+    deals: undefined,
+    accountInfo: undefined,
+    symbolSpec: undefined,
+    quote: undefined,
+    health: undefined,
+    failure: undefined,
+  };
+}
+
+export const CommandResult: MessageFns<CommandResult> = {
+  encode(message: CommandResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.send !== undefined) {
+      TerminalOrderResult.encode(message.send, writer.uint32(82).fork()).join();
+    }
+    if (message.findByTag !== undefined) {
+      TerminalTaggedRecords.encode(message.findByTag, writer.uint32(90).fork()).join();
+    }
+    if (message.positions !== undefined) {
+      TerminalPositions.encode(message.positions, writer.uint32(98).fork()).join();
+    }
+    if (message.pendingOrders !== undefined) {
+      TerminalPendingOrders.encode(message.pendingOrders, writer.uint32(106).fork()).join();
+    }
+    if (message.deals !== undefined) {
+      TerminalDeals.encode(message.deals, writer.uint32(114).fork()).join();
+    }
+    if (message.accountInfo !== undefined) {
+      TerminalAccountInfo.encode(message.accountInfo, writer.uint32(122).fork()).join();
+    }
+    if (message.symbolSpec !== undefined) {
+      TerminalSymbolSpec.encode(message.symbolSpec, writer.uint32(130).fork()).join();
+    }
+    if (message.quote !== undefined) {
+      TerminalQuote.encode(message.quote, writer.uint32(138).fork()).join();
+    }
+    if (message.health !== undefined) {
+      TerminalHealth.encode(message.health, writer.uint32(146).fork()).join();
+    }
+    if (message.failure !== undefined) {
+      TerminalFailure.encode(message.failure, writer.uint32(154).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommandResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommandResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.send = TerminalOrderResult.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.findByTag = TerminalTaggedRecords.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.positions = TerminalPositions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.pendingOrders = TerminalPendingOrders.decode(reader, reader.uint32());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.deals = TerminalDeals.decode(reader, reader.uint32());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.accountInfo = TerminalAccountInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.symbolSpec = TerminalSymbolSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.quote = TerminalQuote.decode(reader, reader.uint32());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.health = TerminalHealth.decode(reader, reader.uint32());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.failure = TerminalFailure.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommandResult {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+      send: isSet(object.send) ? TerminalOrderResult.fromJSON(object.send) : undefined,
+      findByTag: isSet(object.findByTag)
+        ? TerminalTaggedRecords.fromJSON(object.findByTag)
+        : isSet(object.find_by_tag)
+        ? TerminalTaggedRecords.fromJSON(object.find_by_tag)
+        : undefined,
+      positions: isSet(object.positions) ? TerminalPositions.fromJSON(object.positions) : undefined,
+      pendingOrders: isSet(object.pendingOrders)
+        ? TerminalPendingOrders.fromJSON(object.pendingOrders)
+        : isSet(object.pending_orders)
+        ? TerminalPendingOrders.fromJSON(object.pending_orders)
+        : undefined,
+      deals: isSet(object.deals) ? TerminalDeals.fromJSON(object.deals) : undefined,
+      accountInfo: isSet(object.accountInfo)
+        ? TerminalAccountInfo.fromJSON(object.accountInfo)
+        : isSet(object.account_info)
+        ? TerminalAccountInfo.fromJSON(object.account_info)
+        : undefined,
+      symbolSpec: isSet(object.symbolSpec)
+        ? TerminalSymbolSpec.fromJSON(object.symbolSpec)
+        : isSet(object.symbol_spec)
+        ? TerminalSymbolSpec.fromJSON(object.symbol_spec)
+        : undefined,
+      quote: isSet(object.quote) ? TerminalQuote.fromJSON(object.quote) : undefined,
+      health: isSet(object.health) ? TerminalHealth.fromJSON(object.health) : undefined,
+      failure: isSet(object.failure) ? TerminalFailure.fromJSON(object.failure) : undefined,
+    };
+  },
+
+  toJSON(message: CommandResult): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    if (message.send !== undefined) {
+      obj.send = TerminalOrderResult.toJSON(message.send);
+    }
+    if (message.findByTag !== undefined) {
+      obj.findByTag = TerminalTaggedRecords.toJSON(message.findByTag);
+    }
+    if (message.positions !== undefined) {
+      obj.positions = TerminalPositions.toJSON(message.positions);
+    }
+    if (message.pendingOrders !== undefined) {
+      obj.pendingOrders = TerminalPendingOrders.toJSON(message.pendingOrders);
+    }
+    if (message.deals !== undefined) {
+      obj.deals = TerminalDeals.toJSON(message.deals);
+    }
+    if (message.accountInfo !== undefined) {
+      obj.accountInfo = TerminalAccountInfo.toJSON(message.accountInfo);
+    }
+    if (message.symbolSpec !== undefined) {
+      obj.symbolSpec = TerminalSymbolSpec.toJSON(message.symbolSpec);
+    }
+    if (message.quote !== undefined) {
+      obj.quote = TerminalQuote.toJSON(message.quote);
+    }
+    if (message.health !== undefined) {
+      obj.health = TerminalHealth.toJSON(message.health);
+    }
+    if (message.failure !== undefined) {
+      obj.failure = TerminalFailure.toJSON(message.failure);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CommandResult>, I>>(base?: I): CommandResult {
+    return CommandResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CommandResult>, I>>(object: I): CommandResult {
+    const message = createBaseCommandResult();
+    message.commandId = object.commandId ?? "";
+    message.send = (object.send !== undefined && object.send !== null)
+      ? TerminalOrderResult.fromPartial(object.send)
+      : undefined;
+    message.findByTag = (object.findByTag !== undefined && object.findByTag !== null)
+      ? TerminalTaggedRecords.fromPartial(object.findByTag)
+      : undefined;
+    message.positions = (object.positions !== undefined && object.positions !== null)
+      ? TerminalPositions.fromPartial(object.positions)
+      : undefined;
+    message.pendingOrders = (object.pendingOrders !== undefined && object.pendingOrders !== null)
+      ? TerminalPendingOrders.fromPartial(object.pendingOrders)
+      : undefined;
+    message.deals = (object.deals !== undefined && object.deals !== null)
+      ? TerminalDeals.fromPartial(object.deals)
+      : undefined;
+    message.accountInfo = (object.accountInfo !== undefined && object.accountInfo !== null)
+      ? TerminalAccountInfo.fromPartial(object.accountInfo)
+      : undefined;
+    message.symbolSpec = (object.symbolSpec !== undefined && object.symbolSpec !== null)
+      ? TerminalSymbolSpec.fromPartial(object.symbolSpec)
+      : undefined;
+    message.quote = (object.quote !== undefined && object.quote !== null)
+      ? TerminalQuote.fromPartial(object.quote)
+      : undefined;
+    message.health = (object.health !== undefined && object.health !== null)
+      ? TerminalHealth.fromPartial(object.health)
+      : undefined;
+    message.failure = (object.failure !== undefined && object.failure !== null)
+      ? TerminalFailure.fromPartial(object.failure)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTerminalFailure(): TerminalFailure {
+  return { kind: 0, message: "" };
+}
+
+export const TerminalFailure: MessageFns<TerminalFailure> = {
+  encode(message: TerminalFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalFailure {
+    return {
+      kind: isSet(object.kind) ? terminalFailureKindFromJSON(object.kind) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: TerminalFailure): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = terminalFailureKindToJSON(message.kind);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalFailure>, I>>(base?: I): TerminalFailure {
+    return TerminalFailure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalFailure>, I>>(object: I): TerminalFailure {
+    const message = createBaseTerminalFailure();
+    message.kind = object.kind ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseTerminalOrderRequest(): TerminalOrderRequest {
+  return {
+    action: 0,
+    symbol: "",
+    side: 0,
+    volume: "",
+    tag: "",
+    magic: 0n,
+    price: "",
+    deviationPoints: 0,
+    stopLoss: "",
+    takeProfit: "",
+    positionTicket: 0n,
+    orderType: 0,
+    stopLimitPrice: "",
+    timeInForce: 0,
+    expireTime: undefined,
+    filling: 0,
+    orderTicket: 0n,
+    positionBy: 0n,
+  };
+}
+
+export const TerminalOrderRequest: MessageFns<TerminalOrderRequest> = {
+  encode(message: TerminalOrderRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.action !== 0) {
+      writer.uint32(8).int32(message.action);
+    }
+    if (message.symbol !== "") {
+      writer.uint32(18).string(message.symbol);
+    }
+    if (message.side !== 0) {
+      writer.uint32(24).int32(message.side);
+    }
+    if (message.volume !== "") {
+      writer.uint32(34).string(message.volume);
+    }
+    if (message.tag !== "") {
+      writer.uint32(42).string(message.tag);
+    }
+    if (message.magic !== 0n) {
+      if (BigInt.asIntN(64, message.magic) !== message.magic) {
+        throw new globalThis.Error("value provided for field message.magic of type int64 too large");
+      }
+      writer.uint32(48).int64(message.magic);
+    }
+    if (message.price !== "") {
+      writer.uint32(58).string(message.price);
+    }
+    if (message.deviationPoints !== 0) {
+      writer.uint32(64).int32(message.deviationPoints);
+    }
+    if (message.stopLoss !== "") {
+      writer.uint32(74).string(message.stopLoss);
+    }
+    if (message.takeProfit !== "") {
+      writer.uint32(82).string(message.takeProfit);
+    }
+    if (message.positionTicket !== 0n) {
+      if (BigInt.asIntN(64, message.positionTicket) !== message.positionTicket) {
+        throw new globalThis.Error("value provided for field message.positionTicket of type int64 too large");
+      }
+      writer.uint32(88).int64(message.positionTicket);
+    }
+    if (message.orderType !== 0) {
+      writer.uint32(96).int32(message.orderType);
+    }
+    if (message.stopLimitPrice !== "") {
+      writer.uint32(106).string(message.stopLimitPrice);
+    }
+    if (message.timeInForce !== 0) {
+      writer.uint32(112).int32(message.timeInForce);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(122).fork()).join();
+    }
+    if (message.filling !== 0) {
+      writer.uint32(128).int32(message.filling);
+    }
+    if (message.orderTicket !== 0n) {
+      if (BigInt.asIntN(64, message.orderTicket) !== message.orderTicket) {
+        throw new globalThis.Error("value provided for field message.orderTicket of type int64 too large");
+      }
+      writer.uint32(136).int64(message.orderTicket);
+    }
+    if (message.positionBy !== 0n) {
+      if (BigInt.asIntN(64, message.positionBy) !== message.positionBy) {
+        throw new globalThis.Error("value provided for field message.positionBy of type int64 too large");
+      }
+      writer.uint32(144).int64(message.positionBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalOrderRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalOrderRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.side = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tag = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.magic = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.price = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.deviationPoints = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.stopLoss = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.takeProfit = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.positionTicket = reader.int64() as bigint;
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.orderType = reader.int32() as any;
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.stopLimitPrice = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.timeInForce = reader.int32() as any;
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.filling = reader.int32() as any;
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.orderTicket = reader.int64() as bigint;
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.positionBy = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalOrderRequest {
+    return {
+      action: isSet(object.action) ? tradeActionFromJSON(object.action) : 0,
+      symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "",
+      side: isSet(object.side) ? sideFromJSON(object.side) : 0,
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      tag: isSet(object.tag) ? globalThis.String(object.tag) : "",
+      magic: isSet(object.magic) ? BigInt(object.magic) : 0n,
+      price: isSet(object.price) ? globalThis.String(object.price) : "",
+      deviationPoints: isSet(object.deviationPoints)
+        ? globalThis.Number(object.deviationPoints)
+        : isSet(object.deviation_points)
+        ? globalThis.Number(object.deviation_points)
+        : 0,
+      stopLoss: isSet(object.stopLoss)
+        ? globalThis.String(object.stopLoss)
+        : isSet(object.stop_loss)
+        ? globalThis.String(object.stop_loss)
+        : "",
+      takeProfit: isSet(object.takeProfit)
+        ? globalThis.String(object.takeProfit)
+        : isSet(object.take_profit)
+        ? globalThis.String(object.take_profit)
+        : "",
+      positionTicket: isSet(object.positionTicket)
+        ? BigInt(object.positionTicket)
+        : isSet(object.position_ticket)
+        ? BigInt(object.position_ticket)
+        : 0n,
+      orderType: isSet(object.orderType)
+        ? orderTypeFromJSON(object.orderType)
+        : isSet(object.order_type)
+        ? orderTypeFromJSON(object.order_type)
+        : 0,
+      stopLimitPrice: isSet(object.stopLimitPrice)
+        ? globalThis.String(object.stopLimitPrice)
+        : isSet(object.stop_limit_price)
+        ? globalThis.String(object.stop_limit_price)
+        : "",
+      timeInForce: isSet(object.timeInForce)
+        ? timeInForceFromJSON(object.timeInForce)
+        : isSet(object.time_in_force)
+        ? timeInForceFromJSON(object.time_in_force)
+        : 0,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      filling: isSet(object.filling) ? fillingPolicyFromJSON(object.filling) : 0,
+      orderTicket: isSet(object.orderTicket)
+        ? BigInt(object.orderTicket)
+        : isSet(object.order_ticket)
+        ? BigInt(object.order_ticket)
+        : 0n,
+      positionBy: isSet(object.positionBy)
+        ? BigInt(object.positionBy)
+        : isSet(object.position_by)
+        ? BigInt(object.position_by)
+        : 0n,
+    };
+  },
+
+  toJSON(message: TerminalOrderRequest): unknown {
+    const obj: any = {};
+    if (message.action !== 0) {
+      obj.action = tradeActionToJSON(message.action);
+    }
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    if (message.side !== 0) {
+      obj.side = sideToJSON(message.side);
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.tag !== "") {
+      obj.tag = message.tag;
+    }
+    if (message.magic !== 0n) {
+      obj.magic = message.magic.toString();
+    }
+    if (message.price !== "") {
+      obj.price = message.price;
+    }
+    if (message.deviationPoints !== 0) {
+      obj.deviationPoints = Math.round(message.deviationPoints);
+    }
+    if (message.stopLoss !== "") {
+      obj.stopLoss = message.stopLoss;
+    }
+    if (message.takeProfit !== "") {
+      obj.takeProfit = message.takeProfit;
+    }
+    if (message.positionTicket !== 0n) {
+      obj.positionTicket = message.positionTicket.toString();
+    }
+    if (message.orderType !== 0) {
+      obj.orderType = orderTypeToJSON(message.orderType);
+    }
+    if (message.stopLimitPrice !== "") {
+      obj.stopLimitPrice = message.stopLimitPrice;
+    }
+    if (message.timeInForce !== 0) {
+      obj.timeInForce = timeInForceToJSON(message.timeInForce);
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.filling !== 0) {
+      obj.filling = fillingPolicyToJSON(message.filling);
+    }
+    if (message.orderTicket !== 0n) {
+      obj.orderTicket = message.orderTicket.toString();
+    }
+    if (message.positionBy !== 0n) {
+      obj.positionBy = message.positionBy.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalOrderRequest>, I>>(base?: I): TerminalOrderRequest {
+    return TerminalOrderRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalOrderRequest>, I>>(object: I): TerminalOrderRequest {
+    const message = createBaseTerminalOrderRequest();
+    message.action = object.action ?? 0;
+    message.symbol = object.symbol ?? "";
+    message.side = object.side ?? 0;
+    message.volume = object.volume ?? "";
+    message.tag = object.tag ?? "";
+    message.magic = (object.magic !== undefined && object.magic !== null) ? BigInt(object.magic) : 0n;
+    message.price = object.price ?? "";
+    message.deviationPoints = object.deviationPoints ?? 0;
+    message.stopLoss = object.stopLoss ?? "";
+    message.takeProfit = object.takeProfit ?? "";
+    message.positionTicket = (object.positionTicket !== undefined && object.positionTicket !== null)
+      ? BigInt(object.positionTicket)
+      : 0n;
+    message.orderType = object.orderType ?? 0;
+    message.stopLimitPrice = object.stopLimitPrice ?? "";
+    message.timeInForce = object.timeInForce ?? 0;
+    message.expireTime = object.expireTime ?? undefined;
+    message.filling = object.filling ?? 0;
+    message.orderTicket = (object.orderTicket !== undefined && object.orderTicket !== null)
+      ? BigInt(object.orderTicket)
+      : 0n;
+    message.positionBy = (object.positionBy !== undefined && object.positionBy !== null)
+      ? BigInt(object.positionBy)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseTerminalOrderResult(): TerminalOrderResult {
+  return {
+    retcode: 0,
+    text: "",
+    orderTicket: 0n,
+    dealTicket: 0n,
+    positionTicket: 0n,
+    volume: "",
+    price: "",
+    bid: "",
+    ask: "",
+    executeTime: undefined,
+  };
+}
+
+export const TerminalOrderResult: MessageFns<TerminalOrderResult> = {
+  encode(message: TerminalOrderResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.retcode !== 0) {
+      writer.uint32(8).int32(message.retcode);
+    }
+    if (message.text !== "") {
+      writer.uint32(18).string(message.text);
+    }
+    if (message.orderTicket !== 0n) {
+      if (BigInt.asIntN(64, message.orderTicket) !== message.orderTicket) {
+        throw new globalThis.Error("value provided for field message.orderTicket of type int64 too large");
+      }
+      writer.uint32(24).int64(message.orderTicket);
+    }
+    if (message.dealTicket !== 0n) {
+      if (BigInt.asIntN(64, message.dealTicket) !== message.dealTicket) {
+        throw new globalThis.Error("value provided for field message.dealTicket of type int64 too large");
+      }
+      writer.uint32(32).int64(message.dealTicket);
+    }
+    if (message.positionTicket !== 0n) {
+      if (BigInt.asIntN(64, message.positionTicket) !== message.positionTicket) {
+        throw new globalThis.Error("value provided for field message.positionTicket of type int64 too large");
+      }
+      writer.uint32(40).int64(message.positionTicket);
+    }
+    if (message.volume !== "") {
+      writer.uint32(50).string(message.volume);
+    }
+    if (message.price !== "") {
+      writer.uint32(58).string(message.price);
+    }
+    if (message.bid !== "") {
+      writer.uint32(66).string(message.bid);
+    }
+    if (message.ask !== "") {
+      writer.uint32(74).string(message.ask);
+    }
+    if (message.executeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.executeTime), writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalOrderResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalOrderResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.retcode = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.orderTicket = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dealTicket = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.positionTicket = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.price = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.bid = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.ask = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.executeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalOrderResult {
+    return {
+      retcode: isSet(object.retcode) ? globalThis.Number(object.retcode) : 0,
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      orderTicket: isSet(object.orderTicket)
+        ? BigInt(object.orderTicket)
+        : isSet(object.order_ticket)
+        ? BigInt(object.order_ticket)
+        : 0n,
+      dealTicket: isSet(object.dealTicket)
+        ? BigInt(object.dealTicket)
+        : isSet(object.deal_ticket)
+        ? BigInt(object.deal_ticket)
+        : 0n,
+      positionTicket: isSet(object.positionTicket)
+        ? BigInt(object.positionTicket)
+        : isSet(object.position_ticket)
+        ? BigInt(object.position_ticket)
+        : 0n,
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      price: isSet(object.price) ? globalThis.String(object.price) : "",
+      bid: isSet(object.bid) ? globalThis.String(object.bid) : "",
+      ask: isSet(object.ask) ? globalThis.String(object.ask) : "",
+      executeTime: isSet(object.executeTime)
+        ? fromJsonTimestamp(object.executeTime)
+        : isSet(object.execute_time)
+        ? fromJsonTimestamp(object.execute_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TerminalOrderResult): unknown {
+    const obj: any = {};
+    if (message.retcode !== 0) {
+      obj.retcode = Math.round(message.retcode);
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.orderTicket !== 0n) {
+      obj.orderTicket = message.orderTicket.toString();
+    }
+    if (message.dealTicket !== 0n) {
+      obj.dealTicket = message.dealTicket.toString();
+    }
+    if (message.positionTicket !== 0n) {
+      obj.positionTicket = message.positionTicket.toString();
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.price !== "") {
+      obj.price = message.price;
+    }
+    if (message.bid !== "") {
+      obj.bid = message.bid;
+    }
+    if (message.ask !== "") {
+      obj.ask = message.ask;
+    }
+    if (message.executeTime !== undefined) {
+      obj.executeTime = message.executeTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalOrderResult>, I>>(base?: I): TerminalOrderResult {
+    return TerminalOrderResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalOrderResult>, I>>(object: I): TerminalOrderResult {
+    const message = createBaseTerminalOrderResult();
+    message.retcode = object.retcode ?? 0;
+    message.text = object.text ?? "";
+    message.orderTicket = (object.orderTicket !== undefined && object.orderTicket !== null)
+      ? BigInt(object.orderTicket)
+      : 0n;
+    message.dealTicket = (object.dealTicket !== undefined && object.dealTicket !== null)
+      ? BigInt(object.dealTicket)
+      : 0n;
+    message.positionTicket = (object.positionTicket !== undefined && object.positionTicket !== null)
+      ? BigInt(object.positionTicket)
+      : 0n;
+    message.volume = object.volume ?? "";
+    message.price = object.price ?? "";
+    message.bid = object.bid ?? "";
+    message.ask = object.ask ?? "";
+    message.executeTime = object.executeTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseTerminalAccountInfo(): TerminalAccountInfo {
+  return {
+    login: 0n,
+    currency: "",
+    leverage: 0,
+    marginMode: 0,
+    balance: "",
+    equity: "",
+    margin: "",
+    freeMargin: "",
+    time: undefined,
+  };
+}
+
+export const TerminalAccountInfo: MessageFns<TerminalAccountInfo> = {
+  encode(message: TerminalAccountInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.login !== 0n) {
+      if (BigInt.asIntN(64, message.login) !== message.login) {
+        throw new globalThis.Error("value provided for field message.login of type int64 too large");
+      }
+      writer.uint32(8).int64(message.login);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    if (message.leverage !== 0) {
+      writer.uint32(24).int32(message.leverage);
+    }
+    if (message.marginMode !== 0) {
+      writer.uint32(32).int32(message.marginMode);
+    }
+    if (message.balance !== "") {
+      writer.uint32(42).string(message.balance);
+    }
+    if (message.equity !== "") {
+      writer.uint32(50).string(message.equity);
+    }
+    if (message.margin !== "") {
+      writer.uint32(58).string(message.margin);
+    }
+    if (message.freeMargin !== "") {
+      writer.uint32(66).string(message.freeMargin);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalAccountInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalAccountInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.login = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leverage = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.marginMode = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.balance = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.equity = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.margin = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.freeMargin = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
               break;
             }
 
@@ -1286,47 +3178,133 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
     }
   },
 
-  fromJSON(object: any): WorkerWelcome {
-    return { time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined };
+  fromJSON(object: any): TerminalAccountInfo {
+    return {
+      login: isSet(object.login) ? BigInt(object.login) : 0n,
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      leverage: isSet(object.leverage) ? globalThis.Number(object.leverage) : 0,
+      marginMode: isSet(object.marginMode)
+        ? marginModeFromJSON(object.marginMode)
+        : isSet(object.margin_mode)
+        ? marginModeFromJSON(object.margin_mode)
+        : 0,
+      balance: isSet(object.balance) ? globalThis.String(object.balance) : "",
+      equity: isSet(object.equity) ? globalThis.String(object.equity) : "",
+      margin: isSet(object.margin) ? globalThis.String(object.margin) : "",
+      freeMargin: isSet(object.freeMargin)
+        ? globalThis.String(object.freeMargin)
+        : isSet(object.free_margin)
+        ? globalThis.String(object.free_margin)
+        : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
   },
 
-  toJSON(message: WorkerWelcome): unknown {
+  toJSON(message: TerminalAccountInfo): unknown {
     const obj: any = {};
+    if (message.login !== 0n) {
+      obj.login = message.login.toString();
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.leverage !== 0) {
+      obj.leverage = Math.round(message.leverage);
+    }
+    if (message.marginMode !== 0) {
+      obj.marginMode = marginModeToJSON(message.marginMode);
+    }
+    if (message.balance !== "") {
+      obj.balance = message.balance;
+    }
+    if (message.equity !== "") {
+      obj.equity = message.equity;
+    }
+    if (message.margin !== "") {
+      obj.margin = message.margin;
+    }
+    if (message.freeMargin !== "") {
+      obj.freeMargin = message.freeMargin;
+    }
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<WorkerWelcome>, I>>(base?: I): WorkerWelcome {
-    return WorkerWelcome.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<TerminalAccountInfo>, I>>(base?: I): TerminalAccountInfo {
+    return TerminalAccountInfo.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<WorkerWelcome>, I>>(object: I): WorkerWelcome {
-    const message = createBaseWorkerWelcome();
+  fromPartial<I extends Exact<DeepPartial<TerminalAccountInfo>, I>>(object: I): TerminalAccountInfo {
+    const message = createBaseTerminalAccountInfo();
+    message.login = (object.login !== undefined && object.login !== null) ? BigInt(object.login) : 0n;
+    message.currency = object.currency ?? "";
+    message.leverage = object.leverage ?? 0;
+    message.marginMode = object.marginMode ?? 0;
+    message.balance = object.balance ?? "";
+    message.equity = object.equity ?? "";
+    message.margin = object.margin ?? "";
+    message.freeMargin = object.freeMargin ?? "";
     message.time = object.time ?? undefined;
     return message;
   },
 };
 
-function createBaseConnectResponse(): ConnectResponse {
-  return { welcome: undefined, heartbeat: undefined, command: undefined };
+function createBaseTerminalSymbolSpec(): TerminalSymbolSpec {
+  return {
+    name: "",
+    digits: 0,
+    contractSize: "",
+    volumeMin: "",
+    volumeStep: "",
+    volumeMax: "",
+    tickSize: "",
+    tickValue: "",
+    currencyBase: "",
+    currencyProfit: "",
+    stopsLevel: 0,
+  };
 }
 
-export const ConnectResponse: MessageFns<ConnectResponse> = {
-  encode(message: ConnectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.welcome !== undefined) {
-      WorkerWelcome.encode(message.welcome, writer.uint32(10).fork()).join();
+export const TerminalSymbolSpec: MessageFns<TerminalSymbolSpec> = {
+  encode(message: TerminalSymbolSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
     }
-    if (message.heartbeat !== undefined) {
-      Heartbeat.encode(message.heartbeat, writer.uint32(18).fork()).join();
+    if (message.digits !== 0) {
+      writer.uint32(16).int32(message.digits);
     }
-    if (message.command !== undefined) {
-      TerminalCommand.encode(message.command, writer.uint32(26).fork()).join();
+    if (message.contractSize !== "") {
+      writer.uint32(26).string(message.contractSize);
+    }
+    if (message.volumeMin !== "") {
+      writer.uint32(34).string(message.volumeMin);
+    }
+    if (message.volumeStep !== "") {
+      writer.uint32(42).string(message.volumeStep);
+    }
+    if (message.volumeMax !== "") {
+      writer.uint32(50).string(message.volumeMax);
+    }
+    if (message.tickSize !== "") {
+      writer.uint32(58).string(message.tickSize);
+    }
+    if (message.tickValue !== "") {
+      writer.uint32(66).string(message.tickValue);
+    }
+    if (message.currencyBase !== "") {
+      writer.uint32(74).string(message.currencyBase);
+    }
+    if (message.currencyProfit !== "") {
+      writer.uint32(82).string(message.currencyProfit);
+    }
+    if (message.stopsLevel !== 0) {
+      writer.uint32(88).int32(message.stopsLevel);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ConnectResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalSymbolSpec {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1335,7 +3313,7 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseConnectResponse();
+      const message = createBaseTerminalSymbolSpec();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1344,15 +3322,15 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
               break;
             }
 
-            message.welcome = WorkerWelcome.decode(reader, reader.uint32());
+            message.name = reader.string();
             continue;
           }
           case 2: {
-            if (tag !== 18) {
+            if (tag !== 16) {
               break;
             }
 
-            message.heartbeat = Heartbeat.decode(reader, reader.uint32());
+            message.digits = reader.int32();
             continue;
           }
           case 3: {
@@ -1360,7 +3338,71 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
               break;
             }
 
-            message.command = TerminalCommand.decode(reader, reader.uint32());
+            message.contractSize = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volumeMin = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.volumeStep = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.volumeMax = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tickSize = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tickValue = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.currencyBase = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.currencyProfit = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.stopsLevel = reader.int32();
             continue;
           }
         }
@@ -1375,52 +3417,1544 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     }
   },
 
-  fromJSON(object: any): ConnectResponse {
+  fromJSON(object: any): TerminalSymbolSpec {
     return {
-      welcome: isSet(object.welcome) ? WorkerWelcome.fromJSON(object.welcome) : undefined,
-      heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
-      command: isSet(object.command) ? TerminalCommand.fromJSON(object.command) : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      digits: isSet(object.digits) ? globalThis.Number(object.digits) : 0,
+      contractSize: isSet(object.contractSize)
+        ? globalThis.String(object.contractSize)
+        : isSet(object.contract_size)
+        ? globalThis.String(object.contract_size)
+        : "",
+      volumeMin: isSet(object.volumeMin)
+        ? globalThis.String(object.volumeMin)
+        : isSet(object.volume_min)
+        ? globalThis.String(object.volume_min)
+        : "",
+      volumeStep: isSet(object.volumeStep)
+        ? globalThis.String(object.volumeStep)
+        : isSet(object.volume_step)
+        ? globalThis.String(object.volume_step)
+        : "",
+      volumeMax: isSet(object.volumeMax)
+        ? globalThis.String(object.volumeMax)
+        : isSet(object.volume_max)
+        ? globalThis.String(object.volume_max)
+        : "",
+      tickSize: isSet(object.tickSize)
+        ? globalThis.String(object.tickSize)
+        : isSet(object.tick_size)
+        ? globalThis.String(object.tick_size)
+        : "",
+      tickValue: isSet(object.tickValue)
+        ? globalThis.String(object.tickValue)
+        : isSet(object.tick_value)
+        ? globalThis.String(object.tick_value)
+        : "",
+      currencyBase: isSet(object.currencyBase)
+        ? globalThis.String(object.currencyBase)
+        : isSet(object.currency_base)
+        ? globalThis.String(object.currency_base)
+        : "",
+      currencyProfit: isSet(object.currencyProfit)
+        ? globalThis.String(object.currencyProfit)
+        : isSet(object.currency_profit)
+        ? globalThis.String(object.currency_profit)
+        : "",
+      stopsLevel: isSet(object.stopsLevel)
+        ? globalThis.Number(object.stopsLevel)
+        : isSet(object.stops_level)
+        ? globalThis.Number(object.stops_level)
+        : 0,
     };
   },
 
-  toJSON(message: ConnectResponse): unknown {
+  toJSON(message: TerminalSymbolSpec): unknown {
     const obj: any = {};
-    if (message.welcome !== undefined) {
-      obj.welcome = WorkerWelcome.toJSON(message.welcome);
+    if (message.name !== "") {
+      obj.name = message.name;
     }
-    if (message.heartbeat !== undefined) {
-      obj.heartbeat = Heartbeat.toJSON(message.heartbeat);
+    if (message.digits !== 0) {
+      obj.digits = Math.round(message.digits);
     }
-    if (message.command !== undefined) {
-      obj.command = TerminalCommand.toJSON(message.command);
+    if (message.contractSize !== "") {
+      obj.contractSize = message.contractSize;
+    }
+    if (message.volumeMin !== "") {
+      obj.volumeMin = message.volumeMin;
+    }
+    if (message.volumeStep !== "") {
+      obj.volumeStep = message.volumeStep;
+    }
+    if (message.volumeMax !== "") {
+      obj.volumeMax = message.volumeMax;
+    }
+    if (message.tickSize !== "") {
+      obj.tickSize = message.tickSize;
+    }
+    if (message.tickValue !== "") {
+      obj.tickValue = message.tickValue;
+    }
+    if (message.currencyBase !== "") {
+      obj.currencyBase = message.currencyBase;
+    }
+    if (message.currencyProfit !== "") {
+      obj.currencyProfit = message.currencyProfit;
+    }
+    if (message.stopsLevel !== 0) {
+      obj.stopsLevel = Math.round(message.stopsLevel);
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<ConnectResponse>, I>>(base?: I): ConnectResponse {
-    return ConnectResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<TerminalSymbolSpec>, I>>(base?: I): TerminalSymbolSpec {
+    return TerminalSymbolSpec.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ConnectResponse>, I>>(object: I): ConnectResponse {
-    const message = createBaseConnectResponse();
-    message.welcome = (object.welcome !== undefined && object.welcome !== null)
-      ? WorkerWelcome.fromPartial(object.welcome)
-      : undefined;
-    message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
-      ? Heartbeat.fromPartial(object.heartbeat)
-      : undefined;
-    message.command = (object.command !== undefined && object.command !== null)
-      ? TerminalCommand.fromPartial(object.command)
-      : undefined;
+  fromPartial<I extends Exact<DeepPartial<TerminalSymbolSpec>, I>>(object: I): TerminalSymbolSpec {
+    const message = createBaseTerminalSymbolSpec();
+    message.name = object.name ?? "";
+    message.digits = object.digits ?? 0;
+    message.contractSize = object.contractSize ?? "";
+    message.volumeMin = object.volumeMin ?? "";
+    message.volumeStep = object.volumeStep ?? "";
+    message.volumeMax = object.volumeMax ?? "";
+    message.tickSize = object.tickSize ?? "";
+    message.tickValue = object.tickValue ?? "";
+    message.currencyBase = object.currencyBase ?? "";
+    message.currencyProfit = object.currencyProfit ?? "";
+    message.stopsLevel = object.stopsLevel ?? 0;
     return message;
   },
 };
 
-/** The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5). */
+function createBaseTerminalQuote(): TerminalQuote {
+  return { symbol: "", bid: "", ask: "", time: undefined };
+}
+
+export const TerminalQuote: MessageFns<TerminalQuote> = {
+  encode(message: TerminalQuote, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.symbol !== "") {
+      writer.uint32(10).string(message.symbol);
+    }
+    if (message.bid !== "") {
+      writer.uint32(18).string(message.bid);
+    }
+    if (message.ask !== "") {
+      writer.uint32(26).string(message.ask);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalQuote {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalQuote();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bid = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ask = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalQuote {
+    return {
+      symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "",
+      bid: isSet(object.bid) ? globalThis.String(object.bid) : "",
+      ask: isSet(object.ask) ? globalThis.String(object.ask) : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: TerminalQuote): unknown {
+    const obj: any = {};
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    if (message.bid !== "") {
+      obj.bid = message.bid;
+    }
+    if (message.ask !== "") {
+      obj.ask = message.ask;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalQuote>, I>>(base?: I): TerminalQuote {
+    return TerminalQuote.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalQuote>, I>>(object: I): TerminalQuote {
+    const message = createBaseTerminalQuote();
+    message.symbol = object.symbol ?? "";
+    message.bid = object.bid ?? "";
+    message.ask = object.ask ?? "";
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseTerminalPosition(): TerminalPosition {
+  return {
+    ticket: 0n,
+    symbol: "",
+    side: 0,
+    volume: "",
+    priceOpen: "",
+    magic: 0n,
+    comment: "",
+    openTime: undefined,
+    stopLoss: "",
+    takeProfit: "",
+  };
+}
+
+export const TerminalPosition: MessageFns<TerminalPosition> = {
+  encode(message: TerminalPosition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ticket !== 0n) {
+      if (BigInt.asIntN(64, message.ticket) !== message.ticket) {
+        throw new globalThis.Error("value provided for field message.ticket of type int64 too large");
+      }
+      writer.uint32(8).int64(message.ticket);
+    }
+    if (message.symbol !== "") {
+      writer.uint32(18).string(message.symbol);
+    }
+    if (message.side !== 0) {
+      writer.uint32(24).int32(message.side);
+    }
+    if (message.volume !== "") {
+      writer.uint32(34).string(message.volume);
+    }
+    if (message.priceOpen !== "") {
+      writer.uint32(42).string(message.priceOpen);
+    }
+    if (message.magic !== 0n) {
+      if (BigInt.asIntN(64, message.magic) !== message.magic) {
+        throw new globalThis.Error("value provided for field message.magic of type int64 too large");
+      }
+      writer.uint32(48).int64(message.magic);
+    }
+    if (message.comment !== "") {
+      writer.uint32(58).string(message.comment);
+    }
+    if (message.openTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.openTime), writer.uint32(66).fork()).join();
+    }
+    if (message.stopLoss !== "") {
+      writer.uint32(74).string(message.stopLoss);
+    }
+    if (message.takeProfit !== "") {
+      writer.uint32(82).string(message.takeProfit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalPosition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalPosition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ticket = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.side = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.priceOpen = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.magic = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.openTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.stopLoss = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.takeProfit = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalPosition {
+    return {
+      ticket: isSet(object.ticket) ? BigInt(object.ticket) : 0n,
+      symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "",
+      side: isSet(object.side) ? sideFromJSON(object.side) : 0,
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      priceOpen: isSet(object.priceOpen)
+        ? globalThis.String(object.priceOpen)
+        : isSet(object.price_open)
+        ? globalThis.String(object.price_open)
+        : "",
+      magic: isSet(object.magic) ? BigInt(object.magic) : 0n,
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
+      openTime: isSet(object.openTime)
+        ? fromJsonTimestamp(object.openTime)
+        : isSet(object.open_time)
+        ? fromJsonTimestamp(object.open_time)
+        : undefined,
+      stopLoss: isSet(object.stopLoss)
+        ? globalThis.String(object.stopLoss)
+        : isSet(object.stop_loss)
+        ? globalThis.String(object.stop_loss)
+        : "",
+      takeProfit: isSet(object.takeProfit)
+        ? globalThis.String(object.takeProfit)
+        : isSet(object.take_profit)
+        ? globalThis.String(object.take_profit)
+        : "",
+    };
+  },
+
+  toJSON(message: TerminalPosition): unknown {
+    const obj: any = {};
+    if (message.ticket !== 0n) {
+      obj.ticket = message.ticket.toString();
+    }
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    if (message.side !== 0) {
+      obj.side = sideToJSON(message.side);
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.priceOpen !== "") {
+      obj.priceOpen = message.priceOpen;
+    }
+    if (message.magic !== 0n) {
+      obj.magic = message.magic.toString();
+    }
+    if (message.comment !== "") {
+      obj.comment = message.comment;
+    }
+    if (message.openTime !== undefined) {
+      obj.openTime = message.openTime.toISOString();
+    }
+    if (message.stopLoss !== "") {
+      obj.stopLoss = message.stopLoss;
+    }
+    if (message.takeProfit !== "") {
+      obj.takeProfit = message.takeProfit;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalPosition>, I>>(base?: I): TerminalPosition {
+    return TerminalPosition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalPosition>, I>>(object: I): TerminalPosition {
+    const message = createBaseTerminalPosition();
+    message.ticket = (object.ticket !== undefined && object.ticket !== null) ? BigInt(object.ticket) : 0n;
+    message.symbol = object.symbol ?? "";
+    message.side = object.side ?? 0;
+    message.volume = object.volume ?? "";
+    message.priceOpen = object.priceOpen ?? "";
+    message.magic = (object.magic !== undefined && object.magic !== null) ? BigInt(object.magic) : 0n;
+    message.comment = object.comment ?? "";
+    message.openTime = object.openTime ?? undefined;
+    message.stopLoss = object.stopLoss ?? "";
+    message.takeProfit = object.takeProfit ?? "";
+    return message;
+  },
+};
+
+function createBaseTerminalPendingOrder(): TerminalPendingOrder {
+  return {
+    ticket: 0n,
+    symbol: "",
+    side: 0,
+    volume: "",
+    price: "",
+    magic: 0n,
+    comment: "",
+    placeTime: undefined,
+    orderType: 0,
+    stopLimitPrice: "",
+    stopLoss: "",
+    takeProfit: "",
+    timeInForce: 0,
+    expireTime: undefined,
+    filling: 0,
+    volumeInitial: "",
+  };
+}
+
+export const TerminalPendingOrder: MessageFns<TerminalPendingOrder> = {
+  encode(message: TerminalPendingOrder, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ticket !== 0n) {
+      if (BigInt.asIntN(64, message.ticket) !== message.ticket) {
+        throw new globalThis.Error("value provided for field message.ticket of type int64 too large");
+      }
+      writer.uint32(8).int64(message.ticket);
+    }
+    if (message.symbol !== "") {
+      writer.uint32(18).string(message.symbol);
+    }
+    if (message.side !== 0) {
+      writer.uint32(24).int32(message.side);
+    }
+    if (message.volume !== "") {
+      writer.uint32(34).string(message.volume);
+    }
+    if (message.price !== "") {
+      writer.uint32(42).string(message.price);
+    }
+    if (message.magic !== 0n) {
+      if (BigInt.asIntN(64, message.magic) !== message.magic) {
+        throw new globalThis.Error("value provided for field message.magic of type int64 too large");
+      }
+      writer.uint32(48).int64(message.magic);
+    }
+    if (message.comment !== "") {
+      writer.uint32(58).string(message.comment);
+    }
+    if (message.placeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.placeTime), writer.uint32(66).fork()).join();
+    }
+    if (message.orderType !== 0) {
+      writer.uint32(72).int32(message.orderType);
+    }
+    if (message.stopLimitPrice !== "") {
+      writer.uint32(82).string(message.stopLimitPrice);
+    }
+    if (message.stopLoss !== "") {
+      writer.uint32(90).string(message.stopLoss);
+    }
+    if (message.takeProfit !== "") {
+      writer.uint32(98).string(message.takeProfit);
+    }
+    if (message.timeInForce !== 0) {
+      writer.uint32(104).int32(message.timeInForce);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(114).fork()).join();
+    }
+    if (message.filling !== 0) {
+      writer.uint32(120).int32(message.filling);
+    }
+    if (message.volumeInitial !== "") {
+      writer.uint32(130).string(message.volumeInitial);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalPendingOrder {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalPendingOrder();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ticket = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.side = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.price = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.magic = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.placeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.orderType = reader.int32() as any;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.stopLimitPrice = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.stopLoss = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.takeProfit = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.timeInForce = reader.int32() as any;
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.filling = reader.int32() as any;
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.volumeInitial = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalPendingOrder {
+    return {
+      ticket: isSet(object.ticket) ? BigInt(object.ticket) : 0n,
+      symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "",
+      side: isSet(object.side) ? sideFromJSON(object.side) : 0,
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      price: isSet(object.price) ? globalThis.String(object.price) : "",
+      magic: isSet(object.magic) ? BigInt(object.magic) : 0n,
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
+      placeTime: isSet(object.placeTime)
+        ? fromJsonTimestamp(object.placeTime)
+        : isSet(object.place_time)
+        ? fromJsonTimestamp(object.place_time)
+        : undefined,
+      orderType: isSet(object.orderType)
+        ? orderTypeFromJSON(object.orderType)
+        : isSet(object.order_type)
+        ? orderTypeFromJSON(object.order_type)
+        : 0,
+      stopLimitPrice: isSet(object.stopLimitPrice)
+        ? globalThis.String(object.stopLimitPrice)
+        : isSet(object.stop_limit_price)
+        ? globalThis.String(object.stop_limit_price)
+        : "",
+      stopLoss: isSet(object.stopLoss)
+        ? globalThis.String(object.stopLoss)
+        : isSet(object.stop_loss)
+        ? globalThis.String(object.stop_loss)
+        : "",
+      takeProfit: isSet(object.takeProfit)
+        ? globalThis.String(object.takeProfit)
+        : isSet(object.take_profit)
+        ? globalThis.String(object.take_profit)
+        : "",
+      timeInForce: isSet(object.timeInForce)
+        ? timeInForceFromJSON(object.timeInForce)
+        : isSet(object.time_in_force)
+        ? timeInForceFromJSON(object.time_in_force)
+        : 0,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      filling: isSet(object.filling) ? fillingPolicyFromJSON(object.filling) : 0,
+      volumeInitial: isSet(object.volumeInitial)
+        ? globalThis.String(object.volumeInitial)
+        : isSet(object.volume_initial)
+        ? globalThis.String(object.volume_initial)
+        : "",
+    };
+  },
+
+  toJSON(message: TerminalPendingOrder): unknown {
+    const obj: any = {};
+    if (message.ticket !== 0n) {
+      obj.ticket = message.ticket.toString();
+    }
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    if (message.side !== 0) {
+      obj.side = sideToJSON(message.side);
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.price !== "") {
+      obj.price = message.price;
+    }
+    if (message.magic !== 0n) {
+      obj.magic = message.magic.toString();
+    }
+    if (message.comment !== "") {
+      obj.comment = message.comment;
+    }
+    if (message.placeTime !== undefined) {
+      obj.placeTime = message.placeTime.toISOString();
+    }
+    if (message.orderType !== 0) {
+      obj.orderType = orderTypeToJSON(message.orderType);
+    }
+    if (message.stopLimitPrice !== "") {
+      obj.stopLimitPrice = message.stopLimitPrice;
+    }
+    if (message.stopLoss !== "") {
+      obj.stopLoss = message.stopLoss;
+    }
+    if (message.takeProfit !== "") {
+      obj.takeProfit = message.takeProfit;
+    }
+    if (message.timeInForce !== 0) {
+      obj.timeInForce = timeInForceToJSON(message.timeInForce);
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.filling !== 0) {
+      obj.filling = fillingPolicyToJSON(message.filling);
+    }
+    if (message.volumeInitial !== "") {
+      obj.volumeInitial = message.volumeInitial;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalPendingOrder>, I>>(base?: I): TerminalPendingOrder {
+    return TerminalPendingOrder.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalPendingOrder>, I>>(object: I): TerminalPendingOrder {
+    const message = createBaseTerminalPendingOrder();
+    message.ticket = (object.ticket !== undefined && object.ticket !== null) ? BigInt(object.ticket) : 0n;
+    message.symbol = object.symbol ?? "";
+    message.side = object.side ?? 0;
+    message.volume = object.volume ?? "";
+    message.price = object.price ?? "";
+    message.magic = (object.magic !== undefined && object.magic !== null) ? BigInt(object.magic) : 0n;
+    message.comment = object.comment ?? "";
+    message.placeTime = object.placeTime ?? undefined;
+    message.orderType = object.orderType ?? 0;
+    message.stopLimitPrice = object.stopLimitPrice ?? "";
+    message.stopLoss = object.stopLoss ?? "";
+    message.takeProfit = object.takeProfit ?? "";
+    message.timeInForce = object.timeInForce ?? 0;
+    message.expireTime = object.expireTime ?? undefined;
+    message.filling = object.filling ?? 0;
+    message.volumeInitial = object.volumeInitial ?? "";
+    return message;
+  },
+};
+
+function createBaseTerminalDeal(): TerminalDeal {
+  return {
+    ticket: 0n,
+    orderTicket: 0n,
+    positionTicket: 0n,
+    symbol: "",
+    side: 0,
+    volume: "",
+    price: "",
+    magic: 0n,
+    comment: "",
+    executeTime: undefined,
+    entry: 0,
+    profit: "",
+  };
+}
+
+export const TerminalDeal: MessageFns<TerminalDeal> = {
+  encode(message: TerminalDeal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ticket !== 0n) {
+      if (BigInt.asIntN(64, message.ticket) !== message.ticket) {
+        throw new globalThis.Error("value provided for field message.ticket of type int64 too large");
+      }
+      writer.uint32(8).int64(message.ticket);
+    }
+    if (message.orderTicket !== 0n) {
+      if (BigInt.asIntN(64, message.orderTicket) !== message.orderTicket) {
+        throw new globalThis.Error("value provided for field message.orderTicket of type int64 too large");
+      }
+      writer.uint32(16).int64(message.orderTicket);
+    }
+    if (message.positionTicket !== 0n) {
+      if (BigInt.asIntN(64, message.positionTicket) !== message.positionTicket) {
+        throw new globalThis.Error("value provided for field message.positionTicket of type int64 too large");
+      }
+      writer.uint32(24).int64(message.positionTicket);
+    }
+    if (message.symbol !== "") {
+      writer.uint32(34).string(message.symbol);
+    }
+    if (message.side !== 0) {
+      writer.uint32(40).int32(message.side);
+    }
+    if (message.volume !== "") {
+      writer.uint32(50).string(message.volume);
+    }
+    if (message.price !== "") {
+      writer.uint32(58).string(message.price);
+    }
+    if (message.magic !== 0n) {
+      if (BigInt.asIntN(64, message.magic) !== message.magic) {
+        throw new globalThis.Error("value provided for field message.magic of type int64 too large");
+      }
+      writer.uint32(64).int64(message.magic);
+    }
+    if (message.comment !== "") {
+      writer.uint32(74).string(message.comment);
+    }
+    if (message.executeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.executeTime), writer.uint32(82).fork()).join();
+    }
+    if (message.entry !== 0) {
+      writer.uint32(88).int32(message.entry);
+    }
+    if (message.profit !== "") {
+      writer.uint32(98).string(message.profit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalDeal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalDeal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ticket = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.orderTicket = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.positionTicket = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.side = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.price = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.magic = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.executeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.entry = reader.int32() as any;
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.profit = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalDeal {
+    return {
+      ticket: isSet(object.ticket) ? BigInt(object.ticket) : 0n,
+      orderTicket: isSet(object.orderTicket)
+        ? BigInt(object.orderTicket)
+        : isSet(object.order_ticket)
+        ? BigInt(object.order_ticket)
+        : 0n,
+      positionTicket: isSet(object.positionTicket)
+        ? BigInt(object.positionTicket)
+        : isSet(object.position_ticket)
+        ? BigInt(object.position_ticket)
+        : 0n,
+      symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "",
+      side: isSet(object.side) ? sideFromJSON(object.side) : 0,
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      price: isSet(object.price) ? globalThis.String(object.price) : "",
+      magic: isSet(object.magic) ? BigInt(object.magic) : 0n,
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
+      executeTime: isSet(object.executeTime)
+        ? fromJsonTimestamp(object.executeTime)
+        : isSet(object.execute_time)
+        ? fromJsonTimestamp(object.execute_time)
+        : undefined,
+      entry: isSet(object.entry) ? dealEntryFromJSON(object.entry) : 0,
+      profit: isSet(object.profit) ? globalThis.String(object.profit) : "",
+    };
+  },
+
+  toJSON(message: TerminalDeal): unknown {
+    const obj: any = {};
+    if (message.ticket !== 0n) {
+      obj.ticket = message.ticket.toString();
+    }
+    if (message.orderTicket !== 0n) {
+      obj.orderTicket = message.orderTicket.toString();
+    }
+    if (message.positionTicket !== 0n) {
+      obj.positionTicket = message.positionTicket.toString();
+    }
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    if (message.side !== 0) {
+      obj.side = sideToJSON(message.side);
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.price !== "") {
+      obj.price = message.price;
+    }
+    if (message.magic !== 0n) {
+      obj.magic = message.magic.toString();
+    }
+    if (message.comment !== "") {
+      obj.comment = message.comment;
+    }
+    if (message.executeTime !== undefined) {
+      obj.executeTime = message.executeTime.toISOString();
+    }
+    if (message.entry !== 0) {
+      obj.entry = dealEntryToJSON(message.entry);
+    }
+    if (message.profit !== "") {
+      obj.profit = message.profit;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalDeal>, I>>(base?: I): TerminalDeal {
+    return TerminalDeal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalDeal>, I>>(object: I): TerminalDeal {
+    const message = createBaseTerminalDeal();
+    message.ticket = (object.ticket !== undefined && object.ticket !== null) ? BigInt(object.ticket) : 0n;
+    message.orderTicket = (object.orderTicket !== undefined && object.orderTicket !== null)
+      ? BigInt(object.orderTicket)
+      : 0n;
+    message.positionTicket = (object.positionTicket !== undefined && object.positionTicket !== null)
+      ? BigInt(object.positionTicket)
+      : 0n;
+    message.symbol = object.symbol ?? "";
+    message.side = object.side ?? 0;
+    message.volume = object.volume ?? "";
+    message.price = object.price ?? "";
+    message.magic = (object.magic !== undefined && object.magic !== null) ? BigInt(object.magic) : 0n;
+    message.comment = object.comment ?? "";
+    message.executeTime = object.executeTime ?? undefined;
+    message.entry = object.entry ?? 0;
+    message.profit = object.profit ?? "";
+    return message;
+  },
+};
+
+function createBaseTerminalTaggedRecords(): TerminalTaggedRecords {
+  return { orders: [], positions: [], deals: [] };
+}
+
+export const TerminalTaggedRecords: MessageFns<TerminalTaggedRecords> = {
+  encode(message: TerminalTaggedRecords, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.orders) {
+      TerminalPendingOrder.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.positions) {
+      TerminalPosition.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.deals) {
+      TerminalDeal.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalTaggedRecords {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalTaggedRecords();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orders.push(TerminalPendingOrder.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.positions.push(TerminalPosition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.deals.push(TerminalDeal.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalTaggedRecords {
+    return {
+      orders: globalThis.Array.isArray(object?.orders)
+        ? object.orders.map((e: any) => TerminalPendingOrder.fromJSON(e))
+        : [],
+      positions: globalThis.Array.isArray(object?.positions)
+        ? object.positions.map((e: any) => TerminalPosition.fromJSON(e))
+        : [],
+      deals: globalThis.Array.isArray(object?.deals) ? object.deals.map((e: any) => TerminalDeal.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: TerminalTaggedRecords): unknown {
+    const obj: any = {};
+    if (message.orders?.length) {
+      obj.orders = message.orders.map((e) => TerminalPendingOrder.toJSON(e));
+    }
+    if (message.positions?.length) {
+      obj.positions = message.positions.map((e) => TerminalPosition.toJSON(e));
+    }
+    if (message.deals?.length) {
+      obj.deals = message.deals.map((e) => TerminalDeal.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalTaggedRecords>, I>>(base?: I): TerminalTaggedRecords {
+    return TerminalTaggedRecords.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalTaggedRecords>, I>>(object: I): TerminalTaggedRecords {
+    const message = createBaseTerminalTaggedRecords();
+    message.orders = object.orders?.map((e) => TerminalPendingOrder.fromPartial(e)) || [];
+    message.positions = object.positions?.map((e) => TerminalPosition.fromPartial(e)) || [];
+    message.deals = object.deals?.map((e) => TerminalDeal.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTerminalPositions(): TerminalPositions {
+  return { positions: [] };
+}
+
+export const TerminalPositions: MessageFns<TerminalPositions> = {
+  encode(message: TerminalPositions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.positions) {
+      TerminalPosition.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalPositions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalPositions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.positions.push(TerminalPosition.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalPositions {
+    return {
+      positions: globalThis.Array.isArray(object?.positions)
+        ? object.positions.map((e: any) => TerminalPosition.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TerminalPositions): unknown {
+    const obj: any = {};
+    if (message.positions?.length) {
+      obj.positions = message.positions.map((e) => TerminalPosition.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalPositions>, I>>(base?: I): TerminalPositions {
+    return TerminalPositions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalPositions>, I>>(object: I): TerminalPositions {
+    const message = createBaseTerminalPositions();
+    message.positions = object.positions?.map((e) => TerminalPosition.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTerminalPendingOrders(): TerminalPendingOrders {
+  return { orders: [] };
+}
+
+export const TerminalPendingOrders: MessageFns<TerminalPendingOrders> = {
+  encode(message: TerminalPendingOrders, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.orders) {
+      TerminalPendingOrder.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalPendingOrders {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalPendingOrders();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orders.push(TerminalPendingOrder.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalPendingOrders {
+    return {
+      orders: globalThis.Array.isArray(object?.orders)
+        ? object.orders.map((e: any) => TerminalPendingOrder.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TerminalPendingOrders): unknown {
+    const obj: any = {};
+    if (message.orders?.length) {
+      obj.orders = message.orders.map((e) => TerminalPendingOrder.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalPendingOrders>, I>>(base?: I): TerminalPendingOrders {
+    return TerminalPendingOrders.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalPendingOrders>, I>>(object: I): TerminalPendingOrders {
+    const message = createBaseTerminalPendingOrders();
+    message.orders = object.orders?.map((e) => TerminalPendingOrder.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTerminalDeals(): TerminalDeals {
+  return { deals: [] };
+}
+
+export const TerminalDeals: MessageFns<TerminalDeals> = {
+  encode(message: TerminalDeals, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.deals) {
+      TerminalDeal.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalDeals {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalDeals();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deals.push(TerminalDeal.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalDeals {
+    return {
+      deals: globalThis.Array.isArray(object?.deals) ? object.deals.map((e: any) => TerminalDeal.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: TerminalDeals): unknown {
+    const obj: any = {};
+    if (message.deals?.length) {
+      obj.deals = message.deals.map((e) => TerminalDeal.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalDeals>, I>>(base?: I): TerminalDeals {
+    return TerminalDeals.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalDeals>, I>>(object: I): TerminalDeals {
+    const message = createBaseTerminalDeals();
+    message.deals = object.deals?.map((e) => TerminalDeal.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTerminalHealth(): TerminalHealth {
+  return { connected: false, detail: "" };
+}
+
+export const TerminalHealth: MessageFns<TerminalHealth> = {
+  encode(message: TerminalHealth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.connected !== false) {
+      writer.uint32(8).bool(message.connected);
+    }
+    if (message.detail !== "") {
+      writer.uint32(18).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalHealth {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalHealth();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.connected = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalHealth {
+    return {
+      connected: isSet(object.connected) ? globalThis.Boolean(object.connected) : false,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: TerminalHealth): unknown {
+    const obj: any = {};
+    if (message.connected !== false) {
+      obj.connected = message.connected;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalHealth>, I>>(base?: I): TerminalHealth {
+    return TerminalHealth.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalHealth>, I>>(object: I): TerminalHealth {
+    const message = createBaseTerminalHealth();
+    message.connected = object.connected ?? false;
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+/**
+ * The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+ * broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
+ */
 export type WorkerServiceService = typeof WorkerServiceService;
 export const WorkerServiceService = {
   /**
-   * One long-lived stream per worker: the worker says hello with its token and the terminals it
-   * hosts, then receives commands and answers with results, fills and account updates.
+   * One long-lived stream per worker. The worker's first message is a hello with its token and
+   * the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+   * hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+   * worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+   * the worker answers each with one result carrying the command's id, in any order. Both sides
+   * send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+   * ends with ABORTED and reason WORKER_REPLACED.
    */
   connect: {
     path: "/mam.v1.WorkerService/Connect" as const,
@@ -1435,16 +4969,26 @@ export const WorkerServiceService = {
 
 export interface WorkerServiceServer extends UntypedServiceImplementation {
   /**
-   * One long-lived stream per worker: the worker says hello with its token and the terminals it
-   * hosts, then receives commands and answers with results, fills and account updates.
+   * One long-lived stream per worker. The worker's first message is a hello with its token and
+   * the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+   * hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+   * worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+   * the worker answers each with one result carrying the command's id, in any order. Both sides
+   * send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+   * ends with ABORTED and reason WORKER_REPLACED.
    */
   connect: handleBidiStreamingCall<ConnectRequest, ConnectResponse>;
 }
 
 export interface WorkerServiceClient extends Client {
   /**
-   * One long-lived stream per worker: the worker says hello with its token and the terminals it
-   * hosts, then receives commands and answers with results, fills and account updates.
+   * One long-lived stream per worker. The worker's first message is a hello with its token and
+   * the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+   * hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+   * worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+   * the worker answers each with one result carrying the command's id, in any order. Both sides
+   * send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+   * ends with ABORTED and reason WORKER_REPLACED.
    */
   connect(): ClientDuplexStream<ConnectRequest, ConnectResponse>;
   connect(options: Partial<CallOptions>): ClientDuplexStream<ConnectRequest, ConnectResponse>;

@@ -415,3 +415,115 @@ class UpdateGroupResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateGroupResponse: _TypeAlias = UpdateGroupResponse  # noqa: Y015
+
+@_typing.final
+class ResetStopOutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    group_id: _builtins.str
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedScalarFieldContainer[_account_pb2.LossRule.ValueType]:
+        """The rules to lift; empty: every active stop-out of the subject."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+        rules: _abc.Iterable[_account_pb2.LossRule.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "group_id", b"group_id", "subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "group_id", b"group_id", "rules", b"rules", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_subject: _TypeAlias = _typing.Literal["account_id", "group_id"]  # noqa: Y015
+    _WhichOneofArgType_subject: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_subject) -> _WhichOneofReturnType_subject | None: ...
+
+Global___ResetStopOutRequest: _TypeAlias = ResetStopOutRequest  # noqa: Y015
+
+@_typing.final
+class ResetStopOutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOP_OUTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stop_outs(self) -> _containers.RepeatedCompositeFieldContainer[_account_pb2.StopOut]:
+        """The stop-outs lifted, now ended."""
+
+    def __init__(
+        self,
+        *,
+        stop_outs: _abc.Iterable[_account_pb2.StopOut] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stop_outs", b"stop_outs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetStopOutResponse: _TypeAlias = ResetStopOutResponse  # noqa: Y015
+
+@_typing.final
+class ListStopOutsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_ONLY_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many stop-outs; 0 means 100; values above 1000 are treated as 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    account_id: _builtins.str
+    """Only this account's stop-outs, when set. Required for managers unless group_id is set."""
+    group_id: _builtins.str
+    """Only this group's stop-outs, when set."""
+    active_only: _builtins.bool
+    """Only the active ones."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+        active_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "active_only", b"active_only", "group_id", b"group_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStopOutsRequest: _TypeAlias = ListStopOutsRequest  # noqa: Y015
+
+@_typing.final
+class ListStopOutsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOP_OUTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def stop_outs(self) -> _containers.RepeatedCompositeFieldContainer[_account_pb2.StopOut]: ...
+    def __init__(
+        self,
+        *,
+        stop_outs: _abc.Iterable[_account_pb2.StopOut] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "stop_outs", b"stop_outs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStopOutsResponse: _TypeAlias = ListStopOutsResponse  # noqa: Y015

@@ -47,6 +47,10 @@ class _MasterOrderStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Mast
     """Cancelled by the manager."""
     MASTER_ORDER_STATE_FAILED: _MasterOrderState.ValueType  # 8
     """Ended by a gateway-side failure."""
+    MASTER_ORDER_STATE_WORKING: _MasterOrderState.ValueType  # 9
+    """A pending (LIMIT, STOP, STOP_LIMIT) order: every child is placed at its broker (or ended)
+    and waits for its price; ModifyMasterOrder moves it, CancelMasterOrder removes it.
+    """
 
 class MasterOrderState(_MasterOrderState, metaclass=_MasterOrderStateEnumTypeWrapper):
     """The life of a master order."""
@@ -68,6 +72,10 @@ MASTER_ORDER_STATE_CANCELLED: MasterOrderState.ValueType  # 7
 """Cancelled by the manager."""
 MASTER_ORDER_STATE_FAILED: MasterOrderState.ValueType  # 8
 """Ended by a gateway-side failure."""
+MASTER_ORDER_STATE_WORKING: MasterOrderState.ValueType  # 9
+"""A pending (LIMIT, STOP, STOP_LIMIT) order: every child is placed at its broker (or ended)
+and waits for its price; ModifyMasterOrder moves it, CancelMasterOrder removes it.
+"""
 Global___MasterOrderState: _TypeAlias = MasterOrderState  # noqa: Y015
 
 class _ChildOrderState:
@@ -90,6 +98,10 @@ class _ChildOrderStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Child
     """The request may or may not have reached the broker; it is reconciled by its tag before
     anything is resent.
     """
+    CHILD_ORDER_STATE_PLACED: _ChildOrderState.ValueType  # 8
+    """A pending order resting at the broker (`broker_order_ticket`), waiting for its price; it
+    may fill in parts while it rests.
+    """
 
 class ChildOrderState(_ChildOrderState, metaclass=_ChildOrderStateEnumTypeWrapper):
     """The life of one account's child order."""
@@ -107,6 +119,10 @@ CHILD_ORDER_STATE_CANCELLED: ChildOrderState.ValueType  # 6
 CHILD_ORDER_STATE_UNKNOWN: ChildOrderState.ValueType  # 7
 """The request may or may not have reached the broker; it is reconciled by its tag before
 anything is resent.
+"""
+CHILD_ORDER_STATE_PLACED: ChildOrderState.ValueType  # 8
+"""A pending order resting at the broker (`broker_order_ticket`), waiting for its price; it
+may fill in parts while it rests.
 """
 Global___ChildOrderState: _TypeAlias = ChildOrderState  # noqa: Y015
 
@@ -139,6 +155,10 @@ class _AllocationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Allo
     """The account's terminal could not report its values."""
     ALLOCATION_REASON_SYMBOL_UNAVAILABLE: _AllocationReason.ValueType  # 11
     """The symbol (or the account's mapping of it) is not tradable at the account's broker."""
+    ALLOCATION_REASON_RISK_CLIPPED: _AllocationReason.ValueType  # 12
+    """Pre-trade risk: a child order is sent smaller than allocated (risk_checks say why)."""
+    ALLOCATION_REASON_RISK_SKIPPED: _AllocationReason.ValueType  # 13
+    """Pre-trade risk: a child order is not sent at all (risk_checks say why)."""
 
 class AllocationReason(_AllocationReason, metaclass=_AllocationReasonEnumTypeWrapper):
     """Why an account got the volume it got."""
@@ -166,6 +186,10 @@ ALLOCATION_REASON_TERMINAL_UNAVAILABLE: AllocationReason.ValueType  # 10
 """The account's terminal could not report its values."""
 ALLOCATION_REASON_SYMBOL_UNAVAILABLE: AllocationReason.ValueType  # 11
 """The symbol (or the account's mapping of it) is not tradable at the account's broker."""
+ALLOCATION_REASON_RISK_CLIPPED: AllocationReason.ValueType  # 12
+"""Pre-trade risk: a child order is sent smaller than allocated (risk_checks say why)."""
+ALLOCATION_REASON_RISK_SKIPPED: AllocationReason.ValueType  # 13
+"""Pre-trade risk: a child order is not sent at all (risk_checks say why)."""
 Global___AllocationReason: _TypeAlias = AllocationReason  # noqa: Y015
 
 @_typing.final
@@ -266,6 +290,7 @@ class AllocationLine(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     ENTRY_PRICE_FIELD_NUMBER: _builtins.int
     CONTRACT_SIZE_FIELD_NUMBER: _builtins.int
+    RISK_CHECKS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     symbol: _builtins.str
     """The broker symbol the account trades."""
@@ -294,6 +319,12 @@ class AllocationLine(_message.Message):
     def snapshot(self) -> _account_pb2.AccountSnapshot:
         """The account's money as read for this order: the audit record of its share."""
 
+    @_builtins.property
+    def risk_checks(self) -> _containers.RepeatedCompositeFieldContainer[_account_pb2.RiskCheck]:
+        """The pre-trade risk decision on each allocated child volume, in order; empty when the
+        account was not checked (neither it nor its group has limits, and it is not stopped out).
+        """
+
     def __init__(
         self,
         *,
@@ -308,10 +339,11 @@ class AllocationLine(_message.Message):
         snapshot: _account_pb2.AccountSnapshot | None = ...,
         entry_price: _builtins.str = ...,
         contract_size: _builtins.str = ...,
+        risk_checks: _abc.Iterable[_account_pb2.RiskCheck] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "basis", b"basis", "child_volumes", b"child_volumes", "contract_size", b"contract_size", "entry_price", b"entry_price", "method", b"method", "reasons", b"reasons", "snapshot", b"snapshot", "symbol", b"symbol", "target_volume", b"target_volume", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "basis", b"basis", "child_volumes", b"child_volumes", "contract_size", b"contract_size", "entry_price", b"entry_price", "method", b"method", "reasons", b"reasons", "risk_checks", b"risk_checks", "snapshot", b"snapshot", "symbol", b"symbol", "target_volume", b"target_volume", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

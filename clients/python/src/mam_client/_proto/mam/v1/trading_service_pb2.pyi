@@ -394,7 +394,7 @@ class ModifyMasterOrderRequest(_message.Message):
     """Decimal strings; an empty string leaves the value as it is, "0" removes a stop."""
     take_profit: _builtins.str
     price: _builtins.str
-    """Pending orders only."""
+    """A WORKING pending order's new price (the stop price of a STOP_LIMIT); empty: kept."""
     def __init__(
         self,
         *,

@@ -28,29 +28,45 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkerServiceStub:
-    """The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5)."""
+    """The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+    broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WorkerServiceAsyncStub: ...
     Connect: _grpc.StreamStreamMultiCallable[_worker_service_pb2.ConnectRequest, _worker_service_pb2.ConnectResponse]
-    """One long-lived stream per worker: the worker says hello with its token and the terminals it
-    hosts, then receives commands and answers with results, fills and account updates.
+    """One long-lived stream per worker. The worker's first message is a hello with its token and
+    the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+    hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+    worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+    the worker answers each with one result carrying the command's id, in any order. Both sides
+    send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+    ends with ABORTED and reason WORKER_REPLACED.
     """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
-    """The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5)."""
+    """The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+    broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Connect: _aio.StreamStreamMultiCallable[_worker_service_pb2.ConnectRequest, _worker_service_pb2.ConnectResponse]  # type: ignore[assignment]
-    """One long-lived stream per worker: the worker says hello with its token and the terminals it
-    hosts, then receives commands and answers with results, fills and account updates.
+    """One long-lived stream per worker. The worker's first message is a hello with its token and
+    the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+    hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+    worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+    the worker answers each with one result carrying the command's id, in any order. Both sides
+    send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+    ends with ABORTED and reason WORKER_REPLACED.
     """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The endpoint remote terminal workers connect out to (the Windows hosts running MT4/MT5)."""
+    """The endpoint remote terminal workers connect out to: the hosts (typically Windows, near the
+    broker) that run the MT4/MT5 terminals. docs/workers.md describes deployment and guarantees.
+    """
 
     @_abc_1.abstractmethod
     def Connect(
@@ -58,8 +74,13 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_worker_service_pb2.ConnectRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_worker_service_pb2.ConnectResponse], _abc.AsyncIterator[_worker_service_pb2.ConnectResponse]]:
-        """One long-lived stream per worker: the worker says hello with its token and the terminals it
-        hosts, then receives commands and answers with results, fills and account updates.
+        """One long-lived stream per worker. The worker's first message is a hello with its token and
+        the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
+        hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
+        worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
+        the worker answers each with one result carrying the command's id, in any order. Both sides
+        send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+        ends with ABORTED and reason WORKER_REPLACED.
         """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

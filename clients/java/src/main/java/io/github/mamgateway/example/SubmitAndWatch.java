@@ -4,11 +4,16 @@ import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.BadRequest;
 import com.google.rpc.ErrorInfo;
+import io.github.mamgateway.client.ApiKeyCredentials;
 import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.AbstractStub;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Iterator;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
@@ -39,7 +44,9 @@ import mam.v1.TradingServiceOuterClass.SubscribeFillsResponse;
  * </pre>
  *
  * <p>Options: --target HOST:PORT (default 127.0.0.1:50051), --group NAME (default demo), --symbol,
- * --side buy|sell, --volume.
+ * --side buy|sell, --volume. The API key comes from MAM_API_KEY, else from var/admin.key in the
+ * repository root (the admin key {@code make run} creates on first start), found by looking up
+ * from the working directory.
  */
 public final class SubmitAndWatch {
   private SubmitAndWatch() {}
@@ -64,9 +71,13 @@ public final class SubmitAndWatch {
     ManagedChannel channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
     Context.CancellableContext stream = Context.current().withCancellation();
     try {
-      var accounts = AccountServiceGrpc.newBlockingStub(channel).withDeadlineAfter(1, TimeUnit.MINUTES);
+      String key = apiKey();
+      var accounts =
+          withKey(AccountServiceGrpc.newBlockingStub(channel), key)
+              .withDeadlineAfter(1, TimeUnit.MINUTES);
       TradingServiceBlockingStub trading =
-          TradingServiceGrpc.newBlockingStub(channel).withDeadlineAfter(1, TimeUnit.MINUTES);
+          withKey(TradingServiceGrpc.newBlockingStub(channel), key)
+              .withDeadlineAfter(1, TimeUnit.MINUTES);
       String groupId = findGroup(accounts, groupName);
 
       // Subscribe first; the first message (a heartbeat) says the stream is live.
@@ -151,6 +162,29 @@ public final class SubmitAndWatch {
       stream.cancel(null);
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
+  }
+
+  /** The stub, sending key as {@code authorization: Bearer <key>} on every call; as is without. */
+  private static <S extends AbstractStub<S>> S withKey(S stub, String key) {
+    return key == null ? stub : stub.withCallCredentials(new ApiKeyCredentials(key));
+  }
+
+  /**
+   * MAM_API_KEY, else the key in var/admin.key of the working directory or the nearest directory
+   * above it that has one (the repository root's, from clients/java); null when there is none.
+   */
+  private static String apiKey() throws IOException {
+    String key = System.getenv("MAM_API_KEY");
+    if (key != null && !key.isEmpty()) {
+      return key;
+    }
+    for (Path dir = Path.of("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
+      Path file = dir.resolve("var").resolve("admin.key");
+      if (Files.isRegularFile(file)) {
+        return Files.readString(file).strip();
+      }
+    }
+    return null;
   }
 
   private static MasterOrder get(TradingServiceBlockingStub trading, MasterOrder master) {

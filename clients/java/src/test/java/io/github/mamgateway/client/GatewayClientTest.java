@@ -8,6 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import com.google.protobuf.Any;
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.Message;
 import com.google.rpc.BadRequest;
 import com.google.rpc.ErrorInfo;
 import io.grpc.Context;
@@ -65,8 +67,9 @@ class GatewayClientTest {
   static void startGateway() throws Exception {
     gateway = GatewayProcess.start();
     channel = ManagedChannelBuilder.forTarget(gateway.target()).usePlaintext().build();
-    accounts = AccountServiceGrpc.newBlockingStub(channel);
-    trading = TradingServiceGrpc.newBlockingStub(channel);
+    ApiKeyCredentials key = new ApiKeyCredentials(gateway.apiKey());
+    accounts = AccountServiceGrpc.newBlockingStub(channel).withCallCredentials(key);
+    trading = TradingServiceGrpc.newBlockingStub(channel).withCallCredentials(key);
   }
 
   @AfterAll
@@ -85,6 +88,22 @@ class GatewayClientTest {
 
   private static TradingServiceBlockingStub trading() {
     return trading.withDeadlineAfter(30, TimeUnit.SECONDS);
+  }
+
+  @Test
+  void callWithoutKeyIsUnauthenticatedWithReasonApiKeyMissing() throws Exception {
+    StatusRuntimeException error =
+        assertThrows(
+            StatusRuntimeException.class,
+            () ->
+                AccountServiceGrpc.newBlockingStub(channel)
+                    .withDeadlineAfter(30, TimeUnit.SECONDS)
+                    .listGroups(ListGroupsRequest.getDefaultInstance()));
+    assertEquals(Status.Code.UNAUTHENTICATED, error.getStatus().getCode());
+    ErrorInfo errorInfo = detail(error, ErrorInfo.class);
+    assertNotNull(errorInfo, "no ErrorInfo in " + StatusProto.fromThrowable(error));
+    assertEquals("mam-gateway", errorInfo.getDomain());
+    assertEquals("API_KEY_MISSING", errorInfo.getReason());
   }
 
   @Test
@@ -231,24 +250,34 @@ class GatewayClientTest {
     com.google.rpc.Status status = StatusProto.fromThrowable(error);
     assertNotNull(status, "no grpc-status-details-bin trailer");
     assertEquals(Status.Code.INVALID_ARGUMENT.value(), status.getCode());
-    BadRequest badRequest = null;
-    ErrorInfo errorInfo = null;
-    for (Any detail : status.getDetailsList()) {
-      if (detail.is(BadRequest.class)) {
-        badRequest = detail.unpack(BadRequest.class);
-      } else if (detail.is(ErrorInfo.class)) {
-        errorInfo = detail.unpack(ErrorInfo.class);
-      }
-    }
+    ErrorInfo errorInfo = detail(error, ErrorInfo.class);
     assertNotNull(errorInfo, "no ErrorInfo in " + status);
     assertEquals("mam-gateway", errorInfo.getDomain());
     assertFalse(errorInfo.getReason().isEmpty());
+    BadRequest badRequest = detail(error, BadRequest.class);
     assertNotNull(badRequest, "no BadRequest in " + status);
     assertEquals(
         List.of("order.volume"),
         badRequest.getFieldViolationsList().stream()
             .map(BadRequest.FieldViolation::getField)
             .toList());
+  }
+
+  /**
+   * The detail of the given type in a failed call's google.rpc.Status (the
+   * grpc-status-details-bin trailer); null when there is none.
+   */
+  private static <T extends Message> T detail(StatusRuntimeException error, Class<T> type)
+      throws InvalidProtocolBufferException {
+    com.google.rpc.Status status = StatusProto.fromThrowable(error);
+    if (status != null) {
+      for (Any detail : status.getDetailsList()) {
+        if (detail.is(type)) {
+          return detail.unpack(type);
+        }
+      }
+    }
+    return null;
   }
 
   private static MasterOrderSpec order(Group group, String volume, String clientOrderId) {

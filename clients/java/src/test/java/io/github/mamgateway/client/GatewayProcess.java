@@ -9,18 +9,22 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * A real gateway on a free port, started through clients/testing/start_gateway.py (fresh SQLite
- * file, demo config). Closing it closes the launcher's stdin: the launcher sends SIGTERM to the
+ * file, demo config, authentication on). The launcher prints the admin key the gateway created,
+ * then the address. Closing it closes the launcher's stdin: the launcher sends SIGTERM to the
  * gateway, waits for it and exits 0 after a clean stop.
  */
 final class GatewayProcess implements AutoCloseable {
   private static final String READY = "mam-gateway listening on ";
+  private static final String ADMIN_KEY = "mam-gateway admin key ";
 
   private final Process launcher;
   private final String target;
+  private final String apiKey;
 
-  private GatewayProcess(Process launcher, String target) {
+  private GatewayProcess(Process launcher, String target, String apiKey) {
     this.launcher = launcher;
     this.target = target;
+    this.apiKey = apiKey;
   }
 
   static GatewayProcess start() throws Exception {
@@ -31,13 +35,19 @@ final class GatewayProcess implements AutoCloseable {
             .start();
     BufferedReader stdout =
         new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
-    CompletableFuture<String> ready =
+    CompletableFuture<GatewayProcess> ready =
         CompletableFuture.supplyAsync(
             () -> {
+              String key = null;
               try {
                 for (String line; (line = stdout.readLine()) != null; ) {
-                  if (line.startsWith(READY)) {
-                    return line.substring(READY.length()).trim();
+                  if (line.startsWith(ADMIN_KEY)) {
+                    key = line.substring(ADMIN_KEY.length()).trim();
+                  } else if (line.startsWith(READY)) {
+                    if (key == null) {
+                      throw new IllegalStateException("the gateway launcher printed no admin key");
+                    }
+                    return new GatewayProcess(process, line.substring(READY.length()).trim(), key);
                   }
                 }
               } catch (IOException e) {
@@ -46,7 +56,7 @@ final class GatewayProcess implements AutoCloseable {
               throw new IllegalStateException("gateway launcher ended before the gateway was ready");
             });
     try {
-      return new GatewayProcess(process, ready.get(150, TimeUnit.SECONDS));
+      return ready.get(150, TimeUnit.SECONDS);
     } catch (Exception e) {
       process.destroyForcibly();
       throw e;
@@ -56,6 +66,11 @@ final class GatewayProcess implements AutoCloseable {
   /** host:port of the gateway. */
   String target() {
     return target;
+  }
+
+  /** The admin API key the gateway created at start. */
+  String apiKey() {
+    return apiKey;
   }
 
   @Override

@@ -1,0 +1,288 @@
+"""The gateway's MT4 bridge endpoint: EAs connect out to it over TCP, one session per login.
+
+A connection must say hello first (within `hello_timeout_s`): protocol versions, login and token.
+The token is compared in constant time; an unknown login and a wrong token get the same refusal.
+A second hello for a login that has a session replaces it (the EA reconnected before the gateway
+saw the old connection die): the old session ends, its outstanding requests fail as unknown.
+Mt4Terminal asks the server for its login's current session at every call, so it resumes by
+itself when its EA comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.terminals.mt4 import messages
+from gateway.terminals.mt4.framing import (
+    ConnectionClosed,
+    FrameError,
+    encode_frame,
+    read_message,
+)
+from gateway.terminals.mt4.messages import (
+    AccountReport,
+    MessageError,
+    OrderRecord,
+    RefusalReason,
+)
+from gateway.terminals.mt4.session import BridgeSession, SessionSettings, request_id_source
+
+log = logging.getLogger(__name__)
+
+# The token expected from the EA of a login; None: the login may not connect.
+TokenLookup = Callable[[int], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    session: SessionSettings = field(default_factory=SessionSettings)
+    # How long a new connection may take to say hello.
+    hello_timeout_s: float = 10.0
+
+
+@dataclass(slots=True)
+class LoginState:
+    """What the server knows of one login across its sessions."""
+
+    session: BridgeSession | None = None
+    # Why the last session ended ("" while none ended).
+    last_close_reason: str = ""
+    # The latest pushes of the EA (orders_changed, account_changed) and when they came.
+    open_orders: tuple[OrderRecord, ...] | None = None
+    open_orders_at: datetime | None = None
+    account: AccountReport | None = None
+    account_at: datetime | None = None
+
+
+class Mt4BridgeServer:
+    def __init__(self, tokens: TokenLookup, settings: BridgeSettings) -> None:
+        """Use `await Mt4BridgeServer.start(...)`."""
+        self._tokens = tokens
+        self._settings = settings
+        self._logins: dict[int, LoginState] = {}
+        self._changed = asyncio.Condition()
+        self._server: asyncio.Server | None = None
+        self._request_ids = request_id_source(secrets.token_hex(4))
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        host: str,
+        port: int,
+        tokens: TokenLookup,
+        settings: BridgeSettings | None = None,
+    ) -> Mt4BridgeServer:
+        """Listens on host:port (port 0: a free one, see `address`)."""
+        server = cls(tokens, settings or BridgeSettings())
+        server._server = await asyncio.start_server(server._accept, host, port)
+        log.info("MT4 bridge listening on %s:%s", *server.address)
+        return server
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None and self._server.sockets
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    @property
+    def settings(self) -> BridgeSettings:
+        return self._settings
+
+    # -- what terminals ask -----------------------------------------------------------------
+
+    def state(self, login: int) -> LoginState:
+        return self._logins.setdefault(login, LoginState())
+
+    def session(self, login: int) -> BridgeSession | None:
+        """The login's live session, or None."""
+        session = self.state(login).session
+        return None if session is None or session.is_closed else session
+
+    async def wait_for_session(self, login: int) -> BridgeSession:
+        """Returns once the login's EA is connected (the caller bounds the wait)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.session(login) is not None)
+        session = self.session(login)
+        assert session is not None
+        return session
+
+    async def wait_disconnected(self, login: int) -> str:
+        """Returns, with the reason, once the login has no live session."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.session(login) is None)
+        return self.state(login).last_close_reason
+
+    async def wait_for_update(self, login: int, condition: Callable[[LoginState], bool]) -> None:
+        """Returns once the login's state (e.g. its latest pushes) satisfies `condition`."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: condition(self.state(login)))
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for state in self._logins.values():
+            if state.session is not None:
+                await state.session.close("gateway shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peer = writer.get_extra_info("peername")
+        try:
+            session = await self._handshake(reader, writer, peer)
+            if session is not None:
+                await self._serve(session)
+        except asyncio.CancelledError:
+            writer.close()
+            raise
+        finally:
+            self._tasks.discard(task)
+
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+    ) -> BridgeSession | None:
+        settings = self._settings
+        max_bytes = settings.session.max_frame_bytes
+        try:
+            async with asyncio.timeout(settings.hello_timeout_s):
+                first = await read_message(reader, max_bytes=max_bytes)
+            hello = messages.parse_hello(first)
+        except TimeoutError:
+            log.warning("MT4 bridge: %s sent no hello in %ss", peer, settings.hello_timeout_s)
+            await _refuse(writer, RefusalReason.MALFORMED, "no hello in time")
+            return None
+        except (FrameError, MessageError) as error:
+            log.warning("MT4 bridge: %s sent a bad hello: %s", peer, error)
+            await _refuse(writer, RefusalReason.MALFORMED, f"bad hello: {error}")
+            return None
+        except (ConnectionClosed, ConnectionError):
+            writer.close()
+            return None
+        protocol = messages.negotiate(hello.protocol_min, hello.protocol_max)
+        if protocol is None:
+            log.warning(
+                "MT4 bridge: login %s speaks protocol %s..%s, the gateway %s..%s",
+                hello.login,
+                hello.protocol_min,
+                hello.protocol_max,
+                messages.PROTOCOL_MIN,
+                messages.PROTOCOL_MAX,
+            )
+            await _refuse(
+                writer,
+                RefusalReason.VERSION,
+                f"the gateway speaks protocol {messages.PROTOCOL_MIN}..{messages.PROTOCOL_MAX}",
+            )
+            return None
+        expected = self._tokens(hello.login)
+        # compare_digest runs in time independent of where the tokens differ.
+        token_ok = expected is not None and hmac.compare_digest(
+            expected.encode("utf-8"), hello.token.encode("utf-8")
+        )
+        if not token_ok:
+            why = "unknown login" if expected is None else "wrong token"
+            log.warning("MT4 bridge: login %s from %s refused: %s", hello.login, peer, why)
+            await _refuse(writer, RefusalReason.UNAUTHORIZED, "unknown login or wrong token")
+            return None
+        session_settings = settings.session
+        session = BridgeSession(
+            reader,
+            writer,
+            hello,
+            protocol=protocol,
+            session_id=secrets.token_hex(8),
+            settings=session_settings,
+            request_ids=self._request_ids,
+            on_event=lambda message: self._on_event(hello.login, message),
+        )
+        try:
+            writer.write(
+                encode_frame(
+                    messages.welcome_message(
+                        protocol=protocol,
+                        session_id=session.session_id,
+                        heartbeat_ms=round(session_settings.heartbeat_s * 1000),
+                        timeout_ms=round(session_settings.timeout_s * 1000),
+                        max_frame_bytes=max_bytes,
+                    )
+                )
+            )
+            await writer.drain()
+        except ConnectionError:
+            writer.close()
+            return None
+        state = self.state(hello.login)
+        previous = state.session
+        if previous is not None and not previous.is_closed:
+            await previous.close("replaced by a new connection of the same login")
+        async with self._changed:
+            state.session = session
+            session.start()
+            self._changed.notify_all()
+        log.info(
+            "MT4 bridge: login %s connected from %s (server %r, EA %s, build %s, protocol %s)",
+            hello.login,
+            peer,
+            hello.server,
+            hello.ea_version,
+            hello.terminal_build,
+            protocol,
+        )
+        return session
+
+    async def _serve(self, session: BridgeSession) -> None:
+        reason = await session.wait_closed()
+        state = self.state(session.login)
+        async with self._changed:
+            if state.session is session:
+                state.last_close_reason = reason
+            self._changed.notify_all()
+
+    def _on_event(self, login: int, message: dict[str, Any]) -> None:
+        state = self.state(login)
+        now = datetime.now(UTC)
+        try:
+            if message["type"] == messages.ORDERS_CHANGED:
+                state.open_orders = tuple(messages.parse_records(message, "orders"))
+                state.open_orders_at = now
+            else:
+                state.account = messages.parse_account(message)
+                state.account_at = now
+        except MessageError as error:
+            log.warning("login %s: bad %s ignored: %s", login, message["type"], error)
+            return
+        task = asyncio.create_task(self._notify())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+async def _refuse(writer: asyncio.StreamWriter, reason: RefusalReason, detail: str) -> None:
+    with contextlib.suppress(Exception):
+        writer.write(encode_frame(messages.refused_message(reason, detail)))
+        async with asyncio.timeout(1.0):
+            await writer.drain()
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()

@@ -1,0 +1,231 @@
+"""The worker's side of mam.v1.WorkerService.Connect: hello, commands, results, heartbeats, and
+reconnection with backoff when the stream drops.
+
+Commands run on the local terminals concurrently across terminals and one at a time per terminal,
+in the order they arrived. The per-terminal order outlives the stream: after a reconnection, the
+gateway's search by tag for an interrupted send runs only once that send has finished on the
+terminal, so it sees whatever the send did. A result whose stream has dropped is discarded (the
+gateway reconciles by tag instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+
+from gateway._proto.mam.v1 import worker_service_pb2 as pb
+from gateway._proto.mam.v1 import worker_service_pb2_grpc as pb_grpc
+from gateway.terminals.protocol import SymbolNotFound, Terminal, TerminalError
+from gateway.terminals.remote.commands import run_command
+from gateway.terminals.remote.worker_hub import BrokerLogin, HostedTerminal, utc_now
+from gateway.worker import wire
+from gateway.worker.config import WorkerConfig
+
+log = logging.getLogger(__name__)
+
+# What read() returns at the end of a stream (missing from grpc-stubs).
+EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+
+# The gateway is taken for gone after this many heartbeat intervals without a message.
+MISSED_HEARTBEATS = 3
+DEFAULT_HEARTBEAT_S = 5.0
+# Answers the gateway gives that no reconnection changes: the configuration must.
+FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNIMPLEMENTED,
+        # WORKER_REPLACED: another process runs with this worker id.
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mam-gateway")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+class FatalWorkerError(Exception):
+    """The gateway refused this worker in a way reconnecting cannot fix."""
+
+
+def open_channel(config: WorkerConfig) -> grpc.aio.Channel:
+    if not config.uses_tls:
+        return grpc.aio.insecure_channel(config.gateway)
+    assert config.tls_ca_file is not None
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=config.tls_ca_file.read_bytes(),
+        private_key=config.tls_key_file.read_bytes() if config.tls_key_file else None,
+        certificate_chain=config.tls_cert_file.read_bytes() if config.tls_cert_file else None,
+    )
+    options = []
+    if config.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", config.tls_server_name))
+    return grpc.aio.secure_channel(config.gateway, credentials, options=options)
+
+
+class TerminalWorker:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        terminals: Mapping[BrokerLogin, Terminal],
+        *,
+        on_connected: Callable[[], None] | None = None,
+        channel_factory: Callable[[WorkerConfig], grpc.aio.Channel] = open_channel,
+    ) -> None:
+        self._config = config
+        self._terminals = dict(terminals)
+        self._locks = {login: asyncio.Lock() for login in self._terminals}
+        self._hello = wire.Hello(
+            worker_id=config.worker_id,
+            terminals=tuple(
+                HostedTerminal(entry.login, entry.platform, entry.backend)
+                for entry in config.terminals
+                if entry.login in self._terminals
+            ),
+            version=_version(),
+        )
+        self._on_connected = on_connected
+        self._channel_factory = channel_factory
+        self._running: set[asyncio.Task[None]] = set()
+        self._welcomed = False
+        # Streams that got a welcome, for tests and logs.
+        self.sessions = 0
+
+    async def run(self) -> None:
+        """Serves until cancelled, reconnecting after every drop with an exponential backoff
+        (reset by each welcome). Raises FatalWorkerError when the gateway refuses the worker."""
+        delay = self._config.reconnect_min_seconds
+        while True:
+            self._welcomed = False
+            try:
+                await self._serve()
+                log.warning("the gateway ended the stream")
+            except grpc.aio.AioRpcError as error:
+                if error.code() in FATAL_CODES:
+                    raise FatalWorkerError(
+                        f"the gateway refused worker {self._config.worker_id!r}: "
+                        f"{error.code().name}: {error.details()}"
+                    ) from None
+                log.warning(
+                    "stream to %s: %s: %s", self._config.gateway, error.code().name, error.details()
+                )
+            except (ConnectionError, TimeoutError) as error:
+                log.warning("stream to %s: %s", self._config.gateway, error or "timeout")
+            if self._welcomed:
+                delay = self._config.reconnect_min_seconds
+            pause = random.uniform(delay / 2, delay)
+            log.info("reconnecting in %.1f s", pause)
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, self._config.reconnect_max_seconds)
+
+    async def _serve(self) -> None:
+        """One stream, from hello to its end."""
+        async with self._channel_factory(self._config) as channel:
+            # Without a request iterator, the stream is written with call.write().
+            call: Any = pb_grpc.WorkerServiceStub(channel).Connect()  # type: ignore[call-arg]
+            try:
+                await call.write(
+                    pb.ConnectRequest(hello=wire.hello_to_proto(self._hello, self._config.token))
+                )
+                first = await call.read()
+                if first is EOF or first.WhichOneof("message") != "welcome":
+                    raise ConnectionError("the gateway answered the hello without a welcome")
+                interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds()
+                await self._connected(call, interval or DEFAULT_HEARTBEAT_S)
+            finally:
+                call.cancel()
+
+    async def _connected(self, call: Any, interval_s: float) -> None:
+        self._welcomed = True
+        self.sessions += 1
+        log.info("connected to %s as worker %s", self._config.gateway, self._config.worker_id)
+        if self._on_connected is not None:
+            self._on_connected()
+        outbox: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
+        writer = asyncio.create_task(_write(call, outbox))
+        beating = asyncio.create_task(_heartbeat(outbox, interval_s))
+        try:
+            while True:
+                async with asyncio.timeout(interval_s * MISSED_HEARTBEATS):
+                    message = await call.read()
+                if message is EOF:
+                    return
+                if message.WhichOneof("message") == "command":
+                    self._start(message.command, outbox)
+        finally:
+            for task in (writer, beating):
+                task.cancel()
+            await asyncio.gather(writer, beating, return_exceptions=True)
+
+    def _start(self, command: pb.TerminalCommand, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
+        # Tasks outlive the stream: a send in progress finishes even if the stream drops.
+        task = asyncio.create_task(self._execute(command, outbox))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _execute(
+        self, message: pb.TerminalCommand, outbox: asyncio.Queue[pb.ConnectRequest]
+    ) -> None:
+        outbox.put_nowait(pb.ConnectRequest(result=await self.answer(message)))
+
+    async def answer(self, message: pb.TerminalCommand) -> pb.CommandResult:
+        """Runs one command on its terminal, after the commands before it on that terminal."""
+        command_id = message.command_id
+        login = BrokerLogin(message.login, message.server)
+        terminal = self._terminals.get(login)
+        if terminal is None:
+            return wire.failure_to_proto(
+                command_id, wire.FailureKind.NOT_HOSTED, f"this worker hosts no login {login}"
+            )
+        try:
+            command = wire.command_from_proto(message)
+        except wire.WireError as error:
+            return wire.failure_to_proto(command_id, wire.FailureKind.BAD_COMMAND, str(error))
+        async with self._locks[login]:
+            try:
+                return wire.answer_to_proto(
+                    command_id, command, await run_command(terminal, command)
+                )
+            except SymbolNotFound as error:
+                kind, text = wire.FailureKind.SYMBOL_NOT_FOUND, str(error)
+            except TerminalError as error:
+                kind, text = wire.FailureKind.TERMINAL_ERROR, str(error)
+            except Exception as error:  # a backend bug: the outcome is unknown, say so
+                log.exception("login %s: %s failed", login, type(command).__name__)
+                kind, text = wire.FailureKind.TERMINAL_ERROR, f"{type(error).__name__}: {error}"
+        return wire.failure_to_proto(command_id, kind, text)
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Lets commands in progress finish for up to grace_s, then cancels them. The terminals
+        stay open: whoever opened them closes them."""
+        if self._running:
+            _, pending = await asyncio.wait(list(self._running), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _write(call: Any, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
+    # One writer: grpc.aio allows a single write in progress per stream.
+    with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+        while True:
+            await call.write(await outbox.get())
+
+
+async def _heartbeat(outbox: asyncio.Queue[pb.ConnectRequest], interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        outbox.put_nowait(pb.ConnectRequest(heartbeat=pb.Heartbeat(time=wire.stamp(utc_now()))))

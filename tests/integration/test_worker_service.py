@@ -1,0 +1,557 @@
+"""Remote terminal workers against a real gateway: a server on a free port in this process and
+workers in this process too, each on its own simulated broker (gateway/worker, sim backend).
+
+Proven through the real stream: the hello and its token, every Terminal call round trip, the
+replacement and refusal rules, a drop failing the call in flight, a restarted worker settling an
+interrupted child by its tag (never sending it twice), and a silent worker being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway._proto.mam.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    common_pb2,
+    order_pb2,
+    terminal_service_pb2,
+    terminal_service_pb2_grpc,
+    trading_service_pb2,
+    trading_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
+from gateway.api.server import RunningGateway, start_gateway
+from gateway.config import TlsConfig, WorkersConfig, WorkerToken, load_config
+from gateway.domain.accounts import Platform
+from gateway.domain.orders import OrderType, Side
+from gateway.terminals.protocol import (
+    OrderRequest,
+    OrderResult,
+    SymbolNotFound,
+    Terminal,
+    TerminalError,
+    TradeAction,
+)
+from gateway.terminals.remote import BrokerLogin, RemoteTerminal
+from gateway.terminals.sim import SimTerminal
+from gateway.terminals.sim.faults import Fault
+from gateway.worker.backends import SimBackend
+from gateway.worker.client import FatalWorkerError, TerminalWorker
+from gateway.worker.config import TerminalEntry, WorkerConfig
+from tests.integration.helpers import create_group, market_order
+from tests.integration.test_tls import certificates  # noqa: F401  (a fixture)
+from tests.support import DEMO_CONFIG, error_details, make_config
+
+TOKEN = "integration-worker-token-0001"
+SERVER = "Broker-Live"
+FIRST_LOGIN = 91_001
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def _start(tmp_path: Path, *, heartbeat_s: float = 5.0) -> RunningGateway:
+    config = make_config(tmp_path)
+    workers = WorkersConfig(
+        enabled=True, tokens=(WorkerToken(TOKEN),), heartbeat_seconds=heartbeat_s
+    )
+    return await start_gateway(dataclasses.replace(config, workers=workers))
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    running = await _start(tmp_path)
+    try:
+        yield running
+    finally:
+        await running.stop(0.5)
+
+
+@pytest.fixture
+async def channel(gateway: RunningGateway) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(gateway.address) as opened:
+        yield opened
+
+
+class Broker:
+    """One worker host's simulated broker and its terminals (they outlive worker restarts, as
+    a real broker's books and a terminal process do)."""
+
+    def __init__(self, logins: list[int]) -> None:
+        config = load_config(DEMO_CONFIG, environ={"MAM__SIMULATOR__LATENCY_MS": "0"})
+        self.backend = SimBackend(config)
+        self.entries = tuple(
+            TerminalEntry(BrokerLogin(login, SERVER), Platform.MT5, "sim", {"balance": "10000"})
+            for login in logins
+        )
+        self.terminals: dict[BrokerLogin, Terminal] = {
+            entry.login: self.backend.open(entry) for entry in self.entries
+        }
+
+    def sim(self, login: int) -> SimTerminal:
+        terminal = self.terminals[BrokerLogin(login, SERVER)]
+        if isinstance(terminal, Observed):
+            terminal = terminal.inner
+        assert isinstance(terminal, SimTerminal)
+        return terminal
+
+    def observe(self, login: int) -> Observed:
+        """The login's terminal, announcing each send as it reaches the broker."""
+        observed = Observed(self.sim(login))
+        self.terminals[BrokerLogin(login, SERVER)] = observed
+        return observed
+
+    def deals_by_tag(self, login: int, tag: str) -> list[Decimal]:
+        return [d.volume for d in self.backend.broker.find_by_tag(login, tag).deals]
+
+
+class Observed:
+    """A simulated terminal that sets `sending` when a send reaches it. With no latency the
+    broker executes before anything else runs, so a HANG_AFTER send has executed by then."""
+
+    def __init__(self, inner: SimTerminal) -> None:
+        self.inner = inner
+        self.sending = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def send(self, request: OrderRequest) -> OrderResult:
+        self.sending.set()
+        return await self.inner.send(request)
+
+
+class Worker:
+    """A worker process, in this process: started, killed (nothing finishes, as with SIGKILL)."""
+
+    def __init__(
+        self,
+        gateway: RunningGateway,
+        broker: Broker,
+        *,
+        worker_id: str = "win-1",
+        token: str = TOKEN,
+    ) -> None:
+        config = WorkerConfig(
+            worker_id=worker_id,
+            gateway=gateway.address,
+            token=token,
+            terminals=broker.entries,
+            reconnect_min_seconds=0.05,
+            reconnect_max_seconds=0.2,
+        )
+        self.connected = asyncio.Event()
+        self.worker = TerminalWorker(config, broker.terminals, on_connected=self.connected.set)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Worker:
+        self.task = asyncio.create_task(self.worker.run())
+        waiting = asyncio.create_task(self.connected.wait())
+        await asyncio.wait({self.task, waiting}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if self.task.done():
+            self.task.result()
+        assert self.connected.is_set(), "the worker did not connect"
+        return self
+
+    async def refused(self) -> FatalWorkerError:
+        """Runs until the gateway refuses the worker for good."""
+        with pytest.raises(FatalWorkerError) as refused:
+            async with asyncio.timeout(10):
+                await self.worker.run()
+        return refused.value
+
+    async def kill(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.worker.close(grace_s=0)
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[list[Worker]]:
+    """Workers a test starts; all killed at its end, before the gateway stops."""
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        await worker.kill()
+
+
+async def _accounts(channel: grpc.aio.Channel, logins: list[int]) -> list[account_pb2.Account]:
+    stub = account_service_pb2_grpc.AccountServiceStub(channel)
+    created = []
+    for login in logins:
+        response = await stub.CreateAccount(
+            account_service_pb2.CreateAccountRequest(
+                account=account_pb2.Account(
+                    name=f"remote-{login}",
+                    platform=common_pb2.PLATFORM_MT5,
+                    login=login,
+                    server=SERVER,
+                    currency="USD",
+                )
+            )
+        )
+        created.append(response.account)
+    return created
+
+
+def _remote(gateway: RunningGateway, account_id: str) -> RemoteTerminal:
+    terminal = gateway.registry.get(account_id)
+    assert isinstance(terminal, RemoteTerminal)
+    return terminal
+
+
+async def _health(channel: grpc.aio.Channel, service: str) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+    except grpc.aio.AioRpcError as error:
+        assert error.code() is grpc.StatusCode.NOT_FOUND
+        return health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+    return response.status
+
+
+async def _health_becomes(channel: grpc.aio.Channel, service: str, status: int) -> None:
+    """Waits for the health entry to have the status (health is updated asynchronously)."""
+    async with asyncio.timeout(10):
+        while True:
+            if await _health(channel, service) == status:
+                return
+            await asyncio.sleep(0.01)
+
+
+def _hello(worker_id: str, token: str, logins: list[int]) -> worker_service_pb2.ConnectRequest:
+    return worker_service_pb2.ConnectRequest(
+        hello=worker_service_pb2.WorkerHello(
+            worker_id=worker_id,
+            token=token,
+            terminals=[
+                worker_service_pb2.HostedTerminal(
+                    login=login, server=SERVER, platform=common_pb2.PLATFORM_MT5, backend="raw"
+                )
+                for login in logins
+            ],
+        )
+    )
+
+
+async def _hello_then_silence(worker_id: str) -> AsyncIterator[worker_service_pb2.ConnectRequest]:
+    yield _hello(worker_id, TOKEN, [FIRST_LOGIN])
+    await asyncio.Event().wait()  # the stream stays open, saying nothing
+
+
+async def test_a_worker_says_hello_and_its_accounts_become_reachable(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    logins = [FIRST_LOGIN, FIRST_LOGIN + 1]
+    workers.append(await Worker(gateway, Broker(logins)).start())
+    accounts = await _accounts(channel, logins)
+    assert all(a.snapshot.equity == "10000.00" for a in accounts)  # read through the worker
+
+    listed = await terminal_service_pb2_grpc.TerminalServiceStub(channel).ListTerminals(
+        terminal_service_pb2.ListTerminalsRequest(page_size=1)
+    )
+    assert len(listed.terminals) == 1 and listed.next_page_token
+    rest = await terminal_service_pb2_grpc.TerminalServiceStub(channel).ListTerminals(
+        terminal_service_pb2.ListTerminalsRequest(page_token=listed.next_page_token)
+    )
+    rows = [*listed.terminals, *rest.terminals]
+    assert not rest.next_page_token
+    assert [(r.account_id, r.login, r.server) for r in rows] == sorted(
+        (a.account_id, a.login, SERVER) for a in accounts
+    )
+    assert all(r.backend == "sim" and r.worker_id == "win-1" and r.connected for r in rows)
+    assert all(r.HasField("last_heartbeat_time") for r in rows)
+    await _health_becomes(channel, "worker/win-1", health_pb2.HealthCheckResponse.SERVING)
+    await _health_becomes(channel, "remote-terminals", health_pb2.HealthCheckResponse.SERVING)
+
+
+async def test_a_bad_token_is_unauthenticated_and_the_worker_gives_up(
+    gateway: RunningGateway, channel: grpc.aio.Channel
+) -> None:
+    call = worker_service_pb2_grpc.WorkerServiceStub(channel).Connect(
+        iter([_hello("win-1", "not-the-token-but-long-enough", [FIRST_LOGIN])])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.read()
+    details = error_details(refused.value)
+    assert (details.code, details.reason) == (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
+
+    worker = Worker(gateway, Broker([FIRST_LOGIN]), token="not-the-token-but-long-enough")
+    assert "UNAUTHENTICATED" in str(await worker.refused())
+    assert await _health(channel, "worker/win-1") == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+
+async def test_every_terminal_call_round_trips_through_the_worker(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    broker = Broker([FIRST_LOGIN])
+    workers.append(await Worker(gateway, broker).start())
+    (account,) = await _accounts(channel, [FIRST_LOGIN])
+    remote, local = _remote(gateway, account.account_id), broker.sim(FIRST_LOGIN)
+    since = datetime(2020, 1, 1, tzinfo=UTC)
+
+    # The same account read twice: everything but the time of the reading.
+    assert replace(await remote.account_info(), time=EPOCH) == replace(
+        await local.account_info(), time=EPOCH
+    )
+    assert await remote.symbol_spec("XAUUSD") == await local.symbol_spec("XAUUSD")
+    with pytest.raises(SymbolNotFound):
+        await remote.symbol_spec("NOSUCH")
+    quote = await remote.quote("EURUSD")
+    assert quote.symbol == "EURUSD" and quote.bid < quote.ask
+
+    deal = await remote.send(
+        OrderRequest(TradeAction.DEAL, "EURUSD", Side.BUY, Decimal("0.05"), "mam:deal", 700_001)
+    )
+    assert (deal.retcode, deal.volume) == (10009, Decimal("0.05"))
+    limit = await remote.send(
+        OrderRequest(
+            TradeAction.PENDING, "EURUSD", Side.BUY, Decimal("0.02"), "mam:limit", 700_001,
+            price=quote.bid - Decimal("0.01000"), order_type=OrderType.LIMIT,
+        )
+    )  # fmt: skip
+    assert limit.retcode == 10008, limit.text
+    assert await remote.positions() == await local.positions() != []
+    assert await remote.pending_orders() == await local.pending_orders() != []
+    assert await remote.deals(since) == await local.deals(since) != []
+    assert await remote.find_by_tag("mam:deal") == await local.find_by_tag("mam:deal")
+    assert (await remote.health()).connected
+
+
+async def test_a_master_order_over_remote_accounts_fills_each_child_once(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    logins = [FIRST_LOGIN + i for i in range(3)]
+    broker = Broker(logins)
+    workers.append(await Worker(gateway, broker).start())
+    group = await create_group(
+        account_service_pb2_grpc.AccountServiceStub(channel), await _accounts(channel, logins)
+    )
+    trading = trading_service_pb2_grpc.TradingServiceStub(channel)
+    submitted = await trading.SubmitMasterOrder(market_order(group.group_id, "0.30"))
+    await gateway.engine.wait_idle()
+    got = await trading.GetMasterOrder(
+        trading_service_pb2.GetMasterOrderRequest(
+            master_order_id=submitted.master_order.master_order_id
+        )
+    )
+    assert got.master_order.state == order_pb2.MASTER_ORDER_STATE_FILLED
+    logins_by_account = {a.account_id: a.login for a in await _listed_accounts(channel)}
+    for child in got.master_order.children:
+        deals = broker.deals_by_tag(logins_by_account[child.account_id], child.tag)
+        assert deals == [Decimal("0.10")], child.tag
+
+
+async def _listed_accounts(channel: grpc.aio.Channel) -> list[account_pb2.Account]:
+    listed = await account_service_pb2_grpc.AccountServiceStub(channel).ListAccounts(
+        account_service_pb2.ListAccountsRequest(page_size=1000)
+    )
+    return list(listed.accounts)
+
+
+async def test_a_dropped_worker_fails_the_call_in_flight_as_outcome_unknown(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    broker = Broker([FIRST_LOGIN])
+    observed = broker.observe(FIRST_LOGIN)
+    worker = await Worker(gateway, broker).start()
+    workers.append(worker)
+    (account,) = await _accounts(channel, [FIRST_LOGIN])
+    broker.sim(FIRST_LOGIN).faults.fail_next(Fault.HANG_AFTER)  # executes, then no answer
+    request = OrderRequest(TradeAction.DEAL, "EURUSD", Side.BUY, Decimal("0.01"), "mam:x", 1)
+    sending = asyncio.create_task(_remote(gateway, account.account_id).send(request))
+    await asyncio.wait_for(observed.sending.wait(), 10)
+
+    await worker.kill()
+    with pytest.raises(TerminalError, match="outcome of the request is unknown"):
+        await sending
+    assert broker.deals_by_tag(FIRST_LOGIN, "mam:x") == [Decimal("0.01")]  # it did execute
+    await _health_becomes(channel, "worker/win-1", health_pb2.HealthCheckResponse.NOT_SERVING)
+    await _health_becomes(channel, "remote-terminals", health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+async def test_an_account_no_worker_has_hosted_fails_at_once(
+    gateway: RunningGateway, channel: grpc.aio.Channel
+) -> None:
+    (account,) = await _accounts(channel, [FIRST_LOGIN])
+    with pytest.raises(TerminalError, match="no connected worker hosts"):
+        await _remote(gateway, account.account_id).account_info()
+    assert not (await _remote(gateway, account.account_id).health()).connected
+
+
+async def test_a_restarted_worker_settles_the_interrupted_child_by_its_tag(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    logins = [FIRST_LOGIN + i for i in range(3)]
+    broker = Broker(logins)
+    observed = broker.observe(logins[1])
+    first = await Worker(gateway, broker).start()
+    workers.append(first)
+    group = await create_group(
+        account_service_pb2_grpc.AccountServiceStub(channel), await _accounts(channel, logins)
+    )
+    broker.sim(logins[1]).faults.fail_next(Fault.HANG_AFTER)  # executes, then no answer
+    trading = trading_service_pb2_grpc.TradingServiceStub(channel)
+    fills = trading.SubscribeFills(trading_service_pb2.SubscribeFillsRequest())
+    submitted = await trading.SubmitMasterOrder(market_order(group.group_id, "0.30"))
+    await asyncio.wait_for(observed.sending.wait(), 10)
+    async with asyncio.timeout(10):  # the other two children are filled and stored
+        seen = 0
+        while seen < 2:
+            seen += len((await fills.read()).batch.fills)
+    fills.cancel()
+
+    await first.kill()  # the answer of an executed child is lost with the worker
+    workers.append(await Worker(gateway, broker).start())
+    await gateway.engine.wait_idle()
+
+    got = await trading.GetMasterOrder(
+        trading_service_pb2.GetMasterOrderRequest(
+            master_order_id=submitted.master_order.master_order_id
+        )
+    )
+    assert got.master_order.state == order_pb2.MASTER_ORDER_STATE_FILLED
+    logins_by_account = {a.account_id: a.login for a in await _listed_accounts(channel)}
+    settled = [c for c in got.master_order.children if c.status_text.startswith("found by tag")]
+    assert [logins_by_account[c.account_id] for c in settled] == [logins[1]]
+    for child in got.master_order.children:
+        deals = broker.deals_by_tag(logins_by_account[child.account_id], child.tag)
+        assert deals == [Decimal("0.10")], child.tag  # executed once, never resent
+
+
+async def test_a_second_connection_with_the_same_worker_id_replaces_the_first(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    broker = Broker([FIRST_LOGIN])
+    first = await Worker(gateway, broker).start()
+    workers.append(first)
+    (account,) = await _accounts(channel, [FIRST_LOGIN])
+    second = await Worker(gateway, broker).start()
+    workers.append(second)
+
+    assert first.task is not None
+    with pytest.raises(FatalWorkerError, match="ABORTED"):
+        async with asyncio.timeout(10):
+            await first.task
+    assert (await _remote(gateway, account.account_id).account_info()).login == FIRST_LOGIN
+    assert second.worker.sessions == 1
+
+
+async def test_a_login_another_worker_hosts_is_refused(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    workers.append(await Worker(gateway, Broker([FIRST_LOGIN])).start())
+    call = worker_service_pb2_grpc.WorkerServiceStub(channel).Connect(
+        iter([_hello("win-2", TOKEN, [FIRST_LOGIN + 7, FIRST_LOGIN])])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.read()
+    details = error_details(refused.value)
+    assert details.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert details.reason == "TERMINAL_HOSTED_ELSEWHERE"
+    assert "win-1" in details.message
+
+
+async def test_a_silent_worker_is_dropped(tmp_path: Path) -> None:
+    gateway = await _start(tmp_path, heartbeat_s=0.2)
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            call = worker_service_pb2_grpc.WorkerServiceStub(channel).Connect(
+                _hello_then_silence("quiet")
+            )
+            assert (await call.read()).WhichOneof("message") == "welcome"
+            with pytest.raises(grpc.aio.AioRpcError) as dropped:
+                async with asyncio.timeout(10):
+                    while True:  # the gateway's own heartbeats, then the end
+                        message = await call.read()
+                        assert message is not grpc.aio.EOF
+                        assert message.WhichOneof("message") == "heartbeat"
+            assert dropped.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert "no heartbeat" in (dropped.value.details() or "")
+            await _health_becomes(
+                channel, "worker/quiet", health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            call.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await gateway.stop(0.5)
+
+
+async def test_a_stopping_gateway_tells_its_workers_once_no_dispatch_needs_them(
+    tmp_path: Path,
+) -> None:
+    gateway = await _start(tmp_path)
+    stopping: asyncio.Task[None] | None = None
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            call = worker_service_pb2_grpc.WorkerServiceStub(channel).Connect(
+                _hello_then_silence("win-1")
+            )
+            assert (await call.read()).WhichOneof("message") == "welcome"
+            # A long grace: the stream ends because the engine is idle, not because it ran out.
+            stopping = asyncio.create_task(gateway.stop(60))
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                async with asyncio.timeout(30):
+                    while True:
+                        assert await call.read() is not grpc.aio.EOF
+            details = error_details(ended.value)
+            assert (details.code, details.reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "GATEWAY_STOPPING",
+            )
+    finally:
+        if stopping is None:
+            await gateway.stop(0.5)
+        else:
+            await stopping
+
+
+async def test_a_worker_connects_over_mutual_tls(
+    tmp_path: Path,
+    certificates: Path,  # noqa: F811  (the fixture imported above)
+) -> None:
+    config = make_config(tmp_path)
+    tls = TlsConfig(
+        certificates / "server.pem", certificates / "server.key", certificates / "ca.pem"
+    )
+    config = dataclasses.replace(
+        config,
+        server=dataclasses.replace(config.server, tls=tls),
+        workers=WorkersConfig(enabled=True, tokens=(WorkerToken(TOKEN, "win-tls"),)),
+    )
+    gateway = await start_gateway(config)
+    broker = Broker([FIRST_LOGIN])
+    worker_config = WorkerConfig(
+        worker_id="win-tls",
+        gateway=f"localhost:{gateway.port}",
+        token=TOKEN,
+        terminals=broker.entries,
+        tls_ca_file=certificates / "ca.pem",
+        tls_cert_file=certificates / "client.pem",
+        tls_key_file=certificates / "client.key",
+    )
+    connected = asyncio.Event()
+    worker = TerminalWorker(worker_config, broker.terminals, on_connected=connected.set)
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(connected.wait(), 10)
+        terminal = RemoteTerminal("acc-tls", BrokerLogin(FIRST_LOGIN, SERVER), gateway.workers)
+        assert (await terminal.account_info()).login == FIRST_LOGIN
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await gateway.stop(0.5)
