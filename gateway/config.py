@@ -116,6 +116,8 @@ class EngineConfig:
     history_interval_seconds: float = 60.0
     # How often resting pending orders are checked at their brokers (fills, expiry).
     pending_check_interval_seconds: float = 0.5
+    # How often a child whose outcome is UNKNOWN is searched for (and settled) again.
+    unknown_retry_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +357,7 @@ def _parse(
         pending_check_interval_seconds=engine_section.positive(
             "pending_check_interval_seconds", float, 0.5
         ),
+        unknown_retry_seconds=engine_section.positive("unknown_retry_seconds", float, 5.0),
     )
     if engine.history_interval_seconds < 0:
         raise ConfigError("engine.history_interval_seconds: must not be negative (0: off)")

@@ -159,6 +159,7 @@ RULES: dict[str, Rule] = {
     _ACCOUNTS + "UpdateGroup": Rule(MANAGERS, changes_state=True, check=_group_in_body),
     _ACCOUNTS + "ResetStopOut": Rule(MANAGERS, changes_state=True, check=_account_or_group),
     _ACCOUNTS + "ListStopOuts": Rule(MANAGERS, check=_account_or_group),
+    _ACCOUNTS + "WatchStopOuts": Rule(MANAGERS, check=_account_or_group),
     _TRADING + "SubmitMasterOrder": Rule(MANAGERS, changes_state=True, check=_order_group),
     # Checked and audited per submission by the servicer.
     _TRADING + "StreamMasterOrders": Rule(MANAGERS, changes_state=True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from google.protobuf import field_mask_pb2
@@ -13,9 +15,10 @@ from gateway.api.access_interceptor import current_principal
 from gateway.api.errors import NotYetAvailable
 from gateway.api.mapping import account_to_proto, group_to_proto, stop_out_to_proto
 from gateway.domain.access import Role
-from gateway.domain.errors import FieldViolation, InvalidArgument
-from gateway.domain.stop_outs import WatchKind
+from gateway.domain.errors import FieldViolation, InvalidArgument, Unavailable
+from gateway.domain.stop_outs import RecordedStopOut, WatchKind
 from gateway.engine.account_manager import AccountManager
+from gateway.engine.stop_out_board import StopOutBoard
 
 Context = Any
 
@@ -47,8 +50,67 @@ ACCOUNT_UPDATABLE = frozenset(
 
 
 class AccountServicer(pb_grpc.AccountServiceServicer):
-    def __init__(self, accounts: AccountManager) -> None:
+    def __init__(
+        self,
+        accounts: AccountManager,
+        *,
+        stop_outs: StopOutBoard | None = None,
+        heartbeat_s: float = 5.0,
+    ) -> None:
         self._accounts = accounts
+        self._stop_outs = stop_outs
+        self._heartbeat_s = heartbeat_s
+
+    async def WatchStopOuts(
+        self, request: pb.WatchStopOutsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchStopOutsResponse]:
+        """The active stop-outs in scope, then each one that begins or ends."""
+        if self._stop_outs is None:
+            raise NotYetAvailable("stop-outs are not watched by this gateway")
+        if request.account_id and request.group_id:
+            raise InvalidArgument(
+                [FieldViolation("group_id", "give account_id or group_id, not both")]
+            )
+        accounts: frozenset[str] | None = None
+        groups: frozenset[str] | None = None
+        if request.account_id:
+            await self._accounts.get_account(requests.required_id(request.account_id, "account_id"))
+            accounts, groups = frozenset({request.account_id}), frozenset()
+        elif request.group_id:
+            group = await self._accounts.get_group(
+                requests.required_id(request.group_id, "group_id")
+            )
+            accounts, groups = frozenset(group.account_ids), frozenset({group.group_id})
+
+        def wanted(stop_out: RecordedStopOut) -> bool:
+            if accounts is None or groups is None:
+                return True
+            if stop_out.kind is WatchKind.ACCOUNT:
+                return stop_out.subject_id in accounts
+            return stop_out.subject_id in groups
+
+        # Following starts before the active ones are read: nothing falls in between.
+        follower = self._stop_outs.feed.follow()
+        try:
+            for stop_out in self._stop_outs.active:
+                if wanted(stop_out):
+                    yield pb.WatchStopOutsResponse(stop_out=stop_out_to_proto(stop_out))
+            while True:
+                try:
+                    stop_out = await asyncio.wait_for(follower.queue.get(), self._heartbeat_s)
+                except TimeoutError:
+                    if follower.dropped:
+                        raise Unavailable(
+                            "this stream fell behind; watch again", reason="FELL_BEHIND"
+                        ) from None
+                    heartbeat = pb.WatchStopOutsResponse()
+                    heartbeat.heartbeat_time.GetCurrentTime()
+                    yield heartbeat
+                    continue
+                if wanted(stop_out):
+                    yield pb.WatchStopOutsResponse(stop_out=stop_out_to_proto(stop_out))
+        finally:
+            self._stop_outs.feed.leave(follower)
 
     async def CreateAccount(
         self, request: pb.CreateAccountRequest, context: Context

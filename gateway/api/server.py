@@ -243,6 +243,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         limits=TradingLimits(
             max_master_volume=config.engine.max_master_volume,
             pending_check_interval_s=config.engine.pending_check_interval_seconds,
+            unknown_retry_s=config.engine.unknown_retry_seconds,
         ),
         gate=gate,
         risk=risk_book,
@@ -287,7 +288,10 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
             ("grpc.so_reuseport", 0),
         ],
     )
-    account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(accounts), server)
+    account_service_pb2_grpc.add_AccountServiceServicer_to_server(
+        AccountServicer(accounts, stop_outs=stop_outs, heartbeat_s=config.server.heartbeat_seconds),
+        server,
+    )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(store, access, kill_switches, utc_now), server
     )

@@ -19,9 +19,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from gateway.domain.accounts import AccountSnapshot
+from gateway.domain.balance_operations import net_flow
 from gateway.domain.drawdown_monitor import (
     DrawdownState,
     LossLimits,
@@ -29,6 +31,7 @@ from gateway.domain.drawdown_monitor import (
     StopOutAction,
     group_snapshot,
     observe_equity,
+    record_transfer,
     reset_breaches,
     start_watch,
 )
@@ -36,6 +39,7 @@ from gateway.domain.errors import NotFound
 from gateway.domain.ids import new_id
 from gateway.domain.stop_outs import LossWatchState, RecordedStopOut, WatchKind
 from gateway.engine.risk_book import RiskBook
+from gateway.engine.stop_out_feed import StopOutFeed
 from gateway.engine.trading_engine import TradingEngine
 from gateway.engine.trading_gate import TradingGate
 from gateway.store import Store
@@ -58,6 +62,8 @@ class StopOutBoard:
         self._engine = engine
         self._gate = gate
         self._book = book
+        # Followers of stop-outs as they begin and end (WatchStopOuts).
+        self.feed = StopOutFeed()
         self._clock = clock
         self._watches: dict[Subject, LossWatchState] = {}
         self._active: dict[str, RecordedStopOut] = {}
@@ -79,6 +85,11 @@ class StopOutBoard:
         return len(self._active)
 
     # -- reads ------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> list[RecordedStopOut]:
+        """Every stop-out in force now."""
+        return list(self._active.values())
 
     def active_of(self, kind: WatchKind, subject_id: str) -> list[RecordedStopOut]:
         return [s for s in self._active.values() if s.kind is kind and s.subject_id == subject_id]
@@ -140,6 +151,13 @@ class StopOutBoard:
             if state is not None and previous is not None and previous.members != members:
                 # Another membership: the old sums say nothing of the new one's; breaches stay.
                 state = replace(start_watch(snapshot, limits), breaches=state.breaches)
+            if state is not None:
+                # Money moved in or out since the last snapshot is not a profit or a loss.
+                flow = await self._net_flow(
+                    members or (subject_id,), after=state.at, until=snapshot.time
+                )
+                if flow:
+                    state = record_transfer(state, flow)
             update = observe_equity(state, snapshot, limits)
             watches.append(LossWatchState(kind, subject_id, update.state, members))
             for breach in update.triggered:
@@ -164,7 +182,21 @@ class StopOutBoard:
             log.warning("%s", stop_out.describe())
             if stop_out.action is StopOutAction.FLATTEN:
                 self._start_flatten(stop_out)
+        self.feed.publish([*ended, *triggered])
         return triggered
+
+    async def _net_flow(
+        self, account_ids: Iterable[str], *, after: datetime, until: datetime
+    ) -> Decimal:
+        """Deposits less withdrawals (and credit) recorded for the accounts in (after, until]."""
+        tick = timedelta(microseconds=1)
+        total = Decimal(0)
+        for account_id in account_ids:
+            operations = await self._store.reporting.balance_operations_of(
+                account_id, after + tick, until + tick
+            )
+            total += net_flow(operations)
+        return total
 
     # -- an explicit reset ------------------------------------------------------------------
 
@@ -198,6 +230,7 @@ class StopOutBoard:
             for stop_out in ending:
                 self._end(stop_out)
                 log.warning("%s lifted by %s", stop_out.describe(), by)
+            self.feed.publish(ending)
             return ending
 
     async def flattened(self) -> None:

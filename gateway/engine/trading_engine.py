@@ -71,6 +71,8 @@ class TradingLimits:
     snapshot_timeout_s: float = 5.0
     # How often resting pending orders are checked for fills, expiry and removal.
     pending_check_interval_s: float = 0.5
+    # How often UNKNOWN children (their terminal could not be asked) are tried again.
+    unknown_retry_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,12 @@ class TradingEngine:
         self._running: set[asyncio.Task[None]] = set()
         # Pending master orders at work at the brokers (started with resume_unfinished).
         self._watcher = PendingOrderWatcher(
-            store, registry, recorder, dispatcher, interval_s=limits.pending_check_interval_s
+            store,
+            registry,
+            recorder,
+            dispatcher,
+            interval_s=limits.pending_check_interval_s,
+            unknown_retry_s=limits.unknown_retry_s,
         )
         self._watcher_task_started = False
         self._stops = StopsModifier(

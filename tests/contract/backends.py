@@ -10,6 +10,7 @@ mid), so prices a test reads are the prices the broker executes at.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,16 +19,23 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import pytest
 
 import gateway.terminals.mt5.emulator as mt5_emulator
-from gateway.domain.accounts import MarginMode
+from gateway._proto.mam.v1.worker_service_pb2_grpc import add_WorkerServiceServicer_to_server
+from gateway.api.worker_servicer import WorkerServicer
+from gateway.config import WorkersConfig, WorkerToken
+from gateway.domain.accounts import MarginMode, Platform
 from gateway.domain.symbols import SymbolSpec
 from gateway.terminals.mt5 import ModuleSpec, Mt5Settings, Mt5Terminal
 from gateway.terminals.mt5.emulator import EmulatorAccount, EmulatorConfig
 from gateway.terminals.protocol import Terminal
+from gateway.terminals.remote import BrokerLogin, RemoteTerminal, WorkerHub
 from gateway.terminals.sim import SimBroker, SimSymbol, SimTerminal, SymbolRules
 from gateway.terminals.sim.quotes import QuoteSettings
+from gateway.worker.client import TerminalWorker
+from gateway.worker.config import TerminalEntry, WorkerConfig
 from tests.fakes.mt4_bridge import connected_mt4_terminal
 
 D = Decimal
@@ -206,10 +214,57 @@ async def mt4_over_bridge(account: FreshAccount, scratch: Path) -> AsyncIterator
     broker.close()
 
 
+WORKER_TOKEN = "contract-worker-token"
+
+
+@asynccontextmanager
+async def terminal_on_a_worker(account: FreshAccount, scratch: Path) -> AsyncIterator[Terminal]:
+    """A RemoteTerminal: every call crosses the worker stream (WorkerService.Connect on a real
+    gRPC server) to a worker hosting a simulated terminal, and its answer comes back."""
+    broker = SimBroker(sim_symbols(account), seed=SEED, tick_interval_ms=TICK_MS)
+    broker.open_account(
+        LOGIN, balance=account.balance, leverage=account.leverage, margin_mode=account.margin_mode
+    )
+    login = BrokerLogin(LOGIN, SERVER)
+    hub = WorkerHub(reconnect_grace_s=0.0)
+    server = grpc.aio.server()
+    add_WorkerServiceServicer_to_server(
+        WorkerServicer(hub, WorkersConfig(enabled=True, tokens=(WorkerToken(WORKER_TOKEN),))),
+        server,
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    connected = asyncio.Event()
+    worker = TerminalWorker(
+        WorkerConfig(
+            worker_id="contract-worker",
+            gateway=f"127.0.0.1:{port}",
+            token=WORKER_TOKEN,
+            terminals=(TerminalEntry(login, Platform.MT5, "sim"),),
+        ),
+        {login: SimTerminal("contract", LOGIN, broker)},
+        on_connected=connected.set,
+    )
+    running = asyncio.create_task(worker.run())
+    terminal = RemoteTerminal("contract", login, hub)
+    try:
+        async with asyncio.timeout(10):
+            await connected.wait()
+        yield terminal
+    finally:
+        await terminal.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close(grace_s=0)
+        await server.stop(0)
+        broker.close()
+
+
 BACKENDS = [
     Backend("sim", sim_terminal),
     Backend("mt5-thread", mt5_in_thread),
     Backend("mt5-worker", mt5_in_worker),
+    Backend("remote-worker", terminal_on_a_worker),
     Backend(
         "mt4-bridge",
         mt4_over_bridge,

@@ -29,7 +29,10 @@ async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[RunningGat
     """Requests time out after 0.5 s, so a hanging broker costs a test little."""
     config = make_config(tmp_path, database_url=database_url)
     config = dataclasses.replace(
-        config, engine=dataclasses.replace(config.engine, request_timeout_seconds=0.5)
+        config,
+        engine=dataclasses.replace(
+            config.engine, request_timeout_seconds=0.5, unknown_retry_seconds=0.2
+        ),
     )
     running = await start_gateway(config)
     try:

@@ -5,6 +5,7 @@ them. Every test runs on SQLite and PostgreSQL (the `database_url` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +18,8 @@ from gateway._proto.mam.v1 import (
     account_pb2,
     account_service_pb2,
     order_pb2,
+    reporting_service_pb2,
+    reporting_service_pb2_grpc,
     trading_service_pb2,
 )
 from gateway.api.server import RunningGateway, start_gateway
@@ -446,3 +449,84 @@ async def test_flatten_closes_a_stopped_out_account_and_a_restart_keeps_the_stop
             assert not active.stop_outs
     finally:
         await gateway.stop(0.5)
+
+
+async def test_a_withdrawal_is_not_a_drawdown(client: Client, gateway: RunningGateway) -> None:
+    (a,) = await create_accounts(client.accounts, ["10000"], first_login=71_501)
+    limits = account_pb2.LossLimits(
+        max_drawdown=account_pb2.LossLimit(
+            amount="5",
+            unit=account_pb2.LOSS_UNIT_PERCENT,
+            action=account_pb2.STOP_OUT_ACTION_BLOCK_NEW_ENTRIES,
+        )
+    )
+    await client.accounts.UpdateAccount(loss_limits_update(a.account_id, limits))
+    await gateway.monitor.run_once()  # the watch starts at 10,000
+    # The client takes 3,000 out at its broker (30% of the equity), and it is recorded.
+    gateway.broker.transfer(71_501, Decimal(-3_000))
+    withdrawal = reporting_service_pb2.BalanceOperation(
+        account_id=a.account_id,
+        operation_id="wd-1",
+        kind=reporting_service_pb2.BALANCE_OPERATION_KIND_WITHDRAWAL,
+        amount="-3000",
+    )
+    withdrawal.time.FromDatetime(datetime.now(UTC))
+    await reporting_service_pb2_grpc.ReportingServiceStub(client.channel).RecordBalanceOperation(
+        reporting_service_pb2.RecordBalanceOperationRequest(balance_operation=withdrawal)
+    )
+    await gateway.monitor.run_once()
+    got = await client.accounts.GetAccount(
+        account_service_pb2.GetAccountRequest(account_id=a.account_id)
+    )
+    assert not got.account.stop_outs
+    assert Decimal(got.account.loss_watch.high_water_mark) == Decimal(7_000)
+    # A real loss after it still counts, from the new mark: 400 of 7,000 is 5.7%.
+    gateway.broker.transfer(71_501, Decimal(-400))
+    await gateway.monitor.run_once()
+    got = await client.accounts.GetAccount(
+        account_service_pb2.GetAccountRequest(account_id=a.account_id)
+    )
+    (stop_out,) = got.account.stop_outs
+    assert stop_out.rule == account_pb2.LOSS_RULE_MAX_DRAWDOWN
+
+
+async def test_stop_outs_are_streamed_as_they_begin_and_end(
+    client: Client, gateway: RunningGateway
+) -> None:
+    (a,) = await create_accounts(client.accounts, ["10000"], first_login=71_601)
+    limits = account_pb2.LossLimits(
+        max_drawdown=account_pb2.LossLimit(
+            amount="5",
+            unit=account_pb2.LOSS_UNIT_PERCENT,
+            action=account_pb2.STOP_OUT_ACTION_BLOCK_NEW_ENTRIES,
+        )
+    )
+    await client.accounts.UpdateAccount(loss_limits_update(a.account_id, limits))
+    await gateway.monitor.run_once()
+    watch = client.accounts.WatchStopOuts(
+        account_service_pb2.WatchStopOutsRequest(account_id=a.account_id)
+    )
+    first = await watch.read()  # nothing active yet: a heartbeat
+    assert first.HasField("heartbeat_time") and not first.HasField("stop_out")
+    gateway.broker.transfer(71_601, Decimal(-600))  # a loss, as far as anyone can tell
+    await gateway.monitor.run_once()
+    began = await _next_stop_out(watch)
+    assert began.account_id == a.account_id and not began.HasField("end_time")
+    await client.accounts.ResetStopOut(
+        account_service_pb2.ResetStopOutRequest(account_id=a.account_id)
+    )
+    ended = await _next_stop_out(watch)
+    assert ended.stop_out_id == began.stop_out_id and ended.HasField("end_time")
+    watch.cancel()
+    # A new watcher of the account's group gets nothing old: no stop-out is active now.
+    again = client.accounts.WatchStopOuts(account_service_pb2.WatchStopOutsRequest())
+    assert not (await again.read()).HasField("stop_out")
+    again.cancel()
+
+
+async def _next_stop_out(watch: object) -> account_pb2.StopOut:
+    async with asyncio.timeout(10):
+        while True:
+            message = await watch.read()  # type: ignore[attr-defined]
+            if message.HasField("stop_out"):
+                return message.stop_out

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1150,11 +1151,120 @@ func (x *ListStopOutsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type WatchStopOutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this account's stop-outs, when set.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Only this group's stop-outs and its members' (as members stand when the stream starts).
+	GroupId       string `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchStopOutsRequest) Reset() {
+	*x = WatchStopOutsRequest{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchStopOutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchStopOutsRequest) ProtoMessage() {}
+
+func (x *WatchStopOutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchStopOutsRequest.ProtoReflect.Descriptor instead.
+func (*WatchStopOutsRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *WatchStopOutsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *WatchStopOutsRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+type WatchStopOutsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A stop-out: active when the stream starts, begun, or ended (end_time set). Unset on a
+	// heartbeat.
+	StopOut *StopOut `protobuf:"bytes,1,opt,name=stop_out,json=stopOut,proto3" json:"stop_out,omitempty"`
+	// Set on a heartbeat: the stream is alive and nothing changed.
+	HeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=heartbeat_time,json=heartbeatTime,proto3" json:"heartbeat_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchStopOutsResponse) Reset() {
+	*x = WatchStopOutsResponse{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchStopOutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchStopOutsResponse) ProtoMessage() {}
+
+func (x *WatchStopOutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchStopOutsResponse.ProtoReflect.Descriptor instead.
+func (*WatchStopOutsResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WatchStopOutsResponse) GetStopOut() *StopOut {
+	if x != nil {
+		return x.StopOut
+	}
+	return nil
+}
+
+func (x *WatchStopOutsResponse) GetHeartbeatTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeartbeatTime
+	}
+	return nil
+}
+
 var File_mam_v1_account_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_account_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cmam/v1/account_service.proto\x12\x06mam.v1\x1a google/protobuf/field_mask.proto\x1a\x14mam/v1/account.proto\"A\n" +
+	"\x1cmam/v1/account_service.proto\x12\x06mam.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mam/v1/account.proto\"A\n" +
 	"\x14CreateAccountRequest\x12)\n" +
 	"\aaccount\x18\x01 \x01(\v2\x0f.mam.v1.AccountR\aaccount\"B\n" +
 	"\x15CreateAccountResponse\x12)\n" +
@@ -1222,7 +1332,14 @@ const file_mam_v1_account_service_proto_rawDesc = "" +
 	"activeOnly\"l\n" +
 	"\x14ListStopOutsResponse\x12,\n" +
 	"\tstop_outs\x18\x01 \x03(\v2\x0f.mam.v1.StopOutR\bstopOuts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb4\x06\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"P\n" +
+	"\x14WatchStopOutsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\"\x86\x01\n" +
+	"\x15WatchStopOutsResponse\x12*\n" +
+	"\bstop_out\x18\x01 \x01(\v2\x0f.mam.v1.StopOutR\astopOut\x12A\n" +
+	"\x0eheartbeat_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime2\x84\a\n" +
 	"\x0eAccountService\x12L\n" +
 	"\rCreateAccount\x12\x1c.mam.v1.CreateAccountRequest\x1a\x1d.mam.v1.CreateAccountResponse\x12C\n" +
 	"\n" +
@@ -1236,7 +1353,8 @@ const file_mam_v1_account_service_proto_rawDesc = "" +
 	"ListGroups\x12\x19.mam.v1.ListGroupsRequest\x1a\x1a.mam.v1.ListGroupsResponse\x12F\n" +
 	"\vUpdateGroup\x12\x1a.mam.v1.UpdateGroupRequest\x1a\x1b.mam.v1.UpdateGroupResponse\x12I\n" +
 	"\fResetStopOut\x12\x1b.mam.v1.ResetStopOutRequest\x1a\x1c.mam.v1.ResetStopOutResponse\x12I\n" +
-	"\fListStopOuts\x12\x1b.mam.v1.ListStopOutsRequest\x1a\x1c.mam.v1.ListStopOutsResponseb\x06proto3"
+	"\fListStopOuts\x12\x1b.mam.v1.ListStopOutsRequest\x1a\x1c.mam.v1.ListStopOutsResponse\x12N\n" +
+	"\rWatchStopOuts\x12\x1c.mam.v1.WatchStopOutsRequest\x1a\x1d.mam.v1.WatchStopOutsResponse0\x01b\x06proto3"
 
 var (
 	file_mam_v1_account_service_proto_rawDescOnce sync.Once
@@ -1250,7 +1368,7 @@ func file_mam_v1_account_service_proto_rawDescGZIP() []byte {
 	return file_mam_v1_account_service_proto_rawDescData
 }
 
-var file_mam_v1_account_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_mam_v1_account_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_mam_v1_account_service_proto_goTypes = []any{
 	(*CreateAccountRequest)(nil),  // 0: mam.v1.CreateAccountRequest
 	(*CreateAccountResponse)(nil), // 1: mam.v1.CreateAccountResponse
@@ -1274,57 +1392,64 @@ var file_mam_v1_account_service_proto_goTypes = []any{
 	(*ResetStopOutResponse)(nil),  // 19: mam.v1.ResetStopOutResponse
 	(*ListStopOutsRequest)(nil),   // 20: mam.v1.ListStopOutsRequest
 	(*ListStopOutsResponse)(nil),  // 21: mam.v1.ListStopOutsResponse
-	(*Account)(nil),               // 22: mam.v1.Account
-	(*fieldmaskpb.FieldMask)(nil), // 23: google.protobuf.FieldMask
-	(*Group)(nil),                 // 24: mam.v1.Group
-	(LossRule)(0),                 // 25: mam.v1.LossRule
-	(*StopOut)(nil),               // 26: mam.v1.StopOut
+	(*WatchStopOutsRequest)(nil),  // 22: mam.v1.WatchStopOutsRequest
+	(*WatchStopOutsResponse)(nil), // 23: mam.v1.WatchStopOutsResponse
+	(*Account)(nil),               // 24: mam.v1.Account
+	(*fieldmaskpb.FieldMask)(nil), // 25: google.protobuf.FieldMask
+	(*Group)(nil),                 // 26: mam.v1.Group
+	(LossRule)(0),                 // 27: mam.v1.LossRule
+	(*StopOut)(nil),               // 28: mam.v1.StopOut
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_mam_v1_account_service_proto_depIdxs = []int32{
-	22, // 0: mam.v1.CreateAccountRequest.account:type_name -> mam.v1.Account
-	22, // 1: mam.v1.CreateAccountResponse.account:type_name -> mam.v1.Account
-	22, // 2: mam.v1.GetAccountResponse.account:type_name -> mam.v1.Account
-	22, // 3: mam.v1.ListAccountsResponse.accounts:type_name -> mam.v1.Account
-	22, // 4: mam.v1.UpdateAccountRequest.account:type_name -> mam.v1.Account
-	23, // 5: mam.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
-	22, // 6: mam.v1.UpdateAccountResponse.account:type_name -> mam.v1.Account
-	24, // 7: mam.v1.CreateGroupRequest.group:type_name -> mam.v1.Group
-	24, // 8: mam.v1.CreateGroupResponse.group:type_name -> mam.v1.Group
-	24, // 9: mam.v1.GetGroupResponse.group:type_name -> mam.v1.Group
-	24, // 10: mam.v1.ListGroupsResponse.groups:type_name -> mam.v1.Group
-	24, // 11: mam.v1.UpdateGroupRequest.group:type_name -> mam.v1.Group
-	23, // 12: mam.v1.UpdateGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	24, // 13: mam.v1.UpdateGroupResponse.group:type_name -> mam.v1.Group
-	25, // 14: mam.v1.ResetStopOutRequest.rules:type_name -> mam.v1.LossRule
-	26, // 15: mam.v1.ResetStopOutResponse.stop_outs:type_name -> mam.v1.StopOut
-	26, // 16: mam.v1.ListStopOutsResponse.stop_outs:type_name -> mam.v1.StopOut
-	0,  // 17: mam.v1.AccountService.CreateAccount:input_type -> mam.v1.CreateAccountRequest
-	2,  // 18: mam.v1.AccountService.GetAccount:input_type -> mam.v1.GetAccountRequest
-	4,  // 19: mam.v1.AccountService.ListAccounts:input_type -> mam.v1.ListAccountsRequest
-	6,  // 20: mam.v1.AccountService.UpdateAccount:input_type -> mam.v1.UpdateAccountRequest
-	8,  // 21: mam.v1.AccountService.DeleteAccount:input_type -> mam.v1.DeleteAccountRequest
-	10, // 22: mam.v1.AccountService.CreateGroup:input_type -> mam.v1.CreateGroupRequest
-	12, // 23: mam.v1.AccountService.GetGroup:input_type -> mam.v1.GetGroupRequest
-	14, // 24: mam.v1.AccountService.ListGroups:input_type -> mam.v1.ListGroupsRequest
-	16, // 25: mam.v1.AccountService.UpdateGroup:input_type -> mam.v1.UpdateGroupRequest
-	18, // 26: mam.v1.AccountService.ResetStopOut:input_type -> mam.v1.ResetStopOutRequest
-	20, // 27: mam.v1.AccountService.ListStopOuts:input_type -> mam.v1.ListStopOutsRequest
-	1,  // 28: mam.v1.AccountService.CreateAccount:output_type -> mam.v1.CreateAccountResponse
-	3,  // 29: mam.v1.AccountService.GetAccount:output_type -> mam.v1.GetAccountResponse
-	5,  // 30: mam.v1.AccountService.ListAccounts:output_type -> mam.v1.ListAccountsResponse
-	7,  // 31: mam.v1.AccountService.UpdateAccount:output_type -> mam.v1.UpdateAccountResponse
-	9,  // 32: mam.v1.AccountService.DeleteAccount:output_type -> mam.v1.DeleteAccountResponse
-	11, // 33: mam.v1.AccountService.CreateGroup:output_type -> mam.v1.CreateGroupResponse
-	13, // 34: mam.v1.AccountService.GetGroup:output_type -> mam.v1.GetGroupResponse
-	15, // 35: mam.v1.AccountService.ListGroups:output_type -> mam.v1.ListGroupsResponse
-	17, // 36: mam.v1.AccountService.UpdateGroup:output_type -> mam.v1.UpdateGroupResponse
-	19, // 37: mam.v1.AccountService.ResetStopOut:output_type -> mam.v1.ResetStopOutResponse
-	21, // 38: mam.v1.AccountService.ListStopOuts:output_type -> mam.v1.ListStopOutsResponse
-	28, // [28:39] is the sub-list for method output_type
-	17, // [17:28] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	24, // 0: mam.v1.CreateAccountRequest.account:type_name -> mam.v1.Account
+	24, // 1: mam.v1.CreateAccountResponse.account:type_name -> mam.v1.Account
+	24, // 2: mam.v1.GetAccountResponse.account:type_name -> mam.v1.Account
+	24, // 3: mam.v1.ListAccountsResponse.accounts:type_name -> mam.v1.Account
+	24, // 4: mam.v1.UpdateAccountRequest.account:type_name -> mam.v1.Account
+	25, // 5: mam.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	24, // 6: mam.v1.UpdateAccountResponse.account:type_name -> mam.v1.Account
+	26, // 7: mam.v1.CreateGroupRequest.group:type_name -> mam.v1.Group
+	26, // 8: mam.v1.CreateGroupResponse.group:type_name -> mam.v1.Group
+	26, // 9: mam.v1.GetGroupResponse.group:type_name -> mam.v1.Group
+	26, // 10: mam.v1.ListGroupsResponse.groups:type_name -> mam.v1.Group
+	26, // 11: mam.v1.UpdateGroupRequest.group:type_name -> mam.v1.Group
+	25, // 12: mam.v1.UpdateGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	26, // 13: mam.v1.UpdateGroupResponse.group:type_name -> mam.v1.Group
+	27, // 14: mam.v1.ResetStopOutRequest.rules:type_name -> mam.v1.LossRule
+	28, // 15: mam.v1.ResetStopOutResponse.stop_outs:type_name -> mam.v1.StopOut
+	28, // 16: mam.v1.ListStopOutsResponse.stop_outs:type_name -> mam.v1.StopOut
+	28, // 17: mam.v1.WatchStopOutsResponse.stop_out:type_name -> mam.v1.StopOut
+	29, // 18: mam.v1.WatchStopOutsResponse.heartbeat_time:type_name -> google.protobuf.Timestamp
+	0,  // 19: mam.v1.AccountService.CreateAccount:input_type -> mam.v1.CreateAccountRequest
+	2,  // 20: mam.v1.AccountService.GetAccount:input_type -> mam.v1.GetAccountRequest
+	4,  // 21: mam.v1.AccountService.ListAccounts:input_type -> mam.v1.ListAccountsRequest
+	6,  // 22: mam.v1.AccountService.UpdateAccount:input_type -> mam.v1.UpdateAccountRequest
+	8,  // 23: mam.v1.AccountService.DeleteAccount:input_type -> mam.v1.DeleteAccountRequest
+	10, // 24: mam.v1.AccountService.CreateGroup:input_type -> mam.v1.CreateGroupRequest
+	12, // 25: mam.v1.AccountService.GetGroup:input_type -> mam.v1.GetGroupRequest
+	14, // 26: mam.v1.AccountService.ListGroups:input_type -> mam.v1.ListGroupsRequest
+	16, // 27: mam.v1.AccountService.UpdateGroup:input_type -> mam.v1.UpdateGroupRequest
+	18, // 28: mam.v1.AccountService.ResetStopOut:input_type -> mam.v1.ResetStopOutRequest
+	20, // 29: mam.v1.AccountService.ListStopOuts:input_type -> mam.v1.ListStopOutsRequest
+	22, // 30: mam.v1.AccountService.WatchStopOuts:input_type -> mam.v1.WatchStopOutsRequest
+	1,  // 31: mam.v1.AccountService.CreateAccount:output_type -> mam.v1.CreateAccountResponse
+	3,  // 32: mam.v1.AccountService.GetAccount:output_type -> mam.v1.GetAccountResponse
+	5,  // 33: mam.v1.AccountService.ListAccounts:output_type -> mam.v1.ListAccountsResponse
+	7,  // 34: mam.v1.AccountService.UpdateAccount:output_type -> mam.v1.UpdateAccountResponse
+	9,  // 35: mam.v1.AccountService.DeleteAccount:output_type -> mam.v1.DeleteAccountResponse
+	11, // 36: mam.v1.AccountService.CreateGroup:output_type -> mam.v1.CreateGroupResponse
+	13, // 37: mam.v1.AccountService.GetGroup:output_type -> mam.v1.GetGroupResponse
+	15, // 38: mam.v1.AccountService.ListGroups:output_type -> mam.v1.ListGroupsResponse
+	17, // 39: mam.v1.AccountService.UpdateGroup:output_type -> mam.v1.UpdateGroupResponse
+	19, // 40: mam.v1.AccountService.ResetStopOut:output_type -> mam.v1.ResetStopOutResponse
+	21, // 41: mam.v1.AccountService.ListStopOuts:output_type -> mam.v1.ListStopOutsResponse
+	23, // 42: mam.v1.AccountService.WatchStopOuts:output_type -> mam.v1.WatchStopOutsResponse
+	31, // [31:43] is the sub-list for method output_type
+	19, // [19:31] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_account_service_proto_init() }
@@ -1343,7 +1468,7 @@ func file_mam_v1_account_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_account_service_proto_rawDesc), len(file_mam_v1_account_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	AccountService_UpdateGroup_FullMethodName   = "/mam.v1.AccountService/UpdateGroup"
 	AccountService_ResetStopOut_FullMethodName  = "/mam.v1.AccountService/ResetStopOut"
 	AccountService_ListStopOuts_FullMethodName  = "/mam.v1.AccountService/ListStopOuts"
+	AccountService_WatchStopOuts_FullMethodName = "/mam.v1.AccountService/WatchStopOuts"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -65,6 +66,11 @@ type AccountServiceClient interface {
 	ResetStopOut(ctx context.Context, in *ResetStopOutRequest, opts ...grpc.CallOption) (*ResetStopOutResponse, error)
 	// Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all.
 	ListStopOuts(ctx context.Context, in *ListStopOutsRequest, opts ...grpc.CallOption) (*ListStopOutsResponse, error)
+	// Stop-outs as they happen: first every active one in scope, then each one that begins or
+	// ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+	// a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+	// and starts again with the active ones.
+	WatchStopOuts(ctx context.Context, in *WatchStopOutsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStopOutsResponse], error)
 }
 
 type accountServiceClient struct {
@@ -185,6 +191,25 @@ func (c *accountServiceClient) ListStopOuts(ctx context.Context, in *ListStopOut
 	return out, nil
 }
 
+func (c *accountServiceClient) WatchStopOuts(ctx context.Context, in *WatchStopOutsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStopOutsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AccountService_ServiceDesc.Streams[0], AccountService_WatchStopOuts_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchStopOutsRequest, WatchStopOutsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AccountService_WatchStopOutsClient = grpc.ServerStreamingClient[WatchStopOutsResponse]
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -218,6 +243,11 @@ type AccountServiceServer interface {
 	ResetStopOut(context.Context, *ResetStopOutRequest) (*ResetStopOutResponse, error)
 	// Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all.
 	ListStopOuts(context.Context, *ListStopOutsRequest) (*ListStopOutsResponse, error)
+	// Stop-outs as they happen: first every active one in scope, then each one that begins or
+	// ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+	// a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+	// and starts again with the active ones.
+	WatchStopOuts(*WatchStopOutsRequest, grpc.ServerStreamingServer[WatchStopOutsResponse]) error
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -260,6 +290,9 @@ func (UnimplementedAccountServiceServer) ResetStopOut(context.Context, *ResetSto
 }
 func (UnimplementedAccountServiceServer) ListStopOuts(context.Context, *ListStopOutsRequest) (*ListStopOutsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListStopOuts not implemented")
+}
+func (UnimplementedAccountServiceServer) WatchStopOuts(*WatchStopOutsRequest, grpc.ServerStreamingServer[WatchStopOutsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchStopOuts not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -480,6 +513,17 @@ func _AccountService_ListStopOuts_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_WatchStopOuts_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchStopOutsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AccountServiceServer).WatchStopOuts(m, &grpc.GenericServerStream[WatchStopOutsRequest, WatchStopOutsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AccountService_WatchStopOutsServer = grpc.ServerStreamingServer[WatchStopOutsResponse]
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -532,6 +576,12 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AccountService_ListStopOuts_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchStopOuts",
+			Handler:       _AccountService_WatchStopOuts_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "mam/v1/account_service.proto",
 }

@@ -48,6 +48,7 @@ class RemoteTerminal:
         self._account_id = account_id
         self._login = login
         self._hub = hub
+        self._closed = False
         hub.attach(account_id, login)
 
     @property
@@ -59,6 +60,8 @@ class RemoteTerminal:
         return self._login
 
     async def _call(self, command: TerminalCommand) -> CommandAnswer:
+        if self._closed:
+            raise TerminalError(f"the terminal of {self._account_id} is closed")
         session = await self._hub.session_for(self._login)
         return await session.call(self._account_id, self._login, command)
 
@@ -88,6 +91,8 @@ class RemoteTerminal:
 
     async def health(self) -> TerminalHealth:
         """Never waits for an absent worker: health is a question about now."""
+        if self._closed:
+            return TerminalHealth(connected=False, detail="closed")
         session = self._hub.connected_session(self._login)
         if session is None:
             return TerminalHealth(connected=False, detail=self._hub.view(self._login).detail)
@@ -98,8 +103,11 @@ class RemoteTerminal:
             return TerminalHealth(connected=False, detail=str(error))
 
     async def close(self) -> None:
-        """Forgets the account; the worker's terminal stays as it is."""
-        self._hub.detach(self._account_id)
+        """Forgets the account; the worker's terminal stays as it is. Closing twice is
+        harmless; a closed terminal answers nothing more."""
+        if not self._closed:
+            self._closed = True
+            self._hub.detach(self._account_id)
 
 
 def _one(answer: CommandAnswer, kind: type[_T]) -> _T:

@@ -168,6 +168,12 @@ class SimBroker:
 
     # -- transactions -----------------------------------------------------------------------
 
+    def transfer(self, login: int, amount: Decimal) -> None:
+        """A deposit (amount > 0) or a withdrawal (< 0) on the account's balance, as a broker's
+        back office books one (an MT5 balance deal; not a trade, so not among `deals`)."""
+        with self._touched(login) as account:
+            account.credit(amount)
+
     def _ticket(self) -> int:
         ticket = self._next_ticket
         self._next_ticket += 1

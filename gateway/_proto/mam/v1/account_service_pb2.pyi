@@ -8,6 +8,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from gateway._proto.mam.v1 import account_pb2 as _account_pb2
 import builtins as _builtins
@@ -527,3 +528,57 @@ class ListStopOutsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListStopOutsResponse: _TypeAlias = ListStopOutsResponse  # noqa: Y015
+
+@_typing.final
+class WatchStopOutsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Only this account's stop-outs, when set."""
+    group_id: _builtins.str
+    """Only this group's stop-outs and its members' (as members stand when the stream starts)."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStopOutsRequest: _TypeAlias = WatchStopOutsRequest  # noqa: Y015
+
+@_typing.final
+class WatchStopOutsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOP_OUT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stop_out(self) -> _account_pb2.StopOut:
+        """A stop-out: active when the stream starts, begun, or ended (end_time set). Unset on a
+        heartbeat.
+        """
+
+    @_builtins.property
+    def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
+        """Set on a heartbeat: the stream is alive and nothing changed."""
+
+    def __init__(
+        self,
+        *,
+        stop_out: _account_pb2.StopOut | None = ...,
+        heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "stop_out", b"stop_out"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "stop_out", b"stop_out"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStopOutsResponse: _TypeAlias = WatchStopOutsResponse  # noqa: Y015

@@ -64,6 +64,12 @@ class AccountServiceStub:
     """
     ListStopOuts: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListStopOutsRequest, _account_service_pb2.ListStopOutsResponse]
     """Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all."""
+    WatchStopOuts: _grpc.UnaryStreamMultiCallable[_account_service_pb2.WatchStopOutsRequest, _account_service_pb2.WatchStopOutsResponse]
+    """Stop-outs as they happen: first every active one in scope, then each one that begins or
+    ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+    a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+    and starts again with the active ones.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -100,6 +106,12 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """
     ListStopOuts: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListStopOutsRequest, _account_service_pb2.ListStopOutsResponse]  # type: ignore[assignment]
     """Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all."""
+    WatchStopOuts: _aio.UnaryStreamMultiCallable[_account_service_pb2.WatchStopOutsRequest, _account_service_pb2.WatchStopOutsResponse]  # type: ignore[assignment]
+    """Stop-outs as they happen: first every active one in scope, then each one that begins or
+    ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+    a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+    and starts again with the active ones.
+    """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """Client accounts and the groups a manager trades them in."""
@@ -199,5 +211,17 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ListStopOutsResponse, _abc.Awaitable[_account_service_pb2.ListStopOutsResponse]]:
         """Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all."""
+
+    @_abc_1.abstractmethod
+    def WatchStopOuts(
+        self,
+        request: _account_service_pb2.WatchStopOutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_account_service_pb2.WatchStopOutsResponse], _abc.AsyncIterator[_account_service_pb2.WatchStopOutsResponse]]:
+        """Stop-outs as they happen: first every active one in scope, then each one that begins or
+        ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+        a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+        and starts again with the active ones.
+        """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

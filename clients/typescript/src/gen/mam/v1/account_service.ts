@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -19,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { FieldMask } from "../../google/protobuf/field_mask";
+import { Timestamp } from "../../google/protobuf/timestamp";
 import { Account, Group, LossRule, lossRuleFromJSON, lossRuleToJSON, StopOut } from "./account";
 
 export interface CreateAccountRequest {
@@ -150,6 +153,25 @@ export interface ListStopOutsResponse {
   stopOuts: StopOut[];
   /** Empty on the last page. */
   nextPageToken: string;
+}
+
+export interface WatchStopOutsRequest {
+  /** Only this account's stop-outs, when set. */
+  accountId: string;
+  /** Only this group's stop-outs and its members' (as members stand when the stream starts). */
+  groupId: string;
+}
+
+export interface WatchStopOutsResponse {
+  /**
+   * A stop-out: active when the stream starts, begun, or ended (end_time set). Unset on a
+   * heartbeat.
+   */
+  stopOut:
+    | StopOut
+    | undefined;
+  /** Set on a heartbeat: the stream is alive and nothing changed. */
+  heartbeatTime: Date | undefined;
 }
 
 function createBaseCreateAccountRequest(): CreateAccountRequest {
@@ -1973,6 +1995,194 @@ export const ListStopOutsResponse: MessageFns<ListStopOutsResponse> = {
   },
 };
 
+function createBaseWatchStopOutsRequest(): WatchStopOutsRequest {
+  return { accountId: "", groupId: "" };
+}
+
+export const WatchStopOutsRequest: MessageFns<WatchStopOutsRequest> = {
+  encode(message: WatchStopOutsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.groupId !== "") {
+      writer.uint32(18).string(message.groupId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchStopOutsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchStopOutsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchStopOutsRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+    };
+  },
+
+  toJSON(message: WatchStopOutsRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchStopOutsRequest>, I>>(base?: I): WatchStopOutsRequest {
+    return WatchStopOutsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchStopOutsRequest>, I>>(object: I): WatchStopOutsRequest {
+    const message = createBaseWatchStopOutsRequest();
+    message.accountId = object.accountId ?? "";
+    message.groupId = object.groupId ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchStopOutsResponse(): WatchStopOutsResponse {
+  return { stopOut: undefined, heartbeatTime: undefined };
+}
+
+export const WatchStopOutsResponse: MessageFns<WatchStopOutsResponse> = {
+  encode(message: WatchStopOutsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stopOut !== undefined) {
+      StopOut.encode(message.stopOut, writer.uint32(10).fork()).join();
+    }
+    if (message.heartbeatTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.heartbeatTime), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchStopOutsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchStopOutsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stopOut = StopOut.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.heartbeatTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchStopOutsResponse {
+    return {
+      stopOut: isSet(object.stopOut)
+        ? StopOut.fromJSON(object.stopOut)
+        : isSet(object.stop_out)
+        ? StopOut.fromJSON(object.stop_out)
+        : undefined,
+      heartbeatTime: isSet(object.heartbeatTime)
+        ? fromJsonTimestamp(object.heartbeatTime)
+        : isSet(object.heartbeat_time)
+        ? fromJsonTimestamp(object.heartbeat_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchStopOutsResponse): unknown {
+    const obj: any = {};
+    if (message.stopOut !== undefined) {
+      obj.stopOut = StopOut.toJSON(message.stopOut);
+    }
+    if (message.heartbeatTime !== undefined) {
+      obj.heartbeatTime = message.heartbeatTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchStopOutsResponse>, I>>(base?: I): WatchStopOutsResponse {
+    return WatchStopOutsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchStopOutsResponse>, I>>(object: I): WatchStopOutsResponse {
+    const message = createBaseWatchStopOutsResponse();
+    message.stopOut = (object.stopOut !== undefined && object.stopOut !== null)
+      ? StopOut.fromPartial(object.stopOut)
+      : undefined;
+    message.heartbeatTime = object.heartbeatTime ?? undefined;
+    return message;
+  },
+};
+
 /** Client accounts and the groups a manager trades them in. */
 export type AccountServiceService = typeof AccountServiceService;
 export const AccountServiceService = {
@@ -2103,6 +2313,22 @@ export const AccountServiceService = {
       Buffer.from(ListStopOutsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListStopOutsResponse => ListStopOutsResponse.decode(value),
   },
+  /**
+   * Stop-outs as they happen: first every active one in scope, then each one that begins or
+   * ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+   * a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+   * and starts again with the active ones.
+   */
+  watchStopOuts: {
+    path: "/mam.v1.AccountService/WatchStopOuts" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchStopOutsRequest): Buffer => Buffer.from(WatchStopOutsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchStopOutsRequest => WatchStopOutsRequest.decode(value),
+    responseSerialize: (value: WatchStopOutsResponse): Buffer =>
+      Buffer.from(WatchStopOutsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchStopOutsResponse => WatchStopOutsResponse.decode(value),
+  },
 } as const;
 
 export interface AccountServiceServer extends UntypedServiceImplementation {
@@ -2139,6 +2365,13 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
   resetStopOut: handleUnaryCall<ResetStopOutRequest, ResetStopOutResponse>;
   /** Stop-outs, newest first, a page at a time: those of one account or group, or (admins) all. */
   listStopOuts: handleUnaryCall<ListStopOutsRequest, ListStopOutsResponse>;
+  /**
+   * Stop-outs as they happen: first every active one in scope, then each one that begins or
+   * ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+   * a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+   * and starts again with the active ones.
+   */
+  watchStopOuts: handleServerStreamingCall<WatchStopOutsRequest, WatchStopOutsResponse>;
 }
 
 export interface AccountServiceClient extends Client {
@@ -2329,6 +2562,21 @@ export interface AccountServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListStopOutsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Stop-outs as they happen: first every active one in scope, then each one that begins or
+   * ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+   * a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+   * and starts again with the active ones.
+   */
+  watchStopOuts(
+    request: WatchStopOutsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchStopOutsResponse>;
+  watchStopOuts(
+    request: WatchStopOutsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchStopOutsResponse>;
 }
 
 export const AccountServiceClient = makeGenericClientConstructor(
@@ -2351,6 +2599,28 @@ type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -24,60 +24,65 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mam_client._proto.mam.v1 import account_pb2 as mam_dot_v1_dot_account__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmam/v1/account_service.proto\x12\x06mam.v1\x1a google/protobuf/field_mask.proto\x1a\x14mam/v1/account.proto\"8\n\x14\x43reateAccountRequest\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"9\n\x15\x43reateAccountResponse\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"6\n\x12GetAccountResponse\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"N\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\"R\n\x14ListAccountsResponse\x12!\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x0f.mam.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x14UpdateAccountRequest\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"9\n\x15UpdateAccountResponse\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"*\n\x14\x44\x65leteAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteAccountResponse\"2\n\x12\x43reateGroupRequest\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\"3\n\x13\x43reateGroupResponse\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\"#\n\x0fGetGroupRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"0\n\x10GetGroupResponse\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\":\n\x11ListGroupsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListGroupsResponse\x12\x1d\n\x06groups\x18\x01 \x03(\x0b\x32\r.mam.v1.Group\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x12UpdateGroupRequest\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"3\n\x13UpdateGroupResponse\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\"k\n\x13ResetStopOutRequest\x12\x14\n\naccount_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08group_id\x18\x02 \x01(\tH\x00\x12\x1f\n\x05rules\x18\x03 \x03(\x0e\x32\x10.mam.v1.LossRuleB\t\n\x07subject\":\n\x14ResetStopOutResponse\x12\"\n\tstop_outs\x18\x01 \x03(\x0b\x32\x0f.mam.v1.StopOut\"w\n\x13ListStopOutsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x10\n\x08group_id\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x05 \x01(\x08\"S\n\x14ListStopOutsResponse\x12\"\n\tstop_outs\x18\x01 \x03(\x0b\x32\x0f.mam.v1.StopOut\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb4\x06\n\x0e\x41\x63\x63ountService\x12L\n\rCreateAccount\x12\x1c.mam.v1.CreateAccountRequest\x1a\x1d.mam.v1.CreateAccountResponse\x12\x43\n\nGetAccount\x12\x19.mam.v1.GetAccountRequest\x1a\x1a.mam.v1.GetAccountResponse\x12I\n\x0cListAccounts\x12\x1b.mam.v1.ListAccountsRequest\x1a\x1c.mam.v1.ListAccountsResponse\x12L\n\rUpdateAccount\x12\x1c.mam.v1.UpdateAccountRequest\x1a\x1d.mam.v1.UpdateAccountResponse\x12L\n\rDeleteAccount\x12\x1c.mam.v1.DeleteAccountRequest\x1a\x1d.mam.v1.DeleteAccountResponse\x12\x46\n\x0b\x43reateGroup\x12\x1a.mam.v1.CreateGroupRequest\x1a\x1b.mam.v1.CreateGroupResponse\x12=\n\x08GetGroup\x12\x17.mam.v1.GetGroupRequest\x1a\x18.mam.v1.GetGroupResponse\x12\x43\n\nListGroups\x12\x19.mam.v1.ListGroupsRequest\x1a\x1a.mam.v1.ListGroupsResponse\x12\x46\n\x0bUpdateGroup\x12\x1a.mam.v1.UpdateGroupRequest\x1a\x1b.mam.v1.UpdateGroupResponse\x12I\n\x0cResetStopOut\x12\x1b.mam.v1.ResetStopOutRequest\x1a\x1c.mam.v1.ResetStopOutResponse\x12I\n\x0cListStopOuts\x12\x1b.mam.v1.ListStopOutsRequest\x1a\x1c.mam.v1.ListStopOutsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmam/v1/account_service.proto\x12\x06mam.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mam/v1/account.proto\"8\n\x14\x43reateAccountRequest\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"9\n\x15\x43reateAccountResponse\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"6\n\x12GetAccountResponse\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"N\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\"R\n\x14ListAccountsResponse\x12!\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x0f.mam.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x14UpdateAccountRequest\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"9\n\x15UpdateAccountResponse\x12 \n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x0f.mam.v1.Account\"*\n\x14\x44\x65leteAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteAccountResponse\"2\n\x12\x43reateGroupRequest\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\"3\n\x13\x43reateGroupResponse\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\"#\n\x0fGetGroupRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"0\n\x10GetGroupResponse\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\":\n\x11ListGroupsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListGroupsResponse\x12\x1d\n\x06groups\x18\x01 \x03(\x0b\x32\r.mam.v1.Group\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x12UpdateGroupRequest\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"3\n\x13UpdateGroupResponse\x12\x1c\n\x05group\x18\x01 \x01(\x0b\x32\r.mam.v1.Group\"k\n\x13ResetStopOutRequest\x12\x14\n\naccount_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08group_id\x18\x02 \x01(\tH\x00\x12\x1f\n\x05rules\x18\x03 \x03(\x0e\x32\x10.mam.v1.LossRuleB\t\n\x07subject\":\n\x14ResetStopOutResponse\x12\"\n\tstop_outs\x18\x01 \x03(\x0b\x32\x0f.mam.v1.StopOut\"w\n\x13ListStopOutsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x10\n\x08group_id\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x05 \x01(\x08\"S\n\x14ListStopOutsResponse\x12\"\n\tstop_outs\x18\x01 \x03(\x0b\x32\x0f.mam.v1.StopOut\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x14WatchStopOutsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\"n\n\x15WatchStopOutsResponse\x12!\n\x08stop_out\x18\x01 \x01(\x0b\x32\x0f.mam.v1.StopOut\x12\x32\n\x0eheartbeat_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x84\x07\n\x0e\x41\x63\x63ountService\x12L\n\rCreateAccount\x12\x1c.mam.v1.CreateAccountRequest\x1a\x1d.mam.v1.CreateAccountResponse\x12\x43\n\nGetAccount\x12\x19.mam.v1.GetAccountRequest\x1a\x1a.mam.v1.GetAccountResponse\x12I\n\x0cListAccounts\x12\x1b.mam.v1.ListAccountsRequest\x1a\x1c.mam.v1.ListAccountsResponse\x12L\n\rUpdateAccount\x12\x1c.mam.v1.UpdateAccountRequest\x1a\x1d.mam.v1.UpdateAccountResponse\x12L\n\rDeleteAccount\x12\x1c.mam.v1.DeleteAccountRequest\x1a\x1d.mam.v1.DeleteAccountResponse\x12\x46\n\x0b\x43reateGroup\x12\x1a.mam.v1.CreateGroupRequest\x1a\x1b.mam.v1.CreateGroupResponse\x12=\n\x08GetGroup\x12\x17.mam.v1.GetGroupRequest\x1a\x18.mam.v1.GetGroupResponse\x12\x43\n\nListGroups\x12\x19.mam.v1.ListGroupsRequest\x1a\x1a.mam.v1.ListGroupsResponse\x12\x46\n\x0bUpdateGroup\x12\x1a.mam.v1.UpdateGroupRequest\x1a\x1b.mam.v1.UpdateGroupResponse\x12I\n\x0cResetStopOut\x12\x1b.mam.v1.ResetStopOutRequest\x1a\x1c.mam.v1.ResetStopOutResponse\x12I\n\x0cListStopOuts\x12\x1b.mam.v1.ListStopOutsRequest\x1a\x1c.mam.v1.ListStopOutsResponse\x12N\n\rWatchStopOuts\x12\x1c.mam.v1.WatchStopOutsRequest\x1a\x1d.mam.v1.WatchStopOutsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mam_client._proto.mam.v1.account_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=96
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=152
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=154
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=211
-  _globals['_GETACCOUNTREQUEST']._serialized_start=213
-  _globals['_GETACCOUNTREQUEST']._serialized_end=252
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=254
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=308
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=310
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=388
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=390
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=472
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=474
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=579
-  _globals['_UPDATEACCOUNTRESPONSE']._serialized_start=581
-  _globals['_UPDATEACCOUNTRESPONSE']._serialized_end=638
-  _globals['_DELETEACCOUNTREQUEST']._serialized_start=640
-  _globals['_DELETEACCOUNTREQUEST']._serialized_end=682
-  _globals['_DELETEACCOUNTRESPONSE']._serialized_start=684
-  _globals['_DELETEACCOUNTRESPONSE']._serialized_end=707
-  _globals['_CREATEGROUPREQUEST']._serialized_start=709
-  _globals['_CREATEGROUPREQUEST']._serialized_end=759
-  _globals['_CREATEGROUPRESPONSE']._serialized_start=761
-  _globals['_CREATEGROUPRESPONSE']._serialized_end=812
-  _globals['_GETGROUPREQUEST']._serialized_start=814
-  _globals['_GETGROUPREQUEST']._serialized_end=849
-  _globals['_GETGROUPRESPONSE']._serialized_start=851
-  _globals['_GETGROUPRESPONSE']._serialized_end=899
-  _globals['_LISTGROUPSREQUEST']._serialized_start=901
-  _globals['_LISTGROUPSREQUEST']._serialized_end=959
-  _globals['_LISTGROUPSRESPONSE']._serialized_start=961
-  _globals['_LISTGROUPSRESPONSE']._serialized_end=1037
-  _globals['_UPDATEGROUPREQUEST']._serialized_start=1039
-  _globals['_UPDATEGROUPREQUEST']._serialized_end=1138
-  _globals['_UPDATEGROUPRESPONSE']._serialized_start=1140
-  _globals['_UPDATEGROUPRESPONSE']._serialized_end=1191
-  _globals['_RESETSTOPOUTREQUEST']._serialized_start=1193
-  _globals['_RESETSTOPOUTREQUEST']._serialized_end=1300
-  _globals['_RESETSTOPOUTRESPONSE']._serialized_start=1302
-  _globals['_RESETSTOPOUTRESPONSE']._serialized_end=1360
-  _globals['_LISTSTOPOUTSREQUEST']._serialized_start=1362
-  _globals['_LISTSTOPOUTSREQUEST']._serialized_end=1481
-  _globals['_LISTSTOPOUTSRESPONSE']._serialized_start=1483
-  _globals['_LISTSTOPOUTSRESPONSE']._serialized_end=1566
-  _globals['_ACCOUNTSERVICE']._serialized_start=1569
-  _globals['_ACCOUNTSERVICE']._serialized_end=2389
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=129
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=185
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=187
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=244
+  _globals['_GETACCOUNTREQUEST']._serialized_start=246
+  _globals['_GETACCOUNTREQUEST']._serialized_end=285
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=287
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=341
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=343
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=421
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=423
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=505
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=507
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=612
+  _globals['_UPDATEACCOUNTRESPONSE']._serialized_start=614
+  _globals['_UPDATEACCOUNTRESPONSE']._serialized_end=671
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=673
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=715
+  _globals['_DELETEACCOUNTRESPONSE']._serialized_start=717
+  _globals['_DELETEACCOUNTRESPONSE']._serialized_end=740
+  _globals['_CREATEGROUPREQUEST']._serialized_start=742
+  _globals['_CREATEGROUPREQUEST']._serialized_end=792
+  _globals['_CREATEGROUPRESPONSE']._serialized_start=794
+  _globals['_CREATEGROUPRESPONSE']._serialized_end=845
+  _globals['_GETGROUPREQUEST']._serialized_start=847
+  _globals['_GETGROUPREQUEST']._serialized_end=882
+  _globals['_GETGROUPRESPONSE']._serialized_start=884
+  _globals['_GETGROUPRESPONSE']._serialized_end=932
+  _globals['_LISTGROUPSREQUEST']._serialized_start=934
+  _globals['_LISTGROUPSREQUEST']._serialized_end=992
+  _globals['_LISTGROUPSRESPONSE']._serialized_start=994
+  _globals['_LISTGROUPSRESPONSE']._serialized_end=1070
+  _globals['_UPDATEGROUPREQUEST']._serialized_start=1072
+  _globals['_UPDATEGROUPREQUEST']._serialized_end=1171
+  _globals['_UPDATEGROUPRESPONSE']._serialized_start=1173
+  _globals['_UPDATEGROUPRESPONSE']._serialized_end=1224
+  _globals['_RESETSTOPOUTREQUEST']._serialized_start=1226
+  _globals['_RESETSTOPOUTREQUEST']._serialized_end=1333
+  _globals['_RESETSTOPOUTRESPONSE']._serialized_start=1335
+  _globals['_RESETSTOPOUTRESPONSE']._serialized_end=1393
+  _globals['_LISTSTOPOUTSREQUEST']._serialized_start=1395
+  _globals['_LISTSTOPOUTSREQUEST']._serialized_end=1514
+  _globals['_LISTSTOPOUTSRESPONSE']._serialized_start=1516
+  _globals['_LISTSTOPOUTSRESPONSE']._serialized_end=1599
+  _globals['_WATCHSTOPOUTSREQUEST']._serialized_start=1601
+  _globals['_WATCHSTOPOUTSREQUEST']._serialized_end=1661
+  _globals['_WATCHSTOPOUTSRESPONSE']._serialized_start=1663
+  _globals['_WATCHSTOPOUTSRESPONSE']._serialized_end=1773
+  _globals['_ACCOUNTSERVICE']._serialized_start=1776
+  _globals['_ACCOUNTSERVICE']._serialized_end=2676
 # @@protoc_insertion_point(module_scope)

@@ -91,6 +91,11 @@ class AccountServiceStub:
                 request_serializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsRequest.SerializeToString,
                 response_deserializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsResponse.FromString,
                 _registered_method=True)
+        self.WatchStopOuts = channel.unary_stream(
+                '/mam.v1.AccountService/WatchStopOuts',
+                request_serializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -179,6 +184,16 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchStopOuts(self, request, context):
+        """Stop-outs as they happen: first every active one in scope, then each one that begins or
+        ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
+        a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
+        and starts again with the active ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +251,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ListStopOuts,
                     request_deserializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsRequest.FromString,
                     response_serializer=mam_dot_v1_dot_account__service__pb2.ListStopOutsResponse.SerializeToString,
+            ),
+            'WatchStopOuts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStopOuts,
+                    request_deserializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +556,33 @@ class AccountService:
             '/mam.v1.AccountService/ListStopOuts',
             mam_dot_v1_dot_account__service__pb2.ListStopOutsRequest.SerializeToString,
             mam_dot_v1_dot_account__service__pb2.ListStopOutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStopOuts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mam.v1.AccountService/WatchStopOuts',
+            mam_dot_v1_dot_account__service__pb2.WatchStopOutsRequest.SerializeToString,
+            mam_dot_v1_dot_account__service__pb2.WatchStopOutsResponse.FromString,
             options,
             channel_credentials,
             insecure,
