@@ -185,6 +185,7 @@ RULES: dict[str, Rule] = {
     ),
     _REPORTING + "ListBalanceOperations": Rule(EVERYONE, check=_account),
     _REPORTING + "ListAccountDeals": Rule(EVERYONE, check=_account),
+    _REPORTING + "ListAccountPositions": Rule(EVERYONE, check=_account),
     _REPORTING + "GetAccountPerformance": Rule(EVERYONE, check=_account),
     _REPORTING + "GetGroupPerformance": Rule(MANAGERS, check=_group),
     _REPORTING + "GetFeeSchedule": Rule(EVERYONE, check=_account),

@@ -11,7 +11,7 @@ from gateway._proto.mam.v1 import common_pb2, worker_service_pb2
 from gateway._proto.mam.v1 import reporting_service_pb2 as pb
 from gateway.api.mapping import dec, duration_from_micros, enum_to_proto, timestamp
 from gateway.api.requests import MAX_COMMENT, MAX_ID, decode_page_token, enum_from_proto
-from gateway.domain.account_history import AccountDeal
+from gateway.domain.account_history import AccountDeal, AccountPosition
 from gateway.domain.balance_operations import BalanceOperation, BalanceOperationKind
 from gateway.domain.decimals import parse_decimal
 from gateway.domain.errors import FieldViolation, InvalidArgument, Violations
@@ -326,6 +326,23 @@ def deal_to_proto(deal: AccountDeal) -> pb.AccountDeal:
         magic=deal.magic,
         comment=deal.comment,
         execute_time=timestamp(deal.executed_at),
+    )
+
+
+def position_to_proto(position: AccountPosition) -> pb.AccountPosition:
+    return pb.AccountPosition(
+        account_id=position.account_id,
+        ticket=position.ticket,
+        symbol=position.symbol,
+        side=enum_to_proto(common_pb2.Side, "SIDE", position.side),
+        volume=dec(position.volume),
+        price_open=dec(position.price_open),
+        stop_loss=dec(position.stop_loss),
+        take_profit=dec(position.take_profit),
+        magic=position.magic,
+        comment=position.comment,
+        open_time=timestamp(position.opened_at),
+        seen_time=timestamp(position.seen_at),
     )
 
 

@@ -154,6 +154,22 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
             deals=[mapping.deal_to_proto(d) for d in rows], next_page_token=token
         )
 
+    async def ListAccountPositions(
+        self, request: pb.ListAccountPositionsRequest, context: Context
+    ) -> pb.ListAccountPositionsResponse:
+        v = Violations()
+        account_id = mapping.required_text(v, "account_id", request.account_id)
+        limit = requests.page_size(request.page_size, default=100, maximum=1000)
+        v.raise_if_any()
+        after = mapping.numeric_key(request.page_token) or 0
+        await self._account(account_id)
+        # An account holds few positions: read them all, page in memory.
+        held = [p for p in await self._store.history.positions_of(account_id) if p.ticket > after]
+        rows, token = requests.split_page(held[: limit + 1], limit, lambda p: str(p.ticket))
+        return pb.ListAccountPositionsResponse(
+            positions=[mapping.position_to_proto(p) for p in rows], next_page_token=token
+        )
+
     # -- performance ----------------------------------------------------------------------------
 
     async def GetAccountPerformance(

@@ -244,6 +244,9 @@ def reporting_requests(w: World) -> dict[str, Any]:
             account_id=b1
         ),
         service + "ListAccountDeals": reporting_service_pb2.ListAccountDealsRequest(account_id=b1),
+        service + "ListAccountPositions": reporting_service_pb2.ListAccountPositionsRequest(
+            account_id=b1
+        ),
         service + "GetAccountPerformance": reporting_service_pb2.GetAccountPerformanceRequest(
             account_id=b1, **period
         ),

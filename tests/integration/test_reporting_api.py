@@ -335,6 +335,25 @@ async def test_deal_history_and_execution_quality_of_real_master_orders(
     assert len(tickets) == 2 and tickets == sorted(tickets)
     assert all(len(p) == 1 for p in pages)
 
+    # The positions those deals opened, as the terminal last reported them, a page at a time.
+    held: list[pb.AccountPosition] = []
+    token = ""
+    while True:
+        page = await reporting.stub.ListAccountPositions(
+            pb.ListAccountPositionsRequest(account_id=first, page_size=1, page_token=token)
+        )
+        held.extend(page.positions)
+        token = page.next_page_token
+        if not token:
+            break
+    terminal = gateway.registry.get(first)
+    assert terminal is not None
+    at_broker = await terminal.positions()
+    assert [(p.ticket, Decimal(p.volume)) for p in held] == [
+        (p.ticket, p.volume) for p in sorted(at_broker, key=lambda p: p.ticket)
+    ]
+    assert len(held) == 2 and all(p.account_id == first for p in held)
+
     masters = [
         (
             await client.trading.GetMasterOrder(

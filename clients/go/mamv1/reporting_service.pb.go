@@ -880,6 +880,261 @@ func (x *ListAccountDealsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// A position an account held when its terminal was last read.
+type AccountPosition struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The broker's position ticket.
+	Ticket int64 `protobuf:"varint,2,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	// The broker's symbol.
+	Symbol string `protobuf:"bytes,3,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Side   Side   `protobuf:"varint,4,opt,name=side,proto3,enum=mam.v1.Side" json:"side,omitempty"`
+	// Decimal strings.
+	Volume    string `protobuf:"bytes,5,opt,name=volume,proto3" json:"volume,omitempty"`
+	PriceOpen string `protobuf:"bytes,6,opt,name=price_open,json=priceOpen,proto3" json:"price_open,omitempty"`
+	// Empty when not set.
+	StopLoss   string                 `protobuf:"bytes,7,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	TakeProfit string                 `protobuf:"bytes,8,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
+	Magic      int64                  `protobuf:"varint,9,opt,name=magic,proto3" json:"magic,omitempty"`
+	Comment    string                 `protobuf:"bytes,10,opt,name=comment,proto3" json:"comment,omitempty"`
+	OpenTime   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=open_time,json=openTime,proto3" json:"open_time,omitempty"`
+	// When the terminal reported it.
+	SeenTime      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=seen_time,json=seenTime,proto3" json:"seen_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountPosition) Reset() {
+	*x = AccountPosition{}
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountPosition) ProtoMessage() {}
+
+func (x *AccountPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountPosition.ProtoReflect.Descriptor instead.
+func (*AccountPosition) Descriptor() ([]byte, []int) {
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AccountPosition) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AccountPosition) GetTicket() int64 {
+	if x != nil {
+		return x.Ticket
+	}
+	return 0
+}
+
+func (x *AccountPosition) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *AccountPosition) GetSide() Side {
+	if x != nil {
+		return x.Side
+	}
+	return Side_SIDE_UNSPECIFIED
+}
+
+func (x *AccountPosition) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *AccountPosition) GetPriceOpen() string {
+	if x != nil {
+		return x.PriceOpen
+	}
+	return ""
+}
+
+func (x *AccountPosition) GetStopLoss() string {
+	if x != nil {
+		return x.StopLoss
+	}
+	return ""
+}
+
+func (x *AccountPosition) GetTakeProfit() string {
+	if x != nil {
+		return x.TakeProfit
+	}
+	return ""
+}
+
+func (x *AccountPosition) GetMagic() int64 {
+	if x != nil {
+		return x.Magic
+	}
+	return 0
+}
+
+func (x *AccountPosition) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *AccountPosition) GetOpenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OpenTime
+	}
+	return nil
+}
+
+func (x *AccountPosition) GetSeenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SeenTime
+	}
+	return nil
+}
+
+type ListAccountPositionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// At most this many; 0 means 100; values above 1000 are treated as 1000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccountPositionsRequest) Reset() {
+	*x = ListAccountPositionsRequest{}
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccountPositionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccountPositionsRequest) ProtoMessage() {}
+
+func (x *ListAccountPositionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccountPositionsRequest.ProtoReflect.Descriptor instead.
+func (*ListAccountPositionsRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListAccountPositionsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListAccountPositionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAccountPositionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAccountPositionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By ticket.
+	Positions []*AccountPosition `protobuf:"bytes,1,rep,name=positions,proto3" json:"positions,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccountPositionsResponse) Reset() {
+	*x = ListAccountPositionsResponse{}
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccountPositionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccountPositionsResponse) ProtoMessage() {}
+
+func (x *ListAccountPositionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccountPositionsResponse.ProtoReflect.Descriptor instead.
+func (*ListAccountPositionsResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListAccountPositionsResponse) GetPositions() []*AccountPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+func (x *ListAccountPositionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // An account's (or a group's summed) balance and equity at one snapshot.
 type EquityPoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -894,7 +1149,7 @@ type EquityPoint struct {
 
 func (x *EquityPoint) Reset() {
 	*x = EquityPoint{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[8]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1161,7 @@ func (x *EquityPoint) String() string {
 func (*EquityPoint) ProtoMessage() {}
 
 func (x *EquityPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[8]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1174,7 @@ func (x *EquityPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EquityPoint.ProtoReflect.Descriptor instead.
 func (*EquityPoint) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{8}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EquityPoint) GetTime() *timestamppb.Timestamp {
@@ -962,7 +1217,7 @@ type CashFlowTotals struct {
 
 func (x *CashFlowTotals) Reset() {
 	*x = CashFlowTotals{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[9]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1229,7 @@ func (x *CashFlowTotals) String() string {
 func (*CashFlowTotals) ProtoMessage() {}
 
 func (x *CashFlowTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[9]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1242,7 @@ func (x *CashFlowTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CashFlowTotals.ProtoReflect.Descriptor instead.
 func (*CashFlowTotals) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{9}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CashFlowTotals) GetDeposits() string {
@@ -1045,7 +1300,7 @@ type Drawdown struct {
 
 func (x *Drawdown) Reset() {
 	*x = Drawdown{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[10]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1312,7 @@ func (x *Drawdown) String() string {
 func (*Drawdown) ProtoMessage() {}
 
 func (x *Drawdown) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[10]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1325,7 @@ func (x *Drawdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drawdown.ProtoReflect.Descriptor instead.
 func (*Drawdown) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{10}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Drawdown) GetDepth() string {
@@ -1128,7 +1383,7 @@ type DailyReturn struct {
 
 func (x *DailyReturn) Reset() {
 	*x = DailyReturn{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[11]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1395,7 @@ func (x *DailyReturn) String() string {
 func (*DailyReturn) ProtoMessage() {}
 
 func (x *DailyReturn) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[11]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1408,7 @@ func (x *DailyReturn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DailyReturn.ProtoReflect.Descriptor instead.
 func (*DailyReturn) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{11}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DailyReturn) GetDate() string {
@@ -1186,7 +1441,7 @@ type EquityCurvePoint struct {
 
 func (x *EquityCurvePoint) Reset() {
 	*x = EquityCurvePoint{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[12]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1453,7 @@ func (x *EquityCurvePoint) String() string {
 func (*EquityCurvePoint) ProtoMessage() {}
 
 func (x *EquityCurvePoint) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[12]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1466,7 @@ func (x *EquityCurvePoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EquityCurvePoint.ProtoReflect.Descriptor instead.
 func (*EquityCurvePoint) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{12}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EquityCurvePoint) GetDate() string {
@@ -1266,7 +1521,7 @@ type TradeStatistics struct {
 
 func (x *TradeStatistics) Reset() {
 	*x = TradeStatistics{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[13]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1533,7 @@ func (x *TradeStatistics) String() string {
 func (*TradeStatistics) ProtoMessage() {}
 
 func (x *TradeStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[13]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1546,7 @@ func (x *TradeStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TradeStatistics.ProtoReflect.Descriptor instead.
 func (*TradeStatistics) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{13}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TradeStatistics) GetTrades() int32 {
@@ -1375,7 +1630,7 @@ type SymbolExposure struct {
 
 func (x *SymbolExposure) Reset() {
 	*x = SymbolExposure{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[14]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1642,7 @@ func (x *SymbolExposure) String() string {
 func (*SymbolExposure) ProtoMessage() {}
 
 func (x *SymbolExposure) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[14]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1655,7 @@ func (x *SymbolExposure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymbolExposure.ProtoReflect.Descriptor instead.
 func (*SymbolExposure) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{14}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SymbolExposure) GetSymbol() string {
@@ -1491,7 +1746,7 @@ type PerformanceReport struct {
 
 func (x *PerformanceReport) Reset() {
 	*x = PerformanceReport{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[15]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1758,7 @@ func (x *PerformanceReport) String() string {
 func (*PerformanceReport) ProtoMessage() {}
 
 func (x *PerformanceReport) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[15]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1771,7 @@ func (x *PerformanceReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PerformanceReport.ProtoReflect.Descriptor instead.
 func (*PerformanceReport) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{15}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PerformanceReport) GetStartTime() *timestamppb.Timestamp {
@@ -1685,7 +1940,7 @@ type GetAccountPerformanceRequest struct {
 
 func (x *GetAccountPerformanceRequest) Reset() {
 	*x = GetAccountPerformanceRequest{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[16]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1952,7 @@ func (x *GetAccountPerformanceRequest) String() string {
 func (*GetAccountPerformanceRequest) ProtoMessage() {}
 
 func (x *GetAccountPerformanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[16]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1965,7 @@ func (x *GetAccountPerformanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountPerformanceRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountPerformanceRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{16}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetAccountPerformanceRequest) GetAccountId() string {
@@ -1757,7 +2012,7 @@ type GetAccountPerformanceResponse struct {
 
 func (x *GetAccountPerformanceResponse) Reset() {
 	*x = GetAccountPerformanceResponse{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[17]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2024,7 @@ func (x *GetAccountPerformanceResponse) String() string {
 func (*GetAccountPerformanceResponse) ProtoMessage() {}
 
 func (x *GetAccountPerformanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[17]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2037,7 @@ func (x *GetAccountPerformanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountPerformanceResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountPerformanceResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{17}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetAccountPerformanceResponse) GetReport() *PerformanceReport {
@@ -1810,7 +2065,7 @@ type GetGroupPerformanceRequest struct {
 
 func (x *GetGroupPerformanceRequest) Reset() {
 	*x = GetGroupPerformanceRequest{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[18]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2077,7 @@ func (x *GetGroupPerformanceRequest) String() string {
 func (*GetGroupPerformanceRequest) ProtoMessage() {}
 
 func (x *GetGroupPerformanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[18]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2090,7 @@ func (x *GetGroupPerformanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupPerformanceRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupPerformanceRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{18}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetGroupPerformanceRequest) GetGroupId() string {
@@ -1886,7 +2141,7 @@ type GetGroupPerformanceResponse struct {
 
 func (x *GetGroupPerformanceResponse) Reset() {
 	*x = GetGroupPerformanceResponse{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[19]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2153,7 @@ func (x *GetGroupPerformanceResponse) String() string {
 func (*GetGroupPerformanceResponse) ProtoMessage() {}
 
 func (x *GetGroupPerformanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[19]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2166,7 @@ func (x *GetGroupPerformanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupPerformanceResponse.ProtoReflect.Descriptor instead.
 func (*GetGroupPerformanceResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{19}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetGroupPerformanceResponse) GetReport() *PerformanceReport {
@@ -1960,7 +2215,7 @@ type FeeSchedule struct {
 
 func (x *FeeSchedule) Reset() {
 	*x = FeeSchedule{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[20]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2227,7 @@ func (x *FeeSchedule) String() string {
 func (*FeeSchedule) ProtoMessage() {}
 
 func (x *FeeSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[20]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2240,7 @@ func (x *FeeSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeeSchedule.ProtoReflect.Descriptor instead.
 func (*FeeSchedule) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{20}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FeeSchedule) GetAccountId() string {
@@ -2068,7 +2323,7 @@ type GetFeeScheduleRequest struct {
 
 func (x *GetFeeScheduleRequest) Reset() {
 	*x = GetFeeScheduleRequest{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[21]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2335,7 @@ func (x *GetFeeScheduleRequest) String() string {
 func (*GetFeeScheduleRequest) ProtoMessage() {}
 
 func (x *GetFeeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[21]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2348,7 @@ func (x *GetFeeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFeeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetFeeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{21}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetFeeScheduleRequest) GetAccountId() string {
@@ -2112,7 +2367,7 @@ type GetFeeScheduleResponse struct {
 
 func (x *GetFeeScheduleResponse) Reset() {
 	*x = GetFeeScheduleResponse{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[22]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2379,7 @@ func (x *GetFeeScheduleResponse) String() string {
 func (*GetFeeScheduleResponse) ProtoMessage() {}
 
 func (x *GetFeeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[22]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2392,7 @@ func (x *GetFeeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFeeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetFeeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{22}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetFeeScheduleResponse) GetFeeSchedule() *FeeSchedule {
@@ -2158,7 +2413,7 @@ type UpdateFeeScheduleRequest struct {
 
 func (x *UpdateFeeScheduleRequest) Reset() {
 	*x = UpdateFeeScheduleRequest{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[23]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2425,7 @@ func (x *UpdateFeeScheduleRequest) String() string {
 func (*UpdateFeeScheduleRequest) ProtoMessage() {}
 
 func (x *UpdateFeeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[23]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2438,7 @@ func (x *UpdateFeeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFeeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFeeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{23}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateFeeScheduleRequest) GetFeeSchedule() *FeeSchedule {
@@ -2202,7 +2457,7 @@ type UpdateFeeScheduleResponse struct {
 
 func (x *UpdateFeeScheduleResponse) Reset() {
 	*x = UpdateFeeScheduleResponse{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[24]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2469,7 @@ func (x *UpdateFeeScheduleResponse) String() string {
 func (*UpdateFeeScheduleResponse) ProtoMessage() {}
 
 func (x *UpdateFeeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[24]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2482,7 @@ func (x *UpdateFeeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFeeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFeeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{24}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateFeeScheduleResponse) GetFeeSchedule() *FeeSchedule {
@@ -2275,7 +2530,7 @@ type FeeCharge struct {
 
 func (x *FeeCharge) Reset() {
 	*x = FeeCharge{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[25]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +2542,7 @@ func (x *FeeCharge) String() string {
 func (*FeeCharge) ProtoMessage() {}
 
 func (x *FeeCharge) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[25]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +2555,7 @@ func (x *FeeCharge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeeCharge.ProtoReflect.Descriptor instead.
 func (*FeeCharge) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{25}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FeeCharge) GetStartTime() *timestamppb.Timestamp {
@@ -2432,7 +2687,7 @@ type HighWaterMark struct {
 
 func (x *HighWaterMark) Reset() {
 	*x = HighWaterMark{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[26]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2699,7 @@ func (x *HighWaterMark) String() string {
 func (*HighWaterMark) ProtoMessage() {}
 
 func (x *HighWaterMark) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[26]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2712,7 @@ func (x *HighWaterMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HighWaterMark.ProtoReflect.Descriptor instead.
 func (*HighWaterMark) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{26}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HighWaterMark) GetValue() string {
@@ -2502,7 +2757,7 @@ type ListFeeChargesRequest struct {
 
 func (x *ListFeeChargesRequest) Reset() {
 	*x = ListFeeChargesRequest{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[27]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2514,7 +2769,7 @@ func (x *ListFeeChargesRequest) String() string {
 func (*ListFeeChargesRequest) ProtoMessage() {}
 
 func (x *ListFeeChargesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[27]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2527,7 +2782,7 @@ func (x *ListFeeChargesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeeChargesRequest.ProtoReflect.Descriptor instead.
 func (*ListFeeChargesRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{27}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListFeeChargesRequest) GetAccountId() string {
@@ -2568,7 +2823,7 @@ type ListFeeChargesResponse struct {
 
 func (x *ListFeeChargesResponse) Reset() {
 	*x = ListFeeChargesResponse{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[28]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2835,7 @@ func (x *ListFeeChargesResponse) String() string {
 func (*ListFeeChargesResponse) ProtoMessage() {}
 
 func (x *ListFeeChargesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[28]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2848,7 @@ func (x *ListFeeChargesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeeChargesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeeChargesResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{28}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListFeeChargesResponse) GetFeeCharges() []*FeeCharge {
@@ -2644,7 +2899,7 @@ type VolumeDriftStep struct {
 
 func (x *VolumeDriftStep) Reset() {
 	*x = VolumeDriftStep{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[29]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2911,7 @@ func (x *VolumeDriftStep) String() string {
 func (*VolumeDriftStep) ProtoMessage() {}
 
 func (x *VolumeDriftStep) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[29]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2924,7 @@ func (x *VolumeDriftStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeDriftStep.ProtoReflect.Descriptor instead.
 func (*VolumeDriftStep) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{29}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VolumeDriftStep) GetMasterOrderId() string {
@@ -2743,7 +2998,7 @@ type SymbolVolumeQuality struct {
 
 func (x *SymbolVolumeQuality) Reset() {
 	*x = SymbolVolumeQuality{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[30]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +3010,7 @@ func (x *SymbolVolumeQuality) String() string {
 func (*SymbolVolumeQuality) ProtoMessage() {}
 
 func (x *SymbolVolumeQuality) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[30]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +3023,7 @@ func (x *SymbolVolumeQuality) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymbolVolumeQuality.ProtoReflect.Descriptor instead.
 func (*SymbolVolumeQuality) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{30}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SymbolVolumeQuality) GetSymbol() string {
@@ -2849,7 +3104,7 @@ type SlippageSummary struct {
 
 func (x *SlippageSummary) Reset() {
 	*x = SlippageSummary{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[31]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +3116,7 @@ func (x *SlippageSummary) String() string {
 func (*SlippageSummary) ProtoMessage() {}
 
 func (x *SlippageSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[31]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +3129,7 @@ func (x *SlippageSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlippageSummary.ProtoReflect.Descriptor instead.
 func (*SlippageSummary) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{31}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SlippageSummary) GetFills() int32 {
@@ -2920,7 +3175,7 @@ type MasterDispatchSkew struct {
 
 func (x *MasterDispatchSkew) Reset() {
 	*x = MasterDispatchSkew{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[32]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +3187,7 @@ func (x *MasterDispatchSkew) String() string {
 func (*MasterDispatchSkew) ProtoMessage() {}
 
 func (x *MasterDispatchSkew) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[32]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3200,7 @@ func (x *MasterDispatchSkew) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterDispatchSkew.ProtoReflect.Descriptor instead.
 func (*MasterDispatchSkew) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{32}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MasterDispatchSkew) GetMasterOrderId() string {
@@ -2990,7 +3245,7 @@ type GetExecutionQualityRequest struct {
 
 func (x *GetExecutionQualityRequest) Reset() {
 	*x = GetExecutionQualityRequest{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[33]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3257,7 @@ func (x *GetExecutionQualityRequest) String() string {
 func (*GetExecutionQualityRequest) ProtoMessage() {}
 
 func (x *GetExecutionQualityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[33]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3270,7 @@ func (x *GetExecutionQualityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionQualityRequest.ProtoReflect.Descriptor instead.
 func (*GetExecutionQualityRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{33}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetExecutionQualityRequest) GetAccountId() string {
@@ -3063,7 +3318,7 @@ type GetExecutionQualityResponse struct {
 
 func (x *GetExecutionQualityResponse) Reset() {
 	*x = GetExecutionQualityResponse{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[34]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3330,7 @@ func (x *GetExecutionQualityResponse) String() string {
 func (*GetExecutionQualityResponse) ProtoMessage() {}
 
 func (x *GetExecutionQualityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[34]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3343,7 @@ func (x *GetExecutionQualityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionQualityResponse.ProtoReflect.Descriptor instead.
 func (*GetExecutionQualityResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{34}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetExecutionQualityResponse) GetAccountId() string {
@@ -3170,7 +3425,7 @@ type GetAccountStatementRequest struct {
 
 func (x *GetAccountStatementRequest) Reset() {
 	*x = GetAccountStatementRequest{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[35]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3182,7 +3437,7 @@ func (x *GetAccountStatementRequest) String() string {
 func (*GetAccountStatementRequest) ProtoMessage() {}
 
 func (x *GetAccountStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[35]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3195,7 +3450,7 @@ func (x *GetAccountStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountStatementRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{35}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetAccountStatementRequest) GetAccountId() string {
@@ -3243,7 +3498,7 @@ type GetAccountStatementResponse struct {
 
 func (x *GetAccountStatementResponse) Reset() {
 	*x = GetAccountStatementResponse{}
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[36]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3255,7 +3510,7 @@ func (x *GetAccountStatementResponse) String() string {
 func (*GetAccountStatementResponse) ProtoMessage() {}
 
 func (x *GetAccountStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_reporting_service_proto_msgTypes[36]
+	mi := &file_mam_v1_reporting_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3268,7 +3523,7 @@ func (x *GetAccountStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountStatementResponse) Descriptor() ([]byte, []int) {
-	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{36}
+	return file_mam_v1_reporting_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetAccountStatementResponse) GetContentType() string {
@@ -3361,6 +3616,32 @@ const file_mam_v1_reporting_service_proto_rawDesc = "" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"m\n" +
 	"\x18ListAccountDealsResponse\x12)\n" +
 	"\x05deals\x18\x01 \x03(\v2\x13.mam.v1.AccountDealR\x05deals\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x99\x03\n" +
+	"\x0fAccountPosition\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
+	"\x06ticket\x18\x02 \x01(\x03R\x06ticket\x12\x16\n" +
+	"\x06symbol\x18\x03 \x01(\tR\x06symbol\x12 \n" +
+	"\x04side\x18\x04 \x01(\x0e2\f.mam.v1.SideR\x04side\x12\x16\n" +
+	"\x06volume\x18\x05 \x01(\tR\x06volume\x12\x1d\n" +
+	"\n" +
+	"price_open\x18\x06 \x01(\tR\tpriceOpen\x12\x1b\n" +
+	"\tstop_loss\x18\a \x01(\tR\bstopLoss\x12\x1f\n" +
+	"\vtake_profit\x18\b \x01(\tR\n" +
+	"takeProfit\x12\x14\n" +
+	"\x05magic\x18\t \x01(\x03R\x05magic\x12\x18\n" +
+	"\acomment\x18\n" +
+	" \x01(\tR\acomment\x127\n" +
+	"\topen_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bopenTime\x127\n" +
+	"\tseen_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bseenTime\"x\n" +
+	"\x1bListAccountPositionsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"}\n" +
+	"\x1cListAccountPositionsResponse\x125\n" +
+	"\tpositions\x18\x01 \x03(\v2\x17.mam.v1.AccountPositionR\tpositions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"o\n" +
 	"\vEquityPoint\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -3600,11 +3881,12 @@ const file_mam_v1_reporting_service_proto_rawDesc = "" +
 	"\x1cSTATEMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14STATEMENT_FORMAT_CSV\x10\x01\x12\x19\n" +
 	"\x15STATEMENT_FORMAT_HTML\x10\x02\x12\x18\n" +
-	"\x14STATEMENT_FORMAT_PDF\x10\x032\xbc\a\n" +
+	"\x14STATEMENT_FORMAT_PDF\x10\x032\x9f\b\n" +
 	"\x10ReportingService\x12g\n" +
 	"\x16RecordBalanceOperation\x12%.mam.v1.RecordBalanceOperationRequest\x1a&.mam.v1.RecordBalanceOperationResponse\x12d\n" +
 	"\x15ListBalanceOperations\x12$.mam.v1.ListBalanceOperationsRequest\x1a%.mam.v1.ListBalanceOperationsResponse\x12U\n" +
-	"\x10ListAccountDeals\x12\x1f.mam.v1.ListAccountDealsRequest\x1a .mam.v1.ListAccountDealsResponse\x12d\n" +
+	"\x10ListAccountDeals\x12\x1f.mam.v1.ListAccountDealsRequest\x1a .mam.v1.ListAccountDealsResponse\x12a\n" +
+	"\x14ListAccountPositions\x12#.mam.v1.ListAccountPositionsRequest\x1a$.mam.v1.ListAccountPositionsResponse\x12d\n" +
 	"\x15GetAccountPerformance\x12$.mam.v1.GetAccountPerformanceRequest\x1a%.mam.v1.GetAccountPerformanceResponse\x12^\n" +
 	"\x13GetGroupPerformance\x12\".mam.v1.GetGroupPerformanceRequest\x1a#.mam.v1.GetGroupPerformanceResponse\x12O\n" +
 	"\x0eGetFeeSchedule\x12\x1d.mam.v1.GetFeeScheduleRequest\x1a\x1e.mam.v1.GetFeeScheduleResponse\x12X\n" +
@@ -3626,7 +3908,7 @@ func file_mam_v1_reporting_service_proto_rawDescGZIP() []byte {
 }
 
 var file_mam_v1_reporting_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_mam_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_mam_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_mam_v1_reporting_service_proto_goTypes = []any{
 	(BalanceOperationKind)(0),              // 0: mam.v1.BalanceOperationKind
 	(FeeCrystallisation)(0),                // 1: mam.v1.FeeCrystallisation
@@ -3640,130 +3922,139 @@ var file_mam_v1_reporting_service_proto_goTypes = []any{
 	(*AccountDeal)(nil),                    // 9: mam.v1.AccountDeal
 	(*ListAccountDealsRequest)(nil),        // 10: mam.v1.ListAccountDealsRequest
 	(*ListAccountDealsResponse)(nil),       // 11: mam.v1.ListAccountDealsResponse
-	(*EquityPoint)(nil),                    // 12: mam.v1.EquityPoint
-	(*CashFlowTotals)(nil),                 // 13: mam.v1.CashFlowTotals
-	(*Drawdown)(nil),                       // 14: mam.v1.Drawdown
-	(*DailyReturn)(nil),                    // 15: mam.v1.DailyReturn
-	(*EquityCurvePoint)(nil),               // 16: mam.v1.EquityCurvePoint
-	(*TradeStatistics)(nil),                // 17: mam.v1.TradeStatistics
-	(*SymbolExposure)(nil),                 // 18: mam.v1.SymbolExposure
-	(*PerformanceReport)(nil),              // 19: mam.v1.PerformanceReport
-	(*GetAccountPerformanceRequest)(nil),   // 20: mam.v1.GetAccountPerformanceRequest
-	(*GetAccountPerformanceResponse)(nil),  // 21: mam.v1.GetAccountPerformanceResponse
-	(*GetGroupPerformanceRequest)(nil),     // 22: mam.v1.GetGroupPerformanceRequest
-	(*GetGroupPerformanceResponse)(nil),    // 23: mam.v1.GetGroupPerformanceResponse
-	(*FeeSchedule)(nil),                    // 24: mam.v1.FeeSchedule
-	(*GetFeeScheduleRequest)(nil),          // 25: mam.v1.GetFeeScheduleRequest
-	(*GetFeeScheduleResponse)(nil),         // 26: mam.v1.GetFeeScheduleResponse
-	(*UpdateFeeScheduleRequest)(nil),       // 27: mam.v1.UpdateFeeScheduleRequest
-	(*UpdateFeeScheduleResponse)(nil),      // 28: mam.v1.UpdateFeeScheduleResponse
-	(*FeeCharge)(nil),                      // 29: mam.v1.FeeCharge
-	(*HighWaterMark)(nil),                  // 30: mam.v1.HighWaterMark
-	(*ListFeeChargesRequest)(nil),          // 31: mam.v1.ListFeeChargesRequest
-	(*ListFeeChargesResponse)(nil),         // 32: mam.v1.ListFeeChargesResponse
-	(*VolumeDriftStep)(nil),                // 33: mam.v1.VolumeDriftStep
-	(*SymbolVolumeQuality)(nil),            // 34: mam.v1.SymbolVolumeQuality
-	(*SlippageSummary)(nil),                // 35: mam.v1.SlippageSummary
-	(*MasterDispatchSkew)(nil),             // 36: mam.v1.MasterDispatchSkew
-	(*GetExecutionQualityRequest)(nil),     // 37: mam.v1.GetExecutionQualityRequest
-	(*GetExecutionQualityResponse)(nil),    // 38: mam.v1.GetExecutionQualityResponse
-	(*GetAccountStatementRequest)(nil),     // 39: mam.v1.GetAccountStatementRequest
-	(*GetAccountStatementResponse)(nil),    // 40: mam.v1.GetAccountStatementResponse
-	(*timestamppb.Timestamp)(nil),          // 41: google.protobuf.Timestamp
-	(Side)(0),                              // 42: mam.v1.Side
-	(DealEntry)(0),                         // 43: mam.v1.DealEntry
-	(*durationpb.Duration)(nil),            // 44: google.protobuf.Duration
+	(*AccountPosition)(nil),                // 12: mam.v1.AccountPosition
+	(*ListAccountPositionsRequest)(nil),    // 13: mam.v1.ListAccountPositionsRequest
+	(*ListAccountPositionsResponse)(nil),   // 14: mam.v1.ListAccountPositionsResponse
+	(*EquityPoint)(nil),                    // 15: mam.v1.EquityPoint
+	(*CashFlowTotals)(nil),                 // 16: mam.v1.CashFlowTotals
+	(*Drawdown)(nil),                       // 17: mam.v1.Drawdown
+	(*DailyReturn)(nil),                    // 18: mam.v1.DailyReturn
+	(*EquityCurvePoint)(nil),               // 19: mam.v1.EquityCurvePoint
+	(*TradeStatistics)(nil),                // 20: mam.v1.TradeStatistics
+	(*SymbolExposure)(nil),                 // 21: mam.v1.SymbolExposure
+	(*PerformanceReport)(nil),              // 22: mam.v1.PerformanceReport
+	(*GetAccountPerformanceRequest)(nil),   // 23: mam.v1.GetAccountPerformanceRequest
+	(*GetAccountPerformanceResponse)(nil),  // 24: mam.v1.GetAccountPerformanceResponse
+	(*GetGroupPerformanceRequest)(nil),     // 25: mam.v1.GetGroupPerformanceRequest
+	(*GetGroupPerformanceResponse)(nil),    // 26: mam.v1.GetGroupPerformanceResponse
+	(*FeeSchedule)(nil),                    // 27: mam.v1.FeeSchedule
+	(*GetFeeScheduleRequest)(nil),          // 28: mam.v1.GetFeeScheduleRequest
+	(*GetFeeScheduleResponse)(nil),         // 29: mam.v1.GetFeeScheduleResponse
+	(*UpdateFeeScheduleRequest)(nil),       // 30: mam.v1.UpdateFeeScheduleRequest
+	(*UpdateFeeScheduleResponse)(nil),      // 31: mam.v1.UpdateFeeScheduleResponse
+	(*FeeCharge)(nil),                      // 32: mam.v1.FeeCharge
+	(*HighWaterMark)(nil),                  // 33: mam.v1.HighWaterMark
+	(*ListFeeChargesRequest)(nil),          // 34: mam.v1.ListFeeChargesRequest
+	(*ListFeeChargesResponse)(nil),         // 35: mam.v1.ListFeeChargesResponse
+	(*VolumeDriftStep)(nil),                // 36: mam.v1.VolumeDriftStep
+	(*SymbolVolumeQuality)(nil),            // 37: mam.v1.SymbolVolumeQuality
+	(*SlippageSummary)(nil),                // 38: mam.v1.SlippageSummary
+	(*MasterDispatchSkew)(nil),             // 39: mam.v1.MasterDispatchSkew
+	(*GetExecutionQualityRequest)(nil),     // 40: mam.v1.GetExecutionQualityRequest
+	(*GetExecutionQualityResponse)(nil),    // 41: mam.v1.GetExecutionQualityResponse
+	(*GetAccountStatementRequest)(nil),     // 42: mam.v1.GetAccountStatementRequest
+	(*GetAccountStatementResponse)(nil),    // 43: mam.v1.GetAccountStatementResponse
+	(*timestamppb.Timestamp)(nil),          // 44: google.protobuf.Timestamp
+	(Side)(0),                              // 45: mam.v1.Side
+	(DealEntry)(0),                         // 46: mam.v1.DealEntry
+	(*durationpb.Duration)(nil),            // 47: google.protobuf.Duration
 }
 var file_mam_v1_reporting_service_proto_depIdxs = []int32{
 	0,  // 0: mam.v1.BalanceOperation.kind:type_name -> mam.v1.BalanceOperationKind
-	41, // 1: mam.v1.BalanceOperation.time:type_name -> google.protobuf.Timestamp
-	41, // 2: mam.v1.BalanceOperation.record_time:type_name -> google.protobuf.Timestamp
+	44, // 1: mam.v1.BalanceOperation.time:type_name -> google.protobuf.Timestamp
+	44, // 2: mam.v1.BalanceOperation.record_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: mam.v1.RecordBalanceOperationRequest.balance_operation:type_name -> mam.v1.BalanceOperation
 	4,  // 4: mam.v1.RecordBalanceOperationResponse.balance_operation:type_name -> mam.v1.BalanceOperation
-	41, // 5: mam.v1.ListBalanceOperationsRequest.start_time:type_name -> google.protobuf.Timestamp
-	41, // 6: mam.v1.ListBalanceOperationsRequest.end_time:type_name -> google.protobuf.Timestamp
+	44, // 5: mam.v1.ListBalanceOperationsRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 6: mam.v1.ListBalanceOperationsRequest.end_time:type_name -> google.protobuf.Timestamp
 	4,  // 7: mam.v1.ListBalanceOperationsResponse.balance_operations:type_name -> mam.v1.BalanceOperation
-	42, // 8: mam.v1.AccountDeal.side:type_name -> mam.v1.Side
-	43, // 9: mam.v1.AccountDeal.entry:type_name -> mam.v1.DealEntry
-	41, // 10: mam.v1.AccountDeal.execute_time:type_name -> google.protobuf.Timestamp
-	41, // 11: mam.v1.ListAccountDealsRequest.start_time:type_name -> google.protobuf.Timestamp
-	41, // 12: mam.v1.ListAccountDealsRequest.end_time:type_name -> google.protobuf.Timestamp
+	45, // 8: mam.v1.AccountDeal.side:type_name -> mam.v1.Side
+	46, // 9: mam.v1.AccountDeal.entry:type_name -> mam.v1.DealEntry
+	44, // 10: mam.v1.AccountDeal.execute_time:type_name -> google.protobuf.Timestamp
+	44, // 11: mam.v1.ListAccountDealsRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 12: mam.v1.ListAccountDealsRequest.end_time:type_name -> google.protobuf.Timestamp
 	9,  // 13: mam.v1.ListAccountDealsResponse.deals:type_name -> mam.v1.AccountDeal
-	41, // 14: mam.v1.EquityPoint.time:type_name -> google.protobuf.Timestamp
-	41, // 15: mam.v1.Drawdown.peak_time:type_name -> google.protobuf.Timestamp
-	41, // 16: mam.v1.Drawdown.trough_time:type_name -> google.protobuf.Timestamp
-	41, // 17: mam.v1.Drawdown.recovery_time:type_name -> google.protobuf.Timestamp
-	41, // 18: mam.v1.EquityCurvePoint.time:type_name -> google.protobuf.Timestamp
-	41, // 19: mam.v1.PerformanceReport.start_time:type_name -> google.protobuf.Timestamp
-	41, // 20: mam.v1.PerformanceReport.end_time:type_name -> google.protobuf.Timestamp
-	12, // 21: mam.v1.PerformanceReport.opening:type_name -> mam.v1.EquityPoint
-	12, // 22: mam.v1.PerformanceReport.closing:type_name -> mam.v1.EquityPoint
-	13, // 23: mam.v1.PerformanceReport.cash_flows:type_name -> mam.v1.CashFlowTotals
-	14, // 24: mam.v1.PerformanceReport.max_drawdown:type_name -> mam.v1.Drawdown
-	15, // 25: mam.v1.PerformanceReport.daily_returns:type_name -> mam.v1.DailyReturn
-	17, // 26: mam.v1.PerformanceReport.trades:type_name -> mam.v1.TradeStatistics
-	18, // 27: mam.v1.PerformanceReport.exposure:type_name -> mam.v1.SymbolExposure
-	16, // 28: mam.v1.PerformanceReport.equity_curve:type_name -> mam.v1.EquityCurvePoint
-	41, // 29: mam.v1.GetAccountPerformanceRequest.start_time:type_name -> google.protobuf.Timestamp
-	41, // 30: mam.v1.GetAccountPerformanceRequest.end_time:type_name -> google.protobuf.Timestamp
-	19, // 31: mam.v1.GetAccountPerformanceResponse.report:type_name -> mam.v1.PerformanceReport
-	41, // 32: mam.v1.GetGroupPerformanceRequest.start_time:type_name -> google.protobuf.Timestamp
-	41, // 33: mam.v1.GetGroupPerformanceRequest.end_time:type_name -> google.protobuf.Timestamp
-	19, // 34: mam.v1.GetGroupPerformanceResponse.report:type_name -> mam.v1.PerformanceReport
-	1,  // 35: mam.v1.FeeSchedule.crystallisation:type_name -> mam.v1.FeeCrystallisation
-	2,  // 36: mam.v1.FeeSchedule.management_fee_basis:type_name -> mam.v1.ManagementFeeBasis
-	41, // 37: mam.v1.FeeSchedule.effective_time:type_name -> google.protobuf.Timestamp
-	41, // 38: mam.v1.FeeSchedule.update_time:type_name -> google.protobuf.Timestamp
-	24, // 39: mam.v1.GetFeeScheduleResponse.fee_schedule:type_name -> mam.v1.FeeSchedule
-	24, // 40: mam.v1.UpdateFeeScheduleRequest.fee_schedule:type_name -> mam.v1.FeeSchedule
-	24, // 41: mam.v1.UpdateFeeScheduleResponse.fee_schedule:type_name -> mam.v1.FeeSchedule
-	41, // 42: mam.v1.FeeCharge.start_time:type_name -> google.protobuf.Timestamp
-	41, // 43: mam.v1.FeeCharge.end_time:type_name -> google.protobuf.Timestamp
-	41, // 44: mam.v1.FeeCharge.crystallise_time:type_name -> google.protobuf.Timestamp
-	41, // 45: mam.v1.HighWaterMark.as_of_time:type_name -> google.protobuf.Timestamp
-	29, // 46: mam.v1.ListFeeChargesResponse.fee_charges:type_name -> mam.v1.FeeCharge
-	29, // 47: mam.v1.ListFeeChargesResponse.accrued:type_name -> mam.v1.FeeCharge
-	30, // 48: mam.v1.ListFeeChargesResponse.high_water_mark:type_name -> mam.v1.HighWaterMark
-	41, // 49: mam.v1.VolumeDriftStep.submit_time:type_name -> google.protobuf.Timestamp
-	33, // 50: mam.v1.SymbolVolumeQuality.history:type_name -> mam.v1.VolumeDriftStep
-	44, // 51: mam.v1.MasterDispatchSkew.dispatch_skew:type_name -> google.protobuf.Duration
-	44, // 52: mam.v1.MasterDispatchSkew.fill_skew:type_name -> google.protobuf.Duration
-	41, // 53: mam.v1.GetExecutionQualityRequest.start_time:type_name -> google.protobuf.Timestamp
-	41, // 54: mam.v1.GetExecutionQualityRequest.end_time:type_name -> google.protobuf.Timestamp
-	34, // 55: mam.v1.GetExecutionQualityResponse.volumes:type_name -> mam.v1.SymbolVolumeQuality
-	35, // 56: mam.v1.GetExecutionQualityResponse.slippage:type_name -> mam.v1.SlippageSummary
-	44, // 57: mam.v1.GetExecutionQualityResponse.average_dispatch_delay:type_name -> google.protobuf.Duration
-	44, // 58: mam.v1.GetExecutionQualityResponse.max_dispatch_delay:type_name -> google.protobuf.Duration
-	44, // 59: mam.v1.GetExecutionQualityResponse.average_send_latency:type_name -> google.protobuf.Duration
-	36, // 60: mam.v1.GetExecutionQualityResponse.dispatch_skews:type_name -> mam.v1.MasterDispatchSkew
-	41, // 61: mam.v1.GetAccountStatementRequest.start_time:type_name -> google.protobuf.Timestamp
-	41, // 62: mam.v1.GetAccountStatementRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 63: mam.v1.GetAccountStatementRequest.format:type_name -> mam.v1.StatementFormat
-	5,  // 64: mam.v1.ReportingService.RecordBalanceOperation:input_type -> mam.v1.RecordBalanceOperationRequest
-	7,  // 65: mam.v1.ReportingService.ListBalanceOperations:input_type -> mam.v1.ListBalanceOperationsRequest
-	10, // 66: mam.v1.ReportingService.ListAccountDeals:input_type -> mam.v1.ListAccountDealsRequest
-	20, // 67: mam.v1.ReportingService.GetAccountPerformance:input_type -> mam.v1.GetAccountPerformanceRequest
-	22, // 68: mam.v1.ReportingService.GetGroupPerformance:input_type -> mam.v1.GetGroupPerformanceRequest
-	25, // 69: mam.v1.ReportingService.GetFeeSchedule:input_type -> mam.v1.GetFeeScheduleRequest
-	27, // 70: mam.v1.ReportingService.UpdateFeeSchedule:input_type -> mam.v1.UpdateFeeScheduleRequest
-	31, // 71: mam.v1.ReportingService.ListFeeCharges:input_type -> mam.v1.ListFeeChargesRequest
-	37, // 72: mam.v1.ReportingService.GetExecutionQuality:input_type -> mam.v1.GetExecutionQualityRequest
-	39, // 73: mam.v1.ReportingService.GetAccountStatement:input_type -> mam.v1.GetAccountStatementRequest
-	6,  // 74: mam.v1.ReportingService.RecordBalanceOperation:output_type -> mam.v1.RecordBalanceOperationResponse
-	8,  // 75: mam.v1.ReportingService.ListBalanceOperations:output_type -> mam.v1.ListBalanceOperationsResponse
-	11, // 76: mam.v1.ReportingService.ListAccountDeals:output_type -> mam.v1.ListAccountDealsResponse
-	21, // 77: mam.v1.ReportingService.GetAccountPerformance:output_type -> mam.v1.GetAccountPerformanceResponse
-	23, // 78: mam.v1.ReportingService.GetGroupPerformance:output_type -> mam.v1.GetGroupPerformanceResponse
-	26, // 79: mam.v1.ReportingService.GetFeeSchedule:output_type -> mam.v1.GetFeeScheduleResponse
-	28, // 80: mam.v1.ReportingService.UpdateFeeSchedule:output_type -> mam.v1.UpdateFeeScheduleResponse
-	32, // 81: mam.v1.ReportingService.ListFeeCharges:output_type -> mam.v1.ListFeeChargesResponse
-	38, // 82: mam.v1.ReportingService.GetExecutionQuality:output_type -> mam.v1.GetExecutionQualityResponse
-	40, // 83: mam.v1.ReportingService.GetAccountStatement:output_type -> mam.v1.GetAccountStatementResponse
-	74, // [74:84] is the sub-list for method output_type
-	64, // [64:74] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	45, // 14: mam.v1.AccountPosition.side:type_name -> mam.v1.Side
+	44, // 15: mam.v1.AccountPosition.open_time:type_name -> google.protobuf.Timestamp
+	44, // 16: mam.v1.AccountPosition.seen_time:type_name -> google.protobuf.Timestamp
+	12, // 17: mam.v1.ListAccountPositionsResponse.positions:type_name -> mam.v1.AccountPosition
+	44, // 18: mam.v1.EquityPoint.time:type_name -> google.protobuf.Timestamp
+	44, // 19: mam.v1.Drawdown.peak_time:type_name -> google.protobuf.Timestamp
+	44, // 20: mam.v1.Drawdown.trough_time:type_name -> google.protobuf.Timestamp
+	44, // 21: mam.v1.Drawdown.recovery_time:type_name -> google.protobuf.Timestamp
+	44, // 22: mam.v1.EquityCurvePoint.time:type_name -> google.protobuf.Timestamp
+	44, // 23: mam.v1.PerformanceReport.start_time:type_name -> google.protobuf.Timestamp
+	44, // 24: mam.v1.PerformanceReport.end_time:type_name -> google.protobuf.Timestamp
+	15, // 25: mam.v1.PerformanceReport.opening:type_name -> mam.v1.EquityPoint
+	15, // 26: mam.v1.PerformanceReport.closing:type_name -> mam.v1.EquityPoint
+	16, // 27: mam.v1.PerformanceReport.cash_flows:type_name -> mam.v1.CashFlowTotals
+	17, // 28: mam.v1.PerformanceReport.max_drawdown:type_name -> mam.v1.Drawdown
+	18, // 29: mam.v1.PerformanceReport.daily_returns:type_name -> mam.v1.DailyReturn
+	20, // 30: mam.v1.PerformanceReport.trades:type_name -> mam.v1.TradeStatistics
+	21, // 31: mam.v1.PerformanceReport.exposure:type_name -> mam.v1.SymbolExposure
+	19, // 32: mam.v1.PerformanceReport.equity_curve:type_name -> mam.v1.EquityCurvePoint
+	44, // 33: mam.v1.GetAccountPerformanceRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 34: mam.v1.GetAccountPerformanceRequest.end_time:type_name -> google.protobuf.Timestamp
+	22, // 35: mam.v1.GetAccountPerformanceResponse.report:type_name -> mam.v1.PerformanceReport
+	44, // 36: mam.v1.GetGroupPerformanceRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 37: mam.v1.GetGroupPerformanceRequest.end_time:type_name -> google.protobuf.Timestamp
+	22, // 38: mam.v1.GetGroupPerformanceResponse.report:type_name -> mam.v1.PerformanceReport
+	1,  // 39: mam.v1.FeeSchedule.crystallisation:type_name -> mam.v1.FeeCrystallisation
+	2,  // 40: mam.v1.FeeSchedule.management_fee_basis:type_name -> mam.v1.ManagementFeeBasis
+	44, // 41: mam.v1.FeeSchedule.effective_time:type_name -> google.protobuf.Timestamp
+	44, // 42: mam.v1.FeeSchedule.update_time:type_name -> google.protobuf.Timestamp
+	27, // 43: mam.v1.GetFeeScheduleResponse.fee_schedule:type_name -> mam.v1.FeeSchedule
+	27, // 44: mam.v1.UpdateFeeScheduleRequest.fee_schedule:type_name -> mam.v1.FeeSchedule
+	27, // 45: mam.v1.UpdateFeeScheduleResponse.fee_schedule:type_name -> mam.v1.FeeSchedule
+	44, // 46: mam.v1.FeeCharge.start_time:type_name -> google.protobuf.Timestamp
+	44, // 47: mam.v1.FeeCharge.end_time:type_name -> google.protobuf.Timestamp
+	44, // 48: mam.v1.FeeCharge.crystallise_time:type_name -> google.protobuf.Timestamp
+	44, // 49: mam.v1.HighWaterMark.as_of_time:type_name -> google.protobuf.Timestamp
+	32, // 50: mam.v1.ListFeeChargesResponse.fee_charges:type_name -> mam.v1.FeeCharge
+	32, // 51: mam.v1.ListFeeChargesResponse.accrued:type_name -> mam.v1.FeeCharge
+	33, // 52: mam.v1.ListFeeChargesResponse.high_water_mark:type_name -> mam.v1.HighWaterMark
+	44, // 53: mam.v1.VolumeDriftStep.submit_time:type_name -> google.protobuf.Timestamp
+	36, // 54: mam.v1.SymbolVolumeQuality.history:type_name -> mam.v1.VolumeDriftStep
+	47, // 55: mam.v1.MasterDispatchSkew.dispatch_skew:type_name -> google.protobuf.Duration
+	47, // 56: mam.v1.MasterDispatchSkew.fill_skew:type_name -> google.protobuf.Duration
+	44, // 57: mam.v1.GetExecutionQualityRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 58: mam.v1.GetExecutionQualityRequest.end_time:type_name -> google.protobuf.Timestamp
+	37, // 59: mam.v1.GetExecutionQualityResponse.volumes:type_name -> mam.v1.SymbolVolumeQuality
+	38, // 60: mam.v1.GetExecutionQualityResponse.slippage:type_name -> mam.v1.SlippageSummary
+	47, // 61: mam.v1.GetExecutionQualityResponse.average_dispatch_delay:type_name -> google.protobuf.Duration
+	47, // 62: mam.v1.GetExecutionQualityResponse.max_dispatch_delay:type_name -> google.protobuf.Duration
+	47, // 63: mam.v1.GetExecutionQualityResponse.average_send_latency:type_name -> google.protobuf.Duration
+	39, // 64: mam.v1.GetExecutionQualityResponse.dispatch_skews:type_name -> mam.v1.MasterDispatchSkew
+	44, // 65: mam.v1.GetAccountStatementRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 66: mam.v1.GetAccountStatementRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 67: mam.v1.GetAccountStatementRequest.format:type_name -> mam.v1.StatementFormat
+	5,  // 68: mam.v1.ReportingService.RecordBalanceOperation:input_type -> mam.v1.RecordBalanceOperationRequest
+	7,  // 69: mam.v1.ReportingService.ListBalanceOperations:input_type -> mam.v1.ListBalanceOperationsRequest
+	10, // 70: mam.v1.ReportingService.ListAccountDeals:input_type -> mam.v1.ListAccountDealsRequest
+	13, // 71: mam.v1.ReportingService.ListAccountPositions:input_type -> mam.v1.ListAccountPositionsRequest
+	23, // 72: mam.v1.ReportingService.GetAccountPerformance:input_type -> mam.v1.GetAccountPerformanceRequest
+	25, // 73: mam.v1.ReportingService.GetGroupPerformance:input_type -> mam.v1.GetGroupPerformanceRequest
+	28, // 74: mam.v1.ReportingService.GetFeeSchedule:input_type -> mam.v1.GetFeeScheduleRequest
+	30, // 75: mam.v1.ReportingService.UpdateFeeSchedule:input_type -> mam.v1.UpdateFeeScheduleRequest
+	34, // 76: mam.v1.ReportingService.ListFeeCharges:input_type -> mam.v1.ListFeeChargesRequest
+	40, // 77: mam.v1.ReportingService.GetExecutionQuality:input_type -> mam.v1.GetExecutionQualityRequest
+	42, // 78: mam.v1.ReportingService.GetAccountStatement:input_type -> mam.v1.GetAccountStatementRequest
+	6,  // 79: mam.v1.ReportingService.RecordBalanceOperation:output_type -> mam.v1.RecordBalanceOperationResponse
+	8,  // 80: mam.v1.ReportingService.ListBalanceOperations:output_type -> mam.v1.ListBalanceOperationsResponse
+	11, // 81: mam.v1.ReportingService.ListAccountDeals:output_type -> mam.v1.ListAccountDealsResponse
+	14, // 82: mam.v1.ReportingService.ListAccountPositions:output_type -> mam.v1.ListAccountPositionsResponse
+	24, // 83: mam.v1.ReportingService.GetAccountPerformance:output_type -> mam.v1.GetAccountPerformanceResponse
+	26, // 84: mam.v1.ReportingService.GetGroupPerformance:output_type -> mam.v1.GetGroupPerformanceResponse
+	29, // 85: mam.v1.ReportingService.GetFeeSchedule:output_type -> mam.v1.GetFeeScheduleResponse
+	31, // 86: mam.v1.ReportingService.UpdateFeeSchedule:output_type -> mam.v1.UpdateFeeScheduleResponse
+	35, // 87: mam.v1.ReportingService.ListFeeCharges:output_type -> mam.v1.ListFeeChargesResponse
+	41, // 88: mam.v1.ReportingService.GetExecutionQuality:output_type -> mam.v1.GetExecutionQualityResponse
+	43, // 89: mam.v1.ReportingService.GetAccountStatement:output_type -> mam.v1.GetAccountStatementResponse
+	79, // [79:90] is the sub-list for method output_type
+	68, // [68:79] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_reporting_service_proto_init() }
@@ -3779,7 +4070,7 @@ func file_mam_v1_reporting_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_reporting_service_proto_rawDesc), len(file_mam_v1_reporting_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   37,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	ReportingService_RecordBalanceOperation_FullMethodName = "/mam.v1.ReportingService/RecordBalanceOperation"
 	ReportingService_ListBalanceOperations_FullMethodName  = "/mam.v1.ReportingService/ListBalanceOperations"
 	ReportingService_ListAccountDeals_FullMethodName       = "/mam.v1.ReportingService/ListAccountDeals"
+	ReportingService_ListAccountPositions_FullMethodName   = "/mam.v1.ReportingService/ListAccountPositions"
 	ReportingService_GetAccountPerformance_FullMethodName  = "/mam.v1.ReportingService/GetAccountPerformance"
 	ReportingService_GetGroupPerformance_FullMethodName    = "/mam.v1.ReportingService/GetGroupPerformance"
 	ReportingService_GetFeeSchedule_FullMethodName         = "/mam.v1.ReportingService/GetFeeSchedule"
@@ -51,6 +52,9 @@ type ReportingServiceClient interface {
 	ListBalanceOperations(ctx context.Context, in *ListBalanceOperationsRequest, opts ...grpc.CallOption) (*ListBalanceOperationsResponse, error)
 	// An account's deals at its broker by ticket, a page at a time.
 	ListAccountDeals(ctx context.Context, in *ListAccountDealsRequest, opts ...grpc.CallOption) (*ListAccountDealsResponse, error)
+	// An account's open positions as its terminal last reported them (every history round), by
+	// ticket, a page at a time.
+	ListAccountPositions(ctx context.Context, in *ListAccountPositionsRequest, opts ...grpc.CallOption) (*ListAccountPositionsResponse, error)
 	// Every performance metric of an account over a period.
 	GetAccountPerformance(ctx context.Context, in *GetAccountPerformanceRequest, opts ...grpc.CallOption) (*GetAccountPerformanceResponse, error)
 	// Every performance metric of a group's accounts taken as one account over a period.
@@ -104,6 +108,16 @@ func (c *reportingServiceClient) ListAccountDeals(ctx context.Context, in *ListA
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAccountDealsResponse)
 	err := c.cc.Invoke(ctx, ReportingService_ListAccountDeals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) ListAccountPositions(ctx context.Context, in *ListAccountPositionsRequest, opts ...grpc.CallOption) (*ListAccountPositionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAccountPositionsResponse)
+	err := c.cc.Invoke(ctx, ReportingService_ListAccountPositions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +223,9 @@ type ReportingServiceServer interface {
 	ListBalanceOperations(context.Context, *ListBalanceOperationsRequest) (*ListBalanceOperationsResponse, error)
 	// An account's deals at its broker by ticket, a page at a time.
 	ListAccountDeals(context.Context, *ListAccountDealsRequest) (*ListAccountDealsResponse, error)
+	// An account's open positions as its terminal last reported them (every history round), by
+	// ticket, a page at a time.
+	ListAccountPositions(context.Context, *ListAccountPositionsRequest) (*ListAccountPositionsResponse, error)
 	// Every performance metric of an account over a period.
 	GetAccountPerformance(context.Context, *GetAccountPerformanceRequest) (*GetAccountPerformanceResponse, error)
 	// Every performance metric of a group's accounts taken as one account over a period.
@@ -246,6 +263,9 @@ func (UnimplementedReportingServiceServer) ListBalanceOperations(context.Context
 }
 func (UnimplementedReportingServiceServer) ListAccountDeals(context.Context, *ListAccountDealsRequest) (*ListAccountDealsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAccountDeals not implemented")
+}
+func (UnimplementedReportingServiceServer) ListAccountPositions(context.Context, *ListAccountPositionsRequest) (*ListAccountPositionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAccountPositions not implemented")
 }
 func (UnimplementedReportingServiceServer) GetAccountPerformance(context.Context, *GetAccountPerformanceRequest) (*GetAccountPerformanceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAccountPerformance not implemented")
@@ -339,6 +359,24 @@ func _ReportingService_ListAccountDeals_Handler(srv interface{}, ctx context.Con
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ReportingServiceServer).ListAccountDeals(ctx, req.(*ListAccountDealsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_ListAccountPositions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccountPositionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).ListAccountPositions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_ListAccountPositions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).ListAccountPositions(ctx, req.(*ListAccountPositionsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -480,6 +518,10 @@ var ReportingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAccountDeals",
 			Handler:    _ReportingService_ListAccountDeals_Handler,
+		},
+		{
+			MethodName: "ListAccountPositions",
+			Handler:    _ReportingService_ListAccountPositions_Handler,
 		},
 		{
 			MethodName: "GetAccountPerformance",

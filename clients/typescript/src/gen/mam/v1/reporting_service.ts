@@ -330,6 +330,45 @@ export interface ListAccountDealsResponse {
   nextPageToken: string;
 }
 
+/** A position an account held when its terminal was last read. */
+export interface AccountPosition {
+  accountId: string;
+  /** The broker's position ticket. */
+  ticket: bigint;
+  /** The broker's symbol. */
+  symbol: string;
+  side: Side;
+  /** Decimal strings. */
+  volume: string;
+  priceOpen: string;
+  /** Empty when not set. */
+  stopLoss: string;
+  takeProfit: string;
+  magic: bigint;
+  comment: string;
+  openTime:
+    | Date
+    | undefined;
+  /** When the terminal reported it. */
+  seenTime: Date | undefined;
+}
+
+export interface ListAccountPositionsRequest {
+  /** Required. */
+  accountId: string;
+  /** At most this many; 0 means 100; values above 1000 are treated as 1000. */
+  pageSize: number;
+  /** From a previous response's next_page_token; empty for the first page. */
+  pageToken: string;
+}
+
+export interface ListAccountPositionsResponse {
+  /** By ticket. */
+  positions: AccountPosition[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
 /** An account's (or a group's summed) balance and equity at one snapshot. */
 export interface EquityPoint {
   time:
@@ -1988,6 +2027,498 @@ export const ListAccountDealsResponse: MessageFns<ListAccountDealsResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListAccountDealsResponse>, I>>(object: I): ListAccountDealsResponse {
     const message = createBaseListAccountDealsResponse();
     message.deals = object.deals?.map((e) => AccountDeal.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseAccountPosition(): AccountPosition {
+  return {
+    accountId: "",
+    ticket: 0n,
+    symbol: "",
+    side: 0,
+    volume: "",
+    priceOpen: "",
+    stopLoss: "",
+    takeProfit: "",
+    magic: 0n,
+    comment: "",
+    openTime: undefined,
+    seenTime: undefined,
+  };
+}
+
+export const AccountPosition: MessageFns<AccountPosition> = {
+  encode(message: AccountPosition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.ticket !== 0n) {
+      if (BigInt.asIntN(64, message.ticket) !== message.ticket) {
+        throw new globalThis.Error("value provided for field message.ticket of type int64 too large");
+      }
+      writer.uint32(16).int64(message.ticket);
+    }
+    if (message.symbol !== "") {
+      writer.uint32(26).string(message.symbol);
+    }
+    if (message.side !== 0) {
+      writer.uint32(32).int32(message.side);
+    }
+    if (message.volume !== "") {
+      writer.uint32(42).string(message.volume);
+    }
+    if (message.priceOpen !== "") {
+      writer.uint32(50).string(message.priceOpen);
+    }
+    if (message.stopLoss !== "") {
+      writer.uint32(58).string(message.stopLoss);
+    }
+    if (message.takeProfit !== "") {
+      writer.uint32(66).string(message.takeProfit);
+    }
+    if (message.magic !== 0n) {
+      if (BigInt.asIntN(64, message.magic) !== message.magic) {
+        throw new globalThis.Error("value provided for field message.magic of type int64 too large");
+      }
+      writer.uint32(72).int64(message.magic);
+    }
+    if (message.comment !== "") {
+      writer.uint32(82).string(message.comment);
+    }
+    if (message.openTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.openTime), writer.uint32(90).fork()).join();
+    }
+    if (message.seenTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.seenTime), writer.uint32(98).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccountPosition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccountPosition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ticket = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.symbol = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.side = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.priceOpen = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.stopLoss = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.takeProfit = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.magic = reader.int64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.openTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.seenTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AccountPosition {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      ticket: isSet(object.ticket) ? BigInt(object.ticket) : 0n,
+      symbol: isSet(object.symbol) ? globalThis.String(object.symbol) : "",
+      side: isSet(object.side) ? sideFromJSON(object.side) : 0,
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      priceOpen: isSet(object.priceOpen)
+        ? globalThis.String(object.priceOpen)
+        : isSet(object.price_open)
+        ? globalThis.String(object.price_open)
+        : "",
+      stopLoss: isSet(object.stopLoss)
+        ? globalThis.String(object.stopLoss)
+        : isSet(object.stop_loss)
+        ? globalThis.String(object.stop_loss)
+        : "",
+      takeProfit: isSet(object.takeProfit)
+        ? globalThis.String(object.takeProfit)
+        : isSet(object.take_profit)
+        ? globalThis.String(object.take_profit)
+        : "",
+      magic: isSet(object.magic) ? BigInt(object.magic) : 0n,
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
+      openTime: isSet(object.openTime)
+        ? fromJsonTimestamp(object.openTime)
+        : isSet(object.open_time)
+        ? fromJsonTimestamp(object.open_time)
+        : undefined,
+      seenTime: isSet(object.seenTime)
+        ? fromJsonTimestamp(object.seenTime)
+        : isSet(object.seen_time)
+        ? fromJsonTimestamp(object.seen_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AccountPosition): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.ticket !== 0n) {
+      obj.ticket = message.ticket.toString();
+    }
+    if (message.symbol !== "") {
+      obj.symbol = message.symbol;
+    }
+    if (message.side !== 0) {
+      obj.side = sideToJSON(message.side);
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.priceOpen !== "") {
+      obj.priceOpen = message.priceOpen;
+    }
+    if (message.stopLoss !== "") {
+      obj.stopLoss = message.stopLoss;
+    }
+    if (message.takeProfit !== "") {
+      obj.takeProfit = message.takeProfit;
+    }
+    if (message.magic !== 0n) {
+      obj.magic = message.magic.toString();
+    }
+    if (message.comment !== "") {
+      obj.comment = message.comment;
+    }
+    if (message.openTime !== undefined) {
+      obj.openTime = message.openTime.toISOString();
+    }
+    if (message.seenTime !== undefined) {
+      obj.seenTime = message.seenTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AccountPosition>, I>>(base?: I): AccountPosition {
+    return AccountPosition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccountPosition>, I>>(object: I): AccountPosition {
+    const message = createBaseAccountPosition();
+    message.accountId = object.accountId ?? "";
+    message.ticket = (object.ticket !== undefined && object.ticket !== null) ? BigInt(object.ticket) : 0n;
+    message.symbol = object.symbol ?? "";
+    message.side = object.side ?? 0;
+    message.volume = object.volume ?? "";
+    message.priceOpen = object.priceOpen ?? "";
+    message.stopLoss = object.stopLoss ?? "";
+    message.takeProfit = object.takeProfit ?? "";
+    message.magic = (object.magic !== undefined && object.magic !== null) ? BigInt(object.magic) : 0n;
+    message.comment = object.comment ?? "";
+    message.openTime = object.openTime ?? undefined;
+    message.seenTime = object.seenTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListAccountPositionsRequest(): ListAccountPositionsRequest {
+  return { accountId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListAccountPositionsRequest: MessageFns<ListAccountPositionsRequest> = {
+  encode(message: ListAccountPositionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountPositionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountPositionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountPositionsRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAccountPositionsRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAccountPositionsRequest>, I>>(base?: I): ListAccountPositionsRequest {
+    return ListAccountPositionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAccountPositionsRequest>, I>>(object: I): ListAccountPositionsRequest {
+    const message = createBaseListAccountPositionsRequest();
+    message.accountId = object.accountId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListAccountPositionsResponse(): ListAccountPositionsResponse {
+  return { positions: [], nextPageToken: "" };
+}
+
+export const ListAccountPositionsResponse: MessageFns<ListAccountPositionsResponse> = {
+  encode(message: ListAccountPositionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.positions) {
+      AccountPosition.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountPositionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountPositionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.positions.push(AccountPosition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountPositionsResponse {
+    return {
+      positions: globalThis.Array.isArray(object?.positions)
+        ? object.positions.map((e: any) => AccountPosition.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAccountPositionsResponse): unknown {
+    const obj: any = {};
+    if (message.positions?.length) {
+      obj.positions = message.positions.map((e) => AccountPosition.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAccountPositionsResponse>, I>>(base?: I): ListAccountPositionsResponse {
+    return ListAccountPositionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAccountPositionsResponse>, I>>(object: I): ListAccountPositionsResponse {
+    const message = createBaseListAccountPositionsResponse();
+    message.positions = object.positions?.map((e) => AccountPosition.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
@@ -6586,6 +7117,21 @@ export const ReportingServiceService = {
       Buffer.from(ListAccountDealsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAccountDealsResponse => ListAccountDealsResponse.decode(value),
   },
+  /**
+   * An account's open positions as its terminal last reported them (every history round), by
+   * ticket, a page at a time.
+   */
+  listAccountPositions: {
+    path: "/mam.v1.ReportingService/ListAccountPositions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAccountPositionsRequest): Buffer =>
+      Buffer.from(ListAccountPositionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAccountPositionsRequest => ListAccountPositionsRequest.decode(value),
+    responseSerialize: (value: ListAccountPositionsResponse): Buffer =>
+      Buffer.from(ListAccountPositionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAccountPositionsResponse => ListAccountPositionsResponse.decode(value),
+  },
   /** Every performance metric of an account over a period. */
   getAccountPerformance: {
     path: "/mam.v1.ReportingService/GetAccountPerformance" as const,
@@ -6696,6 +7242,11 @@ export interface ReportingServiceServer extends UntypedServiceImplementation {
   listBalanceOperations: handleUnaryCall<ListBalanceOperationsRequest, ListBalanceOperationsResponse>;
   /** An account's deals at its broker by ticket, a page at a time. */
   listAccountDeals: handleUnaryCall<ListAccountDealsRequest, ListAccountDealsResponse>;
+  /**
+   * An account's open positions as its terminal last reported them (every history round), by
+   * ticket, a page at a time.
+   */
+  listAccountPositions: handleUnaryCall<ListAccountPositionsRequest, ListAccountPositionsResponse>;
   /** Every performance metric of an account over a period. */
   getAccountPerformance: handleUnaryCall<GetAccountPerformanceRequest, GetAccountPerformanceResponse>;
   /** Every performance metric of a group's accounts taken as one account over a period. */
@@ -6777,6 +7328,25 @@ export interface ReportingServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAccountDealsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * An account's open positions as its terminal last reported them (every history round), by
+   * ticket, a page at a time.
+   */
+  listAccountPositions(
+    request: ListAccountPositionsRequest,
+    callback: (error: ServiceError | null, response: ListAccountPositionsResponse) => void,
+  ): ClientUnaryCall;
+  listAccountPositions(
+    request: ListAccountPositionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAccountPositionsResponse) => void,
+  ): ClientUnaryCall;
+  listAccountPositions(
+    request: ListAccountPositionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAccountPositionsResponse) => void,
   ): ClientUnaryCall;
   /** Every performance metric of an account over a period. */
   getAccountPerformance(

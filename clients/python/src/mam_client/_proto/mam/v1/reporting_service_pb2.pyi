@@ -447,6 +447,122 @@ class ListAccountDealsResponse(_message.Message):
 Global___ListAccountDealsResponse: _TypeAlias = ListAccountDealsResponse  # noqa: Y015
 
 @_typing.final
+class AccountPosition(_message.Message):
+    """A position an account held when its terminal was last read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    PRICE_OPEN_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_FIELD_NUMBER: _builtins.int
+    TAKE_PROFIT_FIELD_NUMBER: _builtins.int
+    MAGIC_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    OPEN_TIME_FIELD_NUMBER: _builtins.int
+    SEEN_TIME_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    ticket: _builtins.int
+    """The broker's position ticket."""
+    symbol: _builtins.str
+    """The broker's symbol."""
+    side: _common_pb2.Side.ValueType
+    volume: _builtins.str
+    """Decimal strings."""
+    price_open: _builtins.str
+    stop_loss: _builtins.str
+    """Empty when not set."""
+    take_profit: _builtins.str
+    magic: _builtins.int
+    comment: _builtins.str
+    @_builtins.property
+    def open_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def seen_time(self) -> _timestamp_pb2.Timestamp:
+        """When the terminal reported it."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        ticket: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+        side: _common_pb2.Side.ValueType = ...,
+        volume: _builtins.str = ...,
+        price_open: _builtins.str = ...,
+        stop_loss: _builtins.str = ...,
+        take_profit: _builtins.str = ...,
+        magic: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        open_time: _timestamp_pb2.Timestamp | None = ...,
+        seen_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["open_time", b"open_time", "seen_time", b"seen_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment", b"comment", "magic", b"magic", "open_time", b"open_time", "price_open", b"price_open", "seen_time", b"seen_time", "side", b"side", "stop_loss", b"stop_loss", "symbol", b"symbol", "take_profit", b"take_profit", "ticket", b"ticket", "volume", b"volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountPosition: _TypeAlias = AccountPosition  # noqa: Y015
+
+@_typing.final
+class ListAccountPositionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Required."""
+    page_size: _builtins.int
+    """At most this many; 0 means 100; values above 1000 are treated as 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccountPositionsRequest: _TypeAlias = ListAccountPositionsRequest  # noqa: Y015
+
+@_typing.final
+class ListAccountPositionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountPosition]:
+        """By ticket."""
+
+    def __init__(
+        self,
+        *,
+        positions: _abc.Iterable[Global___AccountPosition] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "positions", b"positions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccountPositionsResponse: _TypeAlias = ListAccountPositionsResponse  # noqa: Y015
+
+@_typing.final
 class EquityPoint(_message.Message):
     """-- performance -----------------------------------------------------------------------------
 

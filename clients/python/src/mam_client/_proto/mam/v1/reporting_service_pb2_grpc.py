@@ -57,6 +57,11 @@ class ReportingServiceStub:
                 request_serializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountDealsRequest.SerializeToString,
                 response_deserializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountDealsResponse.FromString,
                 _registered_method=True)
+        self.ListAccountPositions = channel.unary_unary(
+                '/mam.v1.ReportingService/ListAccountPositions',
+                request_serializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountPositionsRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountPositionsResponse.FromString,
+                _registered_method=True)
         self.GetAccountPerformance = channel.unary_unary(
                 '/mam.v1.ReportingService/GetAccountPerformance',
                 request_serializer=mam_dot_v1_dot_reporting__service__pb2.GetAccountPerformanceRequest.SerializeToString,
@@ -122,6 +127,14 @@ class ReportingServiceServicer:
 
     def ListAccountDeals(self, request, context):
         """An account's deals at its broker by ticket, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccountPositions(self, request, context):
+        """An account's open positions as its terminal last reported them (every history round), by
+        ticket, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,6 +211,11 @@ def add_ReportingServiceServicer_to_server(servicer, server):
                     servicer.ListAccountDeals,
                     request_deserializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountDealsRequest.FromString,
                     response_serializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountDealsResponse.SerializeToString,
+            ),
+            'ListAccountPositions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccountPositions,
+                    request_deserializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountPositionsRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_reporting__service__pb2.ListAccountPositionsResponse.SerializeToString,
             ),
             'GetAccountPerformance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccountPerformance,
@@ -323,6 +341,33 @@ class ReportingService:
             '/mam.v1.ReportingService/ListAccountDeals',
             mam_dot_v1_dot_reporting__service__pb2.ListAccountDealsRequest.SerializeToString,
             mam_dot_v1_dot_reporting__service__pb2.ListAccountDealsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccountPositions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.ReportingService/ListAccountPositions',
+            mam_dot_v1_dot_reporting__service__pb2.ListAccountPositionsRequest.SerializeToString,
+            mam_dot_v1_dot_reporting__service__pb2.ListAccountPositionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

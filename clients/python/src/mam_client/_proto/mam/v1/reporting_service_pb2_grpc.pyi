@@ -50,6 +50,10 @@ class ReportingServiceStub:
     """An account's cash flows by time, a page at a time."""
     ListAccountDeals: _grpc.UnaryUnaryMultiCallable[_reporting_service_pb2.ListAccountDealsRequest, _reporting_service_pb2.ListAccountDealsResponse]
     """An account's deals at its broker by ticket, a page at a time."""
+    ListAccountPositions: _grpc.UnaryUnaryMultiCallable[_reporting_service_pb2.ListAccountPositionsRequest, _reporting_service_pb2.ListAccountPositionsResponse]
+    """An account's open positions as its terminal last reported them (every history round), by
+    ticket, a page at a time.
+    """
     GetAccountPerformance: _grpc.UnaryUnaryMultiCallable[_reporting_service_pb2.GetAccountPerformanceRequest, _reporting_service_pb2.GetAccountPerformanceResponse]
     """Every performance metric of an account over a period."""
     GetGroupPerformance: _grpc.UnaryUnaryMultiCallable[_reporting_service_pb2.GetGroupPerformanceRequest, _reporting_service_pb2.GetGroupPerformanceResponse]
@@ -95,6 +99,10 @@ class ReportingServiceAsyncStub(ReportingServiceStub):
     """An account's cash flows by time, a page at a time."""
     ListAccountDeals: _aio.UnaryUnaryMultiCallable[_reporting_service_pb2.ListAccountDealsRequest, _reporting_service_pb2.ListAccountDealsResponse]  # type: ignore[assignment]
     """An account's deals at its broker by ticket, a page at a time."""
+    ListAccountPositions: _aio.UnaryUnaryMultiCallable[_reporting_service_pb2.ListAccountPositionsRequest, _reporting_service_pb2.ListAccountPositionsResponse]  # type: ignore[assignment]
+    """An account's open positions as its terminal last reported them (every history round), by
+    ticket, a page at a time.
+    """
     GetAccountPerformance: _aio.UnaryUnaryMultiCallable[_reporting_service_pb2.GetAccountPerformanceRequest, _reporting_service_pb2.GetAccountPerformanceResponse]  # type: ignore[assignment]
     """Every performance metric of an account over a period."""
     GetGroupPerformance: _aio.UnaryUnaryMultiCallable[_reporting_service_pb2.GetGroupPerformanceRequest, _reporting_service_pb2.GetGroupPerformanceResponse]  # type: ignore[assignment]
@@ -155,6 +163,16 @@ class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reporting_service_pb2.ListAccountDealsResponse, _abc.Awaitable[_reporting_service_pb2.ListAccountDealsResponse]]:
         """An account's deals at its broker by ticket, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def ListAccountPositions(
+        self,
+        request: _reporting_service_pb2.ListAccountPositionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_service_pb2.ListAccountPositionsResponse, _abc.Awaitable[_reporting_service_pb2.ListAccountPositionsResponse]]:
+        """An account's open positions as its terminal last reported them (every history round), by
+        ticket, a page at a time.
+        """
 
     @_abc_1.abstractmethod
     def GetAccountPerformance(
