@@ -734,7 +734,7 @@ def watch_fills(
             for event in events:
                 if isinstance(event, Heartbeat):
                     heartbeat = max(heartbeat, event.sequence)
-                    if master_order and client.get_master_order(master_order).state.is_final:
+                    if master_order and _all_seen(client.get_master_order(master_order), seen):
                         break
                 else:
                     seen.append(event)
@@ -782,6 +782,14 @@ def close(
         settings.emit_json(order)
     else:
         settings.out.print(f"closing master order [bold]{order.master_order_id}[/bold] accepted")
+
+
+def _all_seen(order: MasterOrder, seen: list[Fill]) -> bool:
+    """The order is final and every fill of it has arrived. A heartbeat can predate the order's
+    last fills (they were committed after it was sent): those still come on the stream."""
+    if not order.state.is_final:
+        return False
+    return sum((f.volume for f in seen), Decimal(0)) >= order.filled_volume
 
 
 def main() -> None:
