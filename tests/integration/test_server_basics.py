@@ -23,6 +23,16 @@ async def test_health_reports_serving_for_the_server_and_each_service(client: Cl
         assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_health_watch_on_the_api_port_streams_serving(client: Client) -> None:
+    # Watch writes with context.write: the error mapping must pass such a handler through.
+    watch = health_pb2_grpc.HealthStub(client.channel).Watch(
+        health_pb2.HealthCheckRequest(service="")
+    )
+    first = await watch.read()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+
+
 async def test_reflection_lists_the_mam_services(client: Client) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(client.channel)
     call = stub.ServerReflectionInfo()
