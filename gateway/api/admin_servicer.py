@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             at=self._clock(),
         )
         issued = issue_key()
-        key = ApiKey(**{**_fields(key), "key_id": issued.key_id, "secret_hash": issued.secret_hash})
+        key = replace(key, key_id=issued.key_id, secret_hash=issued.secret_hash)
         await self._store.access.insert_api_key(key)
         return pb.CreateApiKeyResponse(api_key=api_key_to_proto(key), key=issued.key)
 
@@ -208,10 +209,6 @@ def _numeric_token(token: str) -> int:
             [FieldViolation("page_token", "is not a token from a previous response")]
         )
     return int(text or 0)
-
-
-def _fields(key: ApiKey) -> dict[str, Any]:
-    return {name: getattr(key, name) for name in ApiKey.__slots__}
 
 
 def _time(request: Any, field: str) -> datetime | None:

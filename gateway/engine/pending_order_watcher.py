@@ -52,6 +52,8 @@ class PendingOrderWatcher:
         self._task: asyncio.Task[None] | None = None
         # Per child: the deal tickets already stored as its fills.
         self._known: dict[str, set[int]] = {}
+        # Master orders whose stored fills are in _known already.
+        self._learned: set[str] = set()
         self._unknown_retry_s = unknown_retry_s
         self._next_unknown_retry = 0.0
         # UNKNOWN children being settled now: never two dispatches of one child at once.
@@ -138,9 +140,9 @@ class PendingOrderWatcher:
 
     async def _learn_fills(self, master: MasterOrder) -> None:
         """The stored fills of a master order's children, once (they may predate a restart)."""
-        if master.master_order_id in self._known:
+        if master.master_order_id in self._learned:
             return
-        self._known[master.master_order_id] = set()
+        self._learned.add(master.master_order_id)
         for fill in await self._store.fills_of(master.master_order_id):
             self._known.setdefault(fill.child_order_id, set()).add(fill.deal_ticket)
 
