@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from gateway.api import fill_wire
 from gateway.domain.accounts import (
     Account,
     AccountState,
@@ -87,7 +88,8 @@ def group(name: str, account_ids: Sequence[str], magic: int) -> Group:
 async def populate(
     url: str, accounts: int, *, single_groups: int = 0, fills: int = 0, fill_batch: int = 20_000
 ) -> Population:
-    store = await Store.open(url)
+    # The gateway's own encoder: the stored history replays as the gateway's would.
+    store = await Store.open(url, fill_encoder=fill_wire.encode)
     try:
         ids = []
         for i in range(accounts):

@@ -1,11 +1,14 @@
-"""Where the time goes: the gateway process (or allocate()) under cProfile.
+"""Where the time goes: the gateway process sampled by py-spy, or under cProfile.
 
-    python -m bench.profile e2e --accounts 1000 --latency 0 --orders 5
+    python -m bench.profile e2e --accounts 1000 --latency 0 --orders 10
     python -m bench.profile sustained --accounts 1000 --seconds 15
-    python -m bench.profile allocation --accounts 10000 --method EQUITY
+    python -m bench.profile e2e --sampler cprofile       # call counts, distorted times
+    python -m bench.profile allocation --accounts 10000 --method EQUITY   # cProfile
 
-Prints the top functions by own time and by cumulative time, and keeps the .prof file under
-bench/results/profiles/ (open it with `python -m pstats FILE`).
+With py-spy (the default for the gateway): the share of samples per function, where the
+sample was taken and anywhere on the stack, with the gateway's CPU seconds per order; the raw
+samples are kept under bench/results/profiles/. With cProfile: the top functions by own and
+cumulative time, and the .prof file (open it with `python -m pstats FILE`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench import client, population
+from bench import client, population, sampling
 from bench.allocation import EURUSD, NOW, _members
-from bench.common import ROOT
+from bench.common import ROOT, cpu_seconds
 from bench.gateway_process import GatewayProcess, sqlite_url
 from bench.sustained import load
 from gateway._proto.mam.v1 import trading_service_pb2_grpc
@@ -45,33 +48,49 @@ def report(path: Path, top: int) -> str:
 
 
 async def _gateway(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    sampled = args.sampler == "py-spy"
     with tempfile.TemporaryDirectory(prefix="mam-bench-") as name:
         directory = Path(name)
         url = sqlite_url(directory)
         people = await population.populate(url, args.accounts)
-        gateway = GatewayProcess(directory, url, latency_ms=args.latency, profile=path)
+        gateway = GatewayProcess(
+            directory, url, latency_ms=args.latency, profile=None if sampled else path
+        )
         await gateway.start()
+        sampler = None
         try:
             async with gateway.channel() as channel:
                 trading = trading_service_pb2_grpc.TradingServiceStub(channel)
                 counter = client.FillCounter(trading)
                 await counter.start()
+
+                async def order(number: int) -> float:
+                    start = time.perf_counter()
+                    master = await client.submit(
+                        trading, people.group_id, args.accounts, sell=number % 2 == 1
+                    )
+                    await counter.wait_for(master.master_order_id, master.child_count)
+                    return round((time.perf_counter() - start) * 1000, 1)
+
                 try:
+                    if sampled:
+                        await order(1)  # start-up and first-call costs stay out of the samples
+                        sampler = sampling.Sampler(gateway.pid, path)
+                    cpu_before = cpu_seconds(gateway.pid)
                     if args.what == "e2e":
-                        timings = []
-                        for number in range(args.orders):
-                            start = time.perf_counter()
-                            master = await client.submit(
-                                trading, people.group_id, args.accounts, sell=number % 2 == 1
-                            )
-                            await counter.wait_for(master.master_order_id, master.child_count)
-                            timings.append(round((time.perf_counter() - start) * 1000, 1))
-                        return {"orders_ms": timings}
+                        timings = [await order(number) for number in range(args.orders)]
+                        cpu = cpu_seconds(gateway.pid) - cpu_before
+                        return {
+                            "orders_ms": timings,
+                            "gateway_cpu_ms_per_order": round(cpu * 1000 / args.orders, 1),
+                        }
                     return await load(
                         trading, counter, people.group_id, args.accounts,
                         seconds=args.seconds, window=args.window, pid=gateway.pid,
                     )  # fmt: skip
                 finally:
+                    if sampler is not None:
+                        sampler.stop()
                     await counter.stop()
         finally:
             await gateway.stop(timeout_s=120)  # cProfile writes its file on the way out
@@ -111,15 +130,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--window", type=int, default=3, help="orders in flight (sustained)")
     parser.add_argument("--method", default="EQUITY", help="allocation method")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--sampler", choices=("py-spy", "cprofile"), default="py-spy",
+        help="how the gateway is profiled (allocate() always runs under cProfile)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     PROFILES.mkdir(parents=True, exist_ok=True)
-    path = PROFILES / f"{args.what}-{args.accounts}-{time.strftime('%Y%m%dT%H%M%S')}.prof"
+    sampled = args.sampler == "py-spy" and args.what != "allocation"
+    suffix = "folded.txt" if sampled else "prof"
+    path = PROFILES / f"{args.what}-{args.accounts}-{time.strftime('%Y%m%dT%H%M%S')}.{suffix}"
     if args.what == "allocation":
         result = _allocation(args, path)
     else:
         result = asyncio.run(_gateway(args, path))
     print(result)
-    print(report(path, args.top))
+    print(sampling.report(sampling.shares(path, args.top)) if sampled else report(path, args.top))
     print(f"profile: {path}")
     return 0
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.api import fill_wire
 from gateway.api.server import start_gateway
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.domain.access import ApiKey, Role, issue_key
+from gateway.garbage_collection import tune_for_serving
 from gateway.store import Store
 
 try:
@@ -105,7 +107,7 @@ def probe(config: GatewayConfig, timeout_s: float = 3.0) -> int:
 
 
 async def manage_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
-    store = await Store.open(config.database_url)
+    store = await Store.open(config.database_url, fill_encoder=fill_wire.encode)
     try:
         if args.key_command == "create":
             issued = issue_key()
@@ -163,6 +165,7 @@ async def manage_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
 
 async def serve(config: GatewayConfig) -> None:
     gateway = await start_gateway(config)
+    tune_for_serving()
     # Tools and tests read this line to find the port (listen on port 0 picks a free one).
     print(f"mam-gateway listening on {gateway.address}", flush=True)
     stop = asyncio.Event()

@@ -29,6 +29,7 @@ from gateway._proto.mam.v1 import (
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
+from gateway.api import fill_wire
 from gateway.api.access_interceptor import AccessControl, AccessInterceptor, Allowance
 from gateway.api.access_rules import AccessScope
 from gateway.api.account_servicer import AccountServicer
@@ -170,7 +171,7 @@ def simulated_broker(config: GatewayConfig) -> SimBroker:
 
 
 async def start_gateway(config: GatewayConfig) -> RunningGateway:
-    store = await Store.open(config.database_url)
+    store = await Store.open(config.database_url, fill_encoder=fill_wire.encode)
     broker = simulated_broker(config)
     workers = WorkerHub(reconnect_grace_s=config.workers.reconnect_grace_seconds)
 

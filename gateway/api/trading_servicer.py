@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from gateway._proto.mam.v1 import order_pb2
 from gateway._proto.mam.v1 import trading_service_pb2 as pb
 from gateway._proto.mam.v1 import trading_service_pb2_grpc as pb_grpc
-from gateway.api import requests
+from gateway.api import fill_wire, requests
 from gateway.api.access_interceptor import AccessControl, current_principal, mark_audited
 from gateway.api.access_rules import require_group
 from gateway.api.errors import code_of
@@ -19,7 +20,6 @@ from gateway.api.mapping import (
     allocation_to_proto,
     child_to_proto,
     enum_to_proto,
-    fill_to_proto,
     master_to_proto,
 )
 from gateway.domain.errors import (
@@ -30,7 +30,6 @@ from gateway.domain.errors import (
     PermissionDenied,
     Unavailable,
 )
-from gateway.domain.fills import Fill
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
 from gateway.engine.account_manager import AccountManager
 from gateway.engine.fill_bus import FillBus
@@ -324,15 +323,13 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         while True:
             subscription = self._bus.subscribe(fill_filter)
             try:
-                while True:
-                    stored = await self._store.fills_after(
-                        last, limit=MAX_FILLS_PER_BATCH, fill_filter=fill_filter
-                    )
-                    if stored:
-                        last = stored[-1].sequence
-                        yield _batch(stored)
-                    if len(stored) < MAX_FILLS_PER_BATCH:
-                        break
+                replay = fill_wire.stored_batches(
+                    self._store, last, fill_filter, batch_size=MAX_FILLS_PER_BATCH
+                )
+                async with contextlib.aclosing(replay) as batches:
+                    async for response in batches:
+                        last = response.batch.last_sequence
+                        yield response
                 yield pb.SubscribeFillsResponse(
                     heartbeat_sequence=max(last, self._store.last_sequence)
                 )
@@ -345,10 +342,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                             f"the gateway is stopping; resubscribe with after_sequence={last}",
                             reason="GATEWAY_STOPPING",
                         )
-                    fresh = [f for f in live if f.sequence > last]
+                    fresh = [f for f in live if f.fill.sequence > last]
                     if fresh:
-                        last = fresh[-1].sequence
-                        yield _batch(fresh)
+                        last = fresh[-1].fill.sequence
+                        yield fill_wire.committed_batch(fresh)
                     elif not live and not subscription.overflowed:
                         yield pb.SubscribeFillsResponse(
                             heartbeat_sequence=max(last, self._store.last_sequence)
@@ -404,12 +401,4 @@ def _rejection(error: DomainError) -> pb.SubmissionRejected:
         reason=error.reason,
         message=error.message,
         fields=[v.field for v in error.violations] if isinstance(error, InvalidArgument) else [],
-    )
-
-
-def _batch(fills: list[Fill]) -> pb.SubscribeFillsResponse:
-    return pb.SubscribeFillsResponse(
-        batch=order_pb2.FillBatch(
-            fills=[fill_to_proto(f) for f in fills], last_sequence=fills[-1].sequence
-        )
     )

@@ -16,12 +16,14 @@ TAG_PREFIX = "mam:"
 MAX_TAG_LENGTH = 26
 
 
+# Every pair of characters, by the 10 bits they encode: an id is 10 lookups, not 20 divisions.
+_PAIRS = tuple(high + low for high in _ALPHABET for low in _ALPHABET)
+
+
 def _encode(number: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        number, index = divmod(number, 32)
-        chars.append(_ALPHABET[index])
-    return "".join(reversed(chars))
+    """The low 5 x length bits of number as `length` characters (an even count), most
+    significant first."""
+    return "".join([_PAIRS[(number >> shift) & 1023] for shift in range(5 * length - 10, -1, -10)])
 
 
 def new_id(prefix: str, *, now_ms: int | None = None) -> str:

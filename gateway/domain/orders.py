@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from gateway.domain.allocation import Allocation
+from gateway.domain.field_copies import copier
 
 
 class Side(enum.Enum):
@@ -218,7 +219,10 @@ class ChildOrder:
             raise IllegalTransition(
                 f"child {self.child_order_id}: {self.state.name} -> {state.name}"
             )
-        return replace(self, state=state, updated_at=at, **changes)  # type: ignore[arg-type]
+        return _copy_child(self, {**changes, "state": state, "updated_at": at})
+
+
+_copy_child = copier(ChildOrder)
 
 
 @dataclass(frozen=True, slots=True)

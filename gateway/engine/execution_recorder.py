@@ -1,8 +1,8 @@
 """Group commit of execution outcomes: child state changes, fills and master order progress.
 
 Dispatch tasks hand in outcomes; one writer task takes everything that is waiting, commits it
-in one transaction, and only then publishes the fills and order changes and wakes the tasks that
-wait on them.
+in one transaction, and only then publishes the fills (with their encoded messages, made once
+in that commit) and order changes and wakes the tasks that wait on them.
 """
 
 from __future__ import annotations
@@ -148,12 +148,13 @@ class ExecutionRecorder:
                 # A pending order: sent everywhere, now waiting for its price at the brokers.
                 progress.master = progress.master.moved_to(MasterOrderState.WORKING, now)
                 masters.append(progress.master)
-        numbered = await self._store.save_progress(
+        committed = await self._store.save_progress(
             masters=masters,
             children=[o.child for o in batch],
             fills=[o.fill for o in batch if o.fill is not None],
         )
-        self._bus.publish(numbered)
+        # With the messages they were stored with: subscribers send those bytes.
+        self._bus.publish(committed)
         self.updates.publish(masters, [o.child for o in batch])
         for progress in finished:
             del self._progress[progress.master.master_order_id]

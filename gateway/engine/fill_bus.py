@@ -3,16 +3,22 @@
 Publishing never waits: a subscription that falls more than `max_pending` fills behind is
 marked overflowed and dropped from its buffer (its reader then catches up from the store, where
 every published fill already is) rather than slow the engine or grow memory without bound.
+
+Fills travel with the message they were stored with (CommittedFill.wire): every subscriber sends
+those same bytes, so a fill is encoded once however many subscribers it reaches. Filters match
+on the fill itself; a subscription filtered to fewer accounts than a publish has fills takes
+them from the publish's fills grouped by account (made once, for all such subscriptions)
+instead of testing every fill: with 100 subscribers of 10 accounts each, a tenth of the cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 
-from gateway.domain.fills import Fill
-from gateway.store import FillFilter
+from gateway.store import CommittedFill, FillFilter
 
 
 class Subscription:
@@ -21,13 +27,24 @@ class Subscription:
         self.max_pending = max_pending
         self.overflowed = False
         self.on_overflow: Callable[[], None] = lambda: None
-        self._pending: deque[Fill] = deque()
+        self._pending: deque[CommittedFill] = deque()
         self._ready = asyncio.Event()
 
-    def offer(self, fills: list[Fill]) -> None:
+    def offer(self, fills: Sequence[CommittedFill], by_account: _ByAccount | None = None) -> None:
+        """Takes the fills the filter matches, in order. `by_account`: the same fills grouped
+        by account, for a filter of fewer accounts than there are fills."""
         if self.overflowed:
             return
-        wanted = [f for f in fills if self.filter.matches(f)]
+        fill_filter = self.filter
+        wanted: Sequence[CommittedFill]
+        if by_account is not None and 0 < len(fill_filter.account_ids) < len(fills):
+            wanted = by_account.of(fill_filter.account_ids)
+            if fill_filter.master_order_id:
+                master_order_id = fill_filter.master_order_id
+                wanted = [f for f in wanted if f.fill.master_order_id == master_order_id]
+        else:
+            matches = fill_filter.matches
+            wanted = [f for f in fills if matches(f.fill)]
         if not wanted:
             return
         if len(self._pending) + len(wanted) > self.max_pending:
@@ -41,7 +58,7 @@ class Subscription:
     def wake(self) -> None:
         self._ready.set()
 
-    async def next_batch(self, max_fills: int, wait_s: float | None = None) -> list[Fill]:
+    async def next_batch(self, max_fills: int, wait_s: float | None = None) -> list[CommittedFill]:
         """Waits for fills (or overflow, or the timeout) and takes up to max_fills of them."""
         if not self._pending and not self.overflowed:
             self._ready.clear()
@@ -49,7 +66,7 @@ class Subscription:
                 await asyncio.wait_for(self._ready.wait(), wait_s)
             except TimeoutError:
                 return []
-        batch: list[Fill] = []
+        batch: list[CommittedFill] = []
         while self._pending and len(batch) < max_fills:
             batch.append(self._pending.popleft())
         return batch
@@ -85,12 +102,44 @@ class FillBus:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
 
-    def publish(self, fills: list[Fill]) -> None:
+    def publish(self, fills: list[CommittedFill]) -> None:
         """Called only with committed fills, in sequence order."""
         if fills:
+            by_account = _ByAccount(fills)
             for subscription in list(self._subscriptions):
-                subscription.offer(fills)
+                subscription.offer(fills, by_account)
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+
+class _ByAccount:
+    """One publish's fills grouped by account, grouped when a subscription first asks."""
+
+    def __init__(self, fills: Sequence[CommittedFill]) -> None:
+        self._fills = fills
+        self._groups: dict[str, list[CommittedFill]] | None = None
+
+    def of(self, account_ids: Collection[str]) -> Sequence[CommittedFill]:
+        """The fills of these accounts, in sequence order (a list shared with other callers:
+        not to be changed)."""
+        groups = self._groups
+        if groups is None:
+            groups = {}
+            for committed in self._fills:
+                account_id = committed.fill.account_id
+                group = groups.get(account_id)
+                if group is None:
+                    groups[account_id] = [committed]
+                else:
+                    group.append(committed)
+            self._groups = groups
+        found = [group for a in account_ids if (group := groups.get(a)) is not None]
+        if len(found) <= 1:
+            return found[0] if found else ()
+        return sorted(itertools.chain.from_iterable(found), key=_sequence)
+
+
+def _sequence(committed: CommittedFill) -> int:
+    return committed.fill.sequence

@@ -25,18 +25,6 @@ def _undec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-def _snapshot(snapshot: AccountSnapshot | None) -> dict[str, Any] | None:
-    if snapshot is None:
-        return None
-    return {
-        "balance": _dec(snapshot.balance),
-        "equity": _dec(snapshot.equity),
-        "margin": _dec(snapshot.margin),
-        "free_margin": _dec(snapshot.free_margin),
-        "time": snapshot.time.isoformat(),
-    }
-
-
 def _unsnapshot(data: dict[str, Any] | None) -> AccountSnapshot | None:
     if data is None:
         return None
@@ -87,8 +75,41 @@ def _undecision(data: dict[str, Any]) -> RiskDecision:
     )
 
 
+# A line is stored as an array of these, named once per record: half the bytes of an object
+# per line, and a third of the encoding time. The snapshot is an array of SNAPSHOT_FIELDS.
+LINE_FIELDS = (
+    "account_id", "symbol", "method", "basis", "target_volume", "volume", "child_volumes",
+    "reasons", "snapshot", "entry_price", "contract_size", "risk_checks",
+)  # fmt: skip
+SNAPSHOT_FIELDS = ("balance", "equity", "margin", "free_margin", "time")
+
+
 def allocation_to_json(allocation: Allocation) -> str:
-    return json.dumps(
+    """The record, written in the submission's transaction (so before it is acknowledged).
+
+    Thousands of lines share a few decimal objects (volumes, contract sizes) and snapshot
+    times: their texts are made once per object."""
+    texts: dict[int, str] = {}
+    times: dict[int, str] = {}
+
+    def text(value: Decimal | None) -> str | None:
+        if value is None:
+            return None
+        found = texts.get(id(value))
+        if found is None:
+            found = texts[id(value)] = f"{value:f}"
+        return found
+
+    def snapshot(value: AccountSnapshot | None) -> list[str | None] | None:
+        if value is None:
+            return None
+        at = times.get(id(value.time))
+        if at is None:
+            at = times[id(value.time)] = value.time.isoformat()
+        return [text(value.balance), text(value.equity), text(value.margin),
+                text(value.free_margin), at]  # fmt: skip
+
+    return _ENCODER.encode(
         {
             "method": allocation.method.value,
             "below_min_policy": allocation.below_min_policy.value,
@@ -97,36 +118,49 @@ def allocation_to_json(allocation: Allocation) -> str:
             "unallocated_volume": _dec(allocation.unallocated_volume),
             "snapshot_time": allocation.snapshot_time.isoformat(),
             "reference_equity": _dec(allocation.reference_equity),
+            "line_fields": LINE_FIELDS,
+            "snapshot_fields": SNAPSHOT_FIELDS,
             "lines": [
-                {
-                    "account_id": line.account_id,
-                    "symbol": line.symbol,
-                    "method": line.method.value,
-                    "basis": _dec(line.basis),
-                    "target_volume": _dec(line.target_volume),
-                    "volume": _dec(line.volume),
-                    "child_volumes": [_dec(v) for v in line.child_volumes],
-                    "reasons": [r.value for r in line.reasons],
-                    "snapshot": _snapshot(line.snapshot),
-                    "entry_price": _dec(line.entry_price),
-                    "contract_size": _dec(line.contract_size),
+                (
+                    line.account_id,
+                    line.symbol,
+                    _METHODS[line.method],
+                    text(line.basis),
+                    text(line.target_volume),
+                    text(line.volume),
+                    [text(v) for v in line.child_volumes],
+                    [_REASONS[r] for r in line.reasons],
+                    snapshot(line.snapshot),
+                    text(line.entry_price),
+                    text(line.contract_size),
                     # Only on checked lines: most lines of most groups carry none.
-                    **(
-                        {"risk_checks": [_decision(d) for d in line.risk_checks]}
-                        if line.risk_checks
-                        else {}
-                    ),
-                }
+                    [_decision(d) for d in line.risk_checks] if line.risk_checks else None,
+                )
                 for line in allocation.lines
             ],
-        },
-        separators=(",", ":"),
+        }
     )
 
 
+# Enum values by member: Enum.value is a descriptor call, and this runs per line.
+_METHODS = {method: method.value for method in AllocationMethod}
+_REASONS = {reason: reason.value for reason in AllocationReason}
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def allocation_from_json(text: str) -> Allocation:
+    """Reads both forms: lines as arrays (LINE_FIELDS) and, from earlier records, as objects."""
     data = json.loads(text)
     method = AllocationMethod(data["method"])
+    fields = data.get("line_fields")
+    if fields is None:
+        lines = data["lines"]
+    else:
+        snapshot_fields = data["snapshot_fields"]
+        lines = [dict(zip(fields, values, strict=True)) for values in data["lines"]]
+        for line in lines:
+            if line["snapshot"] is not None:
+                line["snapshot"] = dict(zip(snapshot_fields, line["snapshot"], strict=True))
     return Allocation(
         method=method,
         below_min_policy=BelowMinPolicy(data["below_min_policy"]),
@@ -148,8 +182,8 @@ def allocation_from_json(text: str) -> Allocation:
                 snapshot=_unsnapshot(line.get("snapshot")),
                 entry_price=_undec(line.get("entry_price")),
                 contract_size=_undec(line.get("contract_size")),
-                risk_checks=tuple(_undecision(d) for d in line.get("risk_checks", ())),
+                risk_checks=tuple(_undecision(d) for d in line.get("risk_checks") or ()),
             )
-            for line in data["lines"]
+            for line in lines
         ),
     )

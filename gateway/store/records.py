@@ -359,7 +359,10 @@ def from_utc_micros(value: int) -> datetime:
 _SIDES = {side.value: side for side in Side}
 
 # Column order of the rows below; bulk.py builds its statements from these.
+# A fill as fill_from_columns reads it ...
 FILL_COLUMNS = ("side", *_FILL_FIELDS)
+# ... and as fill_row writes it: its encoded message last (tables.fills.c.wire).
+FILL_ROW_COLUMNS = (*FILL_COLUMNS, "wire")
 EVENT_COLUMNS = ("sequence", "master_order_id", "child_order_id", "state", "detail", "at")
 CHILD_COLUMNS = (
     *_CHILD_FIELDS,
@@ -389,8 +392,8 @@ CHILD_UPDATE_COLUMNS = (
 )
 
 
-def fill_row(fill: Fill, sequence: int) -> tuple[Any, ...]:
-    """The fill as FILL_COLUMNS, numbered `sequence`."""
+def fill_row(fill: Fill, sequence: int, wire: bytes | None = None) -> tuple[Any, ...]:
+    """The fill as FILL_ROW_COLUMNS, numbered `sequence`, with its encoded message (or None)."""
     return (
         fill.side.value,
         sequence,
@@ -407,6 +410,7 @@ def fill_row(fill: Fill, sequence: int) -> tuple[Any, ...]:
         fill.order_ticket,
         fill.position_ticket,
         utc_micros(fill.executed_at),
+        wire,
     )
 
 

@@ -14,21 +14,28 @@ process writing to the same database would hand out the same numbers.
 
 Outbox: every state change of a master or child order is written with its OrderEvent row in the
 same transaction, so the audit trail and the state never disagree, even after a crash.
+
+Encoded fills: given a `fill_encoder` (the API layer's, gateway/api/fill_wire.py; the store does not
+know the format), every fill is stored with its encoded message, made once at commit, and
+replays and live subscribers send those bytes. A fill stored without one (before revision 0010,
+or by a Store opened without an encoder) is read back as a Fill for the reader to encode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from gateway.domain.accounts import (
@@ -75,6 +82,17 @@ class FillFilter:
         return not (self.master_order_id and fill.master_order_id != self.master_order_id)
 
 
+# A numbered fill's message as readers receive it; stored with the fill (fills.wire).
+FillEncoder = Callable[[Fill], bytes]
+
+
+class CommittedFill(NamedTuple):
+    """A fill just committed, numbered, with its encoded message (None without an encoder)."""
+
+    fill: Fill
+    wire: bytes | None
+
+
 class Store:
     def __init__(
         self,
@@ -82,20 +100,24 @@ class Store:
         last_sequence: int,
         last_event: int = 0,
         access: AccessStore | None = None,
+        *,
+        fill_encoder: FillEncoder | None = None,
     ) -> None:
         self._engine = engine
         self._access = access if access is not None else AccessStore(engine, 0)
         self._last_sequence = last_sequence
         self._last_event = last_event
+        self._fill_encoder = fill_encoder
         # Held by every write that numbers fills or events: one numbering writer at a time.
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str) -> Store:
+    async def open(cls, url: str, *, fill_encoder: FillEncoder | None = None) -> Store:
         """Connects and upgrades the schema to the newest migration (nothing if it is there).
 
         sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DATABASE. One gateway
-        process per database (see the module docstring).
+        process per database (see the module docstring). `fill_encoder`: what each fill is
+        stored with for its readers (see the module docstring); without it, nothing.
         """
         engine = create_engine(url)
         try:
@@ -109,7 +131,7 @@ class Store:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, int(last or 0), int(last_event or 0), access)
+        return cls(engine, int(last or 0), int(last_event or 0), access, fill_encoder=fill_encoder)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -534,22 +556,27 @@ class Store:
         masters: Sequence[MasterOrder] = (),
         children: Sequence[ChildOrder] = (),
         fills: Sequence[Fill] = (),
-    ) -> list[Fill]:
+    ) -> list[CommittedFill]:
         """One group commit: child state changes, new fills and master order progress, with
         an OrderEvent row for each master and child order given (their new state).
 
-        Returns the fills with their sequences, assigned in the order given. Only after this
-        returns may anyone be told about them. All or nothing: if the transaction fails, no
-        row changes and no sequence is used up. Sequences are numbered in this process under
-        a lock, which is why one database serves one gateway process.
+        Returns the fills with their sequences, assigned in the order given, each with the
+        message it was stored with (the fill encoder's, made here once for every reader).
+        Only after this returns may anyone be told about them. All or nothing: if the
+        transaction fails, no row changes and no sequence is used up. Sequences are numbered
+        in this process under a lock, which is why one database serves one gateway process.
         """
         # Rows are encoded before the transaction, so a value that cannot be stored fails
         # the batch before anything is written.
         child_rows = [records.child_update_row(c) for c in children]
         events = [*(master_event(m) for m in masters), *(child_event(c) for c in children)]
+        encode = self._fill_encoder
         async with self._write_lock:
             first = self._last_sequence + 1
-            fill_rows = [records.fill_row(f, first + i) for i, f in enumerate(fills)]
+            numbered = [_numbered(f, first + i) for i, f in enumerate(fills)]
+            # The message carries the sequence, so it is made here, under the lock.
+            committed = [CommittedFill(f, None if encode is None else encode(f)) for f in numbered]
+            fill_rows = [records.fill_row(f, f.sequence, wire) for f, wire in committed]
             first_event = self._last_event + 1
             event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
             async with self._engine.begin() as conn:
@@ -560,11 +587,11 @@ class Store:
                         .where(tables.master_orders.c.master_order_id == order.master_order_id)
                         .values(records.master_progress_values(order))
                     )
-                await bulk.insert_rows(conn, tables.fills, records.FILL_COLUMNS, fill_rows)
+                await bulk.insert_rows(conn, tables.fills, records.FILL_ROW_COLUMNS, fill_rows)
                 await bulk.insert_rows(conn, tables.order_events, records.EVENT_COLUMNS, event_rows)
             self._last_sequence += len(fill_rows)
             self._last_event += len(event_rows)
-        return [_numbered(f, first + i) for i, f in enumerate(fills)]
+        return committed
 
     async def save_events(self, events: Sequence[OrderEvent]) -> list[OrderEvent]:
         """Events of something that changed no order row (e.g. stops modified at a broker),
@@ -610,15 +637,52 @@ class Store:
     async def fills_after(
         self, sequence: int, *, limit: int, fill_filter: FillFilter = FillFilter()
     ) -> list[Fill]:
-        query = select(*_STORED_FILL_COLUMNS).where(tables.fills.c.sequence > sequence)
-        if fill_filter.account_ids:
-            query = query.where(tables.fills.c.account_id.in_(sorted(fill_filter.account_ids)))
-        if fill_filter.master_order_id:
-            query = query.where(tables.fills.c.master_order_id == fill_filter.master_order_id)
-        query = query.order_by(tables.fills.c.sequence).limit(limit)
+        query = (
+            select(*_STORED_FILL_COLUMNS)
+            .where(tables.fills.c.sequence > sequence, *_conditions(fill_filter))
+            .order_by(tables.fills.c.sequence)
+            .limit(limit)
+        )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [records.fill_from_columns(r) for r in rows]
+
+    async def encoded_fills_after(
+        self, sequence: int, *, limit: int, fill_filter: FillFilter = FillFilter()
+    ) -> list[tuple[int, bytes | Fill]]:
+        """The fills `fills_after` finds, as (sequence, the message stored with the fill): what
+        a replay sends as it is. A fill stored without one comes in its place as the Fill
+        itself, for the reader to encode.
+
+        Only the sequence and the message are read (no decimal or time is converted); the
+        fills without a message, if any, are then read whole by a second query over the same
+        range.
+        """
+        async with self._engine.connect() as conn:
+            rows = await bulk.fill_messages(
+                conn,
+                sequence,
+                limit=limit,
+                account_ids=sorted(fill_filter.account_ids),
+                master_order_id=fill_filter.master_order_id,
+            )
+            for _, wire in rows:
+                if wire is None:
+                    break
+            else:
+                return rows
+            fills = tables.fills
+            bare = select(*_STORED_FILL_COLUMNS).where(
+                fills.c.sequence > sequence,
+                fills.c.sequence <= rows[-1][0],
+                fills.c.wire.is_(None),
+                *_conditions(fill_filter),
+            )
+            decoded = {
+                fill.sequence: fill
+                for fill in map(records.fill_from_columns, (await conn.execute(bare)).all())
+            }
+        return [(number, decoded[number] if wire is None else wire) for number, wire in rows]
 
 
 async def _load_group(conn: AsyncConnection, group_id: str) -> Group | None:
@@ -639,6 +703,16 @@ async def _load_group(conn: AsyncConnection, group_id: str) -> Group | None:
         .all()
     )
     return records.group_from_rows(row, list(members))
+
+
+def _conditions(fill_filter: FillFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a fill filter."""
+    conditions: list[ColumnElement[bool]] = []
+    if fill_filter.account_ids:
+        conditions.append(tables.fills.c.account_id.in_(sorted(fill_filter.account_ids)))
+    if fill_filter.master_order_id:
+        conditions.append(tables.fills.c.master_order_id == fill_filter.master_order_id)
+    return conditions
 
 
 # The fill columns as stored (decimal text, integer micros), in records.FILL_COLUMNS order:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -193,6 +194,10 @@ fills = Table(
     Column("order_ticket", BigInteger, nullable=False),
     Column("position_ticket", BigInteger, nullable=False),
     Column("executed_at", UtcMicros, nullable=False),
+    # The fill as the API streams it (the Store's fill_encoder: a serialized mam.v1 Fill),
+    # written with the row so that a replay sends it as it is. NULL for a fill stored without
+    # an encoder (or before revision 0010): a replay then encodes it from the columns above.
+    Column("wire", LargeBinary),
 )
 Index("ix_fills_master", fills.c.master_order_id, fills.c.sequence)
 Index("ix_fills_account", fills.c.account_id, fills.c.sequence)

@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway.garbage_collection import tune_for_serving
 from gateway.worker.backends import open_terminals
 from gateway.worker.client import FatalWorkerError, TerminalWorker
 from gateway.worker.config import WorkerConfig, WorkerConfigError, load_worker_config
@@ -71,6 +72,7 @@ async def serve(config: WorkerConfig) -> int:
         print(f"mam-worker {config.worker_id} connected to {config.gateway}", flush=True)
 
     worker = TerminalWorker(config, terminals, on_connected=connected)
+    tune_for_serving()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

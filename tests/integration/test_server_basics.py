@@ -71,7 +71,7 @@ async def test_a_bug_inside_a_stream_ends_it_with_internal(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(gateway.store, "fills_after", broken)
+    monkeypatch.setattr(gateway.store, "encoded_fills_after", broken)
     stream = client.trading.SubscribeFills(trading_service_pb2.SubscribeFillsRequest(), timeout=5)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stream.read()

@@ -47,7 +47,15 @@ from gateway.domain.orders import (
     OrderType,
     Side,
 )
-from gateway.store import DuplicateClientOrderId, Store, migrations, records, tables
+from gateway.store import (
+    DuplicateClientOrderId,
+    FillFilter,
+    Store,
+    bulk,
+    migrations,
+    records,
+    tables,
+)
 from gateway.store.column_types import DecimalText, UtcMicros
 from gateway.store.engines import create_engine
 
@@ -430,7 +438,7 @@ async def test_everything_comes_back_exactly_as_stored(store: Store) -> None:
         repr(c) for c in done
     ]
     assert [repr(f) for f in await store.fills_of(master.master_order_id)] == [
-        repr(f) for f in numbered
+        repr(f) for f, _ in numbered
     ]
     stored = (await store.fills_after(0, limit=10))[0]
     assert (str(stored.volume), str(stored.price), str(stored.slippage_points)) == (
@@ -466,7 +474,7 @@ async def test_sequences_are_gap_free_and_increasing_across_batches_and_restarts
         second = await store.save_progress(fills=[fill_for(c, "b") for c in children])
         empty = await store.save_progress(masters=[master])
         third = await store.save_progress(fills=[fill_for(children[1], "c")])
-        assert [f.sequence for f in (*first, *second, *third)] == [1, 2, 3, 4, 5]
+        assert [f.sequence for f, _ in (*first, *second, *third)] == [1, 2, 3, 4, 5]
         assert empty == []
         assert store.last_sequence == 5
     finally:
@@ -476,10 +484,10 @@ async def test_sequences_are_gap_free_and_increasing_across_batches_and_restarts
     try:
         assert store.last_sequence == 5
         after = await store.save_progress(fills=[fill_for(c, "d") for c in children[:2]])
-        assert [f.sequence for f in after] == [6, 7]
+        assert [f.sequence for f, _ in after] == [6, 7]
         stored = await store.fills_after(0, limit=100)
         assert [f.sequence for f in stored] == list(range(1, 8))
-        assert [f.fill_id for f in stored][-2:] == [f.fill_id for f in after]
+        assert [f.fill_id for f in stored][-2:] == [f.fill_id for f, _ in after]
         assert [f.sequence for f in await store.fills_after(5, limit=100)] == [6, 7]
     finally:
         await store.close()
@@ -489,7 +497,7 @@ async def test_a_failing_batch_stores_nothing_and_uses_no_sequence(store: Store)
     _, _, master = await seed(store)
     children = children_of(master)
     kept = await store.save_progress(fills=[fill_for(children[0], "x")])
-    assert [f.sequence for f in kept] == [1]
+    assert [f.sequence for f, _ in kept] == [1]
 
     progressed = dataclasses.replace(master, state=MasterOrderState.FILLED, updated_at=T0)
     batch = [fill_for(c) for c in children] + [fill_for(children[0], "x")]  # duplicate fill_id
@@ -499,7 +507,7 @@ async def test_a_failing_batch_stores_nothing_and_uses_no_sequence(store: Store)
         )
 
     assert store.last_sequence == 1
-    assert [f.fill_id for f in await store.fills_after(0, limit=100)] == [kept[0].fill_id]
+    assert [f.fill_id for f in await store.fills_after(0, limit=100)] == [kept[0].fill.fill_id]
     assert [c.state for c in await store.children_of(master.master_order_id)] == [
         ChildOrderState.PENDING
     ] * len(children)
@@ -507,7 +515,7 @@ async def test_a_failing_batch_stores_nothing_and_uses_no_sequence(store: Store)
     assert reloaded is not None and reloaded.state is MasterOrderState.ALLOCATED
 
     retried = await store.save_progress(fills=[fill_for(c) for c in children])
-    assert [f.sequence for f in retried] == [2, 3, 4]
+    assert [f.sequence for f, _ in retried] == [2, 3, 4]
     # No event of the failed batch either: the trail shows only what was committed.
     assert [e.state for e in await store.events_of(master.master_order_id)] == ["ALLOCATED"]
 
@@ -660,7 +668,8 @@ async def test_a_thousand_children_and_fills_commit_in_one_batch(store: Store) -
 
 
 def test_driver_rows_cover_every_column_of_their_tables() -> None:
-    assert sorted(records.FILL_COLUMNS) == sorted(tables.fills.c.keys())
+    assert sorted(records.FILL_ROW_COLUMNS) == sorted(tables.fills.c.keys())
+    assert records.FILL_ROW_COLUMNS[:-1] == records.FILL_COLUMNS
     assert sorted(records.EVENT_COLUMNS) == sorted(tables.order_events.c.keys())
     assert sorted(records.CHILD_COLUMNS) == sorted(tables.child_orders.c.keys())
     assert set(records.CHILD_UPDATE_COLUMNS) <= set(records.CHILD_COLUMNS)
@@ -714,7 +723,7 @@ async def test_rows_of_either_write_path_read_back_identically_through_either_re
     fast = await store.fills_after(0, limit=10)
     assert [repr(f) for f in fast] == [repr(f) for f in typed]
     # The same values; a time given in another zone comes back in UTC.
-    assert repr(fast[0]) == repr(numbered[0]) and fast[1] == numbered[1]
+    assert repr(fast[0]) == repr(numbered[0].fill) and fast[1] == numbered[1].fill
     assert fast[2] == core
     assert fast[1].executed_at.tzinfo is UTC and fast[2].executed_at.tzinfo is UTC
     assert [repr(f) for f in await store.fills_of(master.master_order_id)] == [
@@ -735,6 +744,134 @@ async def test_a_naive_time_fails_the_batch_before_anything_is_written(store: St
         await store.save_progress(fills=[naive])
     assert store.last_sequence == 0
     assert await store.fills_after(0, limit=10) == []
+
+
+# -- fills stored with their encoded messages -------------------------------------------------
+
+
+def encoded(fill: Fill) -> bytes:
+    """A stand-in for the API layer's encoder: the store keeps whatever bytes it is given."""
+    return f"{fill.sequence} {fill.fill_id} {fill.account_id}".encode()
+
+
+async def test_each_fill_is_stored_with_the_message_of_its_numbered_self(database_url: str) -> None:
+    store = await Store.open(database_url, fill_encoder=encoded)
+    try:
+        _, _, master = await seed(store)
+        committed = await store.save_progress(fills=[fill_for(c) for c in children_of(master)])
+        assert [f.sequence for f, _ in committed] == [1, 2, 3]
+        assert [wire for _, wire in committed] == [encoded(f) for f, _ in committed]
+        assert await store.encoded_fills_after(0, limit=10) == [
+            (f.sequence, wire) for f, wire in committed
+        ]
+        # The fills themselves read back as before.
+        assert await store.fills_after(0, limit=10) == [f for f, _ in committed]
+    finally:
+        await store.close()
+
+
+async def test_a_failing_encoder_fails_the_batch_before_anything_is_written(store: Store) -> None:
+    def broken(fill: Fill) -> bytes:
+        raise ValueError("cannot encode")
+
+    _, _, master = await seed(store)
+    failing = Store(store._engine, store.last_sequence, fill_encoder=broken)
+    with pytest.raises(ValueError, match="cannot encode"):
+        await failing.save_progress(fills=[fill_for(c) for c in children_of(master)])
+    assert failing.last_sequence == 0
+    assert await store.fills_after(0, limit=10) == []
+
+
+async def test_fills_stored_without_a_message_come_back_as_fills_in_their_place(
+    database_url: str,
+) -> None:
+    # Writers without an encoder (a gateway before revision 0010, a tool) and with one, in turn.
+    plain = await Store.open(database_url)
+    try:
+        accounts, grp, first = await seed(plain)
+        second = master_order(grp.group_id, accounts, 2)
+        await plain.insert_master_order(second, children_of(second))
+    finally:
+        await plain.close()
+    children = children_of(first) + children_of(second)
+    without: set[int] = set()
+    for turn in range(5):
+        store = await Store.open(database_url, fill_encoder=encoded if turn % 2 else None)
+        try:
+            committed = await store.save_progress(
+                fills=[fill_for(c, f"-{turn}") for c in children[turn % 2 :]]
+            )
+        finally:
+            await store.close()
+        if turn % 2 == 0:
+            without.update(f.sequence for f, _ in committed)
+
+    store = await Store.open(database_url, fill_encoder=encoded)
+    try:
+        fills = await store.fills_after(0, limit=100)
+        expected = [(f.sequence, f if f.sequence in without else encoded(f)) for f in fills]
+        assert 0 < len(without) < len(fills)
+        assert await store.encoded_fills_after(0, limit=100) == expected
+        # Pages that begin and end on either kind of row.
+        for after in range(len(fills)):
+            for limit in (1, 2, 5):
+                page = await store.encoded_fills_after(after, limit=limit)
+                assert page == expected[after : after + limit]
+        # Filters pick from both kinds.
+        one_account = FillFilter(account_ids=frozenset({accounts[1].account_id}))
+        one_order = FillFilter(master_order_id=second.master_order_id)
+        for fill_filter in (one_account, one_order):
+            wanted = {f.sequence for f in fills if fill_filter.matches(f)}
+            assert {f.sequence for f in await store.fills_after(0, limit=100)} > wanted
+            assert await store.encoded_fills_after(0, limit=100, fill_filter=fill_filter) == [
+                e for e in expected if e[0] in wanted
+            ]
+            assert (
+                await store.encoded_fills_after(0, limit=3, fill_filter=fill_filter)
+                == [e for e in expected if e[0] in wanted][:3]
+            )
+    finally:
+        await store.close()
+
+
+async def test_fills_stored_before_revision_0010_replay_from_their_columns(
+    empty_database_url: str,
+) -> None:
+    accounts = [account(1), account(2)]
+    grp = group(accounts)
+    master = master_order(grp.group_id, accounts)
+    children = children_of(master)
+    old = [dataclasses.replace(fill_for(c), sequence=n) for n, c in enumerate(children, start=1)]
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_schema_at("0009"))
+            await conn.execute(
+                tables.accounts.insert(), [records.account_values(a) for a in accounts]
+            )
+            await conn.execute(tables.groups.insert(), records.group_values(grp))
+            await conn.execute(tables.master_orders.insert(), records.master_values(master))
+            await bulk.insert_rows(
+                conn,
+                tables.child_orders,
+                records.CHILD_COLUMNS,
+                [records.child_row(c) for c in children],
+            )
+            # The columns revision 0009 has: no message.
+            await conn.execute(tables.fills.insert(), [records.fill_values(f) for f in old])
+    finally:
+        await engine.dispose()
+    store = await Store.open(empty_database_url, fill_encoder=encoded)
+    try:
+        assert store.last_sequence == 2
+        new = await store.save_progress(fills=[fill_for(children[0], "-new")])
+        assert await store.encoded_fills_after(0, limit=10) == [
+            (1, old[0]),
+            (2, old[1]),
+            (3, encoded(new[0].fill)),
+        ]
+    finally:
+        await store.close()
 
 
 async def test_magic_numbers_go_up_and_then_fill_the_gaps_below_the_largest(
