@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -48,6 +48,17 @@ class MasterProgress:
     children: dict[str, ChildOrder]
     fills: list[Fill] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # Children not in a final state: kept as outcomes arrive, so a commit need not walk every
+    # child of a 1,000-account order to learn whether it ended.
+    open_children: int = 0
+
+    def take(self, child: ChildOrder) -> None:
+        """A child's new state."""
+        previous = self.children.get(child.child_order_id)
+        self.children[child.child_order_id] = child
+        self.open_children += (not child.state.is_final) - (
+            previous is not None and not previous.state.is_final
+        )
 
 
 class ExecutionRecorder:
@@ -80,7 +91,11 @@ class ExecutionRecorder:
         self._task = None
 
     def track(self, master: MasterOrder, children: list[ChildOrder]) -> MasterProgress:
-        progress = MasterProgress(master, {c.child_order_id: c for c in children})
+        progress = MasterProgress(
+            master,
+            {c.child_order_id: c for c in children},
+            open_children=sum(1 for c in children if not c.state.is_final),
+        )
         self._progress[master.master_order_id] = progress
         return progress
 
@@ -132,19 +147,21 @@ class ExecutionRecorder:
         for outcome in batch:
             progress = self._progress.get(outcome.child.master_order_id)
             if progress is not None:
-                progress.children[outcome.child.child_order_id] = outcome.child
+                progress.take(outcome.child)
                 if outcome.fill is not None:
                     progress.fills.append(outcome.fill)
                 touched[progress.master.master_order_id] = progress
         finished: list[MasterProgress] = []
         masters: list[MasterOrder] = []
         for progress in touched.values():
-            children = list(progress.children.values())
-            if all(c.state.is_final for c in children):
+            if progress.open_children == 0:
+                children = list(progress.children.values())
                 progress.master = _completed(progress.master, children, progress.fills, now)
                 masters.append(progress.master)
                 finished.append(progress)
-            elif progress.master.state is MasterOrderState.DISPATCHING and _resting(children):
+            elif progress.master.state is MasterOrderState.DISPATCHING and _resting(
+                progress.children.values()
+            ):
                 # A pending order: sent everywhere, now waiting for its price at the brokers.
                 progress.master = progress.master.moved_to(MasterOrderState.WORKING, now)
                 masters.append(progress.master)
@@ -164,7 +181,7 @@ class ExecutionRecorder:
                 outcome.done.set_result(None)
 
 
-def _resting(children: list[ChildOrder]) -> bool:
+def _resting(children: Iterable[ChildOrder]) -> bool:
     """Every child is placed at its broker or ended, and at least one is placed."""
     placed = False
     for child in children:

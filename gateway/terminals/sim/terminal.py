@@ -86,8 +86,11 @@ class SimTerminal:
 
     async def account_info(self) -> AccountInfo:
         self._check()
-        with _broker_errors():
+        # As _broker_errors, inline: every order reads every account's money.
+        try:
             return self._broker.account_info(self._login)
+        except BrokerStateError as error:
+            raise TerminalError(str(error)) from error
 
     async def symbol_spec(self, symbol: str) -> SymbolSpec:
         self._check()
@@ -173,8 +176,11 @@ class SimTerminal:
             available = self.faults.partial_volume(
                 self._broker.spec(request.symbol), request.volume
             )
-        with _broker_errors():
+        # As _broker_errors, inline: this is every request's path.
+        try:
             result = self._broker.execute(self._login, request, available_volume=available)
+        except BrokerStateError as error:
+            raise TerminalError(str(error)) from error
         if fault is Fault.DISCONNECT_AFTER:
             raise TerminalError(
                 f"terminal of account {self._account_id}: connection lost awaiting the answer"
