@@ -215,7 +215,6 @@ class TradingEngine:
             child_count=len(children),
             submitted_by=submitted_by,
         ).moved_to(MasterOrderState.ALLOCATED, now)
-        await self._store.save_snapshots(planned.snapshots)
         try:
             await self._store.insert_master_order(
                 master,
@@ -225,6 +224,7 @@ class TradingEngine:
                     if audit is None
                     else replace(audit, result=f"master_order_id={master_order_id}")
                 ),
+                snapshots=planned.snapshots,
             )
         except DuplicateClientOrderId as duplicate:
             return _replay(duplicate.existing, spec)

@@ -62,15 +62,16 @@ async def insert_rows(
         await conn.exec_driver_sql(_insert_sql(conn.dialect, table, columns), list(rows))
 
 
-def _update_children_sql(dialect: Dialect) -> str:
-    key = (dialect.name, "update child_orders")
+def _update_sql(dialect: Dialect, table: Table, columns: Sequence[str]) -> str:
+    """UPDATE table SET columns[:-1] WHERE columns[-1] (the key)."""
+    key = (dialect.name, f"update {table.name}", *columns)
     sql = _statements.get(key)
     if sql is None:
         quote = dialect.identifier_preparer.quote
-        *changed, key_column = records.CHILD_UPDATE_COLUMNS
-        placeholders = _placeholders(dialect, len(records.CHILD_UPDATE_COLUMNS)).split(", ")
+        *changed, key_column = columns
+        placeholders = _placeholders(dialect, len(columns)).split(", ")
         sql = (
-            f"UPDATE {quote(tables.child_orders.name)} SET "
+            f"UPDATE {quote(table.name)} SET "
             + ", ".join(f"{quote(c)} = {p}" for c, p in zip(changed, placeholders, strict=False))
             + f" WHERE {quote(key_column)} = {placeholders[-1]}"
         )
@@ -78,11 +79,18 @@ def _update_children_sql(dialect: Dialect) -> str:
     return sql
 
 
-async def update_children(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """UPDATEs child orders from rows of records.CHILD_UPDATE_COLUMNS (the key last), one
-    executemany: a child given twice ends as its last row."""
+async def update_rows(
+    conn: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """UPDATEs rows of `table` from tuples in the order of `columns`, the key column last, in
+    one executemany: a key given twice ends as its last row."""
     if rows:
-        await conn.exec_driver_sql(_update_children_sql(conn.dialect), list(rows))
+        await conn.exec_driver_sql(_update_sql(conn.dialect, table, columns), list(rows))
+
+
+async def update_children(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """UPDATEs child orders from rows of records.CHILD_UPDATE_COLUMNS (the key last)."""
+    await update_rows(conn, tables.child_orders, records.CHILD_UPDATE_COLUMNS, rows)
 
 
 def _fill_messages_sql(dialect: Dialect, accounts: int, master_order: bool) -> str:

@@ -352,6 +352,24 @@ def utc_micros(value: datetime | None) -> int | None:
     return (value - _EPOCH) // _MICROSECOND
 
 
+# An account's latest money (accounts table), the key last: bulk.update_rows.
+SNAPSHOT_UPDATE_COLUMNS = (
+    "balance", "equity", "margin", "free_margin", "snapshot_at", "account_id",
+)  # fmt: skip
+
+
+def snapshot_update_row(account_id: str, snapshot: AccountSnapshot) -> tuple[Any, ...]:
+    """An account's snapshot as SNAPSHOT_UPDATE_COLUMNS (DecimalText's and UtcMicros's forms)."""
+    return (
+        f"{snapshot.balance:f}",
+        f"{snapshot.equity:f}",
+        f"{snapshot.margin:f}",
+        f"{snapshot.free_margin:f}",
+        utc_micros(snapshot.time),
+        account_id,
+    )
+
+
 def from_utc_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 

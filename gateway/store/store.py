@@ -31,7 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, func, select, type_coerce, update
+from sqlalchemy import delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -242,36 +242,6 @@ class Store:
             rows = (await conn.execute(query)).mappings().all()
         return [records.account_from_row(r) for r in rows]
 
-    async def save_snapshots(self, snapshots: dict[str, AccountSnapshot]) -> None:
-        """The latest known money of many accounts, in one transaction."""
-        if not snapshots:
-            return
-        table = tables.accounts
-        statement = (
-            update(table)
-            .where(table.c.account_id == bindparam("b_account_id"))
-            .values(
-                balance=bindparam("b_balance"),
-                equity=bindparam("b_equity"),
-                margin=bindparam("b_margin"),
-                free_margin=bindparam("b_free_margin"),
-                snapshot_at=bindparam("b_snapshot_at"),
-            )
-        )
-        params = [
-            {
-                "b_account_id": account_id,
-                "b_balance": snap.balance,
-                "b_equity": snap.equity,
-                "b_margin": snap.margin,
-                "b_free_margin": snap.free_margin,
-                "b_snapshot_at": snap.time,
-            }
-            for account_id, snap in snapshots.items()
-        ]
-        async with self._engine.begin() as conn:
-            await conn.execute(statement, params)
-
     # -- groups -----------------------------------------------------------------------------
 
     async def insert_group(self, group: Group) -> None:
@@ -356,9 +326,11 @@ class Store:
         children: Sequence[ChildOrder],
         *,
         audit: AuditRecord | None = None,
+        snapshots: dict[str, AccountSnapshot] | None = None,
     ) -> None:
         """The order, its allocation and its children: one transaction, before any ack; with
-        `audit`, the audit record of the call that submitted it too (no commit of its own).
+        `audit`, the audit record of the call that submitted it too (no commit of its own);
+        with `snapshots`, the accounts' money read for its allocation, as their latest.
 
         Raises DuplicateClientOrderId (nothing written) when the caller already has an order
         under this client_order_id: the unique index decides, so two gateways' or two
@@ -382,6 +354,8 @@ class Store:
                     )
                     if audit is not None:
                         await conn.execute(tables.audit_records.insert(), audit_values(audit))
+                    if snapshots:
+                        await _save_snapshots(conn, snapshots)
                 self._last_event += 1
                 if audit is not None:
                     self._access.stored(audit)
@@ -683,6 +657,11 @@ class Store:
                 for fill in map(records.fill_from_columns, (await conn.execute(bare)).all())
             }
         return [(number, decoded[number] if wire is None else wire) for number, wire in rows]
+
+
+async def _save_snapshots(conn: AsyncConnection, snapshots: dict[str, AccountSnapshot]) -> None:
+    rows = [records.snapshot_update_row(a, s) for a, s in snapshots.items()]
+    await bulk.update_rows(conn, tables.accounts, records.SNAPSHOT_UPDATE_COLUMNS, rows)
 
 
 async def _load_group(conn: AsyncConnection, group_id: str) -> Group | None:

@@ -401,6 +401,35 @@ async def test_a_client_order_id_is_stored_once_per_caller(store: Store) -> None
     assert found == theirs
 
 
+async def test_the_money_read_for_an_order_is_stored_with_it_and_only_with_it(
+    store: Store,
+) -> None:
+    """The snapshots an allocation used become the accounts' latest, in the order's own
+    transaction: a submission refused as a duplicate leaves them as they were."""
+    accounts, grp, first = await seed(store)
+    read_at = T0 + timedelta(seconds=5)
+    money = {
+        accounts[0].account_id: AccountSnapshot(
+            Decimal("10250.50"), Decimal("10190.125"), Decimal("120.00"), Decimal("10070.125"),
+            read_at,
+        ),
+    }  # fmt: skip
+    second = master_order(grp.group_id, accounts, n=2)
+    await store.insert_master_order(second, children_of(second), snapshots=money)
+    stored = await store.get_accounts([a.account_id for a in accounts])
+    assert stored[accounts[0].account_id].snapshot == money[accounts[0].account_id]
+    assert str(stored[accounts[0].account_id].snapshot.equity) == "10190.125"  # type: ignore[union-attr]
+    assert stored[accounts[1].account_id].snapshot == accounts[1].snapshot
+
+    later = {accounts[1].account_id: dataclasses.replace(money[accounts[0].account_id])}
+    again = dataclasses.replace(master_order(grp.group_id, accounts, n=3), spec=first.spec)
+    with pytest.raises(DuplicateClientOrderId):
+        await store.insert_master_order(again, children_of(again), snapshots=later)
+    assert (await store.get_accounts([accounts[1].account_id]))[
+        accounts[1].account_id
+    ].snapshot == accounts[1].snapshot
+
+
 async def test_everything_comes_back_exactly_as_stored(store: Store) -> None:
     accounts, grp, master = await seed(store)
     children = children_of(master)
