@@ -75,6 +75,51 @@ def account_values(account: Account) -> dict[str, Any]:
     }
 
 
+# The accounts columns as account_from_columns reads them (stored forms: decimal text,
+# integer micros): every submission reads every account of its group.
+ACCOUNT_COLUMNS = (
+    "account_id", "name", "platform", "login", "server", "currency", "state", "margin_mode",
+    "leverage", "initial_balance", "symbol_mappings", "balance", "equity", "margin",
+    "free_margin", "snapshot_at", "created_at", "updated_at",
+)  # fmt: skip
+_PLATFORMS = {p.value: p for p in Platform}
+_ACCOUNT_STATES = {s.value: s for s in AccountState}
+_MARGIN_MODES = {m.value: m for m in MarginMode}
+
+
+def account_from_columns(values: tuple[Any, ...]) -> Account:
+    """An Account from ACCOUNT_COLUMNS as stored; equal to account_from_row's."""
+    (
+        account_id, name, platform, login, server, currency, state, margin_mode, leverage,
+        initial_balance, symbol_mappings, balance, equity, margin, free_margin, snapshot_at,
+        created_at, updated_at,
+    ) = values  # fmt: skip
+    snapshot = None
+    if snapshot_at is not None:
+        snapshot = AccountSnapshot(
+            Decimal(balance), Decimal(equity), Decimal(margin), Decimal(free_margin),
+            from_utc_micros(snapshot_at),
+        )  # fmt: skip
+    return Account(
+        account_id=account_id,
+        name=name,
+        platform=_PLATFORMS[platform],
+        login=login,
+        server=server,
+        currency=currency,
+        state=_ACCOUNT_STATES[state],
+        margin_mode=_MARGIN_MODES[margin_mode],
+        leverage=leverage,
+        created_at=from_utc_micros(created_at),
+        updated_at=from_utc_micros(updated_at),
+        initial_balance=None if initial_balance is None else Decimal(initial_balance),
+        snapshot=snapshot,
+        symbol_mappings=(
+            () if symbol_mappings == "[]" else tuple((a, b) for a, b in json.loads(symbol_mappings))
+        ),
+    )
+
+
 def account_from_row(row: Row) -> Account:
     snapshot = None
     if row["snapshot_at"] is not None:

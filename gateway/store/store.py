@@ -201,9 +201,11 @@ class Store:
         async with self._engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                query = select(tables.accounts).where(tables.accounts.c.account_id.in_(chunk))
-                for row in (await conn.execute(query)).mappings():
-                    account = records.account_from_row(row)
+                query = select(*_STORED_ACCOUNT_COLUMNS).where(
+                    tables.accounts.c.account_id.in_(chunk)
+                )
+                for row in (await conn.execute(query)).all():
+                    account = records.account_from_columns(tuple(row))
                     found[account.account_id] = account
         return found
 
@@ -692,6 +694,15 @@ def _conditions(fill_filter: FillFilter) -> list[ColumnElement[bool]]:
     if fill_filter.master_order_id:
         conditions.append(tables.fills.c.master_order_id == fill_filter.master_order_id)
     return conditions
+
+
+# The account columns as stored, in records.ACCOUNT_COLUMNS order: a submission reads every
+# account of its group, and records.account_from_columns converts them for less than the
+# column types' result processors and a mapping per row.
+_STORED_ACCOUNT_COLUMNS = [
+    type_coerce(column, column.type.impl) if isinstance(column.type, TypeDecorator) else column
+    for column in (tables.accounts.c[name] for name in records.ACCOUNT_COLUMNS)
+]
 
 
 # The fill columns as stored (decimal text, integer micros), in records.FILL_COLUMNS order:

@@ -401,6 +401,19 @@ async def test_a_client_order_id_is_stored_once_per_caller(store: Store) -> None
     assert found == theirs
 
 
+async def test_accounts_read_in_bulk_equal_accounts_read_one_by_one(store: Store) -> None:
+    bare = dataclasses.replace(
+        account(7), snapshot=None, symbol_mappings=(), initial_balance=None,
+        margin_mode=MarginMode.NETTING, state=AccountState.DISABLED,
+    )  # fmt: skip
+    for a in (account(1), bare):
+        await store.insert_account(a)
+    ids = [account(1).account_id, bare.account_id]
+    loaded = await store.get_accounts(ids)
+    assert [repr(loaded[i]) for i in ids] == [repr(await store.get_account(i)) for i in ids]
+    assert repr(loaded[bare.account_id]) == repr(bare)
+
+
 async def test_the_money_read_for_an_order_is_stored_with_it_and_only_with_it(
     store: Store,
 ) -> None:
@@ -701,6 +714,7 @@ def test_driver_rows_cover_every_column_of_their_tables() -> None:
     assert records.FILL_ROW_COLUMNS[:-1] == records.FILL_COLUMNS
     assert sorted(records.EVENT_COLUMNS) == sorted(tables.order_events.c.keys())
     assert sorted(records.CHILD_COLUMNS) == sorted(tables.child_orders.c.keys())
+    assert sorted(records.ACCOUNT_COLUMNS) == sorted(tables.accounts.c.keys())
     assert set(records.CHILD_UPDATE_COLUMNS) <= set(records.CHILD_COLUMNS)
 
 
