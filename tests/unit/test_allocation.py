@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,6 +95,22 @@ def test_one_two_four_equity_with_seven_steps_is_exact() -> None:
     assert volumes(allocation) == ["0.01", "0.02", "0.04"]
     assert allocation.unallocated_volume == 0
     assert all(line.reasons == () for line in allocation.lines)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("order", [("acc_1", "acc_12"), ("acc_12", "acc_1")])
+def test_a_tie_between_ids_one_prefix_of_the_other_goes_to_the_smaller_id(
+    order: tuple[str, str],
+) -> None:
+    """One step for two equal members: the tie-break gives it to the smaller id, and the
+    below-minimum skip agrees (these once disagreed, and the split never settled)."""
+    allocation = run("0.01", [member(account_id, 1000) for account_id in order])
+    lines = {line.account_id: line for line in allocation.lines}
+    assert str(lines["acc_1"].volume) == "0.01"
+    assert lines["acc_1"].reasons == (AllocationReason.ROUNDED_UP,)
+    assert lines["acc_12"].reasons == (AllocationReason.SKIPPED_BELOW_MIN,)
+    many = run("0.02", [member(a, 1000) for a in ("acc_1", "acc_12", "acc_123", "acc_2")])
+    assert volumes(many) == ["0.01", "0.01", "0.00", "0.00"]
 
 
 def test_ten_account_equity_split_by_largest_remainder() -> None:
