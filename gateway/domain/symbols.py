@@ -52,3 +52,33 @@ class SymbolSpec:
 
     def normalize_price(self, price: Decimal) -> Decimal:
         return price.quantize(self.point)
+
+
+class SpecInterner:
+    """One object for every spec of the same exact value, within one use (an order's plan).
+
+    Terminals may answer symbol_spec() with a new object per call; the allocation computes a
+    spec's terms once per object and takes its fast path only when every member shares one.
+    Exact value: the text of every decimal too, since a spec's exponents shape the volumes it
+    gives ("0.01" and "0.010" are equal, but not the same spec here).
+    """
+
+    __slots__ = ("_by_id", "_by_value")
+
+    def __init__(self) -> None:
+        # By identity first: the usual case is a few objects shared by many members. The
+        # objects are held here, so an id is never reused while this lives.
+        self._by_id: dict[int, tuple[SymbolSpec, SymbolSpec]] = {}
+        self._by_value: dict[tuple[object, ...], SymbolSpec] = {}
+
+    def __call__(self, spec: SymbolSpec) -> SymbolSpec:
+        found = self._by_id.get(id(spec))
+        if found is None:
+            key = (
+                spec.name, spec.digits, str(spec.contract_size), str(spec.volume_min),
+                str(spec.volume_step), str(spec.volume_max), str(spec.tick_size),
+                str(spec.tick_value), spec.currency_base, spec.currency_profit,
+                spec.stops_level,
+            )  # fmt: skip
+            found = self._by_id[id(spec)] = (spec, self._by_value.setdefault(key, spec))
+        return found[1]

@@ -48,7 +48,7 @@ from gateway.domain.orders import (
     OrderType,
     Side,
 )
-from gateway.domain.symbols import SymbolSpec
+from gateway.domain.symbols import SpecInterner, SymbolSpec
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.execution_recorder import ExecutionRecorder, MasterProgress
 from gateway.engine.pending_order_watcher import PendingOrderWatcher
@@ -598,11 +598,12 @@ class TradingEngine:
             reference_equity = (
                 reference.snapshot.equity if reference and reference.snapshot else None
             )
+        same_spec = SpecInterner()
         members = [
             MemberInput(
                 account_id=member.account_id,
                 symbol=accounts[member.account_id].broker_symbol(spec.symbol),
-                spec=readings[member.account_id].spec,
+                spec=_interned(same_spec, readings[member.account_id].spec),
                 active=accounts[member.account_id].is_active,
                 snapshot=readings[member.account_id].snapshot,
                 settings=member,
@@ -815,3 +816,7 @@ def _replayed_if(same_payload: bool, existing: MasterOrder) -> Submission:
 def _why_nothing(allocation: Allocation) -> str:
     reasons = sorted({r.name for line in allocation.lines for r in line.reasons})
     return ", ".join(reasons) if reasons else "the group has no members"
+
+
+def _interned(interner: SpecInterner, spec: SymbolSpec | None) -> SymbolSpec | None:
+    return None if spec is None else interner(spec)
