@@ -62,14 +62,17 @@ def _method(value: enum.Enum | None) -> Any:
     return enum_to_proto(account_pb2.AllocationMethod, "ALLOCATION_METHOD", value)
 
 
-def snapshot_to_proto(snapshot: AccountSnapshot) -> account_pb2.AccountSnapshot:
+def snapshot_to_proto(
+    snapshot: AccountSnapshot, stamp: timestamp_pb2.Timestamp | None = None
+) -> account_pb2.AccountSnapshot:
+    """`stamp`: snapshot.time as a Timestamp, when the caller has made it already."""
     return account_pb2.AccountSnapshot(
         balance=dec(snapshot.balance),
         equity=dec(snapshot.equity),
         margin=dec(snapshot.margin),
         free_margin=dec(snapshot.free_margin),
         margin_level=dec(snapshot.margin_level),
-        time=timestamp(snapshot.time),
+        time=timestamp(snapshot.time) if stamp is None else stamp,
     )
 
 
@@ -275,15 +278,7 @@ def allocation_to_proto(allocation: Allocation) -> order_pb2.Allocation:
         stamp = times.get(id(value.time))
         if stamp is None:
             stamp = times[id(value.time)] = timestamp(value.time)
-        level = value.margin_level
-        return account_pb2.AccountSnapshot(
-            balance=text(value.balance),
-            equity=text(value.equity),
-            margin=text(value.margin),
-            free_margin=text(value.free_margin),
-            margin_level="" if level is None else f"{level:f}",
-            time=stamp,
-        )
+        return snapshot_to_proto(value, stamp)
 
     lines: list[order_pb2.AllocationLine] = []
     append = lines.append

@@ -76,7 +76,7 @@ def account_values(account: Account) -> dict[str, Any]:
 
 
 # The accounts columns as account_from_columns reads them (stored forms: decimal text,
-# integer micros): every submission reads every account of its group.
+# integer micros).
 ACCOUNT_COLUMNS = (
     "account_id", "name", "platform", "login", "server", "currency", "state", "margin_mode",
     "leverage", "initial_balance", "symbol_mappings", "balance", "equity", "margin",
@@ -88,7 +88,7 @@ _MARGIN_MODES = {m.value: m for m in MarginMode}
 
 
 def account_from_columns(values: tuple[Any, ...]) -> Account:
-    """An Account from ACCOUNT_COLUMNS as stored; equal to account_from_row's."""
+    """An Account from ACCOUNT_COLUMNS as stored (decimal text, integer micros)."""
     (
         account_id, name, platform, login, server, currency, state, margin_mode, leverage,
         initial_balance, symbol_mappings, balance, equity, margin, free_margin, snapshot_at,
@@ -117,34 +117,6 @@ def account_from_columns(values: tuple[Any, ...]) -> Account:
         symbol_mappings=(
             () if symbol_mappings == "[]" else tuple((a, b) for a, b in json.loads(symbol_mappings))
         ),
-    )
-
-
-def account_from_row(row: Row) -> Account:
-    snapshot = None
-    if row["snapshot_at"] is not None:
-        snapshot = AccountSnapshot(
-            balance=row["balance"],
-            equity=row["equity"],
-            margin=row["margin"],
-            free_margin=row["free_margin"],
-            time=row["snapshot_at"],
-        )
-    return Account(
-        account_id=row["account_id"],
-        name=row["name"],
-        platform=Platform(row["platform"]),
-        login=row["login"],
-        server=row["server"],
-        currency=row["currency"],
-        state=AccountState(row["state"]),
-        margin_mode=MarginMode(row["margin_mode"]),
-        leverage=row["leverage"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        initial_balance=row["initial_balance"],
-        snapshot=snapshot,
-        symbol_mappings=tuple((a, b) for a, b in json.loads(row["symbol_mappings"])),
     )
 
 

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, type_coerce, update
+from sqlalchemy import Table, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -191,9 +191,11 @@ class Store:
 
     async def get_account(self, account_id: str) -> Account | None:
         async with self._engine.connect() as conn:
-            query = select(tables.accounts).where(tables.accounts.c.account_id == account_id)
-            row = (await conn.execute(query)).mappings().first()
-        return records.account_from_row(row) if row else None
+            query = select(*_STORED_ACCOUNT_COLUMNS).where(
+                tables.accounts.c.account_id == account_id
+            )
+            row = (await conn.execute(query)).first()
+        return records.account_from_columns(tuple(row)) if row else None
 
     async def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
         ids = list(account_ids)
@@ -220,7 +222,7 @@ class Store:
     ) -> list[Account]:
         """`within_groups` / `within_accounts`: only the members of these groups / these
         accounts (what a manager's or an investor's key reaches); None: no such bound."""
-        query = select(tables.accounts).where(tables.accounts.c.account_id > after)
+        query = select(*_STORED_ACCOUNT_COLUMNS).where(tables.accounts.c.account_id > after)
         if group_id:
             members = select(tables.group_members.c.account_id).where(
                 tables.group_members.c.group_id == group_id
@@ -235,14 +237,14 @@ class Store:
             query = query.where(tables.accounts.c.account_id.in_(sorted(within_accounts)))
         query = query.order_by(tables.accounts.c.account_id).limit(limit)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [records.account_from_row(r) for r in rows]
+            rows = (await conn.execute(query)).all()
+        return [records.account_from_columns(tuple(r)) for r in rows]
 
     async def all_accounts(self) -> list[Account]:
         async with self._engine.connect() as conn:
-            query = select(tables.accounts).order_by(tables.accounts.c.account_id)
-            rows = (await conn.execute(query)).mappings().all()
-        return [records.account_from_row(r) for r in rows]
+            query = select(*_STORED_ACCOUNT_COLUMNS).order_by(tables.accounts.c.account_id)
+            rows = (await conn.execute(query)).all()
+        return [records.account_from_columns(tuple(r)) for r in rows]
 
     # -- groups -----------------------------------------------------------------------------
 
@@ -696,22 +698,19 @@ def _conditions(fill_filter: FillFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-# The account columns as stored, in records.ACCOUNT_COLUMNS order: a submission reads every
-# account of its group, and records.account_from_columns converts them for less than the
-# column types' result processors and a mapping per row.
-_STORED_ACCOUNT_COLUMNS = [
-    type_coerce(column, column.type.impl) if isinstance(column.type, TypeDecorator) else column
-    for column in (tables.accounts.c[name] for name in records.ACCOUNT_COLUMNS)
-]
+def _stored_columns(table: Table, names: Sequence[str]) -> list[ColumnElement[Any]]:
+    """`names` of `table` as stored (decimal text, integer micros), in that order: rows read
+    in bulk are converted by records' *_from_columns for less than the column types' result
+    processors plus a mapping per row."""
+    return [
+        type_coerce(column, column.type.impl) if isinstance(column.type, TypeDecorator) else column
+        for column in (table.c[name] for name in names)
+    ]
 
 
-# The fill columns as stored (decimal text, integer micros), in records.FILL_COLUMNS order:
-# replay reads thousands of rows a page, and converting them in records.fill_from_columns
-# costs less than the column types' result processors plus a mapping per row.
-_STORED_FILL_COLUMNS = [
-    type_coerce(column, column.type.impl) if isinstance(column.type, TypeDecorator) else column
-    for column in (tables.fills.c[name] for name in records.FILL_COLUMNS)
-]
+# A replay reads thousands of fills a page; a submission every account of its group.
+_STORED_FILL_COLUMNS = _stored_columns(tables.fills, records.FILL_COLUMNS)
+_STORED_ACCOUNT_COLUMNS = _stored_columns(tables.accounts, records.ACCOUNT_COLUMNS)
 
 
 def _numbered(fill: Fill, sequence: int) -> Fill:
