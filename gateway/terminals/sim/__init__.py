@@ -8,11 +8,15 @@
 | money.py       | profit and margin                                                       |
 | symbol.py      | SimSymbol, its trade mode and sessions                                  |
 | sessions.py    | trading sessions per UTC weekday (MARKET_CLOSED outside them)           |
-| quotes.py      | the seeded quote walk                                                   |
+| quotes.py      | the seeded quote walk, with a bounded history of recent quotes          |
 | state_file.py  | the books in a SQLite file, one commit per request                      |
 | terminal.py    | SimTerminal: the Terminal protocol with latency, faults, disconnects    |
 | latency.py     | fixed, normal and lognormal latency, seeded per terminal                |
 | faults.py      | injected faults and their probabilities, seeded per terminal            |
+
+A request sent at time t with a latency d is executed as of its arrival, t + d: priced at the
+quote of t + d, stamped t + d, within market hours at t + d, however late the event loop (which
+the simulated brokers share with the gateway) runs it, as a trade server elsewhere would.
 """
 
 from gateway.terminals.sim.broker import SimBroker

@@ -8,6 +8,10 @@ close-by; refusals for volume, price, stops, money, trade mode and market hours.
 Pending orders are evaluated lazily: whenever an account is touched (any request or query),
 its orders are checked against the current quote, triggered or expired.
 
+A request can be executed as of a given time (`execute(..., at_ns=)`): the time it reached the
+server. It is then priced, checked and stamped with the quote and the time as they stood then,
+however late the caller gets round to it, as a trade server in another process would.
+
 With a state file, the changes of each request are committed to it before the answer is
 returned (see state_file.py); the broker reloads everything from it on construction.
 """
@@ -54,6 +58,8 @@ class _Market:
     bid: Decimal
     ask: Decimal
     now: datetime
+    # The clock time (ns) the request is handled as of; None: the feed's clock, as it runs.
+    at_ns: int | None
 
     @property
     def spec(self) -> SymbolSpec:
@@ -180,9 +186,9 @@ class SimBroker:
         return ticket
 
     @contextmanager
-    def _touched(self, login: int) -> Iterator[SimAccount]:
-        """The account, its pending orders settled; what the block changes is committed in one
-        transaction when it ends, before anything is answered.
+    def _touched(self, login: int, at_ns: int | None = None) -> Iterator[SimAccount]:
+        """The account, its pending orders settled (as of `at_ns`, None: now); what the block
+        changes is committed in one transaction when it ends, before anything is answered.
 
         If the block or the commit fails, the books are reloaded from the state file, which
         still holds the state before the request: the request did not happen.
@@ -190,7 +196,7 @@ class SimBroker:
         account = self._accounts[login]
         tickets_before = self._next_ticket
         try:
-            self._settle(account)
+            self._settle(account, at_ns)
             yield account
             if self._state is not None and (account.journal or self._next_ticket != tickets_before):
                 self._state.commit(account, self._next_ticket)
@@ -209,15 +215,26 @@ class SimBroker:
     # -- trading ----------------------------------------------------------------------------
 
     def execute(
-        self, login: int, request: OrderRequest, *, available_volume: Decimal | None = None
+        self,
+        login: int,
+        request: OrderRequest,
+        *,
+        available_volume: Decimal | None = None,
+        at_ns: int | None = None,
     ) -> OrderResult:
         """Answers one trade request. `available_volume`: what the market can fill at once
-        (None: everything); the request's filling policy says what happens to the rest."""
-        with self._touched(login) as account:
-            return self._handle(account, request, available_volume)
+        (None: everything); the request's filling policy says what happens to the rest.
+        `at_ns`: the clock time (ns since the epoch) the request reached the server, whose
+        quote prices it and which stamps it, market hours included (None: now)."""
+        with self._touched(login, at_ns) as account:
+            return self._handle(account, request, available_volume, at_ns)
 
     def _handle(
-        self, account: SimAccount, request: OrderRequest, available: Decimal | None
+        self,
+        account: SimAccount,
+        request: OrderRequest,
+        available: Decimal | None,
+        at_ns: int | None,
     ) -> OrderResult:
         action = request.action
         symbol_name = self._subject_symbol(account, request)
@@ -227,7 +244,7 @@ class SimBroker:
             return _refused(retcodes.INVALID, "Invalid request: no such order")
         if symbol_name not in self._symbols:
             return _refused(retcodes.INVALID, f"Invalid request: unknown symbol {symbol_name}")
-        market = self._market(symbol_name)
+        market = self._market(symbol_name, at_ns)
         if market.symbol.rules.trade_mode is SymbolTradeMode.DISABLED:
             return _refused(retcodes.TRADE_DISABLED, "Trade disabled", market)
         if not market.symbol.rules.sessions.is_open(market.now):
@@ -256,9 +273,12 @@ class SimBroker:
             return None if position is None else position.symbol
         return request.symbol
 
-    def _market(self, symbol: str) -> _Market:
-        bid, ask, now = self.feed.bid_ask(symbol)
-        return _Market(self._symbols[symbol], bid, ask, now)
+    def _market(self, symbol: str, at_ns: int | None) -> _Market:
+        if at_ns is None:
+            bid, ask, now = self.feed.bid_ask(symbol)
+        else:
+            bid, ask, now = self.feed.bid_ask_at(symbol, at_ns)
+        return _Market(self._symbols[symbol], bid, ask, now, at_ns)
 
     # -- market deals -----------------------------------------------------------------------
 
@@ -318,7 +338,7 @@ class SimBroker:
                 )
             volume = available
         opening = max(Decimal(0), volume - closing)
-        if opening and self._lacks_margin(account, spec, opening, price):
+        if opening and self._lacks_margin(account, spec, opening, price, market.at_ns):
             return _refused(retcodes.NO_MONEY, "No money", market)
 
         order_ticket = self._ticket()
@@ -526,13 +546,14 @@ class SimBroker:
             return _refused(retcodes.INVALID_STOPS, f"Invalid stops: {error}", market)
         return None
 
-    def _settle(self, account: SimAccount) -> None:
-        """Expires, activates and fills the account's pending orders against the current
-        quote (MT5 does this on every tick; the simulator when the account is touched)."""
+    def _settle(self, account: SimAccount, at_ns: int | None) -> None:
+        """Expires, activates and fills the account's pending orders against the quote of
+        `at_ns` (None: the current one); MT5 does this on every tick, the simulator when the
+        account is touched."""
         if not account.orders:
             return
         for resting in list(account.orders.values()):
-            market = self._market(resting.symbol)
+            market = self._market(resting.symbol, at_ns)
             if resting.expires_at is not None and market.now >= resting.expires_at:
                 account.drop_order(resting.ticket)
                 continue
@@ -573,7 +594,7 @@ class SimBroker:
         if existing is not None and existing.side is not order.side:
             closing = min(existing.volume, order.volume)
         if order.volume > closing and self._lacks_margin(
-            account, market.spec, order.volume - closing, price
+            account, market.spec, order.volume - closing, price, market.at_ns
         ):
             return  # the server cancels an order it cannot cover when it triggers
         fill = Fill(
@@ -663,15 +684,21 @@ class SimBroker:
 
     # -- money ------------------------------------------------------------------------------
 
-    def _equity_and_margin(self, account: SimAccount) -> tuple[Decimal, Decimal]:
-        """Equity and used margin from the account's exposures (unrounded)."""
+    def _equity_and_margin(
+        self, account: SimAccount, at_ns: int | None = None
+    ) -> tuple[Decimal, Decimal]:
+        """Equity and used margin from the account's exposures (unrounded), at the quotes of
+        `at_ns` (None: the current ones)."""
         profit = Decimal(0)
         margin = Decimal(0)
         for (symbol, side), exposure in account.exposures.items():
             if not exposure.volume:
                 continue
             spec = self._symbols[symbol].spec
-            bid, ask, _ = self.feed.bid_ask(symbol)
+            if at_ns is None:
+                bid, ask, _ = self.feed.bid_ask(symbol)
+            else:
+                bid, ask, _ = self.feed.bid_ask_at(symbol, at_ns)
             close = money.closing_price(side, bid, ask)
             direction = 1 if side is Side.BUY else -1
             moved = (close * exposure.volume - exposure.cost) * direction
@@ -680,9 +707,14 @@ class SimBroker:
         return account.balance + profit, margin / account.leverage
 
     def _lacks_margin(
-        self, account: SimAccount, spec: SymbolSpec, volume: Decimal, price: Decimal
+        self,
+        account: SimAccount,
+        spec: SymbolSpec,
+        volume: Decimal,
+        price: Decimal,
+        at_ns: int | None,
     ) -> bool:
-        equity, margin = self._equity_and_margin(account)
+        equity, margin = self._equity_and_margin(account, at_ns)
         return money.margin(spec, volume, price, account.leverage) > equity - margin
 
 

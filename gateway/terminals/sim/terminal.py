@@ -1,6 +1,10 @@
 """One simulated account's terminal: the SimBroker behind the Terminal protocol, with the
 latency and the faults of a real connection to an MT5 trade server.
 
+A request sent at time t with a latency d reaches the broker at t + d and is executed as of
+then (its quote, its time), however late the event loop runs the execution: the broker
+shares the gateway's loop, a real trade server does not.
+
 Runtime controls for tests: `disconnect()` / `reconnect()` (every call fails while
 disconnected), `faults.settings = FaultSettings(...)`, `faults.fail_next(Fault.X, ...)`,
 `latency.settings = LatencySettings(...)`.
@@ -142,23 +146,28 @@ class SimTerminal:
 
     async def send(self, request: OrderRequest) -> OrderResult:
         self._check()
+        sent_ns = self._broker.feed.clock_ns()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             delay_ms = self.latency.sample_ms()
             if delay_ms:
-                # The broker executes at the price it sees when the request arrives.
                 await asyncio.sleep(delay_ms / 1000)
             self._check()
             self.requests_sent += 1
-            return await self._answer(request, self.faults.draw())
+            # The broker executes at the quote and time of the request's arrival, not of
+            # whenever the loop gets round to this line.
+            arrived_ns = sent_ns + round(delay_ms * 1_000_000)
+            return await self._answer(request, self.faults.draw(), arrived_ns)
         finally:
             self.in_flight -= 1
 
-    async def _answer(self, request: OrderRequest, fault: Fault | None) -> OrderResult:
+    async def _answer(
+        self, request: OrderRequest, fault: Fault | None, arrived_ns: int
+    ) -> OrderResult:
         is_deal = request.action is TradeAction.DEAL
         if fault is Fault.REQUOTE and is_deal and self._broker.has_symbol(request.symbol):
-            bid, ask, _ = self._broker.feed.bid_ask(request.symbol)
+            bid, ask, _ = self._broker.feed.bid_ask_at(request.symbol, arrived_ns)
             return OrderResult(retcodes.REQUOTE, "Requote", bid=bid, ask=ask)
         if fault is Fault.PRICE_OFF:
             return OrderResult(retcodes.PRICE_OFF, "No prices")
@@ -178,7 +187,9 @@ class SimTerminal:
             )
         # As _broker_errors, inline: this is every request's path.
         try:
-            result = self._broker.execute(self._login, request, available_volume=available)
+            result = self._broker.execute(
+                self._login, request, available_volume=available, at_ns=arrived_ns
+            )
         except BrokerStateError as error:
             raise TerminalError(str(error)) from error
         if fault is Fault.DISCONNECT_AFTER:

@@ -679,12 +679,19 @@ class MetaTrader5Emulator:
             available = attachment.faults.partial_volume(
                 broker.spec(order_request.symbol), order_request.volume
             )
+        self._orders()  # remembers the pending orders before the request (history orders)
+        sent_ns = broker.feed.clock_ns()
         delay_ms = attachment.latency.sample_ms()
         if delay_ms:
             # Blocking, as the package's order_send waits for the server's answer.
             time.sleep(delay_ms / 1000)
-        self._orders()  # remembers the pending orders before the request (history orders)
-        answer = broker.execute(attachment.login, order_request, available_volume=available)
+        # Executed as of its arrival at the server, however late this thread gets to run.
+        answer = broker.execute(
+            attachment.login,
+            order_request,
+            available_volume=available,
+            at_ns=sent_ns + round(delay_ms * 1_000_000),
+        )
         if fault is Fault.DISCONNECT_AFTER:
             raise _Failed(mt5.RES_E_INTERNAL_FAIL_RECEIVE)
         if fault is Fault.HANG_AFTER:
