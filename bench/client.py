@@ -118,8 +118,10 @@ async def submit(
     accounts: int,
     *,
     sell: bool = False,
+    view: order_pb2.MasterOrderView.ValueType = order_pb2.MASTER_ORDER_VIEW_UNSPECIFIED,
 ) -> order_pb2.MasterOrder:
-    """A market order of 0.01 lot per account (each gets exactly one 0.01-lot child)."""
+    """A market order of 0.01 lot per account (each gets exactly one 0.01-lot child).
+    `view`: MASTER_ORDER_VIEW_BASIC answers without the allocation's lines."""
     volume = str((Decimal("0.01") * accounts).quantize(Decimal("0.01")))
     response = await trading.SubmitMasterOrder(
         trading_service_pb2.SubmitMasterOrderRequest(
@@ -132,7 +134,8 @@ async def submit(
                 type=common_pb2.ORDER_TYPE_MARKET,
                 volume=volume,
                 max_deviation_points=1000,
-            )
+            ),
+            view=view,
         )
     )
     return response.master_order

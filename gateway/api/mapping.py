@@ -259,10 +259,26 @@ def risk_check_to_proto(decision: RiskDecision) -> account_pb2.RiskCheck:
     )
 
 
-def allocation_to_proto(allocation: Allocation) -> order_pb2.Allocation:
+def allocation_to_proto(allocation: Allocation, *, lines: bool = True) -> order_pb2.Allocation:
     """The allocation as its message: a SubmitMasterOrder answer carries one line per account.
+    `lines=False` (MASTER_ORDER_VIEW_BASIC): the summary only; the lines, nearly all the cost,
+    are not built."""
+    return order_pb2.Allocation(
+        method=_method(allocation.method),
+        below_min_policy=enum_to_proto(
+            account_pb2.BelowMinPolicy, "BELOW_MIN_POLICY", allocation.below_min_policy
+        ),
+        requested_volume=dec(allocation.requested_volume),
+        allocated_volume=dec(allocation.allocated_volume),
+        unallocated_volume=dec(allocation.unallocated_volume),
+        snapshot_time=timestamp(allocation.snapshot_time),
+        lines=_allocation_lines(allocation) if lines else None,
+        reference_equity=dec(allocation.reference_equity),
+    )
 
-    Thousands of lines share a few decimal objects (volumes, contract sizes) and snapshot
+
+def _allocation_lines(allocation: Allocation) -> list[order_pb2.AllocationLine]:
+    """Thousands of lines share a few decimal objects (volumes, contract sizes) and snapshot
     times, so their texts and Timestamps are made once per object; empty fields are left out
     rather than set to their defaults (each keyword costs the message constructor)."""
     texts: dict[int, str] = {}
@@ -301,18 +317,7 @@ def allocation_to_proto(allocation: Allocation) -> order_pb2.Allocation:
         if line.risk_checks:
             message.risk_checks.extend(risk_check_to_proto(d) for d in line.risk_checks)
         append(message)
-    return order_pb2.Allocation(
-        method=_method(allocation.method),
-        below_min_policy=enum_to_proto(
-            account_pb2.BelowMinPolicy, "BELOW_MIN_POLICY", allocation.below_min_policy
-        ),
-        requested_volume=dec(allocation.requested_volume),
-        allocated_volume=dec(allocation.allocated_volume),
-        unallocated_volume=dec(allocation.unallocated_volume),
-        snapshot_time=timestamp(allocation.snapshot_time),
-        lines=lines,
-        reference_equity=dec(allocation.reference_equity),
-    )
+    return lines
 
 
 _REASONS = {
@@ -349,8 +354,13 @@ def child_to_proto(child: ChildOrder) -> order_pb2.ChildOrder:
 
 
 def master_to_proto(
-    master: MasterOrder, children: list[ChildOrder] | None = None
+    master: MasterOrder,
+    children: list[ChildOrder] | None = None,
+    *,
+    allocation_lines: bool = True,
 ) -> order_pb2.MasterOrder:
+    """The master order; `allocation_lines=False` (MASTER_ORDER_VIEW_BASIC) leaves out the
+    allocation's lines, one per account, without building them."""
     spec = master.spec
     stats = master.execution
     return order_pb2.MasterOrder(
@@ -379,7 +389,7 @@ def master_to_proto(
         state=enum_to_proto(order_pb2.MasterOrderState, "MASTER_ORDER_STATE", master.state),
         state_reason=master.state_reason,
         magic=master.magic,
-        allocation=allocation_to_proto(master.allocation),
+        allocation=allocation_to_proto(master.allocation, lines=allocation_lines),
         children=[child_to_proto(c) for c in children or []],
         child_count=master.child_count,
         filled_child_count=master.filled_child_count,

@@ -171,6 +171,66 @@ def master_order_spec(
     )
 
 
+class MasterOrderView(enum.Enum):
+    """How much of a master order an answer carries (mam.v1.MasterOrderView)."""
+
+    # Everything but the allocation's lines.
+    BASIC = "BASIC"
+    FULL = "FULL"
+
+    @property
+    def allocation_lines(self) -> bool:
+        return self is MasterOrderView.FULL
+
+
+def _view(violations: Violations, number: int, path: str = "view") -> MasterOrderView:
+    """The view asked for: unset is FULL (what answers carried before views); a number the
+    enum does not have is a violation, not a guess."""
+    if number == order_pb2.MASTER_ORDER_VIEW_UNSPECIFIED:
+        return MasterOrderView.FULL
+    view = enum_from_proto(MasterOrderView, order_pb2.MasterOrderView, "MASTER_ORDER_VIEW", number)
+    if view is None:
+        violations.add(
+            path, f"must be MASTER_ORDER_VIEW_BASIC or MASTER_ORDER_VIEW_FULL, got {number}"
+        )
+        return MasterOrderView.FULL
+    return view
+
+
+def master_order_view(number: int, path: str = "view") -> MasterOrderView:
+    """A request's view on its own (INVALID_ARGUMENT for a number the enum does not have)."""
+    v = Violations()
+    view = _view(v, number, path)
+    v.raise_if_any()
+    return view
+
+
+def submission(message: Any) -> tuple[MasterOrderSpec, MasterOrderView]:
+    """A SubmitMasterOrderRequest's or StreamMasterOrdersRequest's order and view, every bad
+    field of both reported at once."""
+    v = Violations()
+    spec = None
+    try:
+        spec = master_order_spec(message.order)
+    except InvalidArgument as error:
+        v.items.extend(error.violations)
+    view = _view(v, message.view)
+    v.raise_if_any()
+    assert spec is not None
+    return spec, view
+
+
+def master_order_lookup(message: Any) -> tuple[str, MasterOrderView]:
+    """A GetMasterOrderRequest: the id and the view."""
+    v = Violations()
+    master_order_id = _text(
+        v, "master_order_id", message.master_order_id, required=True, limit=MAX_ID
+    )
+    view = _view(v, message.view)
+    v.raise_if_any()
+    return master_order_id, view
+
+
 def new_account(message: account_pb2.Account, path: str = "account") -> NewAccount:
     v = Violations()
     name = _text(v, f"{path}.name", message.name, required=True, limit=MAX_NAME)

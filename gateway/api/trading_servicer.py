@@ -75,7 +75,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
     async def SubmitMasterOrder(
         self, request: pb.SubmitMasterOrderRequest, context: Context
     ) -> pb.SubmitMasterOrderResponse:
-        spec = requests.master_order_spec(request.order)
+        spec, view = requests.submission(request)
         principal = current_principal()
         # The call's audit record goes in the order's own transaction: no commit of its own
         # between the caller and its acknowledgement.
@@ -84,7 +84,8 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         if submission.audited:
             mark_audited()
         return pb.SubmitMasterOrderResponse(
-            master_order=master_to_proto(submission.master), replayed=submission.replayed
+            master_order=master_to_proto(submission.master, allocation_lines=view.allocation_lines),
+            replayed=submission.replayed,
         )
 
     async def StreamMasterOrders(
@@ -102,9 +103,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         reading = asyncio.create_task(
             self._read_submissions(request_iterator, follower, window, context.peer())
         )
-        # The state and client_order_id of each followed master order, for its events.
+        # The state, client_order_id and view of each followed master order, for its events.
         states: dict[str, MasterOrderState] = {}
         client_ids: dict[str, str] = {}
+        views: dict[str, requests.MasterOrderView] = {}
         try:
             while True:
                 if self._updates.stopping:
@@ -122,8 +124,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                     if isinstance(item, _Answer):
                         window.release()
                         if item.master is not None:
+                            assert item.view is not None  # set with every acceptance
                             states[item.master.master_order_id] = item.master.state
                             client_ids[item.master.master_order_id] = item.client_order_id
+                            views[item.master.master_order_id] = item.view
                         yield item.response
                         continue
                     assert isinstance(item, OrderUpdate)
@@ -138,6 +142,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                         states[master_order_id],
                         item.master,
                         item.children,
+                        views.get(master_order_id, requests.MasterOrderView.FULL),
                     )
                     if states[master_order_id].is_final:
                         follower.unfollow(master_order_id)
@@ -151,6 +156,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                         master.state,
                         master,
                         tuple(children),
+                        views.get(master_order_id, requests.MasterOrderView.FULL),
                     )
                     if master.state.is_final:
                         follower.unfollow(master_order_id)
@@ -165,6 +171,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         state: MasterOrderState,
         master: MasterOrder | None,
         children: tuple[ChildOrder, ...],
+        view: requests.MasterOrderView,
     ) -> pb.StreamMasterOrdersResponse:
         return pb.StreamMasterOrdersResponse(
             client_order_id=client_order_id,
@@ -172,7 +179,11 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                 master_order_id=master_order_id,
                 state=enum_to_proto(order_pb2.MasterOrderState, "MASTER_ORDER_STATE", state),
                 children=[child_to_proto(c) for c in children],
-                master_order=master_to_proto(master) if master is not None else None,
+                master_order=(
+                    master_to_proto(master, allocation_lines=view.allocation_lines)
+                    if master is not None
+                    else None
+                ),
             ),
         )
 
@@ -190,7 +201,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                 client_order_id = request.order.client_order_id
                 try:
                     await require_group(principal, request.order.group_id)
-                    spec = requests.master_order_spec(request.order)
+                    spec, view = requests.submission(request)
                     audit = self._access.audit_record(principal, STREAM_METHOD, request, peer=peer)
                     submission = await self._engine.submit(
                         spec, submitted_by=principal.key_id, audit=audit
@@ -202,7 +213,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                     rejected = pb.StreamMasterOrdersResponse(
                         client_order_id=client_order_id, rejected=_rejection(error)
                     )
-                    follower.put(_Answer(rejected, client_order_id, None))
+                    follower.put(_Answer(rejected, client_order_id, None, None))
                     continue
                 master = submission.master
                 if not submission.audited:  # a replay: recorded on its own
@@ -220,9 +231,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                     if submission.replayed:
                         follower.mark_stale(master.master_order_id)  # may have moved on since
                 accepted = pb.StreamMasterOrdersResponse(
-                    client_order_id=client_order_id, accepted=master_to_proto(master)
+                    client_order_id=client_order_id,
+                    accepted=master_to_proto(master, allocation_lines=view.allocation_lines),
                 )
-                follower.put(_Answer(accepted, client_order_id, master))
+                follower.put(_Answer(accepted, client_order_id, master, view))
         finally:
             follower.wake()
 
@@ -236,15 +248,18 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
     async def GetMasterOrder(
         self, request: pb.GetMasterOrderRequest, context: Context
     ) -> pb.GetMasterOrderResponse:
-        master_order_id = requests.required_id(request.master_order_id, "master_order_id")
+        master_order_id, view = requests.master_order_lookup(request)
         master, children = await self._engine.get(master_order_id)
-        return pb.GetMasterOrderResponse(master_order=master_to_proto(master, children))
+        return pb.GetMasterOrderResponse(
+            master_order=master_to_proto(master, children, allocation_lines=view.allocation_lines)
+        )
 
     async def ListMasterOrders(
         self, request: pb.ListMasterOrdersRequest, context: Context
     ) -> pb.ListMasterOrdersResponse:
         limit = requests.page_size(request.page_size, default=50, maximum=500)
         before = requests.decode_page_token(request.page_token)
+        view = requests.master_order_view(request.view)
         if request.group_id:
             await self._accounts.get_group(request.group_id)
         principal = current_principal()
@@ -256,7 +271,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         )
         rows, token = requests.split_page(page, limit, lambda m: m.master_order_id)
         return pb.ListMasterOrdersResponse(
-            master_orders=[master_to_proto(m) for m in rows], next_page_token=token
+            master_orders=[
+                master_to_proto(m, allocation_lines=view.allocation_lines) for m in rows
+            ],
+            next_page_token=token,
         )
 
     async def CancelMasterOrder(
@@ -393,6 +411,8 @@ class _Answer:
     response: pb.StreamMasterOrdersResponse
     client_order_id: str
     master: MasterOrder | None
+    # The view the submission asked for, for its events (None with a rejection).
+    view: requests.MasterOrderView | None
 
 
 def _rejection(error: DomainError) -> pb.SubmissionRejected:

@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from gateway._proto.mam.v1 import order_pb2
+from gateway.api import mapping
 from gateway.api.mapping import allocation_to_proto, timestamp
 from gateway.domain.accounts import AccountSnapshot, AllocationMethod, BelowMinPolicy
 from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
@@ -112,6 +113,20 @@ def test_the_message_carries_every_field_of_every_line() -> None:
     )
     assert not third.HasField("snapshot") and third.basis == "" and third.contract_size == ""
     assert list(third.reasons) == [order_pb2.ALLOCATION_REASON_TERMINAL_UNAVAILABLE]
+
+
+def test_the_summary_only_message_builds_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MASTER_ORDER_VIEW_BASIC saves the lines' CPU: they are not built and then dropped."""
+    full = allocation_to_proto(_allocation())
+
+    def no_lines(allocation: Allocation) -> list[order_pb2.AllocationLine]:
+        raise AssertionError("lines built for a summary-only allocation")
+
+    monkeypatch.setattr(mapping, "_allocation_lines", no_lines)
+    summary = allocation_to_proto(_allocation(), lines=False)
+    assert list(summary.lines) == [] and len(full.lines) == 3
+    full.ClearField("lines")
+    assert summary == full  # everything else, field by field
 
 
 @pytest.mark.parametrize(

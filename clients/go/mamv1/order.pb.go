@@ -275,6 +275,68 @@ func (AllocationReason) EnumDescriptor() ([]byte, []int) {
 	return file_mam_v1_order_proto_rawDescGZIP(), []int{2}
 }
 
+// How much of a master order an answer carries (a partial response, AIP-157): the `view` of
+// SubmitMasterOrder, StreamMasterOrders, GetMasterOrder and ListMasterOrders. A number not in
+// this enum is INVALID_ARGUMENT with a field violation on `view`.
+type MasterOrderView int32
+
+const (
+	// The same as MASTER_ORDER_VIEW_FULL.
+	MasterOrderView_MASTER_ORDER_VIEW_UNSPECIFIED MasterOrderView = 0
+	// The master order without `allocation.lines` (one line per account of the group: 1,000
+	// lines for a 1,000-account group), which is left empty; nothing else is left out. The
+	// allocation's summary stays (method, below_min_policy, requested_volume, allocated_volume,
+	// unallocated_volume, snapshot_time, reference_equity), as do the id, spec, state, counts
+	// (child_count, filled_child_count, rejected_child_count), totals, execution stats and times,
+	// and `children` where the RPC returns them (GetMasterOrder). For callers that need the id and
+	// the state and follow the fills on SubscribeFills; GetMasterOrder with MASTER_ORDER_VIEW_FULL
+	// returns the lines at any time later.
+	MasterOrderView_MASTER_ORDER_VIEW_BASIC MasterOrderView = 1
+	// The whole master order, every allocation line included.
+	MasterOrderView_MASTER_ORDER_VIEW_FULL MasterOrderView = 2
+)
+
+// Enum value maps for MasterOrderView.
+var (
+	MasterOrderView_name = map[int32]string{
+		0: "MASTER_ORDER_VIEW_UNSPECIFIED",
+		1: "MASTER_ORDER_VIEW_BASIC",
+		2: "MASTER_ORDER_VIEW_FULL",
+	}
+	MasterOrderView_value = map[string]int32{
+		"MASTER_ORDER_VIEW_UNSPECIFIED": 0,
+		"MASTER_ORDER_VIEW_BASIC":       1,
+		"MASTER_ORDER_VIEW_FULL":        2,
+	}
+)
+
+func (x MasterOrderView) Enum() *MasterOrderView {
+	p := new(MasterOrderView)
+	*p = x
+	return p
+}
+
+func (x MasterOrderView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MasterOrderView) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_order_proto_enumTypes[3].Descriptor()
+}
+
+func (MasterOrderView) Type() protoreflect.EnumType {
+	return &file_mam_v1_order_proto_enumTypes[3]
+}
+
+func (x MasterOrderView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MasterOrderView.Descriptor instead.
+func (MasterOrderView) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_order_proto_rawDescGZIP(), []int{3}
+}
+
 // The manager's instruction: one order for a whole group.
 type MasterOrderSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -990,7 +1052,8 @@ type MasterOrder struct {
 	State         MasterOrderState `protobuf:"varint,3,opt,name=state,proto3,enum=mam.v1.MasterOrderState" json:"state,omitempty"`
 	StateReason   string           `protobuf:"bytes,4,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
 	// The group's magic number stamped on the child orders.
-	Magic      int64       `protobuf:"varint,5,opt,name=magic,proto3" json:"magic,omitempty"`
+	Magic int64 `protobuf:"varint,5,opt,name=magic,proto3" json:"magic,omitempty"`
+	// Its `lines` are left out under MASTER_ORDER_VIEW_BASIC (see MasterOrderView).
 	Allocation *Allocation `protobuf:"bytes,6,opt,name=allocation,proto3" json:"allocation,omitempty"`
 	// Filled by GetMasterOrder; left empty in lists.
 	Children           []*ChildOrder `protobuf:"bytes,7,rep,name=children,proto3" json:"children,omitempty"`
@@ -1550,7 +1613,11 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\x12(\n" +
 	"$ALLOCATION_REASON_SYMBOL_UNAVAILABLE\x10\v\x12\"\n" +
 	"\x1eALLOCATION_REASON_RISK_CLIPPED\x10\f\x12\"\n" +
-	"\x1eALLOCATION_REASON_RISK_SKIPPED\x10\rb\x06proto3"
+	"\x1eALLOCATION_REASON_RISK_SKIPPED\x10\r*m\n" +
+	"\x0fMasterOrderView\x12!\n" +
+	"\x1dMASTER_ORDER_VIEW_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17MASTER_ORDER_VIEW_BASIC\x10\x01\x12\x1a\n" +
+	"\x16MASTER_ORDER_VIEW_FULL\x10\x02b\x06proto3"
 
 var (
 	file_mam_v1_order_proto_rawDescOnce sync.Once
@@ -1564,62 +1631,63 @@ func file_mam_v1_order_proto_rawDescGZIP() []byte {
 	return file_mam_v1_order_proto_rawDescData
 }
 
-var file_mam_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_mam_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_mam_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_mam_v1_order_proto_goTypes = []any{
 	(MasterOrderState)(0),         // 0: mam.v1.MasterOrderState
 	(ChildOrderState)(0),          // 1: mam.v1.ChildOrderState
 	(AllocationReason)(0),         // 2: mam.v1.AllocationReason
-	(*MasterOrderSpec)(nil),       // 3: mam.v1.MasterOrderSpec
-	(*AllocationLine)(nil),        // 4: mam.v1.AllocationLine
-	(*Allocation)(nil),            // 5: mam.v1.Allocation
-	(*ChildOrder)(nil),            // 6: mam.v1.ChildOrder
-	(*ExecutionStats)(nil),        // 7: mam.v1.ExecutionStats
-	(*MasterOrder)(nil),           // 8: mam.v1.MasterOrder
-	(*Fill)(nil),                  // 9: mam.v1.Fill
-	(*FillBatch)(nil),             // 10: mam.v1.FillBatch
-	(Side)(0),                     // 11: mam.v1.Side
-	(OrderType)(0),                // 12: mam.v1.OrderType
-	(TimeInForce)(0),              // 13: mam.v1.TimeInForce
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(FillingPolicy)(0),            // 15: mam.v1.FillingPolicy
-	(AllocationMethod)(0),         // 16: mam.v1.AllocationMethod
-	(*AccountSnapshot)(nil),       // 17: mam.v1.AccountSnapshot
-	(*RiskCheck)(nil),             // 18: mam.v1.RiskCheck
-	(BelowMinPolicy)(0),           // 19: mam.v1.BelowMinPolicy
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(MasterOrderView)(0),          // 3: mam.v1.MasterOrderView
+	(*MasterOrderSpec)(nil),       // 4: mam.v1.MasterOrderSpec
+	(*AllocationLine)(nil),        // 5: mam.v1.AllocationLine
+	(*Allocation)(nil),            // 6: mam.v1.Allocation
+	(*ChildOrder)(nil),            // 7: mam.v1.ChildOrder
+	(*ExecutionStats)(nil),        // 8: mam.v1.ExecutionStats
+	(*MasterOrder)(nil),           // 9: mam.v1.MasterOrder
+	(*Fill)(nil),                  // 10: mam.v1.Fill
+	(*FillBatch)(nil),             // 11: mam.v1.FillBatch
+	(Side)(0),                     // 12: mam.v1.Side
+	(OrderType)(0),                // 13: mam.v1.OrderType
+	(TimeInForce)(0),              // 14: mam.v1.TimeInForce
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(FillingPolicy)(0),            // 16: mam.v1.FillingPolicy
+	(AllocationMethod)(0),         // 17: mam.v1.AllocationMethod
+	(*AccountSnapshot)(nil),       // 18: mam.v1.AccountSnapshot
+	(*RiskCheck)(nil),             // 19: mam.v1.RiskCheck
+	(BelowMinPolicy)(0),           // 20: mam.v1.BelowMinPolicy
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
 }
 var file_mam_v1_order_proto_depIdxs = []int32{
-	11, // 0: mam.v1.MasterOrderSpec.side:type_name -> mam.v1.Side
-	12, // 1: mam.v1.MasterOrderSpec.type:type_name -> mam.v1.OrderType
-	13, // 2: mam.v1.MasterOrderSpec.time_in_force:type_name -> mam.v1.TimeInForce
-	14, // 3: mam.v1.MasterOrderSpec.expire_time:type_name -> google.protobuf.Timestamp
-	15, // 4: mam.v1.MasterOrderSpec.filling_policy:type_name -> mam.v1.FillingPolicy
+	12, // 0: mam.v1.MasterOrderSpec.side:type_name -> mam.v1.Side
+	13, // 1: mam.v1.MasterOrderSpec.type:type_name -> mam.v1.OrderType
+	14, // 2: mam.v1.MasterOrderSpec.time_in_force:type_name -> mam.v1.TimeInForce
+	15, // 3: mam.v1.MasterOrderSpec.expire_time:type_name -> google.protobuf.Timestamp
+	16, // 4: mam.v1.MasterOrderSpec.filling_policy:type_name -> mam.v1.FillingPolicy
 	2,  // 5: mam.v1.AllocationLine.reasons:type_name -> mam.v1.AllocationReason
-	16, // 6: mam.v1.AllocationLine.method:type_name -> mam.v1.AllocationMethod
-	17, // 7: mam.v1.AllocationLine.snapshot:type_name -> mam.v1.AccountSnapshot
-	18, // 8: mam.v1.AllocationLine.risk_checks:type_name -> mam.v1.RiskCheck
-	16, // 9: mam.v1.Allocation.method:type_name -> mam.v1.AllocationMethod
-	19, // 10: mam.v1.Allocation.below_min_policy:type_name -> mam.v1.BelowMinPolicy
-	14, // 11: mam.v1.Allocation.snapshot_time:type_name -> google.protobuf.Timestamp
-	4,  // 12: mam.v1.Allocation.lines:type_name -> mam.v1.AllocationLine
-	11, // 13: mam.v1.ChildOrder.side:type_name -> mam.v1.Side
+	17, // 6: mam.v1.AllocationLine.method:type_name -> mam.v1.AllocationMethod
+	18, // 7: mam.v1.AllocationLine.snapshot:type_name -> mam.v1.AccountSnapshot
+	19, // 8: mam.v1.AllocationLine.risk_checks:type_name -> mam.v1.RiskCheck
+	17, // 9: mam.v1.Allocation.method:type_name -> mam.v1.AllocationMethod
+	20, // 10: mam.v1.Allocation.below_min_policy:type_name -> mam.v1.BelowMinPolicy
+	15, // 11: mam.v1.Allocation.snapshot_time:type_name -> google.protobuf.Timestamp
+	5,  // 12: mam.v1.Allocation.lines:type_name -> mam.v1.AllocationLine
+	12, // 13: mam.v1.ChildOrder.side:type_name -> mam.v1.Side
 	1,  // 14: mam.v1.ChildOrder.state:type_name -> mam.v1.ChildOrderState
-	14, // 15: mam.v1.ChildOrder.sent_time:type_name -> google.protobuf.Timestamp
-	14, // 16: mam.v1.ChildOrder.fill_time:type_name -> google.protobuf.Timestamp
-	20, // 17: mam.v1.ExecutionStats.dispatch_skew:type_name -> google.protobuf.Duration
-	20, // 18: mam.v1.ExecutionStats.submit_to_last_fill:type_name -> google.protobuf.Duration
-	3,  // 19: mam.v1.MasterOrder.spec:type_name -> mam.v1.MasterOrderSpec
+	15, // 15: mam.v1.ChildOrder.sent_time:type_name -> google.protobuf.Timestamp
+	15, // 16: mam.v1.ChildOrder.fill_time:type_name -> google.protobuf.Timestamp
+	21, // 17: mam.v1.ExecutionStats.dispatch_skew:type_name -> google.protobuf.Duration
+	21, // 18: mam.v1.ExecutionStats.submit_to_last_fill:type_name -> google.protobuf.Duration
+	4,  // 19: mam.v1.MasterOrder.spec:type_name -> mam.v1.MasterOrderSpec
 	0,  // 20: mam.v1.MasterOrder.state:type_name -> mam.v1.MasterOrderState
-	5,  // 21: mam.v1.MasterOrder.allocation:type_name -> mam.v1.Allocation
-	6,  // 22: mam.v1.MasterOrder.children:type_name -> mam.v1.ChildOrder
-	7,  // 23: mam.v1.MasterOrder.execution:type_name -> mam.v1.ExecutionStats
-	14, // 24: mam.v1.MasterOrder.create_time:type_name -> google.protobuf.Timestamp
-	14, // 25: mam.v1.MasterOrder.update_time:type_name -> google.protobuf.Timestamp
-	14, // 26: mam.v1.MasterOrder.cancel_request_time:type_name -> google.protobuf.Timestamp
-	11, // 27: mam.v1.Fill.side:type_name -> mam.v1.Side
-	14, // 28: mam.v1.Fill.time:type_name -> google.protobuf.Timestamp
-	9,  // 29: mam.v1.FillBatch.fills:type_name -> mam.v1.Fill
+	6,  // 21: mam.v1.MasterOrder.allocation:type_name -> mam.v1.Allocation
+	7,  // 22: mam.v1.MasterOrder.children:type_name -> mam.v1.ChildOrder
+	8,  // 23: mam.v1.MasterOrder.execution:type_name -> mam.v1.ExecutionStats
+	15, // 24: mam.v1.MasterOrder.create_time:type_name -> google.protobuf.Timestamp
+	15, // 25: mam.v1.MasterOrder.update_time:type_name -> google.protobuf.Timestamp
+	15, // 26: mam.v1.MasterOrder.cancel_request_time:type_name -> google.protobuf.Timestamp
+	12, // 27: mam.v1.Fill.side:type_name -> mam.v1.Side
+	15, // 28: mam.v1.Fill.time:type_name -> google.protobuf.Timestamp
+	10, // 29: mam.v1.FillBatch.fills:type_name -> mam.v1.Fill
 	30, // [30:30] is the sub-list for method output_type
 	30, // [30:30] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
@@ -1639,7 +1707,7 @@ func file_mam_v1_order_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_order_proto_rawDesc), len(file_mam_v1_order_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -24,7 +24,10 @@ const (
 type SubmitMasterOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required.
-	Order         *MasterOrderSpec `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	Order *MasterOrderSpec `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// How much of the stored order the response carries; unset: MASTER_ORDER_VIEW_FULL. Not part
+	// of the submission's payload: a retry may ask for another view (and gets it).
+	View          MasterOrderView `protobuf:"varint,2,opt,name=view,proto3,enum=mam.v1.MasterOrderView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -66,9 +69,16 @@ func (x *SubmitMasterOrderRequest) GetOrder() *MasterOrderSpec {
 	return nil
 }
 
+func (x *SubmitMasterOrderRequest) GetView() MasterOrderView {
+	if x != nil {
+		return x.View
+	}
+	return MasterOrderView_MASTER_ORDER_VIEW_UNSPECIFIED
+}
+
 type SubmitMasterOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The stored master order, with its allocation.
+	// The stored master order, with its allocation (its lines only with MASTER_ORDER_VIEW_FULL).
 	MasterOrder *MasterOrder `protobuf:"bytes,1,opt,name=master_order,json=masterOrder,proto3" json:"master_order,omitempty"`
 	// True when this caller had already submitted this client_order_id with the same payload:
 	// master_order is the original order as it stands now, and nothing new was traded.
@@ -124,7 +134,10 @@ func (x *SubmitMasterOrderResponse) GetReplayed() bool {
 type StreamMasterOrdersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. One submission.
-	Order         *MasterOrderSpec `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	Order *MasterOrderSpec `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// How much of the order this submission's answers carry: its `accepted` master order and the
+	// `master_order` of its events; unset: MASTER_ORDER_VIEW_FULL. Not part of the payload.
+	View          MasterOrderView `protobuf:"varint,2,opt,name=view,proto3,enum=mam.v1.MasterOrderView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +177,13 @@ func (x *StreamMasterOrdersRequest) GetOrder() *MasterOrderSpec {
 		return x.Order
 	}
 	return nil
+}
+
+func (x *StreamMasterOrdersRequest) GetView() MasterOrderView {
+	if x != nil {
+		return x.View
+	}
+	return MasterOrderView_MASTER_ORDER_VIEW_UNSPECIFIED
 }
 
 // A rejected submission on a stream (the stream itself goes on).
@@ -516,6 +536,8 @@ type GetMasterOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required.
 	MasterOrderId string `protobuf:"bytes,1,opt,name=master_order_id,json=masterOrderId,proto3" json:"master_order_id,omitempty"`
+	// Unset: MASTER_ORDER_VIEW_FULL. MASTER_ORDER_VIEW_BASIC keeps the children.
+	View          MasterOrderView `protobuf:"varint,2,opt,name=view,proto3,enum=mam.v1.MasterOrderView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +577,13 @@ func (x *GetMasterOrderRequest) GetMasterOrderId() string {
 		return x.MasterOrderId
 	}
 	return ""
+}
+
+func (x *GetMasterOrderRequest) GetView() MasterOrderView {
+	if x != nil {
+		return x.View
+	}
+	return MasterOrderView_MASTER_ORDER_VIEW_UNSPECIFIED
 }
 
 type GetMasterOrderResponse struct {
@@ -608,7 +637,9 @@ type ListMasterOrdersRequest struct {
 	// From a previous response's next_page_token; empty for the first page.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Only this group's orders, when set.
-	GroupId       string `protobuf:"bytes,3,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupId string `protobuf:"bytes,3,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Unset: MASTER_ORDER_VIEW_FULL (every order with its allocation lines).
+	View          MasterOrderView `protobuf:"varint,4,opt,name=view,proto3,enum=mam.v1.MasterOrderView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -662,6 +693,13 @@ func (x *ListMasterOrdersRequest) GetGroupId() string {
 		return x.GroupId
 	}
 	return ""
+}
+
+func (x *ListMasterOrdersRequest) GetView() MasterOrderView {
+	if x != nil {
+		return x.View
+	}
+	return MasterOrderView_MASTER_ORDER_VIEW_UNSPECIFIED
 }
 
 type ListMasterOrdersResponse struct {
@@ -1299,14 +1337,16 @@ var File_mam_v1_trading_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cmam/v1/trading_service.proto\x12\x06mam.v1\x1a\x12mam/v1/order.proto\"I\n" +
+	"\x1cmam/v1/trading_service.proto\x12\x06mam.v1\x1a\x12mam/v1/order.proto\"v\n" +
 	"\x18SubmitMasterOrderRequest\x12-\n" +
-	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\"o\n" +
+	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\x12+\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x17.mam.v1.MasterOrderViewR\x04view\"o\n" +
 	"\x19SubmitMasterOrderResponse\x126\n" +
 	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"J\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"w\n" +
 	"\x19StreamMasterOrdersRequest\x12-\n" +
-	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\"r\n" +
+	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\x12+\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x17.mam.v1.MasterOrderViewR\x04view\"r\n" +
 	"\x12SubmissionRejected\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1328,16 +1368,18 @@ const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\x19PreviewAllocationResponse\x122\n" +
 	"\n" +
 	"allocation\x18\x01 \x01(\v2\x12.mam.v1.AllocationR\n" +
-	"allocation\"?\n" +
+	"allocation\"l\n" +
 	"\x15GetMasterOrderRequest\x12&\n" +
-	"\x0fmaster_order_id\x18\x01 \x01(\tR\rmasterOrderId\"P\n" +
+	"\x0fmaster_order_id\x18\x01 \x01(\tR\rmasterOrderId\x12+\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x17.mam.v1.MasterOrderViewR\x04view\"P\n" +
 	"\x16GetMasterOrderResponse\x126\n" +
-	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\"p\n" +
+	"\fmaster_order\x18\x01 \x01(\v2\x13.mam.v1.MasterOrderR\vmasterOrder\"\x9d\x01\n" +
 	"\x17ListMasterOrdersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x19\n" +
-	"\bgroup_id\x18\x03 \x01(\tR\agroupId\"|\n" +
+	"\bgroup_id\x18\x03 \x01(\tR\agroupId\x12+\n" +
+	"\x04view\x18\x04 \x01(\x0e2\x17.mam.v1.MasterOrderViewR\x04view\"|\n" +
 	"\x18ListMasterOrdersResponse\x128\n" +
 	"\rmaster_orders\x18\x01 \x03(\v2\x13.mam.v1.MasterOrderR\fmasterOrders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"B\n" +
@@ -1427,54 +1469,59 @@ var file_mam_v1_trading_service_proto_goTypes = []any{
 	(*SubscribeFillsRequest)(nil),       // 19: mam.v1.SubscribeFillsRequest
 	(*SubscribeFillsResponse)(nil),      // 20: mam.v1.SubscribeFillsResponse
 	(*MasterOrderSpec)(nil),             // 21: mam.v1.MasterOrderSpec
-	(*MasterOrder)(nil),                 // 22: mam.v1.MasterOrder
-	(MasterOrderState)(0),               // 23: mam.v1.MasterOrderState
-	(*ChildOrder)(nil),                  // 24: mam.v1.ChildOrder
-	(*Allocation)(nil),                  // 25: mam.v1.Allocation
-	(*FillBatch)(nil),                   // 26: mam.v1.FillBatch
+	(MasterOrderView)(0),                // 22: mam.v1.MasterOrderView
+	(*MasterOrder)(nil),                 // 23: mam.v1.MasterOrder
+	(MasterOrderState)(0),               // 24: mam.v1.MasterOrderState
+	(*ChildOrder)(nil),                  // 25: mam.v1.ChildOrder
+	(*Allocation)(nil),                  // 26: mam.v1.Allocation
+	(*FillBatch)(nil),                   // 27: mam.v1.FillBatch
 }
 var file_mam_v1_trading_service_proto_depIdxs = []int32{
 	21, // 0: mam.v1.SubmitMasterOrderRequest.order:type_name -> mam.v1.MasterOrderSpec
-	22, // 1: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	21, // 2: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
-	23, // 3: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
-	24, // 4: mam.v1.MasterOrderEvent.children:type_name -> mam.v1.ChildOrder
-	22, // 5: mam.v1.MasterOrderEvent.master_order:type_name -> mam.v1.MasterOrder
-	22, // 6: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
-	3,  // 7: mam.v1.StreamMasterOrdersResponse.rejected:type_name -> mam.v1.SubmissionRejected
-	4,  // 8: mam.v1.StreamMasterOrdersResponse.update:type_name -> mam.v1.MasterOrderEvent
-	21, // 9: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
-	25, // 10: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
-	22, // 11: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	22, // 12: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
-	22, // 13: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	22, // 14: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	16, // 15: mam.v1.ModifyMasterOrderResponse.results:type_name -> mam.v1.AccountResult
-	22, // 16: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
-	26, // 17: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
-	0,  // 18: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
-	2,  // 19: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
-	6,  // 20: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
-	8,  // 21: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
-	10, // 22: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
-	12, // 23: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
-	14, // 24: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
-	17, // 25: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
-	19, // 26: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
-	1,  // 27: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
-	5,  // 28: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
-	7,  // 29: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
-	9,  // 30: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
-	11, // 31: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
-	13, // 32: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
-	15, // 33: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
-	18, // 34: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
-	20, // 35: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	22, // 1: mam.v1.SubmitMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
+	23, // 2: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	21, // 3: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
+	22, // 4: mam.v1.StreamMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
+	24, // 5: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
+	25, // 6: mam.v1.MasterOrderEvent.children:type_name -> mam.v1.ChildOrder
+	23, // 7: mam.v1.MasterOrderEvent.master_order:type_name -> mam.v1.MasterOrder
+	23, // 8: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
+	3,  // 9: mam.v1.StreamMasterOrdersResponse.rejected:type_name -> mam.v1.SubmissionRejected
+	4,  // 10: mam.v1.StreamMasterOrdersResponse.update:type_name -> mam.v1.MasterOrderEvent
+	21, // 11: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
+	26, // 12: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
+	22, // 13: mam.v1.GetMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
+	23, // 14: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	22, // 15: mam.v1.ListMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
+	23, // 16: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
+	23, // 17: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	23, // 18: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	16, // 19: mam.v1.ModifyMasterOrderResponse.results:type_name -> mam.v1.AccountResult
+	23, // 20: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
+	27, // 21: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
+	0,  // 22: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
+	2,  // 23: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
+	6,  // 24: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
+	8,  // 25: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
+	10, // 26: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
+	12, // 27: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
+	14, // 28: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
+	17, // 29: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
+	19, // 30: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
+	1,  // 31: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
+	5,  // 32: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
+	7,  // 33: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
+	9,  // 34: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
+	11, // 35: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
+	13, // 36: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
+	15, // 37: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
+	18, // 38: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
+	20, // 39: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_trading_service_proto_init() }

@@ -17,11 +17,13 @@ import {
   apiKeyInterceptor,
   callUnary,
   errorDetails,
+  GetMasterOrderRequest,
   MasterOrderSpec,
   MasterOrderState,
   masterOrderStateToJSON,
   OrderType,
   Side,
+  SubmitMasterOrderRequest,
   SubscribeFillsRequest,
   type SubscribeFillsResponse,
   TradingServiceClient,
@@ -83,16 +85,20 @@ async function main(): Promise<number> {
 
     let master;
     try {
-      ({ masterOrder: master } = await callUnary(trading, trading.submitMasterOrder, {
-        order: MasterOrderSpec.fromPartial({
-          clientOrderId: `ts-example-${Date.now()}`,
-          groupId,
-          symbol: args.symbol,
-          side: args.side === "sell" ? Side.SIDE_SELL : Side.SIDE_BUY,
-          type: OrderType.ORDER_TYPE_MARKET,
-          volume: args.volume,
+      ({ masterOrder: master } = await callUnary(
+        trading,
+        trading.submitMasterOrder,
+        SubmitMasterOrderRequest.fromPartial({
+          order: MasterOrderSpec.fromPartial({
+            clientOrderId: `ts-example-${Date.now()}`,
+            groupId,
+            symbol: args.symbol,
+            side: args.side === "sell" ? Side.SIDE_SELL : Side.SIDE_BUY,
+            type: OrderType.ORDER_TYPE_MARKET,
+            volume: args.volume,
+          }),
         }),
-      }));
+      ));
     } catch (e) {
       const error = e as ServiceError;
       console.error(`rejected: ${error.code}: ${error.details}`);
@@ -122,8 +128,13 @@ async function main(): Promise<number> {
     }
 
     const getMaster = async () =>
-      (await callUnary(trading, trading.getMasterOrder, { masterOrderId: master.masterOrderId }))
-        .masterOrder;
+      (
+        await callUnary(
+          trading,
+          trading.getMasterOrder,
+          GetMasterOrderRequest.fromPartial({ masterOrderId: master.masterOrderId }),
+        )
+      ).masterOrder;
     let received = 0;
     while (received < master.childCount) {
       const message = await fills.next();

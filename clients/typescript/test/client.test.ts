@@ -8,6 +8,7 @@ import {
   callUnary,
   CreateAccountRequest,
   errorDetails,
+  GetMasterOrderRequest,
   type Group,
   ListAccountsRequest,
   MasterOrderSpec,
@@ -15,6 +16,7 @@ import {
   OrderType,
   Platform,
   Side,
+  SubmitMasterOrderRequest,
   SubscribeFillsRequest,
   type SubscribeFillsResponse,
   TradingServiceClient,
@@ -161,9 +163,11 @@ test("preview, submit, and every fill of the order on a live stream", async () =
     assert.equal(first.value.batch?.fills.length ?? 0, 0, "fills on a live-only stream");
 
     const clientOrderId = `ts-${process.pid}-${Date.now()}`;
-    const { masterOrder: master } = await callUnary(trading, trading.submitMasterOrder, {
-      order: order(group, "1.00", clientOrderId),
-    });
+    const { masterOrder: master } = await callUnary(
+      trading,
+      trading.submitMasterOrder,
+      SubmitMasterOrderRequest.fromPartial({ order: order(group, "1.00", clientOrderId) }),
+    );
     assert.ok(master?.masterOrderId);
     assert.ok(master.childCount > 0);
     assert.equal(master.spec?.clientOrderId, clientOrderId);
@@ -189,9 +193,11 @@ test("preview, submit, and every fill of the order on a live stream", async () =
     }
     assert.equal(filled, units(master.allocation?.allocatedVolume ?? ""), "fills add up");
 
-    const { masterOrder: got } = await callUnary(trading, trading.getMasterOrder, {
-      masterOrderId: master.masterOrderId,
-    });
+    const { masterOrder: got } = await callUnary(
+      trading,
+      trading.getMasterOrder,
+      GetMasterOrderRequest.fromPartial({ masterOrderId: master.masterOrderId }),
+    );
     assert.equal(got?.state, MasterOrderState.MASTER_ORDER_STATE_FILLED);
     assert.equal(got?.filledChildCount, master.childCount);
   } finally {
@@ -202,9 +208,13 @@ test("preview, submit, and every fill of the order on a live stream", async () =
 
 test("a bad volume is INVALID_ARGUMENT with BadRequest and ErrorInfo in its trailers", async () => {
   const group = await findGroup("demo");
-  const error = await callUnary(trading, trading.submitMasterOrder, {
-    order: order(group, "abc", `ts-bad-${process.pid}-${Date.now()}`),
-  }).then(
+  const error = await callUnary(
+    trading,
+    trading.submitMasterOrder,
+    SubmitMasterOrderRequest.fromPartial({
+      order: order(group, "abc", `ts-bad-${process.pid}-${Date.now()}`),
+    }),
+  ).then(
     () => assert.fail("a volume of \"abc\" was accepted"),
     (e: ServiceError) => e,
   );

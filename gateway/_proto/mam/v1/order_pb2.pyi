@@ -192,6 +192,49 @@ ALLOCATION_REASON_RISK_SKIPPED: AllocationReason.ValueType  # 13
 """Pre-trade risk: a child order is not sent at all (risk_checks say why)."""
 Global___AllocationReason: _TypeAlias = AllocationReason  # noqa: Y015
 
+class _MasterOrderView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MasterOrderViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MasterOrderView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MASTER_ORDER_VIEW_UNSPECIFIED: _MasterOrderView.ValueType  # 0
+    """The same as MASTER_ORDER_VIEW_FULL."""
+    MASTER_ORDER_VIEW_BASIC: _MasterOrderView.ValueType  # 1
+    """The master order without `allocation.lines` (one line per account of the group: 1,000
+    lines for a 1,000-account group), which is left empty; nothing else is left out. The
+    allocation's summary stays (method, below_min_policy, requested_volume, allocated_volume,
+    unallocated_volume, snapshot_time, reference_equity), as do the id, spec, state, counts
+    (child_count, filled_child_count, rejected_child_count), totals, execution stats and times,
+    and `children` where the RPC returns them (GetMasterOrder). For callers that need the id and
+    the state and follow the fills on SubscribeFills; GetMasterOrder with MASTER_ORDER_VIEW_FULL
+    returns the lines at any time later.
+    """
+    MASTER_ORDER_VIEW_FULL: _MasterOrderView.ValueType  # 2
+    """The whole master order, every allocation line included."""
+
+class MasterOrderView(_MasterOrderView, metaclass=_MasterOrderViewEnumTypeWrapper):
+    """How much of a master order an answer carries (a partial response, AIP-157): the `view` of
+    SubmitMasterOrder, StreamMasterOrders, GetMasterOrder and ListMasterOrders. A number not in
+    this enum is INVALID_ARGUMENT with a field violation on `view`.
+    """
+
+MASTER_ORDER_VIEW_UNSPECIFIED: MasterOrderView.ValueType  # 0
+"""The same as MASTER_ORDER_VIEW_FULL."""
+MASTER_ORDER_VIEW_BASIC: MasterOrderView.ValueType  # 1
+"""The master order without `allocation.lines` (one line per account of the group: 1,000
+lines for a 1,000-account group), which is left empty; nothing else is left out. The
+allocation's summary stays (method, below_min_policy, requested_volume, allocated_volume,
+unallocated_volume, snapshot_time, reference_equity), as do the id, spec, state, counts
+(child_count, filled_child_count, rejected_child_count), totals, execution stats and times,
+and `children` where the RPC returns them (GetMasterOrder). For callers that need the id and
+the state and follow the fills on SubscribeFills; GetMasterOrder with MASTER_ORDER_VIEW_FULL
+returns the lines at any time later.
+"""
+MASTER_ORDER_VIEW_FULL: MasterOrderView.ValueType  # 2
+"""The whole master order, every allocation line included."""
+Global___MasterOrderView: _TypeAlias = MasterOrderView  # noqa: Y015
+
 @_typing.final
 class MasterOrderSpec(_message.Message):
     """The manager's instruction: one order for a whole group."""
@@ -568,7 +611,9 @@ class MasterOrder(_message.Message):
     @_builtins.property
     def spec(self) -> Global___MasterOrderSpec: ...
     @_builtins.property
-    def allocation(self) -> Global___Allocation: ...
+    def allocation(self) -> Global___Allocation:
+        """Its `lines` are left out under MASTER_ORDER_VIEW_BASIC (see MasterOrderView)."""
+
     @_builtins.property
     def children(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChildOrder]:
         """Filled by GetMasterOrder; left empty in lists."""

@@ -25,6 +25,11 @@ class SubmitMasterOrderRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _order_pb2.MasterOrderView.ValueType
+    """How much of the stored order the response carries; unset: MASTER_ORDER_VIEW_FULL. Not part
+    of the submission's payload: a retry may ask for another view (and gets it).
+    """
     @_builtins.property
     def order(self) -> _order_pb2.MasterOrderSpec:
         """Required."""
@@ -33,10 +38,11 @@ class SubmitMasterOrderRequest(_message.Message):
         self,
         *,
         order: _order_pb2.MasterOrderSpec | None = ...,
+        view: _order_pb2.MasterOrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -54,7 +60,7 @@ class SubmitMasterOrderResponse(_message.Message):
     """
     @_builtins.property
     def master_order(self) -> _order_pb2.MasterOrder:
-        """The stored master order, with its allocation."""
+        """The stored master order, with its allocation (its lines only with MASTER_ORDER_VIEW_FULL)."""
 
     def __init__(
         self,
@@ -75,6 +81,11 @@ class StreamMasterOrdersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _order_pb2.MasterOrderView.ValueType
+    """How much of the order this submission's answers carry: its `accepted` master order and the
+    `master_order` of its events; unset: MASTER_ORDER_VIEW_FULL. Not part of the payload.
+    """
     @_builtins.property
     def order(self) -> _order_pb2.MasterOrderSpec:
         """Required. One submission."""
@@ -83,10 +94,11 @@ class StreamMasterOrdersRequest(_message.Message):
         self,
         *,
         order: _order_pb2.MasterOrderSpec | None = ...,
+        view: _order_pb2.MasterOrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,16 +263,20 @@ class GetMasterOrderRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MASTER_ORDER_ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     master_order_id: _builtins.str
     """Required."""
+    view: _order_pb2.MasterOrderView.ValueType
+    """Unset: MASTER_ORDER_VIEW_FULL. MASTER_ORDER_VIEW_BASIC keeps the children."""
     def __init__(
         self,
         *,
         master_order_id: _builtins.str = ...,
+        view: _order_pb2.MasterOrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order_id", b"master_order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_order_id", b"master_order_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -293,22 +309,26 @@ class ListMasterOrdersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     GROUP_ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many orders; 0 means 50; values above 500 are treated as 500."""
     page_token: _builtins.str
     """From a previous response's next_page_token; empty for the first page."""
     group_id: _builtins.str
     """Only this group's orders, when set."""
+    view: _order_pb2.MasterOrderView.ValueType
+    """Unset: MASTER_ORDER_VIEW_FULL (every order with its allocation lines)."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         group_id: _builtins.str = ...,
+        view: _order_pb2.MasterOrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "page_size", b"page_size", "page_token", b"page_token", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -333,6 +333,62 @@ export function allocationReasonToJSON(object: AllocationReason): string {
   }
 }
 
+/**
+ * How much of a master order an answer carries (a partial response, AIP-157): the `view` of
+ * SubmitMasterOrder, StreamMasterOrders, GetMasterOrder and ListMasterOrders. A number not in
+ * this enum is INVALID_ARGUMENT with a field violation on `view`.
+ */
+export enum MasterOrderView {
+  /** MASTER_ORDER_VIEW_UNSPECIFIED - The same as MASTER_ORDER_VIEW_FULL. */
+  MASTER_ORDER_VIEW_UNSPECIFIED = 0,
+  /**
+   * MASTER_ORDER_VIEW_BASIC - The master order without `allocation.lines` (one line per account of the group: 1,000
+   * lines for a 1,000-account group), which is left empty; nothing else is left out. The
+   * allocation's summary stays (method, below_min_policy, requested_volume, allocated_volume,
+   * unallocated_volume, snapshot_time, reference_equity), as do the id, spec, state, counts
+   * (child_count, filled_child_count, rejected_child_count), totals, execution stats and times,
+   * and `children` where the RPC returns them (GetMasterOrder). For callers that need the id and
+   * the state and follow the fills on SubscribeFills; GetMasterOrder with MASTER_ORDER_VIEW_FULL
+   * returns the lines at any time later.
+   */
+  MASTER_ORDER_VIEW_BASIC = 1,
+  /** MASTER_ORDER_VIEW_FULL - The whole master order, every allocation line included. */
+  MASTER_ORDER_VIEW_FULL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function masterOrderViewFromJSON(object: any): MasterOrderView {
+  switch (object) {
+    case 0:
+    case "MASTER_ORDER_VIEW_UNSPECIFIED":
+      return MasterOrderView.MASTER_ORDER_VIEW_UNSPECIFIED;
+    case 1:
+    case "MASTER_ORDER_VIEW_BASIC":
+      return MasterOrderView.MASTER_ORDER_VIEW_BASIC;
+    case 2:
+    case "MASTER_ORDER_VIEW_FULL":
+      return MasterOrderView.MASTER_ORDER_VIEW_FULL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MasterOrderView.UNRECOGNIZED;
+  }
+}
+
+export function masterOrderViewToJSON(object: MasterOrderView): string {
+  switch (object) {
+    case MasterOrderView.MASTER_ORDER_VIEW_UNSPECIFIED:
+      return "MASTER_ORDER_VIEW_UNSPECIFIED";
+    case MasterOrderView.MASTER_ORDER_VIEW_BASIC:
+      return "MASTER_ORDER_VIEW_BASIC";
+    case MasterOrderView.MASTER_ORDER_VIEW_FULL:
+      return "MASTER_ORDER_VIEW_FULL";
+    case MasterOrderView.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** The manager's instruction: one order for a whole group. */
 export interface MasterOrderSpec {
   /**
@@ -477,6 +533,7 @@ export interface MasterOrder {
   stateReason: string;
   /** The group's magic number stamped on the child orders. */
   magic: bigint;
+  /** Its `lines` are left out under MASTER_ORDER_VIEW_BASIC (see MasterOrderView). */
   allocation:
     | Allocation
     | undefined;

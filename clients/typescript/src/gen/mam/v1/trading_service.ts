@@ -31,15 +31,25 @@ import {
   MasterOrderState,
   masterOrderStateFromJSON,
   masterOrderStateToJSON,
+  MasterOrderView,
+  masterOrderViewFromJSON,
+  masterOrderViewToJSON,
 } from "./order";
 
 export interface SubmitMasterOrderRequest {
   /** Required. */
-  order: MasterOrderSpec | undefined;
+  order:
+    | MasterOrderSpec
+    | undefined;
+  /**
+   * How much of the stored order the response carries; unset: MASTER_ORDER_VIEW_FULL. Not part
+   * of the submission's payload: a retry may ask for another view (and gets it).
+   */
+  view: MasterOrderView;
 }
 
 export interface SubmitMasterOrderResponse {
-  /** The stored master order, with its allocation. */
+  /** The stored master order, with its allocation (its lines only with MASTER_ORDER_VIEW_FULL). */
   masterOrder:
     | MasterOrder
     | undefined;
@@ -52,7 +62,14 @@ export interface SubmitMasterOrderResponse {
 
 export interface StreamMasterOrdersRequest {
   /** Required. One submission. */
-  order: MasterOrderSpec | undefined;
+  order:
+    | MasterOrderSpec
+    | undefined;
+  /**
+   * How much of the order this submission's answers carry: its `accepted` master order and the
+   * `master_order` of its events; unset: MASTER_ORDER_VIEW_FULL. Not part of the payload.
+   */
+  view: MasterOrderView;
 }
 
 /** A rejected submission on a stream (the stream itself goes on). */
@@ -103,6 +120,8 @@ export interface PreviewAllocationResponse {
 export interface GetMasterOrderRequest {
   /** Required. */
   masterOrderId: string;
+  /** Unset: MASTER_ORDER_VIEW_FULL. MASTER_ORDER_VIEW_BASIC keeps the children. */
+  view: MasterOrderView;
 }
 
 export interface GetMasterOrderResponse {
@@ -116,6 +135,8 @@ export interface ListMasterOrdersRequest {
   pageToken: string;
   /** Only this group's orders, when set. */
   groupId: string;
+  /** Unset: MASTER_ORDER_VIEW_FULL (every order with its allocation lines). */
+  view: MasterOrderView;
 }
 
 export interface ListMasterOrdersResponse {
@@ -209,13 +230,16 @@ export interface SubscribeFillsResponse {
 }
 
 function createBaseSubmitMasterOrderRequest(): SubmitMasterOrderRequest {
-  return { order: undefined };
+  return { order: undefined, view: 0 };
 }
 
 export const SubmitMasterOrderRequest: MessageFns<SubmitMasterOrderRequest> = {
   encode(message: SubmitMasterOrderRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.order !== undefined) {
       MasterOrderSpec.encode(message.order, writer.uint32(10).fork()).join();
+    }
+    if (message.view !== 0) {
+      writer.uint32(16).int32(message.view);
     }
     return writer;
   },
@@ -241,6 +265,14 @@ export const SubmitMasterOrderRequest: MessageFns<SubmitMasterOrderRequest> = {
             message.order = MasterOrderSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -254,13 +286,19 @@ export const SubmitMasterOrderRequest: MessageFns<SubmitMasterOrderRequest> = {
   },
 
   fromJSON(object: any): SubmitMasterOrderRequest {
-    return { order: isSet(object.order) ? MasterOrderSpec.fromJSON(object.order) : undefined };
+    return {
+      order: isSet(object.order) ? MasterOrderSpec.fromJSON(object.order) : undefined,
+      view: isSet(object.view) ? masterOrderViewFromJSON(object.view) : 0,
+    };
   },
 
   toJSON(message: SubmitMasterOrderRequest): unknown {
     const obj: any = {};
     if (message.order !== undefined) {
       obj.order = MasterOrderSpec.toJSON(message.order);
+    }
+    if (message.view !== 0) {
+      obj.view = masterOrderViewToJSON(message.view);
     }
     return obj;
   },
@@ -273,6 +311,7 @@ export const SubmitMasterOrderRequest: MessageFns<SubmitMasterOrderRequest> = {
     message.order = (object.order !== undefined && object.order !== null)
       ? MasterOrderSpec.fromPartial(object.order)
       : undefined;
+    message.view = object.view ?? 0;
     return message;
   },
 };
@@ -369,13 +408,16 @@ export const SubmitMasterOrderResponse: MessageFns<SubmitMasterOrderResponse> = 
 };
 
 function createBaseStreamMasterOrdersRequest(): StreamMasterOrdersRequest {
-  return { order: undefined };
+  return { order: undefined, view: 0 };
 }
 
 export const StreamMasterOrdersRequest: MessageFns<StreamMasterOrdersRequest> = {
   encode(message: StreamMasterOrdersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.order !== undefined) {
       MasterOrderSpec.encode(message.order, writer.uint32(10).fork()).join();
+    }
+    if (message.view !== 0) {
+      writer.uint32(16).int32(message.view);
     }
     return writer;
   },
@@ -401,6 +443,14 @@ export const StreamMasterOrdersRequest: MessageFns<StreamMasterOrdersRequest> = 
             message.order = MasterOrderSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -414,13 +464,19 @@ export const StreamMasterOrdersRequest: MessageFns<StreamMasterOrdersRequest> = 
   },
 
   fromJSON(object: any): StreamMasterOrdersRequest {
-    return { order: isSet(object.order) ? MasterOrderSpec.fromJSON(object.order) : undefined };
+    return {
+      order: isSet(object.order) ? MasterOrderSpec.fromJSON(object.order) : undefined,
+      view: isSet(object.view) ? masterOrderViewFromJSON(object.view) : 0,
+    };
   },
 
   toJSON(message: StreamMasterOrdersRequest): unknown {
     const obj: any = {};
     if (message.order !== undefined) {
       obj.order = MasterOrderSpec.toJSON(message.order);
+    }
+    if (message.view !== 0) {
+      obj.view = masterOrderViewToJSON(message.view);
     }
     return obj;
   },
@@ -433,6 +489,7 @@ export const StreamMasterOrdersRequest: MessageFns<StreamMasterOrdersRequest> = 
     message.order = (object.order !== undefined && object.order !== null)
       ? MasterOrderSpec.fromPartial(object.order)
       : undefined;
+    message.view = object.view ?? 0;
     return message;
   },
 };
@@ -949,13 +1006,16 @@ export const PreviewAllocationResponse: MessageFns<PreviewAllocationResponse> = 
 };
 
 function createBaseGetMasterOrderRequest(): GetMasterOrderRequest {
-  return { masterOrderId: "" };
+  return { masterOrderId: "", view: 0 };
 }
 
 export const GetMasterOrderRequest: MessageFns<GetMasterOrderRequest> = {
   encode(message: GetMasterOrderRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.masterOrderId !== "") {
       writer.uint32(10).string(message.masterOrderId);
+    }
+    if (message.view !== 0) {
+      writer.uint32(16).int32(message.view);
     }
     return writer;
   },
@@ -981,6 +1041,14 @@ export const GetMasterOrderRequest: MessageFns<GetMasterOrderRequest> = {
             message.masterOrderId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1000,6 +1068,7 @@ export const GetMasterOrderRequest: MessageFns<GetMasterOrderRequest> = {
         : isSet(object.master_order_id)
         ? globalThis.String(object.master_order_id)
         : "",
+      view: isSet(object.view) ? masterOrderViewFromJSON(object.view) : 0,
     };
   },
 
@@ -1007,6 +1076,9 @@ export const GetMasterOrderRequest: MessageFns<GetMasterOrderRequest> = {
     const obj: any = {};
     if (message.masterOrderId !== "") {
       obj.masterOrderId = message.masterOrderId;
+    }
+    if (message.view !== 0) {
+      obj.view = masterOrderViewToJSON(message.view);
     }
     return obj;
   },
@@ -1017,6 +1089,7 @@ export const GetMasterOrderRequest: MessageFns<GetMasterOrderRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetMasterOrderRequest>, I>>(object: I): GetMasterOrderRequest {
     const message = createBaseGetMasterOrderRequest();
     message.masterOrderId = object.masterOrderId ?? "";
+    message.view = object.view ?? 0;
     return message;
   },
 };
@@ -1097,7 +1170,7 @@ export const GetMasterOrderResponse: MessageFns<GetMasterOrderResponse> = {
 };
 
 function createBaseListMasterOrdersRequest(): ListMasterOrdersRequest {
-  return { pageSize: 0, pageToken: "", groupId: "" };
+  return { pageSize: 0, pageToken: "", groupId: "", view: 0 };
 }
 
 export const ListMasterOrdersRequest: MessageFns<ListMasterOrdersRequest> = {
@@ -1110,6 +1183,9 @@ export const ListMasterOrdersRequest: MessageFns<ListMasterOrdersRequest> = {
     }
     if (message.groupId !== "") {
       writer.uint32(26).string(message.groupId);
+    }
+    if (message.view !== 0) {
+      writer.uint32(32).int32(message.view);
     }
     return writer;
   },
@@ -1151,6 +1227,14 @@ export const ListMasterOrdersRequest: MessageFns<ListMasterOrdersRequest> = {
             message.groupId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1180,6 +1264,7 @@ export const ListMasterOrdersRequest: MessageFns<ListMasterOrdersRequest> = {
         : isSet(object.group_id)
         ? globalThis.String(object.group_id)
         : "",
+      view: isSet(object.view) ? masterOrderViewFromJSON(object.view) : 0,
     };
   },
 
@@ -1194,6 +1279,9 @@ export const ListMasterOrdersRequest: MessageFns<ListMasterOrdersRequest> = {
     if (message.groupId !== "") {
       obj.groupId = message.groupId;
     }
+    if (message.view !== 0) {
+      obj.view = masterOrderViewToJSON(message.view);
+    }
     return obj;
   },
 
@@ -1205,6 +1293,7 @@ export const ListMasterOrdersRequest: MessageFns<ListMasterOrdersRequest> = {
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     message.groupId = object.groupId ?? "";
+    message.view = object.view ?? 0;
     return message;
   },
 };
