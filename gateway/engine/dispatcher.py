@@ -32,6 +32,7 @@ from gateway.domain.orders import (
     Side,
 )
 from gateway.domain.retcodes import RetcodeClass
+from gateway.engine.deadlines import Deadlines
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_gate import TradingGate
@@ -80,6 +81,8 @@ class Dispatcher:
         self._settings = settings
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_concurrency)
+        # Every terminal request's timeout: one watcher for all rather than a timer each.
+        self._deadlines = Deadlines(settings.request_timeout_s)
         # Master orders whose cancellation was requested: none of their children is sent again.
         self._stopped: set[str] = set()
 
@@ -91,6 +94,11 @@ class Dispatcher:
     @property
     def request_timeout_s(self) -> float:
         return self._settings.request_timeout_s
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The timeout of one terminal request, for anything else that asks terminals."""
+        return self._deadlines
 
     def stop_sending(self, master_order_id: str) -> None:
         """From now on, each child of this master order that has not reached its broker is
@@ -201,7 +209,7 @@ class Dispatcher:
                 return self._cancelled(child, attempts, halt), None
             attempts += 1
             try:
-                async with asyncio.timeout(self._settings.request_timeout_s):
+                with self._deadlines.guard():
                     quote = await terminal.quote(child.symbol)
             except (TimeoutError, TerminalError) as error:
                 last_text = f"no quote: {error}"
@@ -238,7 +246,7 @@ class Dispatcher:
                 filling=filling,
             )
             try:
-                async with asyncio.timeout(self._settings.request_timeout_s):
+                with self._deadlines.guard():
                     result = await terminal.send(request)
             except (TimeoutError, TerminalError) as error:
                 found = await self._reconcile(terminal, child)
@@ -346,7 +354,7 @@ class Dispatcher:
                 filling=spec.filling_policy,
             )
             try:
-                async with asyncio.timeout(self._settings.request_timeout_s):
+                with self._deadlines.guard():
                     result = await terminal.send(request)
             except (TimeoutError, TerminalError) as error:
                 child, outcome = await self._settle_placement(
@@ -424,7 +432,7 @@ class Dispatcher:
         point = (await terminal.symbol_spec(child.symbol)).point
         if cancelling and resting is not None:
             try:
-                async with asyncio.timeout(self._settings.request_timeout_s):
+                with self._deadlines.guard():
                     result = await terminal.send(
                         OrderRequest(
                             action=TradeAction.REMOVE,
@@ -535,7 +543,7 @@ class Dispatcher:
         """A RETURN remainder rests at the broker: removed so that only the gateway sends the
         rest, then whatever of it executed before the removal is taken in by tag."""
         try:
-            async with asyncio.timeout(self._settings.request_timeout_s):
+            with self._deadlines.guard():
                 await terminal.send(
                     OrderRequest(
                         action=TradeAction.REMOVE,
@@ -588,7 +596,7 @@ class Dispatcher:
 
     async def _find(self, terminal: Terminal, child: ChildOrder) -> TaggedRecords | None:
         try:
-            async with asyncio.timeout(self._settings.request_timeout_s):
+            with self._deadlines.guard():
                 return await terminal.find_by_tag(child.tag)
         except (TimeoutError, TerminalError):
             return None

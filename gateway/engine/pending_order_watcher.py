@@ -154,7 +154,7 @@ class PendingOrderWatcher:
             return
         async with self._dispatcher.slots, self._registry.lock(account_id):
             try:
-                async with asyncio.timeout(self._dispatcher.request_timeout_s):
+                with self._dispatcher.deadlines.guard():
                     resting = {o.ticket: o for o in await terminal.pending_orders()}
             except (TimeoutError, TerminalError) as error:
                 log.info("account %s: pending orders not read: %s", account_id, error)

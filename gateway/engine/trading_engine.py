@@ -49,6 +49,7 @@ from gateway.domain.orders import (
     Side,
 )
 from gateway.domain.symbols import SpecInterner, SymbolSpec
+from gateway.engine.deadlines import Deadlines
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.execution_recorder import ExecutionRecorder, MasterProgress
 from gateway.engine.pending_order_watcher import PendingOrderWatcher
@@ -126,6 +127,8 @@ class TradingEngine:
         self._recorder = recorder
         self._clock = clock
         self._limits = limits
+        # The timeout of reading one account (a submission reads all its group's at once).
+        self._snapshot_deadlines = Deadlines(limits.snapshot_timeout_s)
         self._running: set[asyncio.Task[None]] = set()
         # Pending master orders at work at the brokers (started with resume_unfinished).
         self._watcher = PendingOrderWatcher(
@@ -182,6 +185,8 @@ class TradingEngine:
         allocation = planned.allocation
         now = self._clock()
         master_order_id = new_id("mo")
+        # Stored as SENT (created PENDING and sent, both now) before the first request leaves:
+        # after a crash each is searched for by its tag before anything is resent.
         children = [
             ChildOrder(
                 child_order_id=(child_id := new_id("ch")),
@@ -190,11 +195,12 @@ class TradingEngine:
                 symbol=line.symbol,
                 side=spec.side,
                 volume=volume,
-                state=ChildOrderState.PENDING,
+                state=ChildOrderState.SENT,
                 tag=tag_for_child(child_id),
                 magic=planned.group.magic,
                 created_at=now,
                 updated_at=now,
+                sent_at=now,
             )
             for line in allocation.lines
             for volume in line.child_volumes
@@ -204,7 +210,7 @@ class TradingEngine:
                 "no account of the group receives any volume: " + _why_nothing(allocation),
                 reason="NOTHING_ALLOCATED",
             )
-        master = MasterOrder(
+        allocated = MasterOrder(
             master_order_id=master_order_id,
             spec=spec,
             state=MasterOrderState.ACCEPTED,
@@ -215,6 +221,7 @@ class TradingEngine:
             child_count=len(children),
             submitted_by=submitted_by,
         ).moved_to(MasterOrderState.ALLOCATED, now)
+        master = allocated.moved_to(MasterOrderState.DISPATCHING, now)
         try:
             await self._store.insert_master_order(
                 master,
@@ -225,10 +232,11 @@ class TradingEngine:
                     else replace(audit, result=f"master_order_id={master_order_id}")
                 ),
                 snapshots=planned.snapshots,
+                earlier=[allocated],
             )
         except DuplicateClientOrderId as duplicate:
             return _replay(duplicate.existing, spec)
-        self._spawn(self._execute(master, children))
+        self._start(master, children)
         return Submission(master, audited=audit is not None)
 
     async def close(
@@ -280,7 +288,7 @@ class TradingEngine:
         else:
             assert fraction is not None
             share = Fraction(fraction)
-        accounts = await self._store.get_accounts({c.account_id for c, _ in still_open})
+        accounts = await self._store.get_account_settings({c.account_id for c, _ in still_open})
         positions = await self._open_positions(still_open, lines, share)
         now = self._clock()
         allocation = plan_close(positions, share, master_spec=master_symbol, at=now)
@@ -295,11 +303,13 @@ class TradingEngine:
                 symbol=line.symbol,
                 side=side,
                 volume=part,
-                state=ChildOrderState.PENDING,
+                # Stored SENT before any request leaves, as a submission's children.
+                state=ChildOrderState.SENT,
                 tag=tag_for_child(child_id),
                 magic=opened.magic,
                 created_at=now,
                 updated_at=now,
+                sent_at=now,
                 # Hedging: close that very position; netting: an opposite deal reduces it.
                 position_ticket=(
                     by_child[line.account_id].position_ticket
@@ -325,7 +335,7 @@ class TradingEngine:
             closes_master_order_id=master_order_id,
             close_fraction=fraction,
         )
-        master = MasterOrder(
+        allocated = MasterOrder(
             master_order_id=close_id,
             spec=spec,
             state=MasterOrderState.ACCEPTED,
@@ -336,11 +346,12 @@ class TradingEngine:
             child_count=len(closing_children),
             submitted_by=submitted_by,
         ).moved_to(MasterOrderState.ALLOCATED, now)
+        master = allocated.moved_to(MasterOrderState.DISPATCHING, now)
         try:
-            await self._store.insert_master_order(master, closing_children)
+            await self._store.insert_master_order(master, closing_children, earlier=[allocated])
         except DuplicateClientOrderId as duplicate:
             return _replay_close(duplicate.existing, master_order_id, fraction, volume)
-        self._spawn(self._execute(master, closing_children))
+        self._start(master, closing_children)
         return Submission(master)
 
     async def flatten(
@@ -398,7 +409,7 @@ class TradingEngine:
                 reason="NOT_WORKING",
             )
         opened, still_open = await self._open_parts(master_order_id)
-        accounts = await self._store.get_accounts({c.account_id for c, _ in still_open})
+        accounts = await self._store.get_account_settings({c.account_id for c, _ in still_open})
         outcomes = await self._stops.modify(
             [c for c, _ in still_open],
             {a.account_id: a.margin_mode for a in accounts.values()},
@@ -475,7 +486,7 @@ class TradingEngine:
             if terminal is None:
                 return None
             try:
-                async with asyncio.timeout(self._limits.snapshot_timeout_s):
+                with self._snapshot_deadlines.guard():
                     spec = await terminal.symbol_spec(child.symbol)
             except (TimeoutError, TerminalError, SymbolNotFound) as error:
                 log.warning("account %s: cannot close: %s", child.account_id, error)
@@ -587,7 +598,7 @@ class TradingEngine:
         wanted = list(group.account_ids)
         if settings.reference_account_id and settings.reference_account_id not in wanted:
             wanted.append(settings.reference_account_id)
-        accounts = await self._store.get_accounts(wanted)
+        accounts = await self._store.get_account_settings(wanted)
         methods = {m.account_id: effective_method(settings, m) for m in group.members}
         readings = await self._read_accounts(
             [accounts[a] for a in wanted if a in accounts], spec, methods, checks
@@ -675,7 +686,7 @@ class TradingEngine:
                 return account.account_id, _Reading()
             symbol = account.broker_symbol(spec.symbol)
             try:
-                async with asyncio.timeout(self._limits.snapshot_timeout_s):
+                with self._snapshot_deadlines.guard():
                     info = await terminal.account_info()
                     snapshot = AccountSnapshot(
                         info.balance, info.equity, info.margin, info.free_margin, info.time
@@ -700,27 +711,30 @@ class TradingEngine:
 
         return dict(await asyncio.gather(*(read(a) for a in accounts)))
 
+    def _start(self, master: MasterOrder, children: list[ChildOrder]) -> None:
+        """Dispatches a master order just stored by this process (DISPATCHING, its children
+        SENT and none sent yet). Tracked before this returns, so a cancellation arriving
+        right after the acknowledgement finds it; announced from the task, once the caller
+        has followed the order (a StreamMasterOrders reader follows it on the return)."""
+        progress = self._recorder.track(master, children)
+        self._spawn(self._dispatch(progress, children, frozenset(), announce=True))
+
     async def _execute(self, master: MasterOrder, children: list[ChildOrder]) -> None:
-        now = self._clock()
-        # Children a previous run may have sent: found by tag before anything is resent.
-        maybe_sent = frozenset(
-            c.child_order_id
-            for c in children
-            if c.state in (ChildOrderState.SENT, ChildOrderState.UNKNOWN)
-        )
-        if master.state is MasterOrderState.ALLOCATED:
-            master = master.moved_to(MasterOrderState.DISPATCHING, now)
-        # Stored as SENT before the first request leaves: after a crash these are
-        # reconciled by tag, never blindly resent.
-        ready = [c for c in children if c.state is ChildOrderState.PENDING]
-        # Pending children already resting at their brokers are the watcher's to follow.
-        sent = [c.moved_to(ChildOrderState.SENT, now, sent_at=now) for c in ready]
-        await self._store.save_progress(masters=[master], children=sent)
-        self._recorder.updates.publish([master], sent)
-        by_id = {c.child_order_id: c for c in children}
-        by_id.update({c.child_order_id: c for c in sent})
-        current = list(by_id.values())
-        progress = self._recorder.track(master, current)
+        """Resumes a master order an earlier run left unfinished."""
+        master, current, maybe_sent = await self._resumed(master, children)
+        await self._dispatch(self._recorder.track(master, current), current, maybe_sent)
+
+    async def _dispatch(
+        self,
+        progress: MasterProgress,
+        current: list[ChildOrder],
+        maybe_sent: frozenset[str],
+        *,
+        announce: bool = False,
+    ) -> None:
+        master = progress.master
+        if announce:
+            self._recorder.updates.publish([master], current)
         open_children = [c for c in current if not c.state.is_final]
         to_dispatch = [c for c in open_children if c.state is not ChildOrderState.PLACED]
         if not open_children:
@@ -741,6 +755,33 @@ class TradingEngine:
                 )
         finally:
             self._dispatcher.forget(master.master_order_id)
+
+    async def _resumed(
+        self, master: MasterOrder, children: list[ChildOrder]
+    ) -> tuple[MasterOrder, list[ChildOrder], frozenset[str]]:
+        """A master order left unfinished by an earlier run, made ready to dispatch: the
+        master DISPATCHING and its PENDING children SENT, stored before any request leaves.
+        Also the children that run may have sent (SENT or UNKNOWN): each is found by its tag
+        before anything is resent."""
+        now = self._clock()
+        maybe_sent = frozenset(
+            c.child_order_id
+            for c in children
+            if c.state in (ChildOrderState.SENT, ChildOrderState.UNKNOWN)
+        )
+        if master.state is MasterOrderState.ALLOCATED:
+            master = master.moved_to(MasterOrderState.DISPATCHING, now)
+        # Pending children already resting at their brokers are the watcher's to follow.
+        sent = [
+            c.moved_to(ChildOrderState.SENT, now, sent_at=now)
+            for c in children
+            if c.state is ChildOrderState.PENDING
+        ]
+        await self._store.save_progress(masters=[master], children=sent)
+        self._recorder.updates.publish([master], sent)
+        by_id = {c.child_order_id: c for c in children}
+        by_id.update({c.child_order_id: c for c in sent})
+        return master, list(by_id.values()), maybe_sent
 
     def _spawn(self, coroutine: object) -> None:
         assert asyncio.iscoroutine(coroutine)

@@ -49,13 +49,14 @@ from gateway.domain.accounts import (
 from gateway.domain.audit import AuditRecord
 from gateway.domain.fills import Fill
 from gateway.domain.order_events import OrderEvent, child_event, master_event
-from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
+from gateway.domain.orders import ChildOrder, ChildOrderState, MasterOrder, MasterOrderState
 from gateway.store import bulk, migrations, records, tables
 from gateway.store.access import AccessStore, audit_values
 from gateway.store.engines import create_engine
 from gateway.store.history import AccountHistory
 from gateway.store.reporting import ReportingStore
 from gateway.store.risk import RiskStore
+from gateway.store.settings_cache import SettingsCache
 
 
 class DuplicateClientOrderId(Exception):
@@ -110,6 +111,7 @@ class Store:
         self._fill_encoder = fill_encoder
         # Held by every write that numbers fills or events: one numbering writer at a time.
         self._write_lock = asyncio.Lock()
+        self._settings = SettingsCache()
 
     @classmethod
     async def open(cls, url: str, *, fill_encoder: FillEncoder | None = None) -> Store:
@@ -168,8 +170,11 @@ class Store:
     # -- accounts ---------------------------------------------------------------------------
 
     async def insert_account(self, account: Account) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(tables.accounts.insert(), records.account_values(account))
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(tables.accounts.insert(), records.account_values(account))
+        finally:
+            self._settings.changed(account_ids=[account.account_id])
 
     async def rename_account(
         self, account_id: str, *, name: str, state: AccountState, updated_at: datetime
@@ -177,12 +182,15 @@ class Store:
         """An account's new name and state (UpdateAccount). Raises the database's
         IntegrityError (nothing changed) for a name another account has."""
         table = tables.accounts
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(table)
-                .where(table.c.account_id == account_id)
-                .values(name=name, state=state.value, updated_at=updated_at)
-            )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(table)
+                    .where(table.c.account_id == account_id)
+                    .values(name=name, state=state.value, updated_at=updated_at)
+                )
+        finally:
+            self._settings.changed(account_ids=[account_id])
 
     async def account_name_taken(self, name: str) -> bool:
         async with self._engine.connect() as conn:
@@ -196,6 +204,17 @@ class Store:
             )
             row = (await conn.execute(query)).first()
         return records.account_from_columns(tuple(row)) if row else None
+
+    async def get_account_settings(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """The accounts found, without their latest money (`snapshot` is None): what trading
+        reads for each order (state, margin mode, symbol mappings), kept in memory between
+        orders (settings_cache.py). Money is read from the terminals."""
+        found, missing = self._settings.accounts(account_ids)
+        if missing:
+            generation = self._settings.generation
+            read = await self.get_accounts(missing)
+            found.update(self._settings.keep_accounts(generation, read.values()))
+        return found
 
     async def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
         ids = list(account_ids)
@@ -249,16 +268,19 @@ class Store:
     # -- groups -----------------------------------------------------------------------------
 
     async def insert_group(self, group: Group) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(tables.groups.insert(), records.group_values(group))
-            if group.members:
-                await conn.execute(
-                    tables.group_members.insert(),
-                    [
-                        records.member_values(group.group_id, i, m)
-                        for i, m in enumerate(group.members)
-                    ],
-                )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(tables.groups.insert(), records.group_values(group))
+                if group.members:
+                    await conn.execute(
+                        tables.group_members.insert(),
+                        [
+                            records.member_values(group.group_id, i, m)
+                            for i, m in enumerate(group.members)
+                        ],
+                    )
+        finally:
+            self._settings.changed(group_ids=[group.group_id])
 
     async def replace_group(self, group: Group) -> None:
         """A group's new name, allocation settings, magic and members: one transaction.
@@ -270,21 +292,24 @@ class Store:
         values = records.group_values(group)
         del values["group_id"], values["created_at"]
         groups, members = tables.groups, tables.group_members
-        async with self._engine.begin() as conn:
-            updated = await conn.execute(
-                update(groups).where(groups.c.group_id == group.group_id).values(values)
-            )
-            if updated.rowcount != 1:
-                raise LookupError(f"no group {group.group_id!r}")
-            await conn.execute(delete(members).where(members.c.group_id == group.group_id))
-            if group.members:
-                await conn.execute(
-                    members.insert(),
-                    [
-                        records.member_values(group.group_id, i, m)
-                        for i, m in enumerate(group.members)
-                    ],
+        try:
+            async with self._engine.begin() as conn:
+                updated = await conn.execute(
+                    update(groups).where(groups.c.group_id == group.group_id).values(values)
                 )
+                if updated.rowcount != 1:
+                    raise LookupError(f"no group {group.group_id!r}")
+                await conn.execute(delete(members).where(members.c.group_id == group.group_id))
+                if group.members:
+                    await conn.execute(
+                        members.insert(),
+                        [
+                            records.member_values(group.group_id, i, m)
+                            for i, m in enumerate(group.members)
+                        ],
+                    )
+        finally:
+            self._settings.changed(group_ids=[group.group_id])
 
     async def group_name_taken(self, name: str) -> bool:
         async with self._engine.connect() as conn:
@@ -292,8 +317,16 @@ class Store:
             return (await conn.execute(query)).first() is not None
 
     async def get_group(self, group_id: str) -> Group | None:
+        """Kept in memory between reads (settings_cache.py): every order reads its group."""
+        kept = self._settings.group(group_id)
+        if kept is not None:
+            return kept
+        generation = self._settings.generation
         async with self._engine.connect() as conn:
-            return await _load_group(conn, group_id)
+            group = await _load_group(conn, group_id)
+        if group is not None:
+            self._settings.keep_group(generation, group)
+        return group
 
     async def list_groups(
         self, *, after: str, limit: int, within: frozenset[str] | None = None
@@ -331,10 +364,15 @@ class Store:
         *,
         audit: AuditRecord | None = None,
         snapshots: dict[str, AccountSnapshot] | None = None,
+        earlier: Sequence[MasterOrder] = (),
     ) -> None:
         """The order, its allocation and its children: one transaction, before any ack; with
         `audit`, the audit record of the call that submitted it too (no commit of its own);
         with `snapshots`, the accounts' money read for its allocation, as their latest.
+
+        Events: one for each state in `earlier` (the states the order passed through before
+        its current one, oldest first), one for its current state, and one for each child
+        stored past PENDING (a child stored SENT has its SENT event in this transaction).
 
         Raises DuplicateClientOrderId (nothing written) when the caller already has an order
         under this client_order_id: the unique index decides, so two gateways' or two
@@ -347,20 +385,25 @@ class Store:
                     await locks.enter_async_context(self._access.audit_lock)
                     audit = self._access.numbered(audit)
                 await locks.enter_async_context(self._write_lock)
-                event = records.event_row(master_event(order), self._last_event + 1)
+                events = [
+                    *(master_event(m) for m in (*earlier, order)),
+                    *(child_event(c) for c in children if c.state is not ChildOrderState.PENDING),
+                ]
+                first_event = self._last_event + 1
+                event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
                 async with self._engine.begin() as conn:
                     await conn.execute(tables.master_orders.insert(), records.master_values(order))
                     await bulk.insert_rows(
                         conn, tables.child_orders, records.CHILD_COLUMNS, child_rows
                     )
                     await bulk.insert_rows(
-                        conn, tables.order_events, records.EVENT_COLUMNS, [event]
+                        conn, tables.order_events, records.EVENT_COLUMNS, event_rows
                     )
                     if audit is not None:
                         await conn.execute(tables.audit_records.insert(), audit_values(audit))
                     if snapshots:
                         await _save_snapshots(conn, snapshots)
-                self._last_event += 1
+                self._last_event += len(event_rows)
                 if audit is not None:
                     self._access.stored(audit)
         except IntegrityError:

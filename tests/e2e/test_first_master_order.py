@@ -45,7 +45,8 @@ async def test_master_order_fills_every_child_once_and_survives_a_restart(tmp_pa
             assert first.heartbeat_sequence == 0 and not first.batch.fills
 
             submitted = (await trading.SubmitMasterOrder(market_order(group.group_id))).master_order
-            assert submitted.state == order_pb2.MASTER_ORDER_STATE_ALLOCATED
+            # Stored with its children SENT before the answer: dispatching from the start.
+            assert submitted.state == order_pb2.MASTER_ORDER_STATE_DISPATCHING
             child_count = submitted.child_count
             assert child_count > 0
 

@@ -19,8 +19,9 @@ from tests.support import error_details, make_config
 
 @pytest.fixture
 async def slow_gateway(tmp_path: Path, database_url: str) -> AsyncIterator[RunningGateway]:
-    """50 ms per broker request and 4 requests in flight: a 40-account order takes ~0.5 s."""
-    config = make_config(tmp_path, database_url=database_url, latency_ms=50)
+    """200 ms per broker request and 4 requests in flight: a 40-account order takes ~2 s, and
+    the requests in flight when it is cancelled keep it open for up to 200 ms after."""
+    config = make_config(tmp_path, database_url=database_url, latency_ms=200)
     config = dataclasses.replace(
         config, engine=dataclasses.replace(config.engine, max_concurrency=4)
     )

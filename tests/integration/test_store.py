@@ -927,3 +927,40 @@ async def test_magic_numbers_go_up_and_then_fill_the_gaps_below_the_largest(
     await store.insert_group(top)
     # Nothing above the largest magic an MT4 terminal accepts: the lowest free one instead.
     assert await store.next_magic() == FIRST_MAGIC
+
+
+# -- settings kept in memory --------------------------------------------------------------------
+
+
+async def test_kept_groups_and_account_settings_follow_every_write(store: Store) -> None:
+    accounts = [account(i) for i in range(3)]
+    for a in accounts:
+        await store.insert_account(a)
+    original = group(accounts[:2])
+    await store.insert_group(original)
+    ids = [a.account_id for a in accounts]
+
+    first = await store.get_group(original.group_id)
+    assert first is not None and await store.get_group(original.group_id) is first  # kept
+    settings = await store.get_account_settings(ids)
+    assert set(settings) == set(ids)
+    assert all(s.snapshot is None for s in settings.values())  # money is read elsewhere
+    assert (await store.get_account_settings(ids[:1]))[ids[0]] is settings[ids[0]]
+
+    changed = dataclasses.replace(original, members=(GroupMember(account_id=ids[2]),))
+    await store.replace_group(changed)
+    assert repr(await store.get_group(original.group_id)) == repr(changed)
+
+    await store.rename_account(
+        ids[1], name="renamed", state=AccountState.DISABLED, updated_at=T0 + timedelta(hours=1)
+    )
+    renamed = (await store.get_account_settings(ids))[ids[1]]
+    assert (renamed.name, renamed.state) == ("renamed", AccountState.DISABLED)
+    assert (await store.get_accounts([ids[1]]))[ids[1]].name == "renamed"
+
+    # A write that fails leaves nothing stale behind either.
+    with pytest.raises(IntegrityError):
+        await store.rename_account(
+            ids[0], name="renamed", state=AccountState.ACTIVE, updated_at=T0 + timedelta(hours=2)
+        )
+    assert (await store.get_account_settings([ids[0]]))[ids[0]].name == accounts[0].name

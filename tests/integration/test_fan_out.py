@@ -1,0 +1,97 @@
+"""Fan-out: a 1,000-account master order is in flight at every terminal at once, one request
+per terminal, so it takes about one broker latency rather than a thousand of them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway._proto.mam.v1 import order_pb2, trading_service_pb2
+from gateway.api.server import RunningGateway, start_gateway
+from gateway.terminals.sim import SimTerminal
+from tests.conftest import Client, client_of
+from tests.integration.helpers import create_accounts, create_group, market_order
+from tests.support import make_config
+
+ACCOUNTS = 1_000
+# Long enough that every request can leave before the first one is answered: the gateway's
+# work before a request leaves is tens of microseconds per child.
+LATENCY_MS = 1_000
+
+
+@pytest.fixture
+async def slow_gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    config = make_config(tmp_path, latency_ms=LATENCY_MS)
+    config = dataclasses.replace(
+        config, engine=dataclasses.replace(config.engine, max_concurrency=ACCOUNTS)
+    )
+    running = await start_gateway(config)
+    try:
+        yield running
+    finally:
+        await running.stop(0.5)
+
+
+@pytest.fixture
+async def slow_client(slow_gateway: RunningGateway) -> AsyncIterator[Client]:
+    async with client_of(slow_gateway) as connected:
+        yield connected
+
+
+async def test_every_child_is_in_flight_at_once_one_per_terminal(
+    slow_client: Client, slow_gateway: RunningGateway
+) -> None:
+    client, gateway = slow_client, slow_gateway
+    batches = await asyncio.gather(
+        *(
+            create_accounts(
+                client.accounts,
+                ["10000"] * 50,
+                prefix=f"fan{start}",
+                first_login=80_000 + start,
+            )
+            for start in range(0, ACCOUNTS, 50)
+        )
+    )
+    accounts = [a for batch in batches for a in batch]
+    group = await create_group(client.accounts, accounts)
+    terminals = [gateway.registry.get(a.account_id) for a in accounts]
+    assert all(isinstance(t, SimTerminal) for t in terminals)
+    sims = [t for t in terminals if isinstance(t, SimTerminal)]
+
+    # Requests in flight over all terminals, sampled while the order executes.
+    peak = 0
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, sum(t.in_flight for t in sims))
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "10.00"))
+        await gateway.engine.wait_idle()
+    finally:
+        sampling = False
+        await sampler
+
+    stored = (
+        await client.trading.GetMasterOrder(
+            trading_service_pb2.GetMasterOrderRequest(
+                master_order_id=submitted.master_order.master_order_id
+            )
+        )
+    ).master_order
+    assert stored.state == order_pb2.MASTER_ORDER_STATE_FILLED
+    assert len(stored.children) == ACCOUNTS
+    assert all(c.state == order_pb2.CHILD_ORDER_STATE_FILLED for c in stored.children)
+    # Sequentially this order would take ACCOUNTS x LATENCY_MS: all its requests were out at
+    # one moment instead, and no terminal ever had two.
+    assert peak == ACCOUNTS
+    assert all(t.max_in_flight == 1 and t.requests_sent == 1 for t in sims)
