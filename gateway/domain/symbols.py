@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from gateway.domain.decimals import is_multiple_of
 
+_POINTS = {digits: Decimal(1).scaleb(-digits) for digits in range(16)}
+
 
 @dataclass(frozen=True, slots=True)
 class SymbolSpec:
@@ -28,7 +30,9 @@ class SymbolSpec:
 
     @property
     def point(self) -> Decimal:
-        return Decimal(1).scaleb(-self.digits)
+        # Asked for on every request: made once per number of digits.
+        point = _POINTS.get(self.digits)
+        return Decimal(1).scaleb(-self.digits) if point is None else point
 
     def __post_init__(self) -> None:
         if self.volume_step <= 0 or self.volume_min <= 0:
