@@ -38,12 +38,14 @@ class Deadlines:
     def _enter(self, guard: _Guard) -> None:
         loop = asyncio.get_running_loop()
         self._guards[guard] = loop.time() + self.seconds
-        if self._watcher is None:
+        watcher = self._watcher
+        # A watcher left behind by a loop that was closed under it watches nothing.
+        if watcher is None or watcher.get_loop() is not loop:
             self._watcher = loop.create_task(self._watch(), name="deadlines")
 
     async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            loop = asyncio.get_running_loop()
             while self._guards:
                 await asyncio.sleep(self._resolution_s)
                 now = loop.time()
@@ -56,7 +58,8 @@ class Deadlines:
                     del self._guards[guard]
                     guard.expire()
         finally:
-            self._watcher = None
+            if self._watcher is asyncio.current_task():
+                self._watcher = None
 
 
 class _Guard:

@@ -96,3 +96,22 @@ async def test_an_error_inside_the_block_passes_through() -> None:
 def test_a_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Deadlines(0)
+
+
+def test_deadlines_serve_one_event_loop_after_another() -> None:
+    deadlines = Deadlines(0.05)
+
+    async def leave_while_watched() -> None:
+        with deadlines.guard():
+            await asyncio.sleep(0)  # the watcher starts; this loop ends before it wakes
+
+    async def times_out() -> bool:
+        try:
+            with deadlines.guard():
+                await asyncio.sleep(10)
+        except TimeoutError:
+            return True
+        return False
+
+    asyncio.run(leave_while_watched())
+    assert asyncio.run(times_out())
