@@ -21,6 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from gateway.domain import retcodes
+from gateway.domain.field_copies import copier
 from gateway.domain.fills import Fill
 from gateway.domain.ids import new_id
 from gateway.domain.orders import (
@@ -204,6 +205,7 @@ class Dispatcher:
         last_retcode = 0
         # The price of the first request: retries stay within the deviation of it.
         first_price: Decimal | None = None
+        first_request = child.attempts == 0
         while attempts < self._settings.max_attempts:
             if (halt := self._halt(master, child)) is not None:
                 return self._cancelled(child, attempts, halt), None
@@ -245,6 +247,8 @@ class Dispatcher:
                 take_profit=None if child.closes_child_order_id else master.spec.take_profit,
                 filling=filling,
             )
+            if first_request:
+                child, first_request = _leaving(child, self._clock()), False
             try:
                 with self._deadlines.guard():
                     result = await terminal.send(request)
@@ -331,6 +335,7 @@ class Dispatcher:
             child, outcome = await self._settle_placement(terminal, child, known, point, attempts)
             if outcome is not None:
                 return outcome
+        first_request = child.attempts == 0
         last_text = ""
         last_retcode = 0
         while attempts < self._settings.max_attempts:
@@ -353,6 +358,8 @@ class Dispatcher:
                 expires_at=spec.expire_time,
                 filling=spec.filling_policy,
             )
+            if first_request:
+                child, first_request = _leaving(child, self._clock()), False
             try:
                 with self._deadlines.guard():
                     result = await terminal.send(request)
@@ -697,3 +704,13 @@ class Dispatcher:
             executed_at=executed_at,
         )
         return updated, fill
+
+
+_copy_child = copier(ChildOrder)
+
+
+def _leaving(child: ChildOrder, at: datetime) -> ChildOrder:
+    """The child as its first request leaves: its sent time is that moment. (It was stored
+    SENT with its master order, before any request left, so that a crash from then on has it
+    searched for by tag; the request itself may leave much later in a large fan-out.)"""
+    return _copy_child(child, {"sent_at": at})

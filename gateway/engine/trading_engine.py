@@ -186,7 +186,8 @@ class TradingEngine:
         now = self._clock()
         master_order_id = new_id("mo")
         # Stored as SENT (created PENDING and sent, both now) before the first request leaves:
-        # after a crash each is searched for by its tag before anything is resent.
+        # after a crash each is searched for by its tag before anything is resent. Its sent
+        # time is the moment its request leaves (the dispatcher's), none until then.
         children = [
             ChildOrder(
                 child_order_id=(child_id := new_id("ch")),
@@ -200,7 +201,6 @@ class TradingEngine:
                 magic=planned.group.magic,
                 created_at=now,
                 updated_at=now,
-                sent_at=now,
             )
             for line in allocation.lines
             for volume in line.child_volumes
@@ -309,7 +309,6 @@ class TradingEngine:
                 magic=opened.magic,
                 created_at=now,
                 updated_at=now,
-                sent_at=now,
                 # Hedging: close that very position; netting: an opposite deal reduces it.
                 position_ticket=(
                     by_child[line.account_id].position_ticket

@@ -95,3 +95,12 @@ async def test_every_child_is_in_flight_at_once_one_per_terminal(
     # one moment instead, and no terminal ever had two.
     assert peak == ACCOUNTS
     assert all(t.max_in_flight == 1 and t.requests_sent == 1 for t in sims)
+    # Each child's sent time is its request leaving, and its deal executed one latency later
+    # at the broker (the simulated broker executes as of arrival): the times are the requests'
+    # own, not the order's.
+    latency_ns = LATENCY_MS * 1_000_000
+    for child in stored.children:
+        sent, filled = child.sent_time.ToNanoseconds(), child.fill_time.ToNanoseconds()
+        assert sent > 0 and 0 <= filled - sent - latency_ns < 50_000_000
+    sent_times = sorted(c.sent_time.ToNanoseconds() for c in stored.children)
+    assert sent_times[-1] - sent_times[0] < latency_ns  # all out before the first answer

@@ -780,14 +780,16 @@ type ChildOrder struct {
 	// Fill price minus requested price, in points, signed so that positive is worse.
 	SlippagePoints string `protobuf:"bytes,12,opt,name=slippage_points,json=slippagePoints,proto3" json:"slippage_points,omitempty"`
 	// The broker's return code (MT5 values; MT4 codes mapped) of the last attempt.
-	Retcode           int32                  `protobuf:"varint,13,opt,name=retcode,proto3" json:"retcode,omitempty"`
-	StatusText        string                 `protobuf:"bytes,14,opt,name=status_text,json=statusText,proto3" json:"status_text,omitempty"`
-	BrokerOrderTicket int64                  `protobuf:"varint,15,opt,name=broker_order_ticket,json=brokerOrderTicket,proto3" json:"broker_order_ticket,omitempty"`
-	BrokerDealTicket  int64                  `protobuf:"varint,16,opt,name=broker_deal_ticket,json=brokerDealTicket,proto3" json:"broker_deal_ticket,omitempty"`
-	PositionTicket    int64                  `protobuf:"varint,17,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
-	Attempts          int32                  `protobuf:"varint,18,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	SentTime          *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=sent_time,json=sentTime,proto3" json:"sent_time,omitempty"`
-	FillTime          *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=fill_time,json=fillTime,proto3" json:"fill_time,omitempty"`
+	Retcode           int32  `protobuf:"varint,13,opt,name=retcode,proto3" json:"retcode,omitempty"`
+	StatusText        string `protobuf:"bytes,14,opt,name=status_text,json=statusText,proto3" json:"status_text,omitempty"`
+	BrokerOrderTicket int64  `protobuf:"varint,15,opt,name=broker_order_ticket,json=brokerOrderTicket,proto3" json:"broker_order_ticket,omitempty"`
+	BrokerDealTicket  int64  `protobuf:"varint,16,opt,name=broker_deal_ticket,json=brokerDealTicket,proto3" json:"broker_deal_ticket,omitempty"`
+	PositionTicket    int64  `protobuf:"varint,17,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
+	Attempts          int32  `protobuf:"varint,18,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// When the child's first request left the gateway; unset while none has (a child cancelled
+	// before its request left never has one).
+	SentTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=sent_time,json=sentTime,proto3" json:"sent_time,omitempty"`
+	FillTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=fill_time,json=fillTime,proto3" json:"fill_time,omitempty"`
 	// Set on a closing child order: the opening child order whose position it closes.
 	ClosesChildOrderId string `protobuf:"bytes,21,opt,name=closes_child_order_id,json=closesChildOrderId,proto3" json:"closes_child_order_id,omitempty"`
 	unknownFields      protoimpl.UnknownFields

@@ -494,7 +494,11 @@ class ChildOrder(_message.Message):
     closes_child_order_id: _builtins.str
     """Set on a closing child order: the opening child order whose position it closes."""
     @_builtins.property
-    def sent_time(self) -> _timestamp_pb2.Timestamp: ...
+    def sent_time(self) -> _timestamp_pb2.Timestamp:
+        """When the child's first request left the gateway; unset while none has (a child cancelled
+        before its request left never has one).
+        """
+
     @_builtins.property
     def fill_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(

@@ -501,6 +501,10 @@ export interface ChildOrder {
   brokerDealTicket: bigint;
   positionTicket: bigint;
   attempts: number;
+  /**
+   * When the child's first request left the gateway; unset while none has (a child cancelled
+   * before its request left never has one).
+   */
   sentTime: Date | undefined;
   fillTime:
     | Date
