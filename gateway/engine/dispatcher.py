@@ -116,14 +116,17 @@ class Dispatcher:
         *,
         reconcile_first: frozenset[str] = frozenset(),
         known_deals: Mapping[str, Collection[int]] | None = None,
+        points: Mapping[str, Decimal] | None = None,
     ) -> None:
         """Executes every child concurrently; returns when each has a recorded outcome.
 
         Children in `reconcile_first` may have reached their broker in an earlier run: each is
         searched for by its tag, and sent only if provably absent. `known_deals`: per child, the
-        deal tickets its stored fills already hold (never taken in twice).
+        deal tickets its stored fills already hold (never taken in twice). `points`: per
+        account, the point of its symbol if already known (else its terminal is asked).
         """
         known_deals = known_deals or {}
+        points = points or {}
         ordered = list(children)
         # Fairness: a per-order shuffle, seeded by the order id, so no account is always last.
         random.Random(master.master_order_id).shuffle(ordered)
@@ -134,17 +137,23 @@ class Dispatcher:
                     child,
                     child.child_order_id in reconcile_first,
                     set(known_deals.get(child.child_order_id, ())),
+                    points.get(child.account_id),
                 )
                 for child in ordered
             )
         )
 
     async def _execute(
-        self, master: MasterOrder, child: ChildOrder, reconcile: bool, known: set[int]
+        self,
+        master: MasterOrder,
+        child: ChildOrder,
+        reconcile: bool,
+        known: set[int],
+        point: Decimal | None,
     ) -> None:
         try:
             async with self._slots, self._registry.lock(child.account_id):
-                outcome, fill = await self._trade(master, child, reconcile, known)
+                outcome, fill = await self._trade(master, child, reconcile, known, point)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug must not leave the child without an outcome
@@ -167,9 +176,15 @@ class Dispatcher:
         )
 
     async def _trade(
-        self, master: MasterOrder, child: ChildOrder, reconcile: bool, known: set[int]
+        self,
+        master: MasterOrder,
+        child: ChildOrder,
+        reconcile: bool,
+        known: set[int],
+        point: Decimal | None,
     ) -> tuple[ChildOrder, Fill | None]:
-        """Executes one child to its outcome. `known`: the deal tickets of its stored fills.
+        """Executes one child to its outcome. `known`: the deal tickets of its stored fills;
+        `point`: its symbol's point, if known (else its terminal is asked).
 
         A partial fill is stored at once and the rest sent again (a resting RETURN remainder is
         removed first), so the child's volume is what its deals add up to, each deal one fill.
@@ -185,7 +200,8 @@ class Dispatcher:
                 None,
             )
         deviation = master.spec.max_deviation_points or self._settings.default_deviation_points
-        point = (await terminal.symbol_spec(child.symbol)).point
+        if point is None:
+            point = (await terminal.symbol_spec(child.symbol)).point
         if master.spec.order_type is not OrderType.MARKET and not child.closes_child_order_id:
             return await self._place(master, child, terminal, reconcile, known, point)
         filling = master.spec.filling_policy

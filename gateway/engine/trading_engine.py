@@ -102,6 +102,9 @@ class _Planned:
     group: Group
     allocation: Allocation
     snapshots: dict[str, AccountSnapshot]
+    # Each account's point on its broker symbol, as read for the allocation: the dispatcher
+    # need not ask each terminal again (a round trip per child over a remote worker).
+    points: dict[str, Decimal]
 
 
 class TradingEngine:
@@ -236,7 +239,7 @@ class TradingEngine:
             )
         except DuplicateClientOrderId as duplicate:
             return _replay(duplicate.existing, spec)
-        self._start(master, children)
+        self._start(master, children, planned.points)
         return Submission(master, audited=audit is not None)
 
     async def close(
@@ -350,7 +353,7 @@ class TradingEngine:
             await self._store.insert_master_order(master, closing_children, earlier=[allocated])
         except DuplicateClientOrderId as duplicate:
             return _replay_close(duplicate.existing, master_order_id, fraction, volume)
-        self._start(master, closing_children)
+        self._start(master, closing_children, {p.child.account_id: p.spec.point for p in positions})
         return Submission(master)
 
     async def flatten(
@@ -653,7 +656,8 @@ class TradingEngine:
                 master_symbol=symbol,
                 at=now,
             )
-        return _Planned(group, allocation, snapshots)
+        points = {a: r.spec.point for a, r in readings.items() if r.spec is not None}
+        return _Planned(group, allocation, snapshots, points)
 
     def _check_volume(self, spec: MasterOrderSpec, symbol: SymbolSpec) -> None:
         problem = None
@@ -710,13 +714,16 @@ class TradingEngine:
 
         return dict(await asyncio.gather(*(read(a) for a in accounts)))
 
-    def _start(self, master: MasterOrder, children: list[ChildOrder]) -> None:
+    def _start(
+        self, master: MasterOrder, children: list[ChildOrder], points: Mapping[str, Decimal]
+    ) -> None:
         """Dispatches a master order just stored by this process (DISPATCHING, its children
         SENT and none sent yet). Tracked before this returns, so a cancellation arriving
         right after the acknowledgement finds it; announced from the task, once the caller
-        has followed the order (a StreamMasterOrders reader follows it on the return)."""
+        has followed the order (a StreamMasterOrders reader follows it on the return).
+        `points`: each account's point on its symbol, as read for the order."""
         progress = self._recorder.track(master, children)
-        self._spawn(self._dispatch(progress, children, frozenset(), announce=True))
+        self._spawn(self._dispatch(progress, children, frozenset(), announce=True, points=points))
 
     async def _execute(self, master: MasterOrder, children: list[ChildOrder]) -> None:
         """Resumes a master order an earlier run left unfinished."""
@@ -730,6 +737,7 @@ class TradingEngine:
         maybe_sent: frozenset[str],
         *,
         announce: bool = False,
+        points: Mapping[str, Decimal] | None = None,
     ) -> None:
         master = progress.master
         if announce:
@@ -750,7 +758,11 @@ class TradingEngine:
         try:
             if to_dispatch:
                 await self._dispatcher.dispatch(
-                    master, to_dispatch, reconcile_first=maybe_sent, known_deals=known_deals
+                    master,
+                    to_dispatch,
+                    reconcile_first=maybe_sent,
+                    known_deals=known_deals,
+                    points=points,
                 )
         finally:
             self._dispatcher.forget(master.master_order_id)

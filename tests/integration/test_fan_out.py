@@ -104,3 +104,32 @@ async def test_every_child_is_in_flight_at_once_one_per_terminal(
         assert sent > 0 and 0 <= filled - sent - latency_ns < 50_000_000
     sent_times = sorted(c.sent_time.ToNanoseconds() for c in stored.children)
     assert sent_times[-1] - sent_times[0] < latency_ns  # all out before the first answer
+
+
+async def test_each_terminal_is_asked_its_symbol_once_per_order(
+    client: Client, gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec read for the allocation serves the dispatch: over a remote worker each extra
+    question is a round trip before the child's request can leave."""
+    accounts = await create_accounts(client.accounts, ["10000", "20000", "30000", "40000"])
+    group = await create_group(client.accounts, accounts)
+    asked: list[str] = []
+    original = SimTerminal.symbol_spec
+
+    async def counted(self: SimTerminal, symbol: str) -> object:
+        asked.append(symbol)
+        return await original(self, symbol)
+
+    monkeypatch.setattr(SimTerminal, "symbol_spec", counted)
+    submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "1.00"))
+    await gateway.engine.wait_idle()
+    stored = (
+        await client.trading.GetMasterOrder(
+            trading_service_pb2.GetMasterOrderRequest(
+                master_order_id=submitted.master_order.master_order_id
+            )
+        )
+    ).master_order
+    assert stored.state == order_pb2.MASTER_ORDER_STATE_FILLED
+    assert stored.child_count == len(accounts)
+    assert asked == ["EURUSD"] * len(accounts)  # the allocation's reads, and no more
