@@ -23,7 +23,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import allocation, e2e, floor, memory, report, soak, store, subscribers, sustained
+from bench import (
+    allocation,
+    e2e,
+    floor,
+    memory,
+    remote,
+    report,
+    soak,
+    store,
+    subscribers,
+    sustained,
+)
 from bench.common import FULL, ROOT, SMOKE, RunContext, machine
 from bench.gateway_process import GatewayProcess
 
@@ -34,6 +45,7 @@ SCENARIOS: dict[str, Scenario] = {
     "allocation": allocation.run,
     "store": store.run,
     "e2e": e2e.run,  # also yields "baseline"
+    "remote": remote.run,
     "sustained": sustained.run,
     "subscribers": subscribers.run,
     "memory": memory.run,

@@ -36,6 +36,11 @@ class Sizes:
     # end to end: (accounts, orders per latency)
     e2e: tuple[tuple[int, int], ...]
     latencies_ms: tuple[int, ...]
+    # remote workers: the e2e order over mam-worker processes (accounts spread over workers)
+    remote_accounts: int
+    remote_workers: int
+    remote_orders: int
+    remote_latencies_ms: tuple[int, ...]
     # sequential baseline: accounts traded one by one (a sample), for the largest e2e size
     baseline_sample: int
     baseline_accounts: int
@@ -65,6 +70,10 @@ FULL = Sizes(
     allocation_sizes=(10, 100, 1_000, 10_000),
     e2e=((1, 30), (100, 15), (1_000, 10), (5_000, 3)),
     latencies_ms=(0, 50),
+    remote_accounts=1_000,
+    remote_workers=2,
+    remote_orders=10,
+    remote_latencies_ms=(0, 50),
     baseline_sample=20,
     baseline_accounts=1_000,
     sustained_seconds=60.0,
@@ -89,6 +98,10 @@ SMOKE = Sizes(
     allocation_sizes=(10, 100),
     e2e=((5, 2),),
     latencies_ms=(0, 50),
+    remote_accounts=6,
+    remote_workers=2,
+    remote_orders=2,
+    remote_latencies_ms=(0,),
     baseline_sample=3,
     baseline_accounts=5,
     sustained_seconds=1.5,

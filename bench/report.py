@@ -237,6 +237,28 @@ def render(results: dict[str, Any]) -> str:
             f"  {baseline['summary']}",
         ]
         lines.append(f"  method: {baseline['method']}")
+    if "remote" in scenarios:
+        lines += [
+            "",
+            "REMOTE WORKERS (the same order over mam-worker processes: every terminal call a "
+            "command on WorkerService.Connect)",
+            "  accounts workers latency  orders    p50 ms    p99 ms    ack p50   skew p50  "
+            "skew p99  gw CPU ms  wk CPU ms  fills",
+        ]
+        for row in scenarios["remote"]["rows"]:
+            total, skew = row["submit_to_last_fill"], row["dispatch_skew"]
+            lines.append(
+                f"  {row['accounts']:>8,} {row['workers']:>7} {row['latency_ms']:>5} ms "
+                f"{row['orders']:>7} {_ms(total['median_ms']):>9} {_ms(total['p99_ms']):>9} "
+                f"{_ms(row['ack']['median_ms']):>10} {_ms(skew['median_ms']):>10} "
+                f"{_ms(skew['p99_ms']):>9} {_ms(row['gateway_cpu_ms_per_order']):>10} "
+                f"{_ms(row['workers_cpu_ms_per_order']):>10}  "
+                f"{'all' if row['all_fills_received'] else 'MISSING'}"
+            )
+        lines.append(
+            "  gw / wk CPU ms = CPU time of the gateway / of all workers per timed order; "
+            "terminals simulated in the workers (one broker each)"
+        )
     if "sustained" in scenarios:
         lines += ["", "SUSTAINED (master orders kept in flight; fills durable and streamed)"]
         for backend, row in scenarios["sustained"]["rows"].items():

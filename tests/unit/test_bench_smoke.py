@@ -23,6 +23,7 @@ SCENARIOS = (
     "store",
     "e2e",
     "baseline",
+    "remote",
     "sustained",
     "subscribers",
     "memory",
@@ -90,6 +91,15 @@ def test_the_main_figures_are_measured(report: dict[str, Any]) -> None:
         assert row["dispatch_skew"]["samples"] == row["orders"]
     assert {row["latency_ms"] for row in s["e2e"]["rows"]} == {0, 50}
     assert s["baseline"]["sequential_ms"] > 0
+    assert s["remote"]["rows"]
+    for row in s["remote"]["rows"]:
+        assert row["workers"] >= 2
+        assert row["submit_to_last_fill"]["median_ms"] > 0
+        assert row["dispatch_skew"]["samples"] == row["orders"]
+        assert row["all_fills_received"]
+        assert row["fills_received"] == row["accounts"] * (row["orders"] + 1)
+        assert row["gateway_cpu_ms_per_order"] >= 0
+        assert row["workers_cpu_ms_per_order"] >= 0
     assert s["sustained"]["rows"]["sqlite"]["fills_per_s"] > 0
     assert s["sustained"]["rows"]["sqlite"]["gateway_memory"]["rss_mb"] > 0
     assert s["subscribers"]["replay"]["fills_per_s"] > 0
