@@ -48,7 +48,7 @@ from gateway.terminals.remote import (
     WorkerHub,
     WorkerSession,
 )
-from gateway.terminals.remote.worker_hub import utc_now
+from gateway.terminals.remote.worker_hub import OutgoingCommand, utc_now
 from gateway.worker import wire
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ Context = Any
 
 # A connection that says nothing is not kept waiting for its hello.
 HELLO_TIMEOUT_S = 10.0
+# Commands in one CommandBatch at most (≈200 bytes each: far below any message size limit).
+MAX_BATCH = 1_000
 # A worker silent for this many heartbeat intervals is dropped.
 MISSED_HEARTBEATS = 3
 # ListTerminals asks each terminal inside the gateway for its health, at most this long.
@@ -110,13 +112,13 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     continue
                 if outgoing is None:
                     break
+                # What else is waiting goes in the same message, to a worker that reads them.
+                more = session.more_commands(MAX_BATCH - 1) if hello.accepts_command_batches else []
+                if not more:
+                    yield pb.ConnectResponse(command=_command(outgoing))
+                    continue
                 yield pb.ConnectResponse(
-                    command=wire.command_to_proto(
-                        outgoing.command_id,
-                        outgoing.account_id,
-                        outgoing.login,
-                        outgoing.command,
-                    )
+                    commands=pb.CommandBatch(commands=[_command(c) for c in (outgoing, *more)])
                 )
         finally:
             reader.cancel()
@@ -147,7 +149,9 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     def _welcome(self) -> pb.WorkerWelcome:
         interval = duration_pb2.Duration()
         interval.FromMilliseconds(int(self._interval_s * 1000))
-        return pb.WorkerWelcome(time=timestamp(self._now()), heartbeat_interval=interval)
+        return pb.WorkerWelcome(
+            time=timestamp(self._now()), heartbeat_interval=interval, accepts_result_batches=True
+        )
 
     async def _read(
         self, session: WorkerSession, incoming: AsyncIterator[pb.ConnectRequest]
@@ -164,6 +168,9 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 kind = message.WhichOneof("message")
                 if kind == "result":
                     _deliver(session, message.result)
+                elif kind == "results":
+                    for result in message.results.results:
+                        _deliver(session, result)
                 elif kind != "heartbeat":
                     log.warning("worker %s sent an unexpected %s", session.worker_id, kind)
         except TimeoutError:
@@ -174,6 +181,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             raise
         except Exception as error:  # the stream broke (reset, cancelled by the peer)
             self._hub.disconnect(session, DropReason.STREAM_FAILED, type(error).__name__)
+
+
+def _command(outgoing: OutgoingCommand) -> pb.TerminalCommand:
+    return wire.command_to_proto(
+        outgoing.command_id, outgoing.account_id, outgoing.login, outgoing.command
+    )
 
 
 def _deliver(session: WorkerSession, result: pb.CommandResult) -> None:

@@ -36,6 +36,8 @@ EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 # The gateway is taken for gone after this many heartbeat intervals without a message.
 MISSED_HEARTBEATS = 3
 DEFAULT_HEARTBEAT_S = 5.0
+# Results in one ResultBatch at most.
+MAX_RESULT_BATCH = 1_000
 # Answers the gateway gives that no reconnection changes: the configuration must.
 FATAL_CODES = frozenset(
     {
@@ -84,7 +86,11 @@ class TerminalWorker:
         *,
         on_connected: Callable[[], None] | None = None,
         channel_factory: Callable[[WorkerConfig], grpc.aio.Channel] = open_channel,
+        batches: bool = True,
     ) -> None:
+        """`batches`: read CommandBatch messages (said in the hello) and write ResultBatch ones
+        to a gateway that reads them (said in its welcome); off, one command or result a
+        message, as workers before batches did."""
         self._config = config
         self._terminals = dict(terminals)
         self._locks = {login: asyncio.Lock() for login in self._terminals}
@@ -96,13 +102,20 @@ class TerminalWorker:
                 if entry.login in self._terminals
             ),
             version=_version(),
+            accepts_command_batches=batches,
         )
+        self._batches = batches
         self._on_connected = on_connected
         self._channel_factory = channel_factory
         self._running: set[asyncio.Task[None]] = set()
         self._welcomed = False
-        # Streams that got a welcome, for tests and logs.
+        # Streams that got a welcome, commands received and the messages they came in, results
+        # written and the messages they went in: for tests and logs.
         self.sessions = 0
+        self.commands_received = 0
+        self.command_messages = 0
+        self.results_written = 0
+        self.result_messages = 0
 
     async def run(self) -> None:
         """Serves until cancelled, reconnecting after every drop with an exponential backoff
@@ -144,18 +157,19 @@ class TerminalWorker:
                 if first is EOF or first.WhichOneof("message") != "welcome":
                     raise ConnectionError("the gateway answered the hello without a welcome")
                 interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds()
-                await self._connected(call, interval or DEFAULT_HEARTBEAT_S)
+                batches = self._batches and first.welcome.accepts_result_batches
+                await self._connected(call, interval or DEFAULT_HEARTBEAT_S, batches)
             finally:
                 call.cancel()
 
-    async def _connected(self, call: Any, interval_s: float) -> None:
+    async def _connected(self, call: Any, interval_s: float, batches: bool) -> None:
         self._welcomed = True
         self.sessions += 1
         log.info("connected to %s as worker %s", self._config.gateway, self._config.worker_id)
         if self._on_connected is not None:
             self._on_connected()
         outbox: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
-        writer = asyncio.create_task(_write(call, outbox))
+        writer = asyncio.create_task(self._write(call, outbox, batches))
         beating = asyncio.create_task(_heartbeat(outbox, interval_s))
         try:
             while True:
@@ -163,8 +177,15 @@ class TerminalWorker:
                     message = await call.read()
                 if message is EOF:
                     return
-                if message.WhichOneof("message") == "command":
+                kind = message.WhichOneof("message")
+                if kind == "command":
+                    self.command_messages += 1
                     self._start(message.command, outbox)
+                elif kind == "commands":
+                    # In the order given: each terminal's lock is taken in that order.
+                    self.command_messages += 1
+                    for command in message.commands.commands:
+                        self._start(command, outbox)
         finally:
             for task in (writer, beating):
                 task.cancel()
@@ -172,6 +193,7 @@ class TerminalWorker:
 
     def _start(self, command: pb.TerminalCommand, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
         # Tasks outlive the stream: a send in progress finishes even if the stream drops.
+        self.commands_received += 1
         task = asyncio.create_task(self._execute(command, outbox))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -217,12 +239,41 @@ class TerminalWorker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def _write(
+        self, call: Any, outbox: asyncio.Queue[pb.ConnectRequest], batches: bool
+    ) -> None:
+        # One writer: grpc.aio allows a single write in progress per stream. With batches,
+        # the results waiting when it is free go in one message.
+        with contextlib.suppress(
+            grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError
+        ):
+            while True:
+                message = await outbox.get()
+                if batches and message.WhichOneof("message") == "result":
+                    message = _with_waiting_results(message, outbox)
+                    self.results_written += (
+                        len(message.results.results) if message.HasField("results") else 1
+                    )
+                    self.result_messages += 1
+                elif message.WhichOneof("message") == "result":
+                    self.results_written += 1
+                    self.result_messages += 1
+                await call.write(message)
 
-async def _write(call: Any, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
-    # One writer: grpc.aio allows a single write in progress per stream.
-    with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-        while True:
-            await call.write(await outbox.get())
+
+def _with_waiting_results(
+    first: pb.ConnectRequest, outbox: asyncio.Queue[pb.ConnectRequest]
+) -> pb.ConnectRequest:
+    """`first` (a result) and the results waiting behind it, as one message. A heartbeat
+    among them is dropped: the results say as much."""
+    results = [first.result]
+    while len(results) < MAX_RESULT_BATCH and not outbox.empty():
+        waiting = outbox.get_nowait()
+        if waiting.WhichOneof("message") == "result":
+            results.append(waiting.result)
+    if len(results) == 1:
+        return first
+    return pb.ConnectRequest(results=pb.ResultBatch(results=results))
 
 
 async def _heartbeat(outbox: asyncio.Queue[pb.ConnectRequest], interval_s: float) -> None:

@@ -560,6 +560,8 @@ class Hello:
     worker_id: str
     terminals: tuple[HostedTerminal, ...]
     version: str = ""
+    # The worker reads several commands in one message (CommandBatch).
+    accepts_command_batches: bool = False
 
 
 def hello_to_proto(hello: Hello, token: str) -> pb.WorkerHello:
@@ -567,6 +569,7 @@ def hello_to_proto(hello: Hello, token: str) -> pb.WorkerHello:
         worker_id=hello.worker_id,
         token=token,
         version=hello.version,
+        accepts_command_batches=hello.accepts_command_batches,
         terminals=[
             pb.HostedTerminal(
                 login=t.login.login,
@@ -614,4 +617,9 @@ def hello_from_proto(message: pb.WorkerHello, path: str = "hello") -> Hello:
         terminals.append(HostedTerminal(login, platform, terminal.backend[:40]))
     if violations:
         raise InvalidArgument(violations)
-    return Hello(worker_id, tuple(terminals), message.version[:100])
+    return Hello(
+        worker_id,
+        tuple(terminals),
+        message.version[:100],
+        accepts_command_batches=message.accepts_command_batches,
+    )

@@ -143,6 +143,7 @@ class Worker:
         *,
         worker_id: str = "win-1",
         token: str = TOKEN,
+        batches: bool = True,
     ) -> None:
         config = WorkerConfig(
             worker_id=worker_id,
@@ -153,7 +154,9 @@ class Worker:
             reconnect_max_seconds=0.2,
         )
         self.connected = asyncio.Event()
-        self.worker = TerminalWorker(config, broker.terminals, on_connected=self.connected.set)
+        self.worker = TerminalWorker(
+            config, broker.terminals, on_connected=self.connected.set, batches=batches
+        )
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> Worker:
@@ -354,6 +357,46 @@ async def test_a_master_order_over_remote_accounts_fills_each_child_once(
     for child in got.master_order.children:
         deals = broker.deals_by_tag(logins_by_account[child.account_id], child.tag)
         assert deals == [Decimal("0.10")], child.tag
+
+
+@pytest.mark.parametrize("batches", [True, False], ids=["batches", "one-a-message"])
+async def test_a_fan_out_travels_in_batches_to_a_worker_that_reads_them(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker], batches: bool
+) -> None:
+    """Commands waiting together go in one message, and results too; a worker without
+    batches (as before them) gets and sends one a message, and trades the same."""
+    logins = [FIRST_LOGIN + i for i in range(40)]
+    broker = Broker(logins)
+    worker = await Worker(gateway, broker, batches=batches).start()
+    workers.append(worker)
+    group = await create_group(
+        account_service_pb2_grpc.AccountServiceStub(channel), await _accounts(channel, logins)
+    )
+    trading = trading_service_pb2_grpc.TradingServiceStub(channel)
+    before = worker.worker.commands_received, worker.worker.command_messages
+    submitted = await trading.SubmitMasterOrder(market_order(group.group_id, "4.00"))
+    await gateway.engine.wait_idle()
+    got = await trading.GetMasterOrder(
+        trading_service_pb2.GetMasterOrderRequest(
+            master_order_id=submitted.master_order.master_order_id
+        )
+    )
+    assert got.master_order.state == order_pb2.MASTER_ORDER_STATE_FILLED
+    logins_by_account = {a.account_id: a.login for a in await _listed_accounts(channel)}
+    for child in got.master_order.children:
+        deals = broker.deals_by_tag(logins_by_account[child.account_id], child.tag)
+        assert deals == [Decimal("0.10")], child.tag
+    stats = worker.worker
+    commands = stats.commands_received - before[0]
+    messages = stats.command_messages - before[1]
+    assert commands >= 3 * len(logins)  # an account read, a quote and a send each
+    if batches:
+        # 40 quotes asked at once arrive in a message or a few, not in 40.
+        assert messages <= commands // 4
+        assert stats.result_messages < stats.results_written
+    else:
+        assert messages == commands
+        assert stats.result_messages == stats.results_written
 
 
 async def _listed_accounts(channel: grpc.aio.Channel) -> list[account_pb2.Account]:

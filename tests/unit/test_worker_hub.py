@@ -121,3 +121,28 @@ async def test_health_tells_each_worker_and_whether_every_remote_account_is_reac
     assert hub.health()[REMOTE_TERMINALS_HEALTH]
     view = hub.view(A)
     assert (view.worker_id, view.backend, view.connected) == ("w", "sim", False)
+
+
+async def test_commands_waiting_together_are_taken_together_and_the_end_stays_last() -> None:
+    hub = WorkerHub()
+    session = hub.connect("w", hosting(A, B))
+    calls = [
+        asyncio.create_task(RemoteTerminal(f"acc-{i}", login, hub).health())
+        for i, login in enumerate((A, B, A))
+    ]
+    await asyncio.sleep(0)  # every call is queued
+    abandoned = calls.pop(1)
+    abandoned.cancel()
+    await asyncio.gather(abandoned, return_exceptions=True)
+    first = await next_command(session)
+    more = session.more_commands(10)
+    # The abandoned call's command is never written.
+    assert [first.account_id, *(c.account_id for c in more)] == ["acc-0", "acc-2"]
+    assert session.more_commands(10) == []
+
+    late = asyncio.create_task(RemoteTerminal("acc-3", B, hub).health())
+    await asyncio.sleep(0)
+    hub.disconnect(session, DropReason.STREAM_FAILED, "reset")
+    assert session.more_commands(10) == []  # the session ended: nothing more to write...
+    assert await session.next_command() is None  # ...and the end is still seen
+    await asyncio.gather(*calls, late, return_exceptions=True)

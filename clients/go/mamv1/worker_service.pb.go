@@ -212,6 +212,7 @@ type ConnectRequest struct {
 	//	*ConnectRequest_Hello
 	//	*ConnectRequest_Heartbeat
 	//	*ConnectRequest_Result
+	//	*ConnectRequest_Results
 	Message       isConnectRequest_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -281,6 +282,15 @@ func (x *ConnectRequest) GetResult() *CommandResult {
 	return nil
 }
 
+func (x *ConnectRequest) GetResults() *ResultBatch {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectRequest_Results); ok {
+			return x.Results
+		}
+	}
+	return nil
+}
+
 type isConnectRequest_Message interface {
 	isConnectRequest_Message()
 }
@@ -298,11 +308,18 @@ type ConnectRequest_Result struct {
 	Result *CommandResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
 }
 
+type ConnectRequest_Results struct {
+	// Several results, each as a `result` would carry it (to a gateway accepting batches).
+	Results *ResultBatch `protobuf:"bytes,4,opt,name=results,proto3,oneof"`
+}
+
 func (*ConnectRequest_Hello) isConnectRequest_Message() {}
 
 func (*ConnectRequest_Heartbeat) isConnectRequest_Message() {}
 
 func (*ConnectRequest_Result) isConnectRequest_Message() {}
+
+func (*ConnectRequest_Results) isConnectRequest_Message() {}
 
 type ConnectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -313,6 +330,7 @@ type ConnectResponse struct {
 	//	*ConnectResponse_Welcome
 	//	*ConnectResponse_Heartbeat
 	//	*ConnectResponse_Command
+	//	*ConnectResponse_Commands
 	Message       isConnectResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -382,6 +400,15 @@ func (x *ConnectResponse) GetCommand() *TerminalCommand {
 	return nil
 }
 
+func (x *ConnectResponse) GetCommands() *CommandBatch {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectResponse_Commands); ok {
+			return x.Commands
+		}
+	}
+	return nil
+}
+
 type isConnectResponse_Message interface {
 	isConnectResponse_Message()
 }
@@ -399,11 +426,18 @@ type ConnectResponse_Command struct {
 	Command *TerminalCommand `protobuf:"bytes,3,opt,name=command,proto3,oneof"`
 }
 
+type ConnectResponse_Commands struct {
+	// Several commands, each as a `command` would carry it (to a worker accepting batches).
+	Commands *CommandBatch `protobuf:"bytes,4,opt,name=commands,proto3,oneof"`
+}
+
 func (*ConnectResponse_Welcome) isConnectResponse_Message() {}
 
 func (*ConnectResponse_Heartbeat) isConnectResponse_Message() {}
 
 func (*ConnectResponse_Command) isConnectResponse_Message() {}
+
+func (*ConnectResponse_Commands) isConnectResponse_Message() {}
 
 type WorkerHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -414,9 +448,11 @@ type WorkerHello struct {
 	// The terminals the worker hosts; each login and server at most once.
 	Terminals []*HostedTerminal `protobuf:"bytes,3,rep,name=terminals,proto3" json:"terminals,omitempty"`
 	// The worker's software version, for the gateway's log.
-	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	// The worker reads CommandBatch messages; without it, each command is its own message.
+	AcceptsCommandBatches bool `protobuf:"varint,5,opt,name=accepts_command_batches,json=acceptsCommandBatches,proto3" json:"accepts_command_batches,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *WorkerHello) Reset() {
@@ -475,6 +511,13 @@ func (x *WorkerHello) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *WorkerHello) GetAcceptsCommandBatches() bool {
+	if x != nil {
+		return x.AcceptsCommandBatches
+	}
+	return false
 }
 
 // A terminal a worker hosts. The gateway routes an account's commands to the worker hosting the
@@ -557,8 +600,10 @@ type WorkerWelcome struct {
 	// How often the worker sends a heartbeat while it has nothing else to send. The gateway
 	// drops a worker silent for three intervals, and sends its own heartbeats as often.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The gateway reads ResultBatch messages; without it, each result is its own message.
+	AcceptsResultBatches bool `protobuf:"varint,3,opt,name=accepts_result_batches,json=acceptsResultBatches,proto3" json:"accepts_result_batches,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *WorkerWelcome) Reset() {
@@ -605,6 +650,104 @@ func (x *WorkerWelcome) GetHeartbeatInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *WorkerWelcome) GetAcceptsResultBatches() bool {
+	if x != nil {
+		return x.AcceptsResultBatches
+	}
+	return false
+}
+
+// Commands written together, each to be run as if it came alone (one at a time per terminal,
+// in the order given).
+type CommandBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []*TerminalCommand     `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandBatch) Reset() {
+	*x = CommandBatch{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandBatch) ProtoMessage() {}
+
+func (x *CommandBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
+func (*CommandBatch) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CommandBatch) GetCommands() []*TerminalCommand {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+// Results written together, in any order.
+type ResultBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*CommandResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultBatch) Reset() {
+	*x = ResultBatch{}
+	mi := &file_mam_v1_worker_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultBatch) ProtoMessage() {}
+
+func (x *ResultBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_worker_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultBatch.ProtoReflect.Descriptor instead.
+func (*ResultBatch) Descriptor() ([]byte, []int) {
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResultBatch) GetResults() []*CommandResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
@@ -614,7 +757,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +769,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[5]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +782,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{5}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -679,7 +822,7 @@ type TerminalCommand struct {
 
 func (x *TerminalCommand) Reset() {
 	*x = TerminalCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[6]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +834,7 @@ func (x *TerminalCommand) String() string {
 func (*TerminalCommand) ProtoMessage() {}
 
 func (x *TerminalCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[6]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +847,7 @@ func (x *TerminalCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalCommand.ProtoReflect.Descriptor instead.
 func (*TerminalCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{6}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TerminalCommand) GetCommandId() string {
@@ -891,7 +1034,7 @@ type SendCommand struct {
 
 func (x *SendCommand) Reset() {
 	*x = SendCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1046,7 @@ func (x *SendCommand) String() string {
 func (*SendCommand) ProtoMessage() {}
 
 func (x *SendCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[7]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1059,7 @@ func (x *SendCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommand.ProtoReflect.Descriptor instead.
 func (*SendCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{7}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SendCommand) GetRequest() *TerminalOrderRequest {
@@ -936,7 +1079,7 @@ type FindByTagCommand struct {
 
 func (x *FindByTagCommand) Reset() {
 	*x = FindByTagCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1091,7 @@ func (x *FindByTagCommand) String() string {
 func (*FindByTagCommand) ProtoMessage() {}
 
 func (x *FindByTagCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[8]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1104,7 @@ func (x *FindByTagCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindByTagCommand.ProtoReflect.Descriptor instead.
 func (*FindByTagCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{8}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FindByTagCommand) GetTag() string {
@@ -980,7 +1123,7 @@ type PositionsCommand struct {
 
 func (x *PositionsCommand) Reset() {
 	*x = PositionsCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[9]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1135,7 @@ func (x *PositionsCommand) String() string {
 func (*PositionsCommand) ProtoMessage() {}
 
 func (x *PositionsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[9]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1148,7 @@ func (x *PositionsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PositionsCommand.ProtoReflect.Descriptor instead.
 func (*PositionsCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{9}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{11}
 }
 
 // Pending orders.
@@ -1017,7 +1160,7 @@ type PendingOrdersCommand struct {
 
 func (x *PendingOrdersCommand) Reset() {
 	*x = PendingOrdersCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[10]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1172,7 @@ func (x *PendingOrdersCommand) String() string {
 func (*PendingOrdersCommand) ProtoMessage() {}
 
 func (x *PendingOrdersCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[10]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1185,7 @@ func (x *PendingOrdersCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingOrdersCommand.ProtoReflect.Descriptor instead.
 func (*PendingOrdersCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{10}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{12}
 }
 
 // Executed deals from a time on.
@@ -1055,7 +1198,7 @@ type DealsCommand struct {
 
 func (x *DealsCommand) Reset() {
 	*x = DealsCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[11]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1210,7 @@ func (x *DealsCommand) String() string {
 func (*DealsCommand) ProtoMessage() {}
 
 func (x *DealsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[11]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1223,7 @@ func (x *DealsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DealsCommand.ProtoReflect.Descriptor instead.
 func (*DealsCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{11}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DealsCommand) GetSince() *timestamppb.Timestamp {
@@ -1099,7 +1242,7 @@ type AccountInfoCommand struct {
 
 func (x *AccountInfoCommand) Reset() {
 	*x = AccountInfoCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[12]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1254,7 @@ func (x *AccountInfoCommand) String() string {
 func (*AccountInfoCommand) ProtoMessage() {}
 
 func (x *AccountInfoCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[12]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1267,7 @@ func (x *AccountInfoCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountInfoCommand.ProtoReflect.Descriptor instead.
 func (*AccountInfoCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{12}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{14}
 }
 
 // The volume and price rules of a broker symbol.
@@ -1137,7 +1280,7 @@ type SymbolSpecCommand struct {
 
 func (x *SymbolSpecCommand) Reset() {
 	*x = SymbolSpecCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[13]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1292,7 @@ func (x *SymbolSpecCommand) String() string {
 func (*SymbolSpecCommand) ProtoMessage() {}
 
 func (x *SymbolSpecCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[13]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1305,7 @@ func (x *SymbolSpecCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymbolSpecCommand.ProtoReflect.Descriptor instead.
 func (*SymbolSpecCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{13}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SymbolSpecCommand) GetSymbol() string {
@@ -1182,7 +1325,7 @@ type QuoteCommand struct {
 
 func (x *QuoteCommand) Reset() {
 	*x = QuoteCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[14]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1337,7 @@ func (x *QuoteCommand) String() string {
 func (*QuoteCommand) ProtoMessage() {}
 
 func (x *QuoteCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[14]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1350,7 @@ func (x *QuoteCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteCommand.ProtoReflect.Descriptor instead.
 func (*QuoteCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{14}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QuoteCommand) GetSymbol() string {
@@ -1226,7 +1369,7 @@ type HealthCommand struct {
 
 func (x *HealthCommand) Reset() {
 	*x = HealthCommand{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[15]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1381,7 @@ func (x *HealthCommand) String() string {
 func (*HealthCommand) ProtoMessage() {}
 
 func (x *HealthCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[15]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1394,7 @@ func (x *HealthCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCommand.ProtoReflect.Descriptor instead.
 func (*HealthCommand) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{15}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{17}
 }
 
 // The answer to one command: a result of the command's kind, or why there is none.
@@ -1280,7 +1423,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[16]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1435,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[16]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1448,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{16}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CommandResult) GetCommandId() string {
@@ -1486,7 +1629,7 @@ type TerminalFailure struct {
 
 func (x *TerminalFailure) Reset() {
 	*x = TerminalFailure{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[17]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1641,7 @@ func (x *TerminalFailure) String() string {
 func (*TerminalFailure) ProtoMessage() {}
 
 func (x *TerminalFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[17]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1654,7 @@ func (x *TerminalFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalFailure.ProtoReflect.Descriptor instead.
 func (*TerminalFailure) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{17}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TerminalFailure) GetKind() TerminalFailureKind {
@@ -1564,7 +1707,7 @@ type TerminalOrderRequest struct {
 
 func (x *TerminalOrderRequest) Reset() {
 	*x = TerminalOrderRequest{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[18]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1719,7 @@ func (x *TerminalOrderRequest) String() string {
 func (*TerminalOrderRequest) ProtoMessage() {}
 
 func (x *TerminalOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[18]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1732,7 @@ func (x *TerminalOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalOrderRequest.ProtoReflect.Descriptor instead.
 func (*TerminalOrderRequest) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{18}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TerminalOrderRequest) GetAction() TradeAction {
@@ -1739,7 +1882,7 @@ type TerminalOrderResult struct {
 
 func (x *TerminalOrderResult) Reset() {
 	*x = TerminalOrderResult{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[19]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1894,7 @@ func (x *TerminalOrderResult) String() string {
 func (*TerminalOrderResult) ProtoMessage() {}
 
 func (x *TerminalOrderResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[19]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1907,7 @@ func (x *TerminalOrderResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalOrderResult.ProtoReflect.Descriptor instead.
 func (*TerminalOrderResult) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{19}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TerminalOrderResult) GetRetcode() int32 {
@@ -1856,7 +1999,7 @@ type TerminalAccountInfo struct {
 
 func (x *TerminalAccountInfo) Reset() {
 	*x = TerminalAccountInfo{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[20]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2011,7 @@ func (x *TerminalAccountInfo) String() string {
 func (*TerminalAccountInfo) ProtoMessage() {}
 
 func (x *TerminalAccountInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[20]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2024,7 @@ func (x *TerminalAccountInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalAccountInfo.ProtoReflect.Descriptor instead.
 func (*TerminalAccountInfo) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{20}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TerminalAccountInfo) GetLogin() int64 {
@@ -1969,7 +2112,7 @@ type TerminalSymbolSpec struct {
 
 func (x *TerminalSymbolSpec) Reset() {
 	*x = TerminalSymbolSpec{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[21]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2124,7 @@ func (x *TerminalSymbolSpec) String() string {
 func (*TerminalSymbolSpec) ProtoMessage() {}
 
 func (x *TerminalSymbolSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[21]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2137,7 @@ func (x *TerminalSymbolSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSymbolSpec.ProtoReflect.Descriptor instead.
 func (*TerminalSymbolSpec) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{21}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TerminalSymbolSpec) GetName() string {
@@ -2087,7 +2230,7 @@ type TerminalQuote struct {
 
 func (x *TerminalQuote) Reset() {
 	*x = TerminalQuote{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[22]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2242,7 @@ func (x *TerminalQuote) String() string {
 func (*TerminalQuote) ProtoMessage() {}
 
 func (x *TerminalQuote) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[22]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2255,7 @@ func (x *TerminalQuote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalQuote.ProtoReflect.Descriptor instead.
 func (*TerminalQuote) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{22}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TerminalQuote) GetSymbol() string {
@@ -2162,7 +2305,7 @@ type TerminalPosition struct {
 
 func (x *TerminalPosition) Reset() {
 	*x = TerminalPosition{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[23]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2317,7 @@ func (x *TerminalPosition) String() string {
 func (*TerminalPosition) ProtoMessage() {}
 
 func (x *TerminalPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[23]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2330,7 @@ func (x *TerminalPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalPosition.ProtoReflect.Descriptor instead.
 func (*TerminalPosition) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{23}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TerminalPosition) GetTicket() int64 {
@@ -2285,7 +2428,7 @@ type TerminalPendingOrder struct {
 
 func (x *TerminalPendingOrder) Reset() {
 	*x = TerminalPendingOrder{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[24]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2440,7 @@ func (x *TerminalPendingOrder) String() string {
 func (*TerminalPendingOrder) ProtoMessage() {}
 
 func (x *TerminalPendingOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[24]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2453,7 @@ func (x *TerminalPendingOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalPendingOrder.ProtoReflect.Descriptor instead.
 func (*TerminalPendingOrder) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{24}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TerminalPendingOrder) GetTicket() int64 {
@@ -2447,7 +2590,7 @@ type TerminalDeal struct {
 
 func (x *TerminalDeal) Reset() {
 	*x = TerminalDeal{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[25]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2602,7 @@ func (x *TerminalDeal) String() string {
 func (*TerminalDeal) ProtoMessage() {}
 
 func (x *TerminalDeal) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[25]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2615,7 @@ func (x *TerminalDeal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalDeal.ProtoReflect.Descriptor instead.
 func (*TerminalDeal) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{25}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TerminalDeal) GetTicket() int64 {
@@ -2571,7 +2714,7 @@ type TerminalTaggedRecords struct {
 
 func (x *TerminalTaggedRecords) Reset() {
 	*x = TerminalTaggedRecords{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[26]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2726,7 @@ func (x *TerminalTaggedRecords) String() string {
 func (*TerminalTaggedRecords) ProtoMessage() {}
 
 func (x *TerminalTaggedRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[26]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2739,7 @@ func (x *TerminalTaggedRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalTaggedRecords.ProtoReflect.Descriptor instead.
 func (*TerminalTaggedRecords) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{26}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TerminalTaggedRecords) GetOrders() []*TerminalPendingOrder {
@@ -2629,7 +2772,7 @@ type TerminalPositions struct {
 
 func (x *TerminalPositions) Reset() {
 	*x = TerminalPositions{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[27]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2784,7 @@ func (x *TerminalPositions) String() string {
 func (*TerminalPositions) ProtoMessage() {}
 
 func (x *TerminalPositions) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[27]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2797,7 @@ func (x *TerminalPositions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalPositions.ProtoReflect.Descriptor instead.
 func (*TerminalPositions) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{27}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TerminalPositions) GetPositions() []*TerminalPosition {
@@ -2673,7 +2816,7 @@ type TerminalPendingOrders struct {
 
 func (x *TerminalPendingOrders) Reset() {
 	*x = TerminalPendingOrders{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[28]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +2828,7 @@ func (x *TerminalPendingOrders) String() string {
 func (*TerminalPendingOrders) ProtoMessage() {}
 
 func (x *TerminalPendingOrders) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[28]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +2841,7 @@ func (x *TerminalPendingOrders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalPendingOrders.ProtoReflect.Descriptor instead.
 func (*TerminalPendingOrders) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{28}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TerminalPendingOrders) GetOrders() []*TerminalPendingOrder {
@@ -2717,7 +2860,7 @@ type TerminalDeals struct {
 
 func (x *TerminalDeals) Reset() {
 	*x = TerminalDeals{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[29]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2729,7 +2872,7 @@ func (x *TerminalDeals) String() string {
 func (*TerminalDeals) ProtoMessage() {}
 
 func (x *TerminalDeals) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[29]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2742,7 +2885,7 @@ func (x *TerminalDeals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalDeals.ProtoReflect.Descriptor instead.
 func (*TerminalDeals) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{29}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TerminalDeals) GetDeals() []*TerminalDeal {
@@ -2763,7 +2906,7 @@ type TerminalHealth struct {
 
 func (x *TerminalHealth) Reset() {
 	*x = TerminalHealth{}
-	mi := &file_mam_v1_worker_service_proto_msgTypes[30]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2918,7 @@ func (x *TerminalHealth) String() string {
 func (*TerminalHealth) ProtoMessage() {}
 
 func (x *TerminalHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_worker_service_proto_msgTypes[30]
+	mi := &file_mam_v1_worker_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2931,7 @@ func (x *TerminalHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalHealth.ProtoReflect.Descriptor instead.
 func (*TerminalHealth) Descriptor() ([]byte, []int) {
-	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{30}
+	return file_mam_v1_worker_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TerminalHealth) GetConnected() bool {
@@ -2809,30 +2952,38 @@ var File_mam_v1_worker_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_worker_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bmam/v1/worker_service.proto\x12\x06mam.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xac\x01\n" +
+	"\x1bmam/v1/worker_service.proto\x12\x06mam.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xdd\x01\n" +
 	"\x0eConnectRequest\x12+\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.mam.v1.WorkerHelloH\x00R\x05hello\x121\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x11.mam.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x15.mam.v1.CommandResultH\x00R\x06resultB\t\n" +
-	"\amessage\"\xb7\x01\n" +
+	"\x06result\x18\x03 \x01(\v2\x15.mam.v1.CommandResultH\x00R\x06result\x12/\n" +
+	"\aresults\x18\x04 \x01(\v2\x13.mam.v1.ResultBatchH\x00R\aresultsB\t\n" +
+	"\amessage\"\xeb\x01\n" +
 	"\x0fConnectResponse\x121\n" +
 	"\awelcome\x18\x01 \x01(\v2\x15.mam.v1.WorkerWelcomeH\x00R\awelcome\x121\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x11.mam.v1.HeartbeatH\x00R\theartbeat\x123\n" +
-	"\acommand\x18\x03 \x01(\v2\x17.mam.v1.TerminalCommandH\x00R\acommandB\t\n" +
-	"\amessage\"\x90\x01\n" +
+	"\acommand\x18\x03 \x01(\v2\x17.mam.v1.TerminalCommandH\x00R\acommand\x122\n" +
+	"\bcommands\x18\x04 \x01(\v2\x14.mam.v1.CommandBatchH\x00R\bcommandsB\t\n" +
+	"\amessage\"\xc8\x01\n" +
 	"\vWorkerHello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x124\n" +
 	"\tterminals\x18\x03 \x03(\v2\x16.mam.v1.HostedTerminalR\tterminals\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\tR\aversion\"\x86\x01\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x126\n" +
+	"\x17accepts_command_batches\x18\x05 \x01(\bR\x15acceptsCommandBatches\"\x86\x01\n" +
 	"\x0eHostedTerminal\x12\x14\n" +
 	"\x05login\x18\x01 \x01(\x03R\x05login\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12,\n" +
 	"\bplatform\x18\x03 \x01(\x0e2\x10.mam.v1.PlatformR\bplatform\x12\x18\n" +
-	"\abackend\x18\x04 \x01(\tR\abackend\"\x89\x01\n" +
+	"\abackend\x18\x04 \x01(\tR\abackend\"\xbf\x01\n" +
 	"\rWorkerWelcome\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12H\n" +
-	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\";\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x124\n" +
+	"\x16accepts_result_batches\x18\x03 \x01(\bR\x14acceptsResultBatches\"C\n" +
+	"\fCommandBatch\x123\n" +
+	"\bcommands\x18\x01 \x03(\v2\x17.mam.v1.TerminalCommandR\bcommands\">\n" +
+	"\vResultBatch\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.mam.v1.CommandResultR\aresults\";\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xfc\x04\n" +
 	"\x0fTerminalCommand\x12\x1d\n" +
@@ -3059,7 +3210,7 @@ func file_mam_v1_worker_service_proto_rawDescGZIP() []byte {
 }
 
 var file_mam_v1_worker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mam_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_mam_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_mam_v1_worker_service_proto_goTypes = []any{
 	(TradeAction)(0),              // 0: mam.v1.TradeAction
 	(DealEntry)(0),                // 1: mam.v1.DealEntry
@@ -3069,109 +3220,115 @@ var file_mam_v1_worker_service_proto_goTypes = []any{
 	(*WorkerHello)(nil),           // 5: mam.v1.WorkerHello
 	(*HostedTerminal)(nil),        // 6: mam.v1.HostedTerminal
 	(*WorkerWelcome)(nil),         // 7: mam.v1.WorkerWelcome
-	(*Heartbeat)(nil),             // 8: mam.v1.Heartbeat
-	(*TerminalCommand)(nil),       // 9: mam.v1.TerminalCommand
-	(*SendCommand)(nil),           // 10: mam.v1.SendCommand
-	(*FindByTagCommand)(nil),      // 11: mam.v1.FindByTagCommand
-	(*PositionsCommand)(nil),      // 12: mam.v1.PositionsCommand
-	(*PendingOrdersCommand)(nil),  // 13: mam.v1.PendingOrdersCommand
-	(*DealsCommand)(nil),          // 14: mam.v1.DealsCommand
-	(*AccountInfoCommand)(nil),    // 15: mam.v1.AccountInfoCommand
-	(*SymbolSpecCommand)(nil),     // 16: mam.v1.SymbolSpecCommand
-	(*QuoteCommand)(nil),          // 17: mam.v1.QuoteCommand
-	(*HealthCommand)(nil),         // 18: mam.v1.HealthCommand
-	(*CommandResult)(nil),         // 19: mam.v1.CommandResult
-	(*TerminalFailure)(nil),       // 20: mam.v1.TerminalFailure
-	(*TerminalOrderRequest)(nil),  // 21: mam.v1.TerminalOrderRequest
-	(*TerminalOrderResult)(nil),   // 22: mam.v1.TerminalOrderResult
-	(*TerminalAccountInfo)(nil),   // 23: mam.v1.TerminalAccountInfo
-	(*TerminalSymbolSpec)(nil),    // 24: mam.v1.TerminalSymbolSpec
-	(*TerminalQuote)(nil),         // 25: mam.v1.TerminalQuote
-	(*TerminalPosition)(nil),      // 26: mam.v1.TerminalPosition
-	(*TerminalPendingOrder)(nil),  // 27: mam.v1.TerminalPendingOrder
-	(*TerminalDeal)(nil),          // 28: mam.v1.TerminalDeal
-	(*TerminalTaggedRecords)(nil), // 29: mam.v1.TerminalTaggedRecords
-	(*TerminalPositions)(nil),     // 30: mam.v1.TerminalPositions
-	(*TerminalPendingOrders)(nil), // 31: mam.v1.TerminalPendingOrders
-	(*TerminalDeals)(nil),         // 32: mam.v1.TerminalDeals
-	(*TerminalHealth)(nil),        // 33: mam.v1.TerminalHealth
-	(Platform)(0),                 // 34: mam.v1.Platform
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
-	(Side)(0),                     // 37: mam.v1.Side
-	(OrderType)(0),                // 38: mam.v1.OrderType
-	(TimeInForce)(0),              // 39: mam.v1.TimeInForce
-	(FillingPolicy)(0),            // 40: mam.v1.FillingPolicy
-	(MarginMode)(0),               // 41: mam.v1.MarginMode
+	(*CommandBatch)(nil),          // 8: mam.v1.CommandBatch
+	(*ResultBatch)(nil),           // 9: mam.v1.ResultBatch
+	(*Heartbeat)(nil),             // 10: mam.v1.Heartbeat
+	(*TerminalCommand)(nil),       // 11: mam.v1.TerminalCommand
+	(*SendCommand)(nil),           // 12: mam.v1.SendCommand
+	(*FindByTagCommand)(nil),      // 13: mam.v1.FindByTagCommand
+	(*PositionsCommand)(nil),      // 14: mam.v1.PositionsCommand
+	(*PendingOrdersCommand)(nil),  // 15: mam.v1.PendingOrdersCommand
+	(*DealsCommand)(nil),          // 16: mam.v1.DealsCommand
+	(*AccountInfoCommand)(nil),    // 17: mam.v1.AccountInfoCommand
+	(*SymbolSpecCommand)(nil),     // 18: mam.v1.SymbolSpecCommand
+	(*QuoteCommand)(nil),          // 19: mam.v1.QuoteCommand
+	(*HealthCommand)(nil),         // 20: mam.v1.HealthCommand
+	(*CommandResult)(nil),         // 21: mam.v1.CommandResult
+	(*TerminalFailure)(nil),       // 22: mam.v1.TerminalFailure
+	(*TerminalOrderRequest)(nil),  // 23: mam.v1.TerminalOrderRequest
+	(*TerminalOrderResult)(nil),   // 24: mam.v1.TerminalOrderResult
+	(*TerminalAccountInfo)(nil),   // 25: mam.v1.TerminalAccountInfo
+	(*TerminalSymbolSpec)(nil),    // 26: mam.v1.TerminalSymbolSpec
+	(*TerminalQuote)(nil),         // 27: mam.v1.TerminalQuote
+	(*TerminalPosition)(nil),      // 28: mam.v1.TerminalPosition
+	(*TerminalPendingOrder)(nil),  // 29: mam.v1.TerminalPendingOrder
+	(*TerminalDeal)(nil),          // 30: mam.v1.TerminalDeal
+	(*TerminalTaggedRecords)(nil), // 31: mam.v1.TerminalTaggedRecords
+	(*TerminalPositions)(nil),     // 32: mam.v1.TerminalPositions
+	(*TerminalPendingOrders)(nil), // 33: mam.v1.TerminalPendingOrders
+	(*TerminalDeals)(nil),         // 34: mam.v1.TerminalDeals
+	(*TerminalHealth)(nil),        // 35: mam.v1.TerminalHealth
+	(Platform)(0),                 // 36: mam.v1.Platform
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
+	(Side)(0),                     // 39: mam.v1.Side
+	(OrderType)(0),                // 40: mam.v1.OrderType
+	(TimeInForce)(0),              // 41: mam.v1.TimeInForce
+	(FillingPolicy)(0),            // 42: mam.v1.FillingPolicy
+	(MarginMode)(0),               // 43: mam.v1.MarginMode
 }
 var file_mam_v1_worker_service_proto_depIdxs = []int32{
 	5,  // 0: mam.v1.ConnectRequest.hello:type_name -> mam.v1.WorkerHello
-	8,  // 1: mam.v1.ConnectRequest.heartbeat:type_name -> mam.v1.Heartbeat
-	19, // 2: mam.v1.ConnectRequest.result:type_name -> mam.v1.CommandResult
-	7,  // 3: mam.v1.ConnectResponse.welcome:type_name -> mam.v1.WorkerWelcome
-	8,  // 4: mam.v1.ConnectResponse.heartbeat:type_name -> mam.v1.Heartbeat
-	9,  // 5: mam.v1.ConnectResponse.command:type_name -> mam.v1.TerminalCommand
-	6,  // 6: mam.v1.WorkerHello.terminals:type_name -> mam.v1.HostedTerminal
-	34, // 7: mam.v1.HostedTerminal.platform:type_name -> mam.v1.Platform
-	35, // 8: mam.v1.WorkerWelcome.time:type_name -> google.protobuf.Timestamp
-	36, // 9: mam.v1.WorkerWelcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	35, // 10: mam.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	10, // 11: mam.v1.TerminalCommand.send:type_name -> mam.v1.SendCommand
-	11, // 12: mam.v1.TerminalCommand.find_by_tag:type_name -> mam.v1.FindByTagCommand
-	12, // 13: mam.v1.TerminalCommand.positions:type_name -> mam.v1.PositionsCommand
-	13, // 14: mam.v1.TerminalCommand.pending_orders:type_name -> mam.v1.PendingOrdersCommand
-	14, // 15: mam.v1.TerminalCommand.deals:type_name -> mam.v1.DealsCommand
-	15, // 16: mam.v1.TerminalCommand.account_info:type_name -> mam.v1.AccountInfoCommand
-	16, // 17: mam.v1.TerminalCommand.symbol_spec:type_name -> mam.v1.SymbolSpecCommand
-	17, // 18: mam.v1.TerminalCommand.quote:type_name -> mam.v1.QuoteCommand
-	18, // 19: mam.v1.TerminalCommand.health:type_name -> mam.v1.HealthCommand
-	21, // 20: mam.v1.SendCommand.request:type_name -> mam.v1.TerminalOrderRequest
-	35, // 21: mam.v1.DealsCommand.since:type_name -> google.protobuf.Timestamp
-	22, // 22: mam.v1.CommandResult.send:type_name -> mam.v1.TerminalOrderResult
-	29, // 23: mam.v1.CommandResult.find_by_tag:type_name -> mam.v1.TerminalTaggedRecords
-	30, // 24: mam.v1.CommandResult.positions:type_name -> mam.v1.TerminalPositions
-	31, // 25: mam.v1.CommandResult.pending_orders:type_name -> mam.v1.TerminalPendingOrders
-	32, // 26: mam.v1.CommandResult.deals:type_name -> mam.v1.TerminalDeals
-	23, // 27: mam.v1.CommandResult.account_info:type_name -> mam.v1.TerminalAccountInfo
-	24, // 28: mam.v1.CommandResult.symbol_spec:type_name -> mam.v1.TerminalSymbolSpec
-	25, // 29: mam.v1.CommandResult.quote:type_name -> mam.v1.TerminalQuote
-	33, // 30: mam.v1.CommandResult.health:type_name -> mam.v1.TerminalHealth
-	20, // 31: mam.v1.CommandResult.failure:type_name -> mam.v1.TerminalFailure
-	2,  // 32: mam.v1.TerminalFailure.kind:type_name -> mam.v1.TerminalFailureKind
-	0,  // 33: mam.v1.TerminalOrderRequest.action:type_name -> mam.v1.TradeAction
-	37, // 34: mam.v1.TerminalOrderRequest.side:type_name -> mam.v1.Side
-	38, // 35: mam.v1.TerminalOrderRequest.order_type:type_name -> mam.v1.OrderType
-	39, // 36: mam.v1.TerminalOrderRequest.time_in_force:type_name -> mam.v1.TimeInForce
-	35, // 37: mam.v1.TerminalOrderRequest.expire_time:type_name -> google.protobuf.Timestamp
-	40, // 38: mam.v1.TerminalOrderRequest.filling:type_name -> mam.v1.FillingPolicy
-	35, // 39: mam.v1.TerminalOrderResult.execute_time:type_name -> google.protobuf.Timestamp
-	41, // 40: mam.v1.TerminalAccountInfo.margin_mode:type_name -> mam.v1.MarginMode
-	35, // 41: mam.v1.TerminalAccountInfo.time:type_name -> google.protobuf.Timestamp
-	35, // 42: mam.v1.TerminalQuote.time:type_name -> google.protobuf.Timestamp
-	37, // 43: mam.v1.TerminalPosition.side:type_name -> mam.v1.Side
-	35, // 44: mam.v1.TerminalPosition.open_time:type_name -> google.protobuf.Timestamp
-	37, // 45: mam.v1.TerminalPendingOrder.side:type_name -> mam.v1.Side
-	35, // 46: mam.v1.TerminalPendingOrder.place_time:type_name -> google.protobuf.Timestamp
-	38, // 47: mam.v1.TerminalPendingOrder.order_type:type_name -> mam.v1.OrderType
-	39, // 48: mam.v1.TerminalPendingOrder.time_in_force:type_name -> mam.v1.TimeInForce
-	35, // 49: mam.v1.TerminalPendingOrder.expire_time:type_name -> google.protobuf.Timestamp
-	40, // 50: mam.v1.TerminalPendingOrder.filling:type_name -> mam.v1.FillingPolicy
-	37, // 51: mam.v1.TerminalDeal.side:type_name -> mam.v1.Side
-	35, // 52: mam.v1.TerminalDeal.execute_time:type_name -> google.protobuf.Timestamp
-	1,  // 53: mam.v1.TerminalDeal.entry:type_name -> mam.v1.DealEntry
-	27, // 54: mam.v1.TerminalTaggedRecords.orders:type_name -> mam.v1.TerminalPendingOrder
-	26, // 55: mam.v1.TerminalTaggedRecords.positions:type_name -> mam.v1.TerminalPosition
-	28, // 56: mam.v1.TerminalTaggedRecords.deals:type_name -> mam.v1.TerminalDeal
-	26, // 57: mam.v1.TerminalPositions.positions:type_name -> mam.v1.TerminalPosition
-	27, // 58: mam.v1.TerminalPendingOrders.orders:type_name -> mam.v1.TerminalPendingOrder
-	28, // 59: mam.v1.TerminalDeals.deals:type_name -> mam.v1.TerminalDeal
-	3,  // 60: mam.v1.WorkerService.Connect:input_type -> mam.v1.ConnectRequest
-	4,  // 61: mam.v1.WorkerService.Connect:output_type -> mam.v1.ConnectResponse
-	61, // [61:62] is the sub-list for method output_type
-	60, // [60:61] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	10, // 1: mam.v1.ConnectRequest.heartbeat:type_name -> mam.v1.Heartbeat
+	21, // 2: mam.v1.ConnectRequest.result:type_name -> mam.v1.CommandResult
+	9,  // 3: mam.v1.ConnectRequest.results:type_name -> mam.v1.ResultBatch
+	7,  // 4: mam.v1.ConnectResponse.welcome:type_name -> mam.v1.WorkerWelcome
+	10, // 5: mam.v1.ConnectResponse.heartbeat:type_name -> mam.v1.Heartbeat
+	11, // 6: mam.v1.ConnectResponse.command:type_name -> mam.v1.TerminalCommand
+	8,  // 7: mam.v1.ConnectResponse.commands:type_name -> mam.v1.CommandBatch
+	6,  // 8: mam.v1.WorkerHello.terminals:type_name -> mam.v1.HostedTerminal
+	36, // 9: mam.v1.HostedTerminal.platform:type_name -> mam.v1.Platform
+	37, // 10: mam.v1.WorkerWelcome.time:type_name -> google.protobuf.Timestamp
+	38, // 11: mam.v1.WorkerWelcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	11, // 12: mam.v1.CommandBatch.commands:type_name -> mam.v1.TerminalCommand
+	21, // 13: mam.v1.ResultBatch.results:type_name -> mam.v1.CommandResult
+	37, // 14: mam.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	12, // 15: mam.v1.TerminalCommand.send:type_name -> mam.v1.SendCommand
+	13, // 16: mam.v1.TerminalCommand.find_by_tag:type_name -> mam.v1.FindByTagCommand
+	14, // 17: mam.v1.TerminalCommand.positions:type_name -> mam.v1.PositionsCommand
+	15, // 18: mam.v1.TerminalCommand.pending_orders:type_name -> mam.v1.PendingOrdersCommand
+	16, // 19: mam.v1.TerminalCommand.deals:type_name -> mam.v1.DealsCommand
+	17, // 20: mam.v1.TerminalCommand.account_info:type_name -> mam.v1.AccountInfoCommand
+	18, // 21: mam.v1.TerminalCommand.symbol_spec:type_name -> mam.v1.SymbolSpecCommand
+	19, // 22: mam.v1.TerminalCommand.quote:type_name -> mam.v1.QuoteCommand
+	20, // 23: mam.v1.TerminalCommand.health:type_name -> mam.v1.HealthCommand
+	23, // 24: mam.v1.SendCommand.request:type_name -> mam.v1.TerminalOrderRequest
+	37, // 25: mam.v1.DealsCommand.since:type_name -> google.protobuf.Timestamp
+	24, // 26: mam.v1.CommandResult.send:type_name -> mam.v1.TerminalOrderResult
+	31, // 27: mam.v1.CommandResult.find_by_tag:type_name -> mam.v1.TerminalTaggedRecords
+	32, // 28: mam.v1.CommandResult.positions:type_name -> mam.v1.TerminalPositions
+	33, // 29: mam.v1.CommandResult.pending_orders:type_name -> mam.v1.TerminalPendingOrders
+	34, // 30: mam.v1.CommandResult.deals:type_name -> mam.v1.TerminalDeals
+	25, // 31: mam.v1.CommandResult.account_info:type_name -> mam.v1.TerminalAccountInfo
+	26, // 32: mam.v1.CommandResult.symbol_spec:type_name -> mam.v1.TerminalSymbolSpec
+	27, // 33: mam.v1.CommandResult.quote:type_name -> mam.v1.TerminalQuote
+	35, // 34: mam.v1.CommandResult.health:type_name -> mam.v1.TerminalHealth
+	22, // 35: mam.v1.CommandResult.failure:type_name -> mam.v1.TerminalFailure
+	2,  // 36: mam.v1.TerminalFailure.kind:type_name -> mam.v1.TerminalFailureKind
+	0,  // 37: mam.v1.TerminalOrderRequest.action:type_name -> mam.v1.TradeAction
+	39, // 38: mam.v1.TerminalOrderRequest.side:type_name -> mam.v1.Side
+	40, // 39: mam.v1.TerminalOrderRequest.order_type:type_name -> mam.v1.OrderType
+	41, // 40: mam.v1.TerminalOrderRequest.time_in_force:type_name -> mam.v1.TimeInForce
+	37, // 41: mam.v1.TerminalOrderRequest.expire_time:type_name -> google.protobuf.Timestamp
+	42, // 42: mam.v1.TerminalOrderRequest.filling:type_name -> mam.v1.FillingPolicy
+	37, // 43: mam.v1.TerminalOrderResult.execute_time:type_name -> google.protobuf.Timestamp
+	43, // 44: mam.v1.TerminalAccountInfo.margin_mode:type_name -> mam.v1.MarginMode
+	37, // 45: mam.v1.TerminalAccountInfo.time:type_name -> google.protobuf.Timestamp
+	37, // 46: mam.v1.TerminalQuote.time:type_name -> google.protobuf.Timestamp
+	39, // 47: mam.v1.TerminalPosition.side:type_name -> mam.v1.Side
+	37, // 48: mam.v1.TerminalPosition.open_time:type_name -> google.protobuf.Timestamp
+	39, // 49: mam.v1.TerminalPendingOrder.side:type_name -> mam.v1.Side
+	37, // 50: mam.v1.TerminalPendingOrder.place_time:type_name -> google.protobuf.Timestamp
+	40, // 51: mam.v1.TerminalPendingOrder.order_type:type_name -> mam.v1.OrderType
+	41, // 52: mam.v1.TerminalPendingOrder.time_in_force:type_name -> mam.v1.TimeInForce
+	37, // 53: mam.v1.TerminalPendingOrder.expire_time:type_name -> google.protobuf.Timestamp
+	42, // 54: mam.v1.TerminalPendingOrder.filling:type_name -> mam.v1.FillingPolicy
+	39, // 55: mam.v1.TerminalDeal.side:type_name -> mam.v1.Side
+	37, // 56: mam.v1.TerminalDeal.execute_time:type_name -> google.protobuf.Timestamp
+	1,  // 57: mam.v1.TerminalDeal.entry:type_name -> mam.v1.DealEntry
+	29, // 58: mam.v1.TerminalTaggedRecords.orders:type_name -> mam.v1.TerminalPendingOrder
+	28, // 59: mam.v1.TerminalTaggedRecords.positions:type_name -> mam.v1.TerminalPosition
+	30, // 60: mam.v1.TerminalTaggedRecords.deals:type_name -> mam.v1.TerminalDeal
+	28, // 61: mam.v1.TerminalPositions.positions:type_name -> mam.v1.TerminalPosition
+	29, // 62: mam.v1.TerminalPendingOrders.orders:type_name -> mam.v1.TerminalPendingOrder
+	30, // 63: mam.v1.TerminalDeals.deals:type_name -> mam.v1.TerminalDeal
+	3,  // 64: mam.v1.WorkerService.Connect:input_type -> mam.v1.ConnectRequest
+	4,  // 65: mam.v1.WorkerService.Connect:output_type -> mam.v1.ConnectResponse
+	65, // [65:66] is the sub-list for method output_type
+	64, // [64:65] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_worker_service_proto_init() }
@@ -3184,13 +3341,15 @@ func file_mam_v1_worker_service_proto_init() {
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 		(*ConnectRequest_Result)(nil),
+		(*ConnectRequest_Results)(nil),
 	}
 	file_mam_v1_worker_service_proto_msgTypes[1].OneofWrappers = []any{
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Heartbeat)(nil),
 		(*ConnectResponse_Command)(nil),
+		(*ConnectResponse_Commands)(nil),
 	}
-	file_mam_v1_worker_service_proto_msgTypes[6].OneofWrappers = []any{
+	file_mam_v1_worker_service_proto_msgTypes[8].OneofWrappers = []any{
 		(*TerminalCommand_Send)(nil),
 		(*TerminalCommand_FindByTag)(nil),
 		(*TerminalCommand_Positions)(nil),
@@ -3201,7 +3360,7 @@ func file_mam_v1_worker_service_proto_init() {
 		(*TerminalCommand_Quote)(nil),
 		(*TerminalCommand_Health)(nil),
 	}
-	file_mam_v1_worker_service_proto_msgTypes[16].OneofWrappers = []any{
+	file_mam_v1_worker_service_proto_msgTypes[18].OneofWrappers = []any{
 		(*CommandResult_Send)(nil),
 		(*CommandResult_FindByTag)(nil),
 		(*CommandResult_Positions)(nil),
@@ -3219,7 +3378,7 @@ func file_mam_v1_worker_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_worker_service_proto_rawDesc), len(file_mam_v1_worker_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -151,6 +151,20 @@ class WorkerSession:
             if not item.answer.done():  # nobody waits for an abandoned one: never sent
                 return item
 
+    def more_commands(self, limit: int) -> list[OutgoingCommand]:
+        """Commands already waiting (at most `limit`), taken without waiting: written in one
+        message with the one next_command returned."""
+        found: list[OutgoingCommand] = []
+        outbox = self._outbox
+        while len(found) < limit and not outbox.empty():
+            item = outbox.get_nowait()
+            if item is None or self.closed:
+                outbox.put_nowait(None)  # the end, for the next next_command
+                break
+            if not item.answer.done():
+                found.append(item)
+        return found
+
     def resolve(self, command_id: str, answer: CommandAnswer | BaseException) -> bool:
         """Hands an answer (or the failure reported for it) to the waiting call. False when
         nobody waits for it any more (the caller gave up, or the id is unknown)."""

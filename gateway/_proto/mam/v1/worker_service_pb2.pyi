@@ -112,6 +112,7 @@ class ConnectRequest(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___WorkerHello:
         """The first message, and only the first."""
@@ -120,18 +121,23 @@ class ConnectRequest(_message.Message):
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def result(self) -> Global___CommandResult: ...
+    @_builtins.property
+    def results(self) -> Global___ResultBatch:
+        """Several results, each as a `result` would carry it (to a gateway accepting batches)."""
+
     def __init__(
         self,
         *,
         hello: Global___WorkerHello | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         result: Global___CommandResult | None = ...,
+        results: Global___ResultBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result", "results", b"results"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "result", b"result", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "result"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -144,6 +150,7 @@ class ConnectResponse(_message.Message):
     WELCOME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
+    COMMANDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___WorkerWelcome:
         """The answer to an accepted hello; always the first message."""
@@ -152,18 +159,23 @@ class ConnectResponse(_message.Message):
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def command(self) -> Global___TerminalCommand: ...
+    @_builtins.property
+    def commands(self) -> Global___CommandBatch:
+        """Several commands, each as a `command` would carry it (to a worker accepting batches)."""
+
     def __init__(
         self,
         *,
         welcome: Global___WorkerWelcome | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         command: Global___TerminalCommand | None = ...,
+        commands: Global___CommandBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "commands", b"commands", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "commands", b"commands", "heartbeat", b"heartbeat", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "heartbeat", "command"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "heartbeat", "command", "commands"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -177,12 +189,15 @@ class WorkerHello(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     TERMINALS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    ACCEPTS_COMMAND_BATCHES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Required. Identifies the worker across reconnects (at most 100 characters)."""
     token: _builtins.str
     """Required. The worker's secret, one of the gateway's configured worker tokens."""
     version: _builtins.str
     """The worker's software version, for the gateway's log."""
+    accepts_command_batches: _builtins.bool
+    """The worker reads CommandBatch messages; without it, each command is its own message."""
     @_builtins.property
     def terminals(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostedTerminal]:
         """The terminals the worker hosts; each login and server at most once."""
@@ -194,10 +209,11 @@ class WorkerHello(_message.Message):
         token: _builtins.str = ...,
         terminals: _abc.Iterable[Global___HostedTerminal] | None = ...,
         version: _builtins.str = ...,
+        accepts_command_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["terminals", b"terminals", "token", b"token", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_command_batches", b"accepts_command_batches", "terminals", b"terminals", "token", b"token", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -244,6 +260,9 @@ class WorkerWelcome(_message.Message):
 
     TIME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    ACCEPTS_RESULT_BATCHES_FIELD_NUMBER: _builtins.int
+    accepts_result_batches: _builtins.bool
+    """The gateway reads ResultBatch messages; without it, each result is its own message."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """The gateway's time, for the worker's clock check."""
@@ -259,14 +278,61 @@ class WorkerWelcome(_message.Message):
         *,
         time: _timestamp_pb2.Timestamp | None = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
+        accepts_result_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_result_batches", b"accepts_result_batches", "heartbeat_interval", b"heartbeat_interval", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkerWelcome: _TypeAlias = WorkerWelcome  # noqa: Y015
+
+@_typing.final
+class CommandBatch(_message.Message):
+    """Commands written together, each to be run as if it came alone (one at a time per terminal,
+    in the order given).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMANDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___TerminalCommand]: ...
+    def __init__(
+        self,
+        *,
+        commands: _abc.Iterable[Global___TerminalCommand] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommandBatch: _TypeAlias = CommandBatch  # noqa: Y015
+
+@_typing.final
+class ResultBatch(_message.Message):
+    """Results written together, in any order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CommandResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResultBatch: _TypeAlias = ResultBatch  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):

@@ -41,8 +41,10 @@ class WorkerServiceStub:
     the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
     hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
     worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
-    the worker answers each with one result carrying the command's id, in any order. Both sides
-    send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+    the worker answers each with one result carrying the command's id, in any order. Commands
+    waiting together go in one CommandBatch to a worker whose hello accepts batches, and
+    results in one ResultBatch to a gateway whose welcome does (a fan-out to 500 terminals of
+    one worker is then a few messages, not 500). Both sides send heartbeats when idle. A second stream with the same worker_id replaces the first, which
     ends with ABORTED and reason WORKER_REPLACED.
     """
 
@@ -58,8 +60,10 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
     hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
     worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
-    the worker answers each with one result carrying the command's id, in any order. Both sides
-    send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+    the worker answers each with one result carrying the command's id, in any order. Commands
+    waiting together go in one CommandBatch to a worker whose hello accepts batches, and
+    results in one ResultBatch to a gateway whose welcome does (a fan-out to 500 terminals of
+    one worker is then a few messages, not 500). Both sides send heartbeats when idle. A second stream with the same worker_id replaces the first, which
     ends with ABORTED and reason WORKER_REPLACED.
     """
 
@@ -78,8 +82,10 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
         hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
         worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
-        the worker answers each with one result carrying the command's id, in any order. Both sides
-        send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+        the worker answers each with one result carrying the command's id, in any order. Commands
+        waiting together go in one CommandBatch to a worker whose hello accepts batches, and
+        results in one ResultBatch to a gateway whose welcome does (a fan-out to 500 terminals of
+        one worker is then a few messages, not 500). Both sides send heartbeats when idle. A second stream with the same worker_id replaces the first, which
         ends with ABORTED and reason WORKER_REPLACED.
         """
 

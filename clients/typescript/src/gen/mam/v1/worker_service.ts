@@ -218,14 +218,22 @@ export interface ConnectRequest {
   /** The first message, and only the first. */
   hello?: WorkerHello | undefined;
   heartbeat?: Heartbeat | undefined;
-  result?: CommandResult | undefined;
+  result?:
+    | CommandResult
+    | undefined;
+  /** Several results, each as a `result` would carry it (to a gateway accepting batches). */
+  results?: ResultBatch | undefined;
 }
 
 export interface ConnectResponse {
   /** The answer to an accepted hello; always the first message. */
   welcome?: WorkerWelcome | undefined;
   heartbeat?: Heartbeat | undefined;
-  command?: TerminalCommand | undefined;
+  command?:
+    | TerminalCommand
+    | undefined;
+  /** Several commands, each as a `command` would carry it (to a worker accepting batches). */
+  commands?: CommandBatch | undefined;
 }
 
 export interface WorkerHello {
@@ -237,6 +245,8 @@ export interface WorkerHello {
   terminals: HostedTerminal[];
   /** The worker's software version, for the gateway's log. */
   version: string;
+  /** The worker reads CommandBatch messages; without it, each command is its own message. */
+  acceptsCommandBatches: boolean;
 }
 
 /**
@@ -262,7 +272,24 @@ export interface WorkerWelcome {
    * How often the worker sends a heartbeat while it has nothing else to send. The gateway
    * drops a worker silent for three intervals, and sends its own heartbeats as often.
    */
-  heartbeatInterval: Duration | undefined;
+  heartbeatInterval:
+    | Duration
+    | undefined;
+  /** The gateway reads ResultBatch messages; without it, each result is its own message. */
+  acceptsResultBatches: boolean;
+}
+
+/**
+ * Commands written together, each to be run as if it came alone (one at a time per terminal,
+ * in the order given).
+ */
+export interface CommandBatch {
+  commands: TerminalCommand[];
+}
+
+/** Results written together, in any order. */
+export interface ResultBatch {
+  results: CommandResult[];
 }
 
 export interface Heartbeat {
@@ -514,7 +541,7 @@ export interface TerminalHealth {
 }
 
 function createBaseConnectRequest(): ConnectRequest {
-  return { hello: undefined, heartbeat: undefined, result: undefined };
+  return { hello: undefined, heartbeat: undefined, result: undefined, results: undefined };
 }
 
 export const ConnectRequest: MessageFns<ConnectRequest> = {
@@ -527,6 +554,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     }
     if (message.result !== undefined) {
       CommandResult.encode(message.result, writer.uint32(26).fork()).join();
+    }
+    if (message.results !== undefined) {
+      ResultBatch.encode(message.results, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -568,6 +598,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.result = CommandResult.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.results = ResultBatch.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -585,6 +623,7 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       hello: isSet(object.hello) ? WorkerHello.fromJSON(object.hello) : undefined,
       heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
       result: isSet(object.result) ? CommandResult.fromJSON(object.result) : undefined,
+      results: isSet(object.results) ? ResultBatch.fromJSON(object.results) : undefined,
     };
   },
 
@@ -598,6 +637,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     }
     if (message.result !== undefined) {
       obj.result = CommandResult.toJSON(message.result);
+    }
+    if (message.results !== undefined) {
+      obj.results = ResultBatch.toJSON(message.results);
     }
     return obj;
   },
@@ -616,12 +658,15 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     message.result = (object.result !== undefined && object.result !== null)
       ? CommandResult.fromPartial(object.result)
       : undefined;
+    message.results = (object.results !== undefined && object.results !== null)
+      ? ResultBatch.fromPartial(object.results)
+      : undefined;
     return message;
   },
 };
 
 function createBaseConnectResponse(): ConnectResponse {
-  return { welcome: undefined, heartbeat: undefined, command: undefined };
+  return { welcome: undefined, heartbeat: undefined, command: undefined, commands: undefined };
 }
 
 export const ConnectResponse: MessageFns<ConnectResponse> = {
@@ -634,6 +679,9 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     }
     if (message.command !== undefined) {
       TerminalCommand.encode(message.command, writer.uint32(26).fork()).join();
+    }
+    if (message.commands !== undefined) {
+      CommandBatch.encode(message.commands, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -675,6 +723,14 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.command = TerminalCommand.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.commands = CommandBatch.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -692,6 +748,7 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       welcome: isSet(object.welcome) ? WorkerWelcome.fromJSON(object.welcome) : undefined,
       heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
       command: isSet(object.command) ? TerminalCommand.fromJSON(object.command) : undefined,
+      commands: isSet(object.commands) ? CommandBatch.fromJSON(object.commands) : undefined,
     };
   },
 
@@ -705,6 +762,9 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     }
     if (message.command !== undefined) {
       obj.command = TerminalCommand.toJSON(message.command);
+    }
+    if (message.commands !== undefined) {
+      obj.commands = CommandBatch.toJSON(message.commands);
     }
     return obj;
   },
@@ -723,12 +783,15 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     message.command = (object.command !== undefined && object.command !== null)
       ? TerminalCommand.fromPartial(object.command)
       : undefined;
+    message.commands = (object.commands !== undefined && object.commands !== null)
+      ? CommandBatch.fromPartial(object.commands)
+      : undefined;
     return message;
   },
 };
 
 function createBaseWorkerHello(): WorkerHello {
-  return { workerId: "", token: "", terminals: [], version: "" };
+  return { workerId: "", token: "", terminals: [], version: "", acceptsCommandBatches: false };
 }
 
 export const WorkerHello: MessageFns<WorkerHello> = {
@@ -744,6 +807,9 @@ export const WorkerHello: MessageFns<WorkerHello> = {
     }
     if (message.version !== "") {
       writer.uint32(34).string(message.version);
+    }
+    if (message.acceptsCommandBatches !== false) {
+      writer.uint32(40).bool(message.acceptsCommandBatches);
     }
     return writer;
   },
@@ -793,6 +859,14 @@ export const WorkerHello: MessageFns<WorkerHello> = {
             message.version = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.acceptsCommandBatches = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -817,6 +891,11 @@ export const WorkerHello: MessageFns<WorkerHello> = {
         ? object.terminals.map((e: any) => HostedTerminal.fromJSON(e))
         : [],
       version: isSet(object.version) ? globalThis.String(object.version) : "",
+      acceptsCommandBatches: isSet(object.acceptsCommandBatches)
+        ? globalThis.Boolean(object.acceptsCommandBatches)
+        : isSet(object.accepts_command_batches)
+        ? globalThis.Boolean(object.accepts_command_batches)
+        : false,
     };
   },
 
@@ -834,6 +913,9 @@ export const WorkerHello: MessageFns<WorkerHello> = {
     if (message.version !== "") {
       obj.version = message.version;
     }
+    if (message.acceptsCommandBatches !== false) {
+      obj.acceptsCommandBatches = message.acceptsCommandBatches;
+    }
     return obj;
   },
 
@@ -846,6 +928,7 @@ export const WorkerHello: MessageFns<WorkerHello> = {
     message.token = object.token ?? "";
     message.terminals = object.terminals?.map((e) => HostedTerminal.fromPartial(e)) || [];
     message.version = object.version ?? "";
+    message.acceptsCommandBatches = object.acceptsCommandBatches ?? false;
     return message;
   },
 };
@@ -971,7 +1054,7 @@ export const HostedTerminal: MessageFns<HostedTerminal> = {
 };
 
 function createBaseWorkerWelcome(): WorkerWelcome {
-  return { time: undefined, heartbeatInterval: undefined };
+  return { time: undefined, heartbeatInterval: undefined, acceptsResultBatches: false };
 }
 
 export const WorkerWelcome: MessageFns<WorkerWelcome> = {
@@ -981,6 +1064,9 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
     }
     if (message.heartbeatInterval !== undefined) {
       Duration.encode(message.heartbeatInterval, writer.uint32(18).fork()).join();
+    }
+    if (message.acceptsResultBatches !== false) {
+      writer.uint32(24).bool(message.acceptsResultBatches);
     }
     return writer;
   },
@@ -1014,6 +1100,14 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
             message.heartbeatInterval = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.acceptsResultBatches = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1034,6 +1128,11 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
         : isSet(object.heartbeat_interval)
         ? Duration.fromJSON(object.heartbeat_interval)
         : undefined,
+      acceptsResultBatches: isSet(object.acceptsResultBatches)
+        ? globalThis.Boolean(object.acceptsResultBatches)
+        : isSet(object.accepts_result_batches)
+        ? globalThis.Boolean(object.accepts_result_batches)
+        : false,
     };
   },
 
@@ -1044,6 +1143,9 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
     }
     if (message.heartbeatInterval !== undefined) {
       obj.heartbeatInterval = Duration.toJSON(message.heartbeatInterval);
+    }
+    if (message.acceptsResultBatches !== false) {
+      obj.acceptsResultBatches = message.acceptsResultBatches;
     }
     return obj;
   },
@@ -1057,6 +1159,149 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
     message.heartbeatInterval = (object.heartbeatInterval !== undefined && object.heartbeatInterval !== null)
       ? Duration.fromPartial(object.heartbeatInterval)
       : undefined;
+    message.acceptsResultBatches = object.acceptsResultBatches ?? false;
+    return message;
+  },
+};
+
+function createBaseCommandBatch(): CommandBatch {
+  return { commands: [] };
+}
+
+export const CommandBatch: MessageFns<CommandBatch> = {
+  encode(message: CommandBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.commands) {
+      TerminalCommand.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommandBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommandBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commands.push(TerminalCommand.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommandBatch {
+    return {
+      commands: globalThis.Array.isArray(object?.commands)
+        ? object.commands.map((e: any) => TerminalCommand.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CommandBatch): unknown {
+    const obj: any = {};
+    if (message.commands?.length) {
+      obj.commands = message.commands.map((e) => TerminalCommand.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CommandBatch>, I>>(base?: I): CommandBatch {
+    return CommandBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CommandBatch>, I>>(object: I): CommandBatch {
+    const message = createBaseCommandBatch();
+    message.commands = object.commands?.map((e) => TerminalCommand.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseResultBatch(): ResultBatch {
+  return { results: [] };
+}
+
+export const ResultBatch: MessageFns<ResultBatch> = {
+  encode(message: ResultBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      CommandResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResultBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResultBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(CommandResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResultBatch {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => CommandResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ResultBatch): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => CommandResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResultBatch>, I>>(base?: I): ResultBatch {
+    return ResultBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResultBatch>, I>>(object: I): ResultBatch {
+    const message = createBaseResultBatch();
+    message.results = object.results?.map((e) => CommandResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4952,8 +5197,10 @@ export const WorkerServiceService = {
    * the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
    * hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
    * worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
-   * the worker answers each with one result carrying the command's id, in any order. Both sides
-   * send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+   * the worker answers each with one result carrying the command's id, in any order. Commands
+   * waiting together go in one CommandBatch to a worker whose hello accepts batches, and
+   * results in one ResultBatch to a gateway whose welcome does (a fan-out to 500 terminals of
+   * one worker is then a few messages, not 500). Both sides send heartbeats when idle. A second stream with the same worker_id replaces the first, which
    * ends with ABORTED and reason WORKER_REPLACED.
    */
   connect: {
@@ -4973,8 +5220,10 @@ export interface WorkerServiceServer extends UntypedServiceImplementation {
    * the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
    * hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
    * worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
-   * the worker answers each with one result carrying the command's id, in any order. Both sides
-   * send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+   * the worker answers each with one result carrying the command's id, in any order. Commands
+   * waiting together go in one CommandBatch to a worker whose hello accepts batches, and
+   * results in one ResultBatch to a gateway whose welcome does (a fan-out to 500 terminals of
+   * one worker is then a few messages, not 500). Both sides send heartbeats when idle. A second stream with the same worker_id replaces the first, which
    * ends with ABORTED and reason WORKER_REPLACED.
    */
   connect: handleBidiStreamingCall<ConnectRequest, ConnectResponse>;
@@ -4986,8 +5235,10 @@ export interface WorkerServiceClient extends Client {
    * the terminals it hosts (UNAUTHENTICATED for an unknown token, INVALID_ARGUMENT for a bad
    * hello, FAILED_PRECONDITION with reason TERMINAL_HOSTED_ELSEWHERE when another connected
    * worker hosts one of its logins). The gateway answers with a welcome, then sends commands;
-   * the worker answers each with one result carrying the command's id, in any order. Both sides
-   * send heartbeats when idle. A second stream with the same worker_id replaces the first, which
+   * the worker answers each with one result carrying the command's id, in any order. Commands
+   * waiting together go in one CommandBatch to a worker whose hello accepts batches, and
+   * results in one ResultBatch to a gateway whose welcome does (a fan-out to 500 terminals of
+   * one worker is then a few messages, not 500). Both sides send heartbeats when idle. A second stream with the same worker_id replaces the first, which
    * ends with ABORTED and reason WORKER_REPLACED.
    */
   connect(): ClientDuplexStream<ConnectRequest, ConnectResponse>;
