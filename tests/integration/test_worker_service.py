@@ -341,11 +341,19 @@ async def test_a_master_order_over_remote_accounts_fills_each_child_once(
     logins = [FIRST_LOGIN + i for i in range(3)]
     broker = Broker(logins)
     workers.append(await Worker(gateway, broker).start())
+    await _each_child_fills_once(gateway, channel, broker, logins)
+
+
+async def _each_child_fills_once(
+    gateway: RunningGateway, channel: grpc.aio.Channel, broker: Broker, logins: list[int]
+) -> None:
+    """An order of 0.10 lot per account over the logins: FILLED, one deal per child."""
     group = await create_group(
         account_service_pb2_grpc.AccountServiceStub(channel), await _accounts(channel, logins)
     )
     trading = trading_service_pb2_grpc.TradingServiceStub(channel)
-    submitted = await trading.SubmitMasterOrder(market_order(group.group_id, "0.30"))
+    volume = f"{Decimal('0.10') * len(logins):.2f}"
+    submitted = await trading.SubmitMasterOrder(market_order(group.group_id, volume))
     await gateway.engine.wait_idle()
     got = await trading.GetMasterOrder(
         trading_service_pb2.GetMasterOrderRequest(
@@ -369,23 +377,8 @@ async def test_a_fan_out_travels_in_batches_to_a_worker_that_reads_them(
     broker = Broker(logins)
     worker = await Worker(gateway, broker, batches=batches).start()
     workers.append(worker)
-    group = await create_group(
-        account_service_pb2_grpc.AccountServiceStub(channel), await _accounts(channel, logins)
-    )
-    trading = trading_service_pb2_grpc.TradingServiceStub(channel)
     before = worker.worker.commands_received, worker.worker.command_messages
-    submitted = await trading.SubmitMasterOrder(market_order(group.group_id, "4.00"))
-    await gateway.engine.wait_idle()
-    got = await trading.GetMasterOrder(
-        trading_service_pb2.GetMasterOrderRequest(
-            master_order_id=submitted.master_order.master_order_id
-        )
-    )
-    assert got.master_order.state == order_pb2.MASTER_ORDER_STATE_FILLED
-    logins_by_account = {a.account_id: a.login for a in await _listed_accounts(channel)}
-    for child in got.master_order.children:
-        deals = broker.deals_by_tag(logins_by_account[child.account_id], child.tag)
-        assert deals == [Decimal("0.10")], child.tag
+    await _each_child_fills_once(gateway, channel, broker, logins)
     stats = worker.worker
     commands = stats.commands_received - before[0]
     messages = stats.command_messages - before[1]
