@@ -188,7 +188,7 @@ class TradingEngine:
         allocation = planned.allocation
         now = self._clock()
         master_order_id = new_id("mo")
-        # Stored as SENT (created PENDING and sent, both now) before the first request leaves:
+        # Stored SENT (past PENDING, with its SENT event) before the first request leaves:
         # after a crash each is searched for by its tag before anything is resent. Its sent
         # time is the moment its request leaves (the dispatcher's), none until then.
         children = [
