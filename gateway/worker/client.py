@@ -249,15 +249,13 @@ class TerminalWorker:
         ):
             while True:
                 message = await outbox.get()
-                if batches and message.WhichOneof("message") == "result":
-                    message = _with_waiting_results(message, outbox)
+                if message.WhichOneof("message") == "result":
+                    if batches:
+                        message = _with_waiting_results(message, outbox)
+                    self.result_messages += 1
                     self.results_written += (
                         len(message.results.results) if message.HasField("results") else 1
                     )
-                    self.result_messages += 1
-                elif message.WhichOneof("message") == "result":
-                    self.results_written += 1
-                    self.result_messages += 1
                 await call.write(message)
 
 
