@@ -112,11 +112,11 @@ class GatewayProcess:
             # SIGABRT: faulthandler writes every thread's stack to the log first.
             self.process.send_signal(signal.SIGABRT)
             await self.process.wait()
-            tail = self.log.read_text(errors="replace")[-4000:]
+            tail = self.log.read_text(errors="replace")[-20000:]
             print(f"bench: the gateway did not stop in {timeout_s} s:\n{tail}", file=sys.stderr)
-            stack = [line.strip() for line in tail.splitlines() if line.strip().startswith("File")]
             GatewayProcess.stop_problems.append(
-                f"no exit {timeout_s} s after SIGTERM; main thread in: {' <- '.join(stack[:3])}"
+                f"no exit {timeout_s} s after SIGTERM ({self.directory.name}); "
+                f"main thread in: {' <- '.join(main_thread_stack(tail)[:6])}"
             )
 
     async def __aenter__(self) -> GatewayProcess:
@@ -125,6 +125,20 @@ class GatewayProcess:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
+
+
+def main_thread_stack(dump: str) -> list[str]:
+    """The main thread's frames, innermost first, from faulthandler's dump of every thread
+    (the main thread is the one whose frames end in the gateway's entry point)."""
+    threads: list[list[str]] = []
+    for raw in dump.splitlines():
+        line = raw.strip()
+        if line.startswith(("Thread 0x", "Current thread 0x")):
+            threads.append([])
+        elif line.startswith("File ") and threads:
+            threads[-1].append(line)
+    main = [t for t in threads if any("gateway/__main__.py" in f for f in t)]
+    return main[-1] if main else []
 
 
 def sqlite_url(directory: Path, name: str = "bench.db") -> str:
