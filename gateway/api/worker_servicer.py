@@ -92,7 +92,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             raise Unauthenticated("unknown worker token, or one not issued to this worker id")
         hello = wire.hello_from_proto(hello_message)
         try:
-            session = self._hub.connect(hello.worker_id, hello.terminals, peer=context.peer())
+            session = self._hub.connect(
+                hello.worker_id,
+                hello.terminals,
+                peer=context.peer(),
+                prices_at_market=hello.prices_at_market,
+            )
         except HostedElsewhere as error:
             raise FailedPrecondition(
                 f"{error}; one account must be traded through one terminal",

@@ -1,7 +1,8 @@
 """Sends child orders to their terminals: all at once across terminals, one at a time within one.
 
-Per child: a fresh quote, the request with the child's tag and the group's magic, and the
-answer's retcode class decides what follows:
+Per child: the request at market with the child's tag and the group's magic (its terminal
+prices it right before it leaves: gateway.terminals.market), and the answer's retcode class
+decides what follows:
 - SUCCESS: the fill is recorded;
 - TRANSIENT (requote, busy, no quotes...): retried with a fresh price after a backoff, a bounded
   number of times;
@@ -219,34 +220,14 @@ class Dispatcher:
             child = self._sendable(child)
         last_text = ""
         last_retcode = 0
-        # The price of the first request: retries stay within the deviation of it.
-        first_price: Decimal | None = None
+        # The price the first request was sent at: retries stay within the deviation of it.
+        first_price: Decimal | None = child.requested_price
         first_request = child.attempts == 0
+        band = deviation * point
         while attempts < self._settings.max_attempts:
             if (halt := self._halt(master, child)) is not None:
                 return self._cancelled(child, attempts, halt), None
             attempts += 1
-            try:
-                with self._deadlines.guard():
-                    quote = await terminal.quote(child.symbol)
-            except (TimeoutError, TerminalError) as error:
-                last_text = f"no quote: {error}"
-                last_retcode = retcodes.PRICE_OFF
-                await asyncio.sleep(self._settings.backoff_s * attempts)
-                continue
-            requested = quote.ask if child.side is Side.BUY else quote.bid
-            if first_price is None:
-                first_price = child.requested_price or requested
-            elif abs(requested - first_price) > deviation * point:
-                # A retry chases the market only within the order's maximum deviation of the
-                # first price asked: beyond it the manager's price is gone.
-                last_retcode = retcodes.PRICE_CHANGED
-                last_text = (
-                    f"the price moved {abs(requested - first_price) / point:f} points from the "
-                    f"first price {first_price}, beyond the maximum deviation of {deviation}"
-                )
-                attempts -= 1  # this one was never sent
-                break
             request = OrderRequest(
                 action=TradeAction.DEAL,
                 symbol=child.symbol,
@@ -254,7 +235,11 @@ class Dispatcher:
                 volume=child.volume - child.filled_volume,
                 tag=child.tag,
                 magic=child.magic,
-                price=requested,
+                # At market: the terminal prices it right before it leaves (terminals.market).
+                # A retry chases the market only within the order's maximum deviation of the
+                # first price sent: beyond it the manager's price is gone.
+                lowest_price=None if first_price is None else first_price - band,
+                highest_price=None if first_price is None else first_price + band,
                 deviation_points=deviation,
                 # A closing child names the position it closes (hedging accounts); an opening
                 # child carries the master order's stops onto its position.
@@ -273,11 +258,26 @@ class Dispatcher:
                 if found is None:
                     text = f"outcome unknown: {error or 'timeout'}"
                     return self._unknown(child, attempts, 0, text), None
-                child, final = await self._absorb(child, found, known, requested, point, attempts)
+                child, final = await self._absorb(child, found, known, first_price, point, attempts)
                 if final is not None:
                     return final
                 last_text = f"provably not executed after {error or 'timeout'}"
                 continue
+            if first_price is None:
+                first_price = result.request_price
+            if _outside_band(request, result):
+                assert first_price is not None
+                seen = result.ask if child.side is Side.BUY else result.bid
+                moved = "" if seen is None else f"{abs(seen - first_price) / point:f} points "
+                last_retcode = retcodes.PRICE_CHANGED
+                last_text = (
+                    f"the price moved {moved}from the first price {first_price}, beyond the "
+                    f"maximum deviation of {deviation}"
+                )
+                attempts -= 1  # this one was never sent
+                break
+            # The price it left at (for its slippage); from before if the terminal sent none.
+            requested = result.request_price or first_price
             kind = retcodes.classify(result.retcode)
             if kind is RetcodeClass.SUCCESS and result.volume > 0:
                 child, fill = self._filled(child, result, requested, point, attempts)
@@ -559,7 +559,7 @@ class Dispatcher:
         child: ChildOrder,
         order_ticket: int,
         known: set[int],
-        requested: Decimal,
+        requested: Decimal | None,
         point: Decimal,
         attempts: int,
     ) -> tuple[ChildOrder, tuple[ChildOrder, Fill | None] | None]:
@@ -633,16 +633,17 @@ class Dispatcher:
         self,
         child: ChildOrder,
         result: OrderResult,
-        requested: Decimal,
+        requested: Decimal | None,
         point: Decimal,
         attempts: int,
     ) -> tuple[ChildOrder, Fill]:
+        """`requested`: None when the price it was sent at is unknown (no slippage then)."""
         assert result.price is not None
         return self._fill(
             child,
             volume=result.volume,
             price=result.price,
-            requested=requested,
+            requested=result.price if requested is None else requested,
             point=point,
             attempts=attempts,
             retcode=result.retcode,
@@ -723,6 +724,12 @@ class Dispatcher:
 
 
 _copy_child = copier(ChildOrder)
+
+
+def _outside_band(request: OrderRequest, result: OrderResult) -> bool:
+    """The terminal refused a priced retry unsent: its price had left the band."""
+    banded = request.lowest_price is not None or request.highest_price is not None
+    return banded and result.retcode == retcodes.PRICE_CHANGED and result.request_price is None
 
 
 def _leaving(child: ChildOrder, at: datetime) -> ChildOrder:

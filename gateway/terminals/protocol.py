@@ -6,7 +6,8 @@
 | symbol_spec(s)    | yes      | volume and price rules of a broker symbol (SymbolNotFound)     |
 | quote(s)          | yes      | the current bid/ask                                            |
 | send(request)     | yes      | one trade request (deal, pending, modify, remove, SL/TP,       |
-|                   |          | close-by); the broker's answer with its MT5 retcode            |
+|                   |          | close-by); the broker's answer with its MT5 retcode; a deal at |
+|                   |          | market is priced by the terminal (gateway.terminals.market)    |
 | find_by_tag(tag)  | yes      | orders, positions and deals carrying a child's tag (reconcile) |
 | positions()       | yes      | open positions                                                 |
 | pending_orders()  | yes      | pending orders                                                 |
@@ -54,8 +55,16 @@ class OrderRequest:
     magic: int
     # The price the engine expects; None for "at market". PENDING: the order's price (the stop
     # price of a stop limit); MODIFY: the new price, None keeping the current one.
+    # A DEAL at market is priced by the terminal itself, with its own bid/ask read right before
+    # sending (where the request leaves, not one round trip earlier at the gateway), and the
+    # result says which price that was (OrderResult.request_price).
     price: Decimal | None = None
     deviation_points: int = 0
+    # A DEAL at market is sent only while the terminal's price (ask for a buy, bid for a sell)
+    # lies within [lowest_price, highest_price]; outside, the terminal answers PRICE_CHANGED
+    # with its bid/ask and sends nothing. None: no bound on that side.
+    lowest_price: Decimal | None = None
+    highest_price: Decimal | None = None
     # None: no SL/TP. MODIFY and SLTP set both, as MT5 does: None removes one.
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
@@ -91,6 +100,9 @@ class OrderResult:
     bid: Decimal | None = None
     ask: Decimal | None = None
     executed_at: datetime | None = None
+    # A DEAL at market: the price the terminal sent it at. None when it sent nothing (refused
+    # before sending, e.g. outside its price band) or the request carried its own price.
+    request_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

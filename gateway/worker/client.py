@@ -87,10 +87,12 @@ class TerminalWorker:
         on_connected: Callable[[], None] | None = None,
         channel_factory: Callable[[WorkerConfig], grpc.aio.Channel] = open_channel,
         batches: bool = True,
+        prices_at_market: bool = True,
     ) -> None:
         """`batches`: read CommandBatch messages (said in the hello) and write ResultBatch ones
         to a gateway that reads them (said in its welcome); off, one command or result a
-        message, as workers before batches did."""
+        message, as workers before batches did. `prices_at_market`: said in the hello (every
+        backend prices a deal sent at market); off, as workers before it did."""
         self._config = config
         self._terminals = dict(terminals)
         self._locks = {login: asyncio.Lock() for login in self._terminals}
@@ -103,6 +105,7 @@ class TerminalWorker:
             ),
             version=_version(),
             accepts_command_batches=batches,
+            prices_at_market=prices_at_market,
         )
         self._batches = batches
         self._on_connected = on_connected

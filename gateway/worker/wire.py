@@ -157,6 +157,8 @@ def order_request_to_proto(request: OrderRequest) -> pb.TerminalOrderRequest:
         filling=_to_enum(common_pb2.FillingPolicy, "FILLING_POLICY", request.filling),
         order_ticket=request.order_ticket,
         position_by=request.position_by,
+        lowest_price=_dec(request.lowest_price),
+        highest_price=_dec(request.highest_price),
     )
 
 
@@ -182,6 +184,8 @@ def order_request_from_proto(message: pb.TerminalOrderRequest) -> OrderRequest:
         filling=_enum(FillingPolicy, common_pb2.FillingPolicy, "FILLING_POLICY", message.filling),
         order_ticket=message.order_ticket,
         position_by=message.position_by,
+        lowest_price=_optional_decimal(message.lowest_price, "lowest_price"),
+        highest_price=_optional_decimal(message.highest_price, "highest_price"),
     )
 
 
@@ -197,6 +201,7 @@ def order_result_to_proto(result: OrderResult) -> pb.TerminalOrderResult:
         bid=_dec(result.bid),
         ask=_dec(result.ask),
         execute_time=stamp(result.executed_at),
+        request_price=_dec(result.request_price),
     )
 
 
@@ -212,6 +217,7 @@ def order_result_from_proto(message: pb.TerminalOrderResult) -> OrderResult:
         bid=_optional_decimal(message.bid, "bid"),
         ask=_optional_decimal(message.ask, "ask"),
         executed_at=_optional_time(message, "execute_time"),
+        request_price=_optional_decimal(message.request_price, "request_price"),
     )
 
 
@@ -562,6 +568,8 @@ class Hello:
     version: str = ""
     # The worker reads several commands in one message (CommandBatch).
     accepts_command_batches: bool = False
+    # The worker's terminals price deals sent at market themselves (gateway.terminals.market).
+    prices_at_market: bool = False
 
 
 def hello_to_proto(hello: Hello, token: str) -> pb.WorkerHello:
@@ -570,6 +578,7 @@ def hello_to_proto(hello: Hello, token: str) -> pb.WorkerHello:
         token=token,
         version=hello.version,
         accepts_command_batches=hello.accepts_command_batches,
+        prices_at_market=hello.prices_at_market,
         terminals=[
             pb.HostedTerminal(
                 login=t.login.login,
@@ -622,4 +631,5 @@ def hello_from_proto(message: pb.WorkerHello, path: str = "hello") -> Hello:
         tuple(terminals),
         message.version[:100],
         accepts_command_batches=message.accepts_command_batches,
+        prices_at_market=message.prices_at_market,
     )

@@ -183,10 +183,52 @@ async def test_a_market_deal_opens_a_position_at_the_market_price(
     assert position.opened_at == result.executed_at
 
 
-async def test_a_market_deal_without_a_price_takes_the_market(terminal: Terminal) -> None:
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+async def test_a_market_deal_without_a_price_is_priced_by_the_terminal(
+    terminal: Terminal, side: Side
+) -> None:
     quote = await terminal.quote("EURUSD")
-    result = await terminal.send(market(Side.BUY, "0.05", "mam:D2"))
-    assert (result.retcode, result.price) == (retcodes.DONE, quote.ask)
+    price = quote.ask if side is Side.BUY else quote.bid
+    result = await terminal.send(market(side, "0.05", "mam:D2"))
+    # Its own price as it sent the deal, reported with the answer.
+    assert (result.retcode, result.price, result.request_price) == (retcodes.DONE, price, price)
+
+
+async def test_a_deal_priced_by_the_caller_reports_no_price_of_the_terminals(
+    terminal: Terminal,
+) -> None:
+    quote = await terminal.quote("EURUSD")
+    result = await terminal.send(market(Side.BUY, "0.05", "mam:D4", price=quote.ask))
+    assert (result.retcode, result.request_price) == (retcodes.DONE, None)
+
+
+async def test_a_deal_at_market_inside_its_price_band_is_sent(terminal: Terminal) -> None:
+    quote = await terminal.quote("EURUSD")
+    band = {"lowest_price": quote.ask - points(5), "highest_price": quote.ask + points(5)}
+    result = await terminal.send(market(Side.BUY, "0.05", "mam:D5", **band))
+    assert (result.retcode, result.request_price) == (retcodes.DONE, quote.ask)
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+@pytest.mark.parametrize("beyond", ["low", "high"])
+async def test_a_deal_at_market_outside_its_price_band_is_not_sent(
+    terminal: Terminal, side: Side, beyond: str
+) -> None:
+    quote = await terminal.quote("EURUSD")
+    price = quote.ask if side is Side.BUY else quote.bid
+    band = (
+        {"lowest_price": price + points(1)}
+        if beyond == "low"
+        else {"highest_price": price - points(1)}
+    )
+    tag = "mam:D6"
+    result = await terminal.send(market(side, "0.05", tag, **band))
+    assert (result.retcode, result.request_price) == (retcodes.PRICE_CHANGED, None)
+    assert (result.bid, result.ask) == (quote.bid, quote.ask)
+    # Nothing reached the broker.
+    found = await terminal.find_by_tag(tag)
+    assert (found.orders, found.positions, found.deals) == ((), (), ())
+    assert await terminal.positions() == []
 
 
 async def test_a_deal_priced_beyond_its_deviation_is_requoted(terminal: Terminal) -> None:

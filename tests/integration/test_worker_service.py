@@ -144,6 +144,7 @@ class Worker:
         worker_id: str = "win-1",
         token: str = TOKEN,
         batches: bool = True,
+        prices_at_market: bool = True,
     ) -> None:
         config = WorkerConfig(
             worker_id=worker_id,
@@ -155,7 +156,11 @@ class Worker:
         )
         self.connected = asyncio.Event()
         self.worker = TerminalWorker(
-            config, broker.terminals, on_connected=self.connected.set, batches=batches
+            config,
+            broker.terminals,
+            on_connected=self.connected.set,
+            batches=batches,
+            prices_at_market=prices_at_market,
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -382,14 +387,32 @@ async def test_a_fan_out_travels_in_batches_to_a_worker_that_reads_them(
     stats = worker.worker
     commands = stats.commands_received - before[0]
     messages = stats.command_messages - before[1]
-    assert commands >= 3 * len(logins)  # an account read, a quote and a send each
+    # Each account: read as it is created, read and its symbol asked for the allocation, and
+    # its deal sent (priced by the worker's terminal: no quote asked first).
+    assert commands == 4 * len(logins)
     if batches:
-        # 40 quotes asked at once arrive in a message or a few, not in 40.
-        assert messages <= commands // 4
+        # 40 questions asked at once arrive in a message or a few, not in 40.
+        assert messages <= commands // 3
         assert stats.result_messages < stats.results_written
     else:
         assert messages == commands
         assert stats.result_messages == stats.results_written
+
+
+async def test_a_worker_from_before_market_pricing_is_asked_its_quote_first(
+    gateway: RunningGateway, channel: grpc.aio.Channel, workers: list[Worker]
+) -> None:
+    """A worker whose hello does not say its terminals price deals at market: the gateway asks
+    for the quote and sends each deal priced by it, as before; each child fills once."""
+    logins = [FIRST_LOGIN + i for i in range(5)]
+    broker = Broker(logins)
+    worker = await Worker(gateway, broker, prices_at_market=False).start()
+    workers.append(worker)
+    before = worker.worker.commands_received
+    await _each_child_fills_once(gateway, channel, broker, logins)
+    # Each account: read as it is created, read and its symbol asked for the allocation, a
+    # quote, and its deal.
+    assert worker.worker.commands_received - before == 5 * len(logins)
 
 
 async def _listed_accounts(channel: grpc.aio.Channel) -> list[account_pb2.Account]:

@@ -90,15 +90,28 @@ def test_the_arrival_tick_has_another_price_than_the_sending_and_the_late_ones()
 async def test_a_deal_is_priced_and_stamped_at_its_arrival_however_late_the_loop_runs_it() -> None:
     sim, clock = broker_at(SENT_AT)
     term = SimTerminal("acc_1", HEDGING, sim, latency_ms=LATENCY_MS)
-    result = await sent_then_run_late(term, clock, deal(Side.BUY, "0.10"))
+    # At market: the terminal prices it as it leaves; the deviation lets the broker take it.
+    request = deal(Side.BUY, "0.10", deviation_points=1_000)
+    result = await sent_then_run_late(term, clock, request)
     bid, ask = quote_at(ARRIVED_AT)
     assert result.retcode == retcodes.DONE
+    assert result.request_price == quote_at(SENT_AT)[1]
     assert (result.price, result.bid, result.ask) == (ask, bid, ask)
     assert result.executed_at == ARRIVED_AT
     (stored,) = sim.deals(HEDGING, MONDAY_NOON)
     assert (stored.executed_at, stored.price) == (ARRIVED_AT, ask)
     (position,) = sim.positions(HEDGING)
     assert (position.opened_at, position.price_open) == (ARRIVED_AT, ask)
+
+
+async def test_a_deal_priced_as_it_left_is_requoted_beyond_its_deviation_at_arrival() -> None:
+    sim, clock = broker_at(SENT_AT)
+    term = SimTerminal("acc_1", HEDGING, sim, latency_ms=LATENCY_MS)
+    result = await sent_then_run_late(term, clock, deal(Side.BUY, "0.10", deviation_points=0))
+    bid, ask = quote_at(ARRIVED_AT)
+    assert result.retcode == retcodes.REQUOTE
+    assert (result.request_price, result.bid, result.ask) == (quote_at(SENT_AT)[1], bid, ask)
+    assert sim.deals(HEDGING, MONDAY_NOON) == []
 
 
 async def test_a_pending_order_is_placed_at_its_arrival() -> None:

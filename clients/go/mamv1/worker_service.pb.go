@@ -451,8 +451,13 @@ type WorkerHello struct {
 	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
 	// The worker reads CommandBatch messages; without it, each command is its own message.
 	AcceptsCommandBatches bool `protobuf:"varint,5,opt,name=accepts_command_batches,json=acceptsCommandBatches,proto3" json:"accepts_command_batches,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The worker's terminals price a DEAL sent at market themselves, right before sending it,
+	// honour its price band (lowest_price, highest_price) and answer with the price sent
+	// (request_price). Without it, the gateway asks the worker for a quote first and sends the
+	// deal priced.
+	PricesAtMarket bool `protobuf:"varint,6,opt,name=prices_at_market,json=pricesAtMarket,proto3" json:"prices_at_market,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkerHello) Reset() {
@@ -516,6 +521,13 @@ func (x *WorkerHello) GetVersion() string {
 func (x *WorkerHello) GetAcceptsCommandBatches() bool {
 	if x != nil {
 		return x.AcceptsCommandBatches
+	}
+	return false
+}
+
+func (x *WorkerHello) GetPricesAtMarket() bool {
+	if x != nil {
+		return x.PricesAtMarket
 	}
 	return false
 }
@@ -1700,7 +1712,12 @@ type TerminalOrderRequest struct {
 	// The pending order to modify or remove.
 	OrderTicket int64 `protobuf:"varint,17,opt,name=order_ticket,json=orderTicket,proto3" json:"order_ticket,omitempty"`
 	// CLOSE_BY: the opposite position.
-	PositionBy    int64 `protobuf:"varint,18,opt,name=position_by,json=positionBy,proto3" json:"position_by,omitempty"`
+	PositionBy int64 `protobuf:"varint,18,opt,name=position_by,json=positionBy,proto3" json:"position_by,omitempty"`
+	// A DEAL at market (empty price) is sent only while the terminal's price (ask for a buy, bid
+	// for a sell) lies within [lowest_price, highest_price]; outside, the answer is PRICE_CHANGED
+	// with the terminal's bid and ask, and nothing is sent. Empty: no bound on that side.
+	LowestPrice   string `protobuf:"bytes,19,opt,name=lowest_price,json=lowestPrice,proto3" json:"lowest_price,omitempty"`
+	HighestPrice  string `protobuf:"bytes,20,opt,name=highest_price,json=highestPrice,proto3" json:"highest_price,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1861,6 +1878,20 @@ func (x *TerminalOrderRequest) GetPositionBy() int64 {
 	return 0
 }
 
+func (x *TerminalOrderRequest) GetLowestPrice() string {
+	if x != nil {
+		return x.LowestPrice
+	}
+	return ""
+}
+
+func (x *TerminalOrderRequest) GetHighestPrice() string {
+	if x != nil {
+		return x.HighestPrice
+	}
+	return ""
+}
+
 // The broker's answer to a trade request (MT5 MqlTradeResult).
 type TerminalOrderResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1871,11 +1902,14 @@ type TerminalOrderResult struct {
 	DealTicket     int64  `protobuf:"varint,4,opt,name=deal_ticket,json=dealTicket,proto3" json:"deal_ticket,omitempty"`
 	PositionTicket int64  `protobuf:"varint,5,opt,name=position_ticket,json=positionTicket,proto3" json:"position_ticket,omitempty"`
 	// Decimal strings; empty: not given.
-	Volume        string                 `protobuf:"bytes,6,opt,name=volume,proto3" json:"volume,omitempty"`
-	Price         string                 `protobuf:"bytes,7,opt,name=price,proto3" json:"price,omitempty"`
-	Bid           string                 `protobuf:"bytes,8,opt,name=bid,proto3" json:"bid,omitempty"`
-	Ask           string                 `protobuf:"bytes,9,opt,name=ask,proto3" json:"ask,omitempty"`
-	ExecuteTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=execute_time,json=executeTime,proto3" json:"execute_time,omitempty"`
+	Volume      string                 `protobuf:"bytes,6,opt,name=volume,proto3" json:"volume,omitempty"`
+	Price       string                 `protobuf:"bytes,7,opt,name=price,proto3" json:"price,omitempty"`
+	Bid         string                 `protobuf:"bytes,8,opt,name=bid,proto3" json:"bid,omitempty"`
+	Ask         string                 `protobuf:"bytes,9,opt,name=ask,proto3" json:"ask,omitempty"`
+	ExecuteTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=execute_time,json=executeTime,proto3" json:"execute_time,omitempty"`
+	// A DEAL sent at market: the price the terminal sent it at. Empty when nothing was sent, or
+	// the request carried its own price.
+	RequestPrice  string `protobuf:"bytes,11,opt,name=request_price,json=requestPrice,proto3" json:"request_price,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1978,6 +2012,13 @@ func (x *TerminalOrderResult) GetExecuteTime() *timestamppb.Timestamp {
 		return x.ExecuteTime
 	}
 	return nil
+}
+
+func (x *TerminalOrderResult) GetRequestPrice() string {
+	if x != nil {
+		return x.RequestPrice
+	}
+	return ""
 }
 
 type TerminalAccountInfo struct {
@@ -2964,13 +3005,14 @@ const file_mam_v1_worker_service_proto_rawDesc = "" +
 	"\theartbeat\x18\x02 \x01(\v2\x11.mam.v1.HeartbeatH\x00R\theartbeat\x123\n" +
 	"\acommand\x18\x03 \x01(\v2\x17.mam.v1.TerminalCommandH\x00R\acommand\x122\n" +
 	"\bcommands\x18\x04 \x01(\v2\x14.mam.v1.CommandBatchH\x00R\bcommandsB\t\n" +
-	"\amessage\"\xc8\x01\n" +
+	"\amessage\"\xf2\x01\n" +
 	"\vWorkerHello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x124\n" +
 	"\tterminals\x18\x03 \x03(\v2\x16.mam.v1.HostedTerminalR\tterminals\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x126\n" +
-	"\x17accepts_command_batches\x18\x05 \x01(\bR\x15acceptsCommandBatches\"\x86\x01\n" +
+	"\x17accepts_command_batches\x18\x05 \x01(\bR\x15acceptsCommandBatches\x12(\n" +
+	"\x10prices_at_market\x18\x06 \x01(\bR\x0epricesAtMarket\"\x86\x01\n" +
 	"\x0eHostedTerminal\x12\x14\n" +
 	"\x05login\x18\x01 \x01(\x03R\x05login\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12,\n" +
@@ -3037,7 +3079,7 @@ const file_mam_v1_worker_service_proto_rawDesc = "" +
 	"\x06result\"\\\n" +
 	"\x0fTerminalFailure\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.mam.v1.TerminalFailureKindR\x04kind\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xac\x05\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xf4\x05\n" +
 	"\x14TerminalOrderRequest\x12+\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x13.mam.v1.TradeActionR\x06action\x12\x16\n" +
 	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x12 \n" +
@@ -3061,7 +3103,9 @@ const file_mam_v1_worker_service_proto_rawDesc = "" +
 	"\afilling\x18\x10 \x01(\x0e2\x15.mam.v1.FillingPolicyR\afilling\x12!\n" +
 	"\forder_ticket\x18\x11 \x01(\x03R\vorderTicket\x12\x1f\n" +
 	"\vposition_by\x18\x12 \x01(\x03R\n" +
-	"positionBy\"\xc1\x02\n" +
+	"positionBy\x12!\n" +
+	"\flowest_price\x18\x13 \x01(\tR\vlowestPrice\x12#\n" +
+	"\rhighest_price\x18\x14 \x01(\tR\fhighestPrice\"\xe6\x02\n" +
 	"\x13TerminalOrderResult\x12\x18\n" +
 	"\aretcode\x18\x01 \x01(\x05R\aretcode\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
@@ -3074,7 +3118,8 @@ const file_mam_v1_worker_service_proto_rawDesc = "" +
 	"\x03bid\x18\b \x01(\tR\x03bid\x12\x10\n" +
 	"\x03ask\x18\t \x01(\tR\x03ask\x12=\n" +
 	"\fexecute_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\vexecuteTime\"\xb3\x02\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vexecuteTime\x12#\n" +
+	"\rrequest_price\x18\v \x01(\tR\frequestPrice\"\xb3\x02\n" +
 	"\x13TerminalAccountInfo\x12\x14\n" +
 	"\x05login\x18\x01 \x01(\x03R\x05login\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x1a\n" +

@@ -22,6 +22,7 @@ from gateway.domain import retcodes
 from gateway.domain.accounts import MarginMode
 from gateway.domain.orders import OrderType, TimeInForce
 from gateway.domain.symbols import SymbolSpec
+from gateway.terminals.market import needs_pricing, priced_at_market, sent_at
 from gateway.terminals.mt4 import messages, records
 from gateway.terminals.mt4.bridge_server import LoginState, Mt4BridgeServer
 from gateway.terminals.mt4.errors import Mt4Operation, name_of, retcode_for
@@ -265,6 +266,18 @@ class Mt4Terminal:
         refusal = _refusal(request)
         if refusal is not None:
             return refusal
+        priced = needs_pricing(request)
+        if priced:
+            # The EA's own price, asked right before: its terminal is the one the deal leaves.
+            quote = await self.quote(request.symbol)
+            pricing = priced_at_market(request, quote.bid, quote.ask)
+            if isinstance(pricing, OrderResult):
+                return pricing
+            request = pricing
+        result = await self._send(request)
+        return sent_at(result, request) if priced else result
+
+    async def _send(self, request: OrderRequest) -> OrderResult:
         operation, message = _mt4_request(request)
         answer = await self._ask(message, timeout_s=self._settings.trade_timeout_s)
         if answer["type"] != messages.TRADE_RESULT:

@@ -31,6 +31,7 @@ from gateway.domain import retcodes
 from gateway.domain.accounts import MarginMode
 from gateway.domain.ids import TAG_PREFIX
 from gateway.domain.symbols import SymbolSpec
+from gateway.terminals.market import needs_pricing, priced_at_market, sent_at
 from gateway.terminals.mt5 import constants as mt5
 from gateway.terminals.mt5 import errors, records, requests
 from gateway.terminals.mt5.records import Rounding
@@ -244,11 +245,18 @@ class Mt5Session:
         return spec
 
     def quote(self, symbol: str) -> Quote:
+        quote = self._quote(symbol)
+        if quote is None:
+            raise TerminalError(f"{symbol}: no quote yet")
+        return quote
+
+    def _quote(self, symbol: str) -> Quote | None:
+        """The terminal's tick; None while it has no price yet."""
         rounding = self._rounding(symbol, unknown=None)
         self._select(symbol)
         tick = self._query("symbol_info_tick", symbol)
         if tick.bid <= 0 or tick.ask <= 0:
-            raise TerminalError(f"{symbol}: no quote yet")
+            return None
         return Quote(
             symbol=symbol,
             bid=rounding.price(tick.bid),
@@ -310,6 +318,20 @@ class Mt5Session:
     # -- trading ----------------------------------------------------------------------------
 
     def send(self, request: OrderRequest) -> OrderResult:
+        priced = needs_pricing(request)
+        if priced:
+            # The terminal's own tick, right before order_send: the price the request leaves at.
+            quote = self._quote(request.symbol)
+            if quote is None:
+                return OrderResult(retcodes.PRICE_OFF, "No prices: no quote yet; not sent")
+            pricing = priced_at_market(request, quote.bid, quote.ask)
+            if isinstance(pricing, OrderResult):
+                return pricing
+            request = pricing
+        result = self._send(request)
+        return sent_at(result, request) if priced else result
+
+    def _send(self, request: OrderRequest) -> OrderResult:
         rounding = records.UNROUNDED
         if request.action in (TradeAction.DEAL, TradeAction.PENDING):
             rounding = self._rounding(request.symbol, unknown=records.UNROUNDED)

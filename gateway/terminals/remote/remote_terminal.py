@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TypeVar, cast
 
 from gateway.domain.symbols import SymbolSpec
+from gateway.terminals.market import needs_pricing, priced_at_market, sent_at
 from gateway.terminals.protocol import (
     AccountInfo,
     Deal,
@@ -75,7 +76,19 @@ class RemoteTerminal:
         return _one(await self._call(GetQuote(symbol)), Quote)
 
     async def send(self, request: OrderRequest) -> OrderResult:
-        return _one(await self._call(SendOrder(request)), OrderResult)
+        if self._closed:
+            raise TerminalError(f"the terminal of {self._account_id} is closed")
+        session = await self._hub.session_for(self._login)
+        if not needs_pricing(request) or session.prices_at_market:
+            # The worker's terminal prices a deal at market itself: one round trip.
+            answer = await session.call(self._account_id, self._login, SendOrder(request))
+            return _one(answer, OrderResult)
+        # A worker from before: its quote first, then the deal priced by it.
+        quote = await self.quote(request.symbol)
+        pricing = priced_at_market(request, quote.bid, quote.ask)
+        if isinstance(pricing, OrderResult):
+            return pricing
+        return sent_at(_one(await self._call(SendOrder(pricing)), OrderResult), pricing)
 
     async def find_by_tag(self, tag: str) -> TaggedRecords:
         return _one(await self._call(FindByTag(tag)), TaggedRecords)

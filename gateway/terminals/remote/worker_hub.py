@@ -108,9 +108,12 @@ class WorkerSession:
         *,
         peer: str,
         connected_at: datetime,
+        prices_at_market: bool = False,
     ) -> None:
         self.worker_id = worker_id
         self.terminals = terminals
+        # Its terminals price deals sent at market themselves (said in the worker's hello).
+        self.prices_at_market = prices_at_market
         self.peer = peer
         self.connected_at = connected_at
         self.last_seen = connected_at
@@ -229,7 +232,12 @@ class WorkerHub:
     # -- workers ----------------------------------------------------------------------------
 
     def connect(
-        self, worker_id: str, terminals: Iterable[HostedTerminal], *, peer: str = ""
+        self,
+        worker_id: str,
+        terminals: Iterable[HostedTerminal],
+        *,
+        peer: str = "",
+        prices_at_market: bool = False,
     ) -> WorkerSession:
         """Takes a worker whose hello was accepted. A session of the same worker id is
         replaced (its calls fail: outcome unknown); a login another connected worker hosts
@@ -244,7 +252,13 @@ class WorkerHub:
         previous = self._sessions.get(worker_id)
         if previous is not None:
             self._drop(previous, DropReason.REPLACED, "")
-        session = WorkerSession(worker_id, hosted, peer=peer, connected_at=self._now())
+        session = WorkerSession(
+            worker_id,
+            hosted,
+            peer=peer,
+            connected_at=self._now(),
+            prices_at_market=prices_at_market,
+        )
         self._sessions[worker_id] = self._latest[worker_id] = session
         for terminal in hosted:
             self._host_of[terminal.login] = self._last_host_of[terminal.login] = session

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from gateway.domain import retcodes
 from gateway.domain.symbols import SymbolSpec
+from gateway.terminals.market import needs_pricing, priced_at_market, sent_at
 from gateway.terminals.protocol import (
     AccountInfo,
     Deal,
@@ -146,6 +147,14 @@ class SimTerminal:
 
     async def send(self, request: OrderRequest) -> OrderResult:
         self._check()
+        priced = needs_pricing(request) and self._broker.has_symbol(request.symbol)
+        if priced:
+            # Priced here, right before it leaves, as a terminal prices a market order.
+            bid, ask, _ = self._broker.feed.bid_ask(request.symbol)
+            pricing = priced_at_market(request, bid, ask)
+            if isinstance(pricing, OrderResult):
+                return pricing
+            request = pricing
         sent_ns = self._broker.feed.clock_ns()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -158,7 +167,8 @@ class SimTerminal:
             # The broker executes at the quote and time of the request's arrival, not of
             # whenever the loop gets round to this line.
             arrived_ns = sent_ns + round(delay_ms * 1_000_000)
-            return await self._answer(request, self.faults.draw(), arrived_ns)
+            result = await self._answer(request, self.faults.draw(), arrived_ns)
+            return sent_at(result, request) if priced else result
         finally:
             self.in_flight -= 1
 

@@ -190,6 +190,7 @@ class WorkerHello(_message.Message):
     TERMINALS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     ACCEPTS_COMMAND_BATCHES_FIELD_NUMBER: _builtins.int
+    PRICES_AT_MARKET_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Required. Identifies the worker across reconnects (at most 100 characters)."""
     token: _builtins.str
@@ -198,6 +199,12 @@ class WorkerHello(_message.Message):
     """The worker's software version, for the gateway's log."""
     accepts_command_batches: _builtins.bool
     """The worker reads CommandBatch messages; without it, each command is its own message."""
+    prices_at_market: _builtins.bool
+    """The worker's terminals price a DEAL sent at market themselves, right before sending it,
+    honour its price band (lowest_price, highest_price) and answer with the price sent
+    (request_price). Without it, the gateway asks the worker for a quote first and sends the
+    deal priced.
+    """
     @_builtins.property
     def terminals(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostedTerminal]:
         """The terminals the worker hosts; each login and server at most once."""
@@ -210,10 +217,11 @@ class WorkerHello(_message.Message):
         terminals: _abc.Iterable[Global___HostedTerminal] | None = ...,
         version: _builtins.str = ...,
         accepts_command_batches: _builtins.bool = ...,
+        prices_at_market: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_command_batches", b"accepts_command_batches", "terminals", b"terminals", "token", b"token", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_command_batches", b"accepts_command_batches", "prices_at_market", b"prices_at_market", "terminals", b"terminals", "token", b"token", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -710,6 +718,8 @@ class TerminalOrderRequest(_message.Message):
     FILLING_FIELD_NUMBER: _builtins.int
     ORDER_TICKET_FIELD_NUMBER: _builtins.int
     POSITION_BY_FIELD_NUMBER: _builtins.int
+    LOWEST_PRICE_FIELD_NUMBER: _builtins.int
+    HIGHEST_PRICE_FIELD_NUMBER: _builtins.int
     action: Global___TradeAction.ValueType
     symbol: _builtins.str
     side: _common_pb2.Side.ValueType
@@ -735,6 +745,12 @@ class TerminalOrderRequest(_message.Message):
     """The pending order to modify or remove."""
     position_by: _builtins.int
     """CLOSE_BY: the opposite position."""
+    lowest_price: _builtins.str
+    """A DEAL at market (empty price) is sent only while the terminal's price (ask for a buy, bid
+    for a sell) lies within [lowest_price, highest_price]; outside, the answer is PRICE_CHANGED
+    with the terminal's bid and ask, and nothing is sent. Empty: no bound on that side.
+    """
+    highest_price: _builtins.str
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """TIME_IN_FORCE_SPECIFIED: when the pending order expires."""
@@ -760,10 +776,12 @@ class TerminalOrderRequest(_message.Message):
         filling: _common_pb2.FillingPolicy.ValueType = ...,
         order_ticket: _builtins.int = ...,
         position_by: _builtins.int = ...,
+        lowest_price: _builtins.str = ...,
+        highest_price: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "deviation_points", b"deviation_points", "expire_time", b"expire_time", "filling", b"filling", "magic", b"magic", "order_ticket", b"order_ticket", "order_type", b"order_type", "position_by", b"position_by", "position_ticket", b"position_ticket", "price", b"price", "side", b"side", "stop_limit_price", b"stop_limit_price", "stop_loss", b"stop_loss", "symbol", b"symbol", "tag", b"tag", "take_profit", b"take_profit", "time_in_force", b"time_in_force", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "deviation_points", b"deviation_points", "expire_time", b"expire_time", "filling", b"filling", "highest_price", b"highest_price", "lowest_price", b"lowest_price", "magic", b"magic", "order_ticket", b"order_ticket", "order_type", b"order_type", "position_by", b"position_by", "position_ticket", b"position_ticket", "price", b"price", "side", b"side", "stop_limit_price", b"stop_limit_price", "stop_loss", b"stop_loss", "symbol", b"symbol", "tag", b"tag", "take_profit", b"take_profit", "time_in_force", b"time_in_force", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -785,6 +803,7 @@ class TerminalOrderResult(_message.Message):
     BID_FIELD_NUMBER: _builtins.int
     ASK_FIELD_NUMBER: _builtins.int
     EXECUTE_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_PRICE_FIELD_NUMBER: _builtins.int
     retcode: _builtins.int
     """MT5 retcode (MT4 error codes mapped to MT5's)."""
     text: _builtins.str
@@ -796,6 +815,10 @@ class TerminalOrderResult(_message.Message):
     price: _builtins.str
     bid: _builtins.str
     ask: _builtins.str
+    request_price: _builtins.str
+    """A DEAL sent at market: the price the terminal sent it at. Empty when nothing was sent, or
+    the request carried its own price.
+    """
     @_builtins.property
     def execute_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -811,10 +834,11 @@ class TerminalOrderResult(_message.Message):
         bid: _builtins.str = ...,
         ask: _builtins.str = ...,
         execute_time: _timestamp_pb2.Timestamp | None = ...,
+        request_price: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execute_time", b"execute_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "bid", b"bid", "deal_ticket", b"deal_ticket", "execute_time", b"execute_time", "order_ticket", b"order_ticket", "position_ticket", b"position_ticket", "price", b"price", "retcode", b"retcode", "text", b"text", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "bid", b"bid", "deal_ticket", b"deal_ticket", "execute_time", b"execute_time", "order_ticket", b"order_ticket", "position_ticket", b"position_ticket", "price", b"price", "request_price", b"request_price", "retcode", b"retcode", "text", b"text", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -247,6 +247,13 @@ export interface WorkerHello {
   version: string;
   /** The worker reads CommandBatch messages; without it, each command is its own message. */
   acceptsCommandBatches: boolean;
+  /**
+   * The worker's terminals price a DEAL sent at market themselves, right before sending it,
+   * honour its price band (lowest_price, highest_price) and answer with the price sent
+   * (request_price). Without it, the gateway asks the worker for a quote first and sends the
+   * deal priced.
+   */
+  pricesAtMarket: boolean;
 }
 
 /**
@@ -407,6 +414,13 @@ export interface TerminalOrderRequest {
   orderTicket: bigint;
   /** CLOSE_BY: the opposite position. */
   positionBy: bigint;
+  /**
+   * A DEAL at market (empty price) is sent only while the terminal's price (ask for a buy, bid
+   * for a sell) lies within [lowest_price, highest_price]; outside, the answer is PRICE_CHANGED
+   * with the terminal's bid and ask, and nothing is sent. Empty: no bound on that side.
+   */
+  lowestPrice: string;
+  highestPrice: string;
 }
 
 /** The broker's answer to a trade request (MT5 MqlTradeResult). */
@@ -422,7 +436,14 @@ export interface TerminalOrderResult {
   price: string;
   bid: string;
   ask: string;
-  executeTime: Date | undefined;
+  executeTime:
+    | Date
+    | undefined;
+  /**
+   * A DEAL sent at market: the price the terminal sent it at. Empty when nothing was sent, or
+   * the request carried its own price.
+   */
+  requestPrice: string;
 }
 
 export interface TerminalAccountInfo {
@@ -791,7 +812,7 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
 };
 
 function createBaseWorkerHello(): WorkerHello {
-  return { workerId: "", token: "", terminals: [], version: "", acceptsCommandBatches: false };
+  return { workerId: "", token: "", terminals: [], version: "", acceptsCommandBatches: false, pricesAtMarket: false };
 }
 
 export const WorkerHello: MessageFns<WorkerHello> = {
@@ -810,6 +831,9 @@ export const WorkerHello: MessageFns<WorkerHello> = {
     }
     if (message.acceptsCommandBatches !== false) {
       writer.uint32(40).bool(message.acceptsCommandBatches);
+    }
+    if (message.pricesAtMarket !== false) {
+      writer.uint32(48).bool(message.pricesAtMarket);
     }
     return writer;
   },
@@ -867,6 +891,14 @@ export const WorkerHello: MessageFns<WorkerHello> = {
             message.acceptsCommandBatches = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pricesAtMarket = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -896,6 +928,11 @@ export const WorkerHello: MessageFns<WorkerHello> = {
         : isSet(object.accepts_command_batches)
         ? globalThis.Boolean(object.accepts_command_batches)
         : false,
+      pricesAtMarket: isSet(object.pricesAtMarket)
+        ? globalThis.Boolean(object.pricesAtMarket)
+        : isSet(object.prices_at_market)
+        ? globalThis.Boolean(object.prices_at_market)
+        : false,
     };
   },
 
@@ -916,6 +953,9 @@ export const WorkerHello: MessageFns<WorkerHello> = {
     if (message.acceptsCommandBatches !== false) {
       obj.acceptsCommandBatches = message.acceptsCommandBatches;
     }
+    if (message.pricesAtMarket !== false) {
+      obj.pricesAtMarket = message.pricesAtMarket;
+    }
     return obj;
   },
 
@@ -929,6 +969,7 @@ export const WorkerHello: MessageFns<WorkerHello> = {
     message.terminals = object.terminals?.map((e) => HostedTerminal.fromPartial(e)) || [];
     message.version = object.version ?? "";
     message.acceptsCommandBatches = object.acceptsCommandBatches ?? false;
+    message.pricesAtMarket = object.pricesAtMarket ?? false;
     return message;
   },
 };
@@ -2624,6 +2665,8 @@ function createBaseTerminalOrderRequest(): TerminalOrderRequest {
     filling: 0,
     orderTicket: 0n,
     positionBy: 0n,
+    lowestPrice: "",
+    highestPrice: "",
   };
 }
 
@@ -2694,6 +2737,12 @@ export const TerminalOrderRequest: MessageFns<TerminalOrderRequest> = {
         throw new globalThis.Error("value provided for field message.positionBy of type int64 too large");
       }
       writer.uint32(144).int64(message.positionBy);
+    }
+    if (message.lowestPrice !== "") {
+      writer.uint32(154).string(message.lowestPrice);
+    }
+    if (message.highestPrice !== "") {
+      writer.uint32(162).string(message.highestPrice);
     }
     return writer;
   },
@@ -2855,6 +2904,22 @@ export const TerminalOrderRequest: MessageFns<TerminalOrderRequest> = {
             message.positionBy = reader.int64() as bigint;
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.lowestPrice = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.highestPrice = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2927,6 +2992,16 @@ export const TerminalOrderRequest: MessageFns<TerminalOrderRequest> = {
         : isSet(object.position_by)
         ? BigInt(object.position_by)
         : 0n,
+      lowestPrice: isSet(object.lowestPrice)
+        ? globalThis.String(object.lowestPrice)
+        : isSet(object.lowest_price)
+        ? globalThis.String(object.lowest_price)
+        : "",
+      highestPrice: isSet(object.highestPrice)
+        ? globalThis.String(object.highestPrice)
+        : isSet(object.highest_price)
+        ? globalThis.String(object.highest_price)
+        : "",
     };
   },
 
@@ -2986,6 +3061,12 @@ export const TerminalOrderRequest: MessageFns<TerminalOrderRequest> = {
     if (message.positionBy !== 0n) {
       obj.positionBy = message.positionBy.toString();
     }
+    if (message.lowestPrice !== "") {
+      obj.lowestPrice = message.lowestPrice;
+    }
+    if (message.highestPrice !== "") {
+      obj.highestPrice = message.highestPrice;
+    }
     return obj;
   },
 
@@ -3018,6 +3099,8 @@ export const TerminalOrderRequest: MessageFns<TerminalOrderRequest> = {
     message.positionBy = (object.positionBy !== undefined && object.positionBy !== null)
       ? BigInt(object.positionBy)
       : 0n;
+    message.lowestPrice = object.lowestPrice ?? "";
+    message.highestPrice = object.highestPrice ?? "";
     return message;
   },
 };
@@ -3034,6 +3117,7 @@ function createBaseTerminalOrderResult(): TerminalOrderResult {
     bid: "",
     ask: "",
     executeTime: undefined,
+    requestPrice: "",
   };
 }
 
@@ -3077,6 +3161,9 @@ export const TerminalOrderResult: MessageFns<TerminalOrderResult> = {
     }
     if (message.executeTime !== undefined) {
       Timestamp.encode(toTimestamp(message.executeTime), writer.uint32(82).fork()).join();
+    }
+    if (message.requestPrice !== "") {
+      writer.uint32(90).string(message.requestPrice);
     }
     return writer;
   },
@@ -3174,6 +3261,14 @@ export const TerminalOrderResult: MessageFns<TerminalOrderResult> = {
             message.executeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.requestPrice = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3214,6 +3309,11 @@ export const TerminalOrderResult: MessageFns<TerminalOrderResult> = {
         : isSet(object.execute_time)
         ? fromJsonTimestamp(object.execute_time)
         : undefined,
+      requestPrice: isSet(object.requestPrice)
+        ? globalThis.String(object.requestPrice)
+        : isSet(object.request_price)
+        ? globalThis.String(object.request_price)
+        : "",
     };
   },
 
@@ -3249,6 +3349,9 @@ export const TerminalOrderResult: MessageFns<TerminalOrderResult> = {
     if (message.executeTime !== undefined) {
       obj.executeTime = message.executeTime.toISOString();
     }
+    if (message.requestPrice !== "") {
+      obj.requestPrice = message.requestPrice;
+    }
     return obj;
   },
 
@@ -3273,6 +3376,7 @@ export const TerminalOrderResult: MessageFns<TerminalOrderResult> = {
     message.bid = object.bid ?? "";
     message.ask = object.ask ?? "";
     message.executeTime = object.executeTime ?? undefined;
+    message.requestPrice = object.requestPrice ?? "";
     return message;
   },
 };
