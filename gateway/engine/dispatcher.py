@@ -38,6 +38,7 @@ from gateway.engine.deadlines import Deadlines
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_gate import TradingGate
+from gateway.garbage_collection import none_until_ready_callbacks_ran
 from gateway.terminals.protocol import (
     Deal,
     OrderRequest,
@@ -131,18 +132,24 @@ class Dispatcher:
         ordered = list(children)
         # Fairness: a per-order shuffle, seeded by the order id, so no account is always last.
         random.Random(master.master_order_id).shuffle(ordered)
-        await asyncio.gather(
-            *(
+        release = asyncio.Event()
+        executions = [
+            asyncio.ensure_future(
                 self._execute(
                     master,
                     child,
                     child.child_order_id in reconcile_first,
                     set(known_deals.get(child.child_order_id, ())),
                     points.get(child.account_id),
+                    release,
                 )
-                for child in ordered
             )
-        )
+            for child in ordered
+        ]
+        # Every execution's first step runs before this (the loop runs its ready callbacks in
+        # order): each first request is built by then, and they leave back to back.
+        asyncio.get_running_loop().call_soon(_release_together, release)
+        await asyncio.gather(*executions)
 
     async def _execute(
         self,
@@ -151,10 +158,11 @@ class Dispatcher:
         reconcile: bool,
         known: set[int],
         point: Decimal | None,
+        release: asyncio.Event,
     ) -> None:
         try:
             async with self._slots, self._registry.lock(child.account_id):
-                outcome, fill = await self._trade(master, child, reconcile, known, point)
+                outcome, fill = await self._trade(master, child, reconcile, known, point, release)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug must not leave the child without an outcome
@@ -183,9 +191,13 @@ class Dispatcher:
         reconcile: bool,
         known: set[int],
         point: Decimal | None,
+        release: asyncio.Event,
     ) -> tuple[ChildOrder, Fill | None]:
         """Executes one child to its outcome. `known`: the deal tickets of its stored fills;
-        `point`: its symbol's point, if known (else its terminal is asked).
+        `point`: its symbol's point, if known (else its terminal is asked); `release`: set once
+        every child of the master order has built its first request (or is waiting for a
+        slot, its terminal or an answer): the first requests are held until then, so that they
+        leave together and the spread of their arrival at the brokers is the sending alone.
 
         A partial fill is stored at once and the rest sent again (a resting RETURN remainder is
         removed first), so the child's volume is what its deals add up to, each deal one fill.
@@ -204,7 +216,7 @@ class Dispatcher:
         if point is None:
             point = (await terminal.symbol_spec(child.symbol)).point
         if master.spec.order_type is not OrderType.MARKET and not child.closes_child_order_id:
-            return await self._place(master, child, terminal, reconcile, known, point)
+            return await self._place(master, child, terminal, reconcile, known, point, release)
         filling = master.spec.filling_policy
         attempts = child.attempts
         if reconcile:
@@ -248,12 +260,22 @@ class Dispatcher:
                 take_profit=None if child.closes_child_order_id else master.spec.take_profit,
                 filling=filling,
             )
+            # The moment the first request leaves is the child's sent time (taken now; the
+            # child copied with it once the request is away, not on the way out).
+            leaving_at: datetime | None = None
             if first_request:
-                child, first_request = _leaving(child, self._clock()), False
+                if not release.is_set():
+                    await release.wait()
+                    # A cancellation or a kill switch may have come in meanwhile.
+                    if (halt := self._halt(master, child)) is not None:
+                        return self._cancelled(child, attempts - 1, halt), None
+                leaving_at, first_request = self._clock(), False
             try:
                 with self._deadlines.guard():
                     result = await terminal.send(request)
             except (TimeoutError, TerminalError) as error:
+                if leaving_at is not None:
+                    child = _leaving(child, leaving_at)
                 found = await self._reconcile(terminal, child)
                 if found is None:
                     text = f"outcome unknown: {error or 'timeout'}"
@@ -263,6 +285,8 @@ class Dispatcher:
                     return final
                 last_text = f"provably not executed after {error or 'timeout'}"
                 continue
+            if leaving_at is not None:
+                child = _leaving(child, leaving_at)
             if first_price is None:
                 first_price = result.request_price
             if _outside_band(request, result):
@@ -338,6 +362,7 @@ class Dispatcher:
         reconcile: bool,
         known: set[int],
         point: Decimal,
+        release: asyncio.Event,
     ) -> tuple[ChildOrder, Fill | None]:
         """Places a pending child at its broker: PLACED once it rests there (its fills are
         then taken in by the PendingOrderWatcher). Retries and reconciliation as for deals:
@@ -375,6 +400,11 @@ class Dispatcher:
                 filling=spec.filling_policy,
             )
             if first_request:
+                if not release.is_set():
+                    await release.wait()
+                    # A cancellation or a kill switch may have come in meanwhile.
+                    if (halt := self._halt(master, child)) is not None:
+                        return self._cancelled(child, attempts - 1, halt), None
                 child, first_request = _leaving(child, self._clock()), False
             try:
                 with self._deadlines.guard():
@@ -730,6 +760,14 @@ def _outside_band(request: OrderRequest, result: OrderResult) -> bool:
     """The terminal refused a priced retry unsent: its price had left the band."""
     banded = request.lowest_price is not None or request.highest_price is not None
     return banded and result.retcode == retcodes.PRICE_CHANGED and result.request_price is None
+
+
+def _release_together(release: asyncio.Event) -> None:
+    """Lets the held first requests leave, with no collection of the heap until each has
+    (their tasks, made ready by the set, run in one pass of the loop before the collector is
+    enabled again)."""
+    release.set()
+    none_until_ready_callbacks_ran(asyncio.get_running_loop())
 
 
 def _leaving(child: ChildOrder, at: datetime) -> ChildOrder:

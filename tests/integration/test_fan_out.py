@@ -12,6 +12,7 @@ import pytest
 
 from gateway._proto.mam.v1 import order_pb2, trading_service_pb2
 from gateway.api.server import RunningGateway, start_gateway
+from gateway.terminals.protocol import OrderRequest, OrderResult
 from gateway.terminals.sim import SimTerminal
 from tests.conftest import Client, client_of
 from tests.integration.helpers import create_accounts, create_group, market_order
@@ -133,3 +134,34 @@ async def test_each_terminal_is_asked_its_symbol_once_per_order(
     assert stored.state == order_pb2.MASTER_ORDER_STATE_FILLED
     assert stored.child_count == len(accounts)
     assert asked == ["EURUSD"] * len(accounts)  # the allocation's reads, and no more
+
+
+async def test_the_first_requests_leave_together_once_every_one_is_built(
+    client: Client, gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fairness: each child's first request is held until every child of the order has built
+    its own, so the requests leave back to back (the spread of their arrival at the brokers is
+    the sending alone, not the building). Seen from the terminals: when the first request
+    arrives, every child already holds its terminal, even with brokers answering at once."""
+    accounts = await create_accounts(client.accounts, ["10000"] * 20, prefix="together")
+    group = await create_group(client.accounts, accounts)
+    held_at_send: list[int] = []
+    original = SimTerminal.send
+
+    async def observed(self: SimTerminal, request: OrderRequest) -> OrderResult:
+        held_at_send.append(sum(gateway.registry.lock(a.account_id).locked() for a in accounts))
+        return await original(self, request)
+
+    monkeypatch.setattr(SimTerminal, "send", observed)
+    submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "2.00"))
+    await gateway.engine.wait_idle()
+    stored = (
+        await client.trading.GetMasterOrder(
+            trading_service_pb2.GetMasterOrderRequest(
+                master_order_id=submitted.master_order.master_order_id
+            )
+        )
+    ).master_order
+    assert stored.state == order_pb2.MASTER_ORDER_STATE_FILLED
+    assert len(held_at_send) == len(accounts)
+    assert held_at_send[0] == len(accounts)

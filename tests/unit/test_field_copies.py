@@ -52,3 +52,27 @@ def test_moves_keep_checking_transitions() -> None:
     filled = sent.moved_to(ChildOrderState.FILLED, NOW)
     with pytest.raises(IllegalTransition):
         filled.moved_to(ChildOrderState.SENT, NOW)
+
+
+def test_classes_with_post_init_keep_their_checks() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise ValueError("negative")
+
+    copy = copier(Checked)
+    assert copy(Checked(1), {"a": 2}) == Checked(2)
+    with pytest.raises(ValueError, match="negative"):
+        copy(Checked(1), {"a": -1})
+
+
+def test_a_class_without_slots_is_copied_through_init() -> None:
+    @dataclass(frozen=True)
+    class Plain:
+        a: int
+        b: str = "x"
+
+    assert copier(Plain)(Plain(1), {"b": "y"}) == Plain(1, "y")

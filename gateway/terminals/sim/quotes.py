@@ -95,14 +95,20 @@ class QuoteFeed:
 
     def bid_ask(self, symbol: str) -> tuple[Decimal, Decimal, datetime]:
         """The quote of the current tick. Raises KeyError for an unknown symbol."""
-        walk = self._walks.get(symbol) or self._walk(symbol)
         clock_ns = self._clock_ns()
+        bid, ask = self.prices_now(symbol, clock_ns)
+        return bid, ask, datetime.fromtimestamp(clock_ns / 1e9, UTC)
+
+    def prices_now(self, symbol: str, clock_ns: int) -> tuple[Decimal, Decimal]:
+        """Bid and ask of the current tick, the clock read by the caller as `clock_ns` (the
+        time a request leaves, in the terminal's send path). Raises KeyError for an unknown
+        symbol."""
+        walk = self._walks.get(symbol) or self._walk(symbol)
         target = (clock_ns - self._start_ns) // self._interval_ns
         quote = walk.quote
         if quote is None or walk.tick < target:
             quote = self._advance(walk, target)
-        bid, ask = quote
-        return bid, ask, datetime.fromtimestamp(clock_ns / 1e9, UTC)
+        return quote
 
     def bid_ask_at(self, symbol: str, at_ns: int) -> tuple[Decimal, Decimal, datetime]:
         """The quote as it stood at clock time `at_ns` (ns since the epoch), with that time.

@@ -147,15 +147,16 @@ class SimTerminal:
 
     async def send(self, request: OrderRequest) -> OrderResult:
         self._check()
-        priced = needs_pricing(request) and self._broker.has_symbol(request.symbol)
+        feed = self._broker.feed
+        sent_ns = feed.clock_ns()
+        priced = needs_pricing(request) and feed.has(request.symbol)
         if priced:
             # Priced here, right before it leaves, as a terminal prices a market order.
-            bid, ask, _ = self._broker.feed.bid_ask(request.symbol)
+            bid, ask = feed.prices_now(request.symbol, sent_ns)
             pricing = priced_at_market(request, bid, ask)
             if isinstance(pricing, OrderResult):
                 return pricing
             request = pricing
-        sent_ns = self._broker.feed.clock_ns()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
