@@ -19,6 +19,7 @@ from gateway.api.server import start_gateway
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.garbage_collection import tune_for_serving
+from gateway.slow_stop import report_if_slow
 from gateway.store import Store
 
 try:
@@ -174,7 +175,12 @@ async def serve(config: GatewayConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: finishing running calls and dispatches")
-    await gateway.stop()
+    # The calls' grace, then the dispatches': past both, say what it still waits for.
+    watchdog = asyncio.create_task(report_if_slow(2 * config.server.grace_seconds + 1))
+    try:
+        await gateway.stop()
+    finally:
+        watchdog.cancel()
     log.info("stopped")
 
 
