@@ -15,21 +15,35 @@ log = logging.getLogger("gateway")
 
 
 def describe_tasks() -> str:
-    """Every unfinished task of the running loop with where it waits, innermost frame last;
-    tasks waiting at the same place (a thousand children of one order) are told once."""
+    """Every unfinished task of the running loop with the chain of awaits it is suspended in,
+    innermost last; tasks waiting at the same place (a thousand children of one order) are
+    told once."""
     places: dict[str, list[str]] = {}
     for task in asyncio.all_tasks():
-        stack = io.StringIO()
-        task.print_stack(limit=20, file=stack)
-        # The first line names the task itself; the rest is where it waits.
-        _, _, where = stack.getvalue().partition("\n")
-        places.setdefault(where, []).append(task.get_name())
+        places.setdefault(_awaits(task.get_coro()), []).append(task.get_name())
     out = io.StringIO()
     out.write(f"{sum(len(names) for names in places.values())} tasks\n")
     for where, names in sorted(places.items(), key=lambda item: -len(item[1])):
         shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
         out.write(f"--- {len(names)} task(s) ({shown}):\n{where}")
     return out.getvalue()
+
+
+def _awaits(awaitable: object) -> str:
+    """The frames of a suspended coroutine and of each it awaits in turn (Task.print_stack
+    shows the outermost only: a suspended coroutine's frame has no f_back)."""
+    lines = []
+    for _ in range(50):
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is None:
+            if awaitable is not None:
+                # Its type only: a future's repr differs per task and would part the groups.
+                lines.append(f"  awaiting {type(awaitable).__name__}")
+            break
+        code = frame.f_code
+        lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+    return "\n".join(lines) + "\n"
 
 
 async def report_if_slow(after_s: float) -> None:

@@ -68,6 +68,8 @@ class AccountMonitor:
         self._request_timeout_s = request_timeout_s
         self._slots = asyncio.Semaphore(max_concurrency)
         self._task: asyncio.Task[None] | None = None
+        self._in_round = False
+        self._stopping = False
         self._loss_watch = loss_watch
 
     def start(self) -> None:
@@ -75,22 +77,35 @@ class AccountMonitor:
             return
         self._task = asyncio.create_task(self._run(), name="account-monitor")
 
+    @property
+    def in_round(self) -> bool:
+        """A round started by the timer is under way."""
+        return self._in_round
+
     async def stop(self) -> None:
-        """Ends the rounds; a round being stored is rolled back whole."""
+        """Ends the rounds: between two at once; a round under way is finished first (its
+        terminal reads are bounded by their timeout, its store is one transaction). It is not
+        cancelled: a PostgreSQL statement cancelled mid-way can leave the asyncpg driver
+        waiting for good, and the gateway's stop with it."""
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
+        self._stopping = True
+        if not self._in_round:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._interval_s)
+            self._in_round = True
             try:
                 await self.run_once()
             except Exception:
                 log.exception("account history round failed; the next round tries again")
+            finally:
+                self._in_round = False
 
     async def run_once(self) -> MonitorRound:
         """Reads every attached terminal and stores what was read, in one transaction; then

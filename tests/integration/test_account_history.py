@@ -375,3 +375,27 @@ async def test_the_monitor_stores_rounds_on_its_timer_until_stopped(
     stopped_at = await rounds_stored()
     await asyncio.sleep(0.2)
     assert await rounds_stored() == stopped_at
+
+
+async def test_stop_finishes_a_round_under_way_instead_of_cancelling_it(
+    client: Client, gateway: RunningGateway
+) -> None:
+    """A round is one transaction: cancelled mid-statement on PostgreSQL, the driver can wait
+    for good and the gateway's stop with it; so a stop lets the round under way finish."""
+    (created,) = await create_accounts(client.accounts, ["10000"])
+    monitor = AccountMonitor(
+        gateway.store, gateway.registry, utc_now, interval_s=0.01, request_timeout_s=5
+    )
+    terminal = gateway.registry.lock(created.account_id)
+    await terminal.acquire()  # the round waits for the terminal
+    monitor.start()
+    async with asyncio.timeout(5):
+        while not monitor.in_round:
+            await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(monitor.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()
+    terminal.release()
+    await stopping
+    history = gateway.store.history
+    assert len(await history.snapshots_of(created.account_id, *ALL_TIME)) == 1
