@@ -75,6 +75,7 @@ class AccountMonitor:
     def start(self) -> None:
         if self._interval_s <= 0 or self._task is not None:
             return
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="account-monitor")
 
     @property

@@ -58,41 +58,55 @@ class PendingOrderWatcher:
         self._next_unknown_retry = 0.0
         # UNKNOWN children being settled now: never two dispatches of one child at once.
         self._settling: set[str] = set()
+        self._in_pass = False
+        self._stopping = False
         self._settlers: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="pending-order-watcher")
 
     def wake(self) -> None:
         self._wake.set()
 
     async def stop(self) -> None:
+        """Settlers are cancelled (a dispatch cancelled leaves its children to the next start's
+        reconciliation); a pass under way is finished first, not cancelled: a PostgreSQL read
+        cancelled mid-way can leave the asyncpg driver waiting for good."""
+        self._stopping = True
+        if self._task is not None:
+            if not self._in_pass:
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         for settler in list(self._settlers):
             settler.cancel()
         await asyncio.gather(*self._settlers, return_exceptions=True)
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
             self._wake.clear()
+            self._in_pass = True
             try:
-                await self.check_once()
+                await self._pass()
+            finally:
+                self._in_pass = False
+
+    async def _pass(self) -> None:
+        try:
+            await self.check_once()
+        except Exception:
+            log.exception("checking resting pending orders failed; trying again")
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_unknown_retry and not self._stopping:
+            self._next_unknown_retry = now + self._unknown_retry_s
+            try:
+                await self.settle_unknown()
             except Exception:
-                log.exception("checking resting pending orders failed; trying again")
-            now = asyncio.get_running_loop().time()
-            if now >= self._next_unknown_retry:
-                self._next_unknown_retry = now + self._unknown_retry_s
-                try:
-                    await self.settle_unknown()
-                except Exception:
-                    log.exception("settling UNKNOWN children failed; trying again")
+                log.exception("settling UNKNOWN children failed; trying again")
 
     async def settle_unknown(self) -> None:
         """Dispatches every UNKNOWN child again, reconciliation first (in the background)."""
