@@ -10,7 +10,6 @@ in fewer, larger passes.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
 # Net allocations between collections of the youngest generation (CPython's default: 700).
@@ -27,14 +26,3 @@ def tune_for_serving() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
-
-
-def none_until_ready_callbacks_ran(loop: asyncio.AbstractEventLoop) -> None:
-    """No collection until the callbacks ready on `loop` now have run: for a burst that must
-    not be cut in two, such as the first requests of a master order's children leaving back
-    to back. A young collection takes ~10 ms at these thresholds, as long as a whole burst of
-    1,000 requests; it runs right after the burst instead."""
-    if not gc.isenabled():
-        return
-    gc.disable()
-    loop.call_soon(gc.enable)

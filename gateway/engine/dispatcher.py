@@ -34,11 +34,11 @@ from gateway.domain.orders import (
     Side,
 )
 from gateway.domain.retcodes import RetcodeClass
+from gateway.engine.collector_hold import none_until_ready_callbacks_ran
 from gateway.engine.deadlines import Deadlines
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_gate import TradingGate
-from gateway.garbage_collection import none_until_ready_callbacks_ran
 from gateway.terminals.protocol import (
     Deal,
     OrderRequest,

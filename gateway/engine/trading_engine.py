@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from gateway.domain.accounts import (
     Account,
@@ -133,6 +134,8 @@ class TradingEngine:
         # The timeout of reading one account (a submission reads all its group's at once).
         self._snapshot_deadlines = Deadlines(limits.snapshot_timeout_s)
         self._running: set[asyncio.Task[None]] = set()
+        # Submissions storing and starting their order, whether or not their caller waits.
+        self._carrying: set[asyncio.Task[Submission]] = set()
         # Pending master orders at work at the brokers (started with resume_unfinished).
         self._watcher = PendingOrderWatcher(
             store,
@@ -225,22 +228,26 @@ class TradingEngine:
             submitted_by=submitted_by,
         ).moved_to(MasterOrderState.ALLOCATED, now)
         master = allocated.moved_to(MasterOrderState.DISPATCHING, now)
-        try:
-            await self._store.insert_master_order(
-                master,
-                children,
-                audit=(
-                    None
-                    if audit is None
-                    else replace(audit, result=f"master_order_id={master_order_id}")
-                ),
-                snapshots=planned.snapshots,
-                earlier=[allocated],
-            )
-        except DuplicateClientOrderId as duplicate:
-            return _replay(duplicate.existing, spec)
-        self._start(master, children, planned.points)
-        return Submission(master, audited=audit is not None)
+
+        async def store_and_start() -> Submission:
+            try:
+                await self._store.insert_master_order(
+                    master,
+                    children,
+                    audit=(
+                        None
+                        if audit is None
+                        else replace(audit, result=f"master_order_id={master_order_id}")
+                    ),
+                    snapshots=planned.snapshots,
+                    earlier=[allocated],
+                )
+            except DuplicateClientOrderId as duplicate:
+                return _replay(duplicate.existing, spec)
+            self._start(master, children, planned.points)
+            return Submission(master, audited=audit is not None)
+
+        return await self._carried_through(store_and_start())
 
     async def close(
         self,
@@ -349,12 +356,17 @@ class TradingEngine:
             submitted_by=submitted_by,
         ).moved_to(MasterOrderState.ALLOCATED, now)
         master = allocated.moved_to(MasterOrderState.DISPATCHING, now)
-        try:
-            await self._store.insert_master_order(master, closing_children, earlier=[allocated])
-        except DuplicateClientOrderId as duplicate:
-            return _replay_close(duplicate.existing, master_order_id, fraction, volume)
-        self._start(master, closing_children, {p.child.account_id: p.spec.point for p in positions})
-        return Submission(master)
+        points = {p.child.account_id: p.spec.point for p in positions}
+
+        async def store_and_start() -> Submission:
+            try:
+                await self._store.insert_master_order(master, closing_children, earlier=[allocated])
+            except DuplicateClientOrderId as duplicate:
+                return _replay_close(duplicate.existing, master_order_id, fraction, volume)
+            self._start(master, closing_children, points)
+            return Submission(master)
+
+        return await self._carried_through(store_and_start())
 
     async def flatten(
         self,
@@ -563,6 +575,7 @@ class TradingEngine:
     async def stop(self, grace_s: float) -> None:
         """Lets running dispatches finish for up to grace_s, then cancels the rest; what
         was cancelled stays SENT in the store and is reconciled at the next start."""
+        await asyncio.gather(*list(self._carrying), return_exceptions=True)
         await self._watcher.stop()
         if self._running:
             _, pending = await asyncio.wait(list(self._running), timeout=grace_s)
@@ -794,6 +807,22 @@ class TradingEngine:
         by_id.update({c.child_order_id: c for c in sent})
         return master, list(by_id.values()), maybe_sent
 
+    async def _carried_through(self, work: Coroutine[Any, Any, Submission]) -> Submission:
+        """Runs `work` (store a master order, then start it) to its end even when the caller
+        is cancelled meanwhile (a client's deadline or disconnect): the order is then either
+        stored and dispatched or not stored, never stored and left unstarted until a restart;
+        and the store's statements are never cancelled mid-way (asyncpg, cancelled while it
+        sends a large executemany, can wait for good, holding the store's write lock). The
+        caller's cancellation still ends the call at once; a resubmission finds the order."""
+        task = asyncio.ensure_future(work)
+        self._carrying.add(task)
+        task.add_done_callback(self._carrying.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_failure_without_caller)
+            raise
+
     def _spawn(self, coroutine: object) -> None:
         assert asyncio.iscoroutine(coroutine)
         task: asyncio.Task[None] = asyncio.create_task(coroutine)
@@ -804,6 +833,11 @@ class TradingEngine:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("master order execution failed", exc_info=task.exception())
+
+
+def _log_failure_without_caller(task: asyncio.Task[Submission]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("a submission whose caller had gone failed", exc_info=error)
 
 
 def _stop(asked: Decimal | None, current: Decimal | None) -> Decimal | None:

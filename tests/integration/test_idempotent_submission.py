@@ -94,3 +94,38 @@ async def test_a_submission_needs_a_client_order_id_and_a_preview_does_not(
     )
     assert preview.allocation.allocated_volume == "0.10"
     assert await stored_orders(client) == []
+
+
+async def test_a_caller_gone_while_its_order_is_stored_leaves_it_stored_and_traded(
+    client: Client, gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's deadline or disconnect while its order is being stored: the submission is
+    carried through (stored and dispatched, never stored and left unstarted, nor cancelled
+    mid-statement), and the resubmission finds it."""
+    accounts = await create_accounts(client.accounts, ["10000", "20000"])
+    group = await create_group(client.accounts, accounts)
+    storing, go_on = asyncio.Event(), asyncio.Event()
+    insert = type(gateway.store).insert_master_order
+
+    async def held(self: object, *args: object, **kwargs: object) -> None:
+        storing.set()
+        await go_on.wait()
+        await insert(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(gateway.store), "insert_master_order", held)
+    request = market_order(group.group_id, "0.30")
+    call = client.trading.SubmitMasterOrder(request)
+    waiting = asyncio.ensure_future(call)
+    await storing.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The cancellation reaches the gateway's handler while the store is held.
+    await asyncio.sleep(0.2)
+    go_on.set()
+    await asyncio.sleep(0.1)
+    await gateway.engine.wait_idle()
+    again = await client.trading.SubmitMasterOrder(request)
+    assert again.replayed
+    assert again.master_order.state == order_pb2.MASTER_ORDER_STATE_FILLED
+    assert await open_volume(gateway, [a.account_id for a in accounts]) == Decimal("0.30")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from gateway.garbage_collection import none_until_ready_callbacks_ran
+from gateway.engine.collector_hold import none_until_ready_callbacks_ran
 
 
 async def test_no_collection_until_the_ready_callbacks_ran() -> None:
