@@ -7,6 +7,7 @@ execution goes on in the background. At start, unfinished master orders resume f
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
@@ -135,7 +136,7 @@ class TradingEngine:
         self._snapshot_deadlines = Deadlines(limits.snapshot_timeout_s)
         self._running: set[asyncio.Task[None]] = set()
         # Submissions storing and starting their order, whether or not their caller waits.
-        self._carrying: set[asyncio.Task[Submission]] = set()
+        self._carrying: set[asyncio.Task[Submission | None]] = set()
         # Pending master orders at work at the brokers (started with resume_unfinished).
         self._watcher = PendingOrderWatcher(
             store,
@@ -229,7 +230,7 @@ class TradingEngine:
         ).moved_to(MasterOrderState.ALLOCATED, now)
         master = allocated.moved_to(MasterOrderState.DISPATCHING, now)
 
-        async def store_and_start() -> Submission:
+        async def store() -> Submission | None:
             try:
                 await self._store.insert_master_order(
                     master,
@@ -244,10 +245,13 @@ class TradingEngine:
                 )
             except DuplicateClientOrderId as duplicate:
                 return _replay(duplicate.existing, spec)
+            return None
+
+        def start() -> Submission:
             self._start(master, children, planned.points)
             return Submission(master, audited=audit is not None)
 
-        return await self._carried_through(store_and_start())
+        return await self._carried_through(store(), start)
 
     async def close(
         self,
@@ -358,15 +362,18 @@ class TradingEngine:
         master = allocated.moved_to(MasterOrderState.DISPATCHING, now)
         points = {p.child.account_id: p.spec.point for p in positions}
 
-        async def store_and_start() -> Submission:
+        async def store() -> Submission | None:
             try:
                 await self._store.insert_master_order(master, closing_children, earlier=[allocated])
             except DuplicateClientOrderId as duplicate:
                 return _replay_close(duplicate.existing, master_order_id, fraction, volume)
+            return None
+
+        def start() -> Submission:
             self._start(master, closing_children, points)
             return Submission(master)
 
-        return await self._carried_through(store_and_start())
+        return await self._carried_through(store(), start)
 
     async def flatten(
         self,
@@ -576,6 +583,7 @@ class TradingEngine:
         """Lets running dispatches finish for up to grace_s, then cancels the rest; what
         was cancelled stays SENT in the store and is reconciled at the next start."""
         await asyncio.gather(*list(self._carrying), return_exceptions=True)
+        await asyncio.sleep(0)  # their callbacks start what their gone callers left stored
         await self._watcher.stop()
         if self._running:
             _, pending = await asyncio.wait(list(self._running), timeout=grace_s)
@@ -807,21 +815,27 @@ class TradingEngine:
         by_id.update({c.child_order_id: c for c in sent})
         return master, list(by_id.values()), maybe_sent
 
-    async def _carried_through(self, work: Coroutine[Any, Any, Submission]) -> Submission:
-        """Runs `work` (store a master order, then start it) to its end even when the caller
-        is cancelled meanwhile (a client's deadline or disconnect): the order is then either
-        stored and dispatched or not stored, never stored and left unstarted until a restart;
-        and the store's statements are never cancelled mid-way (asyncpg, cancelled while it
-        sends a large executemany, can wait for good, holding the store's write lock). The
-        caller's cancellation still ends the call at once; a resubmission finds the order."""
-        task = asyncio.ensure_future(work)
+    async def _carried_through(
+        self, store: Coroutine[Any, Any, Submission | None], start: Callable[[], Submission]
+    ) -> Submission:
+        """Stores a master order (`store`: None once stored, or the replay of an order stored
+        before) and starts it, even when the caller is cancelled meanwhile (a client's deadline
+        or disconnect): the order is then either stored and dispatched or not stored, never
+        stored and left unstarted until a restart; and the store's statements are never
+        cancelled mid-way (asyncpg, cancelled while it sends a large executemany, can wait for
+        good, holding the store's write lock). The caller's cancellation still ends the call
+        at once; a resubmission finds the order. The caller starts the order itself, with no
+        await before it returns, so that a StreamMasterOrders reader follows the order before
+        the dispatch announces it."""
+        task = asyncio.ensure_future(store)
         self._carrying.add(task)
         task.add_done_callback(self._carrying.discard)
         try:
-            return await asyncio.shield(task)
+            replay = await asyncio.shield(task)
         except asyncio.CancelledError:
-            task.add_done_callback(_log_failure_without_caller)
+            task.add_done_callback(functools.partial(_start_without_caller, start))
             raise
+        return replay if replay is not None else start()
 
     def _spawn(self, coroutine: object) -> None:
         assert asyncio.iscoroutine(coroutine)
@@ -835,9 +849,16 @@ class TradingEngine:
             log.error("master order execution failed", exc_info=task.exception())
 
 
-def _log_failure_without_caller(task: asyncio.Task[Submission]) -> None:
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("a submission whose caller had gone failed", exc_info=error)
+def _start_without_caller(
+    start: Callable[[], Submission], stored: asyncio.Task[Submission | None]
+) -> None:
+    """Starts an order whose submitter was cancelled while it was being stored."""
+    if stored.cancelled():
+        return
+    if (error := stored.exception()) is not None:
+        log.error("storing a submission whose caller had gone failed", exc_info=error)
+    elif stored.result() is None:
+        start()
 
 
 def _stop(asked: Decimal | None, current: Decimal | None) -> Decimal | None:
