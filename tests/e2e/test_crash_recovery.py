@@ -2,8 +2,9 @@
 
 The gateway runs as a subprocess whose simulated broker keeps its books in a file, as a real
 broker keeps them across a gateway crash. For each of 20 seeded kill points the gateway is
-killed with SIGKILL after its subscriber has seen a given number of fills (0 = right after the
-acknowledgement), then restarted on the same files. Proven at every kill point:
+killed with SIGKILL right after the acknowledgement (point 0), after its subscriber has seen a
+given number of fills (even points), or a given time after the acknowledgement (odd points),
+then restarted on the same files. Proven at every kill point:
 - every child executed exactly once at its broker (one deal under its tag);
 - every fill stored exactly once, the master order FILLED with all its children;
 - a subscriber resuming from its last sequence gets each remaining fill exactly once;
@@ -103,10 +104,11 @@ def _broker(state: Path) -> SimBroker:
 
 
 async def _read_until_killed(
-    stream: grpc.aio.UnaryStreamCall, received: list[order_pb2.Fill], kill_after: int,
+    stream: grpc.aio.UnaryStreamCall, received: list[order_pb2.Fill], kill_after: int | None,
     gateway: GatewayProcess,
 ) -> None:  # fmt: skip
-    """Reads fills as a subscriber does; kills the gateway once kill_after have arrived."""
+    """Reads fills as a subscriber does; kills the gateway once kill_after have arrived (None:
+    something else kills it)."""
     if kill_after == 0:
         await gateway.kill()
     try:
@@ -116,7 +118,8 @@ async def _read_until_killed(
                 return
             received.extend(message.batch.fills)
             if (
-                len(received) >= kill_after
+                kill_after is not None
+                and len(received) >= kill_after
                 and gateway.process
                 and gateway.process.returncode is None
             ):
@@ -125,14 +128,28 @@ async def _read_until_killed(
         return  # the stream died with the gateway
 
 
+async def _kill_later(gateway: GatewayProcess, delay_s: float, kill: bool) -> None:
+    if kill:
+        await asyncio.sleep(delay_s)
+        await gateway.kill()
+
+
 @pytest.mark.parametrize("kill_point", range(KILL_POINTS))
 async def test_sigkill_mid_fan_out_executes_and_streams_every_child_once(
     template: Template, tmp_path: Path, kill_point: int
 ) -> None:
     _copy(template, tmp_path)
     rng = random.Random(kill_point)
-    # Spread over the fan-out: right after the ack, early, middle, late, and after the last fill.
-    kill_after = 0 if kill_point == 0 else rng.randrange(1, ACCOUNTS + 1)
+    # Spread over the fan-out: right after the ack, early, middle, late, and after the last fill;
+    # by fills seen, and by time: the first requests of an order leave together, so its
+    # answers come back close together and a few commits store them all, and a kill that waits
+    # for fills seldom falls between a broker executing a child and the gateway storing it.
+    kill_after: int | None = 0
+    kill_delay_s = 0.0
+    if kill_point % 2 == 1:
+        kill_after, kill_delay_s = None, rng.uniform(0.0, 0.25)
+    elif kill_point:
+        kill_after = rng.randrange(1, ACCOUNTS + 1)
     config, database, state = (
         tmp_path / "gateway.toml",
         tmp_path / "gateway.db",
@@ -152,8 +169,10 @@ async def test_sigkill_mid_fan_out_executes_and_streams_every_child_once(
         stream = trading.SubscribeFills(trading_service_pb2.SubscribeFillsRequest())
         assert (await stream.read()).heartbeat_sequence == 0
         submitted = (await trading.SubmitMasterOrder(request)).master_order
+        killer = asyncio.create_task(_kill_later(gateway, kill_delay_s, kill_after is None))
         async with asyncio.timeout(60):
             await _read_until_killed(stream, before, kill_after, gateway)
+        await killer
     await gateway.kill()
     killed = datetime.now(UTC)
     master_id, child_count = submitted.master_order_id, submitted.child_count
