@@ -185,29 +185,44 @@ class TerminalWorker:
                     self.command_messages += 1
                     self._start(message.command, outbox)
                 elif kind == "commands":
-                    # In the order given: each terminal's lock is taken in that order.
+                    # In the order given: each terminal's lock is taken in that order. They run
+                    # together once each is read and holds its terminal (one pass of the loop),
+                    # so the requests of one order leave back to back, as from the gateway.
                     self.command_messages += 1
+                    release = asyncio.Event()
                     for command in message.commands.commands:
-                        self._start(command, outbox)
+                        self._start(command, outbox, release)
+                    asyncio.get_running_loop().call_soon(release.set)
         finally:
             for task in (writer, beating):
                 task.cancel()
             await asyncio.gather(writer, beating, return_exceptions=True)
 
-    def _start(self, command: pb.TerminalCommand, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
+    def _start(
+        self,
+        command: pb.TerminalCommand,
+        outbox: asyncio.Queue[pb.ConnectRequest],
+        release: asyncio.Event | None = None,
+    ) -> None:
         # Tasks outlive the stream: a send in progress finishes even if the stream drops.
         self.commands_received += 1
-        task = asyncio.create_task(self._execute(command, outbox))
+        task = asyncio.create_task(self._execute(command, outbox, release))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
     async def _execute(
-        self, message: pb.TerminalCommand, outbox: asyncio.Queue[pb.ConnectRequest]
+        self,
+        message: pb.TerminalCommand,
+        outbox: asyncio.Queue[pb.ConnectRequest],
+        release: asyncio.Event | None,
     ) -> None:
-        outbox.put_nowait(pb.ConnectRequest(result=await self.answer(message)))
+        outbox.put_nowait(pb.ConnectRequest(result=await self.answer(message, release)))
 
-    async def answer(self, message: pb.TerminalCommand) -> pb.CommandResult:
-        """Runs one command on its terminal, after the commands before it on that terminal."""
+    async def answer(
+        self, message: pb.TerminalCommand, release: asyncio.Event | None = None
+    ) -> pb.CommandResult:
+        """Runs one command on its terminal, after the commands before it on that terminal;
+        with `release`, read and holding its terminal, it waits for that first."""
         command_id = message.command_id
         login = BrokerLogin(message.login, message.server)
         terminal = self._terminals.get(login)
@@ -220,6 +235,8 @@ class TerminalWorker:
         except wire.WireError as error:
             return wire.failure_to_proto(command_id, wire.FailureKind.BAD_COMMAND, str(error))
         async with self._locks[login]:
+            if release is not None and not release.is_set():
+                await release.wait()
             try:
                 return wire.answer_to_proto(
                     command_id, command, await run_command(terminal, command)

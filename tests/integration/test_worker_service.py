@@ -47,8 +47,10 @@ from gateway.terminals.protocol import (
     TradeAction,
 )
 from gateway.terminals.remote import BrokerLogin, RemoteTerminal
+from gateway.terminals.remote.commands import SendOrder
 from gateway.terminals.sim import SimTerminal
 from gateway.terminals.sim.faults import Fault
+from gateway.worker import wire
 from gateway.worker.backends import SimBackend
 from gateway.worker.client import FatalWorkerError, TerminalWorker
 from gateway.worker.config import TerminalEntry, WorkerConfig
@@ -397,6 +399,43 @@ async def test_a_fan_out_travels_in_batches_to_a_worker_that_reads_them(
     else:
         assert messages == commands
         assert stats.result_messages == stats.results_written
+
+
+async def test_a_worker_sends_the_deals_of_one_batch_together(
+    gateway: RunningGateway,
+    channel: grpc.aio.Channel,
+    workers: list[Worker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fairness on the worker as on the gateway: the commands of one message are each read
+    and holding their terminal before any runs, so one order's deals leave back to back."""
+    logins = [FIRST_LOGIN + i for i in range(20)]
+    broker = Broker(logins)
+    worker = await Worker(gateway, broker).start()
+    workers.append(worker)
+    read_sends = 0
+    read_at_first_send: list[int] = []
+    read = wire.command_from_proto
+
+    def counted(message: worker_service_pb2.TerminalCommand) -> object:
+        nonlocal read_sends
+        command = read(message)
+        read_sends += isinstance(command, SendOrder)
+        return command
+
+    original = SimTerminal.send
+
+    async def observed(self: SimTerminal, request: OrderRequest) -> OrderResult:
+        if not read_at_first_send:
+            read_at_first_send.append(read_sends)
+        return await original(self, request)
+
+    monkeypatch.setattr(wire, "command_from_proto", counted)
+    monkeypatch.setattr(SimTerminal, "send", observed)
+    await _each_child_fills_once(gateway, channel, broker, logins)
+    # The gateway's first requests leave together, so they reach the worker in one message
+    # or very few: without the hold, the first deal would go before the second was read.
+    assert read_at_first_send and read_at_first_send[0] > 1
 
 
 async def test_a_worker_from_before_market_pricing_is_asked_its_quote_first(
