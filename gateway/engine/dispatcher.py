@@ -264,11 +264,8 @@ class Dispatcher:
             # child copied with it once the request is away, not on the way out).
             leaving_at: datetime | None = None
             if first_request:
-                if not release.is_set():
-                    await release.wait()
-                    # A cancellation or a kill switch may have come in meanwhile.
-                    if (halt := self._halt(master, child)) is not None:
-                        return self._cancelled(child, attempts - 1, halt), None
+                if (halt := await self._released(master, child, release)) is not None:
+                    return self._cancelled(child, attempts - 1, halt), None
                 leaving_at, first_request = self._clock(), False
             try:
                 with self._deadlines.guard():
@@ -400,11 +397,8 @@ class Dispatcher:
                 filling=spec.filling_policy,
             )
             if first_request:
-                if not release.is_set():
-                    await release.wait()
-                    # A cancellation or a kill switch may have come in meanwhile.
-                    if (halt := self._halt(master, child)) is not None:
-                        return self._cancelled(child, attempts - 1, halt), None
+                if (halt := await self._released(master, child, release)) is not None:
+                    return self._cancelled(child, attempts - 1, halt), None
                 child, first_request = _leaving(child, self._clock()), False
             try:
                 with self._deadlines.guard():
@@ -616,6 +610,16 @@ class Dispatcher:
             text = "the rest of a partial fill still rests at the broker"
             return child, (self._unknown(child, attempts, 0, text), None)
         return await self._absorb(child, list(records.deals), known, requested, point, attempts)
+
+    async def _released(
+        self, master: MasterOrder, child: ChildOrder, release: asyncio.Event
+    ) -> str | None:
+        """Waits for the first requests' release; why the child must not go after all, if a
+        cancellation or a kill switch came in meanwhile."""
+        if release.is_set():
+            return None
+        await release.wait()
+        return self._halt(master, child)
 
     def _halt(self, master: MasterOrder, child: ChildOrder) -> str | None:
         """Why the child must not be sent (now), if it must not."""

@@ -107,6 +107,21 @@ async def test_every_child_is_in_flight_at_once_one_per_terminal(
     assert sent_times[-1] - sent_times[0] < latency_ns  # all out before the first answer
 
 
+async def _once_idle(
+    client: Client,
+    gateway: RunningGateway,
+    submitted: trading_service_pb2.SubmitMasterOrderResponse,
+) -> order_pb2.MasterOrder:
+    """The submitted master order as stored once the engine has nothing left to do."""
+    await gateway.engine.wait_idle()
+    got = await client.trading.GetMasterOrder(
+        trading_service_pb2.GetMasterOrderRequest(
+            master_order_id=submitted.master_order.master_order_id
+        )
+    )
+    return got.master_order
+
+
 async def test_each_terminal_is_asked_its_symbol_once_per_order(
     client: Client, gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,14 +138,7 @@ async def test_each_terminal_is_asked_its_symbol_once_per_order(
 
     monkeypatch.setattr(SimTerminal, "symbol_spec", counted)
     submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "1.00"))
-    await gateway.engine.wait_idle()
-    stored = (
-        await client.trading.GetMasterOrder(
-            trading_service_pb2.GetMasterOrderRequest(
-                master_order_id=submitted.master_order.master_order_id
-            )
-        )
-    ).master_order
+    stored = await _once_idle(client, gateway, submitted)
     assert stored.state == order_pb2.MASTER_ORDER_STATE_FILLED
     assert stored.child_count == len(accounts)
     assert asked == ["EURUSD"] * len(accounts)  # the allocation's reads, and no more
@@ -154,14 +162,7 @@ async def test_the_first_requests_leave_together_once_every_one_is_built(
 
     monkeypatch.setattr(SimTerminal, "send", observed)
     submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "2.00"))
-    await gateway.engine.wait_idle()
-    stored = (
-        await client.trading.GetMasterOrder(
-            trading_service_pb2.GetMasterOrderRequest(
-                master_order_id=submitted.master_order.master_order_id
-            )
-        )
-    ).master_order
+    stored = await _once_idle(client, gateway, submitted)
     assert stored.state == order_pb2.MASTER_ORDER_STATE_FILLED
     assert len(held_at_send) == len(accounts)
     assert held_at_send[0] == len(accounts)
