@@ -21,6 +21,7 @@ from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.garbage_collection import tune_for_serving
 from gateway.slow_stop import report_if_slow
 from gateway.store import Store
+from gateway.store.writer_lock import WriterLockHeld
 
 try:
     import uvloop
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     runner = asyncio.run if uvloop is None else uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(config))
+        return runner(serve(config))
     return 0
 
 
@@ -108,7 +109,8 @@ def probe(config: GatewayConfig, timeout_s: float = 3.0) -> int:
 
 
 async def manage_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
-    store = await Store.open(config.database_url, fill_encoder=fill_wire.encode)
+    # Beside a running gateway too: keys are not numbered, so no writer lock is needed.
+    store = await Store.open(config.database_url, fill_encoder=fill_wire.encode, writer=False)
     try:
         if args.key_command == "create":
             issued = issue_key()
@@ -164,8 +166,18 @@ async def manage_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(config: GatewayConfig) -> None:
-    gateway = await start_gateway(config)
+# Exit codes: the start was refused (another gateway holds the database, a port is taken), or
+# the gateway stopped because another process took its database's writer lock.
+EXIT_START_REFUSED = 2
+EXIT_LOST_WRITER_LOCK = 3
+
+
+async def serve(config: GatewayConfig) -> int:
+    try:
+        gateway = await start_gateway(config)
+    except (WriterLockHeld, OSError) as error:
+        print(f"mam-gateway: cannot start: {error}", file=sys.stderr, flush=True)
+        return EXIT_START_REFUSED
     tune_for_serving()
     # Tools and tests read this line to find the port (listen on port 0 picks a free one).
     print(f"mam-gateway listening on {gateway.address}", flush=True)
@@ -173,7 +185,16 @@ async def serve(config: GatewayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait())
+    lost = asyncio.create_task(gateway.lost_writer.wait())
+    await asyncio.wait([stopping, lost], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    lost.cancel()
+    if gateway.lost_writer.is_set():
+        log.critical(
+            "another process took this gateway's database: stopping without storing more; "
+            "that process finds this one's orders by tag"
+        )
     log.info("stopping: finishing running calls and dispatches")
     # The calls' grace, then the dispatches': past both, say what it still waits for.
     watchdog = asyncio.create_task(report_if_slow(2 * config.server.grace_seconds + 1))
@@ -182,6 +203,7 @@ async def serve(config: GatewayConfig) -> None:
     finally:
         watchdog.cancel()
     log.info("stopped")
+    return EXIT_LOST_WRITER_LOCK if gateway.lost_writer.is_set() else 0
 
 
 if __name__ == "__main__":

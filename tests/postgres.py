@@ -78,6 +78,8 @@ class PostgresServer:
     bindir: Path
     root: Path
     port: int
+    # The server's command-line settings (-c key=value ...), for a start after a stop.
+    options: str = ""
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -161,7 +163,7 @@ class PostgresServer:
         except BaseException:
             cls(bindir, root, 0).stop()  # a server pg_ctl gave up waiting for, and the directory
             raise
-        server = cls(bindir, root, port)
+        server = cls(bindir, root, port, options)
         atexit.register(server.stop)  # also when a test run is interrupted
         return server
 
@@ -188,6 +190,24 @@ class PostgresServer:
                 timeout=60,
             )
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop_fast(self, timeout_s: int = 60) -> None:
+        """The first half of `pg_ctl restart -m fast`: every session ends, the server is down
+        when this returns (start_again brings it back on the same port and data)."""
+        self._pg_ctl("-m", "fast", "-w", "-t", str(timeout_s), "stop", timeout_s=timeout_s)
+
+    def start_again(self, timeout_s: int = 60) -> None:
+        self._pg_ctl(
+            "-l", str(self.log), "-o", f"-p {self.port} {self.options}",
+            "-w", "-t", str(timeout_s), "start", timeout_s=timeout_s,
+        )  # fmt: skip
+
+    def _pg_ctl(self, *arguments: str, timeout_s: int) -> None:
+        prefix = ["runuser", "-u", SUPERUSER, "--"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [*prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), *arguments],
+            check=True, cwd=self.root, capture_output=True, timeout=timeout_s + 10,
+        )  # fmt: skip
 
     async def execute(self, sql: str, *, database: str = "postgres") -> None:
         """One statement as the superuser (outside any transaction: CREATE DATABASE works)."""

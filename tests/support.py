@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from gateway.api.server import RunningGateway, start_gateway
 from gateway.config import GatewayConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,11 +58,13 @@ class ErrorDetails:
     reason: str
     metadata: dict[str, str]
     field_violations: dict[str, str]
+    # google.rpc.RetryInfo's delay, 0 without one.
+    retry_delay_s: float = 0.0
 
 
 def error_details(error: grpc.aio.AioRpcError) -> ErrorDetails:
     """The google.rpc.Status details a gateway error carries."""
-    reason, metadata, violations = "", {}, {}
+    reason, metadata, violations, delay = "", {}, {}, 0.0
     for key, value in error.trailing_metadata() or ():
         if key != "grpc-status-details-bin":
             continue
@@ -73,10 +79,35 @@ def error_details(error: grpc.aio.AioRpcError) -> ErrorDetails:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations = {v.field: v.description for v in bad.field_violations}
-    return ErrorDetails(error.code(), error.details() or "", reason, metadata, violations)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                delay = retry.retry_delay.ToTimedelta().total_seconds()
+    return ErrorDetails(error.code(), error.details() or "", reason, metadata, violations, delay)
 
 
 def steps(volume: str | Decimal, step: str = "0.01") -> int:
     count, rest = divmod(Decimal(volume), Decimal(step))
     assert rest == 0, f"{volume} is not a multiple of {step}"
     return int(count)
+
+
+@contextlib.asynccontextmanager
+async def running(config: GatewayConfig) -> AsyncIterator[RunningGateway]:
+    """A gateway started in this process, stopped (0.5 s grace) on the way out."""
+    gateway = await start_gateway(config)
+    try:
+        yield gateway
+    finally:
+        await gateway.stop(0.5)
+
+
+async def until(
+    condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, every_s: float = 0.05
+) -> None:
+    """Asks `condition` every `every_s` until it holds; fails after `timeout_s`."""
+    for _ in range(max(1, int(timeout_s / every_s))):
+        if await condition():
+            return
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"still not so after {timeout_s} s: {condition}")

@@ -177,7 +177,11 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def DeleteAccount(
         self, request: pb.DeleteAccountRequest, context: Context
     ) -> pb.DeleteAccountResponse:
-        raise NotYetAvailable("DeleteAccount is not available in this version")
+        """Retires a flat account (AccountManager.delete_account); its history stays readable
+        through ReportingService, while AccountService answers NOT_FOUND for it from now on."""
+        account_id = requests.required_id(request.account_id, "account_id")
+        await self._accounts.delete_account(account_id)
+        return pb.DeleteAccountResponse()
 
     async def CreateGroup(
         self, request: pb.CreateGroupRequest, context: Context

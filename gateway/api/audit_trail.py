@@ -2,7 +2,8 @@
 
 A state-changing call is answered only once its record is committed: the record of what was
 done can never be missing after a crash. Calls that finish together share one commit, so the
-audit log costs a commit per batch of calls, not per call.
+audit log costs a commit per batch of calls, not per call. A commit that fails for a passing
+fault of the database is tried again for a few seconds (AUDIT_RETRY) before the calls fail.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from gateway.domain.audit import AuditRecord
+from gateway.domain.retry_policy import RetryPolicy
 from gateway.store.access import AccessStore
+from gateway.store.faults import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,8 @@ SECRET_FIELDS = frozenset({"password", "token", "secret", "key", "api_key_secret
 # A request summary longer than this is cut (a group of thousands of members, say).
 MAX_REQUEST_CHARS = 8_000
 _MAX_BATCH = 500
+# About 5 s of tries: a database restart or failover, not an outage.
+AUDIT_RETRY = RetryPolicy(initial_interval_s=0.05, maximum_interval_s=1.0, maximum_attempts=10)
 
 
 class AuditTrail:
@@ -69,14 +74,22 @@ class AuditTrail:
 
     async def _write_once(self) -> None:
         batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-        try:
-            await self._access.append_audit([record for record, _ in batch])
-        except Exception as error:
-            log.exception("audit records not stored")
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(error)
-            return
+        tries = 0
+        attempt = object()  # the same on every try: one stored in doubt is not stored twice
+        while True:
+            try:
+                await self._access.append_audit([record for record, _ in batch], attempt=attempt)
+                break
+            except Exception as error:
+                tries += 1
+                if is_transient(error) and AUDIT_RETRY.allows(tries):
+                    await asyncio.sleep(AUDIT_RETRY.delay_s(tries))
+                    continue
+                log.exception("audit records not stored")
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                return
         for _, done in batch:
             if not done.done():
                 done.set_result(None)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from gateway.api.admin_servicer import AdminServicer
 from gateway.api.audit_trail import AuditTrail
 from gateway.api.authenticator import Authenticator
 from gateway.api.errors import ErrorInterceptor
+from gateway.api.health import GatewayHealth
 from gateway.api.reporting_servicer import ReportingServicer
 from gateway.api.trading_servicer import TradingServicer
 from gateway.api.worker_servicer import TerminalServicer, WorkerHealth, WorkerServicer
@@ -61,6 +65,7 @@ from gateway.engine.kill_switch_board import KillSwitchBoard
 from gateway.engine.order_updates import OrderUpdateBus
 from gateway.engine.risk_book import RiskBook
 from gateway.engine.stop_out_board import StopOutBoard
+from gateway.engine.store_health import StoreHealth
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_engine import TradingEngine, TradingLimits
 from gateway.engine.trading_gate import TradingGate
@@ -116,6 +121,10 @@ class RunningGateway:
     workers: WorkerHub = field(default_factory=WorkerHub)
     mt4_bridge: Mt4BridgeServer | None = None
     stop_outs: StopOutBoard | None = None
+    # Set once another process has taken the database's writer lock: this one must stop.
+    lost_writer: asyncio.Event = field(default_factory=asyncio.Event)
+    store_health: StoreHealth | None = None
+    worker_health: WorkerHealth | None = None
 
     @property
     def address(self) -> str:
@@ -140,7 +149,13 @@ class RunningGateway:
             await self.stop_outs.stop()
         await self.engine.stop(grace)
         await self.access.audit.stop()
-        await self.recorder.stop()
+        # Outcomes still waiting for a database that stays down are found by tag at the next
+        # start: the stop does not wait for it longer than the grace period.
+        await self.recorder.stop(timeout_s=max(grace, 1.0))
+        if self.worker_health is not None:
+            await self.worker_health.stop()
+        if self.store_health is not None:
+            await self.store_health.stop()
         await self.registry.close_all()
         if self.mt4_bridge is not None:
             await self.mt4_bridge.close()
@@ -171,11 +186,27 @@ def simulated_broker(config: GatewayConfig) -> SimBroker:
 
 
 async def start_gateway(config: GatewayConfig) -> RunningGateway:
+    """Starts the gateway, in an order that fails before anything runs twice or half:
+    the store and its writer lock first (another gateway on the database: WriterLockHeld,
+    nothing written), then every part is built and the ports are bound (a port taken: OSError,
+    nothing resumed), and only then does work begin (unfinished orders resume, terminals
+    are watched, calls are served). A start that fails stops whatever it had started."""
+    async with contextlib.AsyncExitStack() as started:
+        running = await _start(config, started)
+        started.pop_all()  # from here on, RunningGateway.stop
+        return running
+
+
+async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> RunningGateway:
     store = await Store.open(config.database_url, fill_encoder=fill_wire.encode)
+    started.push_async_callback(store.close)
     broker = simulated_broker(config)
+    started.callback(broker.close)
     workers = WorkerHub(reconnect_grace_s=config.workers.reconnect_grace_seconds)
 
     mt4_bridge = await _start_mt4_bridge(config)
+    if mt4_bridge is not None:
+        started.push_async_callback(mt4_bridge.close)
 
     def connect_terminal(account: Account) -> Terminal | None:
         if account.platform is Platform.MT5 and account.login in config.mt5.by_login:
@@ -216,10 +247,22 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         )
 
     registry = TerminalRegistry(connect_terminal)
+    started.push_async_callback(registry.close_all)
     gate = TradingGate()
     bus = FillBus()
     updates = OrderUpdateBus()
-    recorder = ExecutionRecorder(store, bus, utc_now, updates)
+    lost_writer = asyncio.Event()
+    store_health = StoreHealth(store.probe_write)
+    started.push_async_callback(store_health.stop)
+
+    def writer_lost() -> None:
+        store_health.writer_lost()
+        dispatcher.halt("because another gateway process took the database")
+        lost_writer.set()
+
+    recorder = ExecutionRecorder(
+        store, bus, utc_now, updates, health=store_health, on_fenced=writer_lost
+    )
     dispatcher = Dispatcher(
         registry,
         recorder,
@@ -251,7 +294,14 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     )
     kill_switches = KillSwitchBoard(store, engine, gate, utc_now)
     stop_outs = StopOutBoard(store, engine, gate, risk_book, utc_now)
-    accounts = AccountManager(store, registry, utc_now, risk=risk_book, stop_outs=stop_outs)
+    accounts = AccountManager(
+        store,
+        registry,
+        utc_now,
+        risk=risk_book,
+        stop_outs=stop_outs,
+        request_timeout_s=config.engine.request_timeout_seconds,
+    )
     monitor = AccountMonitor(
         store,
         registry,
@@ -264,20 +314,8 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     attached = await accounts.attach_all()
     if config.demo is not None:
         await _seed_demo(config, accounts)
-    recorder.start()
-    switched_on = await kill_switches.resume()
-    stopped_out = await stop_outs.resume()
-    resumed = await engine.resume_unfinished()
-    log.info(
-        "attached %d terminals, resumed %d unfinished master orders, %d kill switches on, "
-        "%d stop-outs active",
-        attached,
-        resumed,
-        switched_on,
-        stopped_out,
-    )
     access = await _access_control(config, store)
-    monitor.start()
+    started.push_async_callback(access.audit.stop)
 
     limit = config.server.max_message_bytes
     server = grpc.aio.server(
@@ -289,6 +327,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
             ("grpc.so_reuseport", 0),
         ],
     )
+    started.push_async_callback(server.stop, 0)
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
         AccountServicer(accounts, stop_outs=stop_outs, heartbeat_s=config.server.heartbeat_seconds),
         server,
@@ -317,8 +356,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     terminal_service_pb2_grpc.add_TerminalServiceServicer_to_server(
         TerminalServicer(registry, workers, store), server
     )
-    health = HealthServicer()
-    WorkerHealth(workers, health)
+    health = GatewayHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (
@@ -328,19 +366,50 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         ),
         server,
     )
+    # Bound before anything resumes: a port in use fails the start with nothing sent.
     port = _add_port(server, config.server)
-    await server.start()
     health_server, health_port = None, 0
     if config.server.health_listen:
         # Probes inside the host or container ask here, without the API's TLS or keys.
         health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        started.push_async_callback(health_server.stop, 0)
         health_pb2_grpc.add_HealthServicer_to_server(health, health_server)
-        health_port = health_server.add_insecure_port(config.server.health_listen)
+        try:
+            health_port = health_server.add_insecure_port(config.server.health_listen)
+        except RuntimeError as error:
+            raise OSError(f"cannot listen on {config.server.health_listen}: {error}") from None
         if health_port == 0:
             raise OSError(f"cannot listen on {config.server.health_listen}")
+
+    # The work begins.
+    worker_health = WorkerHealth(workers, health)
+    started.push_async_callback(worker_health.stop)
+    recorder.start()
+    started.push_async_callback(recorder.stop, 0)
+    switched_on = await kill_switches.resume()
+    started.push_async_callback(kill_switches.stop)
+    stopped_out = await stop_outs.resume()
+    started.push_async_callback(stop_outs.stop)
+    started.push_async_callback(engine.stop, 0)
+    resumed = await engine.resume_unfinished()
+    log.info(
+        "attached %d terminals, resumed %d unfinished master orders, %d kill switches on, "
+        "%d stop-outs active",
+        attached,
+        resumed,
+        switched_on,
+        stopped_out,
+    )
+    monitor.start()
+    started.push_async_callback(monitor.stop)
+    await server.start()
+    if health_server is not None:
         await health_server.start()
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # While the store cannot take writes, the gateway is not serving: submissions are refused.
+    store_health.subscribe(functools.partial(_serving_while_store_reachable, health))
+    store.watch_writer_lock(writer_lost)
     return RunningGateway(
         mt4_bridge=mt4_bridge,
         access=access,
@@ -361,7 +430,29 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         health_server=health_server,
         health_port=health_port,
         workers=workers,
+        lost_writer=lost_writer,
+        store_health=store_health,
+        worker_health=worker_health,
     )
+
+
+_health_updates: set[asyncio.Task[None]] = set()
+
+
+def _serving_while_store_reachable(health: HealthServicer, reachable: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if reachable
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+
+    async def update() -> None:
+        for name in ("", *SERVICE_NAMES):
+            await health.set(name, status)
+
+    task = asyncio.get_running_loop().create_task(update())
+    _health_updates.add(task)
+    task.add_done_callback(_health_updates.discard)
 
 
 async def _start_mt4_bridge(config: GatewayConfig) -> Mt4BridgeServer | None:
@@ -432,25 +523,31 @@ async def bootstrap_admin_key(store: Store, path: Path, now: datetime) -> str | 
 
 
 def _add_port(server: grpc.aio.Server, config: ServerConfig) -> int:
-    if config.tls is None:
-        port = server.add_insecure_port(config.listen)
-    else:
-        tls = config.tls
-        credentials = grpc.ssl_server_credentials(
-            [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-            root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
-            require_client_auth=tls.client_ca_file is not None,
-        )
-        port = server.add_secure_port(config.listen, credentials)
+    try:
+        if config.tls is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            tls = config.tls
+            credentials = grpc.ssl_server_credentials(
+                [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+                root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
+                require_client_auth=tls.client_ca_file is not None,
+            )
+            port = server.add_secure_port(config.listen, credentials)
+    except RuntimeError as error:  # grpcio raises "Failed to bind" where older ones returned 0
+        raise OSError(f"cannot listen on {config.listen}: {error}") from None
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     return port
 
 
 async def _seed_demo(config: GatewayConfig, accounts: AccountManager) -> None:
-    """Creates the demo accounts and group once; later starts find them and change nothing."""
+    """Creates the demo accounts and group once; later starts find them and change nothing
+    (an account deleted since is not made again)."""
     demo = config.demo
     assert demo is not None
+    if await accounts.find_group_by_name(demo.group) is not None:
+        return
     existing = {a.name: a for a in await accounts.all_accounts()}
     members = []
     for entry in demo.accounts:
@@ -470,7 +567,7 @@ async def _seed_demo(config: GatewayConfig, accounts: AccountManager) -> None:
                 )
             )
         members.append(GroupMember(account_id=account.account_id))
-    if await accounts.find_group_by_name(demo.group) is None and members:
+    if members:
         group = await accounts.create_group(
             NewGroup(name=demo.group, allocation=AllocationSettings(), members=tuple(members))
         )

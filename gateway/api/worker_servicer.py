@@ -239,6 +239,11 @@ class WorkerHealth:
         hub.add_listener(self._changed)
         self._changed()
 
+    async def stop(self) -> None:
+        """Lets the refreshes under way finish (none is left running after a stop)."""
+        while self._refreshing:
+            await asyncio.gather(*list(self._refreshing), return_exceptions=True)
+
     def _changed(self) -> None:
         task = asyncio.get_running_loop().create_task(self.refresh())
         self._refreshing.add(task)

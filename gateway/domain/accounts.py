@@ -77,10 +77,17 @@ class Account:
     snapshot: AccountSnapshot | None = None
     # Gateway symbol -> broker symbol.
     symbol_mappings: tuple[tuple[str, str], ...] = ()
+    # Set by DeleteAccount: the account trades no more and is in no list or group, but its
+    # history (orders, fills, deals, statements, audit) stays and names it.
+    deleted_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:
-        return self.state is AccountState.ACTIVE
+        return self.state is AccountState.ACTIVE and self.deleted_at is None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
 
     def broker_symbol(self, symbol: str) -> str:
         for gateway_symbol, broker_symbol in self.symbol_mappings:

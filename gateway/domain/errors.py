@@ -53,7 +53,16 @@ class FailedPrecondition(DomainError):
 
 
 class Unavailable(DomainError):
+    """Cannot be done now, for a passing reason; `retry_after_s`, when known, says when to try
+    again (sent as google.rpc.RetryInfo)."""
+
     reason = "UNAVAILABLE"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_s = retry_after_s
 
 
 class Unauthenticated(DomainError):

@@ -1,10 +1,11 @@
-"""Creating, reading and changing accounts and groups (with their risk settings); attaching
-each account to its terminal."""
+"""Creating, reading, changing and deleting accounts and groups (with their risk settings);
+attaching each account to its terminal."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -20,18 +21,21 @@ from gateway.domain.accounts import (
 from gateway.domain.drawdown_monitor import DrawdownState, LossLimits, LossRule
 from gateway.domain.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from gateway.domain.group_rules import group_violations
 from gateway.domain.ids import new_id
 from gateway.domain.risk_settings import NO_GROUP_RISK, GroupRisk
 from gateway.domain.stop_outs import RecordedStopOut, WatchKind
+from gateway.engine.account_monitor import AccountMonitor
 from gateway.engine.risk_book import RiskBook
 from gateway.engine.stop_out_board import StopOutBoard
 from gateway.engine.terminal_registry import TerminalRegistry
-from gateway.store import Store
-from gateway.terminals.protocol import TerminalError
+from gateway.store import AccountInUse, Store, UnfinishedChild
+from gateway.terminals.protocol import PendingOrder, Position, Terminal, TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +61,26 @@ class AccountManager:
         *,
         risk: RiskBook | None = None,
         stop_outs: StopOutBoard | None = None,
+        request_timeout_s: float = 10.0,
     ) -> None:
+        """`request_timeout_s`: what a deletion waits for the account's terminal to answer."""
         self._store = store
         self._registry = registry
         self._clock = clock
         self._risk = risk
         self._stop_outs = stop_outs
+        self._request_timeout_s = request_timeout_s
+        # A deleted account's last reading, stored for its statements before it is detached.
+        self._history = AccountMonitor(
+            store, registry, clock, interval_s=0, request_timeout_s=request_timeout_s
+        )
+        # Held by what writes group members and by a deletion's commit, so that no group gains
+        # an account between its member check and a deletion (one process per database).
+        self._membership = asyncio.Lock()
 
     async def attach_all(self) -> int:
-        """Reconnects every stored account's terminal (at start)."""
+        """Reconnects every stored account's terminal (at start); deleted accounts stay
+        detached."""
         attached = 0
         for account in await self._store.all_accounts():
             if self._registry.attach(account) is not None:
@@ -119,10 +134,104 @@ class AccountManager:
         return account
 
     async def get_account(self, account_id: str) -> Account:
+        """The account; NOT_FOUND for a deleted one, as for one that never existed (its history
+        is read through reporting)."""
         account = await self._store.get_account(account_id)
-        if account is None:
+        if account is None or account.is_deleted:
             raise NotFound(f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
         return account
+
+    async def delete_account(self, account_id: str) -> None:
+        """Retires an account with nothing open: no position, no working order at its broker
+        and no child order still executing. It leaves every group (each stored as UpdateGroup
+        stores it) and the lists, its terminal is detached, and it is not attached again at
+        start; its orders, fills, deals and statements stay, and so does its name in them,
+        while the name itself is free for a new account.
+
+        Refused with FAILED_PRECONDITION (nothing changed) while anything is open or a group
+        takes its reference equity from it, and with UNAVAILABLE when its terminal cannot be
+        asked: nothing is deleted blind.
+        """
+        await self.get_account(account_id)
+        referencing = await self._store.groups_referencing(account_id)
+        if referencing:
+            raise _reference_of(account_id, referencing)
+        unfinished = await self._store.unfinished_children_of(account_id)
+        positions, pending = await self._open_at_broker(account_id, unfinished)
+        if positions or pending or unfinished:
+            raise _not_flat(account_id, positions, pending, unfinished)
+        # Deals since the last history round would otherwise be missing from statements.
+        last = await self._history.run_once(account_ids={account_id})
+        if account_id in last.failed:
+            raise Unavailable(
+                f"account {account_id}: its last history could not be read "
+                f"({last.failed[account_id]}); nothing was deleted, try again",
+                reason="TERMINAL_UNAVAILABLE",
+            )
+        # What was checked above is checked again in the deletion's transaction: an order
+        # stored meanwhile refuses it there.
+        async with self._membership:
+            try:
+                groups = await self._store.delete_account(account_id, at=self._clock())
+            except LookupError:
+                raise NotFound(
+                    f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND"
+                ) from None
+            except AccountInUse as in_use:
+                if in_use.referencing_groups:
+                    raise _reference_of(account_id, in_use.referencing_groups) from None
+                raise _not_flat(account_id, [], [], in_use.unfinished) from None
+            terminal = self._registry.detach(account_id)
+        if terminal is not None:
+            try:
+                await terminal.close()
+            except Exception:
+                # Detached already: nothing reaches it, whatever its close left behind.
+                log.warning(
+                    "account %s: its terminal did not close cleanly", account_id, exc_info=True
+                )
+        if self._risk is not None:
+            for group in groups:
+                # UpdateGroup without the member drops the member's own limits too.
+                risk = self._risk.group(group.group_id)
+                if account_id in risk.member_limits:
+                    member_limits = dict(risk.member_limits)
+                    del member_limits[account_id]
+                    await self._risk.set_group(
+                        group.group_id, replace(risk, member_limits=member_limits)
+                    )
+        log.info(
+            "account %s deleted; it left %d groups: %s",
+            account_id,
+            len(groups),
+            ", ".join(g.group_id for g in groups) or "none",
+        )
+
+    async def _open_at_broker(
+        self, account_id: str, unfinished: Sequence[UnfinishedChild]
+    ) -> tuple[list[Position], list[PendingOrder]]:
+        """The account's open positions and working orders as its terminal reports them."""
+        terminal: Terminal | None = self._registry.get(account_id)
+        why = "its terminal is not connected"
+        if terminal is not None:
+            try:
+                async with (
+                    asyncio.timeout(self._request_timeout_s),
+                    self._registry.lock(account_id),
+                ):
+                    return await terminal.positions(), await terminal.pending_orders()
+            except TimeoutError:
+                why = f"its terminal did not answer within {self._request_timeout_s}s"
+            except (TerminalError, OSError) as error:
+                why = f"its terminal cannot be asked: {error}"
+        if unfinished:
+            # Refused either way: the executing orders are the more useful answer.
+            raise _not_flat(account_id, [], [], unfinished)
+        raise Unavailable(
+            f"account {account_id}: {why}, so whether it holds positions or working orders is "
+            "unknown; nothing was deleted",
+            reason="TERMINAL_UNAVAILABLE",
+        )
 
     async def list_accounts(
         self,
@@ -192,6 +301,8 @@ class AccountManager:
     async def reset_stop_out(
         self, kind: WatchKind, subject_id: str, rules: Iterable[LossRule] | None, *, by: str
     ) -> list[RecordedStopOut]:
+        if kind is WatchKind.ACCOUNT:
+            await self.get_account(subject_id)
         if self._stop_outs is None:
             return []
         return await self._stop_outs.reset(kind, subject_id, rules, by=by)
@@ -216,22 +327,23 @@ class AccountManager:
         )
 
     async def create_group(self, new: NewGroup, risk: GroupRisk = NO_GROUP_RISK) -> Group:
-        await self._check_group(new)
-        if await self._store.group_name_taken(new.name):
-            raise AlreadyExists(
-                f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
+        async with self._membership:
+            await self._check_group(new)
+            if await self._store.group_name_taken(new.name):
+                raise AlreadyExists(
+                    f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
+                )
+            now = self._clock()
+            group = Group(
+                group_id=new_id("grp"),
+                name=new.name,
+                allocation=new.allocation,
+                members=new.members,
+                magic=new.magic if new.magic else await self._store.next_magic(),
+                created_at=now,
+                updated_at=now,
             )
-        now = self._clock()
-        group = Group(
-            group_id=new_id("grp"),
-            name=new.name,
-            allocation=new.allocation,
-            members=new.members,
-            magic=new.magic if new.magic else await self._store.next_magic(),
-            created_at=now,
-            updated_at=now,
-        )
-        await self._store.insert_group(group)
+            await self._store.insert_group(group)
         if self._risk is not None:
             await self._risk.set_group(group.group_id, risk)
         return group
@@ -245,20 +357,21 @@ class AccountManager:
         Master orders already allocated keep the allocation they were given (it is stored
         with them); the new settings apply from the next order on.
         """
-        current = await self.get_group(group_id)
-        await self._check_group(new)
-        if new.name != current.name and await self._store.group_name_taken(new.name):
-            raise AlreadyExists(
-                f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
+        async with self._membership:
+            current = await self.get_group(group_id)
+            await self._check_group(new)
+            if new.name != current.name and await self._store.group_name_taken(new.name):
+                raise AlreadyExists(
+                    f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
+                )
+            group = replace(
+                current,
+                name=new.name,
+                allocation=new.allocation,
+                members=new.members,
+                updated_at=self._clock(),
             )
-        group = replace(
-            current,
-            name=new.name,
-            allocation=new.allocation,
-            members=new.members,
-            updated_at=self._clock(),
-        )
-        await self._store.replace_group(group)
+            await self._store.replace_group(group)
         if self._risk is not None:
             await self._risk.set_group(group_id, risk)
         return group
@@ -271,7 +384,8 @@ class AccountManager:
         if new.allocation.reference_account_id:
             wanted.add(new.allocation.reference_account_id)
         found = await self._store.get_accounts(wanted)
-        missing = sorted(wanted - found.keys())
+        # A deleted account is no member or reference, as if it did not exist.
+        missing = sorted(a for a in wanted if a not in found or found[a].is_deleted)
         if missing:
             raise NotFound(
                 "no such account: " + ", ".join(repr(a) for a in missing),
@@ -303,3 +417,55 @@ class AccountManager:
 
 def _with_snapshot(account: Account, snapshot: AccountSnapshot) -> Account:
     return replace(account, snapshot=snapshot)
+
+
+def _reference_of(account_id: str, group_ids: Sequence[str]) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"account {account_id} is the allocation reference of group "
+        f"{', '.join(group_ids)}: give the group another reference first; nothing was deleted",
+        reason="ACCOUNT_IS_ALLOCATION_REFERENCE",
+    )
+
+
+def _not_flat(
+    account_id: str,
+    positions: Sequence[Position],
+    pending: Sequence[PendingOrder],
+    unfinished: Sequence[UnfinishedChild],
+) -> FailedPrecondition:
+    """What still holds the account, for the operator to close or cancel."""
+    held = []
+    if positions:
+        held.append(
+            "open positions "
+            + _listed(f"#{p.ticket} {p.symbol} {p.side.name} {p.volume:f}" for p in positions)
+        )
+    if pending:
+        held.append(
+            "working orders "
+            + _listed(
+                f"#{o.ticket} {o.symbol} {o.side.name} {o.order_type.name} {o.volume:f}"
+                for o in pending
+            )
+        )
+    if unfinished:
+        held.append(
+            "master orders still executing "
+            + _listed(
+                f"{u.master_order_id} ({u.master_state.name}; child {u.child_order_id} "
+                f"{u.child_state.name})"
+                for u in unfinished
+            )
+        )
+    return FailedPrecondition(
+        f"account {account_id} is not flat: {'; '.join(held)}; nothing was deleted",
+        reason="ACCOUNT_NOT_FLAT",
+    )
+
+
+def _listed(items: Iterable[str], *, at_most: int = 20) -> str:
+    """The first items and how many more: a status message stays small."""
+    shown = list(items)
+    more = len(shown) - at_most
+    text = ", ".join(shown[:at_most])
+    return f"{text} and {more} more" if more > 0 else text

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -108,10 +108,15 @@ class AccountMonitor:
             finally:
                 self._in_round = False
 
-    async def run_once(self) -> MonitorRound:
-        """Reads every attached terminal and stores what was read, in one transaction; then
-        checks the loss limits against the stored snapshots."""
-        terminals = self._registry.attached()
+    async def run_once(self, *, account_ids: Collection[str] | None = None) -> MonitorRound:
+        """Reads every attached terminal (or those of `account_ids`: a deleted account's last
+        reading) and stores what was read, in one transaction; then checks the loss limits
+        against the stored snapshots."""
+        terminals = [
+            t
+            for t in self._registry.attached()
+            if account_ids is None or t.account_id in account_ids
+        ]
         history = self._store.history
         newest = await history.last_deal_times(t.account_id for t in terminals)
         outcomes = await asyncio.gather(

@@ -88,6 +88,8 @@ class Dispatcher:
         self._deadlines = Deadlines(settings.request_timeout_s)
         # Master orders whose cancellation was requested: none of their children is sent again.
         self._stopped: set[str] = set()
+        # Why nothing at all may be sent any more (another process took the database).
+        self._halted = ""
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -107,6 +109,12 @@ class Dispatcher:
         """From now on, each child of this master order that has not reached its broker is
         CANCELLED instead of sent (checked right before every request)."""
         self._stopped.add(master_order_id)
+
+    def halt(self, why: str) -> None:
+        """From now on no child of any order is sent: each one not yet at its broker ends
+        CANCELLED (in memory: a process that lost its database stores nothing more, and the
+        process that took the database finds each child by its tag)."""
+        self._halted = why
 
     def forget(self, master_order_id: str) -> None:
         self._stopped.discard(master_order_id)
@@ -623,6 +631,8 @@ class Dispatcher:
 
     def _halt(self, master: MasterOrder, child: ChildOrder) -> str | None:
         """Why the child must not be sent (now), if it must not."""
+        if self._halted:
+            return self._halted
         if child.master_order_id in self._stopped:
             return "on request"
         if not master.spec.closes_master_order_id:

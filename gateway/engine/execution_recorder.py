@@ -3,6 +3,17 @@
 Dispatch tasks hand in outcomes; one writer task takes everything that is waiting, commits it
 in one transaction, and only then publishes the fills (with their encoded messages, made once
 in that commit) and order changes and wakes the tasks that wait on them.
+
+Commit first, then believe it: what a batch changes in the in-memory progress of its master
+orders (which other code reads: cancels, modifications, the watcher, streams) is worked out on
+the side and applied only once the commit succeeded. A commit that fails for a passing fault
+of the database is tried again, with backoff and jitter, for as long as it takes, keeping
+every broker result of the batch; the store is marked unreachable meanwhile (submissions are
+refused) and the dispatch tasks wait for their outcome to be stored before going on. A batch
+that fails for any other reason is split until the outcome that cannot be stored is alone: that
+one's waiter gets the error and its child stays as last stored (a restart finds its deals by
+tag), and the rest is stored. A process that lost the database's writer lock stores nothing
+more: every waiter gets WriterFenced.
 """
 
 from __future__ import annotations
@@ -10,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -24,13 +35,21 @@ from gateway.domain.orders import (
     MasterOrderState,
     final_master_state,
 )
+from gateway.domain.retry_policy import RetryPolicy
 from gateway.engine.fill_bus import FillBus
 from gateway.engine.order_updates import OrderUpdateBus
+from gateway.engine.store_health import StoreHealth
 from gateway.store import Store
+from gateway.store.faults import is_transient
+from gateway.store.writer_lock import WriterFenced
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2_000
+# Outcomes waiting to be stored at most: beyond it, dispatch tasks wait to hand theirs in.
+MAX_WAITING = 100_000
+# A store fault is waited out: from 50 ms between tries up to 2 s, for as long as it lasts.
+STORE_RETRY = RetryPolicy(initial_interval_s=0.05, backoff_coefficient=2.0, maximum_interval_s=2.0)
 
 
 @dataclass(slots=True)
@@ -52,13 +71,52 @@ class MasterProgress:
     # child of a 1,000-account order to learn whether it ended.
     open_children: int = 0
 
+
+@dataclass(slots=True)
+class _Staged:
+    """What one batch changes in one master order's progress, applied once committed."""
+
+    progress: MasterProgress
+    # The master order as the changes were worked out from.
+    base: MasterOrder
+    children: dict[str, ChildOrder] = field(default_factory=dict)
+    fills: list[Fill] = field(default_factory=list)
+    open_children: int = 0
+    master: MasterOrder | None = None
+    finished: bool = False
+
     def take(self, child: ChildOrder) -> None:
         """A child's new state."""
-        previous = self.children.get(child.child_order_id)
+        previous = self.children.get(child.child_order_id) or self.progress.children.get(
+            child.child_order_id
+        )
         self.children[child.child_order_id] = child
         self.open_children += (not child.state.is_final) - (
             previous is not None and not previous.state.is_final
         )
+
+    def all_children(self) -> Iterator[ChildOrder]:
+        """Every child as it stands with this batch's changes."""
+        changed = self.children
+        for child_order_id, child in self.progress.children.items():
+            yield changed.get(child_order_id, child)
+
+    def apply(self) -> None:
+        progress = self.progress
+        progress.children.update(self.children)
+        progress.fills.extend(self.fills)
+        progress.open_children = self.open_children
+        if self.master is not None:
+            current = progress.master
+            if current is not self.base:
+                # Changed while the batch was stored (a cancel, new prices): those changes are
+                # the order's own columns, not the progress this batch stored, and are kept.
+                self.master = replace(
+                    self.master,
+                    spec=current.spec,
+                    cancel_requested_at=current.cancel_requested_at,
+                )
+            progress.master = self.master
 
 
 class ExecutionRecorder:
@@ -68,23 +126,44 @@ class ExecutionRecorder:
         bus: FillBus,
         clock: Callable[[], datetime],
         updates: OrderUpdateBus | None = None,
+        *,
+        health: StoreHealth | None = None,
+        retry: RetryPolicy = STORE_RETRY,
+        on_fenced: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
         self.updates = updates or OrderUpdateBus()
         self._clock = clock
-        self._queue: asyncio.Queue[_Outcome] = asyncio.Queue()
+        self._health = health if health is not None else StoreHealth(store.probe_write)
+        self._retry = retry
+        self._on_fenced = on_fenced
+        self._fenced: WriterFenced | None = None
+        self._queue: asyncio.Queue[_Outcome] = asyncio.Queue(MAX_WAITING)
         self._progress: dict[str, MasterProgress] = {}
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def health(self) -> StoreHealth:
+        return self._health
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="execution-recorder")
 
-    async def stop(self) -> None:
-        """Commits what is queued, then stops."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Commits what is queued, then stops. With `timeout_s`, gives up waiting after it
+        (a database that stays down): what is not stored then is found by tag at the restart."""
         if self._task is None:
             return
-        await self._queue.join()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._queue.join()
+        except TimeoutError:
+            log.error(
+                "stopping with %d execution outcomes not stored: the next start finds their "
+                "deals by tag",
+                self._queue.qsize(),
+            )
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -107,9 +186,12 @@ class ExecutionRecorder:
         return list(self._progress.values())
 
     async def record(self, child: ChildOrder, fill: Fill | None = None) -> None:
-        """Returns once the outcome is committed (and its fill published)."""
+        """Returns once the outcome is committed (and its fill published); raises
+        WriterFenced once this process may no longer write its database."""
+        if self._fenced is not None:
+            raise self._fenced
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Outcome(child, fill, done))
+        await self._queue.put(_Outcome(child, fill, done))
         await done
 
     async def finish_if_complete(self, progress: MasterProgress) -> None:
@@ -118,10 +200,11 @@ class ExecutionRecorder:
         if not all(c.state.is_final for c in children):
             return
         fills = await self._store.fills_of(progress.master.master_order_id)
-        progress.master = _completed(progress.master, children, fills, self._clock())
-        await self._store.save_progress(masters=[progress.master])
-        self.updates.publish([progress.master], [])
-        self._progress.pop(progress.master.master_order_id, None)
+        master = _completed(progress.master, children, fills, self._clock())
+        await self._store.save_progress(masters=[master])
+        progress.master = master
+        self.updates.publish([master], [])
+        self._progress.pop(master.master_order_id, None)
         progress.finished.set()
 
     async def _run(self) -> None:
@@ -131,54 +214,132 @@ class ExecutionRecorder:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit(batch)
-            except Exception as error:  # the waiting tasks get the error; the writer goes on
+                await self._store_batch(batch)
+            except Exception as error:  # a bug here: the waiting tasks get it, the writer goes on
                 log.exception("commit of %d execution outcomes failed", len(batch))
-                for outcome in batch:
-                    if not outcome.done.done():
-                        outcome.done.set_exception(error)
+                _fail(batch, error)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[_Outcome]) -> None:
+    async def _store_batch(self, batch: list[_Outcome]) -> None:
+        """Commits the batch, trying again through passing faults; splits it around an
+        outcome that cannot be stored."""
+        attempt = object()  # the same on every try: a try stored in doubt is not stored twice
+        tries = 0
+        while True:
+            if self._fenced is not None:
+                _fail(batch, self._fenced)
+                return
+            try:
+                await self._commit(batch, attempt)
+            except WriterFenced as error:
+                self._lost_writer(error)
+                _fail(batch, error)
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    await self._split(batch, error)
+                    return
+                tries += 1
+                self._health.failed(error)
+                delay = self._retry.delay_s(tries)
+                if tries == 1 or tries % 20 == 0:
+                    log.warning(
+                        "commit of %d execution outcomes failed (try %d), trying again in "
+                        "%.2f s: %s",
+                        len(batch),
+                        tries,
+                        delay,
+                        error,
+                    )
+                await asyncio.sleep(delay)
+                continue
+            if tries:
+                log.warning("%d execution outcomes stored after %d failed tries", len(batch), tries)
+            self._health.recovered()
+            return
+
+    async def _split(self, batch: list[_Outcome], error: Exception) -> None:
+        if len(batch) == 1:
+            outcome = batch[0]
+            log.error(
+                "child %s: its outcome (%s) cannot be stored; it stays as last stored and is "
+                "found by its tag at the next start",
+                outcome.child.child_order_id,
+                outcome.child.state.name,
+                exc_info=error,
+            )
+            _fail(batch, error)
+            return
+        half = len(batch) // 2
+        await self._store_batch(batch[:half])
+        await self._store_batch(batch[half:])
+
+    def _lost_writer(self, error: WriterFenced) -> None:
+        if self._fenced is not None:
+            return
+        self._fenced = error
+        log.critical("execution outcomes can no longer be stored: %s", error)
+        if self._on_fenced is not None:
+            self._on_fenced()
+
+    async def _commit(self, batch: list[_Outcome], attempt: object) -> None:
         now = self._clock()
-        touched: dict[str, MasterProgress] = {}
+        staged: dict[str, _Staged] = {}
         for outcome in batch:
-            progress = self._progress.get(outcome.child.master_order_id)
-            if progress is not None:
-                progress.take(outcome.child)
-                if outcome.fill is not None:
-                    progress.fills.append(outcome.fill)
-                touched[progress.master.master_order_id] = progress
-        finished: list[MasterProgress] = []
+            master_order_id = outcome.child.master_order_id
+            change = staged.get(master_order_id)
+            if change is None:
+                progress = self._progress.get(master_order_id)
+                if progress is None:
+                    continue
+                change = staged[master_order_id] = _Staged(
+                    progress, progress.master, open_children=progress.open_children
+                )
+            change.take(outcome.child)
+            if outcome.fill is not None:
+                change.fills.append(outcome.fill)
         masters: list[MasterOrder] = []
-        for progress in touched.values():
-            if progress.open_children == 0:
-                children = list(progress.children.values())
-                progress.master = _completed(progress.master, children, progress.fills, now)
-                masters.append(progress.master)
-                finished.append(progress)
-            elif progress.master.state is MasterOrderState.DISPATCHING and _resting(
-                progress.children.values()
-            ):
+        for change in staged.values():
+            base = change.base
+            if change.open_children == 0:
+                fills = [*change.progress.fills, *change.fills]
+                change.master = _completed(base, list(change.all_children()), fills, now)
+                change.finished = True
+                masters.append(change.master)
+            elif base.state is MasterOrderState.DISPATCHING and _resting(change.all_children()):
                 # A pending order: sent everywhere, now waiting for its price at the brokers.
-                progress.master = progress.master.moved_to(MasterOrderState.WORKING, now)
-                masters.append(progress.master)
+                change.master = base.moved_to(MasterOrderState.WORKING, now)
+                masters.append(change.master)
         committed = await self._store.save_progress(
             masters=masters,
             children=[o.child for o in batch],
             fills=[o.fill for o in batch if o.fill is not None],
+            attempt=attempt,
         )
+        # Stored: now the progress, the streams and the waiting tasks may know.
+        for change in staged.values():
+            change.apply()
         # With the messages they were stored with: subscribers send those bytes.
         self._bus.publish(committed)
-        self.updates.publish(masters, [o.child for o in batch])
-        for progress in finished:
-            del self._progress[progress.master.master_order_id]
-            progress.finished.set()
+        self.updates.publish(
+            [c.master for c in staged.values() if c.master is not None],
+            [o.child for o in batch],
+        )
+        for change in staged.values():
+            if change.finished:
+                del self._progress[change.progress.master.master_order_id]
+                change.progress.finished.set()
         for outcome in batch:
             if not outcome.done.done():
                 outcome.done.set_result(None)
+
+
+def _fail(batch: list[_Outcome], error: BaseException) -> None:
+    for outcome in batch:
+        if not outcome.done.done():
+            outcome.done.set_exception(error)
 
 
 def _resting(children: Iterable[ChildOrder]) -> bool:

@@ -59,8 +59,10 @@ class KillSwitchBoard:
     ) -> KillSwitch:
         if scope is KillSwitchScope.GROUP and await self._store.get_group(target_id) is None:
             raise NotFound(f"group {target_id!r} does not exist", reason="GROUP_NOT_FOUND")
-        if scope is KillSwitchScope.ACCOUNT and await self._store.get_account(target_id) is None:
-            raise NotFound(f"account {target_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
+        if scope is KillSwitchScope.ACCOUNT:
+            account = await self._store.get_account(target_id)
+            if account is None or account.is_deleted:
+                raise NotFound(f"account {target_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
         switch = KillSwitch(
             kill_switch_id=new_id("ks"),
             scope=scope,

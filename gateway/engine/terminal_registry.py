@@ -30,6 +30,11 @@ class TerminalRegistry:
     def get(self, account_id: str) -> Terminal | None:
         return self._terminals.get(account_id)
 
+    def detach(self, account_id: str) -> Terminal | None:
+        """Forgets the account's terminal (a deleted account): nothing is sent to it any more
+        and no round reads it. Returns it for the caller to close."""
+        return self._terminals.pop(account_id, None)
+
     def attached(self) -> list[Terminal]:
         """Every connected terminal, in the order they were attached."""
         return list(self._terminals.values())

@@ -50,6 +50,7 @@ from gateway.domain.orders import (
     OrderType,
     Side,
 )
+from gateway.domain.retry_policy import RetryPolicy
 from gateway.domain.symbols import SpecInterner, SymbolSpec
 from gateway.engine.deadlines import Deadlines
 from gateway.engine.dispatcher import Dispatcher
@@ -61,9 +62,16 @@ from gateway.engine.stops_modifier import StopsChange, StopsModifier, StopsOutco
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_gate import TradingGate
 from gateway.store import DuplicateClientOrderId, Store
+from gateway.store.faults import is_transient
 from gateway.terminals.protocol import SymbolNotFound, TerminalError
 
 log = logging.getLogger(__name__)
+
+# Storing a new master order through a passing store fault: a few quick tries within the
+# caller's patience (about 0.35 s), then UNAVAILABLE.
+INSERT_RETRY = RetryPolicy(initial_interval_s=0.05, maximum_interval_s=0.2, maximum_attempts=4)
+# How often an order whose storing was in doubt is looked for while the store is down.
+_IN_DOUBT_POLL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,7 @@ class TradingEngine:
         self._symbols = dict(symbols)
         self._dispatcher = dispatcher
         self._recorder = recorder
+        self._health = recorder.health
         self._clock = clock
         self._limits = limits
         # The timeout of reading one account (a submission reads all its group's at once).
@@ -179,6 +188,7 @@ class TradingEngine:
         index settles races between concurrent resubmissions. `audit`: the call's audit record,
         stored with the order in its transaction (Submission.audited says it was).
         """
+        self._health.refuse_if_unreachable()
         existing = await self._store.find_by_client_order_id(submitted_by, spec.client_order_id)
         if existing is not None:
             return _replay(existing, spec)
@@ -231,21 +241,18 @@ class TradingEngine:
         master = allocated.moved_to(MasterOrderState.DISPATCHING, now)
 
         async def store() -> Submission | None:
-            try:
-                await self._store.insert_master_order(
-                    master,
-                    children,
-                    audit=(
-                        None
-                        if audit is None
-                        else replace(audit, result=f"master_order_id={master_order_id}")
-                    ),
-                    snapshots=planned.snapshots,
-                    earlier=[allocated],
-                )
-            except DuplicateClientOrderId as duplicate:
-                return _replay(duplicate.existing, spec)
-            return None
+            existing = await self._insert(
+                master,
+                children,
+                audit=(
+                    None
+                    if audit is None
+                    else replace(audit, result=f"master_order_id={master_order_id}")
+                ),
+                snapshots=planned.snapshots,
+                earlier=[allocated],
+            )
+            return None if existing is None else _replay(existing, spec)
 
         def start() -> Submission:
             self._start(master, children, planned.points)
@@ -271,6 +278,7 @@ class TradingEngine:
         Idempotent per (submitted_by, client_order_id) like a submission.
         """
         assert (fraction is None) != (volume is None)
+        self._health.refuse_if_unreachable()
         existing = await self._store.find_by_client_order_id(submitted_by, client_order_id)
         if existing is not None:
             return _replay_close(existing, master_order_id, fraction, volume)
@@ -363,11 +371,10 @@ class TradingEngine:
         points = {p.child.account_id: p.spec.point for p in positions}
 
         async def store() -> Submission | None:
-            try:
-                await self._store.insert_master_order(master, closing_children, earlier=[allocated])
-            except DuplicateClientOrderId as duplicate:
-                return _replay_close(duplicate.existing, master_order_id, fraction, volume)
-            return None
+            existing = await self._insert(master, closing_children, earlier=[allocated])
+            if existing is None:
+                return None
+            return _replay_close(existing, master_order_id, fraction, volume)
 
         def start() -> Submission:
             self._start(master, closing_children, points)
@@ -814,6 +821,67 @@ class TradingEngine:
         by_id = {c.child_order_id: c for c in children}
         by_id.update({c.child_order_id: c for c in sent})
         return master, list(by_id.values()), maybe_sent
+
+    async def _insert(
+        self,
+        master: MasterOrder,
+        children: list[ChildOrder],
+        *,
+        audit: AuditRecord | None = None,
+        snapshots: dict[str, AccountSnapshot] | None = None,
+        earlier: list[MasterOrder],
+    ) -> MasterOrder | None:
+        """Stores a new master order with its children: None once stored, or the order its
+        caller stored before under the same client_order_id.
+
+        A passing store fault is tried through a few times (INSERT_RETRY); a try that failed
+        may have been stored all the same (a connection lost during COMMIT), which the next
+        try finds as its own order. Past the last try the caller gets UNAVAILABLE, and the
+        order, should that try have been stored after all, is started once the store answers
+        (never stored and left unstarted)."""
+        tries = 0
+        while True:
+            try:
+                await self._store.insert_master_order(
+                    master, children, audit=audit, snapshots=snapshots, earlier=earlier
+                )
+                return None
+            except DuplicateClientOrderId as duplicate:
+                if duplicate.existing.master_order_id == master.master_order_id:
+                    return None  # an earlier try was stored after all
+                return duplicate.existing
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                tries += 1
+                if not INSERT_RETRY.allows(tries):
+                    self._spawn(self._start_if_stored(master.master_order_id))
+                    raise self._health.unavailable(error) from error
+                await asyncio.sleep(INSERT_RETRY.delay_s(tries))
+
+    async def _start_if_stored(self, master_order_id: str) -> None:
+        """After a submission's storing ended in doubt: once the store answers, starts the
+        order if it was stored after all (and nothing started it meanwhile)."""
+        while True:
+            try:
+                master = await self._store.get_master_order(master_order_id)
+                children = [] if master is None else await self._store.children_of(master_order_id)
+                break
+            except Exception as error:
+                if not is_transient(error):
+                    log.error("master order %s: cannot tell whether it was stored", master_order_id,
+                              exc_info=error)  # fmt: skip
+                    return
+                await asyncio.sleep(_IN_DOUBT_POLL_S)
+        if master is None or master.state.is_final:
+            return
+        if self._recorder.progress_of(master_order_id) is not None:
+            return
+        log.warning(
+            "master order %s was stored although its submitter was told UNAVAILABLE: started now",
+            master_order_id,
+        )
+        await self._execute(master, children)
 
     async def _carried_through(
         self, store: Coroutine[Any, Any, Submission | None], start: Callable[[], Submission]

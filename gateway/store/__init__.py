@@ -2,18 +2,22 @@
 
 from gateway.store.history import AccountHistory
 from gateway.store.store import (
+    AccountInUse,
     CommittedFill,
     DuplicateClientOrderId,
     FillEncoder,
     FillFilter,
     Store,
+    UnfinishedChild,
 )
 
 __all__ = [
     "AccountHistory",
+    "AccountInUse",
     "CommittedFill",
     "DuplicateClientOrderId",
     "FillEncoder",
     "FillFilter",
     "Store",
+    "UnfinishedChild",
 ]

@@ -1,20 +1,23 @@
 """API keys, the audit log and kill switches; reached as `Store.access`.
 
 Audit records are numbered here, in process, under a lock, like fills: gap-free and increasing
-for one gateway process per database. A batch of records is one transaction (group commit).
+for one gateway process per database (the writer lock, gateway/store/writer_lock.py), each
+numbering transaction fenced. A batch of records is one transaction (group commit). After a
+numbering transaction failed, its numbers are in doubt (it may have committed): the next one
+reads the largest stored sequence again first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.access import ApiKey, Role
 from gateway.domain.audit import AuditRecord
@@ -22,19 +25,29 @@ from gateway.domain.kill_switches import KillSwitch, KillSwitchScope
 from gateway.store import tables
 
 Row = Mapping[Any, Any]
+# Raises unless this process may still commit numbered rows (the store's writer fence).
+FenceCheck = Callable[[AsyncConnection], Awaitable[None]]
 
 
 class AccessStore:
-    def __init__(self, engine: AsyncEngine, last_audit_sequence: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, last_audit_sequence: int, *, fence: FenceCheck | None = None
+    ) -> None:
         self._engine = engine
         self._last_audit = last_audit_sequence
         self._audit_lock = asyncio.Lock()
+        self._fence = fence
+        self._in_doubt = False
+        # The append_audit under way (its attempt and numbered records), and those found
+        # stored after they failed.
+        self._pending: tuple[object, list[AuditRecord]] | None = None
+        self._landed: dict[object, list[AuditRecord]] = {}
 
     @classmethod
-    async def open(cls, engine: AsyncEngine) -> AccessStore:
+    async def open(cls, engine: AsyncEngine, *, fence: FenceCheck | None = None) -> AccessStore:
         async with engine.connect() as conn:
             last = (await conn.execute(select(func.max(tables.audit_records.c.sequence)))).scalar()
-        return cls(engine, int(last or 0))
+        return cls(engine, int(last or 0), fence=fence)
 
     # -- API keys ---------------------------------------------------------------------------
 
@@ -95,19 +108,53 @@ class AccessStore:
 
     # -- audit log --------------------------------------------------------------------------
 
-    async def append_audit(self, records: Sequence[AuditRecord]) -> list[AuditRecord]:
-        """Stores the records in one transaction, numbered in order; returns them numbered."""
+    async def append_audit(
+        self, records: Sequence[AuditRecord], *, attempt: object = None
+    ) -> list[AuditRecord]:
+        """Stores the records in one transaction, numbered in order; returns them numbered.
+        `attempt`: the same object on each try of one batch; a try that failed but was stored
+        all the same (a connection lost during COMMIT) is returned, not stored twice."""
         if not records:
             return []
         async with self._audit_lock:
+            await self.settle_doubt()
+            if attempt is not None and attempt in self._landed:
+                return self._landed.pop(attempt)
             first = self._last_audit + 1
             numbered = [replace(r, sequence=first + i) for i, r in enumerate(records)]
+            self._in_doubt = True  # until the commit is known to have happened
+            self._pending = None if attempt is None else (attempt, numbered)
             async with self._engine.begin() as conn:
                 await conn.execute(
                     tables.audit_records.insert(), [audit_values(r) for r in numbered]
                 )
+                # After the write, which takes SQLite's write lock (see Store._numbering).
+                if self._fence is not None:
+                    await self._fence(conn)
             self._last_audit = numbered[-1].sequence
+            self._in_doubt = False
+            self._pending = None
         return numbered
+
+    async def settle_doubt(self) -> None:
+        """Call with audit_lock held: after a failed numbering transaction, the largest stored
+        sequence read again (it may have committed; nothing else has written since)."""
+        if not self._in_doubt:
+            return
+        async with self._engine.connect() as conn:
+            last = (await conn.execute(select(func.max(tables.audit_records.c.sequence)))).scalar()
+        if int(last or 0) > self._last_audit and self._pending is not None:
+            attempt, numbered = self._pending
+            self._landed[attempt] = numbered
+        self._pending = None
+        self._last_audit = int(last or 0)
+        self._in_doubt = False
+
+    def doubted(self) -> None:
+        """A transaction of the store's that stores a numbered record is about to commit: in
+        doubt until `stored`."""
+        self._in_doubt = True
+        self._pending = None
 
     @property
     def audit_lock(self) -> asyncio.Lock:
@@ -122,6 +169,7 @@ class AccessStore:
 
     def stored(self, record: AuditRecord) -> None:
         self._last_audit = record.sequence
+        self._in_doubt = False
 
     async def list_audit(
         self,

@@ -72,6 +72,7 @@ def account_values(account: Account) -> dict[str, Any]:
         "snapshot_at": snapshot.time if snapshot else None,
         "created_at": account.created_at,
         "updated_at": account.updated_at,
+        "deleted_at": account.deleted_at,
     }
 
 
@@ -80,7 +81,7 @@ def account_values(account: Account) -> dict[str, Any]:
 ACCOUNT_COLUMNS = (
     "account_id", "name", "platform", "login", "server", "currency", "state", "margin_mode",
     "leverage", "initial_balance", "symbol_mappings", "balance", "equity", "margin",
-    "free_margin", "snapshot_at", "created_at", "updated_at",
+    "free_margin", "snapshot_at", "created_at", "updated_at", "deleted_at",
 )  # fmt: skip
 _PLATFORMS = {p.value: p for p in Platform}
 _ACCOUNT_STATES = {s.value: s for s in AccountState}
@@ -92,7 +93,7 @@ def account_from_columns(values: tuple[Any, ...]) -> Account:
     (
         account_id, name, platform, login, server, currency, state, margin_mode, leverage,
         initial_balance, symbol_mappings, balance, equity, margin, free_margin, snapshot_at,
-        created_at, updated_at,
+        created_at, updated_at, deleted_at,
     ) = values  # fmt: skip
     snapshot = None
     if snapshot_at is not None:
@@ -117,6 +118,7 @@ def account_from_columns(values: tuple[Any, ...]) -> Account:
         symbol_mappings=(
             () if symbol_mappings == "[]" else tuple((a, b) for a, b in json.loads(symbol_mappings))
         ),
+        deleted_at=None if deleted_at is None else from_utc_micros(deleted_at),
     )
 
 

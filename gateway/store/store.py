@@ -9,8 +9,15 @@ the schema comes from the alembic revisions in gateway/store/migrations/, applie
 
 One gateway process per database: fill and order event sequences are assigned here, in process,
 under a lock, starting from the largest stored sequences read at `open`. That makes them gap-free
-and increasing without a database sequence (which would leave gaps on rollback), but a second
-process writing to the same database would hand out the same numbers.
+and increasing without a database sequence (which would leave gaps on rollback), and is why a
+Store opened as the writer (the default) takes the database's writer lock first and checks the
+writer fence in every transaction that numbers something (gateway/store/writer_lock.py): a
+second process is refused at `open`, and a process that lost the lock cannot commit.
+
+A transaction that numbers something and fails may still have committed (a connection lost
+during COMMIT): the numbers are then in doubt. The next such transaction first reads the largest
+stored sequences again (nothing else can have written meanwhile), and a `save_progress` retried
+with the same `attempt` learns whether its earlier try was stored instead of storing it twice.
 
 Outbox: every state change of a master or child order is written with its OrderEvent row in the
 same transaction, so the audit trail and the state never disagree, even after a crash.
@@ -25,9 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -57,6 +64,15 @@ from gateway.store.history import AccountHistory
 from gateway.store.reporting import ReportingStore
 from gateway.store.risk import RiskStore
 from gateway.store.settings_cache import SettingsCache
+from gateway.store.writer_lock import (
+    WriterFenced,
+    WriterIdentity,
+    WriterLock,
+    fence_epoch,
+    release_fence,
+    take_fence,
+    writer_lock_for,
+)
 
 
 class DuplicateClientOrderId(Exception):
@@ -68,6 +84,31 @@ class DuplicateClientOrderId(Exception):
             f"{existing.master_order_id}"
         )
         self.existing = existing
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedChild:
+    """A child order of an account still executing: not final, or its master order is not."""
+
+    master_order_id: str
+    master_state: MasterOrderState
+    child_order_id: str
+    child_state: ChildOrderState
+
+
+class AccountInUse(Exception):
+    """The account cannot be deleted: it has unfinished children, or groups take their
+    reference equity from it."""
+
+    def __init__(
+        self,
+        account_id: str,
+        unfinished: Sequence[UnfinishedChild],
+        referencing_groups: Sequence[str],
+    ) -> None:
+        super().__init__(f"account {account_id!r} is in use")
+        self.unfinished = tuple(unfinished)
+        self.referencing_groups = tuple(referencing_groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +135,26 @@ class CommittedFill(NamedTuple):
     wire: bytes | None
 
 
+@dataclass(slots=True)
+class _Writer:
+    """This process's hold on the database: its lock (None for an in-memory database) and
+    the fence epoch it took."""
+
+    lock: WriterLock | None
+    identity: WriterIdentity
+    epoch: int
+    # Whether the process before this one let go in an orderly stop (False after a crash).
+    previous_released: bool
+
+
+@dataclass(slots=True)
+class _PendingProgress:
+    """A save_progress transaction under way: what it stores, should it turn out stored."""
+
+    attempt: object
+    committed: list[CommittedFill]
+
+
 class Store:
     def __init__(
         self,
@@ -103,40 +164,158 @@ class Store:
         access: AccessStore | None = None,
         *,
         fill_encoder: FillEncoder | None = None,
+        writer: _Writer | None = None,
     ) -> None:
         self._engine = engine
-        self._access = access if access is not None else AccessStore(engine, 0)
+        self._writer = writer
+        self._access = (
+            access if access is not None else AccessStore(engine, 0, fence=self._check_fence)
+        )
         self._last_sequence = last_sequence
         self._last_event = last_event
         self._fill_encoder = fill_encoder
         # Held by every write that numbers fills or events: one numbering writer at a time.
         self._write_lock = asyncio.Lock()
         self._settings = SettingsCache()
+        # A numbering transaction failed: its numbers may or may not be stored (see above).
+        self._in_doubt = False
+        self._pending: _PendingProgress | None = None
+        # save_progress attempts found stored after they failed: what they committed.
+        self._landed: dict[object, list[CommittedFill]] = {}
+        self._on_fenced: Callable[[], None] | None = None
 
     @classmethod
-    async def open(cls, url: str, *, fill_encoder: FillEncoder | None = None) -> Store:
+    async def open(
+        cls, url: str, *, fill_encoder: FillEncoder | None = None, writer: bool = True
+    ) -> Store:
         """Connects and upgrades the schema to the newest migration (nothing if it is there).
 
-        sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DATABASE. One gateway
-        process per database (see the module docstring). `fill_encoder`: what each fill is
-        stored with for its readers (see the module docstring); without it, nothing.
+        sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DATABASE. `writer`:
+        takes the database's writer lock first (WriterLockHeld if another process holds it)
+        and moves the writer fence on; a Store opened with writer=False (a tool reading, or
+        writing keys beside a running gateway) must not number anything. `fill_encoder`: what
+        each fill is stored with for its readers (see the module docstring); without it,
+        nothing.
         """
         engine = create_engine(url)
+        lock = writer_lock_for(url) if writer else None
+        identity = WriterIdentity.of_this_process(datetime.now(UTC))
         try:
+            if lock is not None:
+                await lock.acquire(identity)
             async with engine.begin() as conn:
                 await conn.run_sync(migrations.upgrade_to_head)
                 last = (await conn.execute(select(func.max(tables.fills.c.sequence)))).scalar()
                 last_event = (
                     await conn.execute(select(func.max(tables.order_events.c.sequence)))
                 ).scalar()
-            access = await AccessStore.open(engine)
+                held = None
+                if writer:
+                    epoch, previous_released = await take_fence(conn, identity)
+                    held = _Writer(lock, identity, epoch, previous_released)
+            store = cls(
+                engine, int(last or 0), int(last_event or 0), fill_encoder=fill_encoder, writer=held
+            )
+            store._access = await AccessStore.open(
+                engine, fence=store._check_fence if writer else None
+            )
         except BaseException:
+            if lock is not None:
+                await lock.release()
             await engine.dispose()
             raise
-        return cls(engine, int(last or 0), int(last_event or 0), access, fill_encoder=fill_encoder)
+        return store
 
     async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # An orderly stop: the next holder need not wait for this one's sends to settle.
+            with contextlib.suppress(Exception):
+                async with self._engine.begin() as conn:
+                    await release_fence(conn, writer.epoch, datetime.now(UTC))
+            if writer.lock is not None:
+                await writer.lock.release()
         await self._engine.dispose()
+
+    @property
+    def writer(self) -> WriterIdentity | None:
+        """This process, while it holds the database's writer lock."""
+        return None if self._writer is None else self._writer.identity
+
+    @property
+    def previous_writer_released(self) -> bool:
+        """Whether the process that held the writer lock before this one stopped in order."""
+        return self._writer is None or self._writer.previous_released
+
+    def watch_writer_lock(self, on_lost: Callable[[], None]) -> None:
+        """Keeps the writer lock held while the process runs (PostgreSQL: its session is
+        checked, and taken again if lost); `on_lost` once another process has taken it."""
+        self._on_fenced = on_lost
+        if self._writer is not None and self._writer.lock is not None:
+            self._writer.lock.watch(self._fence_is_ours, on_lost)
+
+    async def probe_write(self) -> None:
+        """Raises unless the database takes a write from this process now: a fenced
+        transaction that rewrites the fence row as it is (reads alone can succeed on a full
+        disk)."""
+        fence = tables.writer_fence
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(fence).where(fence.c.fence_id == 1).values(epoch=fence.c.epoch)
+            )
+            await self._check_fence(conn)
+
+    async def _fence_is_ours(self, conn: AsyncConnection) -> bool:
+        return self._writer is not None and await fence_epoch(conn) == self._writer.epoch
+
+    async def _check_fence(self, conn: AsyncConnection) -> None:
+        """In every numbering transaction: only the holder of the writer lock commits."""
+        if self._writer is None:
+            raise WriterFenced("this store was opened without the writer lock: it numbers nothing")
+        if not await self._fence_is_ours(conn):
+            if self._on_fenced is not None:
+                self._on_fenced()
+            raise WriterFenced(
+                "another process took the database's writer lock: this one may not commit"
+            )
+
+    @contextlib.asynccontextmanager
+    async def _numbering(
+        self, pending: _PendingProgress | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """A transaction that numbers fills or events, fenced; the caller holds _write_lock
+        and moves its counters on once this exits without an error. `pending`: a
+        save_progress's attempt and what it commits, kept should the commit be in doubt."""
+        if self._in_doubt:
+            await self._resolve_doubt()
+        self._pending = pending
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+                # Last, once the transaction holds SQLite's write lock (a read first would
+                # pin a snapshot that a concurrent writer makes stale: SQLITE_BUSY).
+                await self._check_fence(conn)
+        except BaseException:
+            self._in_doubt = True
+            raise
+        self._pending = None
+
+    async def _resolve_doubt(self) -> None:
+        """After a numbering transaction failed: whether it was stored after all, read from
+        the largest stored sequences (every such transaction stores at least one event, and
+        none has run since)."""
+        async with self._engine.connect() as conn:
+            last_fill = (await conn.execute(select(func.max(tables.fills.c.sequence)))).scalar()
+            last_event = (
+                await conn.execute(select(func.max(tables.order_events.c.sequence)))
+            ).scalar()
+        stored = int(last_event or 0) > self._last_event
+        if stored and self._pending is not None:
+            self._landed[self._pending.attempt] = self._pending.committed
+        self._pending = None
+        self._last_sequence = int(last_fill or 0)
+        self._last_event = int(last_event or 0)
+        self._in_doubt = False
 
     @property
     def last_sequence(self) -> int:
@@ -193,11 +372,17 @@ class Store:
             self._settings.changed(account_ids=[account_id])
 
     async def account_name_taken(self, name: str) -> bool:
+        """Whether an account not deleted has this name (a deleted account's name is free)."""
+        table = tables.accounts
         async with self._engine.connect() as conn:
-            query = select(tables.accounts.c.account_id).where(tables.accounts.c.name == name)
+            query = select(table.c.account_id).where(
+                table.c.name == name, table.c.deleted_at.is_(None)
+            )
             return (await conn.execute(query)).first() is not None
 
     async def get_account(self, account_id: str) -> Account | None:
+        """The account, deleted or not (`deleted_at`): its history stays readable. Callers
+        acting on live accounts treat a deleted one as missing."""
         async with self._engine.connect() as conn:
             query = select(*_STORED_ACCOUNT_COLUMNS).where(
                 tables.accounts.c.account_id == account_id
@@ -217,6 +402,7 @@ class Store:
         return found
 
     async def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """The accounts found, deleted ones too (see get_account)."""
         ids = list(account_ids)
         found: dict[str, Account] = {}
         async with self._engine.connect() as conn:
@@ -239,9 +425,12 @@ class Store:
         within_groups: frozenset[str] | None = None,
         within_accounts: frozenset[str] | None = None,
     ) -> list[Account]:
-        """`within_groups` / `within_accounts`: only the members of these groups / these
-        accounts (what a manager's or an investor's key reaches); None: no such bound."""
-        query = select(*_STORED_ACCOUNT_COLUMNS).where(tables.accounts.c.account_id > after)
+        """The accounts not deleted. `within_groups` / `within_accounts`: only the members of
+        these groups / these accounts (what a manager's or an investor's key reaches); None: no
+        such bound."""
+        query = select(*_STORED_ACCOUNT_COLUMNS).where(
+            tables.accounts.c.account_id > after, tables.accounts.c.deleted_at.is_(None)
+        )
         if group_id:
             members = select(tables.group_members.c.account_id).where(
                 tables.group_members.c.group_id == group_id
@@ -260,10 +449,67 @@ class Store:
         return [records.account_from_columns(tuple(r)) for r in rows]
 
     async def all_accounts(self) -> list[Account]:
+        """Every account not deleted: those whose terminals are attached at start."""
         async with self._engine.connect() as conn:
-            query = select(*_STORED_ACCOUNT_COLUMNS).order_by(tables.accounts.c.account_id)
+            query = (
+                select(*_STORED_ACCOUNT_COLUMNS)
+                .where(tables.accounts.c.deleted_at.is_(None))
+                .order_by(tables.accounts.c.account_id)
+            )
             rows = (await conn.execute(query)).all()
         return [records.account_from_columns(tuple(r)) for r in rows]
+
+    async def unfinished_children_of(self, account_id: str) -> list[UnfinishedChild]:
+        """The account's child orders that are not final or whose master order is not."""
+        async with self._engine.connect() as conn:
+            return await _unfinished_children(conn, account_id)
+
+    async def groups_referencing(self, account_id: str) -> list[str]:
+        """The groups whose allocation takes its reference equity from this account."""
+        async with self._engine.connect() as conn:
+            return await _groups_referencing(conn, account_id)
+
+    async def delete_account(self, account_id: str, *, at: datetime) -> list[Group]:
+        """Marks the account deleted and takes it out of every group: one transaction.
+
+        Each group it was in is stored as replace_group stores it (members renumbered,
+        updated_at = `at`); the groups changed are returned. The account's row and history
+        stay. Raises LookupError (nothing changed) if the account does not exist or is already
+        deleted, and AccountInUse (nothing changed) if it has unfinished children or is a
+        group's allocation reference: checked in the transaction, so an order stored since the
+        caller's own checks is not missed.
+        """
+        accounts, members = tables.accounts, tables.group_members
+        touched: list[str] = []
+        changed: list[Group] = []
+        try:
+            async with self._engine.begin() as conn:
+                marked = await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.account_id == account_id, accounts.c.deleted_at.is_(None))
+                    .values(deleted_at=at, updated_at=at)
+                )
+                if marked.rowcount != 1:
+                    raise LookupError(f"no account {account_id!r} to delete")
+                unfinished = await _unfinished_children(conn, account_id)
+                referencing = await _groups_referencing(conn, account_id)
+                if unfinished or referencing:
+                    raise AccountInUse(account_id, unfinished, referencing)
+                query = (
+                    select(members.c.group_id)
+                    .where(members.c.account_id == account_id)
+                    .order_by(members.c.group_id)
+                )
+                touched = list((await conn.execute(query)).scalars())
+                for group_id in touched:
+                    group = await _load_group(conn, group_id)
+                    assert group is not None  # group_members' foreign key
+                    left = tuple(m for m in group.members if m.account_id != account_id)
+                    changed.append(replace(group, members=left, updated_at=at))
+                    await _write_group(conn, changed[-1])
+        finally:
+            self._settings.changed(account_ids=[account_id], group_ids=touched)
+        return changed
 
     # -- groups -----------------------------------------------------------------------------
 
@@ -289,25 +535,9 @@ class Store:
         `position`). Raises LookupError if there is no such group, and the database's
         IntegrityError (nothing changed) for a name another group has or an unknown account.
         """
-        values = records.group_values(group)
-        del values["group_id"], values["created_at"]
-        groups, members = tables.groups, tables.group_members
         try:
             async with self._engine.begin() as conn:
-                updated = await conn.execute(
-                    update(groups).where(groups.c.group_id == group.group_id).values(values)
-                )
-                if updated.rowcount != 1:
-                    raise LookupError(f"no group {group.group_id!r}")
-                await conn.execute(delete(members).where(members.c.group_id == group.group_id))
-                if group.members:
-                    await conn.execute(
-                        members.insert(),
-                        [
-                            records.member_values(group.group_id, i, m)
-                            for i, m in enumerate(group.members)
-                        ],
-                    )
+                await _write_group(conn, group)
         finally:
             self._settings.changed(group_ids=[group.group_id])
 
@@ -383,15 +613,21 @@ class Store:
             async with contextlib.AsyncExitStack() as locks:
                 if audit is not None:
                     await locks.enter_async_context(self._access.audit_lock)
+                    await self._access.settle_doubt()
                     audit = self._access.numbered(audit)
                 await locks.enter_async_context(self._write_lock)
                 events = [
                     *(master_event(m) for m in (*earlier, order)),
                     *(child_event(c) for c in children if c.state is not ChildOrderState.PENDING),
                 ]
+                if self._in_doubt:
+                    await self._resolve_doubt()
                 first_event = self._last_event + 1
                 event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
-                async with self._engine.begin() as conn:
+                if audit is not None:
+                    # Stored with this transaction or not at all: in doubt alike.
+                    self._access.doubted()
+                async with self._numbering() as conn:
                     await conn.execute(tables.master_orders.insert(), records.master_values(order))
                     await bulk.insert_rows(
                         conn, tables.child_orders, records.CHILD_COLUMNS, child_rows
@@ -422,7 +658,7 @@ class Store:
         """
         table = tables.master_orders
         async with self._write_lock:
-            async with self._engine.begin() as conn:
+            async with self._numbering() as conn:
                 query = select(table.c.state, table.c.cancel_requested_at).where(
                     table.c.master_order_id == master_order_id
                 )
@@ -577,9 +813,14 @@ class Store:
         masters: Sequence[MasterOrder] = (),
         children: Sequence[ChildOrder] = (),
         fills: Sequence[Fill] = (),
+        attempt: object = None,
     ) -> list[CommittedFill]:
         """One group commit: child state changes, new fills and master order progress, with
         an OrderEvent row for each master and child order given (their new state).
+
+        `attempt`: the same object on each try of one batch. A try that failed may have been
+        stored (a connection lost during COMMIT); the next try with the same `attempt` then
+        returns what that one stored instead of storing the batch again.
 
         Returns the fills with their sequences, assigned in the order given, each with the
         message it was stored with (the fill encoder's, made here once for every reader).
@@ -593,6 +834,10 @@ class Store:
         events = [*(master_event(m) for m in masters), *(child_event(c) for c in children)]
         encode = self._fill_encoder
         async with self._write_lock:
+            if self._in_doubt:
+                await self._resolve_doubt()
+            if attempt is not None and attempt in self._landed:
+                return self._landed.pop(attempt)
             first = self._last_sequence + 1
             numbered = [_numbered(f, first + i) for i, f in enumerate(fills)]
             # The message carries the sequence, so it is made here, under the lock.
@@ -600,7 +845,8 @@ class Store:
             fill_rows = [records.fill_row(f, f.sequence, wire) for f, wire in committed]
             first_event = self._last_event + 1
             event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
-            async with self._engine.begin() as conn:
+            pending = None if attempt is None else _PendingProgress(attempt, committed)
+            async with self._numbering(pending) as conn:
                 await bulk.update_children(conn, child_rows)
                 for order in masters:
                     await conn.execute(
@@ -620,9 +866,11 @@ class Store:
         if not events:
             return []
         async with self._write_lock:
+            if self._in_doubt:
+                await self._resolve_doubt()
             first = self._last_event + 1
             numbered = [replace(e, sequence=first + i) for i, e in enumerate(events)]
-            async with self._engine.begin() as conn:
+            async with self._numbering() as conn:
                 await bulk.insert_rows(
                     conn,
                     tables.order_events,
@@ -709,6 +957,60 @@ class Store:
 async def _save_snapshots(conn: AsyncConnection, snapshots: dict[str, AccountSnapshot]) -> None:
     rows = [records.snapshot_update_row(a, s) for a, s in snapshots.items()]
     await bulk.update_rows(conn, tables.accounts, records.SNAPSHOT_UPDATE_COLUMNS, rows)
+
+
+async def _write_group(conn: AsyncConnection, group: Group) -> None:
+    """A group's row and its members, replaced as a whole (see Store.replace_group)."""
+    values = records.group_values(group)
+    del values["group_id"], values["created_at"]
+    groups, members = tables.groups, tables.group_members
+    updated = await conn.execute(
+        update(groups).where(groups.c.group_id == group.group_id).values(values)
+    )
+    if updated.rowcount != 1:
+        raise LookupError(f"no group {group.group_id!r}")
+    await conn.execute(delete(members).where(members.c.group_id == group.group_id))
+    if group.members:
+        await conn.execute(
+            members.insert(),
+            [records.member_values(group.group_id, i, m) for i, m in enumerate(group.members)],
+        )
+
+
+async def _unfinished_children(conn: AsyncConnection, account_id: str) -> list[UnfinishedChild]:
+    children, masters = tables.child_orders, tables.master_orders
+    final_children = [s.value for s in ChildOrderState if s.is_final]
+    final_masters = [s.value for s in MasterOrderState if s.is_final]
+    query = (
+        select(
+            masters.c.master_order_id,
+            masters.c.state,
+            children.c.child_order_id,
+            children.c.state,
+        )
+        .join(masters, masters.c.master_order_id == children.c.master_order_id)
+        .where(
+            children.c.account_id == account_id,
+            children.c.state.not_in(final_children) | masters.c.state.not_in(final_masters),
+        )
+        .order_by(masters.c.master_order_id, children.c.child_order_id)
+    )
+    return [
+        UnfinishedChild(
+            master_order_id, MasterOrderState(master_state), child_order_id, ChildOrderState(state)
+        )
+        for master_order_id, master_state, child_order_id, state in await conn.execute(query)
+    ]
+
+
+async def _groups_referencing(conn: AsyncConnection, account_id: str) -> list[str]:
+    groups = tables.groups
+    query = (
+        select(groups.c.group_id)
+        .where(groups.c.reference_account_id == account_id)
+        .order_by(groups.c.group_id)
+    )
+    return list((await conn.execute(query)).scalars())
 
 
 async def _load_group(conn: AsyncConnection, group_id: str) -> Group | None:

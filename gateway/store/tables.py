@@ -38,7 +38,9 @@ accounts = Table(
     "accounts",
     metadata,
     Column("account_id", String(40), primary_key=True),
-    Column("name", String(200), nullable=False, unique=True),
+    # Unique among the accounts not deleted (uq_accounts_live_name): a deleted account's name
+    # may be given to a new one.
+    Column("name", String(200), nullable=False),
     Column("platform", String(20), nullable=False),
     Column("login", BigInteger, nullable=False),
     Column("server", String(200), nullable=False),
@@ -56,6 +58,15 @@ accounts = Table(
     Column("snapshot_at", UtcMicros),
     Column("created_at", UtcMicros, nullable=False),
     Column("updated_at", UtcMicros, nullable=False),
+    # Set by DeleteAccount; the row stays for the account's history.
+    Column("deleted_at", UtcMicros),
+)
+Index(
+    "uq_accounts_live_name",
+    accounts.c.name,
+    unique=True,
+    sqlite_where=accounts.c.deleted_at.is_(None),
+    postgresql_where=accounts.c.deleted_at.is_(None),
 )
 
 groups = Table(
@@ -468,3 +479,19 @@ stop_outs = Table(
     Column("closing_master_order_ids", Text, nullable=False),
 )
 Index("ix_stop_outs_subject", stop_outs.c.kind, stop_outs.c.subject_id, stop_outs.c.stop_out_id)
+
+# The one process that may write this database (gateway/store/writer_lock.py): one row, whose
+# epoch moves on each time a process takes the writer lock. Every numbering commit reads it and
+# fails unless it is still the epoch its process took, so a process that lost the lock (and was
+# replaced) cannot commit.
+writer_fence = Table(
+    "writer_fence",
+    metadata,
+    Column("fence_id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("holder_host", String(255), nullable=False),
+    Column("holder_pid", Integer, nullable=False),
+    Column("held_since", UtcMicros, nullable=False),
+    # Set when the holder let go in an orderly stop; null while held or after a crash.
+    Column("released_at", UtcMicros),
+)

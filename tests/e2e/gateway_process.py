@@ -29,9 +29,13 @@ class GatewayProcess:
         *,
         latency_ms: int = 5,
         broker_state: Path | None = None,
+        database_url: str = "",
     ) -> None:
+        """`database`: a SQLite file (its directory also holds the log); `database_url`,
+        when given, the database used instead (PostgreSQL)."""
         self.config = config
         self.database = database
+        self.database_url = database_url or f"sqlite+aiosqlite:///{database}"
         self.latency_ms = latency_ms
         # A file for the simulated broker's books, so that they outlive the process.
         self.broker_state = broker_state
@@ -44,7 +48,7 @@ class GatewayProcess:
             **os.environ,
             "MAM__SERVER__LISTEN": "127.0.0.1:0",
             "MAM__AUTH__REQUIRED": "false",
-            "MAM__DATABASE__URL": f"sqlite+aiosqlite:///{self.database}",
+            "MAM__DATABASE__URL": self.database_url,
             "MAM__SIMULATOR__LATENCY_MS": str(self.latency_ms),
             "MAM__SERVER__HEARTBEAT_SECONDS": "0.5",
         }

@@ -48,6 +48,7 @@ from gateway.domain.orders import (
     Side,
 )
 from gateway.store import (
+    AccountInUse,
     DuplicateClientOrderId,
     FillFilter,
     Store,
@@ -97,6 +98,13 @@ def account(n: int, balance: str = "10000.00") -> Account:
         ),
         symbol_mappings=(("EURUSD", "EURUSD.r"),),
     )
+
+
+def account_values_before_0011(a: Account) -> dict[str, Any]:
+    """The account's row in a schema older than revision 0011 (no deleted_at)."""
+    values = records.account_values(a)
+    del values["deleted_at"]
+    return values
 
 
 def group(members: list[Account], *, name: str = "clients", magic: int = 700_001) -> Group:
@@ -349,7 +357,7 @@ async def test_upgrading_makes_earlier_client_order_ids_unique_keeping_the_first
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_schema_at("0001"))
-            await conn.execute(tables.accounts.insert(), records.account_values(accounts[0]))
+            await conn.execute(tables.accounts.insert(), account_values_before_0011(accounts[0]))
             await conn.execute(tables.groups.insert(), records.group_values(grp))
             # Only the columns revision 0001 had.
             columns = {
@@ -890,7 +898,7 @@ async def test_fills_stored_before_revision_0010_replay_from_their_columns(
         async with engine.begin() as conn:
             await conn.run_sync(_schema_at("0009"))
             await conn.execute(
-                tables.accounts.insert(), [records.account_values(a) for a in accounts]
+                tables.accounts.insert(), [account_values_before_0011(a) for a in accounts]
             )
             await conn.execute(tables.groups.insert(), records.group_values(grp))
             await conn.execute(tables.master_orders.insert(), records.master_values(master))
@@ -964,3 +972,120 @@ async def test_kept_groups_and_account_settings_follow_every_write(store: Store)
             ids[0], name="renamed", state=AccountState.ACTIVE, updated_at=T0 + timedelta(hours=2)
         )
     assert (await store.get_account_settings([ids[0]]))[ids[0]].name == accounts[0].name
+
+
+# -- deleted accounts -------------------------------------------------------------------------
+
+
+async def test_a_deleted_account_leaves_its_groups_and_lists_and_frees_its_name(
+    store: Store,
+) -> None:
+    accounts = [account(i) for i in range(3)]
+    for a in accounts:
+        await store.insert_account(a)
+    original = group(accounts)
+    await store.insert_group(original)
+    other = dataclasses.replace(
+        group(accounts[:1], name="others", magic=700_002), group_id="grp_00000000000000000002"
+    )
+    await store.insert_group(other)
+    gone, kept = accounts[0].account_id, [a.account_id for a in accounts[1:]]
+    assert await store.get_group(original.group_id) is not None  # kept in memory
+    assert gone in await store.get_account_settings([gone])
+    at = T0 + timedelta(hours=1)
+
+    changed = await store.delete_account(gone, at=at)
+
+    assert [(g.group_id, g.account_ids, g.updated_at) for g in changed] == [
+        (original.group_id, tuple(kept), at),
+        (other.group_id, (), at),
+    ]
+    for left in changed:
+        assert repr(await store.get_group(left.group_id)) == repr(left)
+    assert [a.account_id for a in await store.list_accounts(after="", limit=10)] == kept
+    assert [a.account_id for a in await store.all_accounts()] == kept
+    deleted = await store.get_account(gone)
+    assert deleted is not None and deleted.deleted_at == at and not deleted.is_active
+    assert (await store.get_account_settings([gone]))[gone].deleted_at == at
+    # The name is free for a new account, once: names stay unique among live accounts.
+    assert not await store.account_name_taken(accounts[0].name)
+    again = dataclasses.replace(accounts[0], account_id="acc_again")
+    await store.insert_account(again)
+    assert await store.account_name_taken(accounts[0].name)
+    with pytest.raises(IntegrityError):
+        await store.insert_account(dataclasses.replace(accounts[0], account_id="acc_twice"))
+    with pytest.raises(LookupError):
+        await store.delete_account(gone, at=at)
+
+
+async def test_an_account_with_unfinished_children_is_not_deleted(store: Store) -> None:
+    accounts, grp, master = await seed(store)
+    account_id = accounts[0].account_id
+
+    with pytest.raises(AccountInUse) as caught:
+        await store.delete_account(account_id, at=T0 + timedelta(hours=1))
+
+    child = next(c for c in children_of(master) if c.account_id == account_id)
+    assert [(u.master_order_id, u.child_order_id) for u in caught.value.unfinished] == [
+        (master.master_order_id, child.child_order_id)
+    ]
+    assert await store.unfinished_children_of(account_id) == list(caught.value.unfinished)
+    stored = await store.get_account(account_id)
+    assert stored is not None and stored.deleted_at is None
+    assert repr(await store.get_group(grp.group_id)) == repr(grp)
+
+
+async def test_a_reference_account_is_not_deleted(store: Store) -> None:
+    accounts = [account(i) for i in range(2)]
+    for a in accounts:
+        await store.insert_account(a)
+    settings = AllocationSettings(
+        method=AllocationMethod.EQUITY_RATIO, reference_account_id=accounts[0].account_id
+    )
+    grp = dataclasses.replace(group(accounts[1:]), allocation=settings)
+    await store.insert_group(grp)
+    with pytest.raises(AccountInUse) as caught:
+        await store.delete_account(accounts[0].account_id, at=T0)
+    assert caught.value.referencing_groups == (grp.group_id,)
+    assert await store.groups_referencing(accounts[0].account_id) == [grp.group_id]
+
+
+async def test_upgrading_to_deleted_accounts_keeps_every_account_and_reference(
+    empty_database_url: str,
+) -> None:
+    # Revision 0011 builds the accounts table again on SQLite, under the rows that point at it.
+    accounts = [account(i) for i in range(3)]
+    grp = group(accounts)
+    master = master_order(grp.group_id, accounts)
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_schema_at("0010"))
+            await conn.execute(
+                tables.accounts.insert(), [account_values_before_0011(a) for a in accounts]
+            )
+            await conn.execute(tables.groups.insert(), records.group_values(grp))
+            await conn.execute(
+                tables.group_members.insert(),
+                [records.member_values(grp.group_id, i, m) for i, m in enumerate(grp.members)],
+            )
+    finally:
+        await engine.dispose()
+    store = await Store.open(empty_database_url)
+    try:
+        await store.insert_master_order(master, children_of(master))
+        for a in accounts:
+            assert await store.get_account(a.account_id) == a
+        assert repr(await store.get_group(grp.group_id)) == repr(grp)
+        # The references still hold: an unknown account is refused, a known one is not.
+        with pytest.raises(IntegrityError):
+            await store.replace_group(
+                dataclasses.replace(grp, members=(GroupMember(account_id="acc_x"),))
+            )
+        with pytest.raises(IntegrityError):
+            await store.insert_account(dataclasses.replace(accounts[0], account_id="acc_same"))
+        assert [c.account_id for c in await store.children_of(master.master_order_id)] == [
+            a.account_id for a in accounts
+        ]
+    finally:
+        await store.close()

@@ -545,7 +545,7 @@ type Account struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output only. Assigned by the server.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// Required. A human-readable name, unique in the gateway.
+	// Required. A human-readable name, unique among the accounts not deleted.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Required. The terminal platform the account is traded through.
 	Platform Platform `protobuf:"varint,3,opt,name=platform,proto3,enum=mam.v1.Platform" json:"platform,omitempty"`

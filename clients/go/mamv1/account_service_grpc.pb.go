@@ -41,15 +41,21 @@ const (
 type AccountServiceClient interface {
 	// Registers a client account. INVALID_ARGUMENT for bad fields, ALREADY_EXISTS for a taken name.
 	CreateAccount(ctx context.Context, in *CreateAccountRequest, opts ...grpc.CallOption) (*CreateAccountResponse, error)
-	// NOT_FOUND when the account does not exist.
+	// NOT_FOUND when the account does not exist or was deleted.
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
-	// Accounts in creation order, a page at a time.
+	// Accounts in creation order, a page at a time; deleted accounts are left out.
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
 	// Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
 	// loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
 	// INVALID_ARGUMENT (nothing changed) for bad fields.
 	UpdateAccount(ctx context.Context, in *UpdateAccountRequest, opts ...grpc.CallOption) (*UpdateAccountResponse, error)
-	// Removes an account that is in no group; FAILED_PRECONDITION while it is a member.
+	// Retires an account with nothing open: no position or working order at its broker and no
+	// master order still executing with a child for it. It leaves every group and the lists and
+	// trades no more; its history stays readable through ReportingService, and its name is free
+	// for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+	// ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+	// from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+	// or is already deleted.
 	DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error)
 	// Creates a group with its members and allocation settings.
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
@@ -218,15 +224,21 @@ type AccountService_WatchStopOutsClient = grpc.ServerStreamingClient[WatchStopOu
 type AccountServiceServer interface {
 	// Registers a client account. INVALID_ARGUMENT for bad fields, ALREADY_EXISTS for a taken name.
 	CreateAccount(context.Context, *CreateAccountRequest) (*CreateAccountResponse, error)
-	// NOT_FOUND when the account does not exist.
+	// NOT_FOUND when the account does not exist or was deleted.
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)
-	// Accounts in creation order, a page at a time.
+	// Accounts in creation order, a page at a time; deleted accounts are left out.
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
 	// Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
 	// loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
 	// INVALID_ARGUMENT (nothing changed) for bad fields.
 	UpdateAccount(context.Context, *UpdateAccountRequest) (*UpdateAccountResponse, error)
-	// Removes an account that is in no group; FAILED_PRECONDITION while it is a member.
+	// Retires an account with nothing open: no position or working order at its broker and no
+	// master order still executing with a child for it. It leaves every group and the lists and
+	// trades no more; its history stays readable through ReportingService, and its name is free
+	// for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+	// ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+	// from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+	// or is already deleted.
 	DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error)
 	// Creates a group with its members and allocation settings.
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)

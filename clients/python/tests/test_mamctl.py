@@ -78,6 +78,26 @@ def test_accounts_import_registers_every_row(mamctl: Mamctl, tmp_path: Path) -> 
     assert "accounts.csv:2" in err and "ACCOUNT_NAME_TAKEN" in err
 
 
+def test_accounts_delete_retires_an_account_once(mamctl: Mamctl) -> None:
+    code, out, err = mamctl(
+        "--json", "accounts", "create", "--name", f"del-{uuid.uuid4().hex[:8]}",
+        "--login", "93003", "--server", "mam-sim", "--balance", "1000",
+    )  # fmt: skip
+    assert code == 0, err
+    account_id = json.loads(out)["account_id"]
+
+    code, out, err = mamctl("--json", "accounts", "delete", account_id, "--yes")
+    assert code == 0, err
+    assert json.loads(out) == {"account_id": account_id, "deleted": True}
+    code, out, _ = mamctl("--json", "accounts", "list")
+    assert code == 0
+    assert account_id not in [a["account_id"] for a in json.loads(out)]
+
+    code, _, err = mamctl("accounts", "delete", account_id, "--yes")
+    assert code == 1
+    assert err.count("\n") == 1 and "ACCOUNT_NOT_FOUND" in err
+
+
 def test_groups_create_and_set_members_and_settings(mamctl: Mamctl) -> None:
     ids = []
     for i in range(2):

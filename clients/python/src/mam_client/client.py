@@ -157,6 +157,13 @@ class MamClient:
         response = await self._call(self.accounts_stub.GetAccount, request)
         return _convert.account_from_wire(response.account)
 
+    async def delete_account(self, account_id: str) -> None:
+        """Retires a flat account (admins); its history stays readable through reporting.
+        Raises MamError with reason ACCOUNT_NOT_FLAT (the message names what is still open),
+        TERMINAL_UNAVAILABLE or ACCOUNT_NOT_FOUND."""
+        request = acc.DeleteAccountRequest(account_id=account_id)
+        await self._call(self.accounts_stub.DeleteAccount, request)
+
     async def list_accounts_page(
         self, *, page_size: int = 0, page_token: str = "", group_id: str = ""
     ) -> Page[Account]:

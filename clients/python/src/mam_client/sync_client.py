@@ -160,6 +160,11 @@ class SyncMamClient:
         response = self._call(self.accounts_stub.GetAccount, request)
         return _convert.account_from_wire(response.account)
 
+    def delete_account(self, account_id: str) -> None:
+        """See MamClient.delete_account."""
+        request = acc.DeleteAccountRequest(account_id=account_id)
+        self._call(self.accounts_stub.DeleteAccount, request)
+
     def list_accounts_page(
         self, *, page_size: int = 0, page_token: str = "", group_id: str = ""
     ) -> Page[Account]:

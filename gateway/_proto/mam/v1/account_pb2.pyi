@@ -292,7 +292,7 @@ class Account(_message.Message):
     account_id: _builtins.str
     """Output only. Assigned by the server."""
     name: _builtins.str
-    """Required. A human-readable name, unique in the gateway."""
+    """Required. A human-readable name, unique among the accounts not deleted."""
     platform: _common_pb2.Platform.ValueType
     """Required. The terminal platform the account is traded through."""
     login: _builtins.int

@@ -110,14 +110,14 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAccount(self, request, context):
-        """NOT_FOUND when the account does not exist.
+        """NOT_FOUND when the account does not exist or was deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAccounts(self, request, context):
-        """Accounts in creation order, a page at a time.
+        """Accounts in creation order, a page at a time; deleted accounts are left out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +133,13 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAccount(self, request, context):
-        """Removes an account that is in no group; FAILED_PRECONDITION while it is a member.
+        """Retires an account with nothing open: no position or working order at its broker and no
+        master order still executing with a child for it. It leaves every group and the lists and
+        trades no more; its history stays readable through ReportingService, and its name is free
+        for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+        ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+        from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+        or is already deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

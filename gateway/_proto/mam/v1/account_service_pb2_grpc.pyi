@@ -37,16 +37,23 @@ class AccountServiceStub:
     CreateAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateAccountRequest, _account_service_pb2.CreateAccountResponse]
     """Registers a client account. INVALID_ARGUMENT for bad fields, ALREADY_EXISTS for a taken name."""
     GetAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetAccountRequest, _account_service_pb2.GetAccountResponse]
-    """NOT_FOUND when the account does not exist."""
+    """NOT_FOUND when the account does not exist or was deleted."""
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListAccountsRequest, _account_service_pb2.ListAccountsResponse]
-    """Accounts in creation order, a page at a time."""
+    """Accounts in creation order, a page at a time; deleted accounts are left out."""
     UpdateAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.UpdateAccountRequest, _account_service_pb2.UpdateAccountResponse]
     """Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
     loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
     INVALID_ARGUMENT (nothing changed) for bad fields.
     """
     DeleteAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.DeleteAccountRequest, _account_service_pb2.DeleteAccountResponse]
-    """Removes an account that is in no group; FAILED_PRECONDITION while it is a member."""
+    """Retires an account with nothing open: no position or working order at its broker and no
+    master order still executing with a child for it. It leaves every group and the lists and
+    trades no more; its history stays readable through ReportingService, and its name is free
+    for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+    ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+    from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+    or is already deleted.
+    """
     CreateGroup: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateGroupRequest, _account_service_pb2.CreateGroupResponse]
     """Creates a group with its members and allocation settings."""
     GetGroup: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetGroupRequest, _account_service_pb2.GetGroupResponse]
@@ -79,16 +86,23 @@ class AccountServiceAsyncStub(AccountServiceStub):
     CreateAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateAccountRequest, _account_service_pb2.CreateAccountResponse]  # type: ignore[assignment]
     """Registers a client account. INVALID_ARGUMENT for bad fields, ALREADY_EXISTS for a taken name."""
     GetAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetAccountRequest, _account_service_pb2.GetAccountResponse]  # type: ignore[assignment]
-    """NOT_FOUND when the account does not exist."""
+    """NOT_FOUND when the account does not exist or was deleted."""
     ListAccounts: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListAccountsRequest, _account_service_pb2.ListAccountsResponse]  # type: ignore[assignment]
-    """Accounts in creation order, a page at a time."""
+    """Accounts in creation order, a page at a time; deleted accounts are left out."""
     UpdateAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.UpdateAccountRequest, _account_service_pb2.UpdateAccountResponse]  # type: ignore[assignment]
     """Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
     loss_limits.max_drawdown, loss_limits.day_time_zone, loss_limits.daily_stop_out_needs_reset).
     INVALID_ARGUMENT (nothing changed) for bad fields.
     """
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.DeleteAccountRequest, _account_service_pb2.DeleteAccountResponse]  # type: ignore[assignment]
-    """Removes an account that is in no group; FAILED_PRECONDITION while it is a member."""
+    """Retires an account with nothing open: no position or working order at its broker and no
+    master order still executing with a child for it. It leaves every group and the lists and
+    trades no more; its history stays readable through ReportingService, and its name is free
+    for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+    ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+    from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+    or is already deleted.
+    """
     CreateGroup: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateGroupRequest, _account_service_pb2.CreateGroupResponse]  # type: ignore[assignment]
     """Creates a group with its members and allocation settings."""
     GetGroup: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetGroupRequest, _account_service_pb2.GetGroupResponse]  # type: ignore[assignment]
@@ -130,7 +144,7 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.GetAccountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.GetAccountResponse, _abc.Awaitable[_account_service_pb2.GetAccountResponse]]:
-        """NOT_FOUND when the account does not exist."""
+        """NOT_FOUND when the account does not exist or was deleted."""
 
     @_abc_1.abstractmethod
     def ListAccounts(
@@ -138,7 +152,7 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.ListAccountsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ListAccountsResponse, _abc.Awaitable[_account_service_pb2.ListAccountsResponse]]:
-        """Accounts in creation order, a page at a time."""
+        """Accounts in creation order, a page at a time; deleted accounts are left out."""
 
     @_abc_1.abstractmethod
     def UpdateAccount(
@@ -157,7 +171,14 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.DeleteAccountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.DeleteAccountResponse, _abc.Awaitable[_account_service_pb2.DeleteAccountResponse]]:
-        """Removes an account that is in no group; FAILED_PRECONDITION while it is a member."""
+        """Retires an account with nothing open: no position or working order at its broker and no
+        master order still executing with a child for it. It leaves every group and the lists and
+        trades no more; its history stays readable through ReportingService, and its name is free
+        for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+        ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+        from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+        or is already deleted.
+        """
 
     @_abc_1.abstractmethod
     def CreateGroup(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -201,6 +202,28 @@ def accounts_show(ctx: typer.Context, account_id: str) -> None:
         settings.emit_json(account)
     else:
         settings.out.print(render.account_details(account))
+
+
+@accounts_app.command("delete")
+def accounts_delete(
+    ctx: typer.Context,
+    account_id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Retire a flat account: out of the lists and its groups, never traded again; its history
+    stays for statements. Refused while it holds positions or working orders."""
+    settings = settings_of(ctx)
+    with gateway(ctx) as client:
+        if not yes and sys.stdin.isatty():
+            account = client.get_account(account_id)
+            typer.confirm(
+                f"Delete account {account.name} ({account_id}) at {settings.target}?", abort=True
+            )
+        client.delete_account(account_id)
+    if settings.json:
+        settings.emit_json({"account_id": account_id, "deleted": True})
+    else:
+        settings.out.print(f"deleted account {account_id}", highlight=False)
 
 
 @accounts_app.command("create")

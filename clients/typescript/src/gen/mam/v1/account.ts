@@ -485,7 +485,7 @@ export function riskActionToJSON(object: RiskAction): string {
 export interface Account {
   /** Output only. Assigned by the server. */
   accountId: string;
-  /** Required. A human-readable name, unique in the gateway. */
+  /** Required. A human-readable name, unique among the accounts not deleted. */
   name: string;
   /** Required. The terminal platform the account is traded through. */
   platform: Platform;

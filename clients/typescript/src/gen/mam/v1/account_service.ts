@@ -2197,7 +2197,7 @@ export const AccountServiceService = {
       Buffer.from(CreateAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CreateAccountResponse => CreateAccountResponse.decode(value),
   },
-  /** NOT_FOUND when the account does not exist. */
+  /** NOT_FOUND when the account does not exist or was deleted. */
   getAccount: {
     path: "/mam.v1.AccountService/GetAccount" as const,
     requestStream: false as const,
@@ -2207,7 +2207,7 @@ export const AccountServiceService = {
     responseSerialize: (value: GetAccountResponse): Buffer => Buffer.from(GetAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetAccountResponse => GetAccountResponse.decode(value),
   },
-  /** Accounts in creation order, a page at a time. */
+  /** Accounts in creation order, a page at a time; deleted accounts are left out. */
   listAccounts: {
     path: "/mam.v1.AccountService/ListAccounts" as const,
     requestStream: false as const,
@@ -2233,7 +2233,15 @@ export const AccountServiceService = {
       Buffer.from(UpdateAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateAccountResponse => UpdateAccountResponse.decode(value),
   },
-  /** Removes an account that is in no group; FAILED_PRECONDITION while it is a member. */
+  /**
+   * Retires an account with nothing open: no position or working order at its broker and no
+   * master order still executing with a child for it. It leaves every group and the lists and
+   * trades no more; its history stays readable through ReportingService, and its name is free
+   * for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+   * ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+   * from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+   * or is already deleted.
+   */
   deleteAccount: {
     path: "/mam.v1.AccountService/DeleteAccount" as const,
     requestStream: false as const,
@@ -2334,9 +2342,9 @@ export const AccountServiceService = {
 export interface AccountServiceServer extends UntypedServiceImplementation {
   /** Registers a client account. INVALID_ARGUMENT for bad fields, ALREADY_EXISTS for a taken name. */
   createAccount: handleUnaryCall<CreateAccountRequest, CreateAccountResponse>;
-  /** NOT_FOUND when the account does not exist. */
+  /** NOT_FOUND when the account does not exist or was deleted. */
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
-  /** Accounts in creation order, a page at a time. */
+  /** Accounts in creation order, a page at a time; deleted accounts are left out. */
   listAccounts: handleUnaryCall<ListAccountsRequest, ListAccountsResponse>;
   /**
    * Changes the fields named in update_mask: name, state, loss_limits (or loss_limits.daily_loss,
@@ -2344,7 +2352,15 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
    * INVALID_ARGUMENT (nothing changed) for bad fields.
    */
   updateAccount: handleUnaryCall<UpdateAccountRequest, UpdateAccountResponse>;
-  /** Removes an account that is in no group; FAILED_PRECONDITION while it is a member. */
+  /**
+   * Retires an account with nothing open: no position or working order at its broker and no
+   * master order still executing with a child for it. It leaves every group and the lists and
+   * trades no more; its history stays readable through ReportingService, and its name is free
+   * for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+   * ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+   * from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+   * or is already deleted.
+   */
   deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
   /** Creates a group with its members and allocation settings. */
   createGroup: handleUnaryCall<CreateGroupRequest, CreateGroupResponse>;
@@ -2391,7 +2407,7 @@ export interface AccountServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CreateAccountResponse) => void,
   ): ClientUnaryCall;
-  /** NOT_FOUND when the account does not exist. */
+  /** NOT_FOUND when the account does not exist or was deleted. */
   getAccount(
     request: GetAccountRequest,
     callback: (error: ServiceError | null, response: GetAccountResponse) => void,
@@ -2407,7 +2423,7 @@ export interface AccountServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetAccountResponse) => void,
   ): ClientUnaryCall;
-  /** Accounts in creation order, a page at a time. */
+  /** Accounts in creation order, a page at a time; deleted accounts are left out. */
   listAccounts(
     request: ListAccountsRequest,
     callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
@@ -2443,7 +2459,15 @@ export interface AccountServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateAccountResponse) => void,
   ): ClientUnaryCall;
-  /** Removes an account that is in no group; FAILED_PRECONDITION while it is a member. */
+  /**
+   * Retires an account with nothing open: no position or working order at its broker and no
+   * master order still executing with a child for it. It leaves every group and the lists and
+   * trades no more; its history stays readable through ReportingService, and its name is free
+   * for a new account. FAILED_PRECONDITION (nothing changed) while anything is open (reason
+   * ACCOUNT_NOT_FLAT, the message names it) or a group's allocation takes its reference equity
+   * from it, UNAVAILABLE when its terminal cannot be asked, NOT_FOUND when it does not exist
+   * or is already deleted.
+   */
   deleteAccount(
     request: DeleteAccountRequest,
     callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
