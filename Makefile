@@ -13,11 +13,13 @@ TS_DEPS := $(TS_CLIENT)/node_modules/.installed
 
 .PHONY: help deps run test lint proto check-proto pytest postgres-binaries bench clean bytecode
 .PHONY: clients check-clients test-clients test-go-client test-java-client test-typescript-client
-.PHONY: test-python-client
+.PHONY: test-python-client test-lowest-deps crash-test-long
 
 help:
 	@echo "make run          start the gateway on $(CONFIG) (SQLite under var/, simulated terminals)"
-	@echo "make test         lint, type-check, buf lint, generated-code check, pytest"
+	@echo "make test         lint, type-check, buf lint, generated-code check, lowest deps, pytest"
+	@echo "make test-lowest-deps  the unit tests on the lowest versions pyproject.toml allows (.venv-lowest)"
+	@echo "make crash-test-long   the SIGKILL crash test at 100 seeded kill points per database (~13 min)"
 	@echo "make proto        regenerate gateway/_proto from protos/"
 	@echo "make clients      regenerate the Go, TypeScript and Python client code (clients/) from protos/"
 	@echo "make test-clients run the Go, Java, TypeScript and Python client tests against a real gateway"
@@ -65,7 +67,7 @@ pytest: .venv/.synced postgres-binaries bytecode
 
 # The store tests start their own throwaway PostgreSQL server (tests/postgres.py): they need the
 # server binaries, installed here from Debian when missing (as root, as on CI).
-# MAM_TEST_SKIP_POSTGRES=1 skips both this and those tests.
+# MAM_TEST_SKIP_POSTGRES=1 skips both this and those tests (by hand only: .ci/run refuses it).
 postgres-binaries:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ "$$MAM_TEST_SKIP_POSTGRES" = 1 ]; then \
 		:; \
@@ -79,7 +81,25 @@ postgres-binaries:
 		exit 1; \
 	fi
 
-test: lint check-proto check-clients pytest test-clients
+test: lint check-proto check-clients test-lowest-deps pytest test-clients
+
+# The floors in pyproject.toml are true: a venv of its own holds the lowest version of each
+# direct dependency they allow (uv's lowest-direct resolution; their own dependencies at the
+# newest), made again when a pyproject.toml changes, and the generated-code check and the unit
+# tests run on it. `python -m uv pip` is given the venv's interpreter: it would otherwise install
+# into the interpreter that runs uv.
+LOWEST_VENV := .venv-lowest
+$(LOWEST_VENV)/.synced: pyproject.toml clients/python/pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	rm -rf $(LOWEST_VENV)
+	$(UV) venv --quiet --python $(PYTHON) $(LOWEST_VENV)
+	$(UV) pip install --quiet --python $(LOWEST_VENV)/bin/python --resolution lowest-direct \
+		--compile-bytecode -e . --group dev
+	@touch $@
+
+test-lowest-deps: $(LOWEST_VENV)/.synced bytecode
+	PATH="$(CURDIR)/$(LOWEST_VENV)/bin:$$PATH" $(LOWEST_VENV)/bin/python scripts/gen_protos.py --check
+	$(LOWEST_VENV)/bin/python -m pytest tests/unit -q -p no:cacheprovider
 
 # Client stubs in Go, Java, TypeScript and Python (README.md, "Clients"). Go, TypeScript and
 # Python code is committed and checked for staleness; Maven generates Java at build. Go modules come
@@ -117,6 +137,17 @@ BENCH_ARGS ?=
 bench: .venv/.synced bytecode
 	$(UV) run --frozen python -m bench $(BENCH_ARGS)
 
+# The SIGKILL crash test at many more kill points than `make test` runs (docs/durability.md):
+# MAM_CRASH_POINTS per database of MAM_CRASH_DATABASES, point i killed as seed
+# MAM_CRASH_SEED + i draws, each seed printed with its point; the figures are printed at the end.
+MAM_CRASH_POINTS ?= 100
+MAM_CRASH_SEED ?= 1000
+MAM_CRASH_DATABASES ?= sqlite,postgresql
+crash-test-long: .venv/.synced postgres-binaries bytecode
+	MAM_CRASH_POINTS=$(MAM_CRASH_POINTS) MAM_CRASH_SEED=$(MAM_CRASH_SEED) \
+		MAM_CRASH_DATABASES=$(MAM_CRASH_DATABASES) \
+		$(UV) run --frozen pytest tests/e2e/test_crash_recovery.py -v -s -p no:cacheprovider $(PYTEST_ARGS)
+
 clean:
-	rm -rf .venv node_modules var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-lowest node_modules var .pytest_cache .mypy_cache .ruff_cache
 	rm -rf clients/java/target $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist

@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,9 +27,9 @@ from gateway.store import tables
 from gateway.store.engines import create_engine
 from gateway.store.writer_lock import ADVISORY_KEY, WriterLockHeld
 from tests.conftest import client_of
-from tests.e2e.gateway_process import write_config
+from tests.e2e.gateway_process import GatewayProcess, write_config
 from tests.integration.helpers import create_accounts, create_group, market_order
-from tests.support import ROOT, error_details, make_config, running, until
+from tests.support import error_details, make_config, running, until
 
 
 @pytest.fixture
@@ -80,23 +79,16 @@ async def test_a_second_gateway_process_exits_with_the_holder_named(
     tmp_path: Path, database_url: str
 ) -> None:
     first = await start_gateway(make_config(tmp_path, database_url=database_url))
+    second = GatewayProcess(
+        write_config(tmp_path), tmp_path / "second.db", database_url=database_url
+    )
     try:
-        env = {
-            **os.environ,
-            "MAM__SERVER__LISTEN": "127.0.0.1:0",
-            "MAM__AUTH__REQUIRED": "false",
-            "MAM__DATABASE__URL": database_url,
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "--config", str(write_config(tmp_path)),
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(60):
-            out, err = await process.communicate()
-        assert process.returncode == 2, err.decode()
-        assert b"listening on" not in out
-        assert f"pid {os.getpid()} on host {socket.gethostname()}" in err.decode()
+        with pytest.raises(RuntimeError, match="gateway exited"):
+            await second.start()
+        assert second.process is not None and await second.process.wait() == 2
+        assert f"pid {os.getpid()} on host {socket.gethostname()}" in second.log.read_text()
     finally:
+        await second.kill()
         await first.stop(0.5)
 
 
@@ -151,38 +143,23 @@ async def test_a_gateway_whose_database_was_taken_over_commits_nothing_more(
 async def test_a_gateway_process_whose_database_was_taken_over_stops(
     tmp_path: Path, database_url: str
 ) -> None:
-    env = {
-        **os.environ,
-        "MAM__SERVER__LISTEN": "127.0.0.1:0",
-        "MAM__AUTH__REQUIRED": "false",
-        "MAM__DATABASE__URL": database_url,
-        "MAM__SIMULATOR__LATENCY_MS": "300",
-    }
-    log = (tmp_path / "gateway.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "--config", str(write_config(tmp_path)),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=log,
-    )  # fmt: skip
+    gateway = GatewayProcess(
+        write_config(tmp_path), tmp_path / "gateway.db", latency_ms=300, database_url=database_url
+    )
     try:
-        assert process.stdout is not None
-        async with asyncio.timeout(60):
-            line = (await process.stdout.readline()).decode()
-        address = line.rsplit(" ", 1)[-1].strip()
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc.aio.insecure_channel(await gateway.start()) as channel:
             accounts_api = account_service_pb2_grpc.AccountServiceStub(channel)
             accounts = await create_accounts(accounts_api, ["10000"])
             group = await create_group(accounts_api, accounts)
             trading = trading_service_pb2_grpc.TradingServiceStub(channel)
             await trading.SubmitMasterOrder(market_order(group.group_id, "0.10"))
             await _move_fence_on(database_url)
+        assert gateway.process is not None
         async with asyncio.timeout(30):
-            assert await process.wait() == 3
+            assert await gateway.process.wait() == 3
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        log.close()
-    assert "another process took this gateway's database" in (tmp_path / "gateway.log").read_text()
+        await gateway.kill()
+    assert "another process took this gateway's database" in gateway.log.read_text()
 
 
 # -- PostgreSQL: the lock lives in a session ------------------------------------------------
