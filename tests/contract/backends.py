@@ -29,7 +29,7 @@ from gateway.config import WorkersConfig, WorkerToken
 from gateway.domain.accounts import MarginMode, Platform
 from gateway.domain.symbols import SymbolSpec
 from gateway.terminals.mt5 import ModuleSpec, Mt5Settings, Mt5Terminal
-from gateway.terminals.mt5.emulator import EmulatorAccount, EmulatorConfig
+from gateway.terminals.mt5.emulator import EmulatorAccount, EmulatorConfig, TerminalBehaviour
 from gateway.terminals.protocol import Terminal
 from gateway.terminals.remote import BrokerLogin, RemoteTerminal, WorkerHub
 from gateway.terminals.sim import SimBroker, SimSymbol, SimTerminal, SymbolRules
@@ -49,6 +49,13 @@ TICK_MS = 3_600_000
 # MT5 reports the trade server's clock; the MT5 backends run it ahead of UTC to prove the
 # adapter turns it back.
 SERVER_UTC_OFFSET = timedelta(hours=2)
+# The account's own terminal, as a Windows host names it (not a folder here: no lock is taken).
+TERMINAL_PATH = f"C:\\MT5\\{LOGIN}\\terminal64.exe"
+# The emulated MT5 terminals answer as real ones do wherever that keeps a terminal usable:
+# modes enforced per symbol, deals missing from the answer and late in the history, history
+# dates positional only, "none" as None with RES_E_NOT_FOUND, no data outside Market Watch,
+# filters as documented. The contract holds through all of it.
+REAL_TERMINAL = TerminalBehaviour.like_a_real_terminal()
 
 EURUSD = SymbolSpec(
     "EURUSD",
@@ -146,12 +153,15 @@ def emulator_config(account: FreshAccount, state_path: Path | None = None) -> Em
         tick_interval_ms=TICK_MS,
         state_path=state_path,
         server_utc_offset=SERVER_UTC_OFFSET,
+        terminal_path=TERMINAL_PATH,
+        behaviour=REAL_TERMINAL,
     )
 
 
 def mt5_settings(module: ModuleSpec | None = None) -> Mt5Settings:
     return Mt5Settings(
         login=LOGIN,
+        terminal_path=TERMINAL_PATH,
         password=PASSWORD,
         server=SERVER,
         server_utc_offset=SERVER_UTC_OFFSET,

@@ -67,8 +67,13 @@ async def test_a_worker_killed_mid_call_is_an_unknown_outcome_then_restarts(
         first_pid = runner.pid
         assert first_pid is not None
         marker = tmp_path / "in-flight"
-        # The next module call (the order_send below) executes, then blocks until killed.
-        await terminal.call_module("emulator_hang_next_call", started=str(marker), executes=True)
+        # The order_send below executes, then blocks until killed.
+        await terminal.call_module(
+            "emulator_hang_next_call",
+            started=str(marker),
+            executes=True,
+            function_name="order_send",
+        )
         sending = asyncio.create_task(terminal.send(buy("0.20", "mam:W2", quote.ask)))
         await until(marker.exists)
         os.kill(first_pid, signal.SIGKILL)
@@ -106,6 +111,9 @@ async def test_a_hung_worker_is_killed_after_the_call_timeout(tmp_path: Path) ->
         await terminal.call_module("emulator_hang_next_call")
         with pytest.raises(TerminalError, match="no answer"):
             await terminal.account_info()
+        # A new worker: a health check alone does not initialize (launch) the terminal.
+        assert not (await terminal.health()).connected
+        await terminal.ensure_connected()
         assert (await terminal.health()).connected
         assert runner_of(terminal).starts == 2
     finally:
@@ -140,3 +148,30 @@ async def test_closing_stops_the_worker_process(tmp_path: Path) -> None:
         os.kill(pid, 0)
     with pytest.raises(TerminalError):
         await terminal.quote("EURUSD")
+
+
+async def test_a_terminal_is_claimed_by_one_worker_and_freed_by_its_death(tmp_path: Path) -> None:
+    folder = tmp_path / "MT5-50001"
+    folder.mkdir()
+    path = str(folder / "terminal64.exe")
+    # Two workers given the same terminal64.exe (two mam-worker processes on one host, or one
+    # path listed twice): the package would let each switch the terminal's account.
+    config = replace(emulator_config(FreshAccount()), terminal_path=path)
+    settings = replace(mt5_settings(ModuleSpec.emulator(config)), terminal_path=path)
+    first = Mt5Terminal.in_worker_process("acc-1", settings, start_method=WORKER_START_METHOD)
+    second = Mt5Terminal.in_worker_process("acc-2", settings, start_method=WORKER_START_METHOD)
+    try:
+        await first.ensure_connected()
+        with pytest.raises(TerminalError, match="in use by another session"):
+            await second.ensure_connected()
+        assert "in use" in (await second.health()).detail
+        runner = runner_of(first)
+        assert runner.pid is not None
+        os.kill(runner.pid, signal.SIGKILL)
+        await until(lambda: not runner.running)
+        # The operating system dropped the dead worker's claim.
+        await second.ensure_connected()
+        assert (await second.account_info()).balance > 0
+    finally:
+        await first.close()
+        await second.close()

@@ -23,9 +23,15 @@ D = Decimal
 OFFSET = timedelta(hours=2)
 
 
+def terminal_path(login: int) -> str:
+    """A terminal of the account's own, as a Windows host names it (no lock is taken here)."""
+    return f"C:\\MT5\\{login}\\terminal64.exe"
+
+
 def session_over(
     mt5: Any, login: int = HEDGING, password: str = "pw", **settings: Any
 ) -> Mt5Session:
+    settings.setdefault("terminal_path", terminal_path(login))
     return Mt5Session(Mt5Settings(login=login, password=password, **settings), module=mt5)
 
 
@@ -85,6 +91,7 @@ def test_a_query_the_terminal_does_not_answer_raises_terminal_error() -> None:
 def test_health_tells_a_lost_trade_server_and_disabled_algo_trading() -> None:
     mt5, _ = emulated()
     session = session_over(mt5)
+    session.connect()
     assert session.health().connected
     mt5.emulator_set_algo_trading(False)
     health = session.health()
@@ -92,6 +99,8 @@ def test_health_tells_a_lost_trade_server_and_disabled_algo_trading() -> None:
     mt5.emulator_set_trade_server_connected(False)
     assert not session.health().connected
     unreachable = session_over(MetaTrader5Emulator())
+    with pytest.raises(TerminalError):
+        unreachable.connect()
     health = unreachable.health()
     assert not health.connected and "initialize failed" in health.detail
 
@@ -232,10 +241,14 @@ def test_a_gateway_tag_tells_when_its_child_was_created() -> None:
 
 def test_reconciliation_searches_history_from_the_tags_creation() -> None:
     mt5, clock = emulated(days_ago=10)
-    session = session_over(mt5, history_lookback=timedelta(days=1))
+    sending = session_over(mt5, history_lookback=timedelta(days=1))
     dated_tag = tag_for_child(new_id("ch", now_ms=clock.ns // 1_000_000))
-    session.send(buy(tag=dated_tag))
-    session.send(buy(tag="mam:undated"))
-    # Ten days ago: beyond the lookback, but not before the dated tag's creation.
+    sending.send(buy(tag=dated_tag))
+    sending.send(buy(tag="mam:undated"))
+    # After a restart (a session that sent nothing): ten days ago is beyond the lookback, but
+    # not before the dated tag's creation.
+    session = session_over(mt5, history_lookback=timedelta(days=1))
     assert len(session.find_by_tag(dated_tag).deals) == 1
     assert session.find_by_tag("mam:undated").deals == ()
+    # The session that sent it knows its order, wherever the window ends.
+    assert len(sending.find_by_tag("mam:undated").deals) == 1

@@ -4,6 +4,7 @@ failure, results with retcodes for what the trade server refuses, the package's 
 from __future__ import annotations
 
 import inspect
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,8 +14,21 @@ import pytest
 import gateway.terminals.mt5.emulator as emulator_module
 from gateway.domain.accounts import MarginMode
 from gateway.terminals.mt5 import constants
-from gateway.terminals.mt5.emulator import EmulatorAccount, EmulatorConfig, MetaTrader5Emulator
+from gateway.terminals.mt5.emulator import (
+    EmptyAnswer,
+    EmulatorAccount,
+    EmulatorConfig,
+    MetaTrader5Emulator,
+    SymbolTradeModes,
+    TerminalBehaviour,
+)
 from gateway.terminals.mt5.emulator import records as mt5_records
+from gateway.terminals.mt5.emulator.config import (
+    EXPIRATION_GTC,
+    FILLING_IOC,
+    ORDER_LIMIT,
+    ORDER_MARKET,
+)
 from gateway.terminals.sim import Fault, SimSymbol
 from tests.unit.sim_helpers import EURUSD, HEDGING, NETTING, QUOTES, Clock, make_broker
 
@@ -418,3 +432,219 @@ def test_the_module_level_terminal_is_installed_from_a_config() -> None:
     assert module.initialize(login=77)
     assert module.account_info().balance == 500.0
     module.shutdown()
+
+
+# -- where real terminals answer otherwise (TerminalBehaviour, switched on per test) ------------
+
+
+def behaving(**behaviour: Any) -> MetaTrader5Emulator:
+    mt5, _ = connected(behaviour=TerminalBehaviour(**behaviour))
+    return mt5
+
+
+def test_initialize_and_login_switch_the_terminal_to_another_known_account() -> None:
+    mt5, _ = connected()
+    mt5.emulator_add_login(NETTING, password="pw2")
+    assert mt5.initialize(login=NETTING, password="pw2")
+    assert mt5.account_info().login == NETTING
+    assert mt5.login(HEDGING, password="pw")
+    assert mt5.account_info().login == HEDGING
+    assert mt5.login(NETTING)  # the terminal remembers the password
+    assert mt5.account_info().login == NETTING
+    assert mt5.login(NETTING, password="wrong") is False
+    assert mt5.last_error()[0] == constants.RES_E_AUTH_FAILED
+    assert mt5.login(HEDGING + 5) is False
+    assert mt5.account_info().login == NETTING
+
+
+def test_the_same_login_on_another_server_is_another_account() -> None:
+    mt5, _ = connected()
+    mt5.emulator_add_login(HEDGING, password="pw", server="Broker-Demo")
+    assert mt5.login(HEDGING, server="Broker-Demo")
+    assert mt5.account_info().server == "Broker-Demo"
+
+
+def test_fillings_trade_modes_and_stops_are_enforced_per_symbol() -> None:
+    modes = SymbolTradeModes(
+        filling_mode=FILLING_IOC,
+        expiration_mode=EXPIRATION_GTC,
+        order_mode=ORDER_MARKET | ORDER_LIMIT,
+    )
+    mt5 = behaving(enforces_symbol_modes=True, symbol_modes=(("EURUSD", modes),))
+    info = mt5.symbol_info("EURUSD")
+    assert (info.filling_mode, info.expiration_mode, info.order_mode) == (
+        FILLING_IOC,
+        EXPIRATION_GTC,
+        ORDER_MARKET | ORDER_LIMIT,
+    )
+    refused = constants.TRADE_RETCODE_INVALID_FILL
+    assert mt5.order_send(buy(type_filling=constants.ORDER_FILLING_FOK)).retcode == refused
+    # Market execution: no RETURN for market orders.
+    assert mt5.order_send(buy(type_filling=constants.ORDER_FILLING_RETURN)).retcode == refused
+    no_stops = buy(sl=1.0, type_filling=constants.ORDER_FILLING_IOC)
+    assert mt5.order_send(no_stops).retcode == constants.TRADE_RETCODE_INVALID_STOPS
+    assert mt5.order_send(buy(type_filling=constants.ORDER_FILLING_IOC)).retcode == (
+        constants.TRADE_RETCODE_DONE
+    )
+    ask = mt5.symbol_info_tick("EURUSD").ask
+    limit = buy(
+        action=constants.TRADE_ACTION_PENDING,
+        type=constants.ORDER_TYPE_BUY_LIMIT,
+        price=round(ask - 0.001, 5),
+        type_filling=constants.ORDER_FILLING_RETURN,
+    )
+    day = {**limit, "type_time": constants.ORDER_TIME_DAY}
+    stop = {**limit, "type": constants.ORDER_TYPE_BUY_STOP, "price": round(ask + 0.001, 5)}
+    assert mt5.order_send(day).retcode == constants.TRADE_RETCODE_INVALID_EXPIRATION
+    assert mt5.order_send(stop).retcode == constants.TRADE_RETCODE_INVALID_ORDER
+    assert mt5.order_send(limit).retcode == constants.TRADE_RETCODE_PLACED
+
+
+def test_exchange_execution_takes_return_and_quoted_execution_only_fok() -> None:
+    exchange = SymbolTradeModes(execution_mode=constants.SYMBOL_TRADE_EXECUTION_EXCHANGE)
+    mt5 = behaving(enforces_symbol_modes=True, symbol_modes=(("EURUSD", exchange),))
+    assert mt5.order_send(buy(type_filling=constants.ORDER_FILLING_RETURN)).retcode == (
+        constants.TRADE_RETCODE_DONE
+    )
+    instant = SymbolTradeModes(execution_mode=constants.SYMBOL_TRADE_EXECUTION_INSTANT)
+    mt5 = behaving(enforces_symbol_modes=True, symbol_modes=(("EURUSD", instant),))
+    assert mt5.order_send(buy(type_filling=constants.ORDER_FILLING_IOC)).retcode == (
+        constants.TRADE_RETCODE_INVALID_FILL
+    )
+
+
+def test_a_deal_can_be_missing_from_the_answer_and_late_in_the_history() -> None:
+    mt5 = behaving(deal_in_answer=False, history_delay_ms=100)
+    result = mt5.order_send(buy())
+    assert (result.retcode, result.deal, result.price, result.volume) == (
+        constants.TRADE_RETCODE_DONE,
+        0,
+        0.0,
+        0.1,
+    )
+    assert mt5.history_deals_get(ticket=result.order) == ()
+    assert mt5.history_orders_get(ticket=result.order) == ()
+    time.sleep(0.15)
+    [deal] = mt5.history_deals_get(ticket=result.order)
+    assert deal.volume == 0.1
+
+
+def test_an_asynchronous_market_order_works_until_its_deal_appears() -> None:
+    mt5 = behaving(asynchronous_execution=True, history_delay_ms=100)
+    result = mt5.order_send(buy())
+    assert (result.retcode, result.deal, result.price) == (constants.TRADE_RETCODE_PLACED, 0, 0.0)
+    [working] = mt5.orders_get(ticket=result.order)
+    assert (working.type, working.state) == (constants.ORDER_TYPE_BUY, constants.ORDER_STATE_PLACED)
+    assert mt5.orders_total() == 1
+    time.sleep(0.15)
+    assert mt5.orders_get() == ()
+    [deal] = mt5.history_deals_get(ticket=result.order)
+    [order] = mt5.history_orders_get(ticket=result.order)
+    assert (deal.order, order.state) == (result.order, constants.ORDER_STATE_FILLED)
+
+
+def test_history_dates_can_be_positional_only() -> None:
+    plain = behaving()
+    assert plain.history_deals_get(date_from=0, date_to=2_000_000_000) is not None
+    mt5 = behaving(positional_history_dates=True)
+    assert mt5.history_deals_get(date_from=0, date_to=2_000_000_000) is None
+    assert mt5.last_error()[0] == constants.RES_E_INVALID_PARAMS
+    assert mt5.history_orders_get(0, date_to=2_000_000_000) is None
+    assert mt5.history_deals_get(0, 2_000_000_000) is not None
+
+
+@pytest.mark.parametrize(
+    ("empty", "error"),
+    [
+        (EmptyAnswer.NONE_WITH_SUCCESS, OK),
+        (EmptyAnswer.NONE_NOT_FOUND, (-4, "Terminal: Not found")),
+    ],
+)
+def test_none_can_stand_for_none(empty: EmptyAnswer, error: tuple[int, str]) -> None:
+    mt5 = behaving(empty_answer=empty)
+    for answer in (
+        mt5.positions_get(),
+        mt5.orders_get(),
+        mt5.history_orders_get(0, 2_000_000_000),
+    ):
+        assert answer is None
+        assert mt5.last_error() == error
+    assert len(mt5.history_deals_get(0, 2_000_000_000)) == 1  # the deposit
+
+
+def test_a_symbol_outside_market_watch_can_lack_its_data() -> None:
+    mt5, _ = attached(behaviour=TerminalBehaviour(unselected_symbols_lack_data=True))
+    assert mt5.initialize(login=HEDGING, password="pw")
+    info = mt5.symbol_info("EURUSD")
+    assert (info.trade_tick_value, info.bid, info.ask, info.digits) == (0.0, 0.0, 0.0, 5)
+    assert mt5.symbol_select("EURUSD")
+    info = mt5.symbol_info("EURUSD")
+    assert (info.trade_tick_value, info.bid) == (1.0, 1.08446)
+
+
+def test_an_unknown_symbol_can_fail_with_a_generic_code() -> None:
+    mt5 = behaving(unknown_symbol_code=constants.RES_E_FAIL)
+    assert mt5.symbol_info("NOSUCH") is None
+    assert mt5.last_error() == (constants.RES_E_FAIL, "Terminal: Call failed")
+
+
+def test_comments_can_be_cut_or_rewritten() -> None:
+    mt5 = behaving(truncates_long_comments=True)
+    assert mt5.order_send(buy(comment="x" * 40)).retcode == constants.TRADE_RETCODE_DONE
+    assert [p.comment for p in mt5.positions_get()] == ["x" * 31]
+    mt5 = behaving(server_comment_length=6)
+    result = mt5.order_send(buy(comment="mam:0123456789"))
+    [deal] = mt5.history_deals_get(ticket=result.order)
+    [order] = mt5.history_orders_get(ticket=result.order)
+    assert (deal.comment, order.comment, result.request.comment) == (
+        "mam:01",
+        "mam:01",
+        "mam:0123456789",
+    )
+    mt5 = behaving(server_comment="bridge")
+    mt5.order_send(buy())
+    assert [p.comment for p in mt5.positions_get()] == ["bridge"]
+
+
+def test_a_symbol_filter_can_ignore_a_ticket_as_documented() -> None:
+    plain = behaving()
+    opened = plain.order_send(buy())
+    assert plain.positions_get(symbol="EURUSD", ticket=opened.order + 1) == ()
+    mt5 = behaving(symbol_filter_ignores_ticket=True)
+    opened = mt5.order_send(buy())
+    [position] = mt5.positions_get(symbol="EURUSD", ticket=opened.order + 1)
+    assert position.ticket == opened.order
+
+
+def test_group_masks_can_apply_in_their_order_as_documented() -> None:
+    plain = behaving()
+    plain.order_send(buy())
+    assert plain.positions_get(group="!EUR*,*") == ()
+    mt5 = behaving(group_masks_in_order=True)
+    mt5.order_send(buy())
+    assert len(mt5.positions_get(group="!EUR*,*")) == 1
+    assert mt5.positions_get(group="*,!EUR*") == ()
+    assert mt5.positions_get(group="!EUR*") == ()
+    assert [s.name for s in mt5.symbols_get("*,!EUR*,EURUSD")] == ["EURUSD"]
+
+
+def test_trading_through_the_python_api_can_be_disabled() -> None:
+    mt5, _ = connected()
+    mt5.emulator_set_trade_api_disabled(True)
+    assert mt5.terminal_info().tradeapi_disabled is True
+    assert mt5.order_send(buy()) is None
+    assert mt5.last_error()[0] == constants.RES_E_AUTO_TRADING_DISABLED
+    mt5.emulator_set_trade_api_disabled(False)
+    mt5.emulator_set_expert_trading(False)
+    assert mt5.account_info().trade_expert is False
+    assert mt5.order_send(buy()).retcode == constants.TRADE_RETCODE_SERVER_DISABLES_AT
+    assert mt5.positions_get() == ()
+
+
+def test_a_hang_can_wait_for_one_function() -> None:
+    mt5, _ = connected()
+    mt5.emulator_hang_next_call(seconds=0.0, function_name="order_send")
+    assert mt5.account_info() is not None
+    assert mt5.order_send(buy()) is None
+    assert mt5.last_error()[0] == constants.RES_E_INTERNAL_FAIL_TIMEOUT
+    assert mt5.order_send(buy()).retcode == constants.TRADE_RETCODE_DONE

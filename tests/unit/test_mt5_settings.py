@@ -44,16 +44,17 @@ def test_a_full_table() -> None:
 def test_defaults_and_a_password_file(tmp_path: Path) -> None:
     (tmp_path / "secret.txt").write_text("from-file\n", encoding="utf-8")
     settings = Mt5Settings.from_table(
-        {"password_file": "secret.txt", "module": "mt5linux", "mt5linux_port": 18813},
+        {
+            "terminal_path": "C:\\MT5\\7\\terminal64.exe",
+            "password_file": "secret.txt",
+            "module": "mt5linux",
+            "mt5linux_port": 18813,
+        },
         login=7,
         server="",
         base_dir=tmp_path,
     )
-    assert (settings.password, settings.terminal_path, settings.portable) == (
-        "from-file",
-        None,
-        False,
-    )
+    assert (settings.password, settings.portable, settings.deal_wait_s) == ("from-file", False, 2.0)
     assert settings.module == ModuleSpec.mt5linux("localhost", 18813)
     assert settings.module.target == "mt5linux:MetaTrader5"
 
@@ -73,5 +74,6 @@ def test_defaults_and_a_password_file(tmp_path: Path) -> None:
     ],
 )
 def test_a_bad_table_names_the_key(tmp_path: Path, table: dict[str, object], key: str) -> None:
+    table = {"terminal_path": "C:\\MT5\\1\\terminal64.exe", **table}
     with pytest.raises(ValueError, match=key):
         Mt5Settings.from_table(table, login=1, server="", environ={"A": "x"}, base_dir=tmp_path)

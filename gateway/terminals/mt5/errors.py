@@ -31,8 +31,9 @@ _NOT_SENT = {
     mt5.RES_E_AUTO_TRADING_DISABLED: retcodes.CLIENT_DISABLES_AT,
 }
 
-# A symbol the terminal does not know answers with one of these.
-_NOT_FOUND = frozenset({mt5.RES_E_NOT_FOUND, mt5.RES_E_FAIL, mt5.RES_E_INVALID_PARAMS})
+# A query for records (positions, orders, history) that answered None with one of these found
+# none: some builds say "none" so, with RES_S_OK or RES_E_NOT_FOUND, instead of ().
+_NONE_FOUND = frozenset({mt5.RES_S_OK, mt5.RES_E_NOT_FOUND})
 
 
 def breaks_link(code: int) -> bool:
@@ -47,7 +48,14 @@ def refusal_retcode(code: int) -> int | None:
 
 
 def means_not_found(code: int) -> bool:
-    return code in _NOT_FOUND
+    """Whether the terminal said it has no such thing. A generic failure (RES_E_FAIL, "Call
+    failed") says nothing about existence: the terminal may not be ready."""
+    return code == mt5.RES_E_NOT_FOUND
+
+
+def means_none_found(code: int) -> bool:
+    """Whether a records query that answered None found no records (rather than failed)."""
+    return code in _NONE_FOUND
 
 
 def describe(code: int, text: str) -> str:

@@ -81,6 +81,32 @@ class Rounding:
 # A symbol whose spec cannot be read (no longer quoted): exact to what the floats say.
 UNROUNDED = Rounding(Decimal("1E-8"), Decimal("1E-8"))
 
+# SymbolInfo.filling_mode is a bitmask of MQL5's SYMBOL_FILLING_* flags (the Python package does
+# not export them): which of FOK and IOC the server accepts.
+FILLING_FOK_FLAG = 1
+FILLING_IOC_FLAG = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolTerms:
+    """What requests for one symbol must respect: its rounding, and how its server executes
+    orders (SYMBOL_TRADE_EXECUTION_*) and which fillings it accepts (FILLING_*_FLAG)."""
+
+    rounding: Rounding
+    execution_mode: int
+    filling_flags: int
+
+
+def symbol_terms(info: Any) -> SymbolTerms:
+    """From a SymbolInfo. Digits and volume step are there even for a symbol outside Market
+    Watch (its tick value and prices may not be)."""
+    step = decimal_of(info.volume_step) if info.volume_step > 0 else UNROUNDED.volume_step
+    return SymbolTerms(
+        rounding=Rounding(Decimal(1).scaleb(-int(info.digits)), step),
+        execution_mode=int(info.trade_exemode),
+        filling_flags=int(info.filling_mode),
+    )
+
 
 def money(value: float, digits: int = 2) -> Decimal:
     return decimal_of(value).quantize(Decimal(1).scaleb(-digits))
@@ -132,7 +158,7 @@ def position(record: Any, rounding: Rounding, server_utc_offset: timedelta) -> P
 
 
 def pending_order(record: Any, rounding: Rounding, server_utc_offset: timedelta) -> PendingOrder:
-    side, order_type = _ORDER_TYPES.get(record.type, (Side.BUY, OrderType.LIMIT))
+    side, order_type = order_side_and_type(record)
     stop_limit = None
     if order_type is OrderType.STOP_LIMIT:
         stop_limit = rounding.optional_price(record.price_stoplimit)
@@ -162,6 +188,16 @@ def pending_order(record: Any, rounding: Rounding, server_utc_offset: timedelta)
 def is_trade(record: Any) -> bool:
     """Whether a history deal bought or sold (not a deposit, credit, commission...)."""
     return record.type in _DEAL_SIDES
+
+
+def deal_side(record: Any) -> Side:
+    """The side of a trade deal (see is_trade)."""
+    return _DEAL_SIDES[record.type]
+
+
+def order_side_and_type(record: Any) -> tuple[Side, OrderType]:
+    """Of an order record (active or history), by its ORDER_TYPE_*."""
+    return _ORDER_TYPES.get(record.type, (Side.BUY, OrderType.LIMIT))
 
 
 def deal(

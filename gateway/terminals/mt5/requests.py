@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.domain.orders import FillingPolicy, OrderType, Side, TimeInForce
 from gateway.terminals.mt5 import constants as mt5
+from gateway.terminals.mt5.records import FILLING_FOK_FLAG, FILLING_IOC_FLAG, SymbolTerms
 from gateway.terminals.protocol import OrderRequest, TradeAction
 
 _MARKET_TYPES = {Side.BUY: mt5.ORDER_TYPE_BUY, Side.SELL: mt5.ORDER_TYPE_SELL}
@@ -36,6 +37,16 @@ _TIME_TYPES = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
+# Execution modes where the dealer quotes the price: a market order is always FOK.
+_QUOTED_EXECUTION = (mt5.SYMBOL_TRADE_EXECUTION_REQUEST, mt5.SYMBOL_TRADE_EXECUTION_INSTANT)
+# When the symbol refuses the filling asked for, the nearest it takes, in this order. FOK and
+# IOC leave nothing resting (an IOC partial fill is stored and its rest sent again by the
+# engine); RETURN, which leaves the rest working, comes last.
+_FILLING_FALLBACKS = {
+    FillingPolicy.FOK: (FillingPolicy.IOC, FillingPolicy.RETURN),
+    FillingPolicy.IOC: (FillingPolicy.FOK, FillingPolicy.RETURN),
+    FillingPolicy.RETURN: (FillingPolicy.IOC, FillingPolicy.FOK),
+}
 
 
 class UnsendableRequest(ValueError):
@@ -76,6 +87,38 @@ def order_send_request(
         "position": request.position_ticket,
         "position_by": request.position_by,
     }
+
+
+def allowed_fillings(action: TradeAction, terms: SymbolTerms) -> frozenset[FillingPolicy]:
+    """The fillings the symbol's server accepts for a deal or a pending order (MetaTrader 5's
+    fill policy rules): a market order in Request or Instant execution is always FOK; in Market
+    execution FOK and IOC as the symbol's flags allow, never RETURN; in Exchange execution those
+    and RETURN. A pending order may always RETURN, and FOK or IOC as the flags allow."""
+    by_flags = {
+        policy
+        for flag, policy in (
+            (FILLING_FOK_FLAG, FillingPolicy.FOK),
+            (FILLING_IOC_FLAG, FillingPolicy.IOC),
+        )
+        if terms.filling_flags & flag
+    }
+    if action is not TradeAction.DEAL:
+        return frozenset({*by_flags, FillingPolicy.RETURN})
+    if terms.execution_mode in _QUOTED_EXECUTION:
+        return frozenset({FillingPolicy.FOK})
+    if terms.execution_mode == mt5.SYMBOL_TRADE_EXECUTION_EXCHANGE:
+        return frozenset({*by_flags, FillingPolicy.RETURN})
+    return frozenset(by_flags)
+
+
+def filling_for(request: OrderRequest, terms: SymbolTerms) -> FillingPolicy:
+    """The filling to send: the request's (the master order's policy) when the symbol accepts
+    it, else the nearest one it accepts (_FILLING_FALLBACKS); the request's when it accepts
+    none (the server then says why)."""
+    allowed = allowed_fillings(request.action, terms)
+    if request.filling in allowed:
+        return request.filling
+    return next((f for f in _FILLING_FALLBACKS[request.filling] if f in allowed), request.filling)
 
 
 def _deal(request: OrderRequest) -> dict[str, Any]:

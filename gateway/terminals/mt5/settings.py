@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,12 +60,17 @@ class Mt5Settings:
     """One terminal, logged in to one account (one terminal per account and process)."""
 
     login: int
-    # The trade server, as the terminal names it (AccountInfo.server); "" keeps the terminal's.
+    # This account's own terminal64.exe (absolute). Required: without it the package attaches to
+    # whichever terminal it finds, and `login=` switches that terminal's account, under any
+    # other session using it. No two terminals may share it (see terminal_lock.py).
+    terminal_path: str
+    # The trade server exactly as the terminal names it (AccountInfo.server); checked on every
+    # connection and before every send. "" checks the login only (the gateway fills it in from
+    # the account).
     server: str = ""
-    # "" logs in with the password the terminal has saved.
+    # "" logs in with the password the terminal has saved. A master (trading) password: an
+    # investor password connects but cannot trade.
     password: str = field(default="", repr=False)
-    # This account's terminal64.exe; None lets the module find a running terminal.
-    terminal_path: str | None = None
     # Portable mode: the terminal keeps its data beside terminal64.exe (one install per account).
     portable: bool = False
     # How long initialize() may take to reach the terminal, in milliseconds.
@@ -79,16 +84,28 @@ class Mt5Settings:
     # How long one call may take before the worker process counts as hung and is killed: above
     # the engine's request timeout and timeout_ms.
     call_timeout_s: float = 90.0
+    # How long a market order the server accepted without its deal (no deal ticket or price in
+    # the answer, or PLACED: executed asynchronously) waits for the deal in the terminal's
+    # history before its outcome counts as unknown (reconciled by tag). Well below call_timeout_s
+    # and the engine's request timeout, which the wait is part of.
+    deal_wait_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.login <= 0:
             raise ValueError("login must be a positive account number")
+        if not is_absolute_terminal_path(self.terminal_path):
+            raise ValueError(
+                "terminal_path: required, the absolute path of this account's own "
+                f"terminal64.exe (got {self.terminal_path!r})"
+            )
         if self.timeout_ms <= 0:
             raise ValueError("timeout_ms must be greater than 0")
         if self.history_lookback <= timedelta(0):
             raise ValueError("history_lookback must be greater than 0")
         if self.call_timeout_s <= 0:
             raise ValueError("call_timeout_s must be greater than 0")
+        if self.deal_wait_s < 0:
+            raise ValueError("deal_wait_s must be 0 or more")
 
     @classmethod
     def from_table(
@@ -131,18 +148,20 @@ class Mt5Settings:
             )
         else:
             raise ValueError(f'module: expected "MetaTrader5" or "mt5linux", got {module_name!r}')
-        terminal_path = _typed(table, "terminal_path", str, "")
+        if "terminal_path" not in table:
+            raise ValueError("terminal_path: required, this account's own terminal64.exe")
         return cls(
             login=login,
             server=server,
             password=password,
-            terminal_path=terminal_path or None,
+            terminal_path=_typed(table, "terminal_path", str, ""),
             portable=_typed(table, "portable", bool, False),
             timeout_ms=_typed(table, "timeout_ms", int, 60_000),
             module=module,
             server_utc_offset=timedelta(minutes=_typed(table, "server_utc_offset_minutes", int, 0)),
             history_lookback=timedelta(days=_typed(table, "history_lookback_days", int, 30)),
             call_timeout_s=float(_typed(table, "call_timeout_seconds", int | float, 90.0)),
+            deal_wait_s=float(_typed(table, "deal_wait_seconds", int | float, 2.0)),
         )
 
 
@@ -157,11 +176,17 @@ TABLE_KEYS = frozenset(
         "server_utc_offset_minutes",
         "history_lookback_days",
         "call_timeout_seconds",
+        "deal_wait_seconds",
         "module",
         "mt5linux_host",
         "mt5linux_port",
     }
 )
+
+
+def is_absolute_terminal_path(path: str) -> bool:
+    """Whether `path` names a file absolutely, as Windows (or Wine: C:\\...) or POSIX reads it."""
+    return bool(path) and (PureWindowsPath(path).is_absolute() or PurePosixPath(path).is_absolute())
 
 
 def _typed(table: Mapping[str, Any], key: str, kind: Any, default: Any) -> Any:

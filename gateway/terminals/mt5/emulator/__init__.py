@@ -20,8 +20,11 @@ import sys
 from types import ModuleType
 
 from gateway.terminals.mt5.constants import *  # noqa: F403 (the package exports every constant)
+from gateway.terminals.mt5.emulator.config import EmptyAnswer as EmptyAnswer
 from gateway.terminals.mt5.emulator.config import EmulatorAccount as EmulatorAccount
 from gateway.terminals.mt5.emulator.config import EmulatorConfig as EmulatorConfig
+from gateway.terminals.mt5.emulator.config import SymbolTradeModes as SymbolTradeModes
+from gateway.terminals.mt5.emulator.config import TerminalBehaviour as TerminalBehaviour
 from gateway.terminals.mt5.emulator.terminal import MetaTrader5Emulator as MetaTrader5Emulator
 
 # The package version whose API this module follows.
@@ -57,11 +60,15 @@ history_deals_get = _terminal.history_deals_get
 
 emulator_attach = _terminal.emulator_attach
 emulator_configure = _terminal.emulator_configure
+emulator_add_login = _terminal.emulator_add_login
+emulator_set_behaviour = _terminal.emulator_set_behaviour
 emulator_fail_next = _terminal.emulator_fail_next
 emulator_ipc_error_next = _terminal.emulator_ipc_error_next
 emulator_hang_next_call = _terminal.emulator_hang_next_call
 emulator_set_trade_server_connected = _terminal.emulator_set_trade_server_connected
 emulator_set_algo_trading = _terminal.emulator_set_algo_trading
+emulator_set_trade_api_disabled = _terminal.emulator_set_trade_api_disabled
+emulator_set_expert_trading = _terminal.emulator_set_expert_trading
 emulator_close_terminal = _terminal.emulator_close_terminal
 
 

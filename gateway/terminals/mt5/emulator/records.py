@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.terminals.mt5 import constants as mt5
+from gateway.terminals.mt5.emulator.config import SymbolTradeModes
 from gateway.terminals.sim.symbol import SimSymbol
 
 TerminalInfo = namedtuple(
@@ -314,17 +315,23 @@ TradeDeal = namedtuple(
 )
 
 
-# Symbol properties the simulated broker does not vary.
-_EXPIRATION_FLAGS = 1 | 2 | 4 | 8  # GTC, DAY, SPECIFIED, SPECIFIED_DAY
-_FILLING_FLAGS = 1 | 2  # FOK, IOC
-_ORDER_FLAGS = 127  # market, limit, stop, stop limit, SL, TP, close by
-
-
 def symbol_info(
-    symbol: SimSymbol, *, bid: Decimal, ask: Decimal, server_seconds: int, selected: bool
+    symbol: SimSymbol,
+    *,
+    bid: Decimal,
+    ask: Decimal,
+    server_seconds: int,
+    selected: bool,
+    modes: SymbolTradeModes,
+    lacks_data: bool = False,
 ) -> Any:
-    """A simulated symbol as the SymbolInfo a terminal shows, at the given quote."""
+    """A simulated symbol as the SymbolInfo a terminal shows, at the given quote. `lacks_data`:
+    as a terminal shows a symbol it has no data for yet (outside Market Watch): no tick value,
+    no prices."""
     spec = symbol.spec
+    tick_value = 0.0 if lacks_data else float(spec.tick_value)
+    if lacks_data:
+        bid = ask = Decimal(0)
     return SymbolInfo(
         custom=False,
         chart_mode=mt5.SYMBOL_CHART_MODE_BID,
@@ -347,13 +354,13 @@ def symbol_info(
         expiration_time=0,
         trade_stops_level=spec.stops_level,
         trade_freeze_level=0,
-        trade_exemode=mt5.SYMBOL_TRADE_EXECUTION_MARKET,
+        trade_exemode=modes.execution_mode,
         swap_mode=mt5.SYMBOL_SWAP_MODE_DISABLED,
         swap_rollover3days=mt5.DAY_OF_WEEK_WEDNESDAY,
         margin_hedged_use_leg=False,
-        expiration_mode=_EXPIRATION_FLAGS,
-        filling_mode=_FILLING_FLAGS,
-        order_mode=_ORDER_FLAGS,
+        expiration_mode=modes.expiration_mode,
+        filling_mode=modes.filling_mode,
+        order_mode=modes.order_mode,
         order_gtc_mode=mt5.SYMBOL_ORDERS_GTC,
         option_mode=mt5.SYMBOL_OPTION_MODE_EUROPEAN,
         option_right=mt5.SYMBOL_OPTION_RIGHT_CALL,
@@ -371,9 +378,9 @@ def symbol_info(
         volumelow_real=0.0,
         option_strike=0.0,
         point=float(spec.point),
-        trade_tick_value=float(spec.tick_value),
-        trade_tick_value_profit=float(spec.tick_value),
-        trade_tick_value_loss=float(spec.tick_value),
+        trade_tick_value=tick_value,
+        trade_tick_value_profit=tick_value,
+        trade_tick_value_loss=tick_value,
         trade_tick_size=float(spec.tick_size),
         trade_contract_size=float(spec.contract_size),
         trade_accrued_interest=0.0,

@@ -12,8 +12,16 @@ What it keeps of the package's behaviour:
 - ticks only for symbols in Market Watch (symbol_select), the strict reading of the documentation;
 - calls are serialized, as the package's IPC with its terminal is.
 
-What the package does not have: the `emulator_*` controls (attach to a broker account, inject
-faults, take the terminal or its trade server connection away, turn Algo Trading off).
+What the package does not have: the `emulator_*` controls (attach to a broker account, add
+accounts it may switch to, inject faults, take the terminal or its trade server connection
+away, turn Algo Trading or trading through the API off), and a TerminalBehaviour that switches
+on where real terminals answer otherwise than plainly (config.py): modes enforced per symbol,
+deals missing from the answer or late in the history, asynchronous execution, positional
+history dates, None for "none", no data outside Market Watch, comments rewritten or cut,
+filters as documented.
+
+Like the package, initialize(login=) and login() switch the terminal to another account it
+knows (emulator_add_login): one terminal, one account at a time, whoever asked.
 
 History orders are derived: from the deals (filled orders) and from the pending orders this
 terminal saw disappear without a deal (cancelled or expired).
@@ -43,10 +51,33 @@ from gateway.terminals.mt5.emulator import records, trade_request
 from gateway.terminals.mt5.emulator.config import (
     DEFAULT_COMPANY,
     DEFAULT_SERVER,
+    EXPIRATION_DAY,
+    EXPIRATION_GTC,
+    EXPIRATION_SPECIFIED,
+    EXPIRATION_SPECIFIED_DAY,
+    FILLING_FOK,
+    FILLING_IOC,
+    ORDER_CLOSE_BY,
+    ORDER_LIMIT,
+    ORDER_MARKET,
+    ORDER_SL,
+    ORDER_STOP,
+    ORDER_STOP_LIMIT,
+    ORDER_TP,
+    EmptyAnswer,
     EmulatorConfig,
+    SymbolTradeModes,
+    TerminalBehaviour,
 )
 from gateway.terminals.mt5.emulator.trade_request import MalformedRequest, Refusal
-from gateway.terminals.protocol import Deal, OrderResult, PendingOrder, Position, TradeAction
+from gateway.terminals.protocol import (
+    Deal,
+    OrderRequest,
+    OrderResult,
+    PendingOrder,
+    Position,
+    TradeAction,
+)
 from gateway.terminals.sim import money
 from gateway.terminals.sim.broker import FIRST_TICKET, SimBroker
 from gateway.terminals.sim.faults import Fault, FaultInjector, FaultSettings
@@ -67,6 +98,8 @@ ERROR_TEXTS = {
     mt5.RES_E_NOT_FOUND: "Terminal: Not found",
     mt5.RES_E_AUTH_FAILED: "Terminal: Authorization failed",
     mt5.RES_E_UNSUPPORTED: "Terminal: Unsupported",
+    # Wording assumed: no real terminal's text for it was at hand.
+    mt5.RES_E_AUTO_TRADING_DISABLED: "Terminal: Automated trading disabled",
     mt5.RES_E_INTERNAL_FAIL: "Internal error",
     mt5.RES_E_INTERNAL_FAIL_SEND: "IPC send failed",
     mt5.RES_E_INTERNAL_FAIL_RECEIVE: "IPC recv failed",
@@ -120,11 +153,22 @@ class _Hang:
     started: Path | None
     seconds: float
     executes: bool
+    # The function whose next call hangs; None: any.
+    function: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    """An account the terminal can log in to (it remembers its password)."""
+
+    password: str
+    account_name: str
 
 
 @dataclass(slots=True)
 class _Attachment:
     broker: SimBroker
+    # The account the terminal is logged in to now.
     login: int
     password: str
     server: str
@@ -136,9 +180,18 @@ class _Attachment:
     latency: LatencyModel
     faults: FaultInjector
     selected: set[str]
+    behaviour: TerminalBehaviour
+    # Every account the terminal can log in to, by (login, server).
+    known: dict[tuple[int, str], _Credentials] = field(default_factory=dict)
     # Pending orders this terminal has seen, and when each was first missed (history orders).
     seen_orders: dict[int, PendingOrder] = field(default_factory=dict)
     gone_at: dict[int, datetime] = field(default_factory=dict)
+    # Orders whose deals (and history order) the history shows only from this monotonic time.
+    hidden_until: dict[int, float] = field(default_factory=dict)
+    # Market orders executing asynchronously: working (orders_get) until hidden_until.
+    executing: dict[int, PendingOrder] = field(default_factory=dict)
+    # The filling each market order was sent with (its history order shows it).
+    market_fillings: dict[int, FillingPolicy] = field(default_factory=dict)
 
 
 class MetaTrader5Emulator:
@@ -151,6 +204,8 @@ class MetaTrader5Emulator:
         self._initialized = False
         self._trade_server_connected = True
         self._algo_trading = True
+        self._trade_api_disabled = False
+        self._expert_trading = True
         self._error: tuple[int, str] = (mt5.RES_S_OK, ERROR_TEXTS[mt5.RES_S_OK])
         self._ipc_errors: deque[int] = deque()
         self._hang: _Hang | None = None
@@ -173,12 +228,14 @@ class MetaTrader5Emulator:
         faults: FaultSettings | None = None,
         seed: int = 1,
         selected: Iterable[str] = (),
+        behaviour: TerminalBehaviour | None = None,
     ) -> None:
         """Installs the terminal: logged in (once initialized) to `login` at `broker`, whose
         account must exist. Resets everything else: not initialized, connected, Algo Trading
-        on, no faults pending."""
+        and API trading on, no faults pending."""
         if not broker.has_account(login):
             raise ValueError(f"the broker has no account {login}")
+        account_name = account_name or f"Account {login}"
         with self._lock:
             self._attachment = _Attachment(
                 broker=broker,
@@ -186,17 +243,21 @@ class MetaTrader5Emulator:
                 password=password,
                 server=server,
                 company=company,
-                account_name=account_name or f"Account {login}",
+                account_name=account_name,
                 terminal_path=terminal_path,
                 server_utc_offset=server_utc_offset,
                 attached_at=broker.feed.now(),
                 latency=LatencyModel(latency or LatencySettings(), seed=f"{seed}:{login}:latency"),
                 faults=FaultInjector(faults or FaultSettings(), seed=f"{seed}:{login}:faults"),
                 selected=set(selected),
+                behaviour=behaviour or TerminalBehaviour(),
+                known={(login, server): _Credentials(password, account_name)},
             )
             self._initialized = False
             self._trade_server_connected = True
             self._algo_trading = True
+            self._trade_api_disabled = False
+            self._expert_trading = True
             self._error = (mt5.RES_S_OK, ERROR_TEXTS[mt5.RES_S_OK])
             self._ipc_errors.clear()
             self._hang = None
@@ -231,8 +292,33 @@ class MetaTrader5Emulator:
             faults=config.faults,
             seed=config.seed,
             selected=config.selected,
+            behaviour=config.behaviour,
         )
         return broker
+
+    def emulator_add_login(
+        self,
+        login: int,
+        *,
+        password: str = "",
+        server: str = DEFAULT_SERVER,
+        account_name: str = "",
+    ) -> None:
+        """The terminal can log in to this account of its broker too (as a terminal remembers
+        every account logged in to from it): initialize(login=) or login() switch to it."""
+        attachment = self._attached_or_raise()
+        if not attachment.broker.has_account(login):
+            raise ValueError(f"the broker has no account {login}")
+        with self._lock:
+            attachment.known[(login, server)] = _Credentials(
+                password, account_name or f"Account {login}"
+            )
+
+    def emulator_set_behaviour(self, behaviour: TerminalBehaviour) -> None:
+        """Switches the terminal's behaviour (see TerminalBehaviour) from now on."""
+        attachment = self._attached_or_raise()
+        with self._lock:
+            attachment.behaviour = behaviour
 
     def emulator_fail_next(self, *faults: Fault | None) -> None:
         """The next trade requests (order_send) meet these faults, in order, as a SimTerminal's
@@ -254,12 +340,15 @@ class MetaTrader5Emulator:
         started: str | PathLike[str] | None = None,
         seconds: float = 3600.0,
         executes: bool = False,
+        function_name: str | None = None,
     ) -> None:
-        """The next call (any function) blocks for `seconds`, then fails with an IPC timeout.
-        With `executes`, it does its work first (an order_send reaches the server). Once it
-        blocks, the file `started` is created, so that a test knows the call is in flight."""
+        """The next call (of the function named, or of any) blocks for `seconds`, then fails with
+        an IPC timeout. With `executes`, it does its work first (an order_send reaches the
+        server). Once it blocks, the file `started` is created, so that a test knows the call
+        is in flight."""
         with self._lock:
-            self._hang = _Hang(None if started is None else Path(started), seconds, executes)
+            path = None if started is None else Path(started)
+            self._hang = _Hang(path, seconds, executes, function_name)
 
     def emulator_set_trade_server_connected(self, connected: bool) -> None:
         """The terminal loses (or regains) its trade server: terminal_info().connected follows
@@ -271,6 +360,19 @@ class MetaTrader5Emulator:
         """The terminal's Algo Trading button: off, order_send answers CLIENT_DISABLES_AT."""
         with self._lock:
             self._algo_trading = enabled
+
+    def emulator_set_trade_api_disabled(self, disabled: bool) -> None:
+        """The terminal's option "Disable algorithmic trading via external Python API":
+        terminal_info().tradeapi_disabled follows, and order_send answers None with
+        RES_E_AUTO_TRADING_DISABLED."""
+        with self._lock:
+            self._trade_api_disabled = disabled
+
+    def emulator_set_expert_trading(self, allowed: bool) -> None:
+        """The broker allows (or not) automated trading on the account: account_info()
+        .trade_expert follows, and order_send answers TRADE_RETCODE_SERVER_DISABLES_AT."""
+        with self._lock:
+            self._expert_trading = allowed
 
     def emulator_close_terminal(self) -> None:
         """The terminal program exits: every call fails with RES_E_INTERNAL_FAIL_CONNECT until
@@ -307,7 +409,7 @@ class MetaTrader5Emulator:
                     raise _Failed(mt5.RES_E_INTERNAL_FAIL_INIT)
                 if self._ipc_errors:
                     raise _Failed(self._ipc_errors.popleft())
-                self._authorize(attachment, login, password, server)
+                self._log_in(attachment, login, password, server)
             except _Failed as failure:
                 self._error = (failure.code, failure.text)
                 return False
@@ -330,10 +432,10 @@ class MetaTrader5Emulator:
                 ("server", server, str),
                 ("timeout", timeout, int),
             )
-            self._authorize(self._attached(), login, password, server)
+            self._log_in(self._attached(), login, password, server)
             return True
 
-        return self._call(switch, False)
+        return self._call("login", switch, False)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -341,7 +443,7 @@ class MetaTrader5Emulator:
             self._error = (mt5.RES_S_OK, ERROR_TEXTS[mt5.RES_S_OK])
 
     def version(self) -> tuple[int, int, str] | None:
-        return self._call(lambda: (500, BUILD, BUILD_DATE), None)
+        return self._call("version", lambda: (500, BUILD, BUILD_DATE), None)
 
     def last_error(self) -> tuple[int, str]:
         with self._lock:
@@ -358,7 +460,7 @@ class MetaTrader5Emulator:
                 connected=self._trade_server_connected,
                 dlls_allowed=False,
                 trade_allowed=self._algo_trading,
-                tradeapi_disabled=False,
+                tradeapi_disabled=self._trade_api_disabled,
                 email_enabled=False,
                 ftp_enabled=False,
                 notifications_enabled=False,
@@ -377,7 +479,7 @@ class MetaTrader5Emulator:
                 commondata_path=folder,
             )
 
-        return self._call(info, None)
+        return self._call("terminal_info", info, None)
 
     def account_info(self) -> Any:
         def info() -> Any:
@@ -391,7 +493,7 @@ class MetaTrader5Emulator:
                 limit_orders=200,
                 margin_so_mode=mt5.ACCOUNT_STOPOUT_MODE_PERCENT,
                 trade_allowed=True,
-                trade_expert=True,
+                trade_expert=self._expert_trading,
                 margin_mode=_MARGIN_MODES[account.margin_mode],
                 currency_digits=2,
                 fifo_close=False,
@@ -415,12 +517,14 @@ class MetaTrader5Emulator:
                 company=attachment.company,
             )
 
-        return self._call(info, None)
+        return self._call("account_info", info, None)
 
     # -- symbols ----------------------------------------------------------------------------
 
     def symbols_total(self) -> int | None:
-        return self._call(lambda: len(self._attached().broker.feed.symbols()), None)
+        return self._call(
+            "symbols_total", lambda: len(self._attached().broker.feed.symbols()), None
+        )
 
     def symbols_get(self, group: str | None = None) -> tuple[Any, ...] | None:
         def get() -> tuple[Any, ...]:
@@ -429,13 +533,13 @@ class MetaTrader5Emulator:
             return tuple(
                 self._symbol_info(broker.symbol(name))
                 for name in broker.feed.symbols()
-                if _in_group(name, group)
+                if _in_group(name, group, in_order=self._attached().behaviour.group_masks_in_order)
             )
 
-        return self._call(get, None)
+        return self._call("symbols_get", get, None)
 
     def symbol_info(self, symbol: str) -> Any:
-        return self._call(lambda: self._symbol_info(self._symbol(symbol)), None)
+        return self._call("symbol_info", lambda: self._symbol_info(self._symbol(symbol)), None)
 
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
         def select() -> bool:
@@ -453,7 +557,7 @@ class MetaTrader5Emulator:
             attachment.selected.discard(symbol)
             return True
 
-        return self._call(select, False)
+        return self._call("symbol_select", select, False)
 
     def symbol_info_tick(self, symbol: str) -> Any:
         def tick() -> Any:
@@ -474,41 +578,42 @@ class MetaTrader5Emulator:
                 volume_real=0.0,
             )
 
-        return self._call(tick, None)
+        return self._call("symbol_info_tick", tick, None)
 
     # -- positions and orders ---------------------------------------------------------------
 
     def positions_total(self) -> int | None:
-        return self._call(lambda: len(self._positions()), None)
+        return self._call("positions_total", lambda: len(self._positions()), None)
 
     def positions_get(
         self, *, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[Any, ...] | None:
         def get() -> tuple[Any, ...]:
             self._check_filters(symbol, group, ticket)
-            return tuple(
-                self._position_record(p)
-                for p in self._positions()
-                if _selected_by(p.symbol, p.ticket, symbol, group, ticket)
+            chosen = self._filter(symbol, group, ticket)
+            return self._listing(
+                self._position_record(p) for p in self._positions() if chosen(p.symbol, p.ticket)
             )
 
-        return self._call(get, None)
+        return self._call("positions_get", get, None)
 
     def orders_total(self) -> int | None:
-        return self._call(lambda: len(self._orders()), None)
+        return self._call(
+            "orders_total", lambda: len(self._orders()) + len(self._executing()), None
+        )
 
     def orders_get(
         self, *, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[Any, ...] | None:
         def get() -> tuple[Any, ...]:
             self._check_filters(symbol, group, ticket)
-            return tuple(
-                self._order_record(o)
-                for o in self._orders()
-                if _selected_by(o.symbol, o.ticket, symbol, group, ticket)
+            chosen = self._filter(symbol, group, ticket)
+            working = [*self._orders(), *self._executing()]
+            return self._listing(
+                self._order_record(o) for o in working if chosen(o.symbol, o.ticket)
             )
 
-        return self._call(get, None)
+        return self._call("orders_get", get, None)
 
     # -- history ----------------------------------------------------------------------------
 
@@ -517,57 +622,60 @@ class MetaTrader5Emulator:
             start, end = self._period(date_from, date_to)
             return sum(1 for d in self._deal_records() if start <= d.time <= end)
 
-        return self._call(total, None)
+        return self._call("history_deals_total", total, None)
 
     def history_deals_get(
         self,
-        date_from: Any = None,
-        date_to: Any = None,
-        *,
+        *dates: Any,
         group: str | None = None,
         ticket: int | None = None,
         position: int | None = None,
+        **named_dates: Any,
     ) -> tuple[Any, ...] | None:
-        """By period (and symbol group), by order ticket, or by position identifier."""
+        """By period (date_from, date_to; and symbol group), by order ticket, or by position
+        identifier."""
 
         def get() -> tuple[Any, ...]:
+            date_from, date_to = self._dates(dates, named_dates)
             deals = self._deal_records()
             chosen = self._history_filter(date_from, date_to, group, ticket, position)
-            return tuple(d for d in deals if chosen(d.time, d.symbol, d.order, d.position_id))
+            return self._listing(
+                d for d in deals if chosen(d.time, d.symbol, d.order, d.position_id)
+            )
 
-        return self._call(get, None)
+        return self._call("history_deals_get", get, None)
 
     def history_orders_total(self, date_from: Any, date_to: Any) -> int | None:
         def total() -> int:
             start, end = self._period(date_from, date_to)
             return sum(1 for o in self._history_order_records() if start <= o.time_setup <= end)
 
-        return self._call(total, None)
+        return self._call("history_orders_total", total, None)
 
     def history_orders_get(
         self,
-        date_from: Any = None,
-        date_to: Any = None,
-        *,
+        *dates: Any,
         group: str | None = None,
         ticket: int | None = None,
         position: int | None = None,
+        **named_dates: Any,
     ) -> tuple[Any, ...] | None:
         def get() -> tuple[Any, ...]:
+            date_from, date_to = self._dates(dates, named_dates)
             orders = self._history_order_records()
             chosen = self._history_filter(date_from, date_to, group, ticket, position)
-            return tuple(
+            return self._listing(
                 o for o in orders if chosen(o.time_setup, o.symbol, o.ticket, o.position_id)
             )
 
-        return self._call(get, None)
+        return self._call("history_orders_get", get, None)
 
     # -- trading ----------------------------------------------------------------------------
 
     def order_check(self, request: dict[str, Any]) -> Any:
         def check() -> Any:
             attachment = self._attached()
-            trade = self._parse(request)
+            trade = self._parse(request, attachment)
             account = attachment.broker.account_info(attachment.login)
             retcode, comment = 0, "Done"
             margin = Decimal(0)
@@ -601,7 +709,7 @@ class MetaTrader5Emulator:
                 request=trade,
             )
 
-        return self._call(check, None)
+        return self._call("order_check", check, None)
 
     def order_calc_margin(
         self, action: int, symbol: str, volume: float, price: float
@@ -614,7 +722,7 @@ class MetaTrader5Emulator:
             amount = money.margin(spec, trade_request.volume_of(volume), _exact(price), leverage)
             return float(amount.quantize(money.CENT))
 
-        return self._call(margin, None)
+        return self._call("order_calc_margin", margin, None)
 
     def order_calc_profit(
         self, action: int, symbol: str, volume: float, price_open: float, price_close: float
@@ -629,7 +737,7 @@ class MetaTrader5Emulator:
             )
             return float(amount)
 
-        return self._call(profit, None)
+        return self._call("order_calc_profit", profit, None)
 
     def _calc_spec(self, action: int, symbol: str) -> SymbolSpec:
         if action not in _MARKET_TYPES:
@@ -641,16 +749,26 @@ class MetaTrader5Emulator:
         return attachment.broker.account_info(attachment.login).leverage
 
     def order_send(self, request: dict[str, Any]) -> Any:
-        return self._call(lambda: self._send(self._parse(request)), None)
+        return self._call(
+            "order_send", lambda: self._send(self._parse(request, self._attached())), None
+        )
 
     def _send(self, trade: Any) -> Any:
         attachment = self._attached()
+        behaviour = attachment.behaviour
+        if self._trade_api_disabled:
+            # The terminal refuses the package itself: nothing reaches the trade server.
+            raise _Failed(mt5.RES_E_AUTO_TRADING_DISABLED)
         if not self._algo_trading:
             return self._result(
                 trade, retcodes.CLIENT_DISABLES_AT, "AutoTrading disabled by client"
             )
         if not self._trade_server_connected:
             return self._result(trade, retcodes.CONNECTION, "No connection with the trade server")
+        if not self._expert_trading:
+            return self._result(
+                trade, retcodes.SERVER_DISABLES_AT, "AutoTrading disabled by server"
+            )
         order_request = trade_request.to_order_request(
             trade,
             digits=self._digits_of(trade),
@@ -658,6 +776,10 @@ class MetaTrader5Emulator:
         )
         if isinstance(order_request, Refusal):
             return self._result(trade, order_request.retcode, order_request.text)
+        refusal = self._mode_refusal(trade, order_request)
+        if refusal is not None:
+            return self._result(trade, refusal.retcode, refusal.text)
+        order_request = replace(order_request, tag=_stored_comment(order_request.tag, behaviour))
         fault = attachment.faults.draw()
         broker = attachment.broker
         is_deal = order_request.action is TradeAction.DEAL
@@ -692,12 +814,90 @@ class MetaTrader5Emulator:
             available_volume=available,
             at_ns=sent_ns + round(delay_ms * 1_000_000),
         )
+        executed_deal = is_deal and bool(answer.deal_ticket)
+        if executed_deal:
+            attachment.market_fillings[answer.order_ticket] = order_request.filling
+        if executed_deal and (behaviour.history_delay_ms or behaviour.asynchronous_execution):
+            self._hide_history(attachment, order_request, answer)
         if fault is Fault.DISCONNECT_AFTER:
             raise _Failed(mt5.RES_E_INTERNAL_FAIL_RECEIVE)
         if fault is Fault.HANG_AFTER:
             time.sleep(attachment.faults.settings.hang_seconds)
             raise _Failed(mt5.RES_E_INTERNAL_FAIL_TIMEOUT)
+        if executed_deal and behaviour.asynchronous_execution:
+            return self._result(
+                trade,
+                retcodes.PLACED,
+                "Request placed",
+                order=answer.order_ticket,
+                volume=order_request.volume,
+                bid=answer.bid,
+                ask=answer.ask,
+            )
+        if executed_deal and not behaviour.deal_in_answer:
+            return self._result(
+                trade,
+                answer.retcode,
+                answer.text,
+                order=answer.order_ticket,
+                volume=answer.volume,
+                bid=answer.bid,
+                ask=answer.ask,
+            )
         return self._result_of(trade, answer)
+
+    def _hide_history(
+        self, attachment: _Attachment, request: OrderRequest, answer: OrderResult
+    ) -> None:
+        """The deal of a market order reaches the history history_delay_ms from now; with
+        asynchronous execution its order works until then."""
+        behaviour = attachment.behaviour
+        ticket = answer.order_ticket
+        attachment.hidden_until[ticket] = time.monotonic() + behaviour.history_delay_ms / 1000
+        if behaviour.asynchronous_execution:
+            attachment.executing[ticket] = PendingOrder(
+                ticket=ticket,
+                symbol=request.symbol,
+                side=request.side,
+                volume=request.volume,
+                price=answer.price or Decimal(0),
+                magic=request.magic,
+                comment=request.tag,
+                placed_at=attachment.broker.feed.now(),
+                order_type=OrderType.MARKET,
+                filling=request.filling,
+                volume_initial=request.volume,
+            )
+
+    def _mode_refusal(self, trade: Any, request: OrderRequest) -> Refusal | None:
+        """The server's refusal of what the symbol's trade modes do not allow (when enforced)."""
+        attachment = self._attached()
+        behaviour = attachment.behaviour
+        if not behaviour.enforces_symbol_modes or not attachment.broker.has_symbol(request.symbol):
+            return None
+        modes = behaviour.modes_of(request.symbol)
+        action = request.action
+        if action is TradeAction.DEAL:
+            if not modes.order_mode & ORDER_MARKET:
+                return Refusal(retcodes.INVALID_ORDER, "Invalid order type")
+            if request.filling not in _deal_fillings(modes):
+                return Refusal(retcodes.INVALID_FILL, "Unsupported filling mode")
+        if action is TradeAction.PENDING:
+            if not modes.order_mode & _ORDER_TYPE_FLAGS[request.order_type]:
+                return Refusal(retcodes.INVALID_ORDER, "Invalid order type")
+            if request.filling not in _pending_fillings(modes):
+                return Refusal(retcodes.INVALID_FILL, "Unsupported filling mode")
+        if action in (TradeAction.PENDING, TradeAction.MODIFY) and not (
+            modes.expiration_mode & _EXPIRATION_FLAGS.get(trade.type_time, 0)
+        ):
+            return Refusal(retcodes.INVALID_EXPIRATION, "Invalid expiration")
+        if action is TradeAction.CLOSE_BY and not modes.order_mode & ORDER_CLOSE_BY:
+            return Refusal(retcodes.INVALID_ORDER, "Invalid order type")
+        if (request.stop_loss is not None and not modes.order_mode & ORDER_SL) or (
+            request.take_profit is not None and not modes.order_mode & ORDER_TP
+        ):
+            return Refusal(retcodes.INVALID_STOPS, "Invalid stops")
+        return None
 
     def _result_of(self, trade: Any, answer: OrderResult) -> Any:
         return self._result(
@@ -740,9 +940,10 @@ class MetaTrader5Emulator:
             request=trade,
         )
 
-    def _parse(self, request: object) -> Any:
+    def _parse(self, request: object, attachment: _Attachment) -> Any:
+        truncates = attachment.behaviour.truncates_long_comments
         try:
-            return trade_request.parse(request)
+            return trade_request.parse(request, truncates_long_comments=truncates)
         except MalformedRequest as error:
             raise _Failed(mt5.RES_E_INVALID_PARAMS, str(error)) from None
 
@@ -759,11 +960,12 @@ class MetaTrader5Emulator:
 
     # -- the gate every function goes through -----------------------------------------------
 
-    def _call(self, work: Callable[[], _T], failure: _T) -> _T:
+    def _call(self, function: str, work: Callable[[], _T], failure: _T) -> _T:
         with self._lock:
             try:
-                hang, self._hang = self._hang, None
-                if hang is not None:
+                hang = self._hang
+                if hang is not None and hang.function in (None, function):
+                    self._hang = None
                     self._block(hang, work)
                 if self._ipc_errors:
                     raise _Failed(self._ipc_errors.popleft())
@@ -792,18 +994,40 @@ class MetaTrader5Emulator:
             raise _Failed(mt5.RES_E_INTERNAL_FAIL_CONNECT)
         return self._attachment
 
+    def _attached_or_raise(self) -> _Attachment:
+        """For the emulator_* controls: a terminal must be installed first."""
+        if self._attachment is None:
+            raise ValueError("no terminal installed: emulator_attach or emulator_configure first")
+        return self._attachment
+
     @staticmethod
-    def _authorize(
+    def _log_in(
         attachment: _Attachment, login: int | None, password: str | None, server: str | None
     ) -> None:
+        """Logs the terminal in to the account named, switching it if it is on another one, as
+        the package does: whoever else uses the terminal finds it switched."""
         if login is None:
             return  # the terminal stays logged in to its account
-        if (
-            login != attachment.login
-            or (password is not None and password != attachment.password)
-            or (server is not None and server != attachment.server)
-        ):
+        candidates = [
+            key
+            for key in attachment.known
+            if key[0] == login and (server is None or key[1] == server)
+        ]
+        if not candidates:
             raise _Failed(mt5.RES_E_AUTH_FAILED)
+        current = (attachment.login, attachment.server)
+        key = current if current in candidates else candidates[0]
+        credentials = attachment.known[key]
+        if password is not None and password != credentials.password:
+            raise _Failed(mt5.RES_E_AUTH_FAILED)
+        if key == current:
+            return
+        attachment.login, attachment.server = key
+        attachment.password = credentials.password
+        attachment.account_name = credentials.account_name
+        # History orders are the account's: the terminal starts them anew.
+        attachment.seen_orders.clear()
+        attachment.gone_at.clear()
 
     @staticmethod
     def _check_types(*arguments: tuple[str, object, type]) -> None:
@@ -818,20 +1042,24 @@ class MetaTrader5Emulator:
 
     def _symbol(self, name: str) -> SimSymbol:
         self._check_types(("symbol", name, str))
-        broker = self._attached().broker
-        if not broker.has_symbol(name):
-            raise _Failed(mt5.RES_E_NOT_FOUND)
-        return broker.symbol(name)
+        attachment = self._attached()
+        if not attachment.broker.has_symbol(name):
+            raise _Failed(attachment.behaviour.unknown_symbol_code)
+        return attachment.broker.symbol(name)
 
     def _symbol_info(self, symbol: SimSymbol) -> Any:
         attachment = self._attached()
-        bid, ask, now = attachment.broker.feed.bid_ask(symbol.spec.name)
+        name = symbol.spec.name
+        bid, ask, now = attachment.broker.feed.bid_ask(name)
+        selected = name in attachment.selected
         return records.symbol_info(
             symbol,
             bid=bid,
             ask=ask,
             server_seconds=self._server_msc(now) // 1000,
-            selected=symbol.spec.name in attachment.selected,
+            selected=selected,
+            modes=attachment.behaviour.modes_of(name),
+            lacks_data=attachment.behaviour.unselected_symbols_lack_data and not selected,
         )
 
     def _positions(self) -> list[Position]:
@@ -919,15 +1147,68 @@ class MetaTrader5Emulator:
             external_id="",
         )
 
-    def _deals(self) -> list[Deal]:
+    def _deals(self, *, visible_only: bool = True) -> list[Deal]:
+        """The account's deals; those the history does not show yet left out."""
         attachment = self._attached()
-        return attachment.broker.deals(attachment.login, _EPOCH)
+        deals = attachment.broker.deals(attachment.login, _EPOCH)
+        if not visible_only or not attachment.hidden_until:
+            return deals
+        now = time.monotonic()
+        return [d for d in deals if attachment.hidden_until.get(d.order_ticket, 0.0) <= now]
+
+    def _executing(self) -> list[PendingOrder]:
+        """Market orders still executing asynchronously (working, as orders_get shows them)."""
+        attachment = self._attached()
+        now = time.monotonic()
+        for ticket in [t for t in attachment.executing if attachment.hidden_until[t] <= now]:
+            del attachment.executing[ticket]
+        return list(attachment.executing.values())
+
+    def _listing(self, found: Iterable[_T]) -> tuple[_T, ...]:
+        """A records query's answer; "none" as the behaviour says it (a failure value)."""
+        listed = tuple(found)
+        empty = self._attached().behaviour.empty_answer
+        if listed or empty is EmptyAnswer.TUPLE:
+            return listed
+        raise _Failed(
+            mt5.RES_S_OK if empty is EmptyAnswer.NONE_WITH_SUCCESS else mt5.RES_E_NOT_FOUND
+        )
+
+    def _filter(
+        self, symbol: str | None, group: str | None, ticket: int | None
+    ) -> Callable[[str, int], bool]:
+        """Which positions or orders a query asks for: (symbol, ticket) -> bool."""
+        behaviour = self._attached().behaviour
+        in_order = behaviour.group_masks_in_order
+        if behaviour.symbol_filter_ignores_ticket:
+            # As documented: "If a symbol is specified, the ticket parameter is ignored."
+            if symbol is not None:
+                return lambda name, _ticket: name == symbol
+            if group is not None:
+                return lambda name, _ticket: _in_group(name, group, in_order=in_order)
+            return lambda _name, number: ticket is None or number == ticket
+        return lambda name, number: _selected_by(
+            name, number, symbol, group, ticket, in_order=in_order
+        )
+
+    def _dates(self, dates: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, Any]:
+        """date_from and date_to of a history query, positional (and named, unless the
+        behaviour takes them positionally only, as the C extension does)."""
+        unknown = set(named) - {"date_from", "date_to"}
+        if len(dates) > 2 or unknown:
+            raise _Failed(mt5.RES_E_INVALID_PARAMS, "Invalid arguments")
+        if named and self._attached().behaviour.positional_history_dates:
+            raise _Failed(mt5.RES_E_INVALID_PARAMS, "Invalid arguments")
+        date_from, date_to = (*dates, None, None)[:2]
+        return named.get("date_from", date_from), named.get("date_to", date_to)
 
     def _deal_records(self) -> list[Any]:
         attachment = self._attached()
         deals = self._deals()
+        # The opening deposit: what the balance holds beyond every deal's profit (hidden ones
+        # too: the balance has them).
         deposit = attachment.broker.account_info(attachment.login).balance - sum(
-            (d.profit for d in deals), Decimal(0)
+            (d.profit for d in self._deals(visible_only=False)), Decimal(0)
         )
         deposited = self._server_msc(attachment.attached_at)
         listed = [
@@ -1004,7 +1285,7 @@ class MetaTrader5Emulator:
                 comment=first.comment,
                 placed_at=first.executed_at,
                 order_type=OrderType.MARKET,
-                filling=FillingPolicy.FOK,
+                filling=attachment.market_fillings.get(ticket, FillingPolicy.FOK),
             )
             listed.append(
                 self._order_record(
@@ -1048,7 +1329,10 @@ class MetaTrader5Emulator:
         if position is not None:
             return lambda _time, _symbol, _order, position_id: position_id == position
         start, end = self._period(date_from, date_to)
-        return lambda at, symbol, _order, _position: start <= at <= end and _in_group(symbol, group)
+        in_order = self._attached().behaviour.group_masks_in_order
+        return lambda at, symbol, _order, _position: (
+            start <= at <= end and _in_group(symbol, group, in_order=in_order)
+        )
 
     # -- time -------------------------------------------------------------------------------
 
@@ -1096,11 +1380,21 @@ def _done(order: PendingOrder, filled: Decimal) -> PendingOrder:
     return replace(order, volume=Decimal(0), volume_initial=max(initial, filled))
 
 
-def _in_group(symbol: str, group: str | None) -> bool:
-    """MT5 symbol groups: comma-separated wildcard masks, "!" excluding; e.g. "*USD*,!EUR*"."""
+def _in_group(symbol: str, group: str | None, *, in_order: bool = False) -> bool:
+    """MT5 symbol groups: comma-separated wildcard masks, "!" excluding; e.g. "*USD*,!EUR*".
+    `in_order`: as documented, the conditions apply one after another, each inclusion adding
+    the symbol if it matches and each exclusion removing it; else an exclusion wins wherever it
+    stands and no inclusion means all."""
     if group is None:
         return True
     masks = [m.strip() for m in group.split(",") if m.strip()]
+    if in_order:
+        chosen = False
+        for mask in masks:
+            excludes = mask.startswith("!")
+            if fnmatch.fnmatchcase(symbol, mask[1:] if excludes else mask):
+                chosen = not excludes
+        return chosen
     included = [m for m in masks if not m.startswith("!")]
     excluded = [m[1:] for m in masks if m.startswith("!")]
     if any(fnmatch.fnmatchcase(symbol, mask) for mask in excluded):
@@ -1108,11 +1402,65 @@ def _in_group(symbol: str, group: str | None) -> bool:
     return not included or any(fnmatch.fnmatchcase(symbol, mask) for mask in included)
 
 
+def _stored_comment(comment: str, behaviour: TerminalBehaviour) -> str:
+    """The comment the trade server keeps of a request's (rewritten, or cut, by some)."""
+    if behaviour.server_comment is not None:
+        return behaviour.server_comment
+    if behaviour.server_comment_length is not None:
+        return comment[: behaviour.server_comment_length]
+    return comment
+
+
+_DEAL_FILLINGS_BY_FLAG = ((FILLING_FOK, FillingPolicy.FOK), (FILLING_IOC, FillingPolicy.IOC))
+_ORDER_TYPE_FLAGS = {
+    OrderType.LIMIT: ORDER_LIMIT,
+    OrderType.STOP: ORDER_STOP,
+    OrderType.STOP_LIMIT: ORDER_STOP_LIMIT,
+    OrderType.MARKET: ORDER_MARKET,
+}
+_EXPIRATION_FLAGS = {
+    mt5.ORDER_TIME_GTC: EXPIRATION_GTC,
+    mt5.ORDER_TIME_DAY: EXPIRATION_DAY,
+    mt5.ORDER_TIME_SPECIFIED: EXPIRATION_SPECIFIED,
+    mt5.ORDER_TIME_SPECIFIED_DAY: EXPIRATION_SPECIFIED_DAY,
+}
+
+
+def _flagged_fillings(modes: SymbolTradeModes) -> set[FillingPolicy]:
+    return {policy for flag, policy in _DEAL_FILLINGS_BY_FLAG if modes.filling_mode & flag}
+
+
+def _deal_fillings(modes: SymbolTradeModes) -> set[FillingPolicy]:
+    """A market order's fillings by execution mode (MetaTrader 5's fill policy table): always
+    FOK where the dealer quotes (Request, Instant); FOK and IOC as flagged in Market execution;
+    those and RETURN in Exchange execution."""
+    if modes.execution_mode in (
+        mt5.SYMBOL_TRADE_EXECUTION_REQUEST,
+        mt5.SYMBOL_TRADE_EXECUTION_INSTANT,
+    ):
+        return {FillingPolicy.FOK}
+    flagged = _flagged_fillings(modes)
+    if modes.execution_mode == mt5.SYMBOL_TRADE_EXECUTION_EXCHANGE:
+        flagged.add(FillingPolicy.RETURN)
+    return flagged
+
+
+def _pending_fillings(modes: SymbolTradeModes) -> set[FillingPolicy]:
+    """A pending order may always RETURN; FOK and IOC as flagged."""
+    return {*_flagged_fillings(modes), FillingPolicy.RETURN}
+
+
 def _selected_by(
-    symbol: str, ticket: int, by_symbol: str | None, group: str | None, by_ticket: int | None
+    symbol: str,
+    ticket: int,
+    by_symbol: str | None,
+    group: str | None,
+    by_ticket: int | None,
+    *,
+    in_order: bool,
 ) -> bool:
     if by_ticket is not None:
         return ticket == by_ticket
     if by_symbol is not None:
         return symbol == by_symbol
-    return _in_group(symbol, group)
+    return _in_group(symbol, group, in_order=in_order)

@@ -68,8 +68,9 @@ class Refusal:
     text: str
 
 
-def parse(request: object) -> Any:
-    """The request as the package's TradeRequest tuple. Raises MalformedRequest."""
+def parse(request: object, *, truncates_long_comments: bool = False) -> Any:
+    """The request as the package's TradeRequest tuple. Raises MalformedRequest.
+    `truncates_long_comments`: a comment over MAX_COMMENT_LENGTH is cut, not refused."""
     if not isinstance(request, dict):
         raise MalformedRequest("Invalid arguments")
     for key in request:
@@ -92,6 +93,8 @@ def parse(request: object) -> Any:
             raise MalformedRequest(f'Invalid "{key}" argument')
         values[key] = value
     comment = str(values["comment"])
+    if len(comment) > MAX_COMMENT_LENGTH and truncates_long_comments:
+        comment = values["comment"] = comment[:MAX_COMMENT_LENGTH]
     if len(comment) > MAX_COMMENT_LENGTH or not comment.isascii():
         raise MalformedRequest('Invalid "comment" argument')
     return TradeRequest(**values)
