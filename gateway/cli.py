@@ -11,17 +11,17 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from gateway.api import fill_wire
 from gateway.api.server import start_gateway
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.garbage_collection import tune_for_serving
+from gateway.memory_return import HeapTrimmer, map_large_blocks_apart
+from gateway.probe import check_health
 from gateway.slow_stop import report_if_slow
 from gateway.store import Store
 from gateway.store.writer_lock import WriterLockHeld
+from gateway.tls_files import TlsFileError, read_server_tls
 
 try:
     import uvloop
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "--probe",
         action="store_true",
         help="ask the running gateway's server.health_listen endpoint; exit 0 if SERVING "
-        "(for container healthchecks)",
+        "(container healthchecks run the lighter mam-probe)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     keys = commands.add_parser(
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mam-gateway: configuration error: {error}", file=sys.stderr)
         return 2
     if args.check_config:
+        for warning in configuration_warnings(config):
+            print(f"mam-gateway: warning: {warning}", file=sys.stderr)
         print(f"{args.config}: ok")
         return 0
     if args.probe:
@@ -90,22 +92,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def probe(config: GatewayConfig, timeout_s: float = 3.0) -> int:
+    """`--probe`: what `mam-probe` (gateway/probe.py) does, after validating the whole
+    configuration; the container's healthcheck runs the lighter `mam-probe`."""
     if not config.server.health_listen:
         print("mam-gateway: --probe needs server.health_listen", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(config.server.health_listen) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-            )
-        except grpc.RpcError as error:
-            print(f"mam-gateway: not serving: {error.code().name}", file=sys.stderr)
-            return 1
-    serving = response.status == health_pb2.HealthCheckResponse.SERVING
-    print(
-        "SERVING" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-    )
+    serving, status = check_health(config.server.health_listen, timeout_s=timeout_s)
+    if not serving:
+        print(f"mam-gateway: not serving: {status}", file=sys.stderr)
+        return 1
+    print(status)
     return 0 if serving else 1
+
+
+def configuration_warnings(config: GatewayConfig) -> tuple[str, ...]:
+    """What a valid configuration should have changed soon (a certificate near its end)."""
+    tls = config.server.tls
+    if tls is None:
+        return ()
+    try:
+        files = read_server_tls(
+            tls.cert_file, tls.key_file, tls.client_ca_file, now=datetime.now(UTC)
+        )
+    except TlsFileError as error:  # changed since the configuration was loaded
+        return (str(error),)
+    return files.warnings
 
 
 async def manage_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
@@ -173,16 +184,27 @@ EXIT_LOST_WRITER_LOCK = 3
 
 
 async def serve(config: GatewayConfig) -> int:
+    # Before the server allocates: large request buffers go back to the system when freed.
+    map_large_blocks_apart()
+    loop = asyncio.get_running_loop()
+    # SIGHUP's default action ends the process; while starting, every file is read anyway.
+    loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP while starting: nothing to re-read")
     try:
         gateway = await start_gateway(config)
+    except ConfigError as error:  # a file changed since the configuration was checked
+        print(f"mam-gateway: configuration error: {error}", file=sys.stderr, flush=True)
+        return EXIT_START_REFUSED
     except (WriterLockHeld, OSError) as error:
         print(f"mam-gateway: cannot start: {error}", file=sys.stderr, flush=True)
         return EXIT_START_REFUSED
+    # The operator's "read your files again": certificates and token files, without a restart.
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     tune_for_serving()
+    heap = HeapTrimmer()
+    heap.start()
     # Tools and tests read this line to find the port (listen on port 0 picks a free one).
     print(f"mam-gateway listening on {gateway.address}", flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stopping = asyncio.create_task(stop.wait())
@@ -202,6 +224,7 @@ async def serve(config: GatewayConfig) -> int:
         await gateway.stop()
     finally:
         watchdog.cancel()
+        await heap.stop()
     log.info("stopped")
     return EXIT_LOST_WRITER_LOCK if gateway.lost_writer.is_set() else 0
 

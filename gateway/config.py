@@ -13,21 +13,29 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
+from gateway.config_overrides import OverrideError, apply_environment
 from gateway.domain.accounts import Platform
 from gateway.domain.decimals import parse_decimal
+from gateway.domain.peer_authentication import MIN_TOKEN_LENGTH, token_problem
 from gateway.domain.symbols import SymbolSpec
+from gateway.terminals.mt4.tokens import TokenFileError, parse_tokens
 from gateway.terminals.mt5.settings import Mt5Settings
 from gateway.terminals.sim.faults import PROBABILITY_FIELDS as FAULT_PROBABILITIES
 from gateway.terminals.sim.faults import FaultSettings
 from gateway.terminals.sim.latency import LatencyDistribution, LatencySettings
 from gateway.terminals.sim.sessions import ALWAYS_OPEN, TradingSessions
 from gateway.terminals.sim.symbol import SymbolRules, SymbolTradeMode
+from gateway.tls_files import TlsFileError, read_server_tls
 
-ENV_PREFIX = "MAM__"
+# The smallest first frame the MT4 bridge may be limited to: a hello whose strings are all as
+# long as gateway/terminals/mt4/messages.py lets them be is 943 bytes of ASCII.
+MIN_HELLO_FRAME_BYTES = 1024
 
 
 class ConfigError(Exception):
@@ -47,7 +55,16 @@ class TlsConfig:
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
     grace_seconds: float = 5.0
+    # The largest message either way (responses: a page of 50 FULL master orders of
+    # 1,000-account groups is ~6 MB).
     max_message_bytes: int = 16 * 1024 * 1024
+    # The largest request message (at most max_message_bytes): what one call can make the
+    # gateway receive and parse. The largest legitimate one, a 1,000-member CreateGroup with every
+    # member setting, is ~0.3 MB (docs/access-control.md, "Limits").
+    max_request_bytes: int = 4 * 1024 * 1024
+    # The most items one repeated field of a request may hold (a group's members, a fill
+    # filter's accounts, a key's groups); more is INVALID_ARGUMENT (TOO_MANY_ITEMS).
+    max_repeated_items: int = 5_000
     heartbeat_seconds: float = 5.0
     tls: TlsConfig | None = None
     # Plaintext on a non-loopback address: only behind a TLS-terminating proxy or mesh.
@@ -74,6 +91,20 @@ class AuthConfig:
     burst: int = 400
     # Streaming calls open at once per key.
     max_streams_per_key: int = 32
+    # How often the keys of open streams are read again: a key revoked straight in the
+    # database (`mam-gateway keys revoke`) ends its streams within this time.
+    stream_recheck_seconds: float = 5.0
+    # Failed authentications (an unknown key id, a wrong secret) one connection may make in a
+    # row, then one more every connection_failure_refill_seconds; and one address over all its
+    # connections. Beyond them: AUTHENTICATION_THROTTLED, keys already verified still pass.
+    failures_per_connection: int = 5
+    connection_failure_refill_seconds: float = 2.0
+    failures_per_address: int = 40
+    address_failure_refill_seconds: float = 0.2
+    # scrypt verifications of keys not verified before, per second for the whole gateway, and
+    # the burst above that rate (each costs 30-60 ms of a core).
+    verifications_per_second: float = 8.0
+    verification_burst: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +113,8 @@ class Mt4BridgeConfig:
 
     # Empty: the bridge is off.
     listen: str = ""
-    # Lines "LOGIN TOKEN"; MAM_MT4_TOKEN_<login> in the environment wins. Never in the TOML.
+    # Lines "LOGIN TOKEN" (16+ characters); MAM_MT4_TOKEN_<login> in the environment wins.
+    # Never in the TOML.
     tokens_file: Path | None = None
     heartbeat_seconds: float = 5.0
     timeout_seconds: float = 20.0
@@ -94,6 +126,15 @@ class Mt4BridgeConfig:
     # The EA speaks plain TCP (MT4 has no TLS sockets): off loopback only on a private network
     # or a tunnel, acknowledged here.
     plaintext_off_loopback: bool = False
+    # Before its hello is accepted a connection may take this long to say it, its first frame
+    # may hold this many bytes (a hello is a few hundred), and this many may wait at once.
+    hello_timeout_seconds: float = 10.0
+    hello_max_frame_bytes: int = 4096
+    max_pending_connections: int = 128
+    # Failed hellos one address may make in a row, then one more every
+    # hello_failure_refill_seconds; meanwhile its hellos are refused unchecked.
+    hello_failures_per_address: int = 10
+    hello_failure_refill_seconds: float = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +212,29 @@ class DemoConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HostableLogin:
+    """A broker login a worker token may host: on any server, or on the one named."""
+
+    login: int
+    server: str = ""
+
+    def covers(self, login: int, server: str) -> bool:
+        return self.login == login and self.server in ("", server)
+
+    def __str__(self) -> str:
+        return f"{self.login}@{self.server}" if self.server else str(self.login)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerToken:
-    """A secret a worker presents in its hello; with worker_id, only that worker may use it."""
+    """A secret a worker presents in its hello. With worker_id, only that worker id may use it
+    (and no other token may); with logins, it may host only those (and no other token may)."""
 
     secret: str = field(repr=False)
     worker_id: str = ""
+    logins: tuple[HostableLogin, ...] = ()
+    # Read from workers.tokens_file (read again when the file changes), not the environment.
+    from_file: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +246,8 @@ class WorkersConfig:
     platforms: tuple[Platform, ...] = (Platform.MT4, Platform.MT5)
     # From workers.tokens_file and the environment variable workers.tokens_env, never the TOML.
     tokens: tuple[WorkerToken, ...] = field(default=(), repr=False)
+    # Read again whenever it changes: a token removed from it is refused from then on.
+    tokens_file: Path | None = None
     # Workers heartbeat this often when idle; one silent for three intervals is dropped.
     heartbeat_seconds: float = 5.0
     # How long a call for a dropped worker's account waits for the worker to come back.
@@ -231,22 +292,10 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Gateway
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
-        if not keys:
-            continue
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        target = data
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"environment {name}: {key} is not a section")
-        target[keys[-1]] = value
+    try:
+        apply_environment(data, environ)
+    except OverrideError as error:
+        raise ConfigError(str(error)) from None
 
 
 class _Section:
@@ -314,16 +363,18 @@ def _parse(
     top = _Section(data, "")
     server_section = top.section("server")
     server = ServerConfig(
-        listen=_listen(server_section.get("listen", str, "127.0.0.1:50051")),
+        listen=_listen("server.listen", server_section.get("listen", str, "127.0.0.1:50051")),
         grace_seconds=server_section.get("grace_seconds", float, 5.0),
         max_message_bytes=server_section.positive("max_message_bytes", int, 16 * 1024 * 1024),
+        max_request_bytes=server_section.positive("max_request_bytes", int, 4 * 1024 * 1024),
+        max_repeated_items=server_section.positive("max_repeated_items", int, 5_000),
         heartbeat_seconds=server_section.positive("heartbeat_seconds", float, 5.0),
         tls=_tls(server_section),
         plaintext_off_loopback=server_section.get("plaintext_off_loopback", bool, False),
         health_listen=server_section.get("health_listen", str, ""),
     )
     if server.health_listen:
-        _listen(server.health_listen)
+        _listen("server.health_listen", server.health_listen)
         if not _is_loopback(server.health_listen.rsplit(":", 1)[0].strip("[]")):
             raise ConfigError("server.health_listen: must be a loopback address")
     server_section.done()
@@ -344,7 +395,11 @@ def _parse(
         raise ConfigError(
             "database.url: expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."
         )
+    password_file = database.get("password_file", str, "")
     database.done()
+    if password_file:
+        # Relative to the configuration file, as an [[mt5.terminals]] password_file is.
+        url = _with_password(url, base_dir / password_file)
 
     engine_section = top.section("engine")
     engine = EngineConfig(
@@ -444,7 +499,7 @@ def _mt4_bridge(section: _Section) -> Mt4BridgeConfig:
     listen = section.get("listen", str, "")
     tokens_file = section.get("tokens_file", str, "")
     bridge = Mt4BridgeConfig(
-        listen=_listen(listen) if listen else "",
+        listen=_listen("mt4_bridge.listen", listen) if listen else "",
         tokens_file=Path(tokens_file) if tokens_file else None,
         heartbeat_seconds=section.positive("heartbeat_seconds", float, 5.0),
         timeout_seconds=section.positive("timeout_seconds", float, 20.0),
@@ -452,8 +507,19 @@ def _mt4_bridge(section: _Section) -> Mt4BridgeConfig:
         request_timeout_seconds=section.positive("request_timeout_seconds", float, 60.0),
         max_frame_bytes=section.positive("max_frame_bytes", int, 1 << 20),
         plaintext_off_loopback=section.get("plaintext_off_loopback", bool, False),
+        hello_timeout_seconds=section.positive("hello_timeout_seconds", float, 10.0),
+        hello_max_frame_bytes=section.positive("hello_max_frame_bytes", int, 4096),
+        max_pending_connections=section.positive("max_pending_connections", int, 128),
+        hello_failures_per_address=section.positive("hello_failures_per_address", int, 10),
+        hello_failure_refill_seconds=section.positive("hello_failure_refill_seconds", float, 6.0),
     )
     section.done()
+    if not MIN_HELLO_FRAME_BYTES <= bridge.hello_max_frame_bytes <= bridge.max_frame_bytes:
+        raise ConfigError(
+            f"mt4_bridge.hello_max_frame_bytes: must be from {MIN_HELLO_FRAME_BYTES} (a hello "
+            "with long names and a long token) to mt4_bridge.max_frame_bytes "
+            f"({bridge.max_frame_bytes}), got {bridge.hello_max_frame_bytes}"
+        )
     if bridge.listen:
         host = bridge.listen.rsplit(":", 1)[0].strip("[]")
         if not _is_loopback(host) and not bridge.plaintext_off_loopback:
@@ -462,7 +528,48 @@ def _mt4_bridge(section: _Section) -> Mt4BridgeConfig:
                 "plain TCP; put the bridge on a private network or tunnel and set "
                 "mt4_bridge.plaintext_off_loopback = true"
             )
+        if bridge.tokens_file is not None:
+            # Read now, as the bridge will at start: a missing or broken file stops the start
+            # before anything is written.
+            try:
+                parse_tokens(bridge.tokens_file.read_text(), source=str(bridge.tokens_file))
+            except OSError as error:
+                raise ConfigError(
+                    f"mt4_bridge.tokens_file: cannot read {bridge.tokens_file}: "
+                    f"{error.strerror or error}"
+                ) from None
+            except TokenFileError as error:
+                raise ConfigError(f"mt4_bridge.tokens_file: {error}") from None
     return bridge
+
+
+def _with_password(url: str, path: Path) -> str:
+    """database.url with the password of database.password_file put in, percent-encoded: the
+    password may hold any character (`p@ss#1/x`) without being read as part of the URL."""
+    if not url.startswith("postgresql+asyncpg://"):
+        raise ConfigError("database.password_file: only for a postgresql+asyncpg:// database.url")
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(
+            f"database.password_file: cannot read {path}: {error.strerror or error}"
+        ) from None
+    # Secret files usually end with a newline (`echo SECRET > FILE`) that is not the password's.
+    password = text.rstrip("\r\n")
+    if not password:
+        raise ConfigError(f"database.password_file: {path} is empty")
+    parts = urlsplit(url)
+    user, at, host = parts.netloc.rpartition("@")
+    if not at or not user:
+        raise ConfigError(
+            "database.password_file: database.url names no user "
+            "(postgresql+asyncpg://USER@HOST:PORT/DATABASE)"
+        )
+    if ":" in user:
+        raise ConfigError(
+            "database.password_file: database.url holds a password already; leave it out"
+        )
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def _auth(section: _Section, server: ServerConfig) -> AuthConfig:
@@ -473,6 +580,17 @@ def _auth(section: _Section, server: ServerConfig) -> AuthConfig:
         rate_per_second=section.positive("rate_per_second", float, 200.0),
         burst=section.positive("burst", int, 400),
         max_streams_per_key=section.positive("max_streams_per_key", int, 32),
+        stream_recheck_seconds=section.positive("stream_recheck_seconds", float, 5.0),
+        failures_per_connection=section.positive("failures_per_connection", int, 5),
+        connection_failure_refill_seconds=section.positive(
+            "connection_failure_refill_seconds", float, 2.0
+        ),
+        failures_per_address=section.positive("failures_per_address", int, 40),
+        address_failure_refill_seconds=section.positive(
+            "address_failure_refill_seconds", float, 0.2
+        ),
+        verifications_per_second=section.positive("verifications_per_second", float, 8.0),
+        verification_burst=section.positive("verification_burst", int, 32),
     )
     section.done()
     if not auth.required and not _is_loopback(server.host):
@@ -500,36 +618,72 @@ def _workers(section: _Section, environ: Mapping[str, str]) -> WorkersConfig:
     section.done()
     if not workers.enabled:
         return workers
-    entries: list[tuple[str, str]] = []
+    tokens: list[WorkerToken] = []
     if tokens_file:
-        try:
-            lines = Path(tokens_file).read_text().splitlines()
-        except OSError as error:
-            raise ConfigError(f"workers.tokens_file: cannot read {tokens_file}: {error}") from None
-        entries += [
-            (f"workers.tokens_file line {n}", line.strip())
-            for n, line in enumerate(lines, 1)
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
+        tokens += read_worker_tokens_file(Path(tokens_file))
+        workers = dataclasses.replace(workers, tokens_file=Path(tokens_file))
     if tokens_env:
         raw = environ.get(tokens_env, "")
-        entries += [(f"${tokens_env}", item.strip()) for item in raw.split(",") if item.strip()]
-    if not entries:
+        tokens += [
+            parse_worker_token(f"${tokens_env}", item.strip())
+            for item in raw.split(",")
+            if item.strip()
+        ]
+    if not tokens:
         raise ConfigError(
             f"workers.enabled: no worker token; put them in workers.tokens_file or in the "
             f"environment variable {tokens_env or 'named by workers.tokens_env'}"
         )
-    return dataclasses.replace(workers, tokens=tuple(_worker_token(*e) for e in entries))
+    check_worker_tokens(tokens)
+    return dataclasses.replace(workers, tokens=tuple(tokens))
 
 
-def _worker_token(source: str, entry: str) -> WorkerToken:
-    """TOKEN, or WORKER_ID:TOKEN to bind it to one worker. The message never holds the token."""
-    worker_id, _, secret = entry.rpartition(":")
-    if len(secret) < 16 or not secret.isascii() or not secret.isprintable():
+def read_worker_tokens_file(path: Path) -> list[WorkerToken]:
+    """The tokens of a workers.tokens_file: one entry a line, blank lines and # comments
+    ignored. Raises ConfigError naming the line; the message never holds a token."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"workers.tokens_file: cannot read {path}: {error}") from None
+    return [
+        parse_worker_token(f"workers.tokens_file line {n}", line.strip(), from_file=True)
+        for n, line in enumerate(lines, 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def parse_worker_token(source: str, entry: str, *, from_file: bool = False) -> WorkerToken:
+    """`[WORKER_ID:]TOKEN [LOGIN[@SERVER] ...]`: a token, the worker id it is bound to and the
+    logins it may host, separated by white space. The message never holds the token."""
+    credential, *logins = entry.split()
+    worker_id, _, secret = credential.rpartition(":")
+    problem = token_problem(secret)
+    if problem is not None:
         raise ConfigError(
-            f"{source}: a worker token must be at least 16 printable ASCII characters"
+            f"{source}: a worker token must be at least {MIN_TOKEN_LENGTH} printable ASCII "
+            f"characters without white space (this one {problem})"
         )
-    return WorkerToken(secret=secret, worker_id=worker_id.strip())
+    return WorkerToken(
+        secret=secret,
+        worker_id=worker_id.strip(),
+        logins=tuple(_hostable_login(source, n, text) for n, text in enumerate(logins, 2)),
+        from_file=from_file,
+    )
+
+
+def _hostable_login(source: str, field_number: int, text: str) -> HostableLogin:
+    login, at, server = text.partition("@")
+    if not login.isdigit() or int(login) <= 0 or (at and not server):
+        # Not quoted: a token holding a space would show part of itself here.
+        raise ConfigError(f"{source}: field {field_number} is not a login (LOGIN or LOGIN@SERVER)")
+    return HostableLogin(int(login), server)
+
+
+def check_worker_tokens(tokens: list[WorkerToken]) -> None:
+    """One entry per token: two entries of one secret would bind it two ways."""
+    seen = [token.secret for token in tokens]
+    if len(set(seen)) != len(seen):
+        raise ConfigError("workers: a worker token appears in two entries; give each one line")
 
 
 def _simulator(sim: _Section) -> SimulatorConfig:
@@ -613,10 +767,10 @@ def _symbol_rules(section: _Section) -> tuple[tuple[str, SymbolRules], ...]:
     return tuple(rules)
 
 
-def _listen(value: str) -> str:
+def _listen(key: str, value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"server.listen: expected HOST:PORT, got {value!r}")
+        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
     return value
 
 
@@ -644,7 +798,14 @@ def _tls(server: _Section) -> TlsConfig | None:
     ):
         if value and not Path(value).is_file():
             raise ConfigError(f"server.{name}: no such file: {value}")
-    return TlsConfig(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+    tls = TlsConfig(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+    # Read as gRPC will read them: a junk or expired certificate, or another certificate's key,
+    # is refused here, before the gateway writes anything, rather than as "Failed to bind".
+    try:
+        read_server_tls(tls.cert_file, tls.key_file, tls.client_ca_file, now=datetime.now(UTC))
+    except TlsFileError as error:
+        raise ConfigError(str(error)) from None
+    return tls
 
 
 def _symbol(entry: Any, index: int) -> SimulatedSymbol:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -90,6 +91,18 @@ def steps(volume: str | Decimal, step: str = "0.01") -> int:
     count, rest = divmod(Decimal(volume), Decimal(step))
     assert rest == 0, f"{volume} is not a multiple of {step}"
     return int(count)
+
+
+class KeyedStub:
+    """A stub whose every call sends `metadata` (an API key's authorization, say)."""
+
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub = stub
+        self._metadata = metadata
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._stub, name)
+        return lambda request, **kw: method(request, metadata=self._metadata, **kw)
 
 
 @contextlib.asynccontextmanager

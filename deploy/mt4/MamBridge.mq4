@@ -5,6 +5,7 @@
 //| hello with the account's login and token, then executes the       |
 //| gateway's requests one at a time and answers each with the same   |
 //| id. Needs "Allow DLL imports" (Winsock) and AutoTrading.          |
+//| It cannot run on MetaQuotes' Virtual Hosting (no DLL calls there).|
 //+------------------------------------------------------------------+
 #property copyright "mam-gateway"
 #property version   "1.00"
@@ -16,7 +17,7 @@
 //--- inputs
 input string BridgeHost             = "127.0.0.1"; // Gateway bridge address (IPv4)
 input int    BridgePort             = 5870;        // Gateway bridge port
-input string BridgeToken            = "";          // Token of this login (from the gateway's operator)
+input string BridgeToken            = "";          // Token of this login (from the gateway's operator, 16+ characters)
 input int    TimerMilliseconds      = 20;          // How often the socket is polled
 input int    ReconnectSeconds       = 5;           // Wait between connection attempts
 input int    TradeContextWaitMs     = 5000;        // Longest wait for a busy trade context (then 146)
@@ -31,6 +32,14 @@ input int    ServerUtcOffsetMinutes = 0;           // Broker server time minus U
 #define EA_VERSION          "1.00"
 #define DEFAULT_MAX_FRAME   1048576
 #define MAX_FRAMES_PER_TICK 64
+// The gateway refuses shorter tokens (gateway/domain/peer_authentication.py).
+#define MIN_TOKEN_LENGTH    16
+// A connection attempt not finished by then is abandoned (the next one comes after
+// ReconnectSeconds): Windows' own connect timeout is about 21 s.
+#define CONNECT_TIMEOUT_MS  10000
+// Broker server time minus UTC is within this (UTC-12 .. UTC+14): a measurement outside it
+// comes from a wrong clock and is not used.
+#define MAX_UTC_OFFSET_SECONDS 50400
 
 //--- Winsock (MT4 terminals are 32-bit: a SOCKET is 32 bits)
 #define AF_INET        2
@@ -42,6 +51,9 @@ input int    ServerUtcOffsetMinutes = 0;           // Broker server time minus U
 #define FIONBIO        0x8004667E
 #define WSAEWOULDBLOCK 10035
 #define INADDR_NONE    0xFFFFFFFF
+#define SOL_SOCKET     0xFFFF
+#define SO_ERROR       0x1007
+#define FD_SETSIZE     64
 
 //--- MT4 error codes answered by the EA itself
 #define ERR_EA_TRADE_CONTEXT_BUSY 146
@@ -58,10 +70,26 @@ struct SockAddrIn
    uint              zero2;
   };
 
+// Winsock's fd_set and timeval, for select().
+struct FdSet
+  {
+   uint              count;
+   int               sockets[FD_SETSIZE];
+  };
+
+struct TimeVal
+  {
+   int               seconds;
+   int               microseconds;
+  };
+
 #import "ws2_32.dll"
 int    WSAStartup(ushort version, uchar &data[]);
+int    WSACleanup();
 int    socket(int af, int type, int protocol);
 int    connect(int s, SockAddrIn &name, int namelen);
+int    select(int nfds, FdSet &readable, FdSet &writable, FdSet &failed, TimeVal &timeout);
+int    getsockopt(int s, int level, int option, int &value, int &length);
 int    send(int s, uchar &buffer[], int length, int flags);
 int    recv(int s, uchar &buffer[], int length, int flags);
 int    ioctlsocket(int s, uint command, uint &argument);
@@ -72,8 +100,11 @@ uint   inet_addr(uchar &text[]);
 ushort htons(ushort value);
 #import
 
-//--- connection state
+//--- connection state (all of it set again by ResetState() in OnInit)
+bool   g_wsaStarted = false;
 int    g_socket = INVALID_SOCKET;
+bool   g_connecting = false;
+uint   g_connectStarted = 0;
 bool   g_welcomed = false;
 bool   g_giveUp = false;
 uint   g_lastAttempt = 0;
@@ -93,9 +124,12 @@ string g_lastAccountSignature = "";
 bool   g_lastTooLarge = false;
 
 //--- server time -> UTC
-int      g_utcOffset = 0;      // broker server time minus UTC, in seconds
-datetime g_lastServerTime = 0;
-datetime g_lastServerTimeSeenAt = 0;
+int      g_utcOffset = 0;            // broker server time minus UTC, in seconds
+bool     g_utcOffsetKnown = false;   // measured, saved from an earlier run, or fixed
+int      g_utcOffsetLookedUpFor = 0; // the login whose saved offset was looked for
+datetime g_lastServerTime = 0;       // TimeCurrent() when last looked at
+datetime g_lastServerTimeAt = 0;     // TimeLocal() when g_lastServerTime was taken
+datetime g_serverTimeMovedAt = 0;    // TimeLocal() when TimeCurrent() last moved; 0: not since OnInit
 
 //--- the journal: ticket -> root (+ the root's tag), closed ticket -> closing tag
 int    g_journal = INVALID_HANDLE;
@@ -113,14 +147,23 @@ int    g_closeCount = 0;
 //+------------------------------------------------------------------+
 int OnInit()
   {
+   // Changing the inputs (or the chart's symbol, or the account) runs OnInit again without
+   // reloading the EA: its globals keep the last run's values (a BridgeHost given up on, a
+   // 60 s wait after a refusal, a stale server time). Everything starts afresh here.
+   ResetState();
    if(!IsDllsAllowed())
      {
-      Alert("MamBridge: allow DLL imports (Winsock is used to reach the gateway)");
+      Alert("MamBridge: allow DLL imports for this EA (Common tab; Winsock is used to reach the gateway)");
       return(INIT_FAILED);
      }
-   if(StringLen(BridgeToken) == 0)
+   if(StringLen(BridgeToken) < MIN_TOKEN_LENGTH)
      {
-      Alert("MamBridge: BridgeToken is empty");
+      Alert("MamBridge: BridgeToken must hold at least ", MIN_TOKEN_LENGTH, " characters");
+      return(INIT_PARAMETERS_INCORRECT);
+     }
+   if(UseFixedUtcOffset && MathAbs(ServerUtcOffsetMinutes) * 60 > MAX_UTC_OFFSET_SECONDS)
+     {
+      Alert("MamBridge: ServerUtcOffsetMinutes must be within -840..840");
       return(INIT_PARAMETERS_INCORRECT);
      }
    uchar wsaData[400];
@@ -129,9 +172,10 @@ int OnInit()
       Alert("MamBridge: WSAStartup failed");
       return(INIT_FAILED);
      }
+   g_wsaStarted = true;   // OnDeinit (also run after a failed OnInit) calls WSACleanup
    if(AccountNumber() > 0)
       JournalOpen();
-   UpdateUtcOffset();
+   SeedUtcOffset();
    if(!EventSetMillisecondTimer(TimerMilliseconds > 0 ? TimerMilliseconds : 1))
      {
       Alert("MamBridge: cannot start the timer");
@@ -149,6 +193,41 @@ void OnDeinit(const int reason)
       FileClose(g_journal);
       g_journal = INVALID_HANDLE;
      }
+   // Each successful WSAStartup is paired with one WSACleanup.
+   if(g_wsaStarted)
+     {
+      WSACleanup();
+      g_wsaStarted = false;
+     }
+  }
+
+// The state of a fresh start (see OnInit). OnDeinit has closed any socket of the last run.
+void ResetState()
+  {
+   g_socket = INVALID_SOCKET;
+   g_connecting = false;
+   g_connectStarted = 0;
+   g_welcomed = false;
+   g_giveUp = false;
+   g_lastAttempt = 0;
+   g_retryMs = 0;
+   g_connectedAt = 0;
+   g_lastReceived = 0;
+   g_lastSent = 0;
+   g_lastPush = 0;
+   g_heartbeatMs = 5000;
+   g_timeoutMs = 20000;
+   g_maxFrame = DEFAULT_MAX_FRAME;
+   g_inLen = 0;
+   g_lastOrdersSignature = "";
+   g_lastAccountSignature = "";
+   g_lastTooLarge = false;
+   g_utcOffset = 0;
+   g_utcOffsetKnown = false;
+   g_utcOffsetLookedUpFor = 0;
+   g_lastServerTime = 0;
+   g_lastServerTimeAt = 0;
+   g_serverTimeMovedAt = 0;
   }
 
 void OnTick()
@@ -169,6 +248,11 @@ void OnTimer()
          wait = g_retryMs;
       if(now - g_lastAttempt >= wait)
          Connect();
+      return;
+     }
+   if(g_connecting)
+     {
+      PollConnect();
       return;
      }
    if(!ReceiveAndHandle())
@@ -220,25 +304,93 @@ bool Connect()
       Print("MamBridge: socket() failed, WSA error ", WSAGetLastError());
       return(false);
      }
+   // Non-blocking before connect: a blocking connect to a gateway that is down holds the EA's
+   // only thread (timer, trades) for Windows' connect timeout, about 21 s, at every attempt.
+   // Reading and sending must not block either. Small frames must leave at once (Nagle would
+   // hold them back).
+   uint nonBlocking = 1;
+   if(ioctlsocket(s, (uint)FIONBIO, nonBlocking) == SOCKET_ERROR)
+     {
+      Print("MamBridge: cannot make the socket non-blocking, WSA error ", WSAGetLastError());
+      closesocket(s);
+      return(false);
+     }
+   int noDelay = 1;
+   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, noDelay, 4);
    SockAddrIn target;
    target.family = (short)AF_INET;
    target.port = htons((ushort)BridgePort);
    target.address = ip;
    target.zero1 = 0;
    target.zero2 = 0;
-   // A blocking connect: it returns at once on a LAN, or after the system's timeout.
    if(connect(s, target, sizeof(SockAddrIn)) == SOCKET_ERROR)
      {
-      Print("MamBridge: cannot connect to ", address, ":", BridgePort, ", WSA error ", WSAGetLastError());
-      closesocket(s);
-      return(false);
+      int error = WSAGetLastError();
+      if(error != WSAEWOULDBLOCK)
+        {
+         Print("MamBridge: cannot connect to ", address, ":", BridgePort, ", WSA error ", error);
+         closesocket(s);
+         return(false);
+        }
      }
-   // Small frames must leave at once (Nagle would hold them back), and reading must not block.
-   int noDelay = 1;
-   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, noDelay, 4);
-   uint nonBlocking = 1;
-   ioctlsocket(s, (uint)FIONBIO, nonBlocking);
+   // Under way (or, on loopback, maybe done): PollConnect sees it finish on the next ticks.
    g_socket = s;
+   g_connecting = true;
+   g_connectStarted = GetTickCount();
+   return(true);
+  }
+
+// Whether the connection attempt under way has finished: select() with no wait reports the
+// socket writable once connected, failed once refused or unreachable. Says hello once
+// connected; abandons the attempt on failure or after CONNECT_TIMEOUT_MS.
+void PollConnect()
+  {
+   FdSet readable;
+   readable.count = 0;
+   FdSet writable;
+   writable.count = 1;
+   writable.sockets[0] = g_socket;
+   FdSet failed;
+   failed.count = 1;
+   failed.sockets[0] = g_socket;
+   TimeVal noWait;
+   noWait.seconds = 0;
+   noWait.microseconds = 0;
+   int ready = select(0, readable, writable, failed, noWait);
+   if(ready == SOCKET_ERROR)
+     {
+      AbandonConnect("select failed, WSA error " + IntegerToString(WSAGetLastError()));
+      return;
+     }
+   if(ready > 0 && failed.count > 0)
+     {
+      int error = 0;
+      int length = 4;
+      getsockopt(g_socket, SOL_SOCKET, SO_ERROR, error, length);
+      AbandonConnect("WSA error " + IntegerToString(error));
+      return;
+     }
+   if(ready > 0 && writable.count > 0)
+     {
+      g_connecting = false;
+      SayHello();
+      return;
+     }
+   if(GetTickCount() - g_connectStarted > CONNECT_TIMEOUT_MS)
+      AbandonConnect("no answer within " + IntegerToString(CONNECT_TIMEOUT_MS / 1000) + " s");
+  }
+
+void AbandonConnect(const string why)
+  {
+   Print("MamBridge: cannot connect to ", BridgeHost, ":", BridgePort, ": ", why);
+   closesocket(g_socket);
+   g_socket = INVALID_SOCKET;
+   g_connecting = false;
+   g_lastAttempt = GetTickCount();
+  }
+
+bool SayHello()
+  {
    g_welcomed = false;
    g_inLen = 0;
    g_connectedAt = GetTickCount();
@@ -266,6 +418,7 @@ void Disconnect(const string reason, const bool notify)
       return;   // sending the goodbye found the connection gone (and closed it)
    closesocket(g_socket);
    g_socket = INVALID_SOCKET;
+   g_connecting = false;
    g_welcomed = false;
    g_inLen = 0;
    g_lastAttempt = GetTickCount();
@@ -371,10 +524,12 @@ bool ReceiveAndHandle()
          ArrayCopy(g_in, rest, 0, 0, remaining);
         }
       g_inLen = remaining;
-      g_lastReceived = GetTickCount();
       HandleMessage(payload);
       if(g_socket == INVALID_SOCKET)
          return(false);
+      // Counted once the message is handled: a trade that took longer than timeout_ms (a slow
+      // OrderSend) is not silence from the gateway, whose heartbeats wait unread meanwhile.
+      g_lastReceived = GetTickCount();
      }
    return(true);
   }
@@ -494,8 +649,20 @@ string AccountFields()
           + ",\"equity\":" + JsonText(Dec(AccountEquity(), 2))
           + ",\"margin\":" + JsonText(Dec(AccountMargin(), 2))
           + ",\"free_margin\":" + JsonText(Dec(AccountFreeMargin(), 2))
-          + ",\"trade_allowed\":" + (IsTradeAllowed() ? "true" : "false")
+          + ",\"trade_allowed\":" + (TradePermitted() ? "true" : "false")
           + ",\"time\":" + IntegerToString(time));
+  }
+
+// Whether this EA may trade this account: AutoTrading on in the terminal, "Allow live trading"
+// for this EA, and the broker allowing trading and EAs on the account. Not IsTradeAllowed(),
+// which is also false while another EA holds the trade context: a passing state, not a
+// permission (trades wait for it, TradeContextWaitMs).
+bool TradePermitted()
+  {
+   return(TerminalInfoInteger(TERMINAL_TRADE_ALLOWED) != 0
+          && MQLInfoInteger(MQL_TRADE_ALLOWED) != 0
+          && AccountInfoInteger(ACCOUNT_TRADE_ALLOWED) != 0
+          && AccountInfoInteger(ACCOUNT_TRADE_EXPERT) != 0);
   }
 
 bool KnownSymbol(const string symbol)
@@ -1233,25 +1400,77 @@ bool IsTagCharacter(const ushort c)
 //+------------------------------------------------------------------+
 //| Time: the broker's server time <-> UTC                            |
 //+------------------------------------------------------------------+
-void UpdateUtcOffset()
+// TimeCurrent() is the time of the last quote: at a start on a day off it is the last tick
+// before it (a Friday evening on a Monday morning), days behind the server's clock. So the
+// offset is measured only from a TimeCurrent() seen to move since OnInit, within the last
+// 10 s; until then the last good offset, kept in a terminal global variable (4 weeks after
+// its last use), stands in.
+void SeedUtcOffset()
   {
+   g_lastServerTime = TimeCurrent();
+   g_lastServerTimeAt = TimeLocal();
+   g_serverTimeMovedAt = 0;
    if(UseFixedUtcOffset)
      {
       g_utcOffset = ServerUtcOffsetMinutes * 60;
+      g_utcOffsetKnown = true;
       return;
      }
+   LoadSavedUtcOffset();
+  }
+
+void LoadSavedUtcOffset()
+  {
+   if(AccountNumber() <= 0 || AccountNumber() == g_utcOffsetLookedUpFor)
+      return;   // not logged in yet (the next timer tick looks again), or looked for already
+   g_utcOffsetLookedUpFor = AccountNumber();
+   double saved = 0;
+   if(!GlobalVariableGet(UtcOffsetVariable(), saved) || MathAbs(saved) > MAX_UTC_OFFSET_SECONDS)
+      return;
+   g_utcOffset = (int)saved;
+   g_utcOffsetKnown = true;
+   Print("MamBridge: broker UTC offset ", g_utcOffset / 60, " min (saved), until measured");
+  }
+
+string UtcOffsetVariable()
+  {
+   return("MamBridge.UtcOffset." + IntegerToString(AccountNumber()));
+  }
+
+void UpdateUtcOffset()
+  {
+   if(UseFixedUtcOffset)
+      return;   // set by SeedUtcOffset
+   if(!g_utcOffsetKnown)
+      LoadSavedUtcOffset();
    datetime server = TimeCurrent();
    if(server != g_lastServerTime)
      {
+      // A move counts when the server's clock ran: from a value taken before (a first value
+      // after 0 is the last quote the terminal had, maybe from before a day off), by no more
+      // than this computer's clock ran meanwhile (quotes from before a day off arriving at a
+      // connection, or the first tick after it, jump further at once).
+      long serverStep = (long)server - (long)g_lastServerTime;
+      long localStep = (long)TimeLocal() - (long)g_lastServerTimeAt;
+      if(g_lastServerTime != 0 && serverStep > 0 && serverStep <= localStep + 2)
+         g_serverTimeMovedAt = TimeLocal();
       g_lastServerTime = server;
-      g_lastServerTimeSeenAt = TimeLocal();
+      g_lastServerTimeAt = TimeLocal();
      }
-   // TimeCurrent() is the time of the last tick: it tells the server's clock only while
-   // ticks come (it stands still over a weekend).
-   if(server == 0 || TimeLocal() - g_lastServerTimeSeenAt > 10)
+   // Only a TimeCurrent() seen to move since OnInit, and lately, is the server's clock.
+   if(server == 0 || g_serverTimeMovedAt == 0 || TimeLocal() - g_serverTimeMovedAt > 10)
       return;
    long difference = (long)server - (long)TimeGMT();
-   g_utcOffset = (int)(MathRound(difference / 900.0) * 900);
+   int offset = (int)(MathRound(difference / 900.0) * 900);
+   if(MathAbs(offset) > MAX_UTC_OFFSET_SECONDS)
+      return;   // a wrong clock (this computer's, or the server's): keep the last good offset
+   if(g_utcOffsetKnown && offset == g_utcOffset)
+      return;
+   g_utcOffset = offset;
+   g_utcOffsetKnown = true;
+   if(AccountNumber() > 0)
+      GlobalVariableSet(UtcOffsetVariable(), offset);
+   Print("MamBridge: broker UTC offset ", offset / 60, " min (measured)");
   }
 
 long ToUtc(const datetime serverTime)

@@ -24,9 +24,15 @@ from gateway.api.access_rules import RULES, AccessScope, Rule
 from gateway.api.audit_trail import AuditTrail, request_summary, result_summary
 from gateway.api.authenticator import Authenticator, TokenBucket
 from gateway.api.errors import code_of
+from gateway.api.stream_registry import StreamRegistry
 from gateway.domain.access import LOOPBACK_ADMIN, Principal
 from gateway.domain.audit import AuditRecord
-from gateway.domain.errors import DomainError, PermissionDenied, ResourceExhausted
+from gateway.domain.errors import (
+    DomainError,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +71,14 @@ class AccessControl:
         audit: AuditTrail,
         allowance: Allowance,
         clock: Callable[[], datetime],
+        streams: StreamRegistry | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.scope = scope
         self.audit = audit
+        # The open streams, ended or narrowed when their key is revoked or its reach shrinks
+        # (None with authentication off: no key to revoke).
+        self.streams = streams
         self._allowance = allowance
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
@@ -81,11 +91,20 @@ class AccessControl:
     async def principal_of(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         if self.authenticator is None:
             return LOOPBACK_ADMIN
-        authorization = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                authorization = value if isinstance(value, str) else value.decode()
-        return await self.authenticator.principal_of(authorization)
+        authorizations = [
+            value if isinstance(value, str) else value.decode()
+            for key, value in context.invocation_metadata() or ()
+            if key.lower() == "authorization"
+        ]
+        if len(authorizations) > 1:
+            # Proxies and servers disagree on which of two keys counts: none does.
+            raise Unauthenticated(
+                f"{len(authorizations)} authorization headers: send exactly one",
+                reason="API_KEY_AMBIGUOUS",
+            )
+        return await self.authenticator.principal_of(
+            authorizations[0] if authorizations else None, peer=context.peer()
+        )
 
     def spend(self, principal: Principal) -> None:
         """One call or stream message of the principal's allowance."""
@@ -283,7 +302,10 @@ def _stream(
         try:
             if streaming:
                 request = _metered(access, principal, request)
-            async for response in behaviour(request, context):
+            responses = behaviour(request, context)
+            if access.streams is not None:
+                responses = access.streams.guarded(principal, responses)
+            async for response in responses:
                 yield response
         finally:
             access.close_stream(principal)

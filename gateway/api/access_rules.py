@@ -4,6 +4,10 @@ Every method of every mam.v1 service has exactly one rule; a method without one 
 (tests/integration/test_access_control.py fails when a method has none). Admins pass every
 resource check. For the others, a resource the caller may not reach is PERMISSION_DENIED
 whether or not it exists (AIP-211), so that errors reveal nothing of other accounts.
+
+A state-changing call is also checked on every resource its request names, at any depth (a
+group's members and reference account, a key's scope, a kill switch's target: see
+resource_references): a write may name only what the caller could read.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.api.resource_references import ResourceKind, resource_references
 from gateway.domain.access import Principal, Role
 from gateway.domain.errors import PermissionDenied
 from gateway.store import Store
@@ -82,6 +87,39 @@ async def require_master_order(scope: AccessScope, principal: Principal, order_i
         raise deny(f"reach master order {order_id!r}")
 
 
+async def require_references(scope: AccessScope, principal: Principal, request: Any) -> None:
+    """Every resource the request names is one the caller may read; a kind no read reaches
+    (keys, kill switches, stop-outs, an id field not yet classified) is never the caller's."""
+    if principal.role is Role.ADMIN:
+        return
+    accounts: list[str] = []
+    for reference in resource_references(request):
+        resource_id = reference.resource_id
+        if reference.kind is ResourceKind.ACCOUNT:
+            accounts.append(resource_id)
+        elif reference.kind is ResourceKind.GROUP:
+            await require_group(principal, resource_id)
+        elif reference.kind is ResourceKind.MASTER_ORDER:
+            await require_master_order(scope, principal, resource_id)
+        elif reference.kind is ResourceKind.GROUP_OR_ACCOUNT:
+            if resource_id not in principal.group_ids:
+                await require_accounts(scope, principal, [resource_id])
+        else:
+            raise deny(f"name {reference.kind.value} {resource_id!r}")
+    await require_accounts(scope, principal, accounts)
+
+
+def _write(roles: frozenset[Role], check: ResourceCheck | None = None) -> Rule:
+    """A state-changing RPC's rule: audited, `check` first, then every resource it names."""
+
+    async def checked(scope: AccessScope, principal: Principal, request: Any) -> None:
+        if check is not None:
+            await check(scope, principal, request)
+        await require_references(scope, principal, request)
+
+    return Rule(roles, changes_state=True, check=checked)
+
+
 async def _account(scope: AccessScope, principal: Principal, request: Any) -> None:
     await require_accounts(scope, principal, [request.account_id or "<none>"])
 
@@ -95,10 +133,9 @@ async def _group(scope: AccessScope, principal: Principal, request: Any) -> None
 
 
 async def _group_in_body(scope: AccessScope, principal: Principal, request: Any) -> None:
+    # Its members and reference account are the references' check: a manager may arrange its
+    # own accounts, never draw in (or read the equity of) someone else's.
     await require_group(principal, request.group.group_id)
-    if "members" in request.update_mask.paths or not request.update_mask.paths:
-        # A manager may arrange its own accounts, never draw in someone else's.
-        await require_accounts(scope, principal, [m.account_id for m in request.group.members])
 
 
 async def _order_group(scope: AccessScope, principal: Principal, request: Any) -> None:
@@ -148,48 +185,46 @@ _WORKERS = "/mam.v1.WorkerService/"
 _REPORTING = "/mam.v1.ReportingService/"
 
 RULES: dict[str, Rule] = {
-    _ACCOUNTS + "CreateAccount": Rule(ADMIN, changes_state=True),
+    _ACCOUNTS + "CreateAccount": _write(ADMIN),
     _ACCOUNTS + "GetAccount": Rule(EVERYONE, check=_account),
     _ACCOUNTS + "ListAccounts": Rule(EVERYONE, check=_optional_group),
-    _ACCOUNTS + "UpdateAccount": Rule(MANAGERS, changes_state=True, check=_account_in_body),
-    _ACCOUNTS + "DeleteAccount": Rule(ADMIN, changes_state=True),
-    _ACCOUNTS + "CreateGroup": Rule(ADMIN, changes_state=True),
+    _ACCOUNTS + "UpdateAccount": _write(MANAGERS, _account_in_body),
+    _ACCOUNTS + "DeleteAccount": _write(ADMIN),
+    _ACCOUNTS + "CreateGroup": _write(ADMIN),
     _ACCOUNTS + "GetGroup": Rule(MANAGERS, check=_group),
     _ACCOUNTS + "ListGroups": Rule(MANAGERS),
-    _ACCOUNTS + "UpdateGroup": Rule(MANAGERS, changes_state=True, check=_group_in_body),
-    _ACCOUNTS + "ResetStopOut": Rule(MANAGERS, changes_state=True, check=_account_or_group),
+    _ACCOUNTS + "UpdateGroup": _write(MANAGERS, _group_in_body),
+    _ACCOUNTS + "ResetStopOut": _write(MANAGERS, _account_or_group),
     _ACCOUNTS + "ListStopOuts": Rule(MANAGERS, check=_account_or_group),
     _ACCOUNTS + "WatchStopOuts": Rule(MANAGERS, check=_account_or_group),
-    _TRADING + "SubmitMasterOrder": Rule(MANAGERS, changes_state=True, check=_order_group),
-    # Checked and audited per submission by the servicer.
-    _TRADING + "StreamMasterOrders": Rule(MANAGERS, changes_state=True),
+    _TRADING + "SubmitMasterOrder": _write(MANAGERS, _order_group),
+    # Checked (with this check) and audited per submission by the servicer.
+    _TRADING + "StreamMasterOrders": _write(MANAGERS, _order_group),
     _TRADING + "PreviewAllocation": Rule(MANAGERS, check=_order_group),
     _TRADING + "GetMasterOrder": Rule(MANAGERS, check=_master_order),
     _TRADING + "ListMasterOrders": Rule(MANAGERS, check=_optional_group),
-    _TRADING + "CancelMasterOrder": Rule(MANAGERS, changes_state=True, check=_master_order),
-    _TRADING + "ModifyMasterOrder": Rule(MANAGERS, changes_state=True, check=_master_order),
-    _TRADING + "CloseMasterPosition": Rule(MANAGERS, changes_state=True, check=_master_order),
+    _TRADING + "CancelMasterOrder": _write(MANAGERS, _master_order),
+    _TRADING + "ModifyMasterOrder": _write(MANAGERS, _master_order),
+    _TRADING + "CloseMasterPosition": _write(MANAGERS, _master_order),
     _TRADING + "SubscribeFills": Rule(EVERYONE, check=_fills),
-    _ADMIN + "CreateApiKey": Rule(ADMIN, changes_state=True),
+    _ADMIN + "CreateApiKey": _write(ADMIN),
     _ADMIN + "ListApiKeys": Rule(ADMIN),
-    _ADMIN + "RevokeApiKey": Rule(ADMIN, changes_state=True),
+    _ADMIN + "RevokeApiKey": _write(ADMIN),
     _ADMIN + "ListAuditRecords": Rule(ADMIN),
-    _ADMIN + "ActivateKillSwitch": Rule(ADMIN, changes_state=True),
-    _ADMIN + "DeactivateKillSwitch": Rule(ADMIN, changes_state=True),
+    _ADMIN + "ActivateKillSwitch": _write(ADMIN),
+    _ADMIN + "DeactivateKillSwitch": _write(ADMIN),
     _ADMIN + "ListKillSwitches": Rule(ADMIN),
     _WORKERS + "Connect": Rule(EVERYONE, own_authentication=True),
     "/mam.v1.TerminalService/ListTerminals": Rule(ADMIN),
     # Reporting: an investor reads its own accounts, a manager its groups' accounts and groups.
-    _REPORTING + "RecordBalanceOperation": Rule(
-        ADMIN, changes_state=True, check=_balance_operation_in_body
-    ),
+    _REPORTING + "RecordBalanceOperation": _write(ADMIN, _balance_operation_in_body),
     _REPORTING + "ListBalanceOperations": Rule(EVERYONE, check=_account),
     _REPORTING + "ListAccountDeals": Rule(EVERYONE, check=_account),
     _REPORTING + "ListAccountPositions": Rule(EVERYONE, check=_account),
     _REPORTING + "GetAccountPerformance": Rule(EVERYONE, check=_account),
     _REPORTING + "GetGroupPerformance": Rule(MANAGERS, check=_group),
     _REPORTING + "GetFeeSchedule": Rule(EVERYONE, check=_account),
-    _REPORTING + "UpdateFeeSchedule": Rule(ADMIN, changes_state=True, check=_fee_schedule_in_body),
+    _REPORTING + "UpdateFeeSchedule": _write(ADMIN, _fee_schedule_in_body),
     # Crystallises completed fee periods as it lists them: derived from stored history, not a
     # change anyone makes, so not audited.
     _REPORTING + "ListFeeCharges": Rule(EVERYONE, check=_account),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from gateway.api import requests
 from gateway.api.access_interceptor import current_principal
 from gateway.api.errors import NotYetAvailable
 from gateway.api.mapping import account_to_proto, group_to_proto, stop_out_to_proto
+from gateway.api.stream_registry import StreamRegistry, current_stream
 from gateway.domain.access import Role
 from gateway.domain.errors import FieldViolation, InvalidArgument, Unavailable
 from gateway.domain.stop_outs import RecordedStopOut, WatchKind
@@ -56,10 +58,13 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         *,
         stop_outs: StopOutBoard | None = None,
         heartbeat_s: float = 5.0,
+        streams: StreamRegistry | None = None,
     ) -> None:
         self._accounts = accounts
         self._stop_outs = stop_outs
         self._heartbeat_s = heartbeat_s
+        # Told when accounts leave groups, so open streams stop showing them at once.
+        self._streams = streams
 
     async def WatchStopOuts(
         self, request: pb.WatchStopOutsRequest, context: Context
@@ -81,6 +86,18 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
                 requests.required_id(request.group_id, "group_id")
             )
             accounts, groups = frozenset(group.account_ids), frozenset({group.group_id})
+        stream = current_stream()
+        if stream is not None and accounts:
+
+            def narrow(kept: frozenset[str]) -> None:
+                nonlocal accounts
+                accounts = kept
+
+            # An account leaving the key's reach ends a watch that named it and is dropped
+            # from a group's watch (docs/access-control.md).
+            accounts = await stream.scope_to(
+                accounts, explicit=bool(request.account_id), narrow=narrow
+            )
 
         def wanted(stop_out: RecordedStopOut) -> bool:
             if accounts is None or groups is None:
@@ -91,6 +108,8 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
 
         # Following starts before the active ones are read: nothing falls in between.
         follower = self._stop_outs.feed.follow()
+        if stream is not None:
+            stream.on_end(functools.partial(self._stop_outs.feed.leave, follower))
         try:
             for stop_out in self._stop_outs.active:
                 if wanted(stop_out):
@@ -181,6 +200,8 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         through ReportingService, while AccountService answers NOT_FOUND for it from now on."""
         account_id = requests.required_id(request.account_id, "account_id")
         await self._accounts.delete_account(account_id)
+        if self._streams is not None:
+            await self._streams.accounts_left([account_id])
         return pb.DeleteAccountResponse()
 
     async def CreateGroup(
@@ -228,6 +249,8 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         )
         new, risk = requests.group_with_risk(merged)
         group = await self._accounts.update_group(group_id, new, risk)
+        if self._streams is not None:
+            await self._streams.group_changed(group_id)
         return pb.UpdateGroupResponse(
             group=group_to_proto(group, self._accounts.group_risk(group_id))
         )

@@ -78,6 +78,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             raise NotFound(f"API key {key_id!r} does not exist", reason="API_KEY_NOT_FOUND")
         if self._access.authenticator is not None:
             self._access.authenticator.forget(key_id)
+        if self._access.streams is not None:
+            # Its open streams end before the revocation is answered, not at their deadlines.
+            self._access.streams.key_revoked(key_id)
         return pb.RevokeApiKeyResponse(api_key=api_key_to_proto(key))
 
     # -- audit log --------------------------------------------------------------------------

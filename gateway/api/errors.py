@@ -8,7 +8,8 @@ docs/errors.md lists the reasons.
 Before any servicer sees a request (each message of a request stream as it is read), bytes that
 do not parse as the request message and Timestamps or Durations outside their documented ranges
 are refused with INVALID_ARGUMENT: otherwise gRPC answers the first UNKNOWN and a servicer's
-conversion turns the second into INTERNAL.
+conversion turns the second into INTERNAL. So are repeated fields holding more items than
+`server.max_repeated_items` (gateway/api/repeated_fields.py), before anything looks them up.
 
 A status travels in the call's trailers, which a gRPC client refuses beyond its metadata limit
 (8 KiB soft, 16 KiB hard, by default) with RESOURCE_EXHAUSTED instead of the gateway's answer:
@@ -30,6 +31,8 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from gateway.api.aborted_calls import release_when_call_ends
+from gateway.api.repeated_fields import RepeatedFieldLimit
 from gateway.api.well_known_checks import time_violations
 from gateway.domain.errors import (
     AlreadyExists,
@@ -195,18 +198,27 @@ def _packed(message: Any) -> any_pb2.Any:
     return packed
 
 
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
+    try:
+        await context.abort_with_status(status)  # type: ignore[attr-defined]
+    except grpc.aio.AbortError as abort:
+        release_when_call_ends(abort)
+        raise
+    raise AssertionError("abort_with_status always raises")
+
+
 async def _abort_for(
     error: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str
 ) -> NoReturn:
+    release_when_call_ends(error)
     if isinstance(error, DomainError):
-        await context.abort_with_status(status_of(error))  # type: ignore[attr-defined]
+        await _abort(context, status_of(error))
     if (unavailable := _database_fault(error)) is not None:
         log.warning("%s: %s", method, unavailable.message)
-        await context.abort_with_status(status_of(unavailable))  # type: ignore[attr-defined]
+        await _abort(context, status_of(unavailable))
     incident = secrets.token_hex(6)
     log.error("incident %s in %s", incident, method, exc_info=error)
-    await context.abort_with_status(internal_status(incident))  # type: ignore[attr-defined]
-    raise AssertionError("abort_with_status always raises")
+    await _abort(context, internal_status(incident))
 
 
 def _database_fault(error: BaseException) -> Unavailable | None:
@@ -263,9 +275,15 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 # read, where a refusal of the message would end the worker's stream (and the worker, which
 # takes INVALID_ARGUMENT for a configuration error) with every terminal it hosts.
 _TIMES_DECODED_BY_SERVICER = frozenset({"/mam.v1.WorkerService/Connect"})
+_DEFAULT_REPEATED_LIMIT = RepeatedFieldLimit()
 
 
-def refusal_of(request: Any, *, check_times: bool = True) -> InvalidArgument | None:
+def refusal_of(
+    request: Any,
+    *,
+    check_times: bool = True,
+    repeated: RepeatedFieldLimit = _DEFAULT_REPEATED_LIMIT,
+) -> InvalidArgument | None:
     """Why a request cannot go to its servicer, or None when it can."""
     if type(request) is UndecodableRequest:
         problem = (
@@ -278,12 +296,29 @@ def refusal_of(request: Any, *, check_times: bool = True) -> InvalidArgument | N
         violations = time_violations(request)
         if violations:
             return InvalidArgument(violations, reason="INVALID_TIME")
+    too_many = repeated.violations(request)
+    if too_many:
+        return InvalidArgument(too_many, reason="TOO_MANY_ITEMS")
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """What refusal_of checks of one method's requests."""
+
+    check_times: bool
+    repeated: RepeatedFieldLimit
+
+    def refusal(self, request: Any) -> InvalidArgument | None:
+        return refusal_of(request, check_times=self.check_times, repeated=self.repeated)
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Refuses requests that do not parse or carry impossible times, and maps every exception
-    leaving a servicer to a status with details."""
+    """Refuses requests that do not parse, carry impossible times or too many items in a
+    repeated field, and maps every exception leaving a servicer to a status with details."""
+
+    def __init__(self, *, repeated: RepeatedFieldLimit = _DEFAULT_REPEATED_LIMIT) -> None:
+        self._repeated = repeated
 
     async def intercept_service(
         self,
@@ -294,29 +329,29 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         method = handler_call_details.method
-        check_times = method not in _TIMES_DECODED_BY_SERVICER
+        checks = _Checks(method not in _TIMES_DECODED_BY_SERVICER, self._repeated)
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, check_times, streaming=False),
+                _wrap_unary(handler.unary_unary, method, checks, streaming=False),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, check_times, streaming=False),
+                _wrap_stream(handler.unary_stream, method, checks, streaming=False),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, check_times, streaming=True),
+                _wrap_unary(handler.stream_unary, method, checks, streaming=True),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method, check_times, streaming=True),
+                _wrap_stream(handler.stream_stream, method, checks, streaming=True),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -324,11 +359,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 
 async def _refuse(context: grpc.aio.ServicerContext[Any, Any], refusal: InvalidArgument) -> None:
-    await context.abort_with_status(status_of(refusal))  # type: ignore[attr-defined]
+    release_when_call_ends(refusal)
+    await _abort(context, status_of(refusal))
 
 
 async def _checked_messages(
-    requests: AsyncIterator[Any], refused: list[InvalidArgument], check_times: bool
+    requests: AsyncIterator[Any], refused: list[InvalidArgument], checks: _Checks
 ) -> AsyncIterator[Any]:
     """The request stream, ending at the first message that cannot go to the servicer.
 
@@ -336,26 +372,37 @@ async def _checked_messages(
     stream in a task of its own and take any exception for a broken stream (WorkerService), so
     the call's own task sends the status, when the servicer returns or next yields. Aborting
     here instead could race the call's task writing a response, and the status would be lost.
+
+    Closed, it closes grpc's reader too: that reader and its generator refer to each other, and
+    a generator left waiting after a message keeps the message until the collector finds the
+    cycle (gateway/api/aborted_calls.py says why that can be a long time).
     """
-    async for request in requests:
-        refusal = refusal_of(request, check_times=check_times)
-        if refusal is not None:
-            refused.append(refusal)
-            raise refusal
-        yield request
+    messages = aiter(requests)
+    try:
+        async for request in messages:
+            refusal = checks.refusal(request)
+            if refusal is not None:
+                refused.append(refusal)
+                raise refusal
+            yield request
+    finally:
+        aclose = getattr(messages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
-def _wrap_unary(behaviour: Any, method: str, check_times: bool, *, streaming: bool) -> Any:
+def _wrap_unary(behaviour: Any, method: str, checks: _Checks, *, streaming: bool) -> Any:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         refused: list[InvalidArgument] = []
         try:
             if streaming:
-                request = _checked_messages(request, refused, check_times)
-            elif (refusal := refusal_of(request, check_times=check_times)) is not None:
+                request = _checked_messages(request, refused, checks)
+            elif (refusal := checks.refusal(request)) is not None:
                 await _refuse(context, refusal)
             response = await behaviour(request, context)
         except Exception as error:
             if _is_control_flow(error):
+                release_when_call_ends(error)  # a servicer's own abort
                 raise
             await _abort_for(refused[0] if refused else error, context, method)
         if refused:
@@ -365,15 +412,15 @@ def _wrap_unary(behaviour: Any, method: str, check_times: bool, *, streaming: bo
     return wrapper
 
 
-def _wrap_stream(behaviour: Any, method: str, check_times: bool, *, streaming: bool) -> Any:
+def _wrap_stream(behaviour: Any, method: str, checks: _Checks, *, streaming: bool) -> Any:
     async def wrapper(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         refused: list[InvalidArgument] = []
         try:
             if streaming:
-                request = _checked_messages(request, refused, check_times)
-            elif (refusal := refusal_of(request, check_times=check_times)) is not None:
+                request = _checked_messages(request, refused, checks)
+            elif (refusal := checks.refusal(request)) is not None:
                 await _refuse(context, refusal)
             responses = behaviour(request, context)
             if hasattr(responses, "__aiter__"):
@@ -389,6 +436,7 @@ def _wrap_stream(behaviour: Any, method: str, check_times: bool, *, streaming: b
                 await responses
         except Exception as error:
             if _is_control_flow(error):
+                release_when_call_ends(error)  # a servicer's own abort
                 raise
             await _abort_for(refused[0] if refused else error, context, method)
         if refused:

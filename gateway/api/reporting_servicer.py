@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,10 +21,12 @@ from gateway._proto.mam.v1 import reporting_service_pb2_grpc as pb_grpc
 from gateway.api import reporting_mapping as mapping
 from gateway.api import requests
 from gateway.api.access_interceptor import current_principal
+from gateway.domain.access import Role
 from gateway.domain.accounts import Account
 from gateway.domain.errors import AlreadyExists, NotFound, Violations
 from gateway.domain.execution_quality import (
     AccountExecution,
+    MasterDispatchSkew,
     dispatch_skews,
     execution_quality,
 )
@@ -346,8 +348,17 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
         orders = orders[:MAX_EXECUTION_ORDERS]
         executions = [e for order in orders for e in self._executions(order)]
         qualities = await asyncio.to_thread(execution_quality, executions)
-        skews = await asyncio.to_thread(dispatch_skews, executions)
         quality = next((q for q in qualities if q.account_id == account_id), None)
+        if current_principal().role is Role.INVESTOR:
+            # An investor reads its own account, not the order's others: the skews, and the
+            # delay after the order's first child, are measured on the other accounts' sends.
+            skews: tuple[MasterDispatchSkew, ...] = ()
+            if quality is not None:
+                quality = replace(
+                    quality, average_dispatch_delay_us=None, max_dispatch_delay_us=None
+                )
+        else:
+            skews = await asyncio.to_thread(dispatch_skews, executions)
         return mapping.execution_quality_to_proto(account_id, quality, skews, truncated=truncated)
 
     def _executions(self, order: AccountOrder) -> list[AccountExecution]:

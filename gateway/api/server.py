@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,13 +38,18 @@ from gateway.api.access_rules import AccessScope
 from gateway.api.account_servicer import AccountServicer
 from gateway.api.admin_servicer import AdminServicer
 from gateway.api.audit_trail import AuditTrail
+from gateway.api.authentication_interceptor import AuthenticationInterceptor
 from gateway.api.authenticator import Authenticator
 from gateway.api.errors import ErrorInterceptor
 from gateway.api.health import GatewayHealth
+from gateway.api.peer_throttle import AuthenticationLimits, AuthenticationThrottle
+from gateway.api.repeated_fields import RepeatedFieldLimit
 from gateway.api.reporting_servicer import ReportingServicer
+from gateway.api.stream_registry import StreamRegistry
+from gateway.api.tls_credentials import ServerCertificates
 from gateway.api.trading_servicer import TradingServicer
 from gateway.api.worker_servicer import TerminalServicer, WorkerHealth, WorkerServicer
-from gateway.config import GatewayConfig, ServerConfig
+from gateway.config import ConfigError, GatewayConfig, ServerConfig
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.domain.accounts import (
     Account,
@@ -56,6 +61,7 @@ from gateway.domain.accounts import (
     NewGroup,
     Platform,
 )
+from gateway.domain.peer_authentication import FailurePolicy
 from gateway.engine.account_manager import AccountManager
 from gateway.engine.account_monitor import AccountMonitor
 from gateway.engine.dispatcher import Dispatcher, DispatchSettings
@@ -69,6 +75,7 @@ from gateway.engine.store_health import StoreHealth
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_engine import TradingEngine, TradingLimits
 from gateway.engine.trading_gate import TradingGate
+from gateway.secret_files import write_owner_only
 from gateway.store import Store
 from gateway.terminals.mt4 import (
     BridgeSettings,
@@ -76,13 +83,16 @@ from gateway.terminals.mt4 import (
     Mt4Terminal,
     Mt4TerminalSettings,
     SessionSettings,
+    TokenFileError,
     token_lookup,
 )
+from gateway.terminals.mt4.tokens import Mt4Tokens
 from gateway.terminals.mt5 import Mt5Terminal
 from gateway.terminals.protocol import Terminal
 from gateway.terminals.remote import BrokerLogin, RemoteTerminal, WorkerHub
 from gateway.terminals.sim import SimBroker, SimSymbol, SimTerminal
 from gateway.terminals.sim.quotes import QuoteSettings
+from gateway.tls_files import TlsFileError
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +135,32 @@ class RunningGateway:
     lost_writer: asyncio.Event = field(default_factory=asyncio.Event)
     store_health: StoreHealth | None = None
     worker_health: WorkerHealth | None = None
+    # What reload() reads again.
+    certificates: ServerCertificates | None = None
+    mt4_tokens: Mt4Tokens | None = None
+    worker_service: WorkerServicer | None = None
 
     @property
     def address(self) -> str:
         return f"{self.config.server.host}:{self.port}"
+
+    def reload(self) -> None:
+        """Reads again, now, the files the gateway re-reads while it runs (SIGHUP): the TLS
+        certificate, key and client CA, the MT4 token file and the worker token file. Files
+        not usable now leave what was read before in force (logged as errors)."""
+        log.info("reading the certificate and token files again")
+        rereads: list[Callable[[], object]] = []
+        if self.certificates is not None:
+            rereads.append(self.certificates.reload)
+        if self.mt4_tokens is not None:
+            rereads.append(self.mt4_tokens.reload)
+        if self.worker_service is not None:
+            rereads.append(self.worker_service.reload_tokens)
+        for reread in rereads:
+            try:
+                reread()
+            except Exception:  # a signal handler's failure must not end the process
+                log.exception("reading files again failed; what was read before stays")
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stops taking calls, lets running ones and in-flight dispatches finish, closes."""
@@ -149,6 +181,8 @@ class RunningGateway:
             await self.stop_outs.stop()
         await self.engine.stop(grace)
         await self.access.audit.stop()
+        if self.access.streams is not None:
+            await self.access.streams.stop()
         # Outcomes still waiting for a database that stays down are found by tag at the next
         # start: the stop does not wait for it longer than the grace period.
         await self.recorder.stop(timeout_s=max(grace, 1.0))
@@ -198,13 +232,23 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
 
 
 async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> RunningGateway:
+    # The files read at start are read before the database is touched: one changed since the
+    # configuration was checked stops the start with its key named and nothing written.
+    tls, bridge = config.server.tls, config.mt4_bridge
+    try:
+        certificates = None if tls is None else ServerCertificates(tls)
+        mt4_tokens = token_lookup(bridge.tokens_file) if bridge.listen else None
+    except TlsFileError as error:
+        raise ConfigError(str(error)) from None
+    except TokenFileError as error:
+        raise ConfigError(f"mt4_bridge.tokens_file: {error}") from None
     store = await Store.open(config.database_url, fill_encoder=fill_wire.encode)
     started.push_async_callback(store.close)
     broker = simulated_broker(config)
     started.callback(broker.close)
     workers = WorkerHub(reconnect_grace_s=config.workers.reconnect_grace_seconds)
 
-    mt4_bridge = await _start_mt4_bridge(config)
+    mt4_bridge = None if mt4_tokens is None else await _start_mt4_bridge(config, mt4_tokens)
     if mt4_bridge is not None:
         started.push_async_callback(mt4_bridge.close)
 
@@ -316,20 +360,37 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         await _seed_demo(config, accounts)
     access = await _access_control(config, store)
     started.push_async_callback(access.audit.stop)
+    if access.streams is not None:
+        started.push_async_callback(access.streams.stop)
 
     limit = config.server.max_message_bytes
+    # The error mapping wraps access control, so refusals carry the same details; with keys
+    # required, the key is checked before the request is read (authentication_interceptor.py).
+    interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
+        ErrorInterceptor(repeated=RepeatedFieldLimit(config.server.max_repeated_items))
+    ]
+    if access.required:
+        interceptors.append(AuthenticationInterceptor(access))
+    interceptors.append(AccessInterceptor(access))
     server = grpc.aio.server(
-        # The error mapping wraps access control, so refusals carry the same details.
-        interceptors=[ErrorInterceptor(), AccessInterceptor(access)],
+        interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", limit),
+            (
+                "grpc.max_receive_message_length",
+                min(limit, config.server.max_request_bytes),
+            ),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
         ],
     )
     started.push_async_callback(server.stop, 0)
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountServicer(accounts, stop_outs=stop_outs, heartbeat_s=config.server.heartbeat_seconds),
+        AccountServicer(
+            accounts,
+            stop_outs=stop_outs,
+            heartbeat_s=config.server.heartbeat_seconds,
+            streams=access.streams,
+        ),
         server,
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
@@ -347,9 +408,8 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         ),
         server,
     )
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerServicer(workers, config.workers), server
-    )
+    worker_service = WorkerServicer(workers, config.workers)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(worker_service, server)
     reporting_service_pb2_grpc.add_ReportingServiceServicer_to_server(
         ReportingServicer(store, config.symbol_specs, utc_now), server
     )
@@ -367,7 +427,7 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         server,
     )
     # Bound before anything resumes: a port in use fails the start with nothing sent.
-    port = _add_port(server, config.server)
+    port = _add_port(server, config.server, certificates)
     health_server, health_port = None, 0
     if config.server.health_listen:
         # Probes inside the host or container ask here, without the API's TLS or keys.
@@ -411,6 +471,9 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
     store_health.subscribe(functools.partial(_serving_while_store_reachable, health))
     store.watch_writer_lock(writer_lost)
     return RunningGateway(
+        certificates=certificates,
+        mt4_tokens=mt4_tokens,
+        worker_service=worker_service,
         mt4_bridge=mt4_bridge,
         access=access,
         kill_switches=kill_switches,
@@ -455,26 +518,37 @@ def _serving_while_store_reachable(health: HealthServicer, reachable: bool) -> N
     task.add_done_callback(_health_updates.discard)
 
 
-async def _start_mt4_bridge(config: GatewayConfig) -> Mt4BridgeServer | None:
+async def _start_mt4_bridge(config: GatewayConfig, tokens: Mt4Tokens) -> Mt4BridgeServer:
     bridge = config.mt4_bridge
-    if not bridge.listen:
-        return None
     host, _, port = bridge.listen.rpartition(":")
     server = await Mt4BridgeServer.start(
         host=host.strip("[]"),
         port=int(port),
-        tokens=token_lookup(bridge.tokens_file),
-        settings=BridgeSettings(
-            session=SessionSettings(
-                heartbeat_s=bridge.heartbeat_seconds,
-                timeout_s=bridge.timeout_seconds,
-                trade_timeout_s=bridge.trade_timeout_seconds,
-                max_frame_bytes=bridge.max_frame_bytes,
-            )
-        ),
+        tokens=tokens,
+        settings=bridge_settings(config),
     )
     log.info("MT4 bridge listening on %s", bridge.listen)
     return server
+
+
+def bridge_settings(config: GatewayConfig) -> BridgeSettings:
+    """The MT4 bridge's settings from [mt4_bridge]."""
+    bridge = config.mt4_bridge
+    return BridgeSettings(
+        session=SessionSettings(
+            heartbeat_s=bridge.heartbeat_seconds,
+            timeout_s=bridge.timeout_seconds,
+            trade_timeout_s=bridge.trade_timeout_seconds,
+            max_frame_bytes=bridge.max_frame_bytes,
+        ),
+        hello_timeout_s=bridge.hello_timeout_seconds,
+        hello_max_frame_bytes=bridge.hello_max_frame_bytes,
+        max_pending_connections=bridge.max_pending_connections,
+        failures=FailurePolicy(
+            burst=bridge.hello_failures_per_address,
+            refill_s=bridge.hello_failure_refill_seconds,
+        ),
+    )
 
 
 async def _access_control(config: GatewayConfig, store: Store) -> AccessControl:
@@ -485,9 +559,36 @@ async def _access_control(config: GatewayConfig, store: Store) -> AccessControl:
         log.warning("authentication is off: every caller on %s is an admin", config.server.listen)
     audit = AuditTrail(store.access)
     audit.start()
+    authenticator = (
+        Authenticator(
+            store.access,
+            throttle=AuthenticationThrottle(
+                AuthenticationLimits(
+                    failures_per_connection=auth.failures_per_connection,
+                    connection_failure_refill_s=auth.connection_failure_refill_seconds,
+                    failures_per_address=auth.failures_per_address,
+                    address_failure_refill_s=auth.address_failure_refill_seconds,
+                    verifications_per_second=auth.verifications_per_second,
+                    verification_burst=auth.verification_burst,
+                )
+            ),
+        )
+        if auth.required
+        else None
+    )
+    scope = AccessScope(store)
+    streams = None
+    if authenticator is not None:
+        streams = StreamRegistry(
+            scope=scope,
+            keys=store.access,
+            authenticator=authenticator,
+            recheck_s=auth.stream_recheck_seconds,
+        )
+        streams.start()
     return AccessControl(
-        authenticator=Authenticator(store.access) if auth.required else None,
-        scope=AccessScope(store),
+        authenticator=authenticator,
+        scope=scope,
         audit=audit,
         allowance=Allowance(
             rate_per_second=auth.rate_per_second,
@@ -495,6 +596,7 @@ async def _access_control(config: GatewayConfig, store: Store) -> AccessControl:
             max_streams=auth.max_streams_per_key,
         ),
         clock=utc_now,
+        streams=streams,
     )
 
 
@@ -514,26 +616,19 @@ async def bootstrap_admin_key(store: Store, path: Path, now: datetime) -> str | 
             created_by="bootstrap",
         )
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(issued.key + "\n")
+    write_owner_only(path, issued.key + "\n")
     log.warning("created admin API key %s; the key is in %s (owner-only)", issued.key_id, path)
     return issued.key_id
 
 
-def _add_port(server: grpc.aio.Server, config: ServerConfig) -> int:
+def _add_port(
+    server: grpc.aio.Server, config: ServerConfig, certificates: ServerCertificates | None
+) -> int:
     try:
-        if config.tls is None:
+        if certificates is None:
             port = server.add_insecure_port(config.listen)
         else:
-            tls = config.tls
-            credentials = grpc.ssl_server_credentials(
-                [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-                root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
-                require_client_auth=tls.client_ca_file is not None,
-            )
-            port = server.add_secure_port(config.listen, credentials)
+            port = server.add_secure_port(config.listen, certificates.credentials())
     except RuntimeError as error:  # grpcio raises "Failed to bind" where older ones returned 0
         raise OSError(f"cannot listen on {config.listen}: {error}") from None
     if port == 0:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway._proto.mam.v1 import order_pb2
@@ -14,7 +14,7 @@ from gateway._proto.mam.v1 import trading_service_pb2 as pb
 from gateway._proto.mam.v1 import trading_service_pb2_grpc as pb_grpc
 from gateway.api import fill_wire, requests
 from gateway.api.access_interceptor import AccessControl, current_principal, mark_audited
-from gateway.api.access_rules import require_group
+from gateway.api.access_rules import RULES
 from gateway.api.errors import code_of
 from gateway.api.mapping import (
     allocation_to_proto,
@@ -22,6 +22,7 @@ from gateway.api.mapping import (
     enum_to_proto,
     master_to_proto,
 )
+from gateway.api.stream_registry import current_stream
 from gateway.domain.errors import (
     DomainError,
     FieldViolation,
@@ -32,7 +33,7 @@ from gateway.domain.errors import (
 )
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
 from gateway.engine.account_manager import AccountManager
-from gateway.engine.fill_bus import FillBus
+from gateway.engine.fill_bus import FillBus, Subscription
 from gateway.engine.order_updates import Follower, OrderUpdate, OrderUpdateBus
 from gateway.engine.stops_modifier import StopsChange
 from gateway.engine.trading_engine import TradingEngine
@@ -103,6 +104,11 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         reading = asyncio.create_task(
             self._read_submissions(request_iterator, follower, window, context.peer())
         )
+        stream = current_stream()
+        if stream is not None:
+            # Ended (its key revoked): no submission is taken from then on, even while the
+            # answers wait for a slow reader.
+            stream.on_end(reading.cancel)
         # The state, client_order_id and view of each followed master order, for its events.
         states: dict[str, MasterOrderState] = {}
         client_ids: dict[str, str] = {}
@@ -195,12 +201,15 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         peer: str,
     ) -> None:
         principal = current_principal()
+        # The interceptor sees a stream, not its submissions: each is checked here.
+        check = RULES[STREAM_METHOD].check
         try:
             async for request in request_iterator:
                 await window.acquire()
                 client_order_id = request.order.client_order_id
                 try:
-                    await require_group(principal, request.order.group_id)
+                    if check is not None and not principal.is_admin:
+                        await check(self._access.scope, principal, request)
                     spec, view = requests.submission(request)
                     audit = self._access.audit_record(principal, STREAM_METHOD, request, peer=peer)
                     submission = await self._engine.submit(
@@ -336,18 +345,30 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         is dropped and it catches up from the store the same way, then goes live again. gRPC
         flow control holds the replay to the reader's pace, so memory stays bounded.
         """
-        fill_filter = await self._filter(request)
+        scope = _FillScope(self._bus, await self._filter(request))
+        stream = current_stream()
+        if stream is not None:
+            # An account leaving the key's reach ends a stream that named it and is dropped
+            # silently from "all my accounts" (docs/access-control.md).
+            await stream.scope_to(
+                scope.filter.account_ids, explicit=bool(request.account_ids), narrow=scope.narrow
+            )
+            stream.on_end(scope.close)
         last = self._store.last_sequence if request.live_only else request.after_sequence
         while True:
-            subscription = self._bus.subscribe(fill_filter)
+            subscription = scope.subscribe()
             try:
                 replay = fill_wire.stored_batches(
-                    self._store, last, fill_filter, batch_size=MAX_FILLS_PER_BATCH
+                    self._store, last, subscription.filter, batch_size=MAX_FILLS_PER_BATCH
                 )
                 async with contextlib.aclosing(replay) as batches:
                     async for response in batches:
+                        if subscription.narrowed:
+                            break  # read under the wider filter: read again under the new one
                         last = response.batch.last_sequence
                         yield response
+                if subscription.narrowed:
+                    continue
                 yield pb.SubscribeFillsResponse(
                     heartbeat_sequence=max(last, self._store.last_sequence)
                 )
@@ -402,6 +423,30 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                     "this API key reaches no account", reason="PERMISSION_DENIED"
                 )
         return FillFilter(account_ids=account_ids, master_order_id=request.master_order_id)
+
+
+class _FillScope:
+    """The filter of one SubscribeFills call and its current bus subscription, narrowed
+    together when the caller's reach shrinks (so the filter of a catch-up is the new one)."""
+
+    def __init__(self, bus: FillBus, fill_filter: FillFilter) -> None:
+        self.filter = fill_filter
+        self._bus = bus
+        self._subscription: Subscription | None = None
+
+    def subscribe(self) -> Subscription:
+        self._subscription = self._bus.subscribe(self.filter)
+        return self._subscription
+
+    def narrow(self, account_ids: frozenset[str]) -> None:
+        self.filter = replace(self.filter, account_ids=account_ids)
+        if self._subscription is not None:
+            self._subscription.narrow(self.filter)
+
+    def close(self) -> None:
+        """The stream was ended: its buffer goes now, even while a send holds the call."""
+        if self._subscription is not None:
+            self._bus.unsubscribe(self._subscription)
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,22 @@ class Dispatcher:
         # Every execution's first step runs before this (the loop runs its ready callbacks in
         # order): each first request is built by then, and they leave back to back.
         asyncio.get_running_loop().call_soon(_release_together, release)
-        await asyncio.gather(*executions)
+        # Each child to its end, whatever another's outcome: one that cannot be stored (or a
+        # writer that lost its database) must not end the order's dispatch while others run.
+        outcomes = await asyncio.gather(*executions, return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        for outcome in failed:
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+        if failed:
+            log.error(
+                "master order %s: %d of %d children's outcomes were not stored (%s); they stay "
+                "as last stored and are found by their tags at the next start",
+                master.master_order_id,
+                len(failed),
+                len(ordered),
+                failed[0],
+            )
 
     async def _execute(
         self,

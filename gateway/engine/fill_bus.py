@@ -26,6 +26,9 @@ class Subscription:
         self.filter = fill_filter
         self.max_pending = max_pending
         self.overflowed = False
+        # Set by `narrow`: what the reader read from the store under the wider filter is not
+        # to be sent.
+        self.narrowed = False
         self.on_overflow: Callable[[], None] = lambda: None
         self._pending: deque[CommittedFill] = deque()
         self._ready = asyncio.Event()
@@ -54,6 +57,16 @@ class Subscription:
         else:
             self._pending.extend(wanted)
         self._ready.set()
+
+    def narrow(self, fill_filter: FillFilter) -> None:
+        """Replaces the filter with a narrower one (the reader may see fewer accounts than
+        when it subscribed): the fills buffered that it no longer matches are dropped now, so
+        that none of them is sent. Once per change of reach, never per fill."""
+        self.filter = fill_filter
+        self.narrowed = True
+        if self._pending:
+            matches = fill_filter.matches
+            self._pending = deque(f for f in self._pending if matches(f.fill))
 
     def wake(self) -> None:
         self._ready.set()

@@ -85,19 +85,23 @@ async def mt4_bridge(
     terminal_settings: Mt4TerminalSettings | None = None,
     account_id: str = "mt4-account",
     connect: bool = True,
+    token: str = TOKEN,
+    settings: BridgeSettings | None = None,
 ) -> AsyncIterator[Mt4Bridge]:
     """A bridge server on a free port, a fake EA for `login` (a hedging account opened with
-    `balance` on `broker`), connected unless `connect` is False, and its Mt4Terminal."""
+    `balance` on `broker`), connected unless `connect` is False, and its Mt4Terminal. `token`
+    is the login's token at the gateway and the EA's; `settings` replaces the bridge's (whose
+    `session` then wins over the `session` argument)."""
     broker = broker or make_broker(ManualClock())
     broker.open_account(login, balance=balance, leverage=leverage, margin_mode=MarginMode.HEDGING)
     server = await Mt4BridgeServer.start(
         host="127.0.0.1",
         port=0,
-        tokens={login: TOKEN}.get,
-        settings=BridgeSettings(session=session, hello_timeout_s=2.0),
+        tokens={login: token}.get,
+        settings=settings or BridgeSettings(session=session, hello_timeout_s=2.0),
     )
     host, port = server.address
-    ea = FakeMt4Ea(broker, login, host=host, port=port, token=TOKEN)
+    ea = FakeMt4Ea(broker, login, host=host, port=port, token=token)
     terminal = Mt4Terminal(account_id, login, server, settings=terminal_settings)
     try:
         if connect:

@@ -34,7 +34,7 @@ async def gateway_with_bridge(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[RunningGateway]:
     for login in LOGINS:
-        monkeypatch.setenv(f"MAM_MT4_TOKEN_{login}", f"token-of-{login}")
+        monkeypatch.setenv(f"MAM_MT4_TOKEN_{login}", f"bridge-token-of-login-{login}")
     config = make_config(tmp_path)
     config = dataclasses.replace(
         config,
@@ -57,7 +57,7 @@ async def test_a_master_order_fills_on_mt4_and_simulated_accounts(
     eas = []
     for login in LOGINS:
         broker.open_account(login, balance=Decimal(20_000), margin_mode=MarginMode.HEDGING)
-        ea = FakeMt4Ea(broker, login, host=host, port=port, token=f"token-of-{login}")
+        ea = FakeMt4Ea(broker, login, host=host, port=port, token=f"bridge-token-of-login-{login}")
         assert (await ea.connect())["type"] == "welcome"
         eas.append(ea)
     try:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -59,17 +61,28 @@ from tests.integration.test_tls import certificates  # noqa: F401  (a fixture)
 from tests.support import DEMO_CONFIG, error_details, make_config
 
 TOKEN = "integration-worker-token-0001"
+OTHER_TOKEN = "integration-worker-token-0009"
 SERVER = "Broker-Live"
 FIRST_LOGIN = 91_001
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-async def _start(tmp_path: Path, *, heartbeat_s: float = 5.0) -> RunningGateway:
+async def _start(
+    tmp_path: Path, *, heartbeat_s: float = 5.0, workers: WorkersConfig | None = None
+) -> RunningGateway:
     config = make_config(tmp_path)
-    workers = WorkersConfig(
+    workers = workers or WorkersConfig(
         enabled=True, tokens=(WorkerToken(TOKEN),), heartbeat_seconds=heartbeat_s
     )
     return await start_gateway(dataclasses.replace(config, workers=workers))
+
+
+def _workers_of(tokens_env: str, **environ: str) -> WorkersConfig:
+    """The [workers] section read as the gateway reads it, with these token entries."""
+    return load_config(
+        DEMO_CONFIG,
+        environ={"MAM__WORKERS__ENABLED": "true", "MAM_WORKER_TOKENS": tokens_env, **environ},
+    ).workers
 
 
 @pytest.fixture
@@ -303,6 +316,121 @@ async def test_a_bad_token_is_unauthenticated_and_the_worker_gives_up(
     worker = Worker(gateway, Broker([FIRST_LOGIN]), token="not-the-token-but-long-enough")
     assert "UNAUTHENTICATED" in str(await worker.refused())
     assert await _health(channel, "worker/win-1") == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+
+async def _refusal(channel: grpc.aio.Channel, worker_id: str, token: str, logins: list[int]) -> Any:
+    """The error details of a Connect the gateway refuses."""
+    call = worker_service_pb2_grpc.WorkerServiceStub(channel).Connect(
+        iter([_hello(worker_id, token, logins)])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.read()
+    return error_details(refused.value)
+
+
+# -- issue 28: who may connect as which worker, hosting which logins --------------------------
+
+
+async def test_a_token_bound_to_logins_may_not_host_another_workers_login(
+    tmp_path: Path,
+) -> None:
+    workers: list[Worker] = []
+    gateway = await _start(
+        tmp_path,
+        workers=_workers_of(f"w-1:{TOKEN} {FIRST_LOGIN},w-9:{OTHER_TOKEN} 80009@{SERVER}"),
+    )
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            refused = await _refusal(channel, "w-1", TOKEN, [FIRST_LOGIN, 80009])
+            assert (refused.code, refused.reason) == (
+                grpc.StatusCode.PERMISSION_DENIED,
+                "LOGIN_NOT_PERMITTED",
+            )
+            assert "80009" in refused.message
+            assert gateway.workers.connected_session(BrokerLogin(80009, SERVER)) is None
+            nine = Worker(gateway, Broker([80009]), worker_id="w-9", token=OTHER_TOKEN)
+            workers.append(await nine.start())
+            assert gateway.workers.view(BrokerLogin(80009, SERVER)).worker_id == "w-9"
+            one = Worker(gateway, Broker([FIRST_LOGIN]), worker_id="w-1", token=TOKEN)
+            workers.append(await one.start())
+    finally:
+        for worker in workers:
+            await worker.kill()
+        await gateway.stop(0.5)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "code", "reason"),
+    [
+        # Another token may not displace a connected worker.
+        (f"{TOKEN},{OTHER_TOKEN}", grpc.StatusCode.ALREADY_EXISTS, "WORKER_ID_IN_USE"),
+        # A token not bound to a worker id may not use an id another token claims.
+        (f"win-1:{TOKEN},{OTHER_TOKEN}", grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+    ],
+    ids=["another-token-displacing", "unbound-token-taking-a-claimed-id"],
+)
+async def test_another_token_cannot_take_a_connected_workers_place(
+    tmp_path: Path, tokens: str, code: grpc.StatusCode, reason: str
+) -> None:
+    workers: list[Worker] = []
+    gateway = await _start(tmp_path, workers=_workers_of(tokens))
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            first = await Worker(gateway, Broker([FIRST_LOGIN])).start()
+            workers.append(first)
+            refused = await _refusal(channel, "win-1", OTHER_TOKEN, [FIRST_LOGIN])
+            assert (refused.code, refused.reason) == (code, reason)
+            session = gateway.workers.connected_session(BrokerLogin(FIRST_LOGIN, SERVER))
+            assert session is not None and session.drop_reason is None
+            assert first.worker.sessions == 1
+    finally:
+        for worker in workers:
+            await worker.kill()
+        await gateway.stop(0.5)
+
+
+async def test_a_token_removed_from_the_tokens_file_is_refused_and_its_worker_dropped_at_once(
+    tmp_path: Path,
+) -> None:
+    tokens = tmp_path / "worker-tokens"
+    tokens.write_text(f"win-1:{TOKEN}\nwin-2:{OTHER_TOKEN}\n")
+    gateway = await _start(tmp_path, workers=_workers_of("", MAM__WORKERS__TOKENS_FILE=str(tokens)))
+    first = Worker(gateway, Broker([FIRST_LOGIN]))
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            await first.start()
+            tokens.write_text(f"win-2:{OTHER_TOKEN}\n")
+            refused = await _refusal(channel, "win-1", TOKEN, [FIRST_LOGIN])
+            assert refused.code is grpc.StatusCode.UNAUTHENTICATED
+            assert first.task is not None
+            with pytest.raises(FatalWorkerError, match="was revoked"):
+                async with asyncio.timeout(10):
+                    await first.task
+            assert gateway.workers.connected_session(BrokerLogin(FIRST_LOGIN, SERVER)) is None
+    finally:
+        await first.kill()
+        await gateway.stop(0.5)
+
+
+async def test_failed_worker_authentications_are_logged_and_throttled_per_address(
+    gateway: RunningGateway, channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    reasons = [
+        (await _refusal(channel, "win-1", "not-the-token-but-long-enough", [FIRST_LOGIN])).reason
+        for _ in range(12)
+    ]
+    assert reasons == ["UNAUTHENTICATED"] * 10 + ["AUTHENTICATION_THROTTLED"] * 2
+    # Throttled, even the right token is refused unchecked: guessing it gains nothing.
+    throttled = await _refusal(channel, "win-1", TOKEN, [FIRST_LOGIN])
+    assert (throttled.code, throttled.reason) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "AUTHENTICATION_THROTTLED",
+    )
+    assert throttled.retry_delay_s > 0
+    assert caplog.text.count("worker authentication failed from ipv4:127.0.0.1") == 10
+    assert "worker authentications from ipv4:127.0.0.1 throttled after 10 failures" in caplog.text
+    assert "not-the-token" not in caplog.text
 
 
 async def test_every_terminal_call_round_trips_through_the_worker(

@@ -14,6 +14,7 @@ from gateway.terminals.sim import (
     SymbolTradeMode,
     TradingSessions,
 )
+from tests.certificates import CertificateAuthority
 from tests.support import DEMO_CONFIG
 
 
@@ -105,18 +106,18 @@ def test_plaintext_off_loopback_is_an_explicit_choice() -> None:
 
 
 def test_tls_files_make_any_address_acceptable(tmp_path: Path) -> None:
-    (tmp_path / "cert.pem").write_text("cert")
-    (tmp_path / "key.pem").write_text("key")
+    # Real files: their contents are checked (tests/integration/test_check_config.py).
+    cert, key = CertificateAuthority.create(tmp_path).issue("server")
     config = load_config(
         DEMO_CONFIG,
         environ={
             "MAM__SERVER__LISTEN": "0.0.0.0:50051",
-            "MAM__SERVER__TLS_CERT_FILE": str(tmp_path / "cert.pem"),
-            "MAM__SERVER__TLS_KEY_FILE": str(tmp_path / "key.pem"),
+            "MAM__SERVER__TLS_CERT_FILE": str(cert),
+            "MAM__SERVER__TLS_KEY_FILE": str(key),
         },
     )
     assert config.server.tls is not None
-    assert config.server.tls.cert_file == tmp_path / "cert.pem"
+    assert config.server.tls.cert_file == cert
     assert config.server.tls.client_ca_file is None
 
 
@@ -187,6 +188,56 @@ def test_symbol_rules_from_the_environment_find_their_symbol_whatever_the_case()
     ],
 )
 def test_bad_simulator_settings_name_the_key_at_fault(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(DEMO_CONFIG, environ=environ)
+    assert message in str(caught.value)
+
+
+def test_requests_are_limited_to_4_mib_and_5000_items_a_repeated_field() -> None:
+    server = load_config(DEMO_CONFIG, environ={}).server
+    assert (server.max_request_bytes, server.max_repeated_items) == (4 * 1024 * 1024, 5_000)
+    assert server.max_message_bytes == 16 * 1024 * 1024  # responses may be larger
+    raised = load_config(
+        DEMO_CONFIG,
+        environ={
+            "MAM__SERVER__MAX_REQUEST_BYTES": "8388608",
+            "MAM__SERVER__MAX_REPEATED_ITEMS": "20000",
+        },
+    ).server
+    assert (raised.max_request_bytes, raised.max_repeated_items) == (8 * 1024 * 1024, 20_000)
+
+
+def test_authentication_throttles_come_from_the_auth_section() -> None:
+    auth = load_config(DEMO_CONFIG, environ={}).auth
+    assert (auth.failures_per_connection, auth.connection_failure_refill_seconds) == (5, 2.0)
+    assert (auth.failures_per_address, auth.address_failure_refill_seconds) == (40, 0.2)
+    assert (auth.verifications_per_second, auth.verification_burst) == (8.0, 32)
+    changed = load_config(
+        DEMO_CONFIG,
+        environ={
+            "MAM__AUTH__FAILURES_PER_CONNECTION": "3",
+            "MAM__AUTH__VERIFICATIONS_PER_SECOND": "2.5",
+        },
+    ).auth
+    assert (changed.failures_per_connection, changed.verifications_per_second) == (3, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MAM__SERVER__MAX_REQUEST_BYTES": "0"}, "server.max_request_bytes: must be greater"),
+        ({"MAM__SERVER__MAX_REPEATED_ITEMS": "-5"}, "server.max_repeated_items: must be greater"),
+        ({"MAM__AUTH__FAILURES_PER_ADDRESS": "0"}, "auth.failures_per_address: must be greater"),
+        (
+            {"MAM__AUTH__CONNECTION_FAILURE_REFILL_SECONDS": "0"},
+            "auth.connection_failure_refill_seconds: must be greater",
+        ),
+        ({"MAM__AUTH__VERIFICATION_BURST": "1.5"}, "auth.verification_burst: expected int"),
+    ],
+)
+def test_bad_request_and_authentication_limits_name_the_key_at_fault(
     environ: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -97,3 +97,14 @@ async def test_waiting_without_fills_times_out_empty() -> None:
     bus = FillBus()
     subscription = bus.subscribe(FillFilter())
     assert await subscription.next_batch(10, wait_s=0.01) == []
+
+
+async def test_a_narrowed_subscription_drops_what_it_buffered_of_the_accounts_it_lost() -> None:
+    bus = FillBus()
+    two_accounts = bus.subscribe(FillFilter(account_ids=frozenset({"acc_1", "acc_2"})))
+    bus.publish([fill(1), fill(2, "acc_2"), fill(3)])
+    two_accounts.narrow(FillFilter(account_ids=frozenset({"acc_1"})))
+    bus.publish([fill(4, "acc_2"), fill(5)])
+    # acc_2's fill 2 was buffered before the narrowing: it is not sent after it either.
+    assert [f.fill.sequence for f in await two_accounts.next_batch(10)] == [1, 3, 5]
+    assert two_accounts.narrowed

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.domain.peer_authentication import MIN_TOKEN_LENGTH
 from gateway.terminals.mt4 import messages, records
 
 EA = Path(__file__).resolve().parents[2] / "deploy" / "mt4" / "MamBridge.mq4"
@@ -66,7 +67,7 @@ def test_the_ea_sends_every_field_of_an_order_record(field: str) -> None:
 
 @pytest.mark.parametrize("field", HELLO_FIELDS)
 def test_the_ea_says_hello_with_every_field(field: str) -> None:
-    assert f'\\"{field}\\":' in function_body("Connect")
+    assert f'\\"{field}\\":' in function_body("SayHello")
 
 
 def test_the_ea_matches_truncated_comments_from_the_same_length_as_the_gateway() -> None:
@@ -77,3 +78,87 @@ def test_the_ea_source_brackets_balance() -> None:
     code = code_only(SOURCE)
     for opening, closing in ("()", "{}", "[]"):
         assert code.count(opening) == code.count(closing), opening + closing
+
+
+# -- issue 28: what the EA does at a start, a reconnection and a slow trade ------------------
+# The EA cannot run here: these read its source for the behaviour each fix stands on.
+
+
+def test_the_ea_starts_afresh_at_every_oninit_since_its_globals_survive_an_input_change() -> None:
+    reset = function_body("ResetState")
+    for variable in (
+        "g_giveUp = false",
+        "g_retryMs = 0",
+        "g_lastAttempt = 0",
+        "g_connecting = false",
+    ):
+        assert variable in reset, variable
+    on_init = function_body("OnInit")
+    assert on_init.index("ResetState();") < on_init.index("WSAStartup")
+
+
+def test_the_ea_measures_the_utc_offset_only_from_a_server_time_seen_to_move() -> None:
+    seed = function_body("SeedUtcOffset")
+    assert "g_lastServerTime = TimeCurrent();" in seed and "g_serverTimeMovedAt = 0;" in seed
+    on_init = function_body("OnInit")
+    assert "SeedUtcOffset();" in on_init and "UpdateUtcOffset" not in on_init
+    update = function_body("UpdateUtcOffset")
+    # No offset from a TimeCurrent() that has not moved since OnInit (a weekend's last tick),
+    # nor from one that moved from 0 or faster than the local clock (old quotes arriving).
+    assert "g_serverTimeMovedAt == 0" in update
+    assert update.index("g_serverTimeMovedAt == 0") < update.index("TimeGMT()")
+    moved = update.index("g_serverTimeMovedAt = TimeLocal();")
+    condition = "g_lastServerTime != 0 && serverStep > 0 && serverStep <= localStep + 2"
+    assert 0 < update.index(condition) < moved
+
+
+def test_the_ea_keeps_the_last_good_utc_offset_in_a_terminal_global_variable() -> None:
+    assert "GlobalVariableSet(UtcOffsetVariable(), offset)" in function_body("UpdateUtcOffset")
+    assert "GlobalVariableGet(UtcOffsetVariable(), saved)" in function_body("LoadSavedUtcOffset")
+    assert "LoadSavedUtcOffset();" in function_body("SeedUtcOffset")
+
+
+def test_the_ea_bounds_the_utc_offset_to_fourteen_hours() -> None:
+    assert f"#define MAX_UTC_OFFSET_SECONDS {14 * 3600}" in SOURCE
+    update = function_body("UpdateUtcOffset")
+    bound = update.index("MathAbs(offset) > MAX_UTC_OFFSET_SECONDS")
+    assert bound < update.index("GlobalVariableSet")
+    assert "MAX_UTC_OFFSET_SECONDS" in function_body("LoadSavedUtcOffset")
+
+
+def test_the_ea_counts_the_gateways_silence_from_after_a_request_is_handled() -> None:
+    receive = function_body("ReceiveAndHandle")
+    assert receive.count("g_lastReceived = GetTickCount();") == 1
+    assert receive.index("HandleMessage(payload);") < receive.index(
+        "g_lastReceived = GetTickCount();"
+    )
+
+
+def test_the_ea_connects_without_blocking_and_polls_the_attempt() -> None:
+    connect = function_body("Connect")
+    assert connect.index("ioctlsocket(s, (uint)FIONBIO") < connect.index("connect(s, target")
+    assert "error != WSAEWOULDBLOCK" in connect and "g_connecting = true;" in connect
+    poll = function_body("PollConnect")
+    assert "select(0, readable, writable, failed, noWait)" in poll
+    assert "CONNECT_TIMEOUT_MS" in poll and "SayHello();" in poll
+    assert "PollConnect();" in function_body("OnTimer")
+    assert "int    select(int nfds, FdSet &readable" in SOURCE
+
+
+def test_the_ea_reports_trade_permission_not_a_busy_trade_context() -> None:
+    assert "IsTradeAllowed" not in code_only(SOURCE)
+    permitted = function_body("TradePermitted")
+    assert "TerminalInfoInteger(TERMINAL_TRADE_ALLOWED)" in permitted
+    assert "MQLInfoInteger(MQL_TRADE_ALLOWED)" in permitted
+    assert "TradePermitted()" in function_body("AccountFields")
+
+
+def test_the_ea_cleans_winsock_up_once_it_started_it() -> None:
+    deinit = function_body("OnDeinit")
+    assert "WSACleanup();" in deinit and "if(g_wsaStarted)" in deinit
+    assert "g_wsaStarted = true;" in function_body("OnInit")
+
+
+def test_the_ea_refuses_a_token_shorter_than_the_gateway_accepts() -> None:
+    assert f"#define MIN_TOKEN_LENGTH    {MIN_TOKEN_LENGTH}" in SOURCE
+    assert "StringLen(BridgeToken) < MIN_TOKEN_LENGTH" in function_body("OnInit")

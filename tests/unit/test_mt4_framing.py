@@ -94,3 +94,15 @@ def test_outgoing_floats_are_refused_even_nested() -> None:
 def test_an_outgoing_message_above_the_limit_is_refused() -> None:
     with pytest.raises(FrameError, match="above the frame limit"):
         encode_frame({"type": "bye", "reason": "x" * 100}, max_bytes=64)
+
+
+def test_a_payload_nested_deeper_than_the_limit_is_refused_before_the_parser_recurses() -> None:
+    # Deeper than the interpreter's recursion limit: Python's parser would raise RecursionError.
+    deep = b'{"type":"hello","x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    with pytest.raises(FrameError, match="nests 5001 levels deep"):
+        decode_payload(deep)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = '{"type":"bye","reason":"' + "[{" * 100 + '\\"]"}'
+    assert decode_payload(text.encode())["reason"] == "[{" * 100 + '"]'

@@ -145,6 +145,49 @@ def test_worker_tokens_come_from_a_file_and_the_environment_and_stay_hidden(
     assert not workers.hosts(Platform.SIMULATED)
 
 
+def test_a_worker_token_entry_may_list_the_logins_it_hosts(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"win-1:{SECRET} 70001 70002@Broker-Live\n{SECRET}-any\n")
+    workers = load_config(
+        DEMO_CONFIG,
+        environ={
+            "MAM__WORKERS__ENABLED": "true",
+            "MAM__WORKERS__TOKENS_FILE": str(tokens),
+            "MAM_WORKER_TOKENS": f"win-2:{SECRET}-env 70003,{SECRET}-env-any",
+        },
+    ).workers
+    assert workers.tokens_file == tokens
+    assert [(t.worker_id, [str(h) for h in t.logins], t.from_file) for t in workers.tokens] == [
+        ("win-1", ["70001", "70002@Broker-Live"], True),
+        ("", [], True),
+        ("win-2", ["70003"], False),
+        ("", [], False),
+    ]
+    (bound, *_) = workers.tokens
+    assert bound.logins[0].covers(70001, "Any-Server")
+    assert bound.logins[1].covers(70002, "Broker-Live")
+    assert not bound.logins[1].covers(70002, "Broker-Demo")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (f"win-1:{SECRET} 7001x", "field 2 is not a login"),
+        (f"win-1:{SECRET} 7001 0", "field 3 is not a login"),
+        (f"win-1:{SECRET} 7001@", "field 2 is not a login"),
+        (f"{SECRET},win-2:{SECRET}", "a worker token appears in two entries"),
+    ],
+)
+def test_a_bad_worker_token_entry_is_refused_without_showing_the_token(
+    entry: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_config(
+            DEMO_CONFIG, environ={"MAM__WORKERS__ENABLED": "true", "MAM_WORKER_TOKENS": entry}
+        )
+    assert SECRET not in str(refused.value)
+
+
 def test_workers_are_off_by_default_and_need_a_token_when_on() -> None:
     assert not load_config(DEMO_CONFIG, environ={}).workers.hosts(Platform.MT5)
     with pytest.raises(ConfigError, match="no worker token"):

@@ -18,7 +18,11 @@ from gateway.terminals.remote import (
     WorkerSession,
 )
 from gateway.terminals.remote.commands import GetHealth, GetQuote
-from gateway.terminals.remote.worker_hub import REMOTE_TERMINALS_HEALTH, OutgoingCommand
+from gateway.terminals.remote.worker_hub import (
+    REMOTE_TERMINALS_HEALTH,
+    OutgoingCommand,
+    WorkerIdInUse,
+)
 
 A, B = BrokerLogin(1, "S"), BrokerLogin(2, "S")
 
@@ -93,6 +97,16 @@ async def test_the_same_worker_id_replaces_its_session_and_another_id_is_refused
         hub.connect("other", hosting(B, A))
     assert (refused.value.login, refused.value.worker_id) == (A, "w")
     assert hub.connected_session(A) is new and hub.connected_session(B) is None
+
+
+async def test_a_connection_with_another_credential_does_not_replace_the_connected_worker() -> None:
+    hub = WorkerHub()
+    connected = hub.connect("w", hosting(A), credential="token-1")
+    with pytest.raises(WorkerIdInUse):
+        hub.connect("w", hosting(A), credential="token-2")
+    assert connected.drop_reason is None and hub.connected_session(A) is connected
+    again = hub.connect("w", hosting(A), credential="token-1")  # the worker reconnecting
+    assert connected.drop_reason is DropReason.REPLACED and hub.connected_session(A) is again
 
 
 async def test_a_command_its_caller_gave_up_on_is_never_written() -> None:

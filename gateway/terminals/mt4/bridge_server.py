@@ -2,6 +2,11 @@
 
 A connection must say hello first (within `hello_timeout_s`): protocol versions, login and token.
 The token is compared in constant time; an unknown login and a wrong token get the same refusal.
+Until it is welcomed a connection costs little and cannot stay long: its first frame may hold
+`hello_max_frame_bytes` (a few KiB, not the session's megabyte), at most
+`max_pending_connections` wait for their hello at once (more are closed as they come), and a peer
+address that failed `failures.burst` hellos in a row is refused unchecked for a while
+(gateway/domain/peer_authentication.py), so guessing tokens is slow.
 A second hello for a login that has a session replaces it (the EA reconnected before the gateway
 saw the old connection die): the old session ends, its outstanding requests fail as unknown.
 Mt4Terminal asks the server for its login's current session at every call, so it resumes by
@@ -20,6 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.domain.peer_authentication import (
+    MIN_TOKEN_LENGTH,
+    FailedAuthentications,
+    FailurePolicy,
+)
 from gateway.terminals.mt4 import messages
 from gateway.terminals.mt4.framing import (
     ConnectionClosed,
@@ -41,11 +51,21 @@ log = logging.getLogger(__name__)
 TokenLookup = Callable[[int], str | None]
 
 
+# The connections turned away for want of room are logged at most this often.
+TURNED_AWAY_LOG_INTERVAL_S = 10.0
+
+
 @dataclass(frozen=True, slots=True)
 class BridgeSettings:
     session: SessionSettings = field(default_factory=SessionSettings)
     # How long a new connection may take to say hello.
     hello_timeout_s: float = 10.0
+    # The largest first frame: a hello is a few hundred bytes (its strings are bounded).
+    hello_max_frame_bytes: int = 4096
+    # Connections waiting for their hello at once; more are closed as they come.
+    max_pending_connections: int = 128
+    # Failed hellos per peer address before its hellos are refused unchecked.
+    failures: FailurePolicy = field(default_factory=FailurePolicy)
 
 
 @dataclass(slots=True)
@@ -72,6 +92,11 @@ class Mt4BridgeServer:
         self._server: asyncio.Server | None = None
         self._request_ids = request_id_source(secrets.token_hex(4))
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._failures = FailedAuthentications(settings.failures)
+        # Connections accepted that have not said hello (or been refused) yet.
+        self._pending = 0
+        self._turned_away = 0
+        self._turned_away_logged_at = -TURNED_AWAY_LOG_INTERVAL_S
 
     @classmethod
     async def start(
@@ -97,6 +122,11 @@ class Mt4BridgeServer:
     @property
     def settings(self) -> BridgeSettings:
         return self._settings
+
+    @property
+    def pending_connections(self) -> int:
+        """Connections accepted that have not been welcomed or refused yet."""
+        return self._pending
 
     # -- what terminals ask -----------------------------------------------------------------
 
@@ -142,12 +172,20 @@ class Mt4BridgeServer:
     # -- connections ------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self._pending >= self._settings.max_pending_connections:
+            self._turn_away(peer)
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        peer = writer.get_extra_info("peername")
+        self._pending += 1
         try:
-            session = await self._handshake(reader, writer, peer)
+            try:
+                session = await self._handshake(reader, writer, peer)
+            finally:
+                self._pending -= 1
             if session is not None:
                 await self._serve(session)
         except asyncio.CancelledError:
@@ -156,14 +194,29 @@ class Mt4BridgeServer:
         finally:
             self._tasks.discard(task)
 
+    def _turn_away(self, peer: object) -> None:
+        self._turned_away += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._turned_away_logged_at >= TURNED_AWAY_LOG_INTERVAL_S:
+            log.warning(
+                "MT4 bridge: %d connections waiting for their hello already; %d turned away "
+                "(the last from %s)",
+                self._settings.max_pending_connections,
+                self._turned_away,
+                peer,
+            )
+            self._turned_away = 0
+            self._turned_away_logged_at = now
+
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
     ) -> BridgeSession | None:
         settings = self._settings
         max_bytes = settings.session.max_frame_bytes
+        address = _address(peer)
         try:
             async with asyncio.timeout(settings.hello_timeout_s):
-                first = await read_message(reader, max_bytes=max_bytes)
+                first = await read_message(reader, max_bytes=settings.hello_max_frame_bytes)
             hello = messages.parse_hello(first)
         except TimeoutError:
             log.warning("MT4 bridge: %s sent no hello in %ss", peer, settings.hello_timeout_s)
@@ -175,6 +228,17 @@ class Mt4BridgeServer:
             return None
         except (ConnectionClosed, ConnectionError):
             writer.close()
+            return None
+        wait_s = self._failures.retry_after_s(address)
+        if wait_s > 0:
+            log.debug(
+                "MT4 bridge: login %s from %s refused unchecked: throttled", hello.login, peer
+            )
+            await _refuse(
+                writer,
+                RefusalReason.UNAUTHORIZED,
+                f"too many failed hellos from this address; try again in {wait_s:.0f} s",
+            )
             return None
         protocol = messages.negotiate(hello.protocol_min, hello.protocol_max)
         if protocol is None:
@@ -193,6 +257,15 @@ class Mt4BridgeServer:
             )
             return None
         expected = self._tokens(hello.login)
+        if expected is not None and len(expected) < MIN_TOKEN_LENGTH:
+            # A short token can be guessed: the login stays out until it gets a real one.
+            log.error(
+                "MT4 bridge: the token configured for login %s is shorter than %d characters; "
+                "the login is refused until it gets a longer one",
+                hello.login,
+                MIN_TOKEN_LENGTH,
+            )
+            expected = None
         # compare_digest runs in time independent of where the tokens differ.
         token_ok = expected is not None and hmac.compare_digest(
             expected.encode("utf-8"), hello.token.encode("utf-8")
@@ -200,6 +273,15 @@ class Mt4BridgeServer:
         if not token_ok:
             why = "unknown login" if expected is None else "wrong token"
             log.warning("MT4 bridge: login %s from %s refused: %s", hello.login, peer, why)
+            if self._failures.record_failure(address):
+                policy = self._failures.policy
+                log.warning(
+                    "MT4 bridge: hellos from %s throttled after %d failures: refused unchecked, "
+                    "one more allowed every %g s",
+                    address,
+                    policy.burst,
+                    policy.refill_s,
+                )
             await _refuse(writer, RefusalReason.UNAUTHORIZED, "unknown login or wrong token")
             return None
         session_settings = settings.session
@@ -276,6 +358,13 @@ class Mt4BridgeServer:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+def _address(peer: object) -> str:
+    """The host of a peer name ((host, port) for IPv4, (host, port, flow, scope) for IPv6)."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer)
 
 
 async def _refuse(writer: asyncio.StreamWriter, reason: RefusalReason, detail: str) -> None:

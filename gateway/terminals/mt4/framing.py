@@ -2,19 +2,30 @@
 
 One frame holds one JSON object with a string "type". Decoding is strict, because both ends
 are ours and anything unexpected is a bug or an attack: no floats (money, prices and volumes
-travel as decimal strings), no NaN, no duplicate keys, no frame above the negotiated maximum.
+travel as decimal strings), no NaN, no duplicate keys, no frame above the negotiated maximum,
+no nesting deeper than MAX_NESTING (Python's parser recurses, and a payload of nothing but
+brackets would exhaust the interpreter's stack).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 from collections.abc import Mapping
+from itertools import accumulate
 from typing import Any
 
 LENGTH_PREFIX = struct.Struct(">I")
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
+# Objects and arrays inside one another at most: the deepest message of protocol 1 (a `found`
+# answer: its records in arrays in the message) is 3 levels deep.
+MAX_NESTING = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"{}[]"))
+# +1 for an opening bracket, -1 for a closing one (indexed by the byte).
+_DEPTH_STEP = [1 if byte in b"{[" else -1 for byte in range(256)]
 
 
 class FrameError(Exception):
@@ -36,12 +47,22 @@ def encode_frame(message: Mapping[str, Any], *, max_bytes: int = DEFAULT_MAX_FRA
     return LENGTH_PREFIX.pack(len(data)) + data
 
 
+def nesting_depth(payload: bytes) -> int:
+    """How deep objects and arrays nest in a JSON payload (brackets inside strings do not
+    count). Linear in the payload and without recursion, so it runs before the parser does."""
+    brackets = _JSON_STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
 def decode_payload(payload: bytes) -> dict[str, Any]:
     """The message a frame's payload holds."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as error:
         raise FrameError(f"payload is not UTF-8: {error}") from None
+    depth = nesting_depth(payload)
+    if depth > MAX_NESTING:
+        raise FrameError(f"payload nests {depth} levels deep, above the limit of {MAX_NESTING}")
     try:
         message = json.loads(
             text,
@@ -51,6 +72,8 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
         )
     except json.JSONDecodeError as error:
         raise FrameError(f"payload is not JSON: {error}") from None
+    except RecursionError:  # not reached within MAX_NESTING; kept as the parser's own guard
+        raise FrameError("payload nests too deeply") from None
     if not isinstance(message, dict):
         raise FrameError("payload is not a JSON object")
     kind = message.get("type")

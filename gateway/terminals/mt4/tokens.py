@@ -2,7 +2,9 @@
 
 Secrets come only from the environment or files (never the configuration itself). The file
 holds one `LOGIN TOKEN` (or `LOGIN=TOKEN`) per line, `#` starting a comment; it is read again
-whenever it changes, so a login can be added without restarting the gateway.
+whenever it changes, so a login can be added without restarting the gateway. A token is at least
+MIN_TOKEN_LENGTH printable ASCII characters, as a worker token is: a file holding a shorter one is
+refused, and the bridge refuses a login whose token (from the environment too) is shorter.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.terminals.mt4.bridge_server import TokenLookup
+from gateway.domain.peer_authentication import token_problem
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ def parse_tokens(text: str, *, source: str = "tokens") -> dict[int, str]:
             raise TokenFileError(f"{source}:{number}: expected 'LOGIN TOKEN'")
         if int(login) in tokens:
             raise TokenFileError(f"{source}:{number}: login {login} appears twice")
+        problem = token_problem(token)
+        if problem is not None:
+            raise TokenFileError(f"{source}:{number}: the token of login {login} {problem}")
         tokens[int(login)] = token
     return tokens
 
@@ -44,6 +49,11 @@ class TokenFile:
         self._path = path
         self._stamp: tuple[int, int] | None = None
         self._tokens: dict[int, str] = {}
+
+    def reload(self) -> None:
+        """Reads the file now, changed or not (SIGHUP: an edit that kept its size and time)."""
+        self._stamp = None if self._stamp is None else (-1, -1)
+        self.tokens()
 
     def tokens(self) -> dict[int, str]:
         """The file's tokens, read again if it changed. A file that became unreadable or
@@ -61,17 +71,28 @@ class TokenFile:
         return self._tokens
 
 
-def token_lookup(path: Path | None = None, environ: Mapping[str, str] | None = None) -> TokenLookup:
-    """Each login's token: MAM_MT4_TOKEN_<login> from the environment, else the file's."""
-    environment = os.environ if environ is None else environ
-    file = None if path is None else TokenFile(path)
-    if file is not None:
-        file.tokens()  # a missing or broken file fails at start, not at the first hello
+class Mt4Tokens:
+    """Each login's token (a TokenLookup): MAM_MT4_TOKEN_<login> from the environment, else
+    the file's."""
 
-    def lookup(login: int) -> str | None:
-        token = environment.get(f"{ENVIRONMENT_PREFIX}{login}")
+    def __init__(self, path: Path | None, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._file = None if path is None else TokenFile(path)
+        if self._file is not None:
+            self._file.tokens()  # a missing or broken file fails at start, not at the first hello
+
+    def __call__(self, login: int) -> str | None:
+        token = self._environ.get(f"{ENVIRONMENT_PREFIX}{login}")
         if token:
             return token
-        return None if file is None else file.tokens().get(login)
+        return None if self._file is None else self._file.tokens().get(login)
 
-    return lookup
+    def reload(self) -> None:
+        """Reads the token file now (the environment is the process's, fixed)."""
+        if self._file is not None:
+            self._file.reload()
+
+
+def token_lookup(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Mt4Tokens:
+    """Each login's token: MAM_MT4_TOKEN_<login> from the environment, else the file's."""
+    return Mt4Tokens(path, os.environ if environ is None else environ)

@@ -59,6 +59,7 @@ class DropReason(enum.Enum):
     HEARTBEAT_TIMEOUT = "sent no heartbeat in time"
     REPLACED = "was replaced by a new connection with the same worker id"
     GATEWAY_STOPPING = "was disconnected: the gateway is stopping"
+    REVOKED = "was disconnected: its token was revoked"
 
 
 class HostedElsewhere(Exception):
@@ -67,6 +68,18 @@ class HostedElsewhere(Exception):
     def __init__(self, login: BrokerLogin, worker_id: str) -> None:
         super().__init__(f"login {login} is hosted by connected worker {worker_id!r}")
         self.login = login
+        self.worker_id = worker_id
+
+
+class WorkerIdInUse(Exception):
+    """A connected worker of the same id came with another token: the new connection may not
+    take its place (a token holder could otherwise push any worker off its terminals)."""
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(
+            f"worker {worker_id!r} is connected with another token; this connection may not "
+            "replace it"
+        )
         self.worker_id = worker_id
 
 
@@ -109,9 +122,12 @@ class WorkerSession:
         peer: str,
         connected_at: datetime,
         prices_at_market: bool = False,
+        credential: str = "",
     ) -> None:
         self.worker_id = worker_id
         self.terminals = terminals
+        # Which token the worker authenticated with (an opaque name of it, never the token).
+        self.credential = credential
         # Its terminals price deals sent at market themselves (said in the worker's hello).
         self.prices_at_market = prices_at_market
         self.peer = peer
@@ -238,18 +254,22 @@ class WorkerHub:
         *,
         peer: str = "",
         prices_at_market: bool = False,
+        credential: str = "",
     ) -> WorkerSession:
-        """Takes a worker whose hello was accepted. A session of the same worker id is
-        replaced (its calls fail: outcome unknown); a login another connected worker hosts
-        is refused (HostedElsewhere), since two terminals must not trade one account."""
+        """Takes a worker whose hello was accepted. A session of the same worker id and
+        credential is replaced (the worker reconnected; its calls fail: outcome unknown); one of
+        another credential is not (WorkerIdInUse). A login another connected worker hosts is
+        refused (HostedElsewhere), since two terminals must not trade one account."""
         if self._closed:
             raise HubClosed("the gateway is stopping")
+        previous = self._sessions.get(worker_id)
+        if previous is not None and previous.credential != credential:
+            raise WorkerIdInUse(worker_id)
         hosted = tuple(terminals)
         for terminal in hosted:
             holder = self._host_of.get(terminal.login)
             if holder is not None and holder.worker_id != worker_id:
                 raise HostedElsewhere(terminal.login, holder.worker_id)
-        previous = self._sessions.get(worker_id)
         if previous is not None:
             self._drop(previous, DropReason.REPLACED, "")
         session = WorkerSession(
@@ -258,6 +278,7 @@ class WorkerHub:
             peer=peer,
             connected_at=self._now(),
             prices_at_market=prices_at_market,
+            credential=credential,
         )
         self._sessions[worker_id] = self._latest[worker_id] = session
         for terminal in hosted:
