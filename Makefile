@@ -6,6 +6,10 @@ UV := $(PYTHON) -m uv
 BUF := node_modules/.bin/buf
 CONFIG ?= deploy/config/demo.toml
 PYTEST_ARGS ?=
+# pytest workers (pytest-xdist): one per core by default; whole files per worker, so a module's
+# fixtures (the crash test's 1,000-account templates, say) are made once. 0 runs in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 GO ?= go
 MVN ?= mvn -B --no-transfer-progress -Dstyle.color=never
 TS_CLIENT := clients/typescript
@@ -63,7 +67,7 @@ bytecode: .venv/.synced
 	@$(UV) run --frozen python -m compileall -q gateway clients/python/src tests bench >/dev/null
 
 pytest: .venv/.synced postgres-binaries bytecode
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(UV) run --frozen pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The store tests start their own throwaway PostgreSQL server (tests/postgres.py): they need the
 # server binaries, installed here from Debian when missing (as root, as on CI).
@@ -99,7 +103,7 @@ $(LOWEST_VENV)/.synced: pyproject.toml clients/python/pyproject.toml
 
 test-lowest-deps: $(LOWEST_VENV)/.synced bytecode
 	PATH="$(CURDIR)/$(LOWEST_VENV)/bin:$$PATH" $(LOWEST_VENV)/bin/python scripts/gen_protos.py --check
-	$(LOWEST_VENV)/bin/python -m pytest tests/unit -q -p no:cacheprovider
+	$(LOWEST_VENV)/bin/python -m pytest tests/unit -q -p no:cacheprovider $(PYTEST_PARALLEL)
 
 # Client stubs in Go, Java, TypeScript and Python (README.md, "Clients"). Go, TypeScript and
 # Python code is committed and checked for staleness; Maven generates Java at build. Go modules come
