@@ -266,7 +266,15 @@ class Store:
             await self._check_fence(conn)
 
     async def _fence_is_ours(self, conn: AsyncConnection) -> bool:
-        return self._writer is not None and await fence_epoch(conn) == self._writer.epoch
+        writer = self._writer
+        if writer is None:
+            return False
+        if writer.lock is None:
+            return True  # an in-memory database: no other process can open it
+        held = writer.lock.held_here()
+        if held is not None:
+            return held
+        return await fence_epoch(conn) == writer.epoch
 
     async def _check_fence(self, conn: AsyncConnection) -> None:
         """In every numbering transaction: only the holder of the writer lock commits."""

@@ -10,11 +10,14 @@ database's writer lock before it migrates or reads anything, and keeps it until 
   `watch_interval_s`; the server lets go of it when that session ends. If the connection is
   lost the lock is taken again, and the process goes on only if nobody held it meanwhile.
 
-The lock alone cannot stop a process that lost it from committing (a PostgreSQL session can
-end while the process goes on). The fence can: the `writer_fence` row's epoch moves on at each
-takeover, and every numbering commit reads it inside its transaction and fails with
-WriterFenced unless it is still the epoch its process took. On PostgreSQL the read takes a
-share lock on the row, so a takeover waits for commits under way and sees them.
+Every numbering commit checks, inside its transaction, that its process still holds the lock,
+and fails with WriterFenced if not. On PostgreSQL a session can end while the process goes on,
+so the check reads the `writer_fence` row, whose epoch moves on at each takeover, with a share
+lock (a takeover waits for commits under way and sees them) and compares it with the epoch its
+process took. On SQLite an flock cannot be lost while its process lives, only with its file (an
+operator deleting or replacing it lets another process lock a new one): the check is that the
+file at the path is still the one this process locked, two system calls and no trip through the
+database's thread. The epoch moves on at every takeover on both.
 """
 
 from __future__ import annotations
@@ -104,6 +107,11 @@ class WriterLock:
         the lock again, whether the fence is still this process's; `on_lost` is called once
         the lock is gone for good. Nothing to do where the lock cannot be lost."""
 
+    def held_here(self) -> bool | None:
+        """Whether this process still holds the lock, where that can be told without the
+        database (None: ask the database's fence)."""
+        return None
+
 
 def writer_lock_for(url: str) -> WriterLock | None:
     """The writer lock of the database at `url`; None for an in-memory SQLite database, which
@@ -125,6 +133,19 @@ class SqliteWriterLock(WriterLock):
     async def acquire(self, identity: WriterIdentity) -> None:
         # A few small local writes, once at the start: not worth a thread.
         self._file = _lock_file(self.path, self.database, identity)
+
+    def held_here(self) -> bool:
+        """An flock is held until the process ends; it is lost only if its file is deleted
+        or replaced (another process may then lock a new one): so it is held while the file
+        at the path is the one this process locked. Two system calls, no database trip."""
+        if self._file is None:
+            return False
+        try:
+            on_disk = os.stat(self.path)
+        except OSError:
+            return False
+        locked = os.fstat(self._file.fileno())
+        return (on_disk.st_dev, on_disk.st_ino) == (locked.st_dev, locked.st_ino)
 
     async def release(self) -> None:
         if self._file is None:

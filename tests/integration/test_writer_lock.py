@@ -10,22 +10,30 @@ took the database meanwhile, and the gateway stops when somebody did.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import text
 
 from gateway._proto.mam.v1 import account_service_pb2_grpc, trading_service_pb2_grpc
 from gateway.api.server import RunningGateway, start_gateway
 from gateway.domain.orders import MasterOrderState
-from gateway.store import tables
 from gateway.store.engines import create_engine
-from gateway.store.writer_lock import ADVISORY_KEY, WriterLockHeld
+from gateway.store.writer_lock import (
+    ADVISORY_KEY,
+    SqliteWriterLock,
+    WriterIdentity,
+    WriterLockHeld,
+    take_fence,
+    writer_lock_for,
+)
 from tests.conftest import client_of
 from tests.e2e.gateway_process import GatewayProcess, write_config
 from tests.integration.helpers import create_accounts, create_group, market_order
@@ -39,15 +47,24 @@ async def slow_gateway(tmp_path: Path, database_url: str) -> AsyncIterator[Runni
         yield started
 
 
-async def _move_fence_on(database_url: str) -> None:
-    """What another process taking the database does to the fence."""
+@contextlib.asynccontextmanager
+async def _taken_over(database_url: str) -> AsyncIterator[None]:
+    """What another process taking the database does. SQLite: the lock file is replaced (an
+    operator deleting it) and the new one locked; PostgreSQL: the fence moves on (the session
+    lock is the other tests' concern). Both: the epoch moves on, as every takeover does."""
+    lock = writer_lock_for(database_url)
+    if isinstance(lock, SqliteWriterLock):
+        lock.path.unlink()
+        await lock.acquire(WriterIdentity("another-host", 1, datetime.now(UTC)))
     engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:
-            fence = tables.writer_fence
-            await conn.execute(update(fence).values(epoch=fence.c.epoch + 1, holder_pid=1))
+            await take_fence(conn, WriterIdentity("another-host", 1, datetime.now(UTC)))
+        yield
     finally:
         await engine.dispose()
+        if isinstance(lock, SqliteWriterLock):
+            await lock.release()
 
 
 async def test_a_second_gateway_on_the_same_database_is_refused_naming_the_first(
@@ -126,18 +143,22 @@ async def test_a_gateway_whose_database_was_taken_over_commits_nothing_more(
         master = (
             await client.trading.SubmitMasterOrder(market_order(group.group_id, "0.30"))
         ).master_order
-        await _move_fence_on(database_url)  # the results arrive 300 ms later
-        async with asyncio.timeout(10):
-            await gateway.lost_writer.wait()
-        assert await gateway.store.fills_of(master.master_order_id) == []
-        children = await gateway.store.children_of(master.master_order_id)
-        assert {c.filled_volume for c in children} == {0}
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await client.trading.SubmitMasterOrder(market_order(group.group_id, "0.10"))
-        assert error_details(refused.value).code is grpc.StatusCode.UNAVAILABLE
-        listed = await gateway.store.list_master_orders(before="", limit=10)
-        assert [m.master_order_id for m in listed] == [master.master_order_id]
-        assert listed[0].state is MasterOrderState.DISPATCHING
+        async with _taken_over(database_url):  # the results arrive 300 ms later
+            async with asyncio.timeout(10):
+                await gateway.lost_writer.wait()
+            assert await gateway.store.fills_of(master.master_order_id) == []
+            children = await gateway.store.children_of(master.master_order_id)
+            assert {c.filled_volume for c in children} == {0}
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await client.trading.SubmitMasterOrder(market_order(group.group_id, "0.10"))
+            details = error_details(refused.value)
+            assert (details.code, details.reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "WRITER_LOCK_LOST",
+            )
+            listed = await gateway.store.list_master_orders(before="", limit=10)
+            assert [m.master_order_id for m in listed] == [master.master_order_id]
+            assert listed[0].state is MasterOrderState.DISPATCHING
 
 
 async def test_a_gateway_process_whose_database_was_taken_over_stops(
@@ -153,10 +174,10 @@ async def test_a_gateway_process_whose_database_was_taken_over_stops(
             group = await create_group(accounts_api, accounts)
             trading = trading_service_pb2_grpc.TradingServiceStub(channel)
             await trading.SubmitMasterOrder(market_order(group.group_id, "0.10"))
-            await _move_fence_on(database_url)
-        assert gateway.process is not None
-        async with asyncio.timeout(30):
-            assert await gateway.process.wait() == 3
+            async with _taken_over(database_url):
+                assert gateway.process is not None
+                async with asyncio.timeout(30):
+                    assert await gateway.process.wait() == 3
     finally:
         await gateway.kill()
     assert "another process took this gateway's database" in gateway.log.read_text()
