@@ -16,6 +16,7 @@ TS_CLIENT := clients/typescript
 TS_DEPS := $(TS_CLIENT)/node_modules/.installed
 
 .PHONY: help deps run test lint proto check-proto pytest postgres-binaries bench clean bytecode
+.PHONY: prometheus-binaries
 .PHONY: clients check-clients test-clients test-go-client test-java-client test-typescript-client
 .PHONY: test-python-client test-lowest-deps crash-test-long
 
@@ -25,7 +26,8 @@ help:
 	@echo "make test-lowest-deps  the unit tests on the lowest versions pyproject.toml allows (.venv-lowest)"
 	@echo "make crash-test-long   the SIGKILL crash test at 100 seeded kill points per database (~13 min)"
 	@echo "make proto        regenerate gateway/_proto from protos/"
-	@echo "make clients      regenerate the Go, TypeScript and Python client code (clients/) from protos/"
+	@echo "make clients      regenerate the Go, TypeScript and Python client code (clients/) from protos/,"
+	@echo "                  and the blocking Python client from the asyncio one"
 	@echo "make test-clients run the Go, Java, TypeScript and Python client tests against a real gateway"
 	@echo "make bench        run the benchmarks (~10 min; summary + bench/results/*.json); BENCH_ARGS=--smoke"
 
@@ -42,10 +44,12 @@ $(BUF): package.json package-lock.json
 	@touch $@
 
 # The demo keeps the simulated broker's books beside its database, so that a restart finds
-# the positions its stored orders opened (and reconciles any order a crash left open).
+# the positions its stored orders opened (and reconciles any order a crash left open), and runs
+# the demo strategy on the group's source account (MAM__DEMO__STRATEGY=false: not).
 run: .venv/.synced
 	@mkdir -p var
 	MAM__SIMULATOR__STATE_PATH=$${MAM__SIMULATOR__STATE_PATH-var/sim-broker.db} \
+		MAM__DEMO__STRATEGY=$${MAM__DEMO__STRATEGY-true} \
 		$(UV) run --frozen mam-gateway --config $(CONFIG)
 
 proto: .venv/.synced
@@ -66,7 +70,7 @@ lint: deps
 bytecode: .venv/.synced
 	@$(UV) run --frozen python -m compileall -q gateway clients/python/src tests bench >/dev/null
 
-pytest: .venv/.synced postgres-binaries bytecode
+pytest: .venv/.synced postgres-binaries prometheus-binaries bytecode
 	$(UV) run --frozen pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The store tests start their own throwaway PostgreSQL server (tests/postgres.py): they need the
@@ -82,6 +86,24 @@ postgres-binaries:
 	else \
 		echo "PostgreSQL server binaries missing: apt-get install postgresql (as root)," \
 			"or set MAM_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests" >&2; \
+		exit 1; \
+	fi
+
+# The Prometheus test scrapes a gateway with a real Prometheus server and checks the shipped rules
+# with promtool (tests/e2e/test_prometheus.py): Debian's prometheus package, installed here when
+# missing (as root, as on CI). MAM_TEST_SKIP_PROMETHEUS=1 skips both (by hand only: .ci/run
+# refuses it).
+prometheus-binaries:
+	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+			|| [ "$$MAM_TEST_SKIP_PROMETHEUS" = 1 ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Prometheus (apt-get install prometheus) for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends prometheus >/dev/null; \
+	else \
+		echo "Prometheus missing: apt-get install prometheus (as root)," \
+			"or set MAM_TEST_SKIP_PROMETHEUS=1 to skip the Prometheus tests" >&2; \
 		exit 1; \
 	fi
 

@@ -5,6 +5,9 @@
     python -m bench floor e2e                # some scenarios
     python -m bench --sustained-seconds 30   # a shorter sustained load
     python -m bench --no-postgres            # SQLite only
+    python -m bench tracing                  # tracing's cost per child order, off and on
+    python -m bench metrics                  # metrics' cost per child order, off and on
+    python -m bench mirroring                # a source deal -> its copy filled; watching's cost
 
 Results: bench/results/<UTC time>.json and bench/results/latest.json (--results DIR elsewhere).
 """
@@ -28,6 +31,8 @@ from bench import (
     e2e,
     floor,
     memory,
+    metrics_cost,
+    mirroring,
     remote,
     report,
     soak,
@@ -50,6 +55,12 @@ SCENARIOS: dict[str, Scenario] = {
     "subscribers": subscribers.run,
     "memory": memory.run,
     "soak": soak.run,
+    # The e2e order with tracing off and on, alternating, in this run.
+    "tracing": e2e.run_tracing,
+    # The e2e order with [metrics] off and on, alternating, in this run.
+    "metrics": metrics_cost.run,
+    # A source deal -> the group's copy filled, beside a direct order; the cost of watching.
+    "mirroring": mirroring.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

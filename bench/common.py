@@ -58,6 +58,23 @@ class Sizes:
     # soak: random broker faults under concurrent orders
     soak_accounts: int
     soak_orders: int
+    # tracing: the e2e order with tracing off and on in one run, alternating legs (off, on)
+    tracing_accounts: int = 1_000
+    tracing_orders: int = 10
+    tracing_legs: int = 2
+    # metrics: the e2e order with [metrics] off and on in one run, in legs (off-on, on-off, ...)
+    metrics_accounts: int = 1_000
+    metrics_orders: int = 10
+    metrics_legs: int = 4
+    # mirroring: a source deal -> the group's copy filled, beside a direct order, per look
+    # interval and latency; the gateway's CPU watching `mirroring_sources` sources
+    mirroring_accounts: int = 1_000
+    mirroring_deals: int = 15
+    mirroring_latencies_ms: tuple[int, ...] = (0, 50)
+    mirroring_intervals_s: tuple[float, ...] = (0.5, 0.05)
+    mirroring_sources: int = 20
+    mirroring_window_s: float = 10.0
+    mirroring_observe_repeats: int = 2_000
 
 
 FULL = Sizes(
@@ -114,6 +131,19 @@ SMOKE = Sizes(
     memory_fills=5_000,
     soak_accounts=10,
     soak_orders=4,
+    tracing_accounts=5,
+    tracing_orders=2,
+    tracing_legs=1,
+    metrics_accounts=5,
+    metrics_orders=2,
+    metrics_legs=1,
+    mirroring_accounts=5,
+    mirroring_deals=2,
+    mirroring_latencies_ms=(0,),
+    mirroring_intervals_s=(0.05,),
+    mirroring_sources=2,
+    mirroring_window_s=0.5,
+    mirroring_observe_repeats=50,
 )
 
 

@@ -30,8 +30,15 @@ BASIC = order_pb2.MASTER_ORDER_VIEW_BASIC
 
 
 async def _orders(
-    gateway: GatewayProcess, group_id: str, accounts: int, rounds: int
+    gateway: GatewayProcess,
+    group_id: str,
+    accounts: int,
+    rounds: int,
+    *,
+    raw: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
+    """The figures of `rounds` orders (after one to warm up); `raw`: where each order's
+    figures are added too, by name (to pool several gateways' orders)."""
     async with gateway.channel() as channel:
         trading = trading_service_pb2_grpc.TradingServiceStub(channel)
         counter = client.FillCounter(trading)
@@ -54,6 +61,10 @@ async def _orders(
                 server_totals.append(stored.execution.submit_to_last_fill.ToMicroseconds() / 1000)
         finally:
             await counter.stop()
+    if raw is not None:
+        raw.setdefault("submit_to_last_fill", []).extend(totals)
+        raw.setdefault("server_accept_to_last_fill", []).extend(server_totals)
+        raw.setdefault("ack", []).extend(acks)
     return {
         "submit_to_last_fill": summarize_ms(totals),
         "ack": summarize_ms(acks),
@@ -109,6 +120,63 @@ async def run(context: RunContext) -> dict[str, Any]:
                     await gateway.stop()
                 rows.append(row)
     return {"rows": rows, "baseline": baseline, "summary": _summary(rows)}
+
+
+async def run_tracing(context: RunContext) -> dict[str, Any]:
+    """Tracing's cost: the e2e order (simulated terminals answering at once) through a gateway
+    with [tracing] off, then on (every trace sampled, spans exported over OTLP to a collector in
+    this process), in alternating legs on one population, so that both see the same machine.
+    The difference of the medians, per child order, is what tracing costs a child."""
+    from tests.otlp_collector import otlp_collector  # noqa: PLC0415
+
+    sizes = context.sizes
+    accounts, rounds = sizes.tracing_accounts, sizes.tracing_orders
+    raw: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
+    with tempfile.TemporaryDirectory(prefix="mam-bench-") as name:
+        directory = Path(name)
+        url = sqlite_url(directory)
+        people = await population.populate(url, accounts)
+        async with otlp_collector() as collector:
+            for _ in range(sizes.tracing_legs):
+                for mode in ("off", "on"):
+                    environment = {"MAM__TRACING__ENABLED": "false"}
+                    if mode == "on":
+                        environment = {
+                            "MAM__TRACING__ENABLED": "true",
+                            "MAM__TRACING__OTLP_ENDPOINT": collector.endpoint,
+                            "MAM__TRACING__SAMPLING_RATIO": "1",
+                        }
+                    gateway = GatewayProcess(directory, url, environment=environment)
+                    await gateway.start()
+                    try:
+                        await _orders(gateway, people.group_id, accounts, rounds, raw=raw[mode])
+                    finally:
+                        await gateway.stop()
+            spans = collector.spans()
+    result: dict[str, Any] = {
+        "accounts": accounts,
+        "orders_each": rounds * sizes.tracing_legs,
+        "legs": sizes.tracing_legs,
+        "spans_exported": len(spans),
+        "traces_exported": len({span.trace_id for span in spans}),
+    }
+    for figure in ("submit_to_last_fill", "server_accept_to_last_fill"):
+        off = summarize_ms(raw["off"][figure])
+        on = summarize_ms(raw["on"][figure])
+        difference = on["median_ms"] - off["median_ms"]
+        result[figure] = {
+            "off": off,
+            "on": on,
+            "difference_ms": round(difference, 3),
+            "per_child_us": round(difference * 1000 / accounts, 2),
+        }
+    total = result["submit_to_last_fill"]
+    result["summary"] = (
+        f"{accounts} accounts, p50 off {total['off']['median_ms']} ms, on "
+        f"{total['on']['median_ms']} ms: {total['per_child_us']:+} us per child "
+        f"({result['spans_exported']} spans exported)"
+    )
+    return result
 
 
 def _baseline(

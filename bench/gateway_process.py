@@ -56,6 +56,8 @@ class GatewayProcess:
         self.profile = profile
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
+        # GET /metrics, when [metrics] is on (printed before the address).
+        self.metrics_url = ""
         self.log = directory / "gateway.log"
 
     @property
@@ -68,6 +70,7 @@ class GatewayProcess:
         env = {
             **os.environ,
             "MAM__SERVER__LISTEN": "127.0.0.1:0",
+            "MAM__METRICS__LISTEN": "127.0.0.1:0",
             "MAM__AUTH__REQUIRED": "false",
             "MAM__DATABASE__URL": self.database_url,
             "MAM__SIMULATOR__LATENCY_MS": str(self.latency_ms),
@@ -88,6 +91,8 @@ class GatewayProcess:
                 if not line:
                     await self.process.wait()
                     raise RuntimeError(f"gateway exited:\n{self.log.read_text()[-3000:]}")
+                if line.startswith("mam-gateway metrics on "):
+                    self.metrics_url = line.rsplit(" ", 1)[-1].strip()
                 if "listening on" in line:
                     self.address = line.rsplit(" ", 1)[-1].strip()
                     return self.address

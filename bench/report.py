@@ -326,6 +326,39 @@ def render(results: dict[str, Any]) -> str:
             f"  disagreements between brokers and store: {len(soak['disagreements'])}"
             + (f" ({'; '.join(soak['disagreements'])})" if soak["disagreements"] else ""),
         ]
+    if "tracing" in scenarios:
+        tracing = scenarios["tracing"]
+        lines += [
+            "",
+            f"TRACING ({tracing['accounts']:,} accounts, terminals answering at once; "
+            f"{tracing['orders_each']} orders each way in {tracing['legs']} alternating legs; "
+            f"{tracing['spans_exported']:,} spans exported over OTLP)",
+        ]
+        for figure in ("submit_to_last_fill", "server_accept_to_last_fill"):
+            row = tracing[figure]
+            lines.append(
+                f"  {figure}: p50 off {_ms(row['off']['median_ms'])} ms, on "
+                f"{_ms(row['on']['median_ms'])} ms, difference {row['difference_ms']} ms = "
+                f"{row['per_child_us']:+} us per child"
+            )
+    if "metrics" in scenarios:
+        metrics = scenarios["metrics"]
+        total, cpu = metrics["submit_to_last_fill"], metrics["gateway_cpu"]
+        lines += [
+            "",
+            f"METRICS ({metrics['accounts']:,} accounts, terminals answering at once; "
+            f"{metrics['orders_each']} orders each way in {metrics['legs']} alternating legs; "
+            f"a scrape {metrics['scrape_bytes']:,} bytes)",
+            f"  submit_to_last_fill: p50 off {_ms(total['off']['median_ms'])} ms, on "
+            f"{_ms(total['on']['median_ms'])} ms, difference {total['difference_ms']} ms = "
+            f"{total['per_child_us']:+} us per child",
+            f"  gateway CPU per child: off {cpu['off_us_per_child']} us, on "
+            f"{cpu['on_us_per_child']} us, difference {cpu['per_child_us']:+} us",
+            f"  the recording alone (a group commit's children and their terminal requests): "
+            f"{metrics['recording_us_per_child']} us per child",
+        ]
+    if "mirroring" in scenarios:
+        lines += _mirroring(scenarios["mirroring"])
     lines += ["", "TARGETS (reported, never asserted)"]
     for t in results.get("targets", []):
         value = "-" if t["value"] is None else f"{t['value']:,}"
@@ -349,3 +382,45 @@ def render(results: dict[str, Any]) -> str:
     durations = ", ".join(f"{k} {v} s" for k, v in results.get("durations_s", {}).items())
     lines += ["", f"durations: {durations}"]
     return "\n".join(lines)
+
+
+def _mirroring(mirroring: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"MIRRORING (a source deal -> every child of the group's copy filled and received; "
+        f"{mirroring['accounts']:,} accounts; the source on a worker's terminal in the bench "
+        "process)",
+        "  look s latency  deals  deal p50  deal p99  direct p50  direct p99  +p50 ms  "
+        "->look p50  look->accept  accept->fill",
+    ]
+    for row in mirroring["rows"]:
+        deal, direct = row["mirrored"], row["direct"]
+        lines.append(
+            f"  {row['look_interval_s']:>6} {row['latency_ms']:>4} ms {row['deals']:>6} "
+            f"{_ms(deal['median_ms']):>9} {_ms(deal['p99_ms']):>9} "
+            f"{_ms(direct['median_ms']):>11} {_ms(direct['p99_ms']):>11} "
+            f"{row['difference_p50_ms']:>8.1f} {_ms(row['deal_to_look']['median_ms']):>11} "
+            f"{_ms(row['look_to_accept']['median_ms']):>13} "
+            f"{_ms(row['accept_to_last_fill']['median_ms']):>13}"
+        )
+    lines.append(
+        "  deal = the source's deal sent -> last fill of its copy; direct = SubmitMasterOrder -> "
+        "last fill, interleaved in the same gateway; p50 splits at the look's and the copy's times"
+    )
+    for w in mirroring["watching"]:
+        looks = w["looks_per_s"][f"idle_and_{w['sources']}_holding"]
+        lines.append(
+            f"  watching at {w['look_interval_s']} s: {w['cpu_ms_per_source_per_s']} gateway CPU "
+            f"ms per source per s ({w['cpu_ms_per_look']} ms a look; {w['sources']} sources with "
+            f"{w['positions_each']} positions + {w['orders_each']} order each, {looks} looks/s "
+            f"of {(w['sources'] + 1) / w['look_interval_s']:g} asked); an idle source "
+            f"{w['idle_source_cpu_ms_per_s']} ms/s; the worker's side "
+            f"{w['worker_cpu_ms_per_source_per_s']} ms/s per source"
+        )
+    observed = mirroring["observe"]
+    lines.append(
+        f"  a look's pure part (observe, {observed['positions']} positions + {observed['orders']} "
+        f"orders): {observed['unchanged_us']} us unchanged, {observed['one_opened_us']} us with "
+        "one opened"
+    )
+    return lines

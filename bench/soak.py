@@ -59,6 +59,7 @@ async def run(context: RunContext) -> dict[str, Any]:
         config = dataclasses.replace(
             config,
             server=dataclasses.replace(config.server, listen="127.0.0.1:0"),
+            metrics=dataclasses.replace(config.metrics, listen="127.0.0.1:0"),
             auth=dataclasses.replace(config.auth, required=False, bootstrap_admin_key_file=None),
             database_url=f"sqlite+aiosqlite:///{Path(scratch) / 'soak.db'}",
             engine=dataclasses.replace(

@@ -8,6 +8,8 @@
 - Python: clients/python/src/mam_client/_proto/, messages, gRPC stubs and mypy stubs (grpc_tools,
   mypy-protobuf), with protoc's `mam.v1` imports rewritten to `mam_client._proto.mam.v1` so the
   mam-client distribution depends on no other package of this repository.
+- Python, blocking: clients/python/src/mam_client/sync_client.py, from the asyncio client
+  (client.py), as unasync does (clients/unasync_client.py).
 
 Java is not committed: Maven generates it at build (clients/java/pom.xml).
 protoc is grpc_tools' (pinned in uv.lock). Run through `make clients`; `make check-clients`
@@ -25,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from grpc_tools import protoc  # type: ignore[import-untyped]
+from unasync_client import SYNC_CLIENT, generate_sync_client
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
@@ -161,6 +164,7 @@ TARGETS = (
     ("go", GO_DIR / GO_PACKAGE_DIR, generate_go),
     ("typescript", TS_DIR / TS_OUT, generate_typescript),
     ("python", PY_DIR / PY_OUT, generate_python),
+    ("python-sync", SYNC_CLIENT, generate_sync_client),
 )
 
 
@@ -192,6 +196,8 @@ def main() -> int:
 
 def _differences(fresh: Path, committed: Path) -> list[str]:
     def files(root: Path) -> dict[str, bytes]:
+        if root.is_file():
+            return {"": root.read_bytes()}
         if not root.exists():
             return {}
         return {

@@ -17,6 +17,7 @@ from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.garbage_collection import tune_for_serving
 from gateway.memory_return import HeapTrimmer, map_large_blocks_apart
+from gateway.observability.log_format import configure_logging
 from gateway.probe import check_health
 from gateway.slow_stop import report_if_slow
 from gateway.store import Store
@@ -80,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return probe(config)
     if args.command == "keys":
         return asyncio.run(manage_keys(config, args))
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.log_level, config.log_format)
     runner = asyncio.run if uvloop is None else uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
         return runner(serve(config))
@@ -203,6 +200,8 @@ async def serve(config: GatewayConfig) -> int:
     heap = HeapTrimmer()
     heap.start()
     # Tools and tests read this line to find the port (listen on port 0 picks a free one).
+    if gateway.metrics_endpoint is not None:
+        print(f"mam-gateway metrics on {gateway.metrics_endpoint.url}", flush=True)
     print(f"mam-gateway listening on {gateway.address}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -49,6 +49,8 @@ def make_config(
         simulator=dataclasses.replace(config.simulator, latency_ms=latency_ms),
         demo=config.demo if demo else None,
         log_level="WARNING",
+        # Metrics on, on a free port: every test gateway counts (and several run at once).
+        metrics=dataclasses.replace(config.metrics, listen="127.0.0.1:0"),
     )
 
 

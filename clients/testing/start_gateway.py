@@ -47,6 +47,7 @@ def main() -> int:
     env = dict(os.environ)
     env.update(
         MAM__SERVER__LISTEN="127.0.0.1:0",
+        MAM__METRICS__LISTEN="127.0.0.1:0",
         MAM__AUTH__REQUIRED="true",
         MAM__AUTH__BOOTSTRAP_ADMIN_KEY_FILE=str(key_path),
         MAM__DATABASE__URL=f"sqlite+aiosqlite:///{scratch / 'gw.db'}",

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from gateway.api.access_rules import RULES, AccessScope, Rule
 from gateway.api.audit_trail import AuditTrail, request_summary, result_summary
@@ -33,6 +34,8 @@ from gateway.domain.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
+from gateway.observability.log_context import set_caller
+from gateway.observability.trace_context import KEY_ID
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +246,10 @@ async def _admit(
     """Authenticates, spends, and applies the rule (its resource check on a unary request)."""
     principal = await access.principal_of(context)
     _PRINCIPAL.set(principal)
+    # Every log line of the call, and of what it starts (a master order's dispatch), names it.
+    set_caller(principal.key_id)
+    if principal.key_id:
+        trace.get_current_span().set_attribute(KEY_ID, principal.key_id)
     access.spend(principal)
     if rule is None:
         raise PermissionDenied(f"{method} has no access rule; refused", reason="PERMISSION_DENIED")

@@ -19,6 +19,7 @@ from typing import Any
 from gateway.api.resource_references import ResourceKind, resource_references
 from gateway.domain.access import Principal, Role
 from gateway.domain.errors import PermissionDenied
+from gateway.domain.ids import AccountId, GroupId, MasterOrderId
 from gateway.store import Store
 
 ADMIN = frozenset({Role.ADMIN})
@@ -45,18 +46,22 @@ class AccessScope:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def accounts_of(self, principal: Principal) -> frozenset[str]:
-        """The accounts a principal may see: an investor's own, a manager's groups' members."""
+    async def accounts_of(self, principal: Principal) -> frozenset[AccountId]:
+        """The accounts a principal may see: an investor's own, a manager's groups' members
+        and their source accounts (the accounts its groups mirror)."""
         if principal.role is Role.INVESTOR:
             return principal.account_ids
-        members: set[str] = set()
+        members: set[AccountId] = set()
         for group_id in principal.group_ids:
             group = await self._store.get_group(group_id)
             if group is not None:
                 members.update(group.account_ids)
+                source = await self._store.sources.get_group_source(group_id)
+                if source is not None:
+                    members.add(source.account_id)
         return frozenset(members)
 
-    async def group_of_master_order(self, master_order_id: str) -> str | None:
+    async def group_of_master_order(self, master_order_id: MasterOrderId) -> GroupId | None:
         master = await self._store.get_master_order(master_order_id)
         return master.spec.group_id if master is not None else None
 
@@ -82,7 +87,7 @@ async def require_accounts(scope: AccessScope, principal: Principal, ids: Collec
 async def require_master_order(scope: AccessScope, principal: Principal, order_id: str) -> None:
     if principal.role is Role.ADMIN:
         return
-    group_id = await scope.group_of_master_order(order_id) if order_id else None
+    group_id = await scope.group_of_master_order(MasterOrderId(order_id)) if order_id else None
     if group_id is None or group_id not in principal.group_ids:
         raise deny(f"reach master order {order_id!r}")
 
@@ -197,6 +202,10 @@ RULES: dict[str, Rule] = {
     _ACCOUNTS + "ResetStopOut": _write(MANAGERS, _account_or_group),
     _ACCOUNTS + "ListStopOuts": Rule(MANAGERS, check=_account_or_group),
     _ACCOUNTS + "WatchStopOuts": Rule(MANAGERS, check=_account_or_group),
+    # The source account is one of the references: one the manager reaches already (a member
+    # or the source of one of its groups), never another tenant's.
+    _ACCOUNTS + "SetGroupSource": _write(MANAGERS, _group),
+    _ACCOUNTS + "RemoveGroupSource": _write(MANAGERS, _group),
     _TRADING + "SubmitMasterOrder": _write(MANAGERS, _order_group),
     # Checked (with this check) and audited per submission by the servicer.
     _TRADING + "StreamMasterOrders": _write(MANAGERS, _order_group),
@@ -207,6 +216,9 @@ RULES: dict[str, Rule] = {
     _TRADING + "ModifyMasterOrder": _write(MANAGERS, _master_order),
     _TRADING + "CloseMasterPosition": _write(MANAGERS, _master_order),
     _TRADING + "SubscribeFills": Rule(EVERYONE, check=_fills),
+    # No group: the servicer shows the caller's groups' signals only.
+    _TRADING + "ListSignals": Rule(MANAGERS, check=_optional_group),
+    _TRADING + "StreamSignals": Rule(MANAGERS, check=_optional_group),
     _ADMIN + "CreateApiKey": _write(ADMIN),
     _ADMIN + "ListApiKeys": Rule(ADMIN),
     _ADMIN + "RevokeApiKey": _write(ADMIN),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2
 
+from gateway._proto.mam.v1 import account_pb2
 from gateway._proto.mam.v1 import account_service_pb2 as pb
 from gateway._proto.mam.v1 import account_service_pb2_grpc as pb_grpc
 from gateway.api import requests
@@ -17,12 +18,17 @@ from gateway.api.errors import NotYetAvailable
 from gateway.api.mapping import account_to_proto, group_to_proto, stop_out_to_proto
 from gateway.api.stream_registry import StreamRegistry, current_stream
 from gateway.domain.access import Role
+from gateway.domain.accounts import Group
 from gateway.domain.errors import FieldViolation, InvalidArgument, Unavailable
+from gateway.domain.group_source import DEFAULT_MAX_SIGNAL_AGE, GroupSource
+from gateway.domain.ids import AccountId, GroupId
 from gateway.domain.stop_outs import RecordedStopOut, WatchKind
 from gateway.engine.account_manager import AccountManager
+from gateway.engine.source_watcher import SourceWatchers
 from gateway.engine.stop_out_board import StopOutBoard
 
 Context = Any
+T = TypeVar("T")
 
 GROUP_UPDATABLE = frozenset(
     {
@@ -59,12 +65,15 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         stop_outs: StopOutBoard | None = None,
         heartbeat_s: float = 5.0,
         streams: StreamRegistry | None = None,
+        sources: SourceWatchers | None = None,
     ) -> None:
         self._accounts = accounts
         self._stop_outs = stop_outs
         self._heartbeat_s = heartbeat_s
         # Told when accounts leave groups, so open streams stop showing them at once.
         self._streams = streams
+        # Told when a group's source is set or removed, so that its watch reads it again now.
+        self._sources = sources
 
     async def WatchStopOuts(
         self, request: pb.WatchStopOutsRequest, context: Context
@@ -79,11 +88,13 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         accounts: frozenset[str] | None = None
         groups: frozenset[str] | None = None
         if request.account_id:
-            await self._accounts.get_account(requests.required_id(request.account_id, "account_id"))
+            await self._accounts.get_account(
+                AccountId(requests.required_id(request.account_id, "account_id"))
+            )
             accounts, groups = frozenset({request.account_id}), frozenset()
         elif request.group_id:
             group = await self._accounts.get_group(
-                requests.required_id(request.group_id, "group_id")
+                GroupId(requests.required_id(request.group_id, "group_id"))
             )
             accounts, groups = frozenset(group.account_ids), frozenset({group.group_id})
         stream = current_stream()
@@ -147,7 +158,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: Context
     ) -> pb.GetAccountResponse:
-        account_id = requests.required_id(request.account_id, "account_id")
+        account_id = AccountId(requests.required_id(request.account_id, "account_id"))
         account = await self._accounts.get_account(account_id)
         return pb.GetAccountResponse(
             account=account_to_proto(account, self._accounts.account_risk(account_id))
@@ -176,7 +187,9 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def UpdateAccount(
         self, request: pb.UpdateAccountRequest, context: Context
     ) -> pb.UpdateAccountResponse:
-        account_id = requests.required_id(request.account.account_id, "account.account_id")
+        account_id = AccountId(
+            requests.required_id(request.account.account_id, "account.account_id")
+        )
         paths = requests.update_paths(request.update_mask, ACCOUNT_UPDATABLE)
         current = await self._accounts.get_account(account_id)
         # The stored account with the masked fields replaced, validated as a whole.
@@ -198,7 +211,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     ) -> pb.DeleteAccountResponse:
         """Retires a flat account (AccountManager.delete_account); its history stays readable
         through ReportingService, while AccountService answers NOT_FOUND for it from now on."""
-        account_id = requests.required_id(request.account_id, "account_id")
+        account_id = AccountId(requests.required_id(request.account_id, "account_id"))
         await self._accounts.delete_account(account_id)
         if self._streams is not None:
             await self._streams.accounts_left([account_id])
@@ -209,14 +222,20 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     ) -> pb.CreateGroupResponse:
         new, risk = requests.group_with_risk(request.group)
         group = await self._accounts.create_group(new, risk)
-        return pb.CreateGroupResponse(
-            group=group_to_proto(group, self._accounts.group_risk(group.group_id))
-        )
+        return pb.CreateGroupResponse(group=await self._group_message(group))
 
     async def GetGroup(self, request: pb.GetGroupRequest, context: Context) -> pb.GetGroupResponse:
-        group_id = requests.required_id(request.group_id, "group_id")
+        group_id = GroupId(requests.required_id(request.group_id, "group_id"))
         group = await self._accounts.get_group(group_id)
-        return pb.GetGroupResponse(group=group_to_proto(group, self._accounts.group_risk(group_id)))
+        return pb.GetGroupResponse(group=await self._group_message(group))
+
+    async def _group_message(self, group: Group) -> account_pb2.Group:
+        """The group as answered: with its risk settings and its source."""
+        source = await self._accounts.group_source(group.group_id)
+        return self._group_with(group, source)
+
+    def _group_with(self, group: Group, source: GroupSource | None) -> account_pb2.Group:
+        return group_to_proto(group, self._accounts.group_risk(group.group_id), source)
 
     async def ListGroups(
         self, request: pb.ListGroupsRequest, context: Context
@@ -230,15 +249,19 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             within=None if principal.is_admin else principal.group_ids,
         )
         rows, token = requests.split_page(page, limit, lambda g: g.group_id)
+        sources = await self._accounts.group_sources() if rows else {}
         return pb.ListGroupsResponse(
-            groups=[group_to_proto(g, self._accounts.group_risk(g.group_id)) for g in rows],
+            groups=[
+                group_to_proto(g, self._accounts.group_risk(g.group_id), sources.get(g.group_id))
+                for g in rows
+            ],
             next_page_token=token,
         )
 
     async def UpdateGroup(
         self, request: pb.UpdateGroupRequest, context: Context
     ) -> pb.UpdateGroupResponse:
-        group_id = requests.required_id(request.group.group_id, "group.group_id")
+        group_id = GroupId(requests.required_id(request.group.group_id, "group.group_id"))
         paths = requests.update_paths(request.update_mask, GROUP_UPDATABLE)
         current = await self._accounts.get_group(group_id)
         # The stored group with the masked fields replaced, validated as a whole as on create.
@@ -251,9 +274,52 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         group = await self._accounts.update_group(group_id, new, risk)
         if self._streams is not None:
             await self._streams.group_changed(group_id)
-        return pb.UpdateGroupResponse(
-            group=group_to_proto(group, self._accounts.group_risk(group_id))
+        return pb.UpdateGroupResponse(group=await self._group_message(group))
+
+    async def SetGroupSource(
+        self, request: pb.SetGroupSourceRequest, context: Context
+    ) -> pb.SetGroupSourceResponse:
+        """The group's source set, or the masked fields of it changed; the group's watch
+        reads it again at once."""
+        update = requests.source_update(request)
+        await self._accounts.get_group(update.group_id)
+        current = await self._accounts.group_source(update.group_id)
+        account_id = update.account_id or (current.account_id if current else None)
+        if account_id is None:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "source.account_id",
+                        "is required: the group has no source yet (name account_id in the mask)",
+                    )
+                ]
+            )
+        group, source = await self._accounts.set_group_source(
+            update.group_id,
+            account_id=account_id,
+            paused=_kept(update.paused, current.paused if current else False),
+            max_signal_age=_kept(
+                update.max_signal_age,
+                current.max_signal_age if current else DEFAULT_MAX_SIGNAL_AGE,
+            ),
         )
+        await self._source_changed(group.group_id)
+        return pb.SetGroupSourceResponse(group=self._group_with(group, source))
+
+    async def RemoveGroupSource(
+        self, request: pb.RemoveGroupSourceRequest, context: Context
+    ) -> pb.RemoveGroupSourceResponse:
+        group_id = GroupId(requests.required_id(request.group_id, "group_id"))
+        group = await self._accounts.remove_group_source(group_id)
+        await self._source_changed(group_id)
+        return pb.RemoveGroupSourceResponse(group=self._group_with(group, None))
+
+    async def _source_changed(self, group_id: GroupId) -> None:
+        if self._sources is not None:
+            self._sources.source_changed(group_id)
+        if self._streams is not None:
+            # A manager's reach holds its groups' sources: a replaced one leaves it.
+            await self._streams.group_changed(group_id)
 
     async def ResetStopOut(
         self, request: pb.ResetStopOutRequest, context: Context
@@ -292,6 +358,10 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         return pb.ListStopOutsResponse(
             stop_outs=[stop_out_to_proto(s) for s in rows], next_page_token=token
         )
+
+
+def _kept(given: T | None, current: T) -> T:
+    return current if given is None else given
 
 
 def _subject(request: pb.ResetStopOutRequest) -> tuple[WatchKind, str]:

@@ -14,6 +14,7 @@ from gateway.api.mapping import enum_to_proto, timestamp
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.domain.audit import AuditRecord
 from gateway.domain.errors import FieldViolation, InvalidArgument, NotFound, Violations
+from gateway.domain.ids import AccountId, GroupId
 from gateway.domain.kill_switches import KillSwitch, KillSwitchScope
 from gateway.engine.kill_switch_board import KillSwitchBoard
 from gateway.store import Store
@@ -168,8 +169,8 @@ async def new_api_key(store: Store, message: pb.ApiKey, *, created_by: str, at: 
     role = requests.enum_from_proto(Role, pb.Role, "ROLE", message.role)
     if role is None:
         v.add("api_key.role", "is required: ADMIN, MANAGER or INVESTOR")
-    group_ids = frozenset(g.strip() for g in message.group_ids)
-    account_ids = frozenset(a.strip() for a in message.account_ids)
+    group_ids = frozenset(GroupId(g.strip()) for g in message.group_ids)
+    account_ids = frozenset(AccountId(a.strip()) for a in message.account_ids)
     for path, ids in (("api_key.group_ids", group_ids), ("api_key.account_ids", account_ids)):
         if len(ids) > MAX_SCOPE_IDS:
             v.add(path, f"names more than {MAX_SCOPE_IDS} ids")

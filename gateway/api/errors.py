@@ -46,7 +46,9 @@ from gateway.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
+from gateway.engine.metrics import NO_METRICS, GatewayMetrics
 from gateway.engine.store_health import STORE_UNAVAILABLE, WRITER_LOCK_LOST
+from gateway.observability.tracing import call_failed
 from gateway.store.faults import is_transient
 from gateway.store.writer_lock import WriterFenced
 
@@ -199,6 +201,7 @@ def _packed(message: Any) -> any_pb2.Any:
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
+    call_failed(status.code, status.details)
     try:
         await context.abort_with_status(status)  # type: ignore[attr-defined]
     except grpc.aio.AbortError as abort:
@@ -271,9 +274,9 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 
 # Requests whose servicer decodes their times itself: a worker's results go through
-# gateway/worker/wire.py, which fails the one command whose answer carries a time that does not
-# read, where a refusal of the message would end the worker's stream (and the worker, which
-# takes INVALID_ARGUMENT for a configuration error) with every terminal it hosts.
+# gateway/terminals/remote/wire.py, which fails the one command whose answer carries a time that
+# does not read, where a refusal of the message would end the worker's stream (and the worker,
+# which takes INVALID_ARGUMENT for a configuration error) with every terminal it hosts.
 _TIMES_DECODED_BY_SERVICER = frozenset({"/mam.v1.WorkerService/Connect"})
 _DEFAULT_REPEATED_LIMIT = RepeatedFieldLimit()
 
@@ -304,10 +307,11 @@ def refusal_of(
 
 @dataclass(frozen=True, slots=True)
 class _Checks:
-    """What refusal_of checks of one method's requests."""
+    """What refusal_of checks of one method's requests (and where refusals are counted)."""
 
     check_times: bool
     repeated: RepeatedFieldLimit
+    metrics: GatewayMetrics = NO_METRICS
 
     def refusal(self, request: Any) -> InvalidArgument | None:
         return refusal_of(request, check_times=self.check_times, repeated=self.repeated)
@@ -317,8 +321,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses requests that do not parse, carry impossible times or too many items in a
     repeated field, and maps every exception leaving a servicer to a status with details."""
 
-    def __init__(self, *, repeated: RepeatedFieldLimit = _DEFAULT_REPEATED_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        repeated: RepeatedFieldLimit = _DEFAULT_REPEATED_LIMIT,
+        metrics: GatewayMetrics = NO_METRICS,
+    ) -> None:
+        """`metrics`: where refusals (by reason) and open streams are counted."""
         self._repeated = repeated
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -329,7 +340,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         method = handler_call_details.method
-        checks = _Checks(method not in _TIMES_DECODED_BY_SERVICER, self._repeated)
+        checks = _Checks(method not in _TIMES_DECODED_BY_SERVICER, self._repeated, self._metrics)
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
@@ -358,9 +369,20 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return handler
 
 
-async def _refuse(context: grpc.aio.ServicerContext[Any, Any], refusal: InvalidArgument) -> None:
+async def _refuse(
+    context: grpc.aio.ServicerContext[Any, Any], refusal: InvalidArgument, metrics: GatewayMetrics
+) -> None:
     release_when_call_ends(refusal)
+    metrics.refused(refusal)
     await _abort(context, status_of(refusal))
+
+
+def _count_refusal(metrics: GatewayMetrics, error: BaseException) -> None:
+    """Counts a call's error answer by its reason; a database fault also as a store error."""
+    if not isinstance(error, DomainError) and (fault := _database_fault(error)) is not None:
+        metrics.store_error("request", "fenced" if isinstance(error, WriterFenced) else "transient")
+        error = fault
+    metrics.refused(error)
 
 
 async def _checked_messages(
@@ -398,30 +420,34 @@ def _wrap_unary(behaviour: Any, method: str, checks: _Checks, *, streaming: bool
             if streaming:
                 request = _checked_messages(request, refused, checks)
             elif (refusal := checks.refusal(request)) is not None:
-                await _refuse(context, refusal)
+                await _refuse(context, refusal, checks.metrics)
             response = await behaviour(request, context)
         except Exception as error:
             if _is_control_flow(error):
                 release_when_call_ends(error)  # a servicer's own abort
                 raise
+            _count_refusal(checks.metrics, refused[0] if refused else error)
             await _abort_for(refused[0] if refused else error, context, method)
         if refused:
-            await _refuse(context, refused[0])
+            await _refuse(context, refused[0], checks.metrics)
         return response
 
     return wrapper
 
 
 def _wrap_stream(behaviour: Any, method: str, checks: _Checks, *, streaming: bool) -> Any:
+    name = method.rsplit("/", 1)[-1]
+
     async def wrapper(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         refused: list[InvalidArgument] = []
+        checks.metrics.stream_opened(name)
         try:
             if streaming:
                 request = _checked_messages(request, refused, checks)
             elif (refusal := checks.refusal(request)) is not None:
-                await _refuse(context, refusal)
+                await _refuse(context, refusal, checks.metrics)
             responses = behaviour(request, context)
             if hasattr(responses, "__aiter__"):
                 async for response in responses:
@@ -438,8 +464,11 @@ def _wrap_stream(behaviour: Any, method: str, checks: _Checks, *, streaming: boo
             if _is_control_flow(error):
                 release_when_call_ends(error)  # a servicer's own abort
                 raise
+            _count_refusal(checks.metrics, refused[0] if refused else error)
             await _abort_for(refused[0] if refused else error, context, method)
+        finally:
+            checks.metrics.stream_closed(name)
         if refused:
-            await _refuse(context, refused[0])
+            await _refuse(context, refused[0], checks.metrics)
 
     return wrapper

@@ -10,12 +10,13 @@ from zoneinfo import ZoneInfo
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from gateway._proto.mam.v1 import account_pb2, common_pb2, order_pb2
+from gateway._proto.mam.v1 import account_pb2, common_pb2, order_pb2, signal_pb2
 from gateway.domain.accounts import Account, AccountSnapshot, AllocationMethod, Group
 from gateway.domain.allocation import Allocation, AllocationReason
 from gateway.domain.decimals import format_decimal
 from gateway.domain.drawdown_monitor import DrawdownState, LossLimit, LossLimits
 from gateway.domain.fills import Fill
+from gateway.domain.group_source import GroupSource, SignalRecord
 from gateway.domain.orders import ChildOrder, MasterOrder
 from gateway.domain.pre_trade_risk import RiskDecision
 from gateway.domain.risk_limits import RiskLimits
@@ -111,9 +112,11 @@ def _put_loss_watch(message: Any, risk: RiskView) -> None:
         message.loss_watch.CopyFrom(loss_watch_to_proto(risk.watch))
 
 
-def group_to_proto(group: Group, risk: RiskView | None = None) -> account_pb2.Group:
+def group_to_proto(
+    group: Group, risk: RiskView | None = None, source: GroupSource | None = None
+) -> account_pb2.Group:
     """The group; with `risk`, its risk settings and loss watch too (a member's own limits on
-    its GroupMember)."""
+    its GroupMember); with `source`, the account it mirrors."""
     settings = group.allocation
     message = account_pb2.Group(
         group_id=group.group_id,
@@ -157,7 +160,52 @@ def group_to_proto(group: Group, risk: RiskView | None = None) -> account_pb2.Gr
             account_pb2.ViolationPolicy, "VIOLATION_POLICY", settings_of.policy
         )
         _put_loss_watch(message, risk)
+    if source is not None:
+        message.source.CopyFrom(group_source_to_proto(source))
     return message
+
+
+def group_source_to_proto(source: GroupSource) -> account_pb2.GroupSource:
+    age = duration_pb2.Duration()
+    age.FromTimedelta(source.max_signal_age)
+    return account_pb2.GroupSource(
+        account_id=source.account_id,
+        paused=source.paused,
+        max_signal_age=age,
+        create_time=timestamp(source.created_at),
+        update_time=timestamp(source.updated_at),
+    )
+
+
+def signal_to_proto(record: SignalRecord) -> signal_pb2.Signal:
+    signal = record.signal
+    return signal_pb2.Signal(
+        sequence=record.sequence,
+        group_id=record.group_id,
+        source_account_id=record.source_account_id,
+        event_id=signal.event_id,
+        kind=enum_to_proto(signal_pb2.SignalKind, "SIGNAL_KIND", signal.kind),
+        ticket=signal.ticket,
+        symbol=signal.symbol,
+        side=enum_to_proto(common_pb2.Side, "SIDE", signal.side),
+        volume=dec(signal.volume),
+        fraction=dec(signal.fraction),
+        order_type=enum_to_proto(common_pb2.OrderType, "ORDER_TYPE", signal.order_type),
+        price=dec(signal.price),
+        stop_limit_price=dec(signal.stop_limit_price),
+        stop_loss=dec(signal.stop_loss),
+        take_profit=dec(signal.take_profit),
+        time_in_force=enum_to_proto(common_pb2.TimeInForce, "TIME_IN_FORCE", signal.time_in_force),
+        expire_time=timestamp(signal.expires_at),
+        copies=list(signal.copies),
+        source_time=timestamp(signal.source_time),
+        state=enum_to_proto(signal_pb2.SignalState, "SIGNAL_STATE", record.state),
+        detail=record.detail,
+        master_order_ids=list(record.master_order_ids),
+        observe_time=timestamp(record.observed_at),
+        settle_time=timestamp(record.settled_at),
+        skip_reason="" if signal.skip is None else signal.skip.value,
+    )
 
 
 def risk_limits_to_proto(limits: RiskLimits) -> account_pb2.RiskLimits:

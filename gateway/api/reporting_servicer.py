@@ -37,6 +37,7 @@ from gateway.domain.fees import (
     performance_fees,
     period_fees,
 )
+from gateway.domain.ids import AccountId, GroupId
 from gateway.domain.performance import (
     AccountActivity,
     PerformanceReport,
@@ -206,7 +207,7 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
         annualization, risk_free_rate = mapping.performance_options(v, request)
         v.raise_if_any()
         assert period is not None
-        group = await self._store.get_group(group_id)
+        group = await self._store.get_group(GroupId(group_id))
         if group is None:
             raise NotFound(f"group {group_id!r} does not exist", reason="GROUP_NOT_FOUND")
         members = list(group.account_ids)
@@ -493,7 +494,7 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
     # -- shared ---------------------------------------------------------------------------------
 
     async def _account(self, account_id: str) -> Account:
-        account = await self._store.get_account(account_id)
+        account = await self._store.get_account(AccountId(account_id))
         if account is None:
             raise NotFound(f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
         return account

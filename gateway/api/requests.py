@@ -9,7 +9,7 @@ import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, time, tzinfo
+from datetime import UTC, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,6 +37,8 @@ from gateway.domain.drawdown_monitor import (
     loss_limits_violations,
 )
 from gateway.domain.errors import FieldViolation, InvalidArgument, Violations
+from gateway.domain.group_source import DEFAULT_MAX_SIGNAL_AGE
+from gateway.domain.ids import AccountId, GroupId, MasterOrderId
 from gateway.domain.orders import FillingPolicy, MasterOrderSpec, OrderType, Side, TimeInForce
 from gateway.domain.risk_limits import (
     NO_LIMITS,
@@ -153,7 +155,7 @@ def master_order_spec(
     v.raise_if_any()
     assert side is not None and order_type is not None and volume is not None
     return MasterOrderSpec(
-        group_id=group_id,
+        group_id=GroupId(group_id),
         symbol=symbol,
         side=side,
         order_type=order_type,
@@ -220,7 +222,7 @@ def submission(message: Any) -> tuple[MasterOrderSpec, MasterOrderView]:
     return spec, view
 
 
-def master_order_lookup(message: Any) -> tuple[str, MasterOrderView]:
+def master_order_lookup(message: Any) -> tuple[MasterOrderId, MasterOrderView]:
     """A GetMasterOrderRequest: the id and the view."""
     v = Violations()
     master_order_id = _text(
@@ -228,7 +230,7 @@ def master_order_lookup(message: Any) -> tuple[str, MasterOrderView]:
     )
     view = _view(v, message.view)
     v.raise_if_any()
-    return master_order_id, view
+    return MasterOrderId(master_order_id), view
 
 
 def new_account(message: account_pb2.Account, path: str = "account") -> NewAccount:
@@ -304,7 +306,7 @@ def new_group(message: account_pb2.Group, path: str = "group") -> NewGroup:
             v.add(f"{at}.account_id", "is required")
         members.append(
             GroupMember(
-                account_id=member.account_id,
+                account_id=AccountId(member.account_id),
                 percentage=_decimal(v, f"{at}.percentage", member.percentage, non_negative=True),
                 lot_multiplier=_decimal(
                     v, f"{at}.lot_multiplier", member.lot_multiplier, non_negative=True
@@ -329,7 +331,7 @@ def new_group(message: account_pb2.Group, path: str = "group") -> NewGroup:
             method=method or AllocationMethod.EQUITY,
             below_min_policy=policy or BelowMinPolicy.SKIP,
             reference_equity=reference,
-            reference_account_id=settings.reference_account_id or None,
+            reference_account_id=AccountId(settings.reference_account_id) or None,
         ),
         members=tuple(members),
         magic=message.magic or None,
@@ -356,9 +358,62 @@ def update_paths(mask: Any, allowed: frozenset[str]) -> list[str]:
     return paths
 
 
+SOURCE_UPDATABLE = frozenset({"account_id", "paused", "max_signal_age"})
+# A position seen a day after it was opened is history, not a signal to copy.
+MAX_SIGNAL_AGE = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceUpdate:
+    """A SetGroupSourceRequest: the group, and each field of its source to set (None: kept
+    as the group's current source has it)."""
+
+    group_id: GroupId
+    account_id: AccountId | None
+    paused: bool | None
+    max_signal_age: timedelta | None
+
+
+def source_update(message: Any) -> SourceUpdate:
+    """The fields the mask names (every field without one), each checked; an unset
+    max_signal_age among them is the default."""
+    v = Violations()
+    group_id = _text(v, "group_id", message.group_id, required=True, limit=MAX_ID)
+    paths = list(message.update_mask.paths)
+    wrong = [p for p in paths if p not in SOURCE_UPDATABLE]
+    if wrong:
+        v.add(
+            "update_mask.paths",
+            f"cannot update {', '.join(wrong)}; updatable: {', '.join(sorted(SOURCE_UPDATABLE))}",
+        )
+    named = set(paths) if paths else set(SOURCE_UPDATABLE)
+    source = message.source
+    account_id = None
+    if "account_id" in named:
+        account_id = AccountId(
+            _text(v, "source.account_id", source.account_id, required=True, limit=MAX_ID)
+        )
+    max_signal_age = None
+    if "max_signal_age" in named:
+        max_signal_age = DEFAULT_MAX_SIGNAL_AGE
+        if source.HasField("max_signal_age"):
+            max_signal_age = source.max_signal_age.ToTimedelta()
+            if max_signal_age < timedelta(milliseconds=1):
+                v.add("source.max_signal_age", "must be at least 1 millisecond")
+            elif max_signal_age > MAX_SIGNAL_AGE:
+                v.add("source.max_signal_age", "must be at most 1 day (86400s)")
+    v.raise_if_any()
+    return SourceUpdate(
+        group_id=GroupId(group_id),
+        account_id=account_id,
+        paused=source.paused if "paused" in named else None,
+        max_signal_age=max_signal_age,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CloseRequest:
-    master_order_id: str
+    master_order_id: MasterOrderId
     client_order_id: str
     fraction: Decimal | None
     volume: Decimal | None
@@ -385,12 +440,12 @@ def close_request(message: Any) -> CloseRequest:
     else:
         volume = _decimal(v, "volume", message.volume, required=True, positive=True)
     v.raise_if_any()
-    return CloseRequest(master_order_id, client_order_id, fraction, volume)
+    return CloseRequest(MasterOrderId(master_order_id), client_order_id, fraction, volume)
 
 
 @dataclass(frozen=True, slots=True)
 class StopsRequest:
-    master_order_id: str
+    master_order_id: MasterOrderId
     # None: leave as it is; 0: remove.
     stop_loss: Decimal | None
     take_profit: Decimal | None
@@ -412,7 +467,7 @@ def stops_request(message: Any) -> StopsRequest:
             'nothing to change: set stop_loss, take_profit ("0" removes) and/or price',
         )
     v.raise_if_any()
-    return StopsRequest(master_order_id, stop_loss, take_profit, price)
+    return StopsRequest(MasterOrderId(master_order_id), stop_loss, take_profit, price)
 
 
 def required_id(text: str, path: str) -> str:

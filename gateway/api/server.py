@@ -41,6 +41,7 @@ from gateway.api.audit_trail import AuditTrail
 from gateway.api.authentication_interceptor import AuthenticationInterceptor
 from gateway.api.authenticator import Authenticator
 from gateway.api.errors import ErrorInterceptor
+from gateway.api.gateway_gauges import TerminalCensus, gauge_reader
 from gateway.api.health import GatewayHealth
 from gateway.api.peer_throttle import AuthenticationLimits, AuthenticationThrottle
 from gateway.api.repeated_fields import RepeatedFieldLimit
@@ -49,32 +50,40 @@ from gateway.api.stream_registry import StreamRegistry
 from gateway.api.tls_credentials import ServerCertificates
 from gateway.api.trading_servicer import TradingServicer
 from gateway.api.worker_servicer import TerminalServicer, WorkerHealth, WorkerServicer
-from gateway.config import ConfigError, GatewayConfig, ServerConfig
+from gateway.config import ConfigError, DemoAccount, DemoConfig, GatewayConfig, ServerConfig
+from gateway.demo_strategy import DemoStrategy
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.domain.accounts import (
     Account,
     AccountState,
     AllocationSettings,
+    Group,
     GroupMember,
     MarginMode,
     NewAccount,
     NewGroup,
     Platform,
 )
+from gateway.domain.group_source import DEFAULT_MAX_SIGNAL_AGE
 from gateway.domain.peer_authentication import FailurePolicy
+from gateway.domain.retry_policy import OrderRetryPolicy
 from gateway.engine.account_manager import AccountManager
 from gateway.engine.account_monitor import AccountMonitor
 from gateway.engine.dispatcher import Dispatcher, DispatchSettings
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.fill_bus import FillBus
 from gateway.engine.kill_switch_board import KillSwitchBoard
+from gateway.engine.metrics import NO_METRICS, GatewayMetrics
 from gateway.engine.order_updates import OrderUpdateBus
 from gateway.engine.risk_book import RiskBook
+from gateway.engine.source_watcher import SourceWatchers, SourceWatchSettings
 from gateway.engine.stop_out_board import StopOutBoard
 from gateway.engine.store_health import StoreHealth
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_engine import TradingEngine, TradingLimits
 from gateway.engine.trading_gate import TradingGate
+from gateway.observability.metrics_endpoint import MetricsEndpoint
+from gateway.observability.tracing import Tracing
 from gateway.secret_files import write_owner_only
 from gateway.store import Store
 from gateway.terminals.mt4 import (
@@ -139,6 +148,20 @@ class RunningGateway:
     certificates: ServerCertificates | None = None
     mt4_tokens: Mt4Tokens | None = None
     worker_service: WorkerServicer | None = None
+    # Off unless [tracing] is enabled (or a test's tracing was given to start_gateway).
+    tracing: Tracing = field(default_factory=Tracing)
+    # NO_METRICS and no endpoint when [metrics] is off.
+    metrics: GatewayMetrics = NO_METRICS
+    metrics_endpoint: MetricsEndpoint | None = None
+    # Mirroring: every group's source account watched, its signals acted on.
+    sources: SourceWatchers | None = None
+    # [demo] strategy: trades on the demo group's source account.
+    demo_strategy: DemoStrategy | None = None
+
+    @property
+    def metrics_port(self) -> int:
+        """The port GET /metrics is served on (0: metrics are off)."""
+        return 0 if self.metrics_endpoint is None else self.metrics_endpoint.port
 
     @property
     def address(self) -> str:
@@ -170,6 +193,12 @@ class RunningGateway:
         # unary calls and dispatches get the grace period.
         self.bus.stop()
         self.recorder.updates.stop()
+        # Nothing more is copied from sources (what a source does meanwhile is caught up at
+        # the next start), and signal streams end now.
+        if self.demo_strategy is not None:
+            await self.demo_strategy.stop()
+        if self.sources is not None:
+            await self.sources.stop()
         # Worker streams stay open while running dispatches still need their terminals.
         self.workers.close_when(self.engine.wait_idle())
         await self.server.stop(grace)
@@ -195,6 +224,9 @@ class RunningGateway:
             await self.mt4_bridge.close()
         self.broker.close()
         await self.store.close()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
+        await self.tracing.shutdown()
 
 
 def simulated_broker(config: GatewayConfig) -> SimBroker:
@@ -219,19 +251,25 @@ def simulated_broker(config: GatewayConfig) -> SimBroker:
     )
 
 
-async def start_gateway(config: GatewayConfig) -> RunningGateway:
+async def start_gateway(config: GatewayConfig, *, tracing: Tracing | None = None) -> RunningGateway:
     """Starts the gateway, in an order that fails before anything runs twice or half:
     the store and its writer lock first (another gateway on the database: WriterLockHeld,
     nothing written), then every part is built and the ports are bound (a port taken: OSError,
     nothing resumed), and only then does work begin (unfinished orders resume, terminals
-    are watched, calls are served). A start that fails stops whatever it had started."""
+    are watched, calls are served). A start that fails stops whatever it had started.
+    `tracing`: instead of the one [tracing] describes (tests: an in-memory exporter's)."""
     async with contextlib.AsyncExitStack() as started:
-        running = await _start(config, started)
+        if tracing is None:
+            tracing = Tracing.from_config(config.tracing, service="mam-gateway")
+        started.push_async_callback(tracing.shutdown)
+        running = await _start(config, started, tracing)
         started.pop_all()  # from here on, RunningGateway.stop
         return running
 
 
-async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> RunningGateway:
+async def _start(
+    config: GatewayConfig, started: contextlib.AsyncExitStack, tracing: Tracing
+) -> RunningGateway:
     # The files read at start are read before the database is touched: one changed since the
     # configuration was checked stops the start with its key named and nothing written.
     tls, bridge = config.server.tls, config.mt4_bridge
@@ -304,8 +342,16 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         dispatcher.halt("because another gateway process took the database")
         lost_writer.set()
 
+    metrics = GatewayMetrics() if config.metrics.enabled else NO_METRICS
     recorder = ExecutionRecorder(
-        store, bus, utc_now, updates, health=store_health, on_fenced=writer_lost
+        store,
+        bus,
+        utc_now,
+        updates,
+        health=store_health,
+        on_fenced=writer_lost,
+        tracer=tracing.tracer,
+        metrics=metrics,
     )
     dispatcher = Dispatcher(
         registry,
@@ -313,11 +359,14 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         DispatchSettings(
             max_concurrency=config.engine.max_concurrency,
             request_timeout_s=config.engine.request_timeout_seconds,
-            max_attempts=config.engine.max_attempts,
-            default_deviation_points=config.engine.default_deviation_points,
+            retry=OrderRetryPolicy(
+                maximum_attempts=config.engine.max_attempts,
+                default_deviation_points=config.engine.default_deviation_points,
+            ),
         ),
         utc_now,
         gate=gate,
+        metrics=metrics,
     )
     risk_book = RiskBook(store, utc_now)
     await risk_book.load()
@@ -335,6 +384,8 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         ),
         gate=gate,
         risk=risk_book,
+        tracer=tracing.tracer,
+        metrics=metrics,
     )
     kill_switches = KillSwitchBoard(store, engine, gate, utc_now)
     stop_outs = StopOutBoard(store, engine, gate, risk_book, utc_now)
@@ -345,6 +396,16 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         risk=risk_book,
         stop_outs=stop_outs,
         request_timeout_s=config.engine.request_timeout_seconds,
+    )
+    sources = SourceWatchers(
+        store=store,
+        registry=registry,
+        engine=engine,
+        clock=utc_now,
+        settings=SourceWatchSettings(
+            look_interval_s=config.sources.look_interval_seconds,
+            look_timeout_s=config.sources.look_timeout_seconds,
+        ),
     )
     monitor = AccountMonitor(
         store,
@@ -367,8 +428,13 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
     # The error mapping wraps access control, so refusals carry the same details; with keys
     # required, the key is checked before the request is read (authentication_interceptor.py).
     interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
-        ErrorInterceptor(repeated=RepeatedFieldLimit(config.server.max_repeated_items))
+        ErrorInterceptor(
+            repeated=RepeatedFieldLimit(config.server.max_repeated_items), metrics=metrics
+        )
     ]
+    # Outermost: a call's span holds all of it, from the caller's traceparent on.
+    if (traced_calls := tracing.server_interceptor()) is not None:
+        interceptors.insert(0, traced_calls)
     if access.required:
         interceptors.append(AuthenticationInterceptor(access))
     interceptors.append(AccessInterceptor(access))
@@ -390,6 +456,7 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
             stop_outs=stop_outs,
             heartbeat_s=config.server.heartbeat_seconds,
             streams=access.streams,
+            sources=sources,
         ),
         server,
     )
@@ -405,6 +472,8 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
             updates=updates,
             access=access,
             heartbeat_s=config.server.heartbeat_seconds,
+            metrics=metrics,
+            sources=sources,
         ),
         server,
     )
@@ -440,6 +509,22 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
             raise OSError(f"cannot listen on {config.server.health_listen}: {error}") from None
         if health_port == 0:
             raise OSError(f"cannot listen on {config.server.health_listen}")
+    metrics_endpoint = None
+    if config.metrics.enabled:
+        metrics.read_state_with(
+            gauge_reader(
+                bus=bus,
+                census=(census := TerminalCensus(registry, workers)),
+                hub=workers,
+                gate=gate,
+                stop_outs=stop_outs,
+                store_health=store_health,
+                lost_writer=lost_writer,
+                recorder=recorder,
+            )
+        )
+        metrics_endpoint = await _start_metrics(config, metrics, census)
+        started.push_async_callback(metrics_endpoint.close)
 
     # The work begins.
     worker_health = WorkerHealth(workers, health)
@@ -452,13 +537,21 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
     started.push_async_callback(stop_outs.stop)
     started.push_async_callback(engine.stop, 0)
     resumed = await engine.resume_unfinished()
+    # Sources after the resumption: a signal acting on an order that was unfinished finds it
+    # executing again, not half done.
+    started.push_async_callback(sources.stop)
+    watched = await sources.start()
+    demo_strategy = await _start_demo_strategy(config, accounts, registry)
+    if demo_strategy is not None:
+        started.push_async_callback(demo_strategy.stop)
     log.info(
         "attached %d terminals, resumed %d unfinished master orders, %d kill switches on, "
-        "%d stop-outs active",
+        "%d stop-outs active, %d group sources watched",
         attached,
         resumed,
         switched_on,
         stopped_out,
+        watched,
     )
     monitor.start()
     started.push_async_callback(monitor.stop)
@@ -496,6 +589,11 @@ async def _start(config: GatewayConfig, started: contextlib.AsyncExitStack) -> R
         lost_writer=lost_writer,
         store_health=store_health,
         worker_health=worker_health,
+        tracing=tracing,
+        metrics=metrics,
+        metrics_endpoint=metrics_endpoint,
+        sources=sources,
+        demo_strategy=demo_strategy,
     )
 
 
@@ -516,6 +614,20 @@ def _serving_while_store_reachable(health: HealthServicer, reachable: bool) -> N
     task = asyncio.get_running_loop().create_task(update())
     _health_updates.add(task)
     task.add_done_callback(_health_updates.discard)
+
+
+async def _start_metrics(
+    config: GatewayConfig, metrics: GatewayMetrics, census: TerminalCensus
+) -> MetricsEndpoint:
+    """GET /metrics on [metrics] listen, each scrape counting the terminals first."""
+    try:
+        endpoint = await MetricsEndpoint.start(
+            config.metrics.listen, metrics.registry, refresh=census.refresh
+        )
+    except OSError as error:
+        raise OSError(f"cannot listen on {config.metrics.listen}: {error}") from None
+    log.info("metrics on %s", endpoint.url)
+    return endpoint
 
 
 async def _start_mt4_bridge(config: GatewayConfig, tokens: Mt4Tokens) -> Mt4BridgeServer:
@@ -638,34 +750,90 @@ def _add_port(
 
 async def _seed_demo(config: GatewayConfig, accounts: AccountManager) -> None:
     """Creates the demo accounts and group once; later starts find them and change nothing
-    (an account deleted since is not made again)."""
+    (an account deleted since is not made again). The same for the group's source account."""
     demo = config.demo
     assert demo is not None
-    if await accounts.find_group_by_name(demo.group) is not None:
+    group = await accounts.find_group_by_name(demo.group)
+    if group is None:
+        group = await _seed_demo_group(demo, accounts)
+    if group is not None and demo.source is not None:
+        await _seed_demo_source(demo.source, group, accounts)
+
+
+def _demo_account(entry: DemoAccount) -> NewAccount:
+    return NewAccount(
+        name=entry.name,
+        platform=Platform.SIMULATED,
+        login=entry.login,
+        server="mam-sim",
+        currency="USD",
+        state=AccountState.ACTIVE,
+        margin_mode=MarginMode.HEDGING,
+        leverage=entry.leverage,
+        initial_balance=entry.initial_balance,
+    )
+
+
+async def _seed_demo_source(entry: DemoAccount, group: Group, accounts: AccountManager) -> None:
+    """The demo group's source: an account of its own, not a member, made the group's source
+    at the first start with one; a start that finds the account, or a source on the group,
+    changes nothing."""
+    if await accounts.group_source(group.group_id) is not None:
         return
+    if any(a.name == entry.name for a in await accounts.all_accounts()):
+        return
+    account = await accounts.create_account(_demo_account(entry))
+    await accounts.set_group_source(
+        group.group_id,
+        account_id=account.account_id,
+        paused=False,
+        max_signal_age=DEFAULT_MAX_SIGNAL_AGE,
+    )
+    log.info(
+        "created demo account %s (%s), the source of group %s",
+        account.name,
+        account.account_id,
+        group.name,
+    )
+
+
+async def _start_demo_strategy(
+    config: GatewayConfig, accounts: AccountManager, registry: TerminalRegistry
+) -> DemoStrategy | None:
+    """[demo] strategy: started on the demo source's terminal, trading the first symbol."""
+    demo = config.demo
+    if demo is None or not demo.strategy or demo.source is None:
+        return None
+    name = demo.source.name
+    account = next((a for a in await accounts.all_accounts() if a.name == name), None)
+    if account is None or not config.symbols:
+        log.warning("demo strategy: no account %r to trade on; not started", name)
+        return None
+    account_id = account.account_id
+    strategy = DemoStrategy(
+        lambda: registry.get(account_id),
+        symbol=config.symbols[0].spec,
+        interval_s=demo.strategy_interval_seconds,
+        seed=demo.strategy_seed,
+    )
+    strategy.start()
+    return strategy
+
+
+async def _seed_demo_group(demo: DemoConfig, accounts: AccountManager) -> Group | None:
     existing = {a.name: a for a in await accounts.all_accounts()}
     members = []
     for entry in demo.accounts:
         account = existing.get(entry.name)
         if account is None:
-            account = await accounts.create_account(
-                NewAccount(
-                    name=entry.name,
-                    platform=Platform.SIMULATED,
-                    login=entry.login,
-                    server="mam-sim",
-                    currency="USD",
-                    state=AccountState.ACTIVE,
-                    margin_mode=MarginMode.HEDGING,
-                    leverage=entry.leverage,
-                    initial_balance=entry.initial_balance,
-                )
-            )
+            account = await accounts.create_account(_demo_account(entry))
         members.append(GroupMember(account_id=account.account_id))
-    if members:
-        group = await accounts.create_group(
-            NewGroup(name=demo.group, allocation=AllocationSettings(), members=tuple(members))
-        )
-        log.info(
-            "created demo group %s (%s) with %d accounts", group.name, group.group_id, len(members)
-        )
+    if not members:
+        return None
+    group = await accounts.create_group(
+        NewGroup(name=demo.group, allocation=AllocationSettings(), members=tuple(members))
+    )
+    log.info(
+        "created demo group %s (%s) with %d accounts", group.name, group.group_id, len(members)
+    )
+    return group

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from gateway._proto.mam.v1 import order_pb2
 from gateway._proto.mam.v1 import trading_service_pb2 as pb
 from gateway._proto.mam.v1 import trading_service_pb2_grpc as pb_grpc
-from gateway.api import fill_wire, requests
+from gateway.api import fill_wire, requests, signal_calls
 from gateway.api.access_interceptor import AccessControl, current_principal, mark_audited
 from gateway.api.access_rules import RULES
 from gateway.api.errors import code_of
@@ -31,10 +32,13 @@ from gateway.domain.errors import (
     PermissionDenied,
     Unavailable,
 )
+from gateway.domain.ids import AccountId, GroupId, MasterOrderId
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
 from gateway.engine.account_manager import AccountManager
 from gateway.engine.fill_bus import FillBus, Subscription
+from gateway.engine.metrics import NO_METRICS, GatewayMetrics
 from gateway.engine.order_updates import Follower, OrderUpdate, OrderUpdateBus
+from gateway.engine.source_watcher import SourceWatchers
 from gateway.engine.stops_modifier import StopsChange
 from gateway.engine.trading_engine import TradingEngine
 from gateway.store import FillFilter, Store
@@ -64,8 +68,13 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         updates: OrderUpdateBus,
         access: AccessControl,
         heartbeat_s: float = 5.0,
+        sources: SourceWatchers | None = None,
+        metrics: GatewayMetrics = NO_METRICS,
     ) -> None:
         self._access = access
+        # Mirroring: the signals of groups' source accounts (None: not served).
+        self._sources = sources
+        self._metrics = metrics
         self._engine = engine
         self._accounts = accounts
         self._store = store
@@ -109,10 +118,19 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             # Ended (its key revoked): no submission is taken from then on, even while the
             # answers wait for a slow reader.
             stream.on_end(reading.cancel)
-        # The state, client_order_id and view of each followed master order, for its events.
+        # The state, client_order_id and view of each followed master order, for its events;
+        # an order's entries go when it is unfollowed, at its final state, so that a long stream
+        # holds only the orders still moving.
         states: dict[str, MasterOrderState] = {}
         client_ids: dict[str, str] = {}
         views: dict[str, requests.MasterOrderView] = {}
+
+        def unfollow(master_order_id: MasterOrderId) -> None:
+            follower.unfollow(master_order_id)
+            states.pop(master_order_id, None)
+            client_ids.pop(master_order_id, None)
+            views.pop(master_order_id, None)
+
         try:
             while True:
                 if self._updates.stopping:
@@ -129,17 +147,22 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                 for item in await follower.next_items(wait_s=1.0):
                     if isinstance(item, _Answer):
                         window.release()
-                        if item.master is not None:
+                        accepted = item.master
+                        # An order not followed (final when submitted, or read final from the
+                        # store already) has no events to come: nothing is kept for it.
+                        if accepted is not None and accepted.master_order_id in follower.following:
                             assert item.view is not None  # set with every acceptance
-                            states[item.master.master_order_id] = item.master.state
-                            client_ids[item.master.master_order_id] = item.client_order_id
-                            views[item.master.master_order_id] = item.view
+                            states[accepted.master_order_id] = accepted.state
+                            client_ids[accepted.master_order_id] = item.client_order_id
+                            views[accepted.master_order_id] = item.view
                         yield item.response
                         continue
                     assert isinstance(item, OrderUpdate)
                     master_order_id = item.master_order_id
                     if master_order_id in follower.stale:
                         continue  # superseded by the store read below
+                    if master_order_id not in follower.following:
+                        continue  # taken before its final event unfollowed it
                     if item.master is not None:
                         states[master_order_id] = item.master.state
                     yield self._event_response(
@@ -151,7 +174,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                         views.get(master_order_id, requests.MasterOrderView.FULL),
                     )
                     if states[master_order_id].is_final:
-                        follower.unfollow(master_order_id)
+                        unfollow(master_order_id)
                 for master_order_id in sorted(follower.stale):
                     follower.stale.discard(master_order_id)
                     master, children = await self._engine.get(master_order_id)
@@ -165,7 +188,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                         views.get(master_order_id, requests.MasterOrderView.FULL),
                     )
                     if master.state.is_final:
-                        follower.unfollow(master_order_id)
+                        unfollow(master_order_id)
         finally:
             reading.cancel()
             self._updates.close(follower)
@@ -173,7 +196,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
     @staticmethod
     def _event_response(
         client_order_id: str,
-        master_order_id: str,
+        master_order_id: MasterOrderId,
         state: MasterOrderState,
         master: MasterOrder | None,
         children: tuple[ChildOrder, ...],
@@ -216,6 +239,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                         spec, submitted_by=principal.key_id, audit=audit
                     )
                 except DomainError as error:
+                    self._metrics.refused(error)
                     await self._access.record(
                         principal, STREAM_METHOD, request, peer=peer, error=error
                     )
@@ -270,7 +294,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         before = requests.decode_page_token(request.page_token)
         view = requests.master_order_view(request.view)
         if request.group_id:
-            await self._accounts.get_group(request.group_id)
+            await self._accounts.get_group(GroupId(request.group_id))
         principal = current_principal()
         page = await self._engine.list_master_orders(
             before=before,
@@ -289,7 +313,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
     async def CancelMasterOrder(
         self, request: pb.CancelMasterOrderRequest, context: Context
     ) -> pb.CancelMasterOrderResponse:
-        master_order_id = requests.required_id(request.master_order_id, "master_order_id")
+        master_order_id = MasterOrderId(
+            requests.required_id(request.master_order_id, "master_order_id")
+        )
         master = await self._engine.cancel(master_order_id)
         return pb.CancelMasterOrderResponse(master_order=master_to_proto(master))
 
@@ -320,7 +346,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         self, request: pb.CloseMasterPositionRequest, context: Context
     ) -> pb.CloseMasterPositionResponse:
         close = requests.close_request(request)
-        submission = await self._engine.close(
+        submission = await self._engine.close_position(
             close.master_order_id,
             client_order_id=close.client_order_id,
             fraction=close.fraction,
@@ -385,6 +411,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                     if fresh:
                         last = fresh[-1].fill.sequence
                         yield fill_wire.committed_batch(fresh)
+                        # Back here once gRPC has taken the message.
+                        lag_s = time.monotonic() - subscription.oldest_published_at
+                        self._metrics.fills_sent(lag_s)
                     elif not live and not subscription.overflowed:
                         yield pb.SubscribeFillsResponse(
                             heartbeat_sequence=max(last, self._store.last_sequence)
@@ -392,6 +421,25 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             finally:
                 self._bus.unsubscribe(subscription)
             log.info("fill subscriber fell behind at sequence %d: catching up from the store", last)
+
+    async def ListSignals(
+        self, request: pb.ListSignalsRequest, context: Context
+    ) -> pb.ListSignalsResponse:
+        return await signal_calls.list_signals(request, store=self._store, accounts=self._accounts)
+
+    async def StreamSignals(
+        self, request: pb.StreamSignalsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamSignalsResponse]:
+        responses = signal_calls.stream_signals(
+            request,
+            store=self._store,
+            accounts=self._accounts,
+            sources=self._sources,
+            heartbeat_s=self._heartbeat_s,
+        )
+        async with contextlib.aclosing(responses):
+            async for response in responses:
+                yield response
 
     async def _filter(self, request: pb.SubscribeFillsRequest) -> FillFilter:
         if request.after_sequence > MAX_SEQUENCE:
@@ -403,7 +451,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                     )
                 ]
             )
-        account_ids = frozenset(request.account_ids)
+        account_ids = frozenset(map(AccountId, request.account_ids))
         if account_ids:
             found = await self._store.get_accounts(account_ids)
             missing = sorted(account_ids - found.keys())
@@ -414,7 +462,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                 )
         principal = current_principal()
         if request.master_order_id and principal.is_admin:
-            await self._engine.get(request.master_order_id)
+            await self._engine.get(MasterOrderId(request.master_order_id))
         if not principal.is_admin and not account_ids:
             # No filter: everything the key reaches, as of now.
             account_ids = await self._access.scope.accounts_of(principal)

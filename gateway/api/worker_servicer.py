@@ -56,6 +56,7 @@ from gateway.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
+from gateway.domain.ids import AccountId
 from gateway.domain.peer_authentication import FailedAuthentications
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.store import Store
@@ -68,9 +69,9 @@ from gateway.terminals.remote import (
     RemoteTerminal,
     WorkerHub,
     WorkerSession,
+    wire,
 )
 from gateway.terminals.remote.worker_hub import OutgoingCommand, WorkerIdInUse, utc_now
-from gateway.worker import wire
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
 def _command(outgoing: OutgoingCommand) -> pb.TerminalCommand:
     return wire.command_to_proto(
-        outgoing.command_id, outgoing.account_id, outgoing.login, outgoing.command
+        outgoing.command_id,
+        outgoing.account_id,
+        outgoing.login,
+        outgoing.command,
+        traceparent=outgoing.traceparent,
     )
 
 
@@ -459,10 +464,10 @@ class TerminalServicer(terminal_service_pb2_grpc.TerminalServiceServicer):
             key=lambda t: t.account_id,
         )[: limit + 1]
         page, token = requests.split_page(terminals, limit, lambda t: t.account_id)
-        accounts = await self._store.get_accounts(t.account_id for t in page)
+        accounts = await self._store.get_accounts(AccountId(t.account_id) for t in page)
         rows = await asyncio.gather(*(self._describe(t) for t in page))
         for row in rows:
-            account = accounts.get(row.account_id)
+            account = accounts.get(AccountId(row.account_id))
             if account is not None:
                 row.login, row.server = account.login, account.server
         return terminal_service_pb2.ListTerminalsResponse(terminals=rows, next_page_token=token)

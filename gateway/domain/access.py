@@ -21,6 +21,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gateway.domain.ids import AccountId, GroupId
+
 KEY_PREFIX = "mam"
 # scrypt's cost: about 30 ms and 16 MiB per verification on one core. Slow on purpose: a
 # stolen hash table is expensive to search. The gateway verifies a key once, then keeps a
@@ -48,8 +50,8 @@ class Principal:
     name: str
     role: Role
     # MANAGER: the groups it trades and manages. INVESTOR: the accounts it may read.
-    group_ids: frozenset[str] = frozenset()
-    account_ids: frozenset[str] = frozenset()
+    group_ids: frozenset[GroupId] = frozenset()
+    account_ids: frozenset[AccountId] = frozenset()
 
     @property
     def actor(self) -> str:
@@ -75,8 +77,8 @@ class ApiKey:
     secret_hash: str
     created_at: datetime
     created_by: str
-    group_ids: frozenset[str] = frozenset()
-    account_ids: frozenset[str] = frozenset()
+    group_ids: frozenset[GroupId] = frozenset()
+    account_ids: frozenset[AccountId] = frozenset()
     revoked_at: datetime | None = None
     revoked_by: str = ""
 

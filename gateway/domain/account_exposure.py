@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from gateway.domain.accounts import AccountSnapshot, MarginMode
-from gateway.domain.orders import Side
+from gateway.domain.side import Side
 
 ZERO = Decimal(0)
 

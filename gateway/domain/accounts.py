@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from gateway.domain.ids import AccountId, GroupId
+
 
 class Platform(enum.Enum):
     MT4 = "MT4"
@@ -61,7 +63,7 @@ class AccountSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    account_id: str
+    account_id: AccountId
     name: str
     platform: Platform
     login: int
@@ -95,18 +97,25 @@ class Account:
                 return broker_symbol
         return symbol
 
+    def gateway_symbol(self, broker_symbol: str) -> str:
+        """The gateway's symbol of one this account's broker trades (a source's trades)."""
+        for gateway_symbol, mapped in self.symbol_mappings:
+            if mapped == broker_symbol:
+                return gateway_symbol
+        return broker_symbol
+
 
 @dataclass(frozen=True, slots=True)
 class AllocationSettings:
     method: AllocationMethod = AllocationMethod.EQUITY
     below_min_policy: BelowMinPolicy = BelowMinPolicy.SKIP
     reference_equity: Decimal | None = None
-    reference_account_id: str | None = None
+    reference_account_id: AccountId | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GroupMember:
-    account_id: str
+    account_id: AccountId
     percentage: Decimal | None = None
     lot_multiplier: Decimal | None = None
     fixed_lots: Decimal | None = None
@@ -123,7 +132,7 @@ FIRST_MAGIC = 700_001
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    group_id: str
+    group_id: GroupId
     name: str
     allocation: AllocationSettings
     members: tuple[GroupMember, ...]
@@ -132,7 +141,7 @@ class Group:
     updated_at: datetime
 
     @property
-    def account_ids(self) -> tuple[str, ...]:
+    def account_ids(self) -> tuple[AccountId, ...]:
         return tuple(member.account_id for member in self.members)
 
 

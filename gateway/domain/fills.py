@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from gateway.domain.ids import AccountId, ChildOrderId, FillId, MasterOrderId
 from gateway.domain.orders import Side
 
 
@@ -13,10 +14,10 @@ from gateway.domain.orders import Side
 class Fill:
     # Global, gap-free, increasing; assigned when the fill is committed (0 before).
     sequence: int
-    fill_id: str
-    master_order_id: str
-    child_order_id: str
-    account_id: str
+    fill_id: FillId
+    master_order_id: MasterOrderId
+    child_order_id: ChildOrderId
+    account_id: AccountId
     symbol: str
     side: Side
     volume: Decimal

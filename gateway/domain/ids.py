@@ -9,6 +9,22 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import NewType
+
+# Ids of different things are all strings, and must never be swapped: a distinct type for each
+# lets mypy catch a child order id passed as a master order id. NewType costs nothing at run
+# time: no new object and no check (MasterOrderId(s) is s itself), so the hot path pays
+# nothing for it. A plain string is wrapped once, where it enters: new_id at creation, or a
+# request's field in the API; rows read from the database are untyped and need no wrapping.
+FillId = NewType("FillId", str)
+MasterOrderId = NewType("MasterOrderId", str)
+ChildOrderId = NewType("ChildOrderId", str)
+AccountId = NewType("AccountId", str)
+GroupId = NewType("GroupId", str)
+
+# "None": a closing order's `closes_*` on an opening order, an event's child on a master's.
+NO_MASTER_ORDER_ID = MasterOrderId("")
+NO_CHILD_ORDER_ID = ChildOrderId("")
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _BODY_LENGTH = 20
@@ -32,7 +48,7 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
     return f"{prefix}_{_encode(body, _BODY_LENGTH)}"
 
 
-def tag_for_child(child_order_id: str) -> str:
+def tag_for_child(child_order_id: ChildOrderId) -> str:
     """The comment tag of a child order: fits MAX_TAG_LENGTH, ASCII, unique per child."""
     body = child_order_id.rsplit("_", 1)[-1]
     tag = f"{TAG_PREFIX}{body}"

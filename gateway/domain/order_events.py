@@ -5,21 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.domain.orders import ChildOrder, MasterOrder
+from gateway.domain.ids import NO_CHILD_ORDER_ID, ChildOrderId, MasterOrderId
+from gateway.domain.orders import ChildOrder, ChildOrderState, MasterOrder, MasterOrderState
+
+# The state an event records: its master order's, or (when it names a child) its child's.
+EventState = MasterOrderState | ChildOrderState
 
 
 @dataclass(frozen=True, slots=True)
 class OrderEvent:
     # Global, gap-free, increasing; assigned when the event is committed (0 before).
     sequence: int
-    master_order_id: str
-    # Empty when the event is about the master order itself.
-    child_order_id: str
-    # The name of the MasterOrderState or ChildOrderState entered.
-    state: str
+    master_order_id: MasterOrderId
+    # Empty (NO_CHILD_ORDER_ID) when the event is about the master order itself.
+    child_order_id: ChildOrderId
+    # The MasterOrderState (no child) or ChildOrderState entered; stored as its name.
+    state: EventState
     # Why: the broker's retcode and text for a child, the state reason for a master order.
     detail: str
     at: datetime
+
+
+def event_state(child_order_id: str, name: str) -> EventState:
+    """The state stored as `name` for an event of `child_order_id` (empty: the master order)."""
+    return ChildOrderState[name] if child_order_id else MasterOrderState[name]
 
 
 def master_event(master: MasterOrder) -> OrderEvent:
@@ -28,11 +37,13 @@ def master_event(master: MasterOrder) -> OrderEvent:
         if master.state.is_final
         else f"{master.child_count} children"
     )
-    return OrderEvent(0, master.master_order_id, "", master.state.name, detail, master.updated_at)
+    return OrderEvent(
+        0, master.master_order_id, NO_CHILD_ORDER_ID, master.state, detail, master.updated_at
+    )
 
 
 def child_event(child: ChildOrder) -> OrderEvent:
     detail = f"retcode {child.retcode}: {child.status_text}" if child.retcode else child.status_text
     return OrderEvent(
-        0, child.master_order_id, child.child_order_id, child.state.name, detail, child.updated_at
+        0, child.master_order_id, child.child_order_id, child.state, detail, child.updated_at
     )

@@ -9,11 +9,17 @@ from decimal import Decimal
 
 from gateway.domain.allocation import Allocation
 from gateway.domain.field_copies import copier
+from gateway.domain.ids import (
+    NO_CHILD_ORDER_ID,
+    NO_MASTER_ORDER_ID,
+    AccountId,
+    ChildOrderId,
+    GroupId,
+    MasterOrderId,
+)
 
-
-class Side(enum.Enum):
-    BUY = "BUY"
-    SELL = "SELL"
+# Side lives in gateway/domain/side.py (below allocation, which orders import); re-exported.
+from gateway.domain.side import Side as Side  # noqa: PLC0414
 
 
 class OrderType(enum.Enum):
@@ -163,7 +169,7 @@ class IllegalTransition(Exception):
 class MasterOrderSpec:
     """The manager's validated instruction."""
 
-    group_id: str
+    group_id: GroupId
     symbol: str
     side: Side
     order_type: OrderType
@@ -180,15 +186,15 @@ class MasterOrderSpec:
     comment: str = ""
     # Set on a closing order (CloseMasterPosition): the master order whose position it closes,
     # and the fraction of what was still open that it closes.
-    closes_master_order_id: str = ""
+    closes_master_order_id: MasterOrderId = NO_MASTER_ORDER_ID
     close_fraction: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ChildOrder:
-    child_order_id: str
-    master_order_id: str
-    account_id: str
+    child_order_id: ChildOrderId
+    master_order_id: MasterOrderId
+    account_id: AccountId
     # The broker symbol the account trades.
     symbol: str
     side: Side
@@ -212,7 +218,7 @@ class ChildOrder:
     filled_at: datetime | None = None
     # Set on a closing child: the opening child whose position it closes (its position_ticket,
     # set from the start, names the position on a hedging account).
-    closes_child_order_id: str = ""
+    closes_child_order_id: ChildOrderId = NO_CHILD_ORDER_ID
 
     def moved_to(self, state: ChildOrderState, at: datetime, **changes: object) -> ChildOrder:
         if state not in CHILD_TRANSITIONS.get(self.state, frozenset()):
@@ -235,7 +241,7 @@ class ExecutionStats:
 
 @dataclass(frozen=True, slots=True)
 class MasterOrder:
-    master_order_id: str
+    master_order_id: MasterOrderId
     spec: MasterOrderSpec
     state: MasterOrderState
     magic: int

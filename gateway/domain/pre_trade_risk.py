@@ -45,8 +45,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 from gateway.domain.account_exposure import AccountExposure, SymbolExposure
 from gateway.domain.decimals import from_steps
 from gateway.domain.drawdown_monitor import StopOutAction
-from gateway.domain.orders import Side
 from gateway.domain.risk_limits import RiskLimits, ViolationPolicy, within_trading_windows
+from gateway.domain.side import Side
 from gateway.domain.symbols import SymbolSpec
 
 ZERO = Decimal(0)

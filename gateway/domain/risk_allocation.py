@@ -18,7 +18,6 @@ from gateway.domain.account_exposure import AccountExposure
 from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
 from gateway.domain.decimals import decimal_places
 from gateway.domain.drawdown_monitor import StopOutAction
-from gateway.domain.orders import Side
 from gateway.domain.pre_trade_risk import (
     ProposedChild,
     RiskAction,
@@ -26,6 +25,7 @@ from gateway.domain.pre_trade_risk import (
     check_children,
 )
 from gateway.domain.risk_limits import RiskLimits, ViolationPolicy
+from gateway.domain.side import Side
 from gateway.domain.symbols import SymbolSpec
 
 _EXACT = Context(prec=80)
@@ -76,8 +76,8 @@ def check_allocation(
             (line.volume * (line.contract_size or master_contract) for line in lines), Decimal(0)
         )
         step = master_symbol.volume_step
-        allocated = _tidy(exposure / master_contract, step)
-        unallocated = _tidy(allocation.requested_volume - allocated, step)
+        allocated = _plain_total(exposure / master_contract, step)
+        unallocated = _plain_total(allocation.requested_volume - allocated, step)
     return replace(
         allocation,
         lines=tuple(lines),
@@ -146,7 +146,7 @@ def _applied(line: AllocationLine, decisions: tuple[RiskDecision, ...]) -> Alloc
     )
 
 
-def _tidy(value: Decimal, step: Decimal) -> Decimal:
+def _plain_total(value: Decimal, step: Decimal) -> Decimal:
     """A total in plain form, as the allocation writes its own: at least the step's decimals."""
     places = max(decimal_places(step), decimal_places(value.normalize()))
     return value.quantize(Decimal(1).scaleb(-places))

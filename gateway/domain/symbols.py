@@ -62,7 +62,7 @@ class SpecInterner:
     """One object for every spec of the same exact value, within one use (an order's plan).
 
     Terminals may answer symbol_spec() with a new object per call; the allocation computes a
-    spec's terms once per object and takes its fast path only when every member shares one.
+    spec's step volumes once per object, and once in all when every member shares one.
     Exact value: the text of every decimal too, since a spec's exponents shape the volumes it
     gives ("0.01" and "0.010" are equal, but not the same spec here).
     """

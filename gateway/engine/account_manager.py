@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gateway.domain.accounts import (
     Account,
@@ -22,12 +22,14 @@ from gateway.domain.drawdown_monitor import DrawdownState, LossLimits, LossRule
 from gateway.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
 from gateway.domain.group_rules import group_violations
-from gateway.domain.ids import new_id
+from gateway.domain.group_source import GroupSource
+from gateway.domain.ids import AccountId, GroupId, new_id
 from gateway.domain.risk_settings import NO_GROUP_RISK, GroupRisk
 from gateway.domain.stop_outs import RecordedStopOut, WatchKind
 from gateway.engine.account_monitor import AccountMonitor
@@ -97,7 +99,7 @@ class AccountManager:
             )
         now = self._clock()
         account = Account(
-            account_id=new_id("acc"),
+            account_id=AccountId(new_id("acc")),
             name=new.name,
             platform=new.platform,
             login=new.login,
@@ -133,7 +135,7 @@ class AccountManager:
         await self._store.insert_account(account)
         return account
 
-    async def get_account(self, account_id: str) -> Account:
+    async def get_account(self, account_id: AccountId) -> Account:
         """The account; NOT_FOUND for a deleted one, as for one that never existed (its history
         is read through reporting)."""
         account = await self._store.get_account(account_id)
@@ -141,7 +143,7 @@ class AccountManager:
             raise NotFound(f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
         return account
 
-    async def delete_account(self, account_id: str) -> None:
+    async def delete_account(self, account_id: AccountId) -> None:
         """Retires an account with nothing open: no position, no working order at its broker
         and no child order still executing. It leaves every group (each stored as UpdateGroup
         stores it) and the lists, its terminal is detached, and it is not attached again at
@@ -156,6 +158,7 @@ class AccountManager:
         referencing = await self._store.groups_referencing(account_id)
         if referencing:
             raise _reference_of(account_id, referencing)
+        await self._refuse_if_source(account_id)
         unfinished = await self._store.unfinished_children_of(account_id)
         positions, pending = await self._open_at_broker(account_id, unfinished)
         if positions or pending or unfinished:
@@ -171,6 +174,9 @@ class AccountManager:
         # What was checked above is checked again in the deletion's transaction: an order
         # stored meanwhile refuses it there.
         async with self._membership:
+            # Under the lock SetGroupSource takes: no group can name it between here and the
+            # deletion.
+            await self._refuse_if_source(account_id)
             try:
                 groups = await self._store.delete_account(account_id, at=self._clock())
             except LookupError:
@@ -208,7 +214,7 @@ class AccountManager:
         )
 
     async def _open_at_broker(
-        self, account_id: str, unfinished: Sequence[UnfinishedChild]
+        self, account_id: AccountId, unfinished: Sequence[UnfinishedChild]
     ) -> tuple[list[Position], list[PendingOrder]]:
         """The account's open positions and working orders as its terminal reports them."""
         terminal: Terminal | None = self._registry.get(account_id)
@@ -243,7 +249,7 @@ class AccountManager:
         within_accounts: frozenset[str] | None = None,
     ) -> list[Account]:
         if group_id:
-            await self.get_group(group_id)
+            await self.get_group(GroupId(group_id))
         return await self._store.list_accounts(
             after=after,
             limit=limit,
@@ -254,7 +260,7 @@ class AccountManager:
 
     async def update_account(
         self,
-        account_id: str,
+        account_id: AccountId,
         *,
         name: str,
         state: AccountState,
@@ -302,7 +308,7 @@ class AccountManager:
         self, kind: WatchKind, subject_id: str, rules: Iterable[LossRule] | None, *, by: str
     ) -> list[RecordedStopOut]:
         if kind is WatchKind.ACCOUNT:
-            await self.get_account(subject_id)
+            await self.get_account(AccountId(subject_id))
         if self._stop_outs is None:
             return []
         return await self._stop_outs.reset(kind, subject_id, rules, by=by)
@@ -317,9 +323,9 @@ class AccountManager:
         active_only: bool = False,
     ) -> list[RecordedStopOut]:
         if kind is WatchKind.ACCOUNT:
-            await self.get_account(subject_id)
+            await self.get_account(AccountId(subject_id))
         elif kind is WatchKind.GROUP:
-            await self.get_group(subject_id)
+            await self.get_group(GroupId(subject_id))
         if self._stop_outs is None:
             return []
         return await self._stop_outs.history(
@@ -335,7 +341,7 @@ class AccountManager:
                 )
             now = self._clock()
             group = Group(
-                group_id=new_id("grp"),
+                group_id=GroupId(new_id("grp")),
                 name=new.name,
                 allocation=new.allocation,
                 members=new.members,
@@ -349,7 +355,7 @@ class AccountManager:
         return group
 
     async def update_group(
-        self, group_id: str, new: NewGroup, risk: GroupRisk = NO_GROUP_RISK
+        self, group_id: GroupId, new: NewGroup, risk: GroupRisk = NO_GROUP_RISK
     ) -> Group:
         """Replaces a group's name, settings, members and risk settings; its id, magic and
         history stay.
@@ -360,6 +366,7 @@ class AccountManager:
         async with self._membership:
             current = await self.get_group(group_id)
             await self._check_group(new)
+            await self._check_not_source(group_id, new)
             if new.name != current.name and await self._store.group_name_taken(new.name):
                 raise AlreadyExists(
                     f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
@@ -392,7 +399,97 @@ class AccountManager:
                 reason="ACCOUNT_NOT_FOUND",
             )
 
-    async def get_group(self, group_id: str) -> Group:
+    async def _check_not_source(self, group_id: GroupId, new: NewGroup) -> None:
+        """A group's source account is never one of its members: it would copy itself."""
+        source = await self._store.sources.get_group_source(group_id)
+        if source is None:
+            return
+        for i, member in enumerate(new.members):
+            if member.account_id == source.account_id:
+                raise InvalidArgument(
+                    [
+                        FieldViolation(
+                            f"group.members[{i}].account_id",
+                            f"account {source.account_id} is the group's source: a group does "
+                            "not copy its own members (RemoveGroupSource first)",
+                        )
+                    ],
+                    reason="SOURCE_IS_MEMBER",
+                )
+
+    # -- sources (mirroring) --------------------------------------------------------------------
+
+    async def group_source(self, group_id: GroupId) -> GroupSource | None:
+        return await self._store.sources.get_group_source(group_id)
+
+    async def group_sources(self) -> dict[GroupId, GroupSource]:
+        return {s.group_id: s for s in await self._store.sources.group_sources()}
+
+    async def set_group_source(
+        self,
+        group_id: GroupId,
+        *,
+        account_id: AccountId,
+        paused: bool,
+        max_signal_age: timedelta,
+    ) -> tuple[Group, GroupSource]:
+        """Sets (or changes) the group's source account, checked under the lock that guards
+        membership: an existing account, not deleted, and not a member of the group. Its
+        terminal need not be attached yet: the watcher looks at it once it is."""
+        async with self._membership:
+            group = await self.get_group(group_id)
+            account = await self._store.get_account(account_id)
+            if account is None or account.is_deleted:
+                raise NotFound(f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
+            if account_id in group.account_ids:
+                raise InvalidArgument(
+                    [
+                        FieldViolation(
+                            "source.account_id",
+                            f"account {account_id} is a member of group {group_id}: a group "
+                            "does not copy its own members",
+                        )
+                    ],
+                    reason="SOURCE_IS_MEMBER",
+                )
+            current = await self._store.sources.get_group_source(group_id)
+            now = self._clock()
+            source = GroupSource(
+                group_id=group_id,
+                account_id=account_id,
+                paused=paused,
+                max_signal_age=max_signal_age,
+                created_at=now if current is None else current.created_at,
+                updated_at=now,
+            )
+            await self._store.sources.set_group_source(source)
+        log.info(
+            "group %s: source %s (%s, signals older than %s not copied)",
+            group_id,
+            account_id,
+            "paused" if paused else "copying",
+            max_signal_age,
+        )
+        return group, source
+
+    async def _refuse_if_source(self, account_id: AccountId) -> None:
+        source = await self._store.sources.source_of_account(account_id)
+        if source is not None:
+            raise FailedPrecondition(
+                f"account {account_id} is the source of group {source.group_id}: remove the "
+                "group's source first; nothing was deleted",
+                reason="ACCOUNT_IS_GROUP_SOURCE",
+            )
+
+    async def remove_group_source(self, group_id: GroupId) -> Group:
+        """Ends the group's mirroring (nothing to do on a group without a source)."""
+        async with self._membership:
+            group = await self.get_group(group_id)
+            if await self._store.sources.remove_group_source(group_id):
+                log.info("group %s: source removed", group_id)
+        return group
+
+    async def get_group(self, group_id: GroupId) -> Group:
         group = await self._store.get_group(group_id)
         if group is None:
             raise NotFound(f"group {group_id!r} does not exist", reason="GROUP_NOT_FOUND")

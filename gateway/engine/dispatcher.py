@@ -1,14 +1,15 @@
 """Sends child orders to their terminals: all at once across terminals, one at a time within one.
 
-Per child: the request at market with the child's tag and the group's magic (its terminal
-prices it right before it leaves: gateway.terminals.market), and the answer's retcode class
+Per child, one attempt loop (`Dispatcher._send_until_settled`) for deals and pending placements
+alike: the request with the child's tag and the group's magic (a deal at market is priced by its
+terminal right before it leaves: gateway.terminals.market), and the answer's retcode class
 decides what follows:
-- SUCCESS: the fill is recorded;
-- TRANSIENT (requote, busy, no quotes...): retried with a fresh price after a backoff, a bounded
-  number of times;
+- SUCCESS: the fill is recorded (a deal), or the child is PLACED (a pending order);
+- TRANSIENT (requote, busy, no quotes...): tried again after a backoff (a deal with a fresh
+  price, within its band), as the OrderRetryPolicy allows;
 - PERMANENT: the child is REJECTED with the retcode and text;
-- AMBIGUOUS (timeout, lost connection, unclear error): the child is UNKNOWN and the terminal is
-  searched for its tag; it is resent only if provably absent.
+- AMBIGUOUS (timeout, lost connection, unclear error): the terminal is searched for the child's
+  tag; it is sent again (by the same loop) only if provably absent, else it is UNKNOWN.
 """
 
 from __future__ import annotations
@@ -16,44 +17,61 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
 from gateway.domain import retcodes
-from gateway.domain.field_copies import copier
 from gateway.domain.fills import Fill
-from gateway.domain.ids import new_id
+from gateway.domain.ids import AccountId, MasterOrderId
 from gateway.domain.orders import (
     ChildOrder,
     ChildOrderState,
     FillingPolicy,
     MasterOrder,
     OrderType,
-    Side,
 )
 from gateway.domain.retcodes import RetcodeClass
+from gateway.domain.retry_policy import OrderRetryPolicy
+from gateway.engine.attempts import (
+    beyond_the_band,
+    cancelled,
+    deal_request,
+    given_up,
+    leaving,
+    outside_band,
+    placed,
+    placement_request,
+    removal_request,
+    to_send_again,
+    unknown,
+    with_answered_deal,
+    with_deal,
+)
 from gateway.engine.collector_hold import none_until_ready_callbacks_ran
 from gateway.engine.deadlines import Deadlines
 from gateway.engine.execution_recorder import ExecutionRecorder
+from gateway.engine.metrics import NO_METRICS, GatewayMetrics, backend_of
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_gate import TradingGate
+from gateway.observability.log_context import log_about
 from gateway.terminals.protocol import (
     Deal,
-    OrderRequest,
-    OrderResult,
     PendingOrder,
     TaggedRecords,
     Terminal,
     TerminalError,
-    TradeAction,
 )
 
 log = logging.getLogger(__name__)
 
-# The average fill price of a child filled in several deals.
-_PRICE_QUANTUM = Decimal("1E-8")
+# The child as its dispatch leaves it (to be recorded) and, if a deal filled it, that deal's fill.
+Outcome = tuple[ChildOrder, Fill | None]
+
+# Four attempts; waits of 50, 100 and 200 ms, each spread by a fifth; a band of 20 points.
+ORDER_RETRY = OrderRetryPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +80,9 @@ class DispatchSettings:
     max_concurrency: int = 1_000
     # How long one request may take before its outcome counts as unknown.
     request_timeout_s: float = 10.0
-    # Attempts per child for transient refusals and provably absent ambiguous sends.
-    max_attempts: int = 4
-    backoff_s: float = 0.05
-    # Used when a master order sets no maximum deviation.
-    default_deviation_points: int = 20
+    # Attempts per child (transient refusals, provably absent ambiguous sends), the waits
+    # between them, and how far from its first price a deal's retry may go.
+    retry: OrderRetryPolicy = ORDER_RETRY
 
 
 class Dispatcher:
@@ -77,19 +93,26 @@ class Dispatcher:
         settings: DispatchSettings,
         clock: Callable[[], datetime],
         gate: TradingGate | None = None,
+        *,
+        uniform: Callable[[], float] = random.random,
+        metrics: GatewayMetrics = NO_METRICS,
     ) -> None:
+        """`uniform`: the draw from [0, 1) that spreads each retry's wait (its jitter);
+        `metrics`: where requests' durations, retries and searches by tag are counted."""
         self._gate = gate if gate is not None else TradingGate()
         self._registry = registry
         self._recorder = recorder
+        self._metrics = metrics
         self._settings = settings
         self._clock = clock
+        self._uniform = uniform
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         # Every terminal request's timeout: one watcher for all rather than a timer each.
         self._deadlines = Deadlines(settings.request_timeout_s)
         # Master orders whose cancellation was requested: none of their children is sent again.
-        self._stopped: set[str] = set()
+        self._stopped_orders: set[MasterOrderId] = set()
         # Why nothing at all may be sent any more (another process took the database).
-        self._halted = ""
+        self._halt_reason = ""
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -105,19 +128,19 @@ class Dispatcher:
         """The timeout of one terminal request, for anything else that asks terminals."""
         return self._deadlines
 
-    def stop_sending(self, master_order_id: str) -> None:
+    def stop_sending(self, master_order_id: MasterOrderId) -> None:
         """From now on, each child of this master order that has not reached its broker is
         CANCELLED instead of sent (checked right before every request)."""
-        self._stopped.add(master_order_id)
+        self._stopped_orders.add(master_order_id)
 
     def halt(self, why: str) -> None:
         """From now on no child of any order is sent: each one not yet at its broker ends
         CANCELLED (in memory: a process that lost its database stores nothing more, and the
         process that took the database finds each child by its tag)."""
-        self._halted = why
+        self._halt_reason = why
 
-    def forget(self, master_order_id: str) -> None:
-        self._stopped.discard(master_order_id)
+    def forget(self, master_order_id: MasterOrderId) -> None:
+        self._stopped_orders.discard(master_order_id)
 
     async def dispatch(
         self,
@@ -126,7 +149,7 @@ class Dispatcher:
         *,
         reconcile_first: frozenset[str] = frozenset(),
         known_deals: Mapping[str, Collection[int]] | None = None,
-        points: Mapping[str, Decimal] | None = None,
+        points: Mapping[AccountId, Decimal] | None = None,
     ) -> None:
         """Executes every child concurrently; returns when each has a recorded outcome.
 
@@ -178,56 +201,63 @@ class Dispatcher:
         self,
         master: MasterOrder,
         child: ChildOrder,
-        reconcile: bool,
-        known: set[int],
+        search_first: bool,
+        known_deals: set[int],
         point: Decimal | None,
         release: asyncio.Event,
     ) -> None:
+        # This child's own task: its log lines are about it.
+        log_about(
+            master_order_id=child.master_order_id,
+            child_order_id=child.child_order_id,
+            account_id=child.account_id,
+        )
         try:
             async with self._slots, self._registry.lock(child.account_id):
-                outcome, fill = await self._trade(master, child, reconcile, known, point, release)
+                outcome, fill = await self._send_until_settled(
+                    master, child, search_first, known_deals, point, release
+                )
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug must not leave the child without an outcome
             log.exception("child %s: dispatch failed", child.child_order_id)
-            outcome, fill = (
-                self._unknown(child, child.attempts, 0, f"dispatch failed: {error}"),
-                None,
-            )
+            text = f"dispatch failed: {error}"
+            outcome, fill = unknown(child, child.attempts, 0, text, self._clock()), None
+        log.debug(
+            "child %s: %s after %d attempts: %s",
+            child.child_order_id,
+            outcome.state.name,
+            outcome.attempts,
+            outcome.status_text,
+        )
         await self._recorder.record(outcome, fill)
 
-    def _unknown(self, child: ChildOrder, attempts: int, retcode: int, text: str) -> ChildOrder:
-        if child.state is ChildOrderState.UNKNOWN:
-            return child
-        return child.moved_to(
-            ChildOrderState.UNKNOWN,
-            self._clock(),
-            attempts=attempts,
-            retcode=retcode,
-            status_text=text,
-        )
-
-    async def _trade(
+    async def _send_until_settled(
         self,
         master: MasterOrder,
         child: ChildOrder,
-        reconcile: bool,
-        known: set[int],
+        search_first: bool,
+        known_deals: set[int],
         point: Decimal | None,
         release: asyncio.Event,
-    ) -> tuple[ChildOrder, Fill | None]:
-        """Executes one child to its outcome. `known`: the deal tickets of its stored fills;
-        `point`: its symbol's point, if known (else its terminal is asked); `release`: set once
-        every child of the master order has built its first request (or is waiting for a
-        slot, its terminal or an answer): the first requests are held until then, so that they
-        leave together and the spread of their arrival at the brokers is the sending alone.
+    ) -> Outcome:
+        """The one attempt loop: sends the child, a deal at market or a pending placement,
+        until it has an outcome, as the retry policy allows. `search_first`: it may have
+        reached its broker in an earlier run (searched for by its tag first); `known_deals`:
+        the deal tickets of its stored fills; `point`: its symbol's point, if known (else its
+        terminal is asked); `release`: set once every child of the master order has built its
+        first request (or is waiting for a slot, its terminal or an answer): the first requests
+        are held until then, so that they leave together and the spread of their arrival at
+        the brokers is the sending alone.
 
         A partial fill is stored at once and the rest sent again (a resting RETURN remainder is
         removed first), so the child's volume is what its deals add up to, each deal one fill.
+        A pending child ends PLACED once it rests at its broker (its fills are then taken in by
+        the PendingOrderWatcher).
         """
         terminal = self._registry.get(child.account_id)
-        if terminal is None and reconcile:
-            return self._unknown(child, child.attempts, 0, "terminal not connected"), None
+        if terminal is None and search_first:
+            return unknown(child, child.attempts, 0, "terminal not connected", self._clock()), None
         if terminal is None:
             return (
                 child.moved_to(
@@ -235,254 +265,193 @@ class Dispatcher:
                 ),
                 None,
             )
-        deviation = master.spec.max_deviation_points or self._settings.default_deviation_points
+        spec = master.spec
+        policy = self._settings.retry
+        deviation = policy.deviation_points(spec.max_deviation_points)
         if point is None:
             point = (await terminal.symbol_spec(child.symbol)).point
-        if master.spec.order_type is not OrderType.MARKET and not child.closes_child_order_id:
-            return await self._place(master, child, terminal, reconcile, known, point, release)
-        filling = master.spec.filling_policy
+        band = deviation * point
+        # A pending child is placed to rest at its broker; a market (or closing) one deals.
+        placing = spec.order_type is not OrderType.MARKET and not child.closes_child_order_id
+        if placing and child.requested_price is None:
+            # Slippage of a pending order is measured against its own price.
+            child = replace(child, requested_price=spec.price)
+        if search_first:
+            child, outcome = await self._search_before_sending(
+                master, terminal, child, known_deals, point, placing
+            )
+            if outcome is not None:
+                return outcome
         attempts = child.attempts
-        if reconcile:
-            found = await self._reconcile(terminal, child)
-            if found is None:
-                return self._unknown(child, attempts, 0, "terminal cannot be searched"), None
-            child, final = await self._absorb(child, found, known, None, point, attempts)
-            if final is not None:
-                return final
-            # What is not in the found deals provably never executed.
-            if (halt := self._halt(master, child)) is not None:
-                return self._cancelled(child, attempts, halt), None
-            child = self._sendable(child)
         last_text = ""
         last_retcode = 0
-        # The price the first request was sent at: retries stay within the deviation of it.
+        # The price the first request was sent at (a pending order's own price): retries stay
+        # within the deviation of it.
         first_price: Decimal | None = child.requested_price
         first_request = child.attempts == 0
-        band = deviation * point
-        while attempts < self._settings.max_attempts:
-            if (halt := self._halt(master, child)) is not None:
-                return self._cancelled(child, attempts, halt), None
+        while attempts < policy.maximum_attempts:
+            if (why_not := self._why_not_to_send(master, child)) is not None:
+                return cancelled(child, attempts, why_not, self._clock()), None
             attempts += 1
-            request = OrderRequest(
-                action=TradeAction.DEAL,
-                symbol=child.symbol,
-                side=child.side,
-                volume=child.volume - child.filled_volume,
-                tag=child.tag,
-                magic=child.magic,
-                # At market: the terminal prices it right before it leaves (terminals.market).
-                # A retry chases the market only within the order's maximum deviation of the
-                # first price sent: beyond it the manager's price is gone.
-                lowest_price=None if first_price is None else first_price - band,
-                highest_price=None if first_price is None else first_price + band,
-                deviation_points=deviation,
-                # A closing child names the position it closes (hedging accounts); an opening
-                # child carries the master order's stops onto its position.
-                position_ticket=child.position_ticket if child.closes_child_order_id else 0,
-                stop_loss=None if child.closes_child_order_id else master.spec.stop_loss,
-                take_profit=None if child.closes_child_order_id else master.spec.take_profit,
-                filling=filling,
+            request = (
+                placement_request(spec, child)
+                if placing
+                else deal_request(spec, child, first_price, band, deviation)
             )
             # The moment the first request leaves is the child's sent time (taken now; the
             # child copied with it once the request is away, not on the way out).
             leaving_at: datetime | None = None
             if first_request:
-                if (halt := await self._released(master, child, release)) is not None:
-                    return self._cancelled(child, attempts - 1, halt), None
+                why_not = await self._why_not_once_released(master, child, release)
+                if why_not is not None:
+                    return cancelled(child, attempts - 1, why_not, self._clock()), None
                 leaving_at, first_request = self._clock(), False
+            timed = self._metrics.enabled
+            sending_at = time.perf_counter() if timed else 0.0
             try:
                 with self._deadlines.guard():
                     result = await terminal.send(request)
             except (TimeoutError, TerminalError) as error:
+                if timed:
+                    self._timed(terminal, "send", sending_at)
                 if leaving_at is not None:
-                    child = _leaving(child, leaving_at)
-                found = await self._reconcile(terminal, child)
-                if found is None:
-                    text = f"outcome unknown: {error or 'timeout'}"
-                    return self._unknown(child, attempts, 0, text), None
-                child, final = await self._absorb(child, found, known, first_price, point, attempts)
-                if final is not None:
-                    return final
-                last_text = f"provably not executed after {error or 'timeout'}"
+                    child = leaving(child, leaving_at)
+                why = str(error) or "timeout"
+                unknown_as = (0, f"outcome unknown: {why}")
+                child, outcome = await self._settle_by_tag(
+                    terminal, child, known_deals, first_price, point, attempts, placing, unknown_as
+                )
+                if outcome is not None:
+                    return outcome
+                last_text = f"provably not {'placed' if placing else 'executed'} after {why}"
+                self._retrying("absent", attempts)
                 continue
+            if timed:
+                self._timed(terminal, "send", sending_at)
             if leaving_at is not None:
-                child = _leaving(child, leaving_at)
+                child = leaving(child, leaving_at)
             if first_price is None:
                 first_price = result.request_price
-            if _outside_band(request, result):
+            if outside_band(request, result):
                 assert first_price is not None
-                seen = result.ask if child.side is Side.BUY else result.bid
-                moved = "" if seen is None else f"{abs(seen - first_price) / point:f} points "
                 last_retcode = retcodes.PRICE_CHANGED
-                last_text = (
-                    f"the price moved {moved}from the first price {first_price}, beyond the "
-                    f"maximum deviation of {deviation}"
-                )
+                last_text = beyond_the_band(child.side, result, first_price, point, deviation)
                 attempts -= 1  # this one was never sent
                 break
             # The price it left at (for its slippage); from before if the terminal sent none.
             requested = result.request_price or first_price
             kind = retcodes.classify(result.retcode)
+            if kind is RetcodeClass.SUCCESS and placing:
+                return placed(child, result.order_ticket, attempts, result, self._clock()), None
             if kind is RetcodeClass.SUCCESS and result.volume > 0:
-                child, fill = self._filled(child, result, requested, point, attempts)
-                known.add(result.deal_ticket)
+                child, fill = with_answered_deal(
+                    child, result, requested, point, attempts, self._clock()
+                )
+                known_deals.add(result.deal_ticket)
                 if child.state is ChildOrderState.FILLED:
                     return child, fill
                 # Partly filled: stored before anything else is sent.
                 await self._recorder.record(child, fill)
                 last_retcode, last_text = result.retcode, result.text
-                if filling is FillingPolicy.RETURN and result.order_ticket:
+                if spec.filling_policy is FillingPolicy.RETURN and result.order_ticket:
                     child, final = await self._take_back_rest(
-                        terminal, child, result.order_ticket, known, requested, point, attempts
+                        terminal,
+                        child,
+                        result.order_ticket,
+                        known_deals,
+                        requested,
+                        point,
+                        attempts,
                     )
                     if final is not None:
                         return final
+                self._retrying("partial_fill", attempts)
                 continue
             last_retcode, last_text = result.retcode, result.text
             if kind is RetcodeClass.TRANSIENT:
-                await asyncio.sleep(self._settings.backoff_s * attempts)
+                self._retrying("transient", attempts)
+                await asyncio.sleep(policy.delay_s(attempts, self._uniform))
                 continue
             if kind is RetcodeClass.AMBIGUOUS:
-                found = await self._reconcile(terminal, child)
-                if found is None:
-                    return self._unknown(child, attempts, result.retcode, result.text), None
-                child, final = await self._absorb(child, found, known, requested, point, attempts)
-                if final is not None:
-                    return final
+                unknown_as = (result.retcode, result.text)
+                child, outcome = await self._settle_by_tag(
+                    terminal, child, known_deals, requested, point, attempts, placing, unknown_as
+                )
+                if outcome is not None:
+                    return outcome
+                self._retrying("absent", attempts)
                 continue
             break
-        text = f"{retcodes.name_of(last_retcode)}: {last_text}"
-        if child.filled_volume > 0:
-            return (
-                child.moved_to(
-                    ChildOrderState.PARTIALLY_FILLED,
-                    self._clock(),
-                    attempts=attempts,
-                    retcode=last_retcode,
-                    status_text=f"{child.filled_volume} of {child.volume} filled; rest: {text}",
-                ),
-                None,
-            )
-        return (
-            child.moved_to(
-                ChildOrderState.REJECTED,
-                self._clock(),
-                attempts=attempts,
-                retcode=last_retcode,
-                status_text=text,
-            ),
-            None,
-        )
+        return given_up(child, attempts, last_retcode, last_text, self._clock()), None
 
-    async def _place(
+    def _retrying(self, reason: str, attempts: int) -> None:
+        """Counts a retry, if the policy allows one more attempt."""
+        if attempts < self._settings.retry.maximum_attempts:
+            self._metrics.retried(reason)
+
+    def _timed(self, terminal: Terminal, request: str, started: float) -> None:
+        self._metrics.terminal_request(backend_of(terminal), request, time.perf_counter() - started)
+
+    async def _search_before_sending(
         self,
         master: MasterOrder,
-        child: ChildOrder,
         terminal: Terminal,
-        reconcile: bool,
-        known: set[int],
+        child: ChildOrder,
+        known_deals: set[int],
         point: Decimal,
-        release: asyncio.Event,
-    ) -> tuple[ChildOrder, Fill | None]:
-        """Places a pending child at its broker: PLACED once it rests there (its fills are
-        then taken in by the PendingOrderWatcher). Retries and reconciliation as for deals:
-        an unknown outcome is searched for by tag, and the order placed again only if absent."""
-        spec = master.spec
+        placing: bool,
+    ) -> tuple[ChildOrder, Outcome | None]:
+        """A child that may have reached its broker in an earlier run: settled by what its tag
+        finds, else (provably absent) ready to be sent again, or CANCELLED if it may no longer
+        be sent."""
         attempts = child.attempts
-        if child.requested_price is None:
-            # Slippage of a pending order is measured against its own price.
-            child = replace(child, requested_price=spec.price)
-        if reconcile:
-            child, outcome = await self._settle_placement(terminal, child, known, point, attempts)
-            if outcome is not None:
-                return outcome
-        first_request = child.attempts == 0
-        last_text = ""
-        last_retcode = 0
-        while attempts < self._settings.max_attempts:
-            if (halt := self._halt(master, child)) is not None:
-                return self._cancelled(child, attempts, halt), None
-            attempts += 1
-            request = OrderRequest(
-                action=TradeAction.PENDING,
-                symbol=child.symbol,
-                side=child.side,
-                volume=child.volume - child.filled_volume,
-                tag=child.tag,
-                magic=child.magic,
-                price=spec.price,
-                order_type=spec.order_type,
-                stop_limit_price=spec.stop_limit_price,
-                stop_loss=spec.stop_loss,
-                take_profit=spec.take_profit,
-                time_in_force=spec.time_in_force,
-                expires_at=spec.expire_time,
-                filling=spec.filling_policy,
-            )
-            if first_request:
-                if (halt := await self._released(master, child, release)) is not None:
-                    return self._cancelled(child, attempts - 1, halt), None
-                child, first_request = _leaving(child, self._clock()), False
-            try:
-                with self._deadlines.guard():
-                    result = await terminal.send(request)
-            except (TimeoutError, TerminalError) as error:
-                child, outcome = await self._settle_placement(
-                    terminal, child, known, point, attempts, why=str(error) or "timeout"
-                )
-                if outcome is not None:
-                    return outcome
-                last_text = f"provably not placed after {error or 'timeout'}"
-                continue
-            kind = retcodes.classify(result.retcode)
-            last_retcode, last_text = result.retcode, result.text
-            if kind is RetcodeClass.SUCCESS:
-                return self._placed(child, result.order_ticket, attempts, result), None
-            if kind is RetcodeClass.TRANSIENT:
-                await asyncio.sleep(self._settings.backoff_s * attempts)
-                continue
-            if kind is RetcodeClass.AMBIGUOUS:
-                child, outcome = await self._settle_placement(
-                    terminal, child, known, point, attempts, why=result.text
-                )
-                if outcome is not None:
-                    return outcome
-                continue
-            break
-        return (
-            child.moved_to(
-                ChildOrderState.REJECTED,
-                self._clock(),
-                attempts=attempts,
-                retcode=last_retcode,
-                status_text=f"{retcodes.name_of(last_retcode)}: {last_text}",
-            ),
-            None,
+        # A deal found by tag has no known requested price: no slippage then.
+        requested = child.requested_price if placing else None
+        unknown_as = (0, "terminal cannot be searched")
+        child, outcome = await self._settle_by_tag(
+            terminal, child, known_deals, requested, point, attempts, placing, unknown_as
         )
+        if outcome is not None:
+            return child, outcome
+        # What is not found provably never reached the broker.
+        if (why_not := self._why_not_to_send(master, child)) is not None:
+            return child, (cancelled(child, attempts, why_not, self._clock()), None)
+        return to_send_again(child, self._clock()), None
 
-    async def _settle_placement(
+    async def _settle_by_tag(
         self,
         terminal: Terminal,
         child: ChildOrder,
-        known: set[int],
+        known_deals: set[int],
+        requested: Decimal | None,
         point: Decimal,
         attempts: int,
-        why: str = "",
-    ) -> tuple[ChildOrder, tuple[ChildOrder, Fill | None] | None]:
-        """After an unknown outcome: the child's order resting (PLACED), its deals taken in,
-        or neither (then it may be placed again). The outcome, when there is one."""
-        records = await self._find(terminal, child)
+        placing: bool,
+        unknown_as: tuple[int, str],
+    ) -> tuple[ChildOrder, Outcome | None]:
+        """After an unknown outcome (or a restart): what its broker holds under the child's
+        tag. Its deals not yet stored become fills; a pending child's order found resting makes
+        it PLACED. Returns the child as it now stands and its outcome when it has one: UNKNOWN
+        (with `unknown_as`' retcode and text) if the terminal cannot be searched, FILLED, or
+        PLACED; none when what it lacks provably never reached the broker."""
+        records = await self._find_by_tag(terminal, child)
         if records is None:
-            text = f"outcome unknown: {why}" if why else "terminal cannot be searched"
-            return child, (self._unknown(child, attempts, 0, text), None)
-        child, final = await self._absorb(
-            child, list(records.deals), known, child.requested_price, point, attempts
+            self._metrics.reconciled("unreachable")
+            return child, (unknown(child, attempts, *unknown_as, self._clock()), None)
+        filled_before = child.filled_volume
+        child, final = await self._take_in_deals(
+            child, list(records.deals), known_deals, requested, point, attempts
         )
         if final is not None:
+            self._metrics.reconciled("filled")
             return child, final
-        if records.orders:
-            return child, (self._placed(child, records.orders[0].ticket, attempts, None), None)
-        return self._sendable(child), None
+        if placing and records.orders:
+            self._metrics.reconciled("placed")
+            ticket = records.orders[0].ticket
+            return child, (placed(child, ticket, attempts, None, self._clock()), None)
+        found_some = child.filled_volume > filled_before
+        self._metrics.reconciled("partially_filled" if found_some else "absent")
+        return child, None
 
     async def check_resting(
         self,
@@ -490,7 +459,7 @@ class Dispatcher:
         child: ChildOrder,
         terminal: Terminal,
         resting: PendingOrder | None,
-        known: set[int],
+        known_deals: set[int],
     ) -> None:
         """One PLACED child against what its broker holds now (`resting`: its order, if still
         there). New deals become fills; an order gone ends the child; a cancellation request
@@ -503,17 +472,7 @@ class Dispatcher:
         if cancelling and resting is not None:
             try:
                 with self._deadlines.guard():
-                    result = await terminal.send(
-                        OrderRequest(
-                            action=TradeAction.REMOVE,
-                            symbol=child.symbol,
-                            side=child.side,
-                            volume=Decimal(0),
-                            tag=child.tag,
-                            magic=child.magic,
-                            order_ticket=resting.ticket,
-                        )
-                    )
+                    result = await terminal.send(removal_request(child, resting.ticket))
             except (TimeoutError, TerminalError) as error:
                 log.warning(
                     "child %s: removal unknown, checked again: %s", child.child_order_id, error
@@ -521,11 +480,11 @@ class Dispatcher:
                 return
             if retcodes.classify(result.retcode) is not RetcodeClass.SUCCESS:
                 log.warning("child %s: removal refused: %s", child.child_order_id, result.text)
-        records = await self._find(terminal, child)
+        records = await self._find_by_tag(terminal, child)
         if records is None:
             return  # asked again on the next round
-        child, final = await self._absorb(
-            child, list(records.deals), known, child.requested_price, point, child.attempts
+        child, final = await self._take_in_deals(
+            child, list(records.deals), known_deals, child.requested_price, point, child.attempts
         )
         if final is not None:
             await self._recorder.record(*final)
@@ -545,44 +504,25 @@ class Dispatcher:
             )
         await self._recorder.record(ended)
 
-    def _placed(
-        self, child: ChildOrder, order_ticket: int, attempts: int, result: OrderResult | None
-    ) -> ChildOrder:
-        return child.moved_to(
-            ChildOrderState.PLACED,
-            self._clock(),
-            attempts=attempts,
-            broker_order_ticket=order_ticket,
-            retcode=result.retcode if result is not None else retcodes.PLACED,
-            status_text=result.text if result is not None else "found resting by its tag",
-        )
-
-    def _sendable(self, child: ChildOrder) -> ChildOrder:
-        """An UNKNOWN child found (at most partly) absent goes back to SENT to be sent again."""
-        if child.state is not ChildOrderState.UNKNOWN:
-            return child
-        now = self._clock()
-        return child.moved_to(ChildOrderState.PENDING, now).moved_to(
-            ChildOrderState.SENT, now, sent_at=now
-        )
-
-    async def _absorb(
+    async def _take_in_deals(
         self,
         child: ChildOrder,
         deals: list[Deal],
-        known: set[int],
+        known_deals: set[int],
         requested: Decimal | None,
         point: Decimal,
         attempts: int,
-    ) -> tuple[ChildOrder, tuple[ChildOrder, Fill | None] | None]:
-        """Turns the child's deals not yet stored into fills. Returns the child as it now
-        stands and, when its whole volume is filled, the final outcome to record."""
+    ) -> tuple[ChildOrder, Outcome | None]:
+        """Turns the child's deals not yet stored into fills (each stored at once). Returns the
+        child as it now stands and, when its whole volume is filled, the final outcome to
+        record."""
         for deal in deals:
-            if deal.ticket in known:
+            if deal.ticket in known_deals:
                 continue
-            known.add(deal.ticket)
-            child, fill = self._fill(
+            known_deals.add(deal.ticket)
+            child, fill = with_deal(
                 child,
+                self._clock(),
                 volume=deal.volume,
                 price=deal.price,
                 requested=deal.price if requested is None else requested,
@@ -605,36 +545,28 @@ class Dispatcher:
         terminal: Terminal,
         child: ChildOrder,
         order_ticket: int,
-        known: set[int],
+        known_deals: set[int],
         requested: Decimal | None,
         point: Decimal,
         attempts: int,
-    ) -> tuple[ChildOrder, tuple[ChildOrder, Fill | None] | None]:
+    ) -> tuple[ChildOrder, Outcome | None]:
         """A RETURN remainder rests at the broker: removed so that only the gateway sends the
         rest, then whatever of it executed before the removal is taken in by tag."""
         try:
             with self._deadlines.guard():
-                await terminal.send(
-                    OrderRequest(
-                        action=TradeAction.REMOVE,
-                        symbol=child.symbol,
-                        side=child.side,
-                        volume=Decimal(0),
-                        tag=child.tag,
-                        magic=child.magic,
-                        order_ticket=order_ticket,
-                    )
-                )
+                await terminal.send(removal_request(child, order_ticket))
         except (TimeoutError, TerminalError) as error:
             log.warning("child %s: removing the rest failed: %s", child.child_order_id, error)
-        records = await self._find(terminal, child)
+        records = await self._find_by_tag(terminal, child)
         if records is None or any(o.ticket == order_ticket for o in records.orders):
             # The rest may still execute at the broker: sending it again could double it.
             text = "the rest of a partial fill still rests at the broker"
-            return child, (self._unknown(child, attempts, 0, text), None)
-        return await self._absorb(child, list(records.deals), known, requested, point, attempts)
+            return child, (unknown(child, attempts, 0, text, self._clock()), None)
+        return await self._take_in_deals(
+            child, list(records.deals), known_deals, requested, point, attempts
+        )
 
-    async def _released(
+    async def _why_not_once_released(
         self, master: MasterOrder, child: ChildOrder, release: asyncio.Event
     ) -> str | None:
         """Waits for the first requests' release; why the child must not go after all, if a
@@ -642,13 +574,13 @@ class Dispatcher:
         if release.is_set():
             return None
         await release.wait()
-        return self._halt(master, child)
+        return self._why_not_to_send(master, child)
 
-    def _halt(self, master: MasterOrder, child: ChildOrder) -> str | None:
+    def _why_not_to_send(self, master: MasterOrder, child: ChildOrder) -> str | None:
         """Why the child must not be sent (now), if it must not."""
-        if self._halted:
-            return self._halted
-        if child.master_order_id in self._stopped:
+        if self._halt_reason:
+            return self._halt_reason
+        if child.master_order_id in self._stopped_orders:
             return "on request"
         if not master.spec.closes_master_order_id:
             switch = self._gate.stopping(
@@ -660,135 +592,18 @@ class Dispatcher:
                 return f"by {switch.describe()}"
         return None
 
-    def _cancelled(self, child: ChildOrder, attempts: int, why: str) -> ChildOrder:
-        # Only ever before a request leaves, or once the broker is proven not to have it.
-        if child.filled_volume > 0:
-            return child.moved_to(
-                ChildOrderState.PARTIALLY_FILLED,
-                self._clock(),
-                attempts=attempts,
-                status_text=f"{child.filled_volume} of {child.volume} filled; rest cancelled {why}",
-            )
-        return child.moved_to(
-            ChildOrderState.CANCELLED,
-            self._clock(),
-            attempts=attempts,
-            status_text=f"cancelled {why} before it reached the broker",
-        )
-
-    async def _find(self, terminal: Terminal, child: ChildOrder) -> TaggedRecords | None:
+    async def _find_by_tag(self, terminal: Terminal, child: ChildOrder) -> TaggedRecords | None:
+        """Everything its broker holds under the child's tag; None if it cannot be asked."""
+        timed = self._metrics.enabled
+        started = time.perf_counter() if timed else 0.0
         try:
             with self._deadlines.guard():
                 return await terminal.find_by_tag(child.tag)
         except (TimeoutError, TerminalError):
             return None
-
-    async def _reconcile(self, terminal: Terminal, child: ChildOrder) -> list[Deal] | None:
-        """The child's deals on the terminal, [] if provably none, None if it cannot tell."""
-        records = await self._find(terminal, child)
-        return None if records is None else list(records.deals)
-
-    def _filled(
-        self,
-        child: ChildOrder,
-        result: OrderResult,
-        requested: Decimal | None,
-        point: Decimal,
-        attempts: int,
-    ) -> tuple[ChildOrder, Fill]:
-        """`requested`: None when the price it was sent at is unknown (no slippage then)."""
-        assert result.price is not None
-        return self._fill(
-            child,
-            volume=result.volume,
-            price=result.price,
-            requested=result.price if requested is None else requested,
-            point=point,
-            attempts=attempts,
-            retcode=result.retcode,
-            text=result.text,
-            deal_ticket=result.deal_ticket,
-            order_ticket=result.order_ticket,
-            position_ticket=result.position_ticket,
-            executed_at=result.executed_at or self._clock(),
-        )
-
-    def _fill(
-        self,
-        child: ChildOrder,
-        *,
-        volume: Decimal,
-        price: Decimal,
-        requested: Decimal,
-        point: Decimal,
-        attempts: int,
-        retcode: int,
-        text: str,
-        deal_ticket: int,
-        order_ticket: int,
-        position_ticket: int,
-        executed_at: datetime,
-    ) -> tuple[ChildOrder, Fill]:
-        """One deal of the child as a fill, and the child with it added: FILLED once its deals
-        reach its volume, else still SENT (the rest to be sent) with the average price."""
-        if child.state not in (
-            ChildOrderState.SENT,
-            ChildOrderState.UNKNOWN,
-            ChildOrderState.PLACED,
-        ):
-            raise AssertionError(f"child {child.child_order_id} filled from {child.state.name}")
-        direction = 1 if child.side is Side.BUY else -1
-        slippage = ((price - requested) * direction / point).quantize(Decimal("0.1"))
-        total = child.filled_volume + volume
-        average = price
-        if child.filled_volume and child.fill_price is not None:
-            average = ((child.fill_price * child.filled_volume + price * volume) / total).quantize(
-                _PRICE_QUANTUM
-            )
-        changes: dict[str, object] = {
-            "filled_volume": total,
-            "requested_price": child.requested_price or requested,
-            "fill_price": average,
-            "slippage_points": slippage,
-            "retcode": retcode,
-            "status_text": text,
-            "broker_order_ticket": order_ticket,
-            "broker_deal_ticket": deal_ticket,
-            "position_ticket": position_ticket,
-            "attempts": attempts,
-            "filled_at": executed_at,
-        }
-        if total >= child.volume:
-            updated = child.moved_to(ChildOrderState.FILLED, self._clock(), **changes)
-        else:
-            updated = replace(self._sendable(child), updated_at=self._clock(), **changes)  # type: ignore[arg-type]
-        fill = Fill(
-            sequence=0,
-            fill_id=new_id("fl"),
-            master_order_id=child.master_order_id,
-            child_order_id=child.child_order_id,
-            account_id=child.account_id,
-            symbol=child.symbol,
-            side=child.side,
-            volume=volume,
-            price=price,
-            requested_price=requested,
-            slippage_points=slippage,
-            deal_ticket=deal_ticket,
-            order_ticket=order_ticket,
-            position_ticket=position_ticket,
-            executed_at=executed_at,
-        )
-        return updated, fill
-
-
-_copy_child = copier(ChildOrder)
-
-
-def _outside_band(request: OrderRequest, result: OrderResult) -> bool:
-    """The terminal refused a priced retry unsent: its price had left the band."""
-    banded = request.lowest_price is not None or request.highest_price is not None
-    return banded and result.retcode == retcodes.PRICE_CHANGED and result.request_price is None
+        finally:
+            if timed:
+                self._timed(terminal, "find_by_tag", started)
 
 
 def _release_together(release: asyncio.Event) -> None:
@@ -797,10 +612,3 @@ def _release_together(release: asyncio.Event) -> None:
     enabled again)."""
     release.set()
     none_until_ready_callbacks_ran(asyncio.get_running_loop())
-
-
-def _leaving(child: ChildOrder, at: datetime) -> ChildOrder:
-    """The child as its first request leaves: its sent time is that moment. (It was stored
-    SENT with its master order, before any request left, so that a crash from then on has it
-    searched for by tag; the request itself may leave much later in a large fan-out.)"""
-    return _copy_child(child, {"sent_at": at})

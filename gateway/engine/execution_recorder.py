@@ -21,12 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from opentelemetry.trace import SpanContext, Tracer
+
+import gateway.observability.trace_context as traced
 from gateway.domain.fills import Fill
+from gateway.domain.ids import ChildOrderId, MasterOrderId
 from gateway.domain.orders import (
     ChildOrder,
     ChildOrderState,
@@ -37,6 +42,7 @@ from gateway.domain.orders import (
 )
 from gateway.domain.retry_policy import RetryPolicy
 from gateway.engine.fill_bus import FillBus
+from gateway.engine.metrics import NO_METRICS, GatewayMetrics
 from gateway.engine.order_updates import OrderUpdateBus
 from gateway.engine.store_health import StoreHealth
 from gateway.store import Store
@@ -57,6 +63,8 @@ class _Outcome:
     child: ChildOrder
     fill: Fill | None
     done: asyncio.Future[None]
+    # The span it was recorded in (tracing on): its commit's span joins that trace.
+    span: SpanContext | None = None
 
 
 @dataclass(slots=True)
@@ -64,7 +72,7 @@ class MasterProgress:
     """The in-memory view of a master order while it executes."""
 
     master: MasterOrder
-    children: dict[str, ChildOrder]
+    children: dict[ChildOrderId, ChildOrder]
     fills: list[Fill] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     # Children not in a final state: kept as outcomes arrive, so a commit need not walk every
@@ -79,7 +87,7 @@ class _Staged:
     progress: MasterProgress
     # The master order as the changes were worked out from.
     base: MasterOrder
-    children: dict[str, ChildOrder] = field(default_factory=dict)
+    children: dict[ChildOrderId, ChildOrder] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
     open_children: int = 0
     master: MasterOrder | None = None
@@ -130,9 +138,15 @@ class ExecutionRecorder:
         health: StoreHealth | None = None,
         retry: RetryPolicy = STORE_RETRY,
         on_fenced: Callable[[], None] | None = None,
+        metrics: GatewayMetrics = NO_METRICS,
+        tracer: Tracer = traced.NO_TRACER,
     ) -> None:
+        """`tracer`: a span per commit of outcomes recorded in a span (NO_TRACER: none)."""
         self._store = store
         self._bus = bus
+        self._metrics = metrics
+        self._tracer = tracer
+        self._tracing = traced.is_tracing(tracer)
         self.updates = updates or OrderUpdateBus()
         self._clock = clock
         self._health = health if health is not None else StoreHealth(store.probe_write)
@@ -140,7 +154,7 @@ class ExecutionRecorder:
         self._on_fenced = on_fenced
         self._fenced: WriterFenced | None = None
         self._queue: asyncio.Queue[_Outcome] = asyncio.Queue(MAX_WAITING)
-        self._progress: dict[str, MasterProgress] = {}
+        self._progress: dict[MasterOrderId, MasterProgress] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -178,7 +192,7 @@ class ExecutionRecorder:
         self._progress[master.master_order_id] = progress
         return progress
 
-    def progress_of(self, master_order_id: str) -> MasterProgress | None:
+    def progress_of(self, master_order_id: MasterOrderId) -> MasterProgress | None:
         return self._progress.get(master_order_id)
 
     def in_progress(self) -> list[MasterProgress]:
@@ -191,7 +205,8 @@ class ExecutionRecorder:
         if self._fenced is not None:
             raise self._fenced
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Outcome(child, fill, done))
+        span = traced.current_span_context() if self._tracing else None
+        await self._queue.put(_Outcome(child, fill, done, span))
         await done
 
     async def finish_if_complete(self, progress: MasterProgress) -> None:
@@ -203,6 +218,7 @@ class ExecutionRecorder:
         master = _completed(progress.master, children, fills, self._clock())
         await self._store.save_progress(masters=[master])
         progress.master = master
+        self._metrics.master_orders_ended([master])
         self.updates.publish([master], [])
         self._progress.pop(master.master_order_id, None)
         progress.finished.set()
@@ -214,13 +230,34 @@ class ExecutionRecorder:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._store_batch(batch)
+                if self._tracing:
+                    await self._store_traced(batch)
+                else:
+                    await self._store_batch(batch)
             except Exception as error:  # a bug here: the waiting tasks get it, the writer goes on
                 log.exception("commit of %d execution outcomes failed", len(batch))
                 _fail(batch, error)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _store_traced(self, batch: list[_Outcome]) -> None:
+        """_store_batch in a span: a child of the span the batch's first outcome was recorded
+        in (its master order's dispatch), linked to the others' (other orders' dispatches).
+        Outcomes recorded outside any span (the watcher's) get none."""
+        parent, links = traced.parent_and_links(outcome.span for outcome in batch)
+        if parent is None:
+            await self._store_batch(batch)
+            return
+        attributes = {
+            traced.OUTCOMES: len(batch),
+            traced.FILLS: sum(1 for outcome in batch if outcome.fill is not None),
+            traced.MASTER_ORDERS: len({outcome.child.master_order_id for outcome in batch}),
+        }
+        with self._tracer.start_as_current_span(
+            traced.COMMIT_SPAN, context=parent, links=links, attributes=attributes
+        ):
+            await self._store_batch(batch)
 
     async def _store_batch(self, batch: list[_Outcome]) -> None:
         """Commits the batch, trying again through passing faults; splits it around an
@@ -234,13 +271,17 @@ class ExecutionRecorder:
             try:
                 await self._commit(batch, attempt)
             except WriterFenced as error:
+                self._metrics.store_error("group_commit", "fenced")
                 self._lost_writer(error)
                 _fail(batch, error)
                 return
             except Exception as error:
                 if not is_transient(error):
+                    self._metrics.store_error("group_commit", "permanent")
                     await self._split(batch, error)
                     return
+                self._metrics.store_error("group_commit", "transient")
+                self._metrics.store_retry("group_commit")
                 tries += 1
                 self._health.failed(error)
                 delay = self._retry.delay_s(tries)
@@ -312,21 +353,27 @@ class ExecutionRecorder:
                 # A pending order: sent everywhere, now waiting for its price at the brokers.
                 change.master = base.moved_to(MasterOrderState.WORKING, now)
                 masters.append(change.master)
+        children = [o.child for o in batch]
+        started = time.perf_counter()
         committed = await self._store.save_progress(
             masters=masters,
-            children=[o.child for o in batch],
+            children=children,
             fills=[o.fill for o in batch if o.fill is not None],
             attempt=attempt,
         )
+        # Counted before anything is published: who sees a fill finds it counted.
+        metrics = self._metrics
+        if metrics.enabled:
+            metrics.committed(children, len(committed), time.perf_counter() - started, len(batch))
+            metrics.master_orders_ended(
+                c.master for c in staged.values() if c.finished and c.master
+            )
         # Stored: now the progress, the streams and the waiting tasks may know.
         for change in staged.values():
             change.apply()
         # With the messages they were stored with: subscribers send those bytes.
         self._bus.publish(committed)
-        self.updates.publish(
-            [c.master for c in staged.values() if c.master is not None],
-            [o.child for o in batch],
-        )
+        self.updates.publish([c.master for c in staged.values() if c.master is not None], children)
         for change in staged.values():
             if change.finished:
                 del self._progress[change.progress.master.master_order_id]

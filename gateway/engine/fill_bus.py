@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 
@@ -32,10 +33,21 @@ class Subscription:
         self.on_overflow: Callable[[], None] = lambda: None
         self._pending: deque[CommittedFill] = deque()
         self._ready = asyncio.Event()
+        # When each publish's fills were offered (its last sequence, time.monotonic()): one
+        # entry a commit, never one a fill, for the lag of what next_batch takes.
+        self._published: deque[tuple[int, float]] = deque()
+        # The offer time of the oldest fill of the batch next_batch took last (0: none).
+        self.oldest_published_at = 0.0
 
-    def offer(self, fills: Sequence[CommittedFill], by_account: _ByAccount | None = None) -> None:
+    def offer(
+        self,
+        fills: Sequence[CommittedFill],
+        by_account: _ByAccount | None = None,
+        published_at: float = 0.0,
+    ) -> None:
         """Takes the fills the filter matches, in order. `by_account`: the same fills grouped
-        by account, for a filter of fewer accounts than there are fills."""
+        by account, for a filter of fewer accounts than there are fills; `published_at`:
+        time.monotonic() of their publish."""
         if self.overflowed:
             return
         fill_filter = self.filter
@@ -53,9 +65,11 @@ class Subscription:
         if len(self._pending) + len(wanted) > self.max_pending:
             self.overflowed = True
             self._pending.clear()
+            self._published.clear()
             self.on_overflow()
         else:
             self._pending.extend(wanted)
+            self._published.append((wanted[-1].fill.sequence, published_at))
         self._ready.set()
 
     def narrow(self, fill_filter: FillFilter) -> None:
@@ -82,7 +96,21 @@ class Subscription:
         batch: list[CommittedFill] = []
         while self._pending and len(batch) < max_fills:
             batch.append(self._pending.popleft())
+        published = self._published
+        if batch and published:
+            # The entry of the batch's first fill, then those the batch took whole go.
+            first, last = batch[0].fill.sequence, batch[-1].fill.sequence
+            while len(published) > 1 and published[0][0] < first:
+                published.popleft()
+            self.oldest_published_at = published[0][1]
+            while published and published[0][0] <= last:
+                published.popleft()
         return batch
+
+    @property
+    def buffered(self) -> int:
+        """Fills waiting to be taken."""
+        return len(self._pending)
 
 
 class FillBus:
@@ -119,12 +147,17 @@ class FillBus:
         """Called only with committed fills, in sequence order."""
         if fills:
             by_account = _ByAccount(fills)
+            now = time.monotonic()
             for subscription in list(self._subscriptions):
-                subscription.offer(fills, by_account)
+                subscription.offer(fills, by_account, now)
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+    def buffer_depths(self) -> list[int]:
+        """Each subscription's buffered fills (for metrics)."""
+        return [s.buffered for s in self._subscriptions]
 
 
 class _ByAccount:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from gateway.domain.errors import NotFound
-from gateway.domain.ids import new_id
+from gateway.domain.ids import AccountId, GroupId, new_id
 from gateway.domain.kill_switches import KillSwitch, KillSwitchScope
 from gateway.engine.trading_engine import TradingEngine
 from gateway.engine.trading_gate import TradingGate
@@ -57,10 +57,13 @@ class KillSwitchBoard:
     async def activate(
         self, scope: KillSwitchScope, target_id: str, *, flatten: bool, reason: str, by: str
     ) -> KillSwitch:
-        if scope is KillSwitchScope.GROUP and await self._store.get_group(target_id) is None:
+        if (
+            scope is KillSwitchScope.GROUP
+            and await self._store.get_group(GroupId(target_id)) is None
+        ):
             raise NotFound(f"group {target_id!r} does not exist", reason="GROUP_NOT_FOUND")
         if scope is KillSwitchScope.ACCOUNT:
-            account = await self._store.get_account(target_id)
+            account = await self._store.get_account(AccountId(target_id))
             if account is None or account.is_deleted:
                 raise NotFound(f"account {target_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
         switch = KillSwitch(

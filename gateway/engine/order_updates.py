@@ -15,12 +15,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.domain.ids import MasterOrderId
 from gateway.domain.orders import ChildOrder, MasterOrder
 
 
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
-    master_order_id: str
+    master_order_id: MasterOrderId
     # Set when the master order itself changed.
     master: MasterOrder | None
     # The child orders that changed, in their new state.
@@ -30,23 +31,23 @@ class OrderUpdate:
 class Follower:
     def __init__(self, max_pending: int) -> None:
         self.max_pending = max_pending
-        self.following: set[str] = set()
+        self.following: set[MasterOrderId] = set()
         # Master orders whose buffered updates were dropped: to be re-read from the store.
-        self.stale: set[str] = set()
+        self.stale: set[MasterOrderId] = set()
         self._items: deque[object] = deque()
         self._pending_children = 0
         self._ready = asyncio.Event()
         # How often this follower's buffer overflowed (for metrics and tests).
         self.overflows = 0
 
-    def follow(self, master_order_id: str) -> None:
+    def follow(self, master_order_id: MasterOrderId) -> None:
         self.following.add(master_order_id)
 
-    def unfollow(self, master_order_id: str) -> None:
+    def unfollow(self, master_order_id: MasterOrderId) -> None:
         self.following.discard(master_order_id)
         self.stale.discard(master_order_id)
 
-    def mark_stale(self, master_order_id: str) -> None:
+    def mark_stale(self, master_order_id: MasterOrderId) -> None:
         self.stale.add(master_order_id)
         self._ready.set()
 
@@ -128,7 +129,7 @@ class OrderUpdateBus:
         """Called only with committed changes, in commit order."""
         if not self._followers or not (masters or children):
             return
-        by_master: dict[str, list[ChildOrder]] = {}
+        by_master: dict[MasterOrderId, list[ChildOrder]] = {}
         for child in children:
             by_master.setdefault(child.master_order_id, []).append(child)
         changed = {m.master_order_id: m for m in masters}

@@ -26,6 +26,7 @@ from gateway.domain.orders import ChildOrder, ChildOrderState, MasterOrder
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.execution_recorder import ExecutionRecorder, MasterProgress
 from gateway.engine.terminal_registry import TerminalRegistry
+from gateway.observability.log_context import log_about
 from gateway.store import Store
 from gateway.terminals.protocol import TerminalError
 
@@ -166,6 +167,7 @@ class PendingOrderWatcher:
         terminal = self._registry.get(account_id)
         if terminal is None:
             return
+        log_about(account_id=account_id)  # gather's task for this account
         async with self._dispatcher.slots, self._registry.lock(account_id):
             try:
                 with self._dispatcher.deadlines.guard():
@@ -178,6 +180,11 @@ class PendingOrderWatcher:
                 if current.state is not ChildOrderState.PLACED:
                     continue
                 known = self._known.setdefault(child.child_order_id, set())
+                log_about(
+                    master_order_id=child.master_order_id,
+                    child_order_id=child.child_order_id,
+                    account_id=account_id,
+                )
                 try:
                     await self._dispatcher.check_resting(
                         progress.master,

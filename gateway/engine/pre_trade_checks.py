@@ -3,7 +3,7 @@ and the allocation with their decisions applied (gateway/domain/risk_allocation.
 
 An account is checked when its limits (its member's own, or the group's) are not empty, or when
 it has an active stop-out. For those accounts only, the order's reading of the terminal also
-takes the open positions and a quote (TradingEngine._read_accounts, concurrently with the other
+takes the open positions and a quote (OrderSubmitter._read_accounts, concurrently with the other
 accounts), so a group without limits and without stopped-out members pays nothing.
 """
 
@@ -17,6 +17,7 @@ from decimal import Decimal
 from gateway.domain.account_exposure import AccountExposure
 from gateway.domain.accounts import Account, AccountSnapshot, Group
 from gateway.domain.allocation import Allocation
+from gateway.domain.ids import AccountId
 from gateway.domain.orders import MasterOrderSpec, OrderType, Side
 from gateway.domain.risk_allocation import AccountRiskInput, check_allocation
 from gateway.domain.risk_settings import NO_GROUP_RISK, GroupRisk
@@ -98,10 +99,10 @@ class PreTradeChecks:
         allocation: Allocation,
         planned: PlannedChecks,
         *,
-        accounts: Mapping[str, Account],
-        snapshots: Mapping[str, AccountSnapshot],
-        holdings: Mapping[str, Holdings],
-        specs: Mapping[str, SymbolSpec | None],
+        accounts: Mapping[AccountId, Account],
+        snapshots: Mapping[AccountId, AccountSnapshot],
+        holdings: Mapping[AccountId, Holdings],
+        specs: Mapping[AccountId, SymbolSpec | None],
         order: MasterOrderSpec,
         master_symbol: SymbolSpec,
         at: datetime,

@@ -36,7 +36,7 @@ from gateway.domain.drawdown_monitor import (
     start_watch,
 )
 from gateway.domain.errors import NotFound
-from gateway.domain.ids import new_id
+from gateway.domain.ids import AccountId, GroupId, new_id
 from gateway.domain.stop_outs import LossWatchState, RecordedStopOut, WatchKind
 from gateway.engine.risk_book import RiskBook
 from gateway.engine.stop_out_feed import StopOutFeed
@@ -129,7 +129,7 @@ class StopOutBoard:
                 if snapshot is not None:
                     subjects.append(((WatchKind.ACCOUNT, account_id), snapshot, limits, ()))
             for group_id, limits in groups.items():
-                group = await self._store.get_group(group_id)
+                group = await self._store.get_group(GroupId(group_id))
                 if group is None:
                     continue
                 members = group.account_ids
@@ -205,9 +205,12 @@ class StopOutBoard:
     ) -> list[RecordedStopOut]:
         """Ends the subject's active stop-outs of `rules` (all when None); the rules start again
         from the latest equity. Returns the stop-outs ended (none if none was active)."""
-        if kind is WatchKind.ACCOUNT and await self._store.get_account(subject_id) is None:
+        if (
+            kind is WatchKind.ACCOUNT
+            and await self._store.get_account(AccountId(subject_id)) is None
+        ):
             raise NotFound(f"account {subject_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
-        if kind is WatchKind.GROUP and await self._store.get_group(subject_id) is None:
+        if kind is WatchKind.GROUP and await self._store.get_group(GroupId(subject_id)) is None:
             raise NotFound(f"group {subject_id!r} does not exist", reason="GROUP_NOT_FOUND")
         chosen = set(LossRule) if rules is None else set(rules)
         async with self._lock:

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from gateway.domain import retcodes
 from gateway.domain.accounts import MarginMode
+from gateway.domain.ids import AccountId, ChildOrderId
 from gateway.domain.order_events import OrderEvent
 from gateway.domain.orders import ChildOrder, MasterOrder
 from gateway.domain.retcodes import RetcodeClass
@@ -41,8 +42,8 @@ class StopsChange:
 
 @dataclass(frozen=True, slots=True)
 class StopsOutcome:
-    account_id: str
-    child_order_id: str
+    account_id: AccountId
+    child_order_id: ChildOrderId
     retcode: int
     text: str
 
@@ -90,7 +91,7 @@ class StopsModifier:
                     0,
                     child.master_order_id,
                     child.child_order_id,
-                    child.state.name,
+                    child.state,
                     f"stops {_describe(change)}: retcode {o.retcode}: {o.text}",
                     now,
                 )
@@ -112,7 +113,7 @@ class StopsModifier:
                     0,
                     child.master_order_id,
                     child.child_order_id,
-                    child.state.name,
+                    child.state,
                     f"pending order price={master.spec.price} {_describe(change)}: "
                     f"retcode {o.retcode}: {o.text}",
                     now,

@@ -31,7 +31,8 @@ from gateway.domain.drawdown_monitor import (
     StopOutAction,
 )
 from gateway.domain.fills import Fill
-from gateway.domain.order_events import OrderEvent
+from gateway.domain.ids import NO_CHILD_ORDER_ID, NO_MASTER_ORDER_ID
+from gateway.domain.order_events import OrderEvent, event_state
 from gateway.domain.orders import (
     ChildOrder,
     ChildOrderState,
@@ -249,7 +250,7 @@ def master_from_row(row: Row) -> MasterOrder:
             expire_time=row["expire_time"],
             filling_policy=FillingPolicy(row["filling_policy"]),
             comment=row["comment"],
-            closes_master_order_id=row["closes_master_order_id"] or "",
+            closes_master_order_id=row["closes_master_order_id"] or NO_MASTER_ORDER_ID,
             close_fraction=row["close_fraction"],
         ),
         state=MasterOrderState(row["state"]),
@@ -304,7 +305,7 @@ def child_from_row(row: Row) -> ChildOrder:
         state=ChildOrderState(row["state"]),
         sent_at=row["sent_at"],
         filled_at=row["filled_at"],
-        closes_child_order_id=row["closes_child_order_id"] or "",
+        closes_child_order_id=row["closes_child_order_id"] or NO_CHILD_ORDER_ID,
         **values,
     )
 
@@ -342,7 +343,7 @@ def event_from_row(row: Row) -> OrderEvent:
         sequence=row["sequence"],
         master_order_id=row["master_order_id"],
         child_order_id=row["child_order_id"],
-        state=row["state"],
+        state=event_state(row["child_order_id"], row["state"]),
         detail=row["detail"],
         at=row["at"],
     )
@@ -495,7 +496,7 @@ def event_row(event: OrderEvent, sequence: int) -> tuple[Any, ...]:
         sequence,
         event.master_order_id,
         event.child_order_id,
-        event.state,
+        event.state.name,
         event.detail,
         utc_micros(event.at),
     )

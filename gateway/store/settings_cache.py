@@ -17,20 +17,23 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from gateway.domain.accounts import Account, Group
+from gateway.domain.ids import AccountId, GroupId
 
 
 class SettingsCache:
     def __init__(self) -> None:
         self._generation = 0
-        self._groups: dict[str, Group] = {}
-        self._accounts: dict[str, Account] = {}
+        self._groups: dict[GroupId, Group] = {}
+        self._accounts: dict[AccountId, Account] = {}
 
     @property
     def generation(self) -> int:
         """Taken before a read, handed back with what was read (see keep_*)."""
         return self._generation
 
-    def changed(self, *, account_ids: Iterable[str] = (), group_ids: Iterable[str] = ()) -> None:
+    def changed(
+        self, *, account_ids: Iterable[AccountId] = (), group_ids: Iterable[GroupId] = ()
+    ) -> None:
         """After (or on the failure of) a write of these accounts or groups."""
         self._generation += 1
         for account_id in account_ids:
@@ -38,18 +41,20 @@ class SettingsCache:
         for group_id in group_ids:
             self._groups.pop(group_id, None)
 
-    def group(self, group_id: str) -> Group | None:
+    def group(self, group_id: GroupId) -> Group | None:
         return self._groups.get(group_id)
 
     def keep_group(self, generation: int, group: Group) -> None:
         if generation == self._generation:
             self._groups[group.group_id] = group
 
-    def accounts(self, account_ids: Iterable[str]) -> tuple[dict[str, Account], list[str]]:
+    def accounts(
+        self, account_ids: Iterable[AccountId]
+    ) -> tuple[dict[AccountId, Account], list[AccountId]]:
         """The accounts kept, and the ids not kept (to be read)."""
         kept = self._accounts
-        found: dict[str, Account] = {}
-        missing: list[str] = []
+        found: dict[AccountId, Account] = {}
+        missing: list[AccountId] = []
         for account_id in account_ids:
             account = kept.get(account_id)
             if account is None:
@@ -58,7 +63,9 @@ class SettingsCache:
                 found[account_id] = account
         return found, missing
 
-    def keep_accounts(self, generation: int, accounts: Iterable[Account]) -> dict[str, Account]:
+    def keep_accounts(
+        self, generation: int, accounts: Iterable[Account]
+    ) -> dict[AccountId, Account]:
         """The accounts as kept (without their snapshot); kept only if nothing was written
         since `generation`."""
         settings = {

@@ -55,6 +55,7 @@ from gateway.domain.accounts import (
 )
 from gateway.domain.audit import AuditRecord
 from gateway.domain.fills import Fill
+from gateway.domain.ids import NO_CHILD_ORDER_ID, AccountId, ChildOrderId, GroupId, MasterOrderId
 from gateway.domain.order_events import OrderEvent, child_event, master_event
 from gateway.domain.orders import ChildOrder, ChildOrderState, MasterOrder, MasterOrderState
 from gateway.store import bulk, migrations, records, tables
@@ -64,6 +65,7 @@ from gateway.store.history import AccountHistory
 from gateway.store.reporting import ReportingStore
 from gateway.store.risk import RiskStore
 from gateway.store.settings_cache import SettingsCache
+from gateway.store.sources import SourceStore
 from gateway.store.writer_lock import (
     WriterFenced,
     WriterIdentity,
@@ -90,9 +92,9 @@ class DuplicateClientOrderId(Exception):
 class UnfinishedChild:
     """A child order of an account still executing: not final, or its master order is not."""
 
-    master_order_id: str
+    master_order_id: MasterOrderId
     master_state: MasterOrderState
-    child_order_id: str
+    child_order_id: ChildOrderId
     child_state: ChildOrderState
 
 
@@ -102,9 +104,9 @@ class AccountInUse(Exception):
 
     def __init__(
         self,
-        account_id: str,
+        account_id: AccountId,
         unfinished: Sequence[UnfinishedChild],
-        referencing_groups: Sequence[str],
+        referencing_groups: Sequence[GroupId],
     ) -> None:
         super().__init__(f"account {account_id!r} is in use")
         self.unfinished = tuple(unfinished)
@@ -183,6 +185,7 @@ class Store:
         # save_progress attempts found stored after they failed: what they committed.
         self._landed: dict[object, list[CommittedFill]] = {}
         self._on_fenced: Callable[[], None] | None = None
+        self._sources = SourceStore(engine, fence=self._check_fence if writer else None)
 
     @classmethod
     async def open(
@@ -350,6 +353,11 @@ class Store:
         return self._access
 
     @property
+    def sources(self) -> SourceStore:
+        """Groups' source accounts and the signals stored from them (mirroring)."""
+        return self._sources
+
+    @property
     def risk(self) -> RiskStore:
         """Risk settings, loss watch states and stop-outs."""
         return RiskStore(self._engine)
@@ -364,7 +372,7 @@ class Store:
             self._settings.changed(account_ids=[account.account_id])
 
     async def rename_account(
-        self, account_id: str, *, name: str, state: AccountState, updated_at: datetime
+        self, account_id: AccountId, *, name: str, state: AccountState, updated_at: datetime
     ) -> None:
         """An account's new name and state (UpdateAccount). Raises the database's
         IntegrityError (nothing changed) for a name another account has."""
@@ -388,7 +396,7 @@ class Store:
             )
             return (await conn.execute(query)).first() is not None
 
-    async def get_account(self, account_id: str) -> Account | None:
+    async def get_account(self, account_id: AccountId) -> Account | None:
         """The account, deleted or not (`deleted_at`): its history stays readable. Callers
         acting on live accounts treat a deleted one as missing."""
         async with self._engine.connect() as conn:
@@ -398,7 +406,9 @@ class Store:
             row = (await conn.execute(query)).first()
         return records.account_from_columns(tuple(row)) if row else None
 
-    async def get_account_settings(self, account_ids: Iterable[str]) -> dict[str, Account]:
+    async def get_account_settings(
+        self, account_ids: Iterable[AccountId]
+    ) -> dict[AccountId, Account]:
         """The accounts found, without their latest money (`snapshot` is None): what trading
         reads for each order (state, margin mode, symbol mappings), kept in memory between
         orders (settings_cache.py). Money is read from the terminals."""
@@ -409,10 +419,10 @@ class Store:
             found.update(self._settings.keep_accounts(generation, read.values()))
         return found
 
-    async def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
+    async def get_accounts(self, account_ids: Iterable[AccountId]) -> dict[AccountId, Account]:
         """The accounts found, deleted ones too (see get_account)."""
         ids = list(account_ids)
-        found: dict[str, Account] = {}
+        found: dict[AccountId, Account] = {}
         async with self._engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
@@ -467,17 +477,17 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [records.account_from_columns(tuple(r)) for r in rows]
 
-    async def unfinished_children_of(self, account_id: str) -> list[UnfinishedChild]:
+    async def unfinished_children_of(self, account_id: AccountId) -> list[UnfinishedChild]:
         """The account's child orders that are not final or whose master order is not."""
         async with self._engine.connect() as conn:
             return await _unfinished_children(conn, account_id)
 
-    async def groups_referencing(self, account_id: str) -> list[str]:
+    async def groups_referencing(self, account_id: AccountId) -> list[GroupId]:
         """The groups whose allocation takes its reference equity from this account."""
         async with self._engine.connect() as conn:
             return await _groups_referencing(conn, account_id)
 
-    async def delete_account(self, account_id: str, *, at: datetime) -> list[Group]:
+    async def delete_account(self, account_id: AccountId, *, at: datetime) -> list[Group]:
         """Marks the account deleted and takes it out of every group: one transaction.
 
         Each group it was in is stored as replace_group stores it (members renumbered,
@@ -488,7 +498,7 @@ class Store:
         caller's own checks is not missed.
         """
         accounts, members = tables.accounts, tables.group_members
-        touched: list[str] = []
+        touched: list[GroupId] = []
         changed: list[Group] = []
         try:
             async with self._engine.begin() as conn:
@@ -554,7 +564,7 @@ class Store:
             query = select(tables.groups.c.group_id).where(tables.groups.c.name == name)
             return (await conn.execute(query)).first() is not None
 
-    async def get_group(self, group_id: str) -> Group | None:
+    async def get_group(self, group_id: GroupId) -> Group | None:
         """Kept in memory between reads (settings_cache.py): every order reads its group."""
         kept = self._settings.group(group_id)
         if kept is not None:
@@ -601,7 +611,7 @@ class Store:
         children: Sequence[ChildOrder],
         *,
         audit: AuditRecord | None = None,
-        snapshots: dict[str, AccountSnapshot] | None = None,
+        snapshots: dict[AccountId, AccountSnapshot] | None = None,
         earlier: Sequence[MasterOrder] = (),
     ) -> None:
         """The order, its allocation and its children: one transaction, before any ack; with
@@ -658,7 +668,7 @@ class Store:
                 raise
             raise DuplicateClientOrderId(existing) from None
 
-    async def request_cancel(self, master_order_id: str, at: datetime) -> bool:
+    async def request_cancel(self, master_order_id: MasterOrderId, at: datetime) -> bool:
         """Records that a master order is to be cancelled, with its event, in one transaction.
 
         False if the order is final (or absent): there is nothing left to cancel. True if it
@@ -671,7 +681,7 @@ class Store:
                     table.c.master_order_id == master_order_id
                 )
                 row = (await conn.execute(query)).first()
-                if row is None or MasterOrderState(row.state).is_final:
+                if row is None or (state := MasterOrderState(row.state)).is_final:
                     return False
                 if row.cancel_requested_at is not None:
                     return True
@@ -684,8 +694,8 @@ class Store:
                 event = OrderEvent(
                     0,
                     master_order_id,
-                    "",
-                    row.state,
+                    NO_CHILD_ORDER_ID,
+                    state,
                     "cancellation requested: no further child order is sent",
                     at,
                 )
@@ -709,7 +719,7 @@ class Store:
             row = (await conn.execute(query)).mappings().first()
         return records.master_from_row(row) if row else None
 
-    async def get_master_order(self, master_order_id: str) -> MasterOrder | None:
+    async def get_master_order(self, master_order_id: MasterOrderId) -> MasterOrder | None:
         async with self._engine.connect() as conn:
             query = select(tables.master_orders).where(
                 tables.master_orders.c.master_order_id == master_order_id
@@ -740,7 +750,7 @@ class Store:
 
     async def set_master_prices(
         self,
-        master_order_id: str,
+        master_order_id: MasterOrderId,
         *,
         price: Decimal | None,
         stop_loss: Decimal | None,
@@ -757,7 +767,7 @@ class Store:
 
     async def opening_orders_touching(
         self, *, group_id: str = "", account_id: str = ""
-    ) -> list[str]:
+    ) -> list[MasterOrderId]:
         """Opening master orders (oldest first) with a child that filled or may have: the
         candidates of a flatten. Those already closed are among them; closing finds out."""
         m, c = tables.master_orders, tables.child_orders
@@ -790,7 +800,7 @@ class Store:
         return [records.master_from_row(r) for r in rows]
 
     async def closing_orders_of(
-        self, master_order_id: str
+        self, master_order_id: MasterOrderId
     ) -> list[tuple[MasterOrder, list[ChildOrder]]]:
         """The closing orders (CloseMasterPosition) of a master order, oldest first, with their
         children."""
@@ -805,7 +815,7 @@ class Store:
         closes = [records.master_from_row(r) for r in rows]
         return [(c, await self.children_of(c.master_order_id)) for c in closes]
 
-    async def children_of(self, master_order_id: str) -> list[ChildOrder]:
+    async def children_of(self, master_order_id: MasterOrderId) -> list[ChildOrder]:
         query = (
             select(tables.child_orders)
             .where(tables.child_orders.c.master_order_id == master_order_id)
@@ -888,7 +898,7 @@ class Store:
             self._last_event += len(numbered)
         return numbered
 
-    async def events_of(self, master_order_id: str) -> list[OrderEvent]:
+    async def events_of(self, master_order_id: MasterOrderId) -> list[OrderEvent]:
         """The audit trail of a master order and its children, in commit order."""
         query = (
             select(tables.order_events)
@@ -901,7 +911,7 @@ class Store:
 
     # -- fills ------------------------------------------------------------------------------
 
-    async def fills_of(self, master_order_id: str) -> list[Fill]:
+    async def fills_of(self, master_order_id: MasterOrderId) -> list[Fill]:
         query = (
             select(*_STORED_FILL_COLUMNS)
             .where(tables.fills.c.master_order_id == master_order_id)
@@ -962,7 +972,9 @@ class Store:
         return [(number, decoded[number] if wire is None else wire) for number, wire in rows]
 
 
-async def _save_snapshots(conn: AsyncConnection, snapshots: dict[str, AccountSnapshot]) -> None:
+async def _save_snapshots(
+    conn: AsyncConnection, snapshots: dict[AccountId, AccountSnapshot]
+) -> None:
     rows = [records.snapshot_update_row(a, s) for a, s in snapshots.items()]
     await bulk.update_rows(conn, tables.accounts, records.SNAPSHOT_UPDATE_COLUMNS, rows)
 
@@ -985,7 +997,9 @@ async def _write_group(conn: AsyncConnection, group: Group) -> None:
         )
 
 
-async def _unfinished_children(conn: AsyncConnection, account_id: str) -> list[UnfinishedChild]:
+async def _unfinished_children(
+    conn: AsyncConnection, account_id: AccountId
+) -> list[UnfinishedChild]:
     children, masters = tables.child_orders, tables.master_orders
     final_children = [s.value for s in ChildOrderState if s.is_final]
     final_masters = [s.value for s in MasterOrderState if s.is_final]
@@ -1011,7 +1025,7 @@ async def _unfinished_children(conn: AsyncConnection, account_id: str) -> list[U
     ]
 
 
-async def _groups_referencing(conn: AsyncConnection, account_id: str) -> list[str]:
+async def _groups_referencing(conn: AsyncConnection, account_id: AccountId) -> list[GroupId]:
     groups = tables.groups
     query = (
         select(groups.c.group_id)
@@ -1021,7 +1035,7 @@ async def _groups_referencing(conn: AsyncConnection, account_id: str) -> list[st
     return list((await conn.execute(query)).scalars())
 
 
-async def _load_group(conn: AsyncConnection, group_id: str) -> Group | None:
+async def _load_group(conn: AsyncConnection, group_id: GroupId) -> Group | None:
     row = (
         (await conn.execute(select(tables.groups).where(tables.groups.c.group_id == group_id)))
         .mappings()

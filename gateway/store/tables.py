@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from gateway.store.column_types import DecimalText, UtcMicros
@@ -495,3 +496,58 @@ writer_fence = Table(
     # Set when the holder let go in an orderly stop; null while held or after a crash.
     Column("released_at", UtcMicros),
 )
+
+# -- mirroring: a group's source account and the signals stored from it ------------------------
+
+# A group's source (gateway/domain/group_source.py), and the source's book as last seen (JSON,
+# gateway/domain/source_book.py), stored in the same transaction as the signals it gave.
+group_sources = Table(
+    "group_sources",
+    metadata,
+    Column("group_id", String(40), ForeignKey("groups.group_id"), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.account_id"), nullable=False),
+    # 1 while paused.
+    Column("paused", Integer, nullable=False),
+    Column("max_signal_age_ms", BigInteger, nullable=False),
+    # Empty until the first look; emptied when the source moves to another account.
+    Column("book", Text, nullable=False),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("updated_at", UtcMicros, nullable=False),
+)
+
+source_signals = Table(
+    "source_signals",
+    metadata,
+    # Global, increasing: assigned anew at each change of the row (stored, settled).
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("group_id", String(40), ForeignKey("groups.group_id"), nullable=False),
+    # Stable across looks and restarts (gateway/domain/source_book.py): one row per change.
+    Column("event_id", String(80), nullable=False),
+    Column("source_account_id", String(40), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("ticket", BigInteger, nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("volume", DecimalText, nullable=False),
+    Column("fraction", DecimalText),
+    Column("order_type", String(20), nullable=False),
+    Column("price", DecimalText),
+    Column("stop_limit_price", DecimalText),
+    Column("stop_loss", DecimalText),
+    Column("take_profit", DecimalText),
+    Column("time_in_force", String(20), nullable=False),
+    Column("expires_at", UtcMicros),
+    # JSON list of the event ids of the copies the signal acts on.
+    Column("copies", Text, nullable=False),
+    Column("skip", String(30)),
+    Column("source_time", UtcMicros, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("detail", Text, nullable=False),
+    # JSON list of the master orders it made or acted on.
+    Column("master_order_ids", Text, nullable=False),
+    Column("observed_at", UtcMicros, nullable=False),
+    Column("settled_at", UtcMicros),
+    UniqueConstraint("group_id", "event_id", name="uq_source_signals_group_event"),
+)
+Index("ix_source_signals_group", source_signals.c.group_id, source_signals.c.sequence)
+Index("ix_source_signals_state", source_signals.c.group_id, source_signals.c.state)

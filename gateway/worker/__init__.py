@@ -7,5 +7,6 @@ accounts and connects out to the gateway's WorkerService (docs/workers.md).
 | config.py   | the worker's TOML configuration, validated                               |
 | backends.py | the terminal backends by name (sim; MT5 added with one entry), opening   |
 | client.py   | TerminalWorker: the stream, commands per terminal, heartbeats, backoff    |
-| wire.py     | WorkerService messages <-> Terminal protocol values (both ends use it)   |
+
+The stream's messages are mapped in gateway/terminals/remote/wire.py, shared with the gateway.
 """

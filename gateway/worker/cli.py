@@ -16,6 +16,10 @@ import sys
 from pathlib import Path
 
 from gateway.garbage_collection import tune_for_serving
+from gateway.observability.log_format import configure_logging
+from gateway.observability.metrics_endpoint import MetricsEndpoint
+from gateway.observability.trace_context import WORKER_ID
+from gateway.observability.tracing import Tracing
 from gateway.worker.backends import open_terminals
 from gateway.worker.client import FatalWorkerError, TerminalWorker
 from gateway.worker.config import WorkerConfig, WorkerConfigError, load_worker_config
@@ -49,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(f"{args.config}: ok")
         return 0
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.log_level, config.log_format)
     runner = asyncio.run if uvloop is None else uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
         return runner(serve(config))
@@ -71,7 +71,21 @@ async def serve(config: WorkerConfig) -> int:
         # Tools and tests read this line to know the worker is serving.
         print(f"mam-worker {config.worker_id} connected to {config.gateway}", flush=True)
 
-    worker = TerminalWorker(config, terminals, on_connected=connected)
+    tracing = Tracing.from_config(
+        config.tracing, service="mam-worker", attributes={WORKER_ID: config.worker_id}
+    )
+    worker = TerminalWorker(config, terminals, on_connected=connected, tracer=tracing.tracer)
+    worker.metrics.hosting(e.backend for e in config.terminals if e.login in terminals)
+    metrics = None
+    if config.metrics.enabled:
+        try:
+            metrics = await MetricsEndpoint.start(config.metrics.listen, worker.metrics.registry)
+        except OSError as error:
+            print(f"mam-worker: cannot listen on {config.metrics.listen}: {error}", file=sys.stderr)
+            await tracing.shutdown()
+            return 2
+        # Tools and tests read this line to find the port (port 0 picks a free one).
+        print(f"mam-worker metrics on {metrics.url}", flush=True)
     tune_for_serving()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,3 +113,6 @@ async def serve(config: WorkerConfig) -> int:
                 await terminal.close()
         for backend in backends:
             backend.close()
+        if metrics is not None:
+            await metrics.close()
+        await tracing.shutdown()

@@ -19,14 +19,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+import gateway.observability.trace_context as traced
 from gateway._proto.mam.v1 import worker_service_pb2 as pb
 from gateway._proto.mam.v1 import worker_service_pb2_grpc as pb_grpc
+from gateway.observability.log_context import forget, log_about
 from gateway.terminals.protocol import SymbolNotFound, Terminal, TerminalError
+from gateway.terminals.remote import wire
 from gateway.terminals.remote.commands import run_command
 from gateway.terminals.remote.worker_hub import BrokerLogin, HostedTerminal, utc_now
-from gateway.worker import wire
 from gateway.worker.config import WorkerConfig
+from gateway.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +92,17 @@ class TerminalWorker:
         channel_factory: Callable[[WorkerConfig], grpc.aio.Channel] = open_channel,
         batches: bool = True,
         prices_at_market: bool = True,
+        tracer: Tracer = traced.NO_TRACER,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         """`batches`: read CommandBatch messages (said in the hello) and write ResultBatch ones
         to a gateway that reads them (said in its welcome); off, one command or result a
         message, as workers before batches did. `prices_at_market`: said in the hello (every
-        backend prices a deal sent at market); off, as workers before it did."""
+        backend prices a deal sent at market); off, as workers before it did. `tracer`: each
+        command that carries its gateway span's traceparent is a span of that trace."""
         self._config = config
+        self._tracer = tracer
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._terminals = dict(terminals)
         self._locks = {login: asyncio.Lock() for login in self._terminals}
         self._hello = wire.Hello(
@@ -145,6 +154,7 @@ class TerminalWorker:
             pause = random.uniform(delay / 2, delay)
             log.info("reconnecting in %.1f s", pause)
             await asyncio.sleep(pause)
+            self.metrics.reconnecting()
             delay = min(delay * 2, self._config.reconnect_max_seconds)
 
     async def _serve(self) -> None:
@@ -168,6 +178,7 @@ class TerminalWorker:
     async def _connected(self, call: Any, interval_s: float, batches: bool) -> None:
         self._welcomed = True
         self.sessions += 1
+        self.metrics.connected(True)
         log.info("connected to %s as worker %s", self._config.gateway, self._config.worker_id)
         if self._on_connected is not None:
             self._on_connected()
@@ -194,6 +205,7 @@ class TerminalWorker:
                         self._start(command, outbox, release)
                     asyncio.get_running_loop().call_soon(release.set)
         finally:
+            self.metrics.connected(False)
             for task in (writer, beating):
                 task.cancel()
             await asyncio.gather(writer, beating, return_exceptions=True)
@@ -222,7 +234,50 @@ class TerminalWorker:
         self, message: pb.TerminalCommand, release: asyncio.Event | None = None
     ) -> pb.CommandResult:
         """Runs one command on its terminal, after the commands before it on that terminal;
-        with `release`, read and holding its terminal, it waits for that first."""
+        with `release`, read and holding its terminal, it waits for that first. A command
+        carrying a traceparent is a span of its gateway's trace (tracing on)."""
+        logged = log_about(account_id=message.account_id)
+        try:
+            parent = None
+            if traced.is_tracing(self._tracer):
+                parent = traced.context_of_traceparent(message.traceparent)
+            if parent is None:
+                return await self._answer(message, release)
+            with self._tracer.start_as_current_span(
+                traced.WORKER_COMMAND_SPAN,
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes=_command_attributes(message, self._config.worker_id),
+            ) as span:
+                result = await self._answer(message, release)
+                outcome = result.WhichOneof("result")
+                if outcome == "send":
+                    span.set_attribute(traced.RETCODE, result.send.retcode)
+                elif outcome == "failure":
+                    failure = pb.TerminalFailureKind.Name(result.failure.kind)
+                    span.set_status(
+                        Status(StatusCode.ERROR, f"{failure}: {result.failure.message}")
+                    )
+                return result
+        finally:
+            forget(logged)
+
+    async def _answer(
+        self, message: pb.TerminalCommand, release: asyncio.Event | None
+    ) -> pb.CommandResult:
+        """The command's result, counted by its kind and outcome."""
+        received_at = self.metrics.received()
+        try:
+            result = await self._result(message, release)
+        except BaseException:
+            self.metrics.given_up()
+            raise
+        self.metrics.answered(message, result, received_at)
+        return result
+
+    async def _result(
+        self, message: pb.TerminalCommand, release: asyncio.Event | None
+    ) -> pb.CommandResult:
         command_id = message.command_id
         login = BrokerLogin(message.login, message.server)
         terminal = self._terminals.get(login)
@@ -277,6 +332,21 @@ class TerminalWorker:
                         len(message.results.results) if message.HasField("results") else 1
                     )
                 await call.write(message)
+
+
+def _command_attributes(message: pb.TerminalCommand, worker_id: str) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        traced.COMMAND: message.WhichOneof("command") or "",
+        traced.ACCOUNT_ID: message.account_id,
+        traced.LOGIN: message.login,
+        traced.SERVER: message.server,
+        traced.WORKER_ID: worker_id,
+    }
+    if message.HasField("send"):
+        attributes[traced.TAG] = message.send.request.tag
+    elif message.HasField("find_by_tag"):
+        attributes[traced.TAG] = message.find_by_tag.tag
+    return attributes
 
 
 def _with_waiting_results(

@@ -58,6 +58,7 @@ def abused_gateway(directory: Path, timeout_s: float = 30.0) -> Iterator[AbusedG
     env = {
         **os.environ,
         "MAM__SERVER__LISTEN": "127.0.0.1:0",
+        "MAM__METRICS__LISTEN": "127.0.0.1:0",
         "MAM__AUTH__REQUIRED": "true",
         "MAM__AUTH__BOOTSTRAP_ADMIN_KEY_FILE": str(key_file),
         "MAM__DATABASE__URL": f"sqlite+aiosqlite:///{directory / 'gateway.db'}",

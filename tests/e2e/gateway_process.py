@@ -30,13 +30,16 @@ class GatewayProcess:
         latency_ms: int = 5,
         broker_state: Path | None = None,
         database_url: str = "",
+        environment: dict[str, str] | None = None,
     ) -> None:
         """`database`: a SQLite file (its directory also holds the log); `database_url`,
-        when given, the database used instead (PostgreSQL)."""
+        when given, the database used instead (PostgreSQL); `environment`: more variables
+        (MAM__ overrides), over the ones set here."""
         self.config = config
         self.database = database
         self.database_url = database_url or f"sqlite+aiosqlite:///{database}"
         self.latency_ms = latency_ms
+        self.environment = environment or {}
         # A file for the simulated broker's books, so that they outlive the process.
         self.broker_state = broker_state
         self.process: asyncio.subprocess.Process | None = None
@@ -47,6 +50,7 @@ class GatewayProcess:
         env = {
             **os.environ,
             "MAM__SERVER__LISTEN": "127.0.0.1:0",
+            "MAM__METRICS__LISTEN": "127.0.0.1:0",
             "MAM__AUTH__REQUIRED": "false",
             "MAM__DATABASE__URL": self.database_url,
             "MAM__SIMULATOR__LATENCY_MS": str(self.latency_ms),
@@ -54,6 +58,7 @@ class GatewayProcess:
         }
         if self.broker_state is not None:
             env["MAM__SIMULATOR__STATE_PATH"] = str(self.broker_state)
+        env.update(self.environment)
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway", "--config", str(self.config),

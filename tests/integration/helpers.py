@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import grpc
 
 from gateway._proto.mam.v1 import (
     account_pb2,
@@ -14,6 +18,9 @@ from gateway._proto.mam.v1 import (
     trading_service_pb2,
 )
 from gateway.api.server import RunningGateway
+
+if TYPE_CHECKING:
+    from tests.conftest import Client
 
 # 20 accounts from about 500 to 250,000 of equity.
 EQUITIES = [
@@ -97,3 +104,30 @@ async def open_volume(gateway: RunningGateway, account_ids: list[str]) -> Decima
         assert terminal is not None
         total += sum((p.volume for p in await terminal.positions()), Decimal(0))
     return total
+
+
+async def demo_group_id(client: Client) -> str:
+    groups = await client.accounts.ListGroups(account_service_pb2.ListGroupsRequest())
+    return next(g.group_id for g in groups.groups if g.name == "demo")
+
+
+async def fill_order(client: Client, group_id: str, volume: str = "1.00") -> tuple[str, int]:
+    """Submits a market order and reads the fill stream until every child has filled; returns
+    the order's id and its child count."""
+    fills = client.trading.SubscribeFills(trading_service_pb2.SubscribeFillsRequest(live_only=True))
+    try:
+        first = await fills.read()  # the heartbeat that says the stream is live
+        assert not first.HasField("batch")
+        submitted = await client.trading.SubmitMasterOrder(market_order(group_id, volume))
+        master = submitted.master_order
+        received = 0
+        async with asyncio.timeout(20):
+            while received < master.child_count:
+                message = await fills.read()
+                assert message is not grpc.aio.EOF
+                received += sum(
+                    1 for f in message.batch.fills if f.master_order_id == master.master_order_id
+                )
+    finally:
+        fills.cancel()
+    return master.master_order_id, master.child_count

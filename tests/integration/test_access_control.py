@@ -217,6 +217,18 @@ def foreign_requests(w: World) -> dict[str, Any]:
         "/mam.v1.TradingService/SubscribeFills": trading_service_pb2.SubscribeFillsRequest(
             account_ids=[w.b1]
         ),
+        "/mam.v1.AccountService/SetGroupSource": account_service_pb2.SetGroupSourceRequest(
+            group_id=w.group_b, source=account_pb2.GroupSource(account_id=w.b1)
+        ),
+        "/mam.v1.AccountService/RemoveGroupSource": account_service_pb2.RemoveGroupSourceRequest(
+            group_id=w.group_b
+        ),
+        "/mam.v1.TradingService/ListSignals": trading_service_pb2.ListSignalsRequest(
+            group_id=w.group_b
+        ),
+        "/mam.v1.TradingService/StreamSignals": trading_service_pb2.StreamSignalsRequest(
+            group_id=w.group_b
+        ),
         **reporting_requests(w),
     }
 
@@ -443,7 +455,7 @@ async def test_bad_keys_are_unauthenticated_and_revocation_is_immediate(world: W
     # Keys are never listed with their secrets, nor stored in the clear.
     assert investor not in str(listed)
     stored = await world.gateway.store.access.get_api_key(key_id)
-    assert stored is not None and investor.split("_")[2] not in stored.secret_hash
+    assert stored is not None and investor.split("_", 2)[2] not in stored.secret_hash
 
 
 async def test_state_changes_are_audited_reads_are_not(world: World) -> None:

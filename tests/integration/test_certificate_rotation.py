@@ -140,6 +140,7 @@ def test_sighup_reads_the_rotated_certificate_and_the_gateway_stays_up(
     install(authority.issue("first"), live)
     environ = {
         "MAM__SERVER__LISTEN": "127.0.0.1:0",
+        "MAM__METRICS__LISTEN": "127.0.0.1:0",
         "MAM__SERVER__TLS_CERT_FILE": str(live[0]),
         "MAM__SERVER__TLS_KEY_FILE": str(live[1]),
         "MAM__DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",

@@ -59,6 +59,7 @@ def run_gateway(
         env={
             **inherited,
             "MAM__SERVER__LISTEN": "127.0.0.1:0",
+            "MAM__METRICS__LISTEN": "127.0.0.1:0",
             "MAM__DATABASE__URL": f"sqlite+aiosqlite:///{work / 'gateway.db'}",
             "MAM__AUTH__BOOTSTRAP_ADMIN_KEY_FILE": str(work / "admin.key"),
             **environ,

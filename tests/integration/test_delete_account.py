@@ -330,6 +330,31 @@ async def test_a_reference_account_is_refused(deleting: RunningGateway) -> None:
         assert reference.account_id in await listed_ids(client)
 
 
+async def test_a_group_source_is_refused_until_the_source_is_removed(
+    deleting: RunningGateway,
+) -> None:
+    async with client_of(deleting) as client:
+        source, member = await create_accounts(client.accounts, ["50000", "10000"])
+        group = await create_group(client.accounts, [member], name="copies")
+        await client.accounts.SetGroupSource(
+            account_service_pb2.SetGroupSourceRequest(
+                group_id=group.group_id,
+                source=account_pb2.GroupSource(account_id=source.account_id),
+            )
+        )
+
+        details = await refusal(delete(client, source.account_id))
+
+        assert (details.code, details.reason) == (FAILED_PRECONDITION, "ACCOUNT_IS_GROUP_SOURCE")
+        assert group.group_id in details.message
+        assert source.account_id in await listed_ids(client)
+        await client.accounts.RemoveGroupSource(
+            account_service_pb2.RemoveGroupSourceRequest(group_id=group.group_id)
+        )
+        await delete(client, source.account_id)
+        assert source.account_id not in await listed_ids(client)
+
+
 async def test_an_account_whose_terminal_cannot_be_asked_is_not_deleted_blind(
     deleting: RunningGateway,
 ) -> None:

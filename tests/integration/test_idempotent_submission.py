@@ -104,15 +104,26 @@ async def test_a_caller_gone_while_its_order_is_stored_leaves_it_stored_and_trad
     mid-statement), and the resubmission finds it."""
     accounts = await create_accounts(client.accounts, ["10000", "20000"])
     group = await create_group(client.accounts, accounts)
-    storing, go_on = asyncio.Event(), asyncio.Event()
+    storing, go_on, caller_gone = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    storings: list[asyncio.Task[object]] = []
     insert = type(gateway.store).insert_master_order
+    submit = type(gateway.engine).submit
 
     async def held(self: object, *args: object, **kwargs: object) -> None:
+        storings.append(asyncio.current_task())  # type: ignore[arg-type]
         storing.set()
         await go_on.wait()
         await insert(self, *args, **kwargs)  # type: ignore[arg-type]
 
+    async def noting_the_caller_gone(self: object, *args: object, **kwargs: object) -> object:
+        try:
+            return await submit(self, *args, **kwargs)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            caller_gone.set()
+            raise
+
     monkeypatch.setattr(type(gateway.store), "insert_master_order", held)
+    monkeypatch.setattr(type(gateway.engine), "submit", noting_the_caller_gone)
     request = market_order(group.group_id, "0.30")
     call = client.trading.SubmitMasterOrder(request)
     waiting = asyncio.ensure_future(call)
@@ -121,9 +132,11 @@ async def test_a_caller_gone_while_its_order_is_stored_leaves_it_stored_and_trad
     with pytest.raises(asyncio.CancelledError):
         await waiting
     # The cancellation reaches the gateway's handler while the store is held.
-    await asyncio.sleep(0.2)
+    await caller_gone.wait()
     go_on.set()
-    await asyncio.sleep(0.1)
+    # The storing's done callbacks run in the order they were added: the engine's, which
+    # starts the stored order, was added as the cancellation reached it, before this wait's.
+    await asyncio.wait(storings)
     await gateway.engine.wait_idle()
     again = await client.trading.SubmitMasterOrder(request)
     assert again.replayed

@@ -133,6 +133,35 @@ async def test_a_global_switch_stops_a_dispatch_in_progress(
         assert requests_sent == states.count(FILLED)
 
 
+async def test_flatten_waits_for_an_order_still_executing_then_closes_all_it_filled(
+    slow_gateway: RunningGateway,
+) -> None:
+    gateway = slow_gateway
+    async with client_of(gateway) as client:
+        accounts = await create_accounts(client.accounts, [str(10_000 + i) for i in range(30)])
+        ids = [a.account_id for a in accounts]
+        group = await create_group(client.accounts, accounts)
+        submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "3.00"))
+        assert submitted.master_order.state == order_pb2.MASTER_ORDER_STATE_DISPATCHING
+        # Refused while the order executes (~0.75 s): waited for, then closed once final.
+        closing_ids = [
+            closing_id
+            async for closing_id in gateway.engine.flatten(
+                label="desk-flatten", submitted_by="test", group_id=group.group_id
+            )
+        ]
+        assert len(closing_ids) == 1
+        got = await client.trading.GetMasterOrder(
+            trading_service_pb2.GetMasterOrderRequest(
+                master_order_id=submitted.master_order.master_order_id
+            )
+        )
+        assert got.master_order.state == order_pb2.MASTER_ORDER_STATE_FILLED
+        await gateway.engine.wait_idle()
+        assert {c.state for c in await children_of(client, closing_ids[0])} == {FILLED}
+        assert await open_volume(gateway, ids) == 0
+
+
 async def test_flatten_closes_what_the_group_holds_and_survives_a_restart(
     tmp_path: Path, database_url: str
 ) -> None:

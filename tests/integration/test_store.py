@@ -567,7 +567,9 @@ async def test_a_failing_batch_stores_nothing_and_uses_no_sequence(store: Store)
     retried = await store.save_progress(fills=[fill_for(c) for c in children])
     assert [f.sequence for f, _ in retried] == [2, 3, 4]
     # No event of the failed batch either: the trail shows only what was committed.
-    assert [e.state for e in await store.events_of(master.master_order_id)] == ["ALLOCATED"]
+    assert [e.state for e in await store.events_of(master.master_order_id)] == [
+        MasterOrderState.ALLOCATED
+    ]
 
 
 async def test_every_state_change_is_stored_with_its_event_in_commit_order(
@@ -590,12 +592,22 @@ async def test_every_state_change_is_stored_with_its_event_in_commit_order(
         events = await store.events_of(master.master_order_id)
         assert [e.sequence for e in events] == list(range(1, 10))
         assert [(e.child_order_id, e.state) for e in events] == [
-            ("", "ALLOCATED"),
-            ("", "DISPATCHING"),
-            *((c.child_order_id, "SENT") for c in children),
-            ("", "FILLED"),
-            *((c.child_order_id, "FILLED") for c in children),
+            ("", MasterOrderState.ALLOCATED),
+            ("", MasterOrderState.DISPATCHING),
+            *((c.child_order_id, ChildOrderState.SENT) for c in children),
+            ("", MasterOrderState.FILLED),
+            *((c.child_order_id, ChildOrderState.FILLED) for c in children),
         ]
+        # Stored as the state's name, as ever.
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                query = select(tables.order_events.c.state).order_by(tables.order_events.c.sequence)
+                stored = (await conn.execute(query)).scalars().all()
+        finally:
+            await engine.dispose()
+        assert stored == [e.state.name for e in events]
+        assert stored[:2] == ["ALLOCATED", "DISPATCHING"]
         assert events[-1].at == done[-1].updated_at
         assert events[-1].detail == f"retcode {done[-1].retcode}: {done[-1].status_text}"
         # Numbering goes on after a restart.

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 from collections import defaultdict
 
 import grpc
 
 from gateway._proto.mam.v1 import order_pb2, trading_service_pb2
 from gateway.api.server import RunningGateway
+from gateway.api.trading_servicer import TradingServicer
 from tests.conftest import Client
 from tests.integration.helpers import create_accounts, create_group, market_order
 
@@ -131,3 +134,53 @@ async def test_a_resubmission_on_a_stream_returns_the_original_order(
     assert len(messages) == 1  # already final: the acknowledgement says it all
     assert messages[0].accepted.master_order_id == first.master_order.master_order_id
     assert messages[0].accepted.state == order_pb2.MASTER_ORDER_STATE_FILLED
+
+
+def bookkeeping_of_open_streams() -> list[dict[str, int]]:
+    """The size of each dict every running StreamMasterOrders call holds, by its name: what a
+    stream keeps per order has no outward sign but the memory it holds."""
+    return [
+        {
+            name: len(value)
+            for name, value in call.ag_frame.f_locals.items()
+            if isinstance(value, dict)
+        }
+        for call in gc.get_objects()
+        if inspect.isasyncgen(call)
+        and call.ag_code is TradingServicer.StreamMasterOrders.__code__
+        and call.ag_frame is not None
+    ]
+
+
+async def test_a_long_stream_keeps_nothing_of_the_orders_that_reached_their_final_state(
+    client: Client, gateway: RunningGateway
+) -> None:
+    accounts = await create_accounts(client.accounts, ["10000", "20000"])
+    group = await create_group(client.accounts, accounts)
+    done_before = market_order(group.group_id, "0.30", client_order_id="done-before")
+    await client.trading.SubmitMasterOrder(done_before)
+    await gateway.engine.wait_idle()
+    orders = [market_order(group.group_id, "0.10", client_order_id=f"long-{n}") for n in range(40)]
+    call = client.trading.StreamMasterOrders()
+    await call.write(request(done_before))  # acknowledged final: never followed
+    for order in orders:
+        await call.write(request(order))
+    final: set[str] = set()
+    async with asyncio.timeout(60):
+        while len(final) < len(orders):
+            message = await call.read()
+            if message.WhichOneof("event") == "update" and message.update.state in FINAL:
+                final.add(message.client_order_id)
+        # Answered in turn after every final event above was sent and the stream went on.
+        await call.write(request(market_order(group.group_id, "0.005", client_order_id="bad")))
+        while (message := await call.read()).WhichOneof("event") != "rejected":
+            pass
+    assert final == {o.order.client_order_id for o in orders}
+
+    [kept] = bookkeeping_of_open_streams()
+    assert kept, "no bookkeeping found: nothing was tested"
+    assert not any(kept.values()), f"entries kept per finished order: {kept}"
+
+    await call.done_writing()
+    assert await read_to_end(call) == []
+    assert await call.code() is grpc.StatusCode.OK

@@ -75,6 +75,8 @@ class World:
     # Group B's resources no read ever reaches: a key of its manager, a kill switch on it.
     key_b: str
     kill_switch_b: str
+    # Group A's source account (mirroring): in the manager's reach, not a member of A.
+    source_a: str = ""
 
     def metadata(self, who: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.keys[who]}"),)
@@ -116,9 +118,18 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         async with client_of(running) as client:
             accounts = KeyedStub(client.accounts, admin)
             trading = KeyedStub(client.trading, admin)
-            a1, a2, b1 = await create_accounts(accounts, ["10000", "20000", "30000"])  # type: ignore[arg-type]
+            a1, a2, b1, source_a = await create_accounts(
+                accounts,  # type: ignore[arg-type]
+                ["10000", "20000", "30000", "40000"],
+            )
             group_a = await create_group(accounts, [a1, a2], name="A")  # type: ignore[arg-type]
             group_b = await create_group(accounts, [b1], name="B")  # type: ignore[arg-type]
+            await accounts.SetGroupSource(
+                account_service_pb2.SetGroupSourceRequest(
+                    group_id=group_a.group_id,
+                    source=account_pb2.GroupSource(account_id=source_a.account_id),
+                )
+            )
             order_a = await trading.SubmitMasterOrder(market_order(group_a.group_id))
             order_b = await trading.SubmitMasterOrder(market_order(group_b.group_id))
             _, ask, _ = running.broker.feed.bid_ask("EURUSD")
@@ -145,6 +156,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 working_a.master_order.master_order_id,
                 "",
                 "",
+                source_a.account_id,
             )
             for who, role, scope in (
                 ("manager", admin_service_pb2.ROLE_MANAGER, {"group_ids": [world.group_a]}),
@@ -255,6 +267,15 @@ def own_requests(w: World) -> dict[str, Message]:
         ),
         "/mam.v1.AccountService/ResetStopOut": account_service_pb2.ResetStopOutRequest(
             account_id=w.a1
+        ),
+        # Pauses group A's copying of its source, which the manager reaches through group A.
+        "/mam.v1.AccountService/SetGroupSource": account_service_pb2.SetGroupSourceRequest(
+            group_id=w.group_a,
+            source=account_pb2.GroupSource(account_id=w.source_a, paused=True),
+            update_mask={"paths": ["account_id", "paused"]},
+        ),
+        "/mam.v1.AccountService/RemoveGroupSource": account_service_pb2.RemoveGroupSourceRequest(
+            group_id=w.group_a
         ),
         "/mam.v1.TradingService/SubmitMasterOrder": market_order(w.group_a),
         "/mam.v1.TradingService/StreamMasterOrders": trading_service_pb2.StreamMasterOrdersRequest(

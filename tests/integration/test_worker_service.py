@@ -48,11 +48,10 @@ from gateway.terminals.protocol import (
     TerminalError,
     TradeAction,
 )
-from gateway.terminals.remote import BrokerLogin, RemoteTerminal
+from gateway.terminals.remote import BrokerLogin, RemoteTerminal, wire
 from gateway.terminals.remote.commands import SendOrder
 from gateway.terminals.sim import SimTerminal
 from gateway.terminals.sim.faults import Fault
-from gateway.worker import wire
 from gateway.worker.backends import SimBackend
 from gateway.worker.client import FatalWorkerError, TerminalWorker
 from gateway.worker.config import TerminalEntry, WorkerConfig

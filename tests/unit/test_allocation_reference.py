@@ -10,15 +10,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.domain import allocation as allocation_module
-from gateway.domain import largest_remainder
 from gateway.domain.accounts import (
     AccountSnapshot,
     AllocationMethod,
@@ -26,7 +24,12 @@ from gateway.domain.accounts import (
     BelowMinPolicy,
     GroupMember,
 )
-from gateway.domain.allocation import AllocationRequest, MemberInput, allocate
+from gateway.domain.allocation import (
+    AllocationRequest,
+    MemberInput,
+    allocate,
+    largest_remainder_counted,
+)
 from gateway.domain.errors import FailedPrecondition
 from gateway.domain.symbols import SymbolSpec
 from tests.unit import reference_allocation as reference
@@ -273,14 +276,6 @@ def test_thousands_of_accounts_allocate_as_the_reference(
     assert _fields(allocate(request, members)) == _fields(reference.allocate(request, members))
 
 
-@pytest.mark.parametrize("method", list(M))
-def test_the_common_case_is_allocated_by_columns(method: AllocationMethod) -> None:
-    # Not a timing: the check that the fast path still takes what it was written for.
-    request, members = _bench_like(50, method, BelowMinPolicy.SKIP, 10, seed=3)
-    with localcontext(allocation_module._EXACT):
-        assert allocation_module._allocate_columns(request, members) is not None
-
-
 def test_the_comparison_tells_exponents_apart() -> None:
     request, members = _bench_like(3, M.EQUITY, BelowMinPolicy.SKIP, 10, seed=1)
     allocation = allocate(request, members)
@@ -325,9 +320,9 @@ def test_counting_by_floor_runs_agrees_with_computing_each_share(scenario, winne
     denominator = sum(kept) * step
     expected = _plain_units(kept, total, step, winners)
     rest %= denominator
-    both = [largest_remainder._EachShare(weights, start, total, denominator)]
+    both = [largest_remainder_counted._EachShare(weights, start, total, denominator)]
     if total > 0 and total * kept[-1] // denominator < 1000:  # runs: one per floor value
-        both.append(largest_remainder._FloorRuns(weights, start, total, denominator))
+        both.append(largest_remainder_counted._FloorRuns(weights, start, total, denominator))
     for shares in both:
         assert shares.units(winners) == expected
         assert shares.floor_sum() == sum(total * w // denominator for w in kept)
@@ -338,5 +333,6 @@ def test_counting_by_floor_runs_agrees_with_computing_each_share(scenario, winne
 def test_ids_the_general_path_would_never_settle_are_left_to_it() -> None:
     # Equal weights, one step: "a" wins the tie, so "ab" is below its minimum; the general
     # path's feasibility test ranks "a" behind "ab" and finds nobody to skip, forever.
-    assert largest_remainder.settle([1, 1], ["ab", "a"].__getitem__, 1, 1, 1, False) is None
-    assert largest_remainder.settle([1, 1], ["b", "a"].__getitem__, 1, 1, 1, False) == (1, [1])
+    assert largest_remainder_counted.settle([1, 1], ["ab", "a"].__getitem__, 1, 1, 1, False) is None
+    settled = largest_remainder_counted.settle([1, 1], ["b", "a"].__getitem__, 1, 1, 1, False)
+    assert settled == (1, [1])

@@ -1,5 +1,6 @@
 """RetryPolicy: validated where it is built; waits grow by the coefficient up to the ceiling,
-spread by the jitter; attempts bounded when asked."""
+spread by the jitter; attempts bounded when asked. OrderRetryPolicy, a child order's at its
+broker: the same, always bounded, with the price band a retry keeps to."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 import pytest
 
-from gateway.domain.retry_policy import RetryPolicy
+from gateway.domain.retry_policy import OrderRetryPolicy, RetryPolicy
 
 
 @pytest.mark.parametrize(
@@ -47,3 +48,34 @@ def test_attempts_are_bounded_only_when_asked() -> None:
     assert RetryPolicy().allows(1_000_000)
     bounded = RetryPolicy(maximum_attempts=3)
     assert [bounded.allows(n) for n in (1, 2, 3)] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("fields", "complaint"),
+    [
+        ({"maximum_attempts": 0}, "maximum_attempts must be >= 1"),
+        ({"default_deviation_points": 0}, "default_deviation_points must be >= 1"),
+        ({"jitter": -0.1}, "jitter must be in [0, 1)"),
+    ],
+)
+def test_an_order_retry_policy_that_makes_no_sense_is_refused_naming_the_field(
+    fields: dict[str, float], complaint: str
+) -> None:
+    with pytest.raises(ValueError, match=r"invalid OrderRetryPolicy: .*" + re.escape(complaint)):
+        OrderRetryPolicy(**fields)  # type: ignore[arg-type]
+
+
+def test_an_order_is_retried_first_after_50_ms_then_twice_as_long_up_to_a_second() -> None:
+    policy = OrderRetryPolicy()
+    middle = 0.5  # the jitter's draw that spreads nothing
+    waits = [round(policy.delay_s(n, uniform=lambda: middle), 6) for n in range(1, 8)]
+    assert waits == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert policy.maximum_attempts == 4
+    # Each wait spread by a fifth either way.
+    assert policy.delay_s(1, uniform=lambda: 0.0) == pytest.approx(0.04)
+
+
+def test_the_master_orders_own_deviation_overrides_the_default_band() -> None:
+    policy = OrderRetryPolicy(default_deviation_points=20)
+    assert policy.deviation_points(0) == 20  # the master order sets none
+    assert policy.deviation_points(5) == 5

@@ -1,14 +1,14 @@
 """Specs of the same exact value become one object for an order's allocation, so members on
-terminals that answer with an object per call still share the allocation's fast path."""
+terminals that answer with an object per call still share one table of step volumes."""
 
 from __future__ import annotations
 
 import dataclasses
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
-from gateway.domain import allocation as allocation_module
 from gateway.domain.accounts import AllocationMethod, AllocationSettings, BelowMinPolicy
 from gateway.domain.allocation import AllocationRequest, allocate
+from gateway.domain.allocation.limits import MemberSteps
 from gateway.domain.symbols import SpecInterner, SymbolSpec
 from tests.unit.test_allocation import EURUSD, NOW, member
 
@@ -31,7 +31,7 @@ def test_equal_specs_become_one_object_and_other_exponents_stay_apart() -> None:
     assert interned(other) is other
 
 
-def test_members_on_terminals_with_their_own_spec_objects_share_the_fast_path() -> None:
+def test_members_on_terminals_with_their_own_spec_objects_share_one_step_table() -> None:
     request = AllocationRequest(
         volume=D("1.00"),
         symbol=EURUSD,
@@ -41,7 +41,6 @@ def test_members_on_terminals_with_their_own_spec_objects_share_the_fast_path() 
     apart = [member(f"acc_{i:03d}", 1000 + i, spec=_copy(EURUSD)) for i in range(20)]
     interned = SpecInterner()
     shared = [m._replace(spec=interned(m.spec)) for m in apart]  # type: ignore[arg-type]
-    with localcontext(allocation_module._EXACT):
-        assert allocation_module._allocate_columns(request, apart) is None
-        assert allocation_module._allocate_columns(request, shared) is not None
+    assert MemberSteps([m.spec for m in apart]).one is None  # type: ignore[misc]
+    assert MemberSteps([m.spec for m in shared]).one is not None  # type: ignore[misc]
     assert allocate(request, shared) == allocate(request, apart)

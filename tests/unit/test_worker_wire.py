@@ -30,7 +30,7 @@ from gateway.terminals.protocol import (
     TerminalHealth,
     TradeAction,
 )
-from gateway.terminals.remote import BrokerLogin, HostedTerminal
+from gateway.terminals.remote import BrokerLogin, HostedTerminal, wire
 from gateway.terminals.remote.commands import (
     CommandAnswer,
     FindByTag,
@@ -44,7 +44,6 @@ from gateway.terminals.remote.commands import (
     SendOrder,
     TerminalCommand,
 )
-from gateway.worker import wire
 from tests.unit.sim_helpers import EURUSD
 
 D = Decimal

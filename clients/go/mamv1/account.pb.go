@@ -9,6 +9,7 @@ package mamv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1134,7 +1135,10 @@ type Group struct {
 	// orders are refused (FAILED_PRECONDITION, reason STOPPED_OUT).
 	StopOuts []*StopOut `protobuf:"bytes,11,rep,name=stop_outs,json=stopOuts,proto3" json:"stop_outs,omitempty"`
 	// Output only. What the group's loss limits are measured from.
-	LossWatch     *LossWatch `protobuf:"bytes,12,opt,name=loss_watch,json=lossWatch,proto3" json:"loss_watch,omitempty"`
+	LossWatch *LossWatch `protobuf:"bytes,12,opt,name=loss_watch,json=lossWatch,proto3" json:"loss_watch,omitempty"`
+	// Output only. The account whose trades the group mirrors (AccountService.SetGroupSource);
+	// unset: none.
+	Source        *GroupSource `protobuf:"bytes,13,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1253,6 +1257,102 @@ func (x *Group) GetLossWatch() *LossWatch {
 	return nil
 }
 
+func (x *Group) GetSource() *GroupSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+// A group's source account: a trading account attached like any other, not a member of the
+// group, whose positions and pending orders the group copies as they change (docs/mirroring.md).
+// Each change is a Signal (TradingService.ListSignals, StreamSignals).
+type GroupSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required when the group has no source. An account that exists, is not deleted and is not a
+	// member of the group; its terminal may connect later (it is looked at from then on).
+	// Changing it starts the new account's book afresh: what it holds then is recorded, not copied.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// While true nothing is looked at or copied; on resuming, what changed meanwhile is caught up
+	// (what was opened longer ago than max_signal_age is recorded, not copied).
+	Paused bool `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
+	// A position or pending order seen longer than this after the source opened or placed it is
+	// recorded and not copied (SIGNAL_STATE_SKIPPED, skip_reason SIGNAL_TOO_OLD): after a
+	// restart, a reconnect or a pause. Above 0, at most 1 day; unset: 60 seconds.
+	MaxSignalAge *durationpb.Duration `protobuf:"bytes,3,opt,name=max_signal_age,json=maxSignalAge,proto3" json:"max_signal_age,omitempty"`
+	// Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSource) Reset() {
+	*x = GroupSource{}
+	mi := &file_mam_v1_account_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSource) ProtoMessage() {}
+
+func (x *GroupSource) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSource.ProtoReflect.Descriptor instead.
+func (*GroupSource) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GroupSource) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GroupSource) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *GroupSource) GetMaxSignalAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxSignalAge
+	}
+	return nil
+}
+
+func (x *GroupSource) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *GroupSource) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 // A weekly interval in UTC, [start, end): the start is inside, the end is not. A window that
 // ends earlier in the week than it starts wraps past Sunday midnight.
 type TradingWindow struct {
@@ -1271,7 +1371,7 @@ type TradingWindow struct {
 
 func (x *TradingWindow) Reset() {
 	*x = TradingWindow{}
-	mi := &file_mam_v1_account_proto_msgTypes[7]
+	mi := &file_mam_v1_account_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1383,7 @@ func (x *TradingWindow) String() string {
 func (*TradingWindow) ProtoMessage() {}
 
 func (x *TradingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[7]
+	mi := &file_mam_v1_account_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1396,7 @@ func (x *TradingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TradingWindow.ProtoReflect.Descriptor instead.
 func (*TradingWindow) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TradingWindow) GetStartDay() Weekday {
@@ -1353,7 +1453,7 @@ type RiskLimits struct {
 
 func (x *RiskLimits) Reset() {
 	*x = RiskLimits{}
-	mi := &file_mam_v1_account_proto_msgTypes[8]
+	mi := &file_mam_v1_account_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1465,7 @@ func (x *RiskLimits) String() string {
 func (*RiskLimits) ProtoMessage() {}
 
 func (x *RiskLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[8]
+	mi := &file_mam_v1_account_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1478,7 @@ func (x *RiskLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskLimits.ProtoReflect.Descriptor instead.
 func (*RiskLimits) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RiskLimits) GetMaxOrderVolume() string {
@@ -1453,7 +1553,7 @@ type LossLimit struct {
 
 func (x *LossLimit) Reset() {
 	*x = LossLimit{}
-	mi := &file_mam_v1_account_proto_msgTypes[9]
+	mi := &file_mam_v1_account_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1565,7 @@ func (x *LossLimit) String() string {
 func (*LossLimit) ProtoMessage() {}
 
 func (x *LossLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[9]
+	mi := &file_mam_v1_account_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1578,7 @@ func (x *LossLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LossLimit.ProtoReflect.Descriptor instead.
 func (*LossLimit) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{9}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LossLimit) GetAmount() string {
@@ -1520,7 +1620,7 @@ type LossLimits struct {
 
 func (x *LossLimits) Reset() {
 	*x = LossLimits{}
-	mi := &file_mam_v1_account_proto_msgTypes[10]
+	mi := &file_mam_v1_account_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1632,7 @@ func (x *LossLimits) String() string {
 func (*LossLimits) ProtoMessage() {}
 
 func (x *LossLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[10]
+	mi := &file_mam_v1_account_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1645,7 @@ func (x *LossLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LossLimits.ProtoReflect.Descriptor instead.
 func (*LossLimits) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{10}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LossLimits) GetDailyLoss() *LossLimit {
@@ -1616,7 +1716,7 @@ type StopOut struct {
 
 func (x *StopOut) Reset() {
 	*x = StopOut{}
-	mi := &file_mam_v1_account_proto_msgTypes[11]
+	mi := &file_mam_v1_account_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1728,7 @@ func (x *StopOut) String() string {
 func (*StopOut) ProtoMessage() {}
 
 func (x *StopOut) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[11]
+	mi := &file_mam_v1_account_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1741,7 @@ func (x *StopOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopOut.ProtoReflect.Descriptor instead.
 func (*StopOut) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{11}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StopOut) GetStopOutId() string {
@@ -1771,7 +1871,7 @@ type LossWatch struct {
 
 func (x *LossWatch) Reset() {
 	*x = LossWatch{}
-	mi := &file_mam_v1_account_proto_msgTypes[12]
+	mi := &file_mam_v1_account_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1883,7 @@ func (x *LossWatch) String() string {
 func (*LossWatch) ProtoMessage() {}
 
 func (x *LossWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[12]
+	mi := &file_mam_v1_account_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1896,7 @@ func (x *LossWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LossWatch.ProtoReflect.Descriptor instead.
 func (*LossWatch) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{12}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LossWatch) GetEquity() string {
@@ -1844,7 +1944,7 @@ type RiskViolation struct {
 
 func (x *RiskViolation) Reset() {
 	*x = RiskViolation{}
-	mi := &file_mam_v1_account_proto_msgTypes[13]
+	mi := &file_mam_v1_account_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +1956,7 @@ func (x *RiskViolation) String() string {
 func (*RiskViolation) ProtoMessage() {}
 
 func (x *RiskViolation) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[13]
+	mi := &file_mam_v1_account_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +1969,7 @@ func (x *RiskViolation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskViolation.ProtoReflect.Descriptor instead.
 func (*RiskViolation) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{13}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RiskViolation) GetRule() string {
@@ -1922,7 +2022,7 @@ type RiskCheck struct {
 
 func (x *RiskCheck) Reset() {
 	*x = RiskCheck{}
-	mi := &file_mam_v1_account_proto_msgTypes[14]
+	mi := &file_mam_v1_account_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2034,7 @@ func (x *RiskCheck) String() string {
 func (*RiskCheck) ProtoMessage() {}
 
 func (x *RiskCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[14]
+	mi := &file_mam_v1_account_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2047,7 @@ func (x *RiskCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskCheck.ProtoReflect.Descriptor instead.
 func (*RiskCheck) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{14}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RiskCheck) GetAction() RiskAction {
@@ -1989,7 +2089,7 @@ var File_mam_v1_account_proto protoreflect.FileDescriptor
 
 const file_mam_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x14mam/v1/account.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xed\x05\n" +
+	"\x14mam/v1/account.proto\x12\x06mam.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xed\x05\n" +
 	"\aAccount\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -2046,7 +2146,7 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"\bmax_lots\x18\x06 \x01(\tR\amaxLots\x120\n" +
 	"\x06method\x18\a \x01(\x0e2\x18.mam.v1.AllocationMethodR\x06method\x123\n" +
 	"\vrisk_limits\x18\b \x01(\v2\x12.mam.v1.RiskLimitsR\n" +
-	"riskLimits\"\xbf\x04\n" +
+	"riskLimits\"\xec\x04\n" +
 	"\x05Group\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12:\n" +
@@ -2067,7 +2167,17 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"lossLimits\x12,\n" +
 	"\tstop_outs\x18\v \x03(\v2\x0f.mam.v1.StopOutR\bstopOuts\x120\n" +
 	"\n" +
-	"loss_watch\x18\f \x01(\v2\x11.mam.v1.LossWatchR\tlossWatch\"\xa1\x01\n" +
+	"loss_watch\x18\f \x01(\v2\x11.mam.v1.LossWatchR\tlossWatch\x12+\n" +
+	"\x06source\x18\r \x01(\v2\x13.mam.v1.GroupSourceR\x06source\"\xff\x01\n" +
+	"\vGroupSource\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
+	"\x06paused\x18\x02 \x01(\bR\x06paused\x12?\n" +
+	"\x0emax_signal_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fmaxSignalAge\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xa1\x01\n" +
 	"\rTradingWindow\x12,\n" +
 	"\tstart_day\x18\x01 \x01(\x0e2\x0f.mam.v1.WeekdayR\bstartDay\x12\x1d\n" +
 	"\n" +
@@ -2199,7 +2309,7 @@ func file_mam_v1_account_proto_rawDescGZIP() []byte {
 }
 
 var file_mam_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_mam_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_mam_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_mam_v1_account_proto_goTypes = []any{
 	(AccountState)(0),             // 0: mam.v1.AccountState
 	(AllocationMethod)(0),         // 1: mam.v1.AllocationMethod
@@ -2217,64 +2327,70 @@ var file_mam_v1_account_proto_goTypes = []any{
 	(*AllocationSettings)(nil),    // 13: mam.v1.AllocationSettings
 	(*GroupMember)(nil),           // 14: mam.v1.GroupMember
 	(*Group)(nil),                 // 15: mam.v1.Group
-	(*TradingWindow)(nil),         // 16: mam.v1.TradingWindow
-	(*RiskLimits)(nil),            // 17: mam.v1.RiskLimits
-	(*LossLimit)(nil),             // 18: mam.v1.LossLimit
-	(*LossLimits)(nil),            // 19: mam.v1.LossLimits
-	(*StopOut)(nil),               // 20: mam.v1.StopOut
-	(*LossWatch)(nil),             // 21: mam.v1.LossWatch
-	(*RiskViolation)(nil),         // 22: mam.v1.RiskViolation
-	(*RiskCheck)(nil),             // 23: mam.v1.RiskCheck
-	(Platform)(0),                 // 24: mam.v1.Platform
-	(MarginMode)(0),               // 25: mam.v1.MarginMode
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*GroupSource)(nil),           // 16: mam.v1.GroupSource
+	(*TradingWindow)(nil),         // 17: mam.v1.TradingWindow
+	(*RiskLimits)(nil),            // 18: mam.v1.RiskLimits
+	(*LossLimit)(nil),             // 19: mam.v1.LossLimit
+	(*LossLimits)(nil),            // 20: mam.v1.LossLimits
+	(*StopOut)(nil),               // 21: mam.v1.StopOut
+	(*LossWatch)(nil),             // 22: mam.v1.LossWatch
+	(*RiskViolation)(nil),         // 23: mam.v1.RiskViolation
+	(*RiskCheck)(nil),             // 24: mam.v1.RiskCheck
+	(Platform)(0),                 // 25: mam.v1.Platform
+	(MarginMode)(0),               // 26: mam.v1.MarginMode
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
 }
 var file_mam_v1_account_proto_depIdxs = []int32{
-	24, // 0: mam.v1.Account.platform:type_name -> mam.v1.Platform
+	25, // 0: mam.v1.Account.platform:type_name -> mam.v1.Platform
 	0,  // 1: mam.v1.Account.state:type_name -> mam.v1.AccountState
-	25, // 2: mam.v1.Account.margin_mode:type_name -> mam.v1.MarginMode
+	26, // 2: mam.v1.Account.margin_mode:type_name -> mam.v1.MarginMode
 	10, // 3: mam.v1.Account.simulated:type_name -> mam.v1.SimulatedAccount
 	11, // 4: mam.v1.Account.snapshot:type_name -> mam.v1.AccountSnapshot
-	26, // 5: mam.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	26, // 6: mam.v1.Account.update_time:type_name -> google.protobuf.Timestamp
+	27, // 5: mam.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	27, // 6: mam.v1.Account.update_time:type_name -> google.protobuf.Timestamp
 	12, // 7: mam.v1.Account.symbol_mappings:type_name -> mam.v1.SymbolMapping
-	19, // 8: mam.v1.Account.loss_limits:type_name -> mam.v1.LossLimits
-	20, // 9: mam.v1.Account.stop_outs:type_name -> mam.v1.StopOut
-	21, // 10: mam.v1.Account.loss_watch:type_name -> mam.v1.LossWatch
-	26, // 11: mam.v1.AccountSnapshot.time:type_name -> google.protobuf.Timestamp
+	20, // 8: mam.v1.Account.loss_limits:type_name -> mam.v1.LossLimits
+	21, // 9: mam.v1.Account.stop_outs:type_name -> mam.v1.StopOut
+	22, // 10: mam.v1.Account.loss_watch:type_name -> mam.v1.LossWatch
+	27, // 11: mam.v1.AccountSnapshot.time:type_name -> google.protobuf.Timestamp
 	1,  // 12: mam.v1.AllocationSettings.method:type_name -> mam.v1.AllocationMethod
 	2,  // 13: mam.v1.AllocationSettings.below_min_policy:type_name -> mam.v1.BelowMinPolicy
 	1,  // 14: mam.v1.GroupMember.method:type_name -> mam.v1.AllocationMethod
-	17, // 15: mam.v1.GroupMember.risk_limits:type_name -> mam.v1.RiskLimits
+	18, // 15: mam.v1.GroupMember.risk_limits:type_name -> mam.v1.RiskLimits
 	13, // 16: mam.v1.Group.allocation:type_name -> mam.v1.AllocationSettings
 	14, // 17: mam.v1.Group.members:type_name -> mam.v1.GroupMember
-	26, // 18: mam.v1.Group.create_time:type_name -> google.protobuf.Timestamp
-	26, // 19: mam.v1.Group.update_time:type_name -> google.protobuf.Timestamp
-	17, // 20: mam.v1.Group.risk_limits:type_name -> mam.v1.RiskLimits
+	27, // 18: mam.v1.Group.create_time:type_name -> google.protobuf.Timestamp
+	27, // 19: mam.v1.Group.update_time:type_name -> google.protobuf.Timestamp
+	18, // 20: mam.v1.Group.risk_limits:type_name -> mam.v1.RiskLimits
 	3,  // 21: mam.v1.Group.violation_policy:type_name -> mam.v1.ViolationPolicy
-	19, // 22: mam.v1.Group.loss_limits:type_name -> mam.v1.LossLimits
-	20, // 23: mam.v1.Group.stop_outs:type_name -> mam.v1.StopOut
-	21, // 24: mam.v1.Group.loss_watch:type_name -> mam.v1.LossWatch
-	4,  // 25: mam.v1.TradingWindow.start_day:type_name -> mam.v1.Weekday
-	4,  // 26: mam.v1.TradingWindow.end_day:type_name -> mam.v1.Weekday
-	16, // 27: mam.v1.RiskLimits.trading_windows:type_name -> mam.v1.TradingWindow
-	6,  // 28: mam.v1.LossLimit.unit:type_name -> mam.v1.LossUnit
-	7,  // 29: mam.v1.LossLimit.action:type_name -> mam.v1.StopOutAction
-	18, // 30: mam.v1.LossLimits.daily_loss:type_name -> mam.v1.LossLimit
-	18, // 31: mam.v1.LossLimits.max_drawdown:type_name -> mam.v1.LossLimit
-	5,  // 32: mam.v1.StopOut.rule:type_name -> mam.v1.LossRule
-	7,  // 33: mam.v1.StopOut.action:type_name -> mam.v1.StopOutAction
-	18, // 34: mam.v1.StopOut.limit:type_name -> mam.v1.LossLimit
-	26, // 35: mam.v1.StopOut.time:type_name -> google.protobuf.Timestamp
-	26, // 36: mam.v1.StopOut.end_time:type_name -> google.protobuf.Timestamp
-	26, // 37: mam.v1.LossWatch.time:type_name -> google.protobuf.Timestamp
-	8,  // 38: mam.v1.RiskCheck.action:type_name -> mam.v1.RiskAction
-	22, // 39: mam.v1.RiskCheck.violations:type_name -> mam.v1.RiskViolation
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	20, // 22: mam.v1.Group.loss_limits:type_name -> mam.v1.LossLimits
+	21, // 23: mam.v1.Group.stop_outs:type_name -> mam.v1.StopOut
+	22, // 24: mam.v1.Group.loss_watch:type_name -> mam.v1.LossWatch
+	16, // 25: mam.v1.Group.source:type_name -> mam.v1.GroupSource
+	28, // 26: mam.v1.GroupSource.max_signal_age:type_name -> google.protobuf.Duration
+	27, // 27: mam.v1.GroupSource.create_time:type_name -> google.protobuf.Timestamp
+	27, // 28: mam.v1.GroupSource.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 29: mam.v1.TradingWindow.start_day:type_name -> mam.v1.Weekday
+	4,  // 30: mam.v1.TradingWindow.end_day:type_name -> mam.v1.Weekday
+	17, // 31: mam.v1.RiskLimits.trading_windows:type_name -> mam.v1.TradingWindow
+	6,  // 32: mam.v1.LossLimit.unit:type_name -> mam.v1.LossUnit
+	7,  // 33: mam.v1.LossLimit.action:type_name -> mam.v1.StopOutAction
+	19, // 34: mam.v1.LossLimits.daily_loss:type_name -> mam.v1.LossLimit
+	19, // 35: mam.v1.LossLimits.max_drawdown:type_name -> mam.v1.LossLimit
+	5,  // 36: mam.v1.StopOut.rule:type_name -> mam.v1.LossRule
+	7,  // 37: mam.v1.StopOut.action:type_name -> mam.v1.StopOutAction
+	19, // 38: mam.v1.StopOut.limit:type_name -> mam.v1.LossLimit
+	27, // 39: mam.v1.StopOut.time:type_name -> google.protobuf.Timestamp
+	27, // 40: mam.v1.StopOut.end_time:type_name -> google.protobuf.Timestamp
+	27, // 41: mam.v1.LossWatch.time:type_name -> google.protobuf.Timestamp
+	8,  // 42: mam.v1.RiskCheck.action:type_name -> mam.v1.RiskAction
+	23, // 43: mam.v1.RiskCheck.violations:type_name -> mam.v1.RiskViolation
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_account_proto_init() }
@@ -2283,14 +2399,14 @@ func file_mam_v1_account_proto_init() {
 		return
 	}
 	file_mam_v1_common_proto_init()
-	file_mam_v1_account_proto_msgTypes[8].OneofWrappers = []any{}
+	file_mam_v1_account_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_account_proto_rawDesc), len(file_mam_v1_account_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

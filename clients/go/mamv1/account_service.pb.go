@@ -1260,6 +1260,205 @@ func (x *WatchStopOutsResponse) GetHeartbeatTime() *timestamppb.Timestamp {
 	return nil
 }
 
+type SetGroupSourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Required. create_time and update_time are ignored.
+	Source *GroupSource `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The fields of source to change: account_id, paused, max_signal_age. Empty: every field as
+	// given.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGroupSourceRequest) Reset() {
+	*x = SetGroupSourceRequest{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGroupSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGroupSourceRequest) ProtoMessage() {}
+
+func (x *SetGroupSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGroupSourceRequest.ProtoReflect.Descriptor instead.
+func (*SetGroupSourceRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetGroupSourceRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *SetGroupSourceRequest) GetSource() *GroupSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *SetGroupSourceRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type SetGroupSourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group, with its source.
+	Group         *Group `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGroupSourceResponse) Reset() {
+	*x = SetGroupSourceResponse{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGroupSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGroupSourceResponse) ProtoMessage() {}
+
+func (x *SetGroupSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGroupSourceResponse.ProtoReflect.Descriptor instead.
+func (*SetGroupSourceResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SetGroupSourceResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+type RemoveGroupSourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	GroupId       string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveGroupSourceRequest) Reset() {
+	*x = RemoveGroupSourceRequest{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveGroupSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveGroupSourceRequest) ProtoMessage() {}
+
+func (x *RemoveGroupSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveGroupSourceRequest.ProtoReflect.Descriptor instead.
+func (*RemoveGroupSourceRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RemoveGroupSourceRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+type RemoveGroupSourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group, without a source.
+	Group         *Group `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveGroupSourceResponse) Reset() {
+	*x = RemoveGroupSourceResponse{}
+	mi := &file_mam_v1_account_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveGroupSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveGroupSourceResponse) ProtoMessage() {}
+
+func (x *RemoveGroupSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveGroupSourceResponse.ProtoReflect.Descriptor instead.
+func (*RemoveGroupSourceResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RemoveGroupSourceResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
 var File_mam_v1_account_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_account_service_proto_rawDesc = "" +
@@ -1339,7 +1538,18 @@ const file_mam_v1_account_service_proto_rawDesc = "" +
 	"\bgroup_id\x18\x02 \x01(\tR\agroupId\"\x86\x01\n" +
 	"\x15WatchStopOutsResponse\x12*\n" +
 	"\bstop_out\x18\x01 \x01(\v2\x0f.mam.v1.StopOutR\astopOut\x12A\n" +
-	"\x0eheartbeat_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime2\x84\a\n" +
+	"\x0eheartbeat_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime\"\x9c\x01\n" +
+	"\x15SetGroupSourceRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12+\n" +
+	"\x06source\x18\x02 \x01(\v2\x13.mam.v1.GroupSourceR\x06source\x12;\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"=\n" +
+	"\x16SetGroupSourceResponse\x12#\n" +
+	"\x05group\x18\x01 \x01(\v2\r.mam.v1.GroupR\x05group\"5\n" +
+	"\x18RemoveGroupSourceRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"@\n" +
+	"\x19RemoveGroupSourceResponse\x12#\n" +
+	"\x05group\x18\x01 \x01(\v2\r.mam.v1.GroupR\x05group2\xaf\b\n" +
 	"\x0eAccountService\x12L\n" +
 	"\rCreateAccount\x12\x1c.mam.v1.CreateAccountRequest\x1a\x1d.mam.v1.CreateAccountResponse\x12C\n" +
 	"\n" +
@@ -1354,7 +1564,9 @@ const file_mam_v1_account_service_proto_rawDesc = "" +
 	"\vUpdateGroup\x12\x1a.mam.v1.UpdateGroupRequest\x1a\x1b.mam.v1.UpdateGroupResponse\x12I\n" +
 	"\fResetStopOut\x12\x1b.mam.v1.ResetStopOutRequest\x1a\x1c.mam.v1.ResetStopOutResponse\x12I\n" +
 	"\fListStopOuts\x12\x1b.mam.v1.ListStopOutsRequest\x1a\x1c.mam.v1.ListStopOutsResponse\x12N\n" +
-	"\rWatchStopOuts\x12\x1c.mam.v1.WatchStopOutsRequest\x1a\x1d.mam.v1.WatchStopOutsResponse0\x01b\x06proto3"
+	"\rWatchStopOuts\x12\x1c.mam.v1.WatchStopOutsRequest\x1a\x1d.mam.v1.WatchStopOutsResponse0\x01\x12O\n" +
+	"\x0eSetGroupSource\x12\x1d.mam.v1.SetGroupSourceRequest\x1a\x1e.mam.v1.SetGroupSourceResponse\x12X\n" +
+	"\x11RemoveGroupSource\x12 .mam.v1.RemoveGroupSourceRequest\x1a!.mam.v1.RemoveGroupSourceResponseb\x06proto3"
 
 var (
 	file_mam_v1_account_service_proto_rawDescOnce sync.Once
@@ -1368,88 +1580,101 @@ func file_mam_v1_account_service_proto_rawDescGZIP() []byte {
 	return file_mam_v1_account_service_proto_rawDescData
 }
 
-var file_mam_v1_account_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_mam_v1_account_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_mam_v1_account_service_proto_goTypes = []any{
-	(*CreateAccountRequest)(nil),  // 0: mam.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil), // 1: mam.v1.CreateAccountResponse
-	(*GetAccountRequest)(nil),     // 2: mam.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),    // 3: mam.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),   // 4: mam.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),  // 5: mam.v1.ListAccountsResponse
-	(*UpdateAccountRequest)(nil),  // 6: mam.v1.UpdateAccountRequest
-	(*UpdateAccountResponse)(nil), // 7: mam.v1.UpdateAccountResponse
-	(*DeleteAccountRequest)(nil),  // 8: mam.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil), // 9: mam.v1.DeleteAccountResponse
-	(*CreateGroupRequest)(nil),    // 10: mam.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),   // 11: mam.v1.CreateGroupResponse
-	(*GetGroupRequest)(nil),       // 12: mam.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),      // 13: mam.v1.GetGroupResponse
-	(*ListGroupsRequest)(nil),     // 14: mam.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 15: mam.v1.ListGroupsResponse
-	(*UpdateGroupRequest)(nil),    // 16: mam.v1.UpdateGroupRequest
-	(*UpdateGroupResponse)(nil),   // 17: mam.v1.UpdateGroupResponse
-	(*ResetStopOutRequest)(nil),   // 18: mam.v1.ResetStopOutRequest
-	(*ResetStopOutResponse)(nil),  // 19: mam.v1.ResetStopOutResponse
-	(*ListStopOutsRequest)(nil),   // 20: mam.v1.ListStopOutsRequest
-	(*ListStopOutsResponse)(nil),  // 21: mam.v1.ListStopOutsResponse
-	(*WatchStopOutsRequest)(nil),  // 22: mam.v1.WatchStopOutsRequest
-	(*WatchStopOutsResponse)(nil), // 23: mam.v1.WatchStopOutsResponse
-	(*Account)(nil),               // 24: mam.v1.Account
-	(*fieldmaskpb.FieldMask)(nil), // 25: google.protobuf.FieldMask
-	(*Group)(nil),                 // 26: mam.v1.Group
-	(LossRule)(0),                 // 27: mam.v1.LossRule
-	(*StopOut)(nil),               // 28: mam.v1.StopOut
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*CreateAccountRequest)(nil),      // 0: mam.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),     // 1: mam.v1.CreateAccountResponse
+	(*GetAccountRequest)(nil),         // 2: mam.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),        // 3: mam.v1.GetAccountResponse
+	(*ListAccountsRequest)(nil),       // 4: mam.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),      // 5: mam.v1.ListAccountsResponse
+	(*UpdateAccountRequest)(nil),      // 6: mam.v1.UpdateAccountRequest
+	(*UpdateAccountResponse)(nil),     // 7: mam.v1.UpdateAccountResponse
+	(*DeleteAccountRequest)(nil),      // 8: mam.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),     // 9: mam.v1.DeleteAccountResponse
+	(*CreateGroupRequest)(nil),        // 10: mam.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),       // 11: mam.v1.CreateGroupResponse
+	(*GetGroupRequest)(nil),           // 12: mam.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),          // 13: mam.v1.GetGroupResponse
+	(*ListGroupsRequest)(nil),         // 14: mam.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),        // 15: mam.v1.ListGroupsResponse
+	(*UpdateGroupRequest)(nil),        // 16: mam.v1.UpdateGroupRequest
+	(*UpdateGroupResponse)(nil),       // 17: mam.v1.UpdateGroupResponse
+	(*ResetStopOutRequest)(nil),       // 18: mam.v1.ResetStopOutRequest
+	(*ResetStopOutResponse)(nil),      // 19: mam.v1.ResetStopOutResponse
+	(*ListStopOutsRequest)(nil),       // 20: mam.v1.ListStopOutsRequest
+	(*ListStopOutsResponse)(nil),      // 21: mam.v1.ListStopOutsResponse
+	(*WatchStopOutsRequest)(nil),      // 22: mam.v1.WatchStopOutsRequest
+	(*WatchStopOutsResponse)(nil),     // 23: mam.v1.WatchStopOutsResponse
+	(*SetGroupSourceRequest)(nil),     // 24: mam.v1.SetGroupSourceRequest
+	(*SetGroupSourceResponse)(nil),    // 25: mam.v1.SetGroupSourceResponse
+	(*RemoveGroupSourceRequest)(nil),  // 26: mam.v1.RemoveGroupSourceRequest
+	(*RemoveGroupSourceResponse)(nil), // 27: mam.v1.RemoveGroupSourceResponse
+	(*Account)(nil),                   // 28: mam.v1.Account
+	(*fieldmaskpb.FieldMask)(nil),     // 29: google.protobuf.FieldMask
+	(*Group)(nil),                     // 30: mam.v1.Group
+	(LossRule)(0),                     // 31: mam.v1.LossRule
+	(*StopOut)(nil),                   // 32: mam.v1.StopOut
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
+	(*GroupSource)(nil),               // 34: mam.v1.GroupSource
 }
 var file_mam_v1_account_service_proto_depIdxs = []int32{
-	24, // 0: mam.v1.CreateAccountRequest.account:type_name -> mam.v1.Account
-	24, // 1: mam.v1.CreateAccountResponse.account:type_name -> mam.v1.Account
-	24, // 2: mam.v1.GetAccountResponse.account:type_name -> mam.v1.Account
-	24, // 3: mam.v1.ListAccountsResponse.accounts:type_name -> mam.v1.Account
-	24, // 4: mam.v1.UpdateAccountRequest.account:type_name -> mam.v1.Account
-	25, // 5: mam.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
-	24, // 6: mam.v1.UpdateAccountResponse.account:type_name -> mam.v1.Account
-	26, // 7: mam.v1.CreateGroupRequest.group:type_name -> mam.v1.Group
-	26, // 8: mam.v1.CreateGroupResponse.group:type_name -> mam.v1.Group
-	26, // 9: mam.v1.GetGroupResponse.group:type_name -> mam.v1.Group
-	26, // 10: mam.v1.ListGroupsResponse.groups:type_name -> mam.v1.Group
-	26, // 11: mam.v1.UpdateGroupRequest.group:type_name -> mam.v1.Group
-	25, // 12: mam.v1.UpdateGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
-	26, // 13: mam.v1.UpdateGroupResponse.group:type_name -> mam.v1.Group
-	27, // 14: mam.v1.ResetStopOutRequest.rules:type_name -> mam.v1.LossRule
-	28, // 15: mam.v1.ResetStopOutResponse.stop_outs:type_name -> mam.v1.StopOut
-	28, // 16: mam.v1.ListStopOutsResponse.stop_outs:type_name -> mam.v1.StopOut
-	28, // 17: mam.v1.WatchStopOutsResponse.stop_out:type_name -> mam.v1.StopOut
-	29, // 18: mam.v1.WatchStopOutsResponse.heartbeat_time:type_name -> google.protobuf.Timestamp
-	0,  // 19: mam.v1.AccountService.CreateAccount:input_type -> mam.v1.CreateAccountRequest
-	2,  // 20: mam.v1.AccountService.GetAccount:input_type -> mam.v1.GetAccountRequest
-	4,  // 21: mam.v1.AccountService.ListAccounts:input_type -> mam.v1.ListAccountsRequest
-	6,  // 22: mam.v1.AccountService.UpdateAccount:input_type -> mam.v1.UpdateAccountRequest
-	8,  // 23: mam.v1.AccountService.DeleteAccount:input_type -> mam.v1.DeleteAccountRequest
-	10, // 24: mam.v1.AccountService.CreateGroup:input_type -> mam.v1.CreateGroupRequest
-	12, // 25: mam.v1.AccountService.GetGroup:input_type -> mam.v1.GetGroupRequest
-	14, // 26: mam.v1.AccountService.ListGroups:input_type -> mam.v1.ListGroupsRequest
-	16, // 27: mam.v1.AccountService.UpdateGroup:input_type -> mam.v1.UpdateGroupRequest
-	18, // 28: mam.v1.AccountService.ResetStopOut:input_type -> mam.v1.ResetStopOutRequest
-	20, // 29: mam.v1.AccountService.ListStopOuts:input_type -> mam.v1.ListStopOutsRequest
-	22, // 30: mam.v1.AccountService.WatchStopOuts:input_type -> mam.v1.WatchStopOutsRequest
-	1,  // 31: mam.v1.AccountService.CreateAccount:output_type -> mam.v1.CreateAccountResponse
-	3,  // 32: mam.v1.AccountService.GetAccount:output_type -> mam.v1.GetAccountResponse
-	5,  // 33: mam.v1.AccountService.ListAccounts:output_type -> mam.v1.ListAccountsResponse
-	7,  // 34: mam.v1.AccountService.UpdateAccount:output_type -> mam.v1.UpdateAccountResponse
-	9,  // 35: mam.v1.AccountService.DeleteAccount:output_type -> mam.v1.DeleteAccountResponse
-	11, // 36: mam.v1.AccountService.CreateGroup:output_type -> mam.v1.CreateGroupResponse
-	13, // 37: mam.v1.AccountService.GetGroup:output_type -> mam.v1.GetGroupResponse
-	15, // 38: mam.v1.AccountService.ListGroups:output_type -> mam.v1.ListGroupsResponse
-	17, // 39: mam.v1.AccountService.UpdateGroup:output_type -> mam.v1.UpdateGroupResponse
-	19, // 40: mam.v1.AccountService.ResetStopOut:output_type -> mam.v1.ResetStopOutResponse
-	21, // 41: mam.v1.AccountService.ListStopOuts:output_type -> mam.v1.ListStopOutsResponse
-	23, // 42: mam.v1.AccountService.WatchStopOuts:output_type -> mam.v1.WatchStopOutsResponse
-	31, // [31:43] is the sub-list for method output_type
-	19, // [19:31] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	28, // 0: mam.v1.CreateAccountRequest.account:type_name -> mam.v1.Account
+	28, // 1: mam.v1.CreateAccountResponse.account:type_name -> mam.v1.Account
+	28, // 2: mam.v1.GetAccountResponse.account:type_name -> mam.v1.Account
+	28, // 3: mam.v1.ListAccountsResponse.accounts:type_name -> mam.v1.Account
+	28, // 4: mam.v1.UpdateAccountRequest.account:type_name -> mam.v1.Account
+	29, // 5: mam.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	28, // 6: mam.v1.UpdateAccountResponse.account:type_name -> mam.v1.Account
+	30, // 7: mam.v1.CreateGroupRequest.group:type_name -> mam.v1.Group
+	30, // 8: mam.v1.CreateGroupResponse.group:type_name -> mam.v1.Group
+	30, // 9: mam.v1.GetGroupResponse.group:type_name -> mam.v1.Group
+	30, // 10: mam.v1.ListGroupsResponse.groups:type_name -> mam.v1.Group
+	30, // 11: mam.v1.UpdateGroupRequest.group:type_name -> mam.v1.Group
+	29, // 12: mam.v1.UpdateGroupRequest.update_mask:type_name -> google.protobuf.FieldMask
+	30, // 13: mam.v1.UpdateGroupResponse.group:type_name -> mam.v1.Group
+	31, // 14: mam.v1.ResetStopOutRequest.rules:type_name -> mam.v1.LossRule
+	32, // 15: mam.v1.ResetStopOutResponse.stop_outs:type_name -> mam.v1.StopOut
+	32, // 16: mam.v1.ListStopOutsResponse.stop_outs:type_name -> mam.v1.StopOut
+	32, // 17: mam.v1.WatchStopOutsResponse.stop_out:type_name -> mam.v1.StopOut
+	33, // 18: mam.v1.WatchStopOutsResponse.heartbeat_time:type_name -> google.protobuf.Timestamp
+	34, // 19: mam.v1.SetGroupSourceRequest.source:type_name -> mam.v1.GroupSource
+	29, // 20: mam.v1.SetGroupSourceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	30, // 21: mam.v1.SetGroupSourceResponse.group:type_name -> mam.v1.Group
+	30, // 22: mam.v1.RemoveGroupSourceResponse.group:type_name -> mam.v1.Group
+	0,  // 23: mam.v1.AccountService.CreateAccount:input_type -> mam.v1.CreateAccountRequest
+	2,  // 24: mam.v1.AccountService.GetAccount:input_type -> mam.v1.GetAccountRequest
+	4,  // 25: mam.v1.AccountService.ListAccounts:input_type -> mam.v1.ListAccountsRequest
+	6,  // 26: mam.v1.AccountService.UpdateAccount:input_type -> mam.v1.UpdateAccountRequest
+	8,  // 27: mam.v1.AccountService.DeleteAccount:input_type -> mam.v1.DeleteAccountRequest
+	10, // 28: mam.v1.AccountService.CreateGroup:input_type -> mam.v1.CreateGroupRequest
+	12, // 29: mam.v1.AccountService.GetGroup:input_type -> mam.v1.GetGroupRequest
+	14, // 30: mam.v1.AccountService.ListGroups:input_type -> mam.v1.ListGroupsRequest
+	16, // 31: mam.v1.AccountService.UpdateGroup:input_type -> mam.v1.UpdateGroupRequest
+	18, // 32: mam.v1.AccountService.ResetStopOut:input_type -> mam.v1.ResetStopOutRequest
+	20, // 33: mam.v1.AccountService.ListStopOuts:input_type -> mam.v1.ListStopOutsRequest
+	22, // 34: mam.v1.AccountService.WatchStopOuts:input_type -> mam.v1.WatchStopOutsRequest
+	24, // 35: mam.v1.AccountService.SetGroupSource:input_type -> mam.v1.SetGroupSourceRequest
+	26, // 36: mam.v1.AccountService.RemoveGroupSource:input_type -> mam.v1.RemoveGroupSourceRequest
+	1,  // 37: mam.v1.AccountService.CreateAccount:output_type -> mam.v1.CreateAccountResponse
+	3,  // 38: mam.v1.AccountService.GetAccount:output_type -> mam.v1.GetAccountResponse
+	5,  // 39: mam.v1.AccountService.ListAccounts:output_type -> mam.v1.ListAccountsResponse
+	7,  // 40: mam.v1.AccountService.UpdateAccount:output_type -> mam.v1.UpdateAccountResponse
+	9,  // 41: mam.v1.AccountService.DeleteAccount:output_type -> mam.v1.DeleteAccountResponse
+	11, // 42: mam.v1.AccountService.CreateGroup:output_type -> mam.v1.CreateGroupResponse
+	13, // 43: mam.v1.AccountService.GetGroup:output_type -> mam.v1.GetGroupResponse
+	15, // 44: mam.v1.AccountService.ListGroups:output_type -> mam.v1.ListGroupsResponse
+	17, // 45: mam.v1.AccountService.UpdateGroup:output_type -> mam.v1.UpdateGroupResponse
+	19, // 46: mam.v1.AccountService.ResetStopOut:output_type -> mam.v1.ResetStopOutResponse
+	21, // 47: mam.v1.AccountService.ListStopOuts:output_type -> mam.v1.ListStopOutsResponse
+	23, // 48: mam.v1.AccountService.WatchStopOuts:output_type -> mam.v1.WatchStopOutsResponse
+	25, // 49: mam.v1.AccountService.SetGroupSource:output_type -> mam.v1.SetGroupSourceResponse
+	27, // 50: mam.v1.AccountService.RemoveGroupSource:output_type -> mam.v1.RemoveGroupSourceResponse
+	37, // [37:51] is the sub-list for method output_type
+	23, // [23:37] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_account_service_proto_init() }
@@ -1468,7 +1693,7 @@ func file_mam_v1_account_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_account_service_proto_rawDesc), len(file_mam_v1_account_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

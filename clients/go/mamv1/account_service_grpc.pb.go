@@ -19,18 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AccountService_CreateAccount_FullMethodName = "/mam.v1.AccountService/CreateAccount"
-	AccountService_GetAccount_FullMethodName    = "/mam.v1.AccountService/GetAccount"
-	AccountService_ListAccounts_FullMethodName  = "/mam.v1.AccountService/ListAccounts"
-	AccountService_UpdateAccount_FullMethodName = "/mam.v1.AccountService/UpdateAccount"
-	AccountService_DeleteAccount_FullMethodName = "/mam.v1.AccountService/DeleteAccount"
-	AccountService_CreateGroup_FullMethodName   = "/mam.v1.AccountService/CreateGroup"
-	AccountService_GetGroup_FullMethodName      = "/mam.v1.AccountService/GetGroup"
-	AccountService_ListGroups_FullMethodName    = "/mam.v1.AccountService/ListGroups"
-	AccountService_UpdateGroup_FullMethodName   = "/mam.v1.AccountService/UpdateGroup"
-	AccountService_ResetStopOut_FullMethodName  = "/mam.v1.AccountService/ResetStopOut"
-	AccountService_ListStopOuts_FullMethodName  = "/mam.v1.AccountService/ListStopOuts"
-	AccountService_WatchStopOuts_FullMethodName = "/mam.v1.AccountService/WatchStopOuts"
+	AccountService_CreateAccount_FullMethodName     = "/mam.v1.AccountService/CreateAccount"
+	AccountService_GetAccount_FullMethodName        = "/mam.v1.AccountService/GetAccount"
+	AccountService_ListAccounts_FullMethodName      = "/mam.v1.AccountService/ListAccounts"
+	AccountService_UpdateAccount_FullMethodName     = "/mam.v1.AccountService/UpdateAccount"
+	AccountService_DeleteAccount_FullMethodName     = "/mam.v1.AccountService/DeleteAccount"
+	AccountService_CreateGroup_FullMethodName       = "/mam.v1.AccountService/CreateGroup"
+	AccountService_GetGroup_FullMethodName          = "/mam.v1.AccountService/GetGroup"
+	AccountService_ListGroups_FullMethodName        = "/mam.v1.AccountService/ListGroups"
+	AccountService_UpdateGroup_FullMethodName       = "/mam.v1.AccountService/UpdateGroup"
+	AccountService_ResetStopOut_FullMethodName      = "/mam.v1.AccountService/ResetStopOut"
+	AccountService_ListStopOuts_FullMethodName      = "/mam.v1.AccountService/ListStopOuts"
+	AccountService_WatchStopOuts_FullMethodName     = "/mam.v1.AccountService/WatchStopOuts"
+	AccountService_SetGroupSource_FullMethodName    = "/mam.v1.AccountService/SetGroupSource"
+	AccountService_RemoveGroupSource_FullMethodName = "/mam.v1.AccountService/RemoveGroupSource"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -77,6 +79,15 @@ type AccountServiceClient interface {
 	// a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
 	// and starts again with the active ones.
 	WatchStopOuts(ctx context.Context, in *WatchStopOutsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStopOutsResponse], error)
+	// Sets the group's source account, whose trades the group mirrors, or changes the fields of
+	// its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+	// source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+	// bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+	// when the group or the account does not exist.
+	SetGroupSource(ctx context.Context, in *SetGroupSourceRequest, opts ...grpc.CallOption) (*SetGroupSourceResponse, error)
+	// Ends the group's mirroring: its source's changes are no longer copied (what was copied
+	// stays open). Answers with the group; harmless on a group without a source.
+	RemoveGroupSource(ctx context.Context, in *RemoveGroupSourceRequest, opts ...grpc.CallOption) (*RemoveGroupSourceResponse, error)
 }
 
 type accountServiceClient struct {
@@ -216,6 +227,26 @@ func (c *accountServiceClient) WatchStopOuts(ctx context.Context, in *WatchStopO
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AccountService_WatchStopOutsClient = grpc.ServerStreamingClient[WatchStopOutsResponse]
 
+func (c *accountServiceClient) SetGroupSource(ctx context.Context, in *SetGroupSourceRequest, opts ...grpc.CallOption) (*SetGroupSourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetGroupSourceResponse)
+	err := c.cc.Invoke(ctx, AccountService_SetGroupSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) RemoveGroupSource(ctx context.Context, in *RemoveGroupSourceRequest, opts ...grpc.CallOption) (*RemoveGroupSourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveGroupSourceResponse)
+	err := c.cc.Invoke(ctx, AccountService_RemoveGroupSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -260,6 +291,15 @@ type AccountServiceServer interface {
 	// a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
 	// and starts again with the active ones.
 	WatchStopOuts(*WatchStopOutsRequest, grpc.ServerStreamingServer[WatchStopOutsResponse]) error
+	// Sets the group's source account, whose trades the group mirrors, or changes the fields of
+	// its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+	// source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+	// bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+	// when the group or the account does not exist.
+	SetGroupSource(context.Context, *SetGroupSourceRequest) (*SetGroupSourceResponse, error)
+	// Ends the group's mirroring: its source's changes are no longer copied (what was copied
+	// stays open). Answers with the group; harmless on a group without a source.
+	RemoveGroupSource(context.Context, *RemoveGroupSourceRequest) (*RemoveGroupSourceResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -305,6 +345,12 @@ func (UnimplementedAccountServiceServer) ListStopOuts(context.Context, *ListStop
 }
 func (UnimplementedAccountServiceServer) WatchStopOuts(*WatchStopOutsRequest, grpc.ServerStreamingServer[WatchStopOutsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchStopOuts not implemented")
+}
+func (UnimplementedAccountServiceServer) SetGroupSource(context.Context, *SetGroupSourceRequest) (*SetGroupSourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetGroupSource not implemented")
+}
+func (UnimplementedAccountServiceServer) RemoveGroupSource(context.Context, *RemoveGroupSourceRequest) (*RemoveGroupSourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveGroupSource not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -536,6 +582,42 @@ func _AccountService_WatchStopOuts_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AccountService_WatchStopOutsServer = grpc.ServerStreamingServer[WatchStopOutsResponse]
 
+func _AccountService_SetGroupSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetGroupSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).SetGroupSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_SetGroupSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).SetGroupSource(ctx, req.(*SetGroupSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_RemoveGroupSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveGroupSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).RemoveGroupSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_RemoveGroupSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).RemoveGroupSource(ctx, req.(*RemoveGroupSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -586,6 +668,14 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListStopOuts",
 			Handler:    _AccountService_ListStopOuts_Handler,
+		},
+		{
+			MethodName: "SetGroupSource",
+			Handler:    _AccountService_SetGroupSource_Handler,
+		},
+		{
+			MethodName: "RemoveGroupSource",
+			Handler:    _AccountService_RemoveGroupSource_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -9,6 +9,7 @@ package mamv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1333,11 +1334,246 @@ func (x *SubscribeFillsResponse) GetHeartbeatSequence() uint64 {
 	return 0
 }
 
+type ListSignalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this group's signals, when set.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Signals with a sequence above this; 0: from the first.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// At most this many signals; 0 means 100; values above 1000 are treated as 1000.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSignalsRequest) Reset() {
+	*x = ListSignalsRequest{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSignalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSignalsRequest) ProtoMessage() {}
+
+func (x *ListSignalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSignalsRequest.ProtoReflect.Descriptor instead.
+func (*ListSignalsRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListSignalsRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *ListSignalsRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+func (x *ListSignalsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSignalsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListSignalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest change first.
+	Signals []*Signal `protobuf:"bytes,1,rep,name=signals,proto3" json:"signals,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSignalsResponse) Reset() {
+	*x = ListSignalsResponse{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSignalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSignalsResponse) ProtoMessage() {}
+
+func (x *ListSignalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSignalsResponse.ProtoReflect.Descriptor instead.
+func (*ListSignalsResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListSignalsResponse) GetSignals() []*Signal {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
+func (x *ListSignalsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type StreamSignalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this group's signals, when set.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Signals with a sequence above this first; 0 replays from the first stored signal.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSignalsRequest) Reset() {
+	*x = StreamSignalsRequest{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSignalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSignalsRequest) ProtoMessage() {}
+
+func (x *StreamSignalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSignalsRequest.ProtoReflect.Descriptor instead.
+func (*StreamSignalsRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StreamSignalsRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *StreamSignalsRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+type StreamSignalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Signals committed together, in sequence order; empty on a heartbeat.
+	Signals []*Signal `protobuf:"bytes,1,rep,name=signals,proto3" json:"signals,omitempty"`
+	// Set on a heartbeat: the stored signals have all been sent (the first one), or the stream is
+	// alive and nothing changed.
+	HeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=heartbeat_time,json=heartbeatTime,proto3" json:"heartbeat_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSignalsResponse) Reset() {
+	*x = StreamSignalsResponse{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSignalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSignalsResponse) ProtoMessage() {}
+
+func (x *StreamSignalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSignalsResponse.ProtoReflect.Descriptor instead.
+func (*StreamSignalsResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StreamSignalsResponse) GetSignals() []*Signal {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
+func (x *StreamSignalsResponse) GetHeartbeatTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeartbeatTime
+	}
+	return nil
+}
+
 var File_mam_v1_trading_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cmam/v1/trading_service.proto\x12\x06mam.v1\x1a\x12mam/v1/order.proto\"v\n" +
+	"\x1cmam/v1/trading_service.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mam/v1/order.proto\x1a\x13mam/v1/signal.proto\"v\n" +
 	"\x18SubmitMasterOrderRequest\x12-\n" +
 	"\x05order\x18\x01 \x01(\v2\x17.mam.v1.MasterOrderSpecR\x05order\x12+\n" +
 	"\x04view\x18\x02 \x01(\x0e2\x17.mam.v1.MasterOrderViewR\x04view\"o\n" +
@@ -1421,7 +1657,22 @@ const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\tlive_only\x18\x04 \x01(\bR\bliveOnly\"p\n" +
 	"\x16SubscribeFillsResponse\x12'\n" +
 	"\x05batch\x18\x01 \x01(\v2\x11.mam.v1.FillBatchR\x05batch\x12-\n" +
-	"\x12heartbeat_sequence\x18\x02 \x01(\x04R\x11heartbeatSequence2\xb4\x06\n" +
+	"\x12heartbeat_sequence\x18\x02 \x01(\x04R\x11heartbeatSequence\"\x92\x01\n" +
+	"\x12ListSignalsRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"g\n" +
+	"\x13ListSignalsResponse\x12(\n" +
+	"\asignals\x18\x01 \x03(\v2\x0e.mam.v1.SignalR\asignals\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"X\n" +
+	"\x14StreamSignalsRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"\x84\x01\n" +
+	"\x15StreamSignalsResponse\x12(\n" +
+	"\asignals\x18\x01 \x03(\v2\x0e.mam.v1.SignalR\asignals\x12A\n" +
+	"\x0eheartbeat_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime2\xcc\a\n" +
 	"\x0eTradingService\x12X\n" +
 	"\x11SubmitMasterOrder\x12 .mam.v1.SubmitMasterOrderRequest\x1a!.mam.v1.SubmitMasterOrderResponse\x12_\n" +
 	"\x12StreamMasterOrders\x12!.mam.v1.StreamMasterOrdersRequest\x1a\".mam.v1.StreamMasterOrdersResponse(\x010\x01\x12X\n" +
@@ -1431,7 +1682,9 @@ const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\x11CancelMasterOrder\x12 .mam.v1.CancelMasterOrderRequest\x1a!.mam.v1.CancelMasterOrderResponse\x12X\n" +
 	"\x11ModifyMasterOrder\x12 .mam.v1.ModifyMasterOrderRequest\x1a!.mam.v1.ModifyMasterOrderResponse\x12^\n" +
 	"\x13CloseMasterPosition\x12\".mam.v1.CloseMasterPositionRequest\x1a#.mam.v1.CloseMasterPositionResponse\x12Q\n" +
-	"\x0eSubscribeFills\x12\x1d.mam.v1.SubscribeFillsRequest\x1a\x1e.mam.v1.SubscribeFillsResponse0\x01b\x06proto3"
+	"\x0eSubscribeFills\x12\x1d.mam.v1.SubscribeFillsRequest\x1a\x1e.mam.v1.SubscribeFillsResponse0\x01\x12F\n" +
+	"\vListSignals\x12\x1a.mam.v1.ListSignalsRequest\x1a\x1b.mam.v1.ListSignalsResponse\x12N\n" +
+	"\rStreamSignals\x12\x1c.mam.v1.StreamSignalsRequest\x1a\x1d.mam.v1.StreamSignalsResponse0\x01b\x06proto3"
 
 var (
 	file_mam_v1_trading_service_proto_rawDescOnce sync.Once
@@ -1445,7 +1698,7 @@ func file_mam_v1_trading_service_proto_rawDescGZIP() []byte {
 	return file_mam_v1_trading_service_proto_rawDescData
 }
 
-var file_mam_v1_trading_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_mam_v1_trading_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_mam_v1_trading_service_proto_goTypes = []any{
 	(*SubmitMasterOrderRequest)(nil),    // 0: mam.v1.SubmitMasterOrderRequest
 	(*SubmitMasterOrderResponse)(nil),   // 1: mam.v1.SubmitMasterOrderResponse
@@ -1468,60 +1721,73 @@ var file_mam_v1_trading_service_proto_goTypes = []any{
 	(*CloseMasterPositionResponse)(nil), // 18: mam.v1.CloseMasterPositionResponse
 	(*SubscribeFillsRequest)(nil),       // 19: mam.v1.SubscribeFillsRequest
 	(*SubscribeFillsResponse)(nil),      // 20: mam.v1.SubscribeFillsResponse
-	(*MasterOrderSpec)(nil),             // 21: mam.v1.MasterOrderSpec
-	(MasterOrderView)(0),                // 22: mam.v1.MasterOrderView
-	(*MasterOrder)(nil),                 // 23: mam.v1.MasterOrder
-	(MasterOrderState)(0),               // 24: mam.v1.MasterOrderState
-	(*ChildOrder)(nil),                  // 25: mam.v1.ChildOrder
-	(*Allocation)(nil),                  // 26: mam.v1.Allocation
-	(*FillBatch)(nil),                   // 27: mam.v1.FillBatch
+	(*ListSignalsRequest)(nil),          // 21: mam.v1.ListSignalsRequest
+	(*ListSignalsResponse)(nil),         // 22: mam.v1.ListSignalsResponse
+	(*StreamSignalsRequest)(nil),        // 23: mam.v1.StreamSignalsRequest
+	(*StreamSignalsResponse)(nil),       // 24: mam.v1.StreamSignalsResponse
+	(*MasterOrderSpec)(nil),             // 25: mam.v1.MasterOrderSpec
+	(MasterOrderView)(0),                // 26: mam.v1.MasterOrderView
+	(*MasterOrder)(nil),                 // 27: mam.v1.MasterOrder
+	(MasterOrderState)(0),               // 28: mam.v1.MasterOrderState
+	(*ChildOrder)(nil),                  // 29: mam.v1.ChildOrder
+	(*Allocation)(nil),                  // 30: mam.v1.Allocation
+	(*FillBatch)(nil),                   // 31: mam.v1.FillBatch
+	(*Signal)(nil),                      // 32: mam.v1.Signal
+	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
 }
 var file_mam_v1_trading_service_proto_depIdxs = []int32{
-	21, // 0: mam.v1.SubmitMasterOrderRequest.order:type_name -> mam.v1.MasterOrderSpec
-	22, // 1: mam.v1.SubmitMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
-	23, // 2: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	21, // 3: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
-	22, // 4: mam.v1.StreamMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
-	24, // 5: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
-	25, // 6: mam.v1.MasterOrderEvent.children:type_name -> mam.v1.ChildOrder
-	23, // 7: mam.v1.MasterOrderEvent.master_order:type_name -> mam.v1.MasterOrder
-	23, // 8: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
+	25, // 0: mam.v1.SubmitMasterOrderRequest.order:type_name -> mam.v1.MasterOrderSpec
+	26, // 1: mam.v1.SubmitMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
+	27, // 2: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	25, // 3: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
+	26, // 4: mam.v1.StreamMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
+	28, // 5: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
+	29, // 6: mam.v1.MasterOrderEvent.children:type_name -> mam.v1.ChildOrder
+	27, // 7: mam.v1.MasterOrderEvent.master_order:type_name -> mam.v1.MasterOrder
+	27, // 8: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
 	3,  // 9: mam.v1.StreamMasterOrdersResponse.rejected:type_name -> mam.v1.SubmissionRejected
 	4,  // 10: mam.v1.StreamMasterOrdersResponse.update:type_name -> mam.v1.MasterOrderEvent
-	21, // 11: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
-	26, // 12: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
-	22, // 13: mam.v1.GetMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
-	23, // 14: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	22, // 15: mam.v1.ListMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
-	23, // 16: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
-	23, // 17: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	23, // 18: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	25, // 11: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
+	30, // 12: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
+	26, // 13: mam.v1.GetMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
+	27, // 14: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	26, // 15: mam.v1.ListMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
+	27, // 16: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
+	27, // 17: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	27, // 18: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
 	16, // 19: mam.v1.ModifyMasterOrderResponse.results:type_name -> mam.v1.AccountResult
-	23, // 20: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
-	27, // 21: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
-	0,  // 22: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
-	2,  // 23: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
-	6,  // 24: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
-	8,  // 25: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
-	10, // 26: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
-	12, // 27: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
-	14, // 28: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
-	17, // 29: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
-	19, // 30: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
-	1,  // 31: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
-	5,  // 32: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
-	7,  // 33: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
-	9,  // 34: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
-	11, // 35: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
-	13, // 36: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
-	15, // 37: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
-	18, // 38: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
-	20, // 39: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	27, // 20: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
+	31, // 21: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
+	32, // 22: mam.v1.ListSignalsResponse.signals:type_name -> mam.v1.Signal
+	32, // 23: mam.v1.StreamSignalsResponse.signals:type_name -> mam.v1.Signal
+	33, // 24: mam.v1.StreamSignalsResponse.heartbeat_time:type_name -> google.protobuf.Timestamp
+	0,  // 25: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
+	2,  // 26: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
+	6,  // 27: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
+	8,  // 28: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
+	10, // 29: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
+	12, // 30: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
+	14, // 31: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
+	17, // 32: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
+	19, // 33: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
+	21, // 34: mam.v1.TradingService.ListSignals:input_type -> mam.v1.ListSignalsRequest
+	23, // 35: mam.v1.TradingService.StreamSignals:input_type -> mam.v1.StreamSignalsRequest
+	1,  // 36: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
+	5,  // 37: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
+	7,  // 38: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
+	9,  // 39: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
+	11, // 40: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
+	13, // 41: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
+	15, // 42: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
+	18, // 43: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
+	20, // 44: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
+	22, // 45: mam.v1.TradingService.ListSignals:output_type -> mam.v1.ListSignalsResponse
+	24, // 46: mam.v1.TradingService.StreamSignals:output_type -> mam.v1.StreamSignalsResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_trading_service_proto_init() }
@@ -1530,6 +1796,7 @@ func file_mam_v1_trading_service_proto_init() {
 		return
 	}
 	file_mam_v1_order_proto_init()
+	file_mam_v1_signal_proto_init()
 	file_mam_v1_trading_service_proto_msgTypes[5].OneofWrappers = []any{
 		(*StreamMasterOrdersResponse_Accepted)(nil),
 		(*StreamMasterOrdersResponse_Rejected)(nil),
@@ -1545,7 +1812,7 @@ func file_mam_v1_trading_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_trading_service_proto_rawDesc), len(file_mam_v1_trading_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,8 @@ const (
 	TradingService_ModifyMasterOrder_FullMethodName   = "/mam.v1.TradingService/ModifyMasterOrder"
 	TradingService_CloseMasterPosition_FullMethodName = "/mam.v1.TradingService/CloseMasterPosition"
 	TradingService_SubscribeFills_FullMethodName      = "/mam.v1.TradingService/SubscribeFills"
+	TradingService_ListSignals_FullMethodName         = "/mam.v1.TradingService/ListSignals"
+	TradingService_StreamSignals_FullMethodName       = "/mam.v1.TradingService/StreamSignals"
 )
 
 // TradingServiceClient is the client API for TradingService service.
@@ -76,6 +78,17 @@ type TradingServiceClient interface {
 	CloseMasterPosition(ctx context.Context, in *CloseMasterPositionRequest, opts ...grpc.CallOption) (*CloseMasterPositionResponse, error)
 	// Fills in sequence order: first the stored ones after after_sequence, then live ones.
 	SubscribeFills(ctx context.Context, in *SubscribeFillsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeFillsResponse], error)
+	// The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+	// sequence order, after after_sequence, a page at a time: a signal appears once, in its
+	// latest state. Managers see their groups' signals only.
+	ListSignals(ctx context.Context, in *ListSignalsRequest, opts ...grpc.CallOption) (*ListSignalsResponse, error)
+	// Signals in sequence order: first the stored ones after after_sequence (each in its latest
+	// state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+	// of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+	// reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+	// stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+	// sequence received.
+	StreamSignals(ctx context.Context, in *StreamSignalsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSignalsResponse], error)
 }
 
 type tradingServiceClient struct {
@@ -188,6 +201,35 @@ func (c *tradingServiceClient) SubscribeFills(ctx context.Context, in *Subscribe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TradingService_SubscribeFillsClient = grpc.ServerStreamingClient[SubscribeFillsResponse]
 
+func (c *tradingServiceClient) ListSignals(ctx context.Context, in *ListSignalsRequest, opts ...grpc.CallOption) (*ListSignalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSignalsResponse)
+	err := c.cc.Invoke(ctx, TradingService_ListSignals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tradingServiceClient) StreamSignals(ctx context.Context, in *StreamSignalsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSignalsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TradingService_ServiceDesc.Streams[2], TradingService_StreamSignals_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamSignalsRequest, StreamSignalsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TradingService_StreamSignalsClient = grpc.ServerStreamingClient[StreamSignalsResponse]
+
 // TradingServiceServer is the server API for TradingService service.
 // All implementations must embed UnimplementedTradingServiceServer
 // for forward compatibility.
@@ -234,6 +276,17 @@ type TradingServiceServer interface {
 	CloseMasterPosition(context.Context, *CloseMasterPositionRequest) (*CloseMasterPositionResponse, error)
 	// Fills in sequence order: first the stored ones after after_sequence, then live ones.
 	SubscribeFills(*SubscribeFillsRequest, grpc.ServerStreamingServer[SubscribeFillsResponse]) error
+	// The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+	// sequence order, after after_sequence, a page at a time: a signal appears once, in its
+	// latest state. Managers see their groups' signals only.
+	ListSignals(context.Context, *ListSignalsRequest) (*ListSignalsResponse, error)
+	// Signals in sequence order: first the stored ones after after_sequence (each in its latest
+	// state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+	// of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+	// reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+	// stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+	// sequence received.
+	StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error
 	mustEmbedUnimplementedTradingServiceServer()
 }
 
@@ -270,6 +323,12 @@ func (UnimplementedTradingServiceServer) CloseMasterPosition(context.Context, *C
 }
 func (UnimplementedTradingServiceServer) SubscribeFills(*SubscribeFillsRequest, grpc.ServerStreamingServer[SubscribeFillsResponse]) error {
 	return status.Error(codes.Unimplemented, "method SubscribeFills not implemented")
+}
+func (UnimplementedTradingServiceServer) ListSignals(context.Context, *ListSignalsRequest) (*ListSignalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSignals not implemented")
+}
+func (UnimplementedTradingServiceServer) StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamSignals not implemented")
 }
 func (UnimplementedTradingServiceServer) mustEmbedUnimplementedTradingServiceServer() {}
 func (UnimplementedTradingServiceServer) testEmbeddedByValue()                        {}
@@ -436,6 +495,35 @@ func _TradingService_SubscribeFills_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TradingService_SubscribeFillsServer = grpc.ServerStreamingServer[SubscribeFillsResponse]
 
+func _TradingService_ListSignals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSignalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TradingServiceServer).ListSignals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TradingService_ListSignals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TradingServiceServer).ListSignals(ctx, req.(*ListSignalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TradingService_StreamSignals_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamSignalsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TradingServiceServer).StreamSignals(m, &grpc.GenericServerStream[StreamSignalsRequest, StreamSignalsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TradingService_StreamSignalsServer = grpc.ServerStreamingServer[StreamSignalsResponse]
+
 // TradingService_ServiceDesc is the grpc.ServiceDesc for TradingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -471,6 +559,10 @@ var TradingService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CloseMasterPosition",
 			Handler:    _TradingService_CloseMasterPosition_Handler,
 		},
+		{
+			MethodName: "ListSignals",
+			Handler:    _TradingService_ListSignals_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -482,6 +574,11 @@ var TradingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "SubscribeFills",
 			Handler:       _TradingService_SubscribeFills_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamSignals",
+			Handler:       _TradingService_StreamSignals_Handler,
 			ServerStreams: true,
 		},
 	},

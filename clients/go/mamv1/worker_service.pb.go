@@ -814,6 +814,10 @@ type TerminalCommand struct {
 	// The terminal, by the login and server of the worker's hello.
 	Login  int64  `protobuf:"varint,3,opt,name=login,proto3" json:"login,omitempty"`
 	Server string `protobuf:"bytes,4,opt,name=server,proto3" json:"server,omitempty"`
+	// The W3C trace context (a `traceparent` header's value) of the gateway's span that made
+	// the command, e.g. a master order's dispatch: the worker's span of the command continues that
+	// trace. Empty: the gateway does not trace (or made the command outside any span).
+	Traceparent string `protobuf:"bytes,5,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	// The call.
 	//
 	// Types that are valid to be assigned to Command:
@@ -886,6 +890,13 @@ func (x *TerminalCommand) GetLogin() int64 {
 func (x *TerminalCommand) GetServer() string {
 	if x != nil {
 		return x.Server
+	}
+	return ""
+}
+
+func (x *TerminalCommand) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
 	}
 	return ""
 }
@@ -3027,14 +3038,15 @@ const file_mam_v1_worker_service_proto_rawDesc = "" +
 	"\vResultBatch\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.mam.v1.CommandResultR\aresults\";\n" +
 	"\tHeartbeat\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xfc\x04\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x9e\x05\n" +
 	"\x0fTerminalCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x14\n" +
 	"\x05login\x18\x03 \x01(\x03R\x05login\x12\x16\n" +
-	"\x06server\x18\x04 \x01(\tR\x06server\x12)\n" +
+	"\x06server\x18\x04 \x01(\tR\x06server\x12 \n" +
+	"\vtraceparent\x18\x05 \x01(\tR\vtraceparent\x12)\n" +
 	"\x04send\x18\n" +
 	" \x01(\v2\x13.mam.v1.SendCommandH\x00R\x04send\x12:\n" +
 	"\vfind_by_tag\x18\v \x01(\v2\x18.mam.v1.FindByTagCommandH\x00R\tfindByTag\x128\n" +

@@ -22,7 +22,9 @@ READY = "mam-gateway listening on "
 class GatewayProcess:
     """The gateway as an operator runs it; restartable on the same port and database."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
+        """`env`: more settings (MAM__SECTION__KEY) on top of the tests' own."""
+        self.env = env or {}
         self.database = directory / "gateway.db"
         self.log = directory / "gateway.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -33,11 +35,13 @@ class GatewayProcess:
         env = {
             **os.environ,
             "MAM__SERVER__LISTEN": listen,
+            "MAM__METRICS__LISTEN": "127.0.0.1:0",
             "MAM__AUTH__REQUIRED": "false",
             "MAM__DATABASE__URL": f"sqlite+aiosqlite:///{self.database}",
             "MAM__SERVER__HEARTBEAT_SECONDS": "0.5",
             "MAM__SIMULATOR__LATENCY_MS": "5",
             "MAM__SERVER__GRACE_SECONDS": "1",
+            **self.env,
         }
         with self.log.open("ab") as log:
             process = subprocess.Popen(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -265,3 +265,107 @@ def test_a_malformed_decimal_is_a_usage_error(mamctl: Mamctl) -> None:
     )
     assert code == 2
     assert "--volume" in err
+
+
+def test_groups_source_set_pause_resume_and_remove(mamctl: Mamctl) -> None:
+    ids = []
+    for i in range(2):
+        code, out, err = mamctl(
+            "--json", "accounts", "create", "--name", f"src-{uuid.uuid4().hex[:8]}",
+            "--login", str(96001 + i), "--server", "mam-sim", "--balance", "20000",
+        )  # fmt: skip
+        assert code == 0, err
+        ids.append(json.loads(out)["account_id"])
+    member, source = ids
+    name = f"mirror-{uuid.uuid4().hex[:6]}"
+    code, _, err = mamctl("groups", "create", "--name", name, "--member", member)
+    assert code == 0, err
+
+    code, out, err = mamctl(
+        "groups", "source", "set", name, source, "--max-signal-age", "30s", "--paused"
+    )
+    assert code == 0, err
+    assert name in out and source in out and "PAUSED" in out and "30s" in out
+    code, out, err = mamctl("--json", "groups", "show", name)
+    assert code == 0, err
+    shown = json.loads(out)["source"]
+    assert (shown["account_id"], shown["paused"], shown["max_signal_age"]) == (source, True, "30.0")
+
+    code, out, err = mamctl("groups", "source", "resume", name)
+    assert code == 0 and "copying" in out and "30s" in out, err
+    code, out, err = mamctl("--json", "groups", "source", "pause", name)
+    assert code == 0, err
+    assert json.loads(out)["source"]["paused"] is True
+    code, out, _ = mamctl("groups", "show", name)
+    assert "PAUSED" in out
+
+    # A member cannot be the group's source; an unknown duration is refused before any call.
+    code, _, err = mamctl("groups", "source", "set", name, member)
+    assert code == 1 and "SOURCE_IS_MEMBER" in err
+    code, _, err = mamctl("groups", "source", "set", name, source, "--max-signal-age", "soon")
+    assert code == 2 and "--max-signal-age" in err
+
+    code, out, err = mamctl("groups", "source", "remove", name)
+    assert code == 0 and "source: none" in out, err
+    code, out, _ = mamctl("--json", "groups", "show", name)
+    assert json.loads(out)["source"] is None
+
+
+@pytest.fixture(scope="module")
+def mirroring_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway running the demo strategy: group demo mirrors demo-source, which trades a step
+    every half second."""
+    process = GatewayProcess(
+        tmp_path_factory.mktemp("mirroring"),
+        env={
+            "MAM__DEMO__STRATEGY": "true",
+            "MAM__DEMO__STRATEGY_INTERVAL_SECONDS": "0.5",
+            "MAM__SOURCES__LOOK_INTERVAL_SECONDS": "0.1",
+        },
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_signals_watch_and_list_follow_the_demo_source(mirroring_gateway: GatewayProcess) -> None:
+    runner = CliRunner(env=WIDE)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, ["--target", mirroring_gateway.address, *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    code, out, err = run("groups", "show", "demo")
+    assert code == 0 and "demo-source" in out and "copying" in out, err
+
+    # Live: a line per signal as it is stored and again as it is settled.
+    code, out, err = run("signals", "watch", "--group", "demo", "--count", "4")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith("#") and "  demo  " in line for line in lines)
+    kinds = ("POSITION_", "STOPS_CHANGED", "ORDER_")
+    assert all(any(kind in line for kind in kinds) for line in lines)
+
+    # --json: a JSON line each; --after replays the stored ones first.
+    code, out, err = run("--json", "signals", "watch", "--after", "0", "--count", "3")
+    assert code == 0, err
+    streamed = [json.loads(line) for line in out.splitlines()]
+    assert [s["sequence"] for s in streamed] == sorted(s["sequence"] for s in streamed)
+    assert len(streamed) == 3 and streamed[0]["sequence"] >= 1
+
+    code, out, err = run("signals", "list", "--group", "demo", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert listed and all(s["source_account_id"] == listed[0]["source_account_id"] for s in listed)
+    copied = [s for s in listed if s["state"] == "COPIED" and s["kind"] == "POSITION_OPENED"]
+    assert copied and copied[0]["master_order_ids"]
+    code, out, err = run("signals", "list", "--group", "demo")
+    assert code == 0 and "POSITION_OPENED" in out and "COPIED" in out, err
+    after = listed[0]["sequence"]
+    code, out, err = run("--json", "signals", "list", "--after", str(after), "--limit", "2")
+    assert code == 0, err
+    later = json.loads(out)
+    assert len(later) <= 2 and all(s["sequence"] > after for s in later)

@@ -6,9 +6,10 @@ out to the gateway's WorkerService (docs/workers.md).
 | commands.py        | the Terminal protocol as commands, and running one on a local backend  |
 | worker_hub.py      | WorkerHub: connected workers, the logins each hosts, calls in flight   |
 | remote_terminal.py | RemoteTerminal: the Terminal protocol over a worker's stream           |
+| wire.py            | WorkerService messages <-> Terminal protocol values, for both ends    |
 
-The wire form (mam.v1.WorkerService) is mapped in gateway/worker/wire.py, shared by the gateway's
-servicer and the worker program.
+The wire form (mam.v1.WorkerService) is mapped once, in wire.py: the gateway's servicer
+(gateway/api/worker_servicer.py) and the worker program (gateway/worker/) both use it.
 """
 
 from gateway.terminals.remote.remote_terminal import RemoteTerminal

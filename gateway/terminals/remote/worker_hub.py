@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from gateway.domain.accounts import Platform
 from gateway.domain.ids import new_id
+from gateway.observability.trace_context import current_traceparent
 from gateway.terminals.protocol import TerminalError
 from gateway.terminals.remote.commands import CommandAnswer, TerminalCommand
 
@@ -94,6 +95,8 @@ class OutgoingCommand:
     login: BrokerLogin
     command: TerminalCommand
     answer: asyncio.Future[CommandAnswer]
+    # The caller's span, carried to the worker (empty: not traced).
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +158,9 @@ class WorkerSession:
         answer: asyncio.Future[CommandAnswer] = asyncio.get_running_loop().create_future()
         command_id = new_id("cmd")
         self._pending[command_id] = answer
-        self._outbox.put_nowait(OutgoingCommand(command_id, account_id, login, command, answer))
+        self._outbox.put_nowait(
+            OutgoingCommand(command_id, account_id, login, command, answer, current_traceparent())
+        )
         try:
             return await answer
         finally:

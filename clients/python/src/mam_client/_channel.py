@@ -1,7 +1,11 @@
-"""Channel settings shared by both clients: TLS, the API key, message limits."""
+"""Channel settings shared by both clients: TLS, the API key, message limits; and the wait for
+a channel's first connection, in each client's way (the one part of `connect` that differs)."""
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +58,37 @@ class TlsConfig:
 def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     """Sent with every call: the API key as a bearer token, when there is one."""
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
+async def first_connection(channel: grpc.aio.Channel, timeout_s: float) -> str:
+    """Waits for the channel's first connection: "" when it is up, else what went wrong."""
+    connectivity = grpc.ChannelConnectivity
+    try:
+        async with asyncio.timeout(timeout_s):
+            state = channel.get_state(try_to_connect=True)
+            while state not in (connectivity.READY, connectivity.TRANSIENT_FAILURE):
+                await channel.wait_for_state_change(state)
+                state = channel.get_state(try_to_connect=True)
+    except TimeoutError:
+        return f"no connection within {timeout_s:g} s"
+    return "" if state is connectivity.READY else "connection failed"
+
+
+def first_connection_blocking(channel: grpc.Channel, timeout_s: float) -> str:
+    """first_connection, blocking, for a grpc (not grpc.aio) channel."""
+    connectivity = grpc.ChannelConnectivity
+    states: queue.SimpleQueue[grpc.ChannelConnectivity] = queue.SimpleQueue()
+    channel.subscribe(states.put, try_to_connect=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                state = states.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return f"no connection within {timeout_s:g} s"
+            if state is connectivity.READY:
+                return ""
+            if state is connectivity.TRANSIENT_FAILURE:
+                return "connection failed"
+    finally:
+        channel.unsubscribe(states.put)

@@ -19,6 +19,7 @@ from mam_client._proto.mam.v1 import (
     account_service_pb2,
     common_pb2,
     order_pb2,
+    signal_pb2,
     trading_service_pb2,
 )
 
@@ -38,6 +39,8 @@ _PREFIXES: dict[type[StrEnum], tuple[str, Any]] = {
     t.MasterOrderState: ("MASTER_ORDER_STATE_", order_pb2.MasterOrderState),
     t.ChildOrderState: ("CHILD_ORDER_STATE_", order_pb2.ChildOrderState),
     t.AllocationReason: ("ALLOCATION_REASON_", order_pb2.AllocationReason),
+    t.SignalKind: ("SIGNAL_KIND_", signal_pb2.SignalKind),
+    t.SignalState: ("SIGNAL_STATE_", signal_pb2.SignalState),
 }
 
 
@@ -234,6 +237,70 @@ def group_from_wire(message: account_pb2.Group) -> t.Group:
         magic=message.magic,
         create_time=time_from_wire(message.create_time),
         update_time=time_from_wire(message.update_time),
+        source=group_source_from_wire(message.source) if message.HasField("source") else None,
+    )
+
+
+def group_source_from_wire(message: account_pb2.GroupSource) -> t.GroupSource:
+    return t.GroupSource(
+        account_id=message.account_id,
+        paused=message.paused,
+        max_signal_age=duration_from_wire(message.max_signal_age),
+        create_time=time_from_wire(message.create_time),
+        update_time=time_from_wire(message.update_time),
+    )
+
+
+def set_group_source_request(
+    group_id: str,
+    *,
+    account_id: str | None,
+    paused: bool | None,
+    max_signal_age: timedelta | None,
+) -> account_service_pb2.SetGroupSourceRequest:
+    """A SetGroupSource whose field mask names exactly the values given."""
+    request = account_service_pb2.SetGroupSourceRequest(group_id=group_id)
+    paths = []
+    if account_id is not None:
+        request.source.account_id = account_id
+        paths.append("account_id")
+    if paused is not None:
+        request.source.paused = paused
+        paths.append("paused")
+    if max_signal_age is not None:
+        request.source.max_signal_age.FromTimedelta(max_signal_age)
+        paths.append("max_signal_age")
+    request.update_mask.paths.extend(paths)
+    return request
+
+
+def signal_from_wire(message: signal_pb2.Signal) -> t.Signal:
+    return t.Signal(
+        sequence=message.sequence,
+        group_id=message.group_id,
+        source_account_id=message.source_account_id,
+        event_id=message.event_id,
+        kind=enum_from_wire(t.SignalKind, message.kind),
+        ticket=message.ticket,
+        symbol=message.symbol,
+        side=enum_from_wire(t.Side, message.side),
+        volume=decimal_or_zero(message.volume),
+        fraction=decimal_or_none(message.fraction),
+        order_type=enum_from_wire(t.OrderType, message.order_type),
+        price=decimal_or_none(message.price),
+        stop_limit_price=decimal_or_none(message.stop_limit_price),
+        stop_loss=decimal_or_none(message.stop_loss),
+        take_profit=decimal_or_none(message.take_profit),
+        time_in_force=enum_from_wire(t.TimeInForce, message.time_in_force),
+        expire_time=time_from_wire(message.expire_time),
+        copies=tuple(message.copies),
+        source_time=time_from_wire(message.source_time),
+        state=enum_from_wire(t.SignalState, message.state),
+        detail=message.detail,
+        master_order_ids=tuple(message.master_order_ids),
+        observe_time=time_from_wire(message.observe_time),
+        settle_time=time_from_wire(message.settle_time),
+        skip_reason=message.skip_reason,
     )
 
 

@@ -1,11 +1,15 @@
-"""MamClient: the asyncio client (grpc.aio) of the mam.v1 API."""
+"""MamClient: the asyncio client (grpc.aio) of the mam.v1 API.
+
+The blocking client, sync_client.py, is generated from this module by clients/gen_clients.py
+(`make clients`; `make check-clients` fails when it is stale): edit this one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import BinaryIO, Self, TypeVar
@@ -13,8 +17,8 @@ from typing import BinaryIO, Self, TypeVar
 import grpc
 
 from mam_client import _convert
-from mam_client._channel import CHANNEL_OPTIONS, TlsConfig, call_metadata
-from mam_client._fills import FillCursor, RetryPolicy
+from mam_client._channel import CHANNEL_OPTIONS, TlsConfig, call_metadata, first_connection
+from mam_client._fills import RESUMABLE_CODES, FillCursor, RetryPolicy
 from mam_client._proto.mam.v1 import (
     account_service_pb2 as acc,
 )
@@ -49,6 +53,7 @@ from mam_client.types import (
     NewGroup,
     OrderSpec,
     Page,
+    Signal,
     Submission,
 )
 
@@ -62,20 +67,6 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 def new_client_order_id() -> str:
     """A fresh idempotency key for a submission."""
     return f"mam-client-{uuid.uuid4().hex}"
-
-
-async def _first_connection(channel: grpc.aio.Channel, timeout_s: float) -> str:
-    """Waits for the channel's first connection: "" when it is up, else what went wrong."""
-    connectivity = grpc.ChannelConnectivity
-    try:
-        async with asyncio.timeout(timeout_s):
-            state = channel.get_state(try_to_connect=True)
-            while state not in (connectivity.READY, connectivity.TRANSIENT_FAILURE):
-                await channel.wait_for_state_change(state)
-                state = channel.get_state(try_to_connect=True)
-    except TimeoutError:
-        return f"no connection within {timeout_s:g} s"
-    return "" if state is connectivity.READY else "connection failed"
 
 
 class MamClient:
@@ -117,7 +108,7 @@ class MamClient:
         else:
             channel = grpc.aio.secure_channel(target, tls.credentials(), options=CHANNEL_OPTIONS)
         if connect_timeout_s is not None:
-            problem = await _first_connection(channel, connect_timeout_s)
+            problem = await first_connection(channel, connect_timeout_s)
             if problem:
                 await channel.close(None)
                 raise MamError(
@@ -237,6 +228,107 @@ class MamClient:
         )
         response = await self._call(self.accounts_stub.UpdateGroup, request)
         return _convert.group_from_wire(response.group)
+
+    # Mirroring
+
+    async def set_group_source(
+        self,
+        group_id: str,
+        *,
+        account_id: str | None = None,
+        paused: bool | None = None,
+        max_signal_age: timedelta | None = None,
+    ) -> Group:
+        """Sets the group's source account, whose trades the group mirrors, or changes what is
+        given of it (paused, max_signal_age); the rest stays. A group without a source needs
+        account_id. Returns the group with its source."""
+        request = _convert.set_group_source_request(
+            group_id, account_id=account_id, paused=paused, max_signal_age=max_signal_age
+        )
+        response = await self._call(self.accounts_stub.SetGroupSource, request)
+        return _convert.group_from_wire(response.group)
+
+    async def remove_group_source(self, group_id: str) -> Group:
+        """Ends the group's mirroring; what was copied stays open. Returns the group."""
+        request = acc.RemoveGroupSourceRequest(group_id=group_id)
+        response = await self._call(self.accounts_stub.RemoveGroupSource, request)
+        return _convert.group_from_wire(response.group)
+
+    async def list_signals_page(
+        self,
+        *,
+        group_id: str = "",
+        after_sequence: int = 0,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[Signal]:
+        request = trd.ListSignalsRequest(
+            group_id=group_id,
+            after_sequence=after_sequence,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response = await self._call(self.trading_stub.ListSignals, request)
+        return Page(
+            tuple(_convert.signal_from_wire(s) for s in response.signals),
+            response.next_page_token,
+        )
+
+    async def list_signals(
+        self, *, group_id: str = "", after_sequence: int = 0, page_size: int = 0
+    ) -> AsyncIterator[Signal]:
+        """The stored signals after after_sequence (of group_id, when set), oldest change
+        first, each in its latest state."""
+        token = ""
+        while True:
+            page = await self.list_signals_page(
+                group_id=group_id,
+                after_sequence=after_sequence,
+                page_size=page_size,
+                page_token=token,
+            )
+            for signal in page.items:
+                yield signal
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    async def signals(
+        self,
+        *,
+        group_id: str = "",
+        after_sequence: int = 0,
+        retry: RetryPolicy | None = None,
+    ) -> AsyncGenerator[Signal, None]:
+        """Signals in sequence order until the caller stops: the stored ones after
+        after_sequence, then each one as it is stored or settled (a signal comes again, with
+        a new sequence, when its state changes). A broken stream (UNAVAILABLE,
+        RESOURCE_EXHAUSTED, or an end) is resumed after a backoff from the last signal
+        delivered. Other failures raise MamError."""
+        policy = retry or RetryPolicy()
+        last = after_sequence
+        failures = 0
+        while True:
+            request = trd.StreamSignalsRequest(group_id=group_id, after_sequence=last)
+            call = self.trading_stub.StreamSignals(request, metadata=self.metadata)
+            error: MamError | None = None
+            try:
+                async for response in call:
+                    failures = 0
+                    for message in response.signals:
+                        if message.sequence > last:
+                            last = message.sequence
+                            yield _convert.signal_from_wire(message)
+            except grpc.aio.AioRpcError as rpc_error:
+                error = MamError.from_rpc_error(rpc_error)
+            finally:
+                call.cancel()
+            if error is not None and error.code not in RESUMABLE_CODES:
+                raise error
+            failures += 1
+            if policy.max_attempts is not None and failures > policy.max_attempts:
+                raise error or MamError(grpc.StatusCode.UNAVAILABLE, "the signal stream ended")
+            await asyncio.sleep(policy.backoff_s(failures))
 
     # Master orders
 
@@ -408,12 +500,12 @@ class MamClient:
             start_time=start_time,
             end_time=end_time,
         )
-        call = self.reporting_stub.GetAccountStatement(
-            request, metadata=self.metadata, timeout=self.timeout_s
-        )
         file = StatementFile("", "", 0)
         written = 0
         try:
+            call = self.reporting_stub.GetAccountStatement(
+                request, metadata=self.metadata, timeout=self.timeout_s
+            )
             async for chunk in call:
                 if written == 0 and chunk.content_type:
                     file = StatementFile(chunk.file_name, chunk.content_type, chunk.total_size)

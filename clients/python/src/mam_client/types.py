@@ -238,6 +238,18 @@ class NewGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupSource:
+    """The account a group mirrors: its trades are copied onto the group as signals."""
+
+    account_id: str
+    paused: bool
+    # Positions and pending orders seen later than this after they were opened are not copied.
+    max_signal_age: timedelta | None
+    create_time: datetime | None
+    update_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     group_id: str
     name: str
@@ -246,6 +258,8 @@ class Group:
     magic: int
     create_time: datetime | None
     update_time: datetime | None
+    # The account the group mirrors; None: none.
+    source: GroupSource | None = None
 
 
 # Master orders
@@ -396,3 +410,59 @@ class Heartbeat:
 
 
 FillEvent = Fill | Heartbeat
+
+
+# Mirroring
+
+
+class SignalKind(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"
+    POSITION_OPENED = "POSITION_OPENED"
+    POSITION_INCREASED = "POSITION_INCREASED"
+    POSITION_REDUCED = "POSITION_REDUCED"
+    POSITION_CLOSED = "POSITION_CLOSED"
+    STOPS_CHANGED = "STOPS_CHANGED"
+    ORDER_PLACED = "ORDER_PLACED"
+    ORDER_MODIFIED = "ORDER_MODIFIED"
+    ORDER_TRIGGERED = "ORDER_TRIGGERED"
+    ORDER_REMOVED = "ORDER_REMOVED"
+
+
+class SignalState(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"
+    WAITING = "WAITING"
+    COPIED = "COPIED"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A change at a group's source account and what was done with it on the group; sent again,
+    with a new sequence, each time its state changes."""
+
+    sequence: int
+    group_id: str
+    source_account_id: str
+    event_id: str
+    kind: SignalKind
+    ticket: int
+    symbol: str
+    side: Side
+    volume: Decimal
+    fraction: Decimal | None
+    order_type: OrderType
+    price: Decimal | None
+    stop_limit_price: Decimal | None
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    time_in_force: TimeInForce
+    expire_time: datetime | None
+    copies: tuple[str, ...]
+    source_time: datetime | None
+    state: SignalState
+    detail: str
+    master_order_ids: tuple[str, ...]
+    observe_time: datetime | None
+    settle_time: datetime | None
+    skip_reason: str

@@ -6,6 +6,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -568,6 +569,7 @@ class Group(_message.Message):
     LOSS_LIMITS_FIELD_NUMBER: _builtins.int
     STOP_OUTS_FIELD_NUMBER: _builtins.int
     LOSS_WATCH_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     group_id: _builtins.str
     """Output only. Assigned by the server."""
     name: _builtins.str
@@ -611,6 +613,12 @@ class Group(_message.Message):
     def loss_watch(self) -> Global___LossWatch:
         """Output only. What the group's loss limits are measured from."""
 
+    @_builtins.property
+    def source(self) -> Global___GroupSource:
+        """Output only. The account whose trades the group mirrors (AccountService.SetGroupSource);
+        unset: none.
+        """
+
     def __init__(
         self,
         *,
@@ -626,14 +634,70 @@ class Group(_message.Message):
         loss_limits: Global___LossLimits | None = ...,
         stop_outs: _abc.Iterable[Global___StopOut] | None = ...,
         loss_watch: Global___LossWatch | None = ...,
+        source: Global___GroupSource | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "risk_limits", b"risk_limits", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "risk_limits", b"risk_limits", "source", b"source", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "group_id", b"group_id", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "magic", b"magic", "members", b"members", "name", b"name", "risk_limits", b"risk_limits", "stop_outs", b"stop_outs", "update_time", b"update_time", "violation_policy", b"violation_policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "create_time", b"create_time", "group_id", b"group_id", "loss_limits", b"loss_limits", "loss_watch", b"loss_watch", "magic", b"magic", "members", b"members", "name", b"name", "risk_limits", b"risk_limits", "source", b"source", "stop_outs", b"stop_outs", "update_time", b"update_time", "violation_policy", b"violation_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Group: _TypeAlias = Group  # noqa: Y015
+
+@_typing.final
+class GroupSource(_message.Message):
+    """A group's source account: a trading account attached like any other, not a member of the
+    group, whose positions and pending orders the group copies as they change (docs/mirroring.md).
+    Each change is a Signal (TradingService.ListSignals, StreamSignals).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    MAX_SIGNAL_AGE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Required when the group has no source. An account that exists, is not deleted and is not a
+    member of the group; its terminal may connect later (it is looked at from then on).
+    Changing it starts the new account's book afresh: what it holds then is recorded, not copied.
+    """
+    paused: _builtins.bool
+    """While true nothing is looked at or copied; on resuming, what changed meanwhile is caught up
+    (what was opened longer ago than max_signal_age is recorded, not copied).
+    """
+    @_builtins.property
+    def max_signal_age(self) -> _duration_pb2.Duration:
+        """A position or pending order seen longer than this after the source opened or placed it is
+        recorded and not copied (SIGNAL_STATE_SKIPPED, skip_reason SIGNAL_TOO_OLD): after a
+        restart, a reconnect or a pause. Above 0, at most 1 day; unset: 60 seconds.
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        paused: _builtins.bool = ...,
+        max_signal_age: _duration_pb2.Duration | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "max_signal_age", b"max_signal_age", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "max_signal_age", b"max_signal_age", "paused", b"paused", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupSource: _TypeAlias = GroupSource  # noqa: Y015
 
 @_typing.final
 class TradingWindow(_message.Message):

@@ -96,6 +96,16 @@ class AccountServiceStub:
                 request_serializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsRequest.SerializeToString,
                 response_deserializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsResponse.FromString,
                 _registered_method=True)
+        self.SetGroupSource = channel.unary_unary(
+                '/mam.v1.AccountService/SetGroupSource',
+                request_serializer=mam_dot_v1_dot_account__service__pb2.SetGroupSourceRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_account__service__pb2.SetGroupSourceResponse.FromString,
+                _registered_method=True)
+        self.RemoveGroupSource = channel.unary_unary(
+                '/mam.v1.AccountService/RemoveGroupSource',
+                request_serializer=mam_dot_v1_dot_account__service__pb2.RemoveGroupSourceRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_account__service__pb2.RemoveGroupSourceResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -200,6 +210,25 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetGroupSource(self, request, context):
+        """Sets the group's source account, whose trades the group mirrors, or changes the fields of
+        its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+        source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+        bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+        when the group or the account does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveGroupSource(self, request, context):
+        """Ends the group's mirroring: its source's changes are no longer copied (what was copied
+        stays open). Answers with the group; harmless on a group without a source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +291,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.WatchStopOuts,
                     request_deserializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsRequest.FromString,
                     response_serializer=mam_dot_v1_dot_account__service__pb2.WatchStopOutsResponse.SerializeToString,
+            ),
+            'SetGroupSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetGroupSource,
+                    request_deserializer=mam_dot_v1_dot_account__service__pb2.SetGroupSourceRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_account__service__pb2.SetGroupSourceResponse.SerializeToString,
+            ),
+            'RemoveGroupSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveGroupSource,
+                    request_deserializer=mam_dot_v1_dot_account__service__pb2.RemoveGroupSourceRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_account__service__pb2.RemoveGroupSourceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -589,6 +628,60 @@ class AccountService:
             '/mam.v1.AccountService/WatchStopOuts',
             mam_dot_v1_dot_account__service__pb2.WatchStopOutsRequest.SerializeToString,
             mam_dot_v1_dot_account__service__pb2.WatchStopOutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetGroupSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.AccountService/SetGroupSource',
+            mam_dot_v1_dot_account__service__pb2.SetGroupSourceRequest.SerializeToString,
+            mam_dot_v1_dot_account__service__pb2.SetGroupSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveGroupSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.AccountService/RemoveGroupSource',
+            mam_dot_v1_dot_account__service__pb2.RemoveGroupSourceRequest.SerializeToString,
+            mam_dot_v1_dot_account__service__pb2.RemoveGroupSourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,8 +7,10 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from gateway._proto.mam.v1 import order_pb2 as _order_pb2
+from gateway._proto.mam.v1 import signal_pb2 as _signal_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -612,3 +614,115 @@ class SubscribeFillsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeFillsResponse: _TypeAlias = SubscribeFillsResponse  # noqa: Y015
+
+@_typing.final
+class ListSignalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    """Only this group's signals, when set."""
+    after_sequence: _builtins.int
+    """Signals with a sequence above this; 0: from the first."""
+    page_size: _builtins.int
+    """At most this many signals; 0 means 100; values above 1000 are treated as 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "group_id", b"group_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignalsRequest: _TypeAlias = ListSignalsRequest  # noqa: Y015
+
+@_typing.final
+class ListSignalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def signals(self) -> _containers.RepeatedCompositeFieldContainer[_signal_pb2.Signal]:
+        """Oldest change first."""
+
+    def __init__(
+        self,
+        *,
+        signals: _abc.Iterable[_signal_pb2.Signal] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "signals", b"signals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignalsResponse: _TypeAlias = ListSignalsResponse  # noqa: Y015
+
+@_typing.final
+class StreamSignalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    """Only this group's signals, when set."""
+    after_sequence: _builtins.int
+    """Signals with a sequence above this first; 0 replays from the first stored signal."""
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamSignalsRequest: _TypeAlias = StreamSignalsRequest  # noqa: Y015
+
+@_typing.final
+class StreamSignalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signals(self) -> _containers.RepeatedCompositeFieldContainer[_signal_pb2.Signal]:
+        """Signals committed together, in sequence order; empty on a heartbeat."""
+
+    @_builtins.property
+    def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
+        """Set on a heartbeat: the stored signals have all been sent (the first one), or the stream is
+        alive and nothing changed.
+        """
+
+    def __init__(
+        self,
+        *,
+        signals: _abc.Iterable[_signal_pb2.Signal] | None = ...,
+        heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "signals", b"signals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamSignalsResponse: _TypeAlias = StreamSignalsResponse  # noqa: Y015

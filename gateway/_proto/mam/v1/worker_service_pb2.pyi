@@ -372,6 +372,7 @@ class TerminalCommand(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     LOGIN_FIELD_NUMBER: _builtins.int
     SERVER_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     SEND_FIELD_NUMBER: _builtins.int
     FIND_BY_TAG_FIELD_NUMBER: _builtins.int
     POSITIONS_FIELD_NUMBER: _builtins.int
@@ -388,6 +389,11 @@ class TerminalCommand(_message.Message):
     login: _builtins.int
     """The terminal, by the login and server of the worker's hello."""
     server: _builtins.str
+    traceparent: _builtins.str
+    """The W3C trace context (a `traceparent` header's value) of the gateway's span that made
+    the command, e.g. a master order's dispatch: the worker's span of the command continues that
+    trace. Empty: the gateway does not trace (or made the command outside any span).
+    """
     @_builtins.property
     def send(self) -> Global___SendCommand: ...
     @_builtins.property
@@ -413,6 +419,7 @@ class TerminalCommand(_message.Message):
         account_id: _builtins.str = ...,
         login: _builtins.int = ...,
         server: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
         send: Global___SendCommand | None = ...,
         find_by_tag: Global___FindByTagCommand | None = ...,
         positions: Global___PositionsCommand | None = ...,
@@ -425,7 +432,7 @@ class TerminalCommand(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account_info", b"account_info", "command", b"command", "deals", b"deals", "find_by_tag", b"find_by_tag", "health", b"health", "pending_orders", b"pending_orders", "positions", b"positions", "quote", b"quote", "send", b"send", "symbol_spec", b"symbol_spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_info", b"account_info", "command", b"command", "command_id", b"command_id", "deals", b"deals", "find_by_tag", b"find_by_tag", "health", b"health", "login", b"login", "pending_orders", b"pending_orders", "positions", b"positions", "quote", b"quote", "send", b"send", "server", b"server", "symbol_spec", b"symbol_spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_info", b"account_info", "command", b"command", "command_id", b"command_id", "deals", b"deals", "find_by_tag", b"find_by_tag", "health", b"health", "login", b"login", "pending_orders", b"pending_orders", "positions", b"positions", "quote", b"quote", "send", b"send", "server", b"server", "symbol_spec", b"symbol_spec", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["send", "find_by_tag", "positions", "pending_orders", "deals", "account_info", "symbol_spec", "quote", "health"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -60,6 +62,16 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(groups_app, name="groups")
 app.add_typer(orders_app, name="orders")
 app.add_typer(watch_app, name="watch")
+source_app = typer.Typer(
+    help="A group's source account: the account whose trades the group mirrors.",
+    no_args_is_help=True,
+)
+groups_app.add_typer(source_app, name="source")
+signals_app = typer.Typer(
+    help="Signals: each change at a group's source account, and what the group did with it.",
+    no_args_is_help=True,
+)
+app.add_typer(signals_app, name="signals")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.kill_switch_app, name="kill-switch")
 app.command("audit")(admin.audit)
@@ -168,6 +180,15 @@ def find_group(client: SyncMamClient, key: str) -> Group:
     raise MamError(
         grpc.StatusCode.NOT_FOUND, f"no group with id or name {key!r}", reason="GROUP_NOT_FOUND"
     )
+
+
+def find_account_id(client: SyncMamClient, key: str) -> str:
+    """The id of the account whose id or name is key (key itself when no listed account has
+    that name: a manager's list holds its members only)."""
+    for account in client.list_accounts(page_size=1000):
+        if key in (account.account_id, account.name):
+            return account.account_id
+    return key
 
 
 # accounts
@@ -532,6 +553,174 @@ def groups_set(
     else:
         for table in render.group_details(updated, names):
             settings.out.print(table)
+
+
+# groups source (mirroring)
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)?")
+_UNIT_SECONDS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+
+
+def duration_option(value: str, name: str) -> timedelta:
+    """ "90", "60s", "500ms", "5m", "1h" as a timedelta."""
+    found = _DURATION.fullmatch(value.strip().lower())
+    if found is None:
+        raise typer.BadParameter(
+            f"{value!r} is not a duration like 60s, 500ms, 5m or 1h", param_hint=name
+        )
+    number, unit = found.groups()
+    seconds = Decimal(number) * _UNIT_SECONDS[unit or "s"]
+    return timedelta(seconds=float(seconds))
+
+
+def _print_source(settings: Settings, client: SyncMamClient, group: Group) -> None:
+    if settings.json:
+        settings.emit_json(group)
+        return
+    names = account_names(client)
+    settings.out.print(
+        f"group [bold]{group.name}[/bold] source: {render.source_text(group, names)}",
+        highlight=False,
+    )
+
+
+@source_app.command("set")
+def source_set(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="The group (id or name).")],
+    account: Annotated[
+        str, typer.Argument(help="The source account (id or name); not a member of the group.")
+    ],
+    max_signal_age: Annotated[
+        str | None,
+        typer.Option(
+            help="What the source opened longer ago than this when it is seen (after a restart "
+            "or a pause) is not copied, e.g. 60s, 5m; default 60s."
+        ),
+    ] = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Set it paused.")] = False,
+) -> None:
+    """Make ACCOUNT the group's source: its trades are copied onto the group from now on (what
+    it holds already is not)."""
+    settings = settings_of(ctx)
+    age = None if max_signal_age is None else duration_option(max_signal_age, "--max-signal-age")
+    with gateway(ctx) as client:
+        found = find_group(client, group)
+        updated = client.set_group_source(
+            found.group_id,
+            account_id=find_account_id(client, account),
+            paused=paused,
+            max_signal_age=age,
+        )
+        _print_source(settings, client, updated)
+
+
+@source_app.command("pause")
+def source_pause(
+    ctx: typer.Context, group: Annotated[str, typer.Argument(help="Id or name.")]
+) -> None:
+    """Stop copying the group's source (resume catches up what changed meanwhile)."""
+    settings = settings_of(ctx)
+    with gateway(ctx) as client:
+        updated = client.set_group_source(find_group(client, group).group_id, paused=True)
+        _print_source(settings, client, updated)
+
+
+@source_app.command("resume")
+def source_resume(
+    ctx: typer.Context, group: Annotated[str, typer.Argument(help="Id or name.")]
+) -> None:
+    """Copy the group's source again."""
+    settings = settings_of(ctx)
+    with gateway(ctx) as client:
+        updated = client.set_group_source(find_group(client, group).group_id, paused=False)
+        _print_source(settings, client, updated)
+
+
+@source_app.command("remove")
+def source_remove(
+    ctx: typer.Context, group: Annotated[str, typer.Argument(help="Id or name.")]
+) -> None:
+    """End the group's mirroring; what was copied stays open."""
+    settings = settings_of(ctx)
+    with gateway(ctx) as client:
+        updated = client.remove_group_source(find_group(client, group).group_id)
+        _print_source(settings, client, updated)
+
+
+# signals
+
+
+def _group_names(client: SyncMamClient) -> dict[str, str]:
+    return {g.group_id: g.name for g in client.list_groups(page_size=1000)}
+
+
+@signals_app.command("list")
+def signals_list(
+    ctx: typer.Context,
+    group: Annotated[str | None, typer.Option(help="Only this group's (id or name).")] = None,
+    after: Annotated[int, typer.Option(help="Only those after this sequence.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many, oldest change first.")] = 100,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List the stored signals, each in its latest state."""
+    settings = settings_of(ctx)
+    with gateway(ctx) as client:
+        group_id = find_group(client, group).group_id if group else ""
+        signals = []
+        for signal in client.list_signals(
+            group_id=group_id, after_sequence=after, page_size=min(limit, 1000)
+        ):
+            signals.append(signal)
+            if len(signals) >= limit:
+                break
+        names = {} if settings.json or json_output else _group_names(client)
+    if settings.json or json_output:
+        settings.emit_json(signals)
+    else:
+        settings.out.print(render.signals_table(signals, names))
+
+
+@signals_app.command("watch")
+def signals_watch(
+    ctx: typer.Context,
+    group: Annotated[str | None, typer.Option(help="Only this group's (id or name).")] = None,
+    after: Annotated[
+        int | None, typer.Option(help="Replay the signals after this sequence first.")
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
+) -> None:
+    """Follow signals live, a line each as it is stored and again as it is settled
+    (reconnecting and resuming on its own); Ctrl-C stops."""
+    settings = settings_of(ctx)
+    seen = 0
+    with gateway(ctx) as client:
+        group_id = find_group(client, group).group_id if group else ""
+        names = {} if settings.json else _group_names(client)
+        if after is None:
+            # Live only: from the last signal stored now.
+            after = 0
+            for signal in client.list_signals(group_id=group_id, page_size=1000):
+                after = signal.sequence
+        signals = client.signals(
+            group_id=group_id, after_sequence=after, retry=RetryPolicy(max_backoff_s=2.0)
+        )
+        try:
+            for signal in signals:
+                line = (
+                    render.to_json_line(signal)
+                    if settings.json
+                    else render.signal_line(signal, names)
+                )
+                typer.echo(line)
+                sys.stdout.flush()
+                seen += 1
+                if count is not None and seen >= count:
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signals.close()
 
 
 # preview, submit

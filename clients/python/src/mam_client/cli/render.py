@@ -22,6 +22,8 @@ from mam_client.types import (
     GroupMember,
     MasterOrder,
     Side,
+    Signal,
+    SignalState,
 )
 
 
@@ -170,6 +172,7 @@ def group_details(g: Group, names: Mapping[str, str]) -> list[Table]:
             ("reference equity", dec(a.reference_equity)),
             ("reference account", a.reference_account_id),
             ("magic", g.magic),
+            ("source", source_text(g, names)),
             ("created", when(g.create_time)),
             ("updated", when(g.update_time)),
         ],
@@ -305,3 +308,71 @@ def fills_table(fills: Sequence[Fill], names: Mapping[str, str], caption: str) -
     table.caption = caption
     table.caption_justify = "left"
     return table
+
+
+def source_text(g: Group, names: Mapping[str, str]) -> str:
+    """The group's source account (mirroring): who it copies, and how."""
+    s = g.source
+    if s is None:
+        return "none"
+    name = names.get(s.account_id)
+    who = f"{s.account_id} ({name})" if name else s.account_id
+    age = "" if s.max_signal_age is None else f", max signal age {age_text(s.max_signal_age)}"
+    return f"{who}, {'PAUSED' if s.paused else 'copying'}{age}"
+
+
+def age_text(value: timedelta) -> str:
+    seconds = Decimal(str(value.total_seconds()))
+    return f"{seconds.normalize():f}s"
+
+
+_SIGNAL_STATE_STYLES = {
+    SignalState.COPIED: "green",
+    SignalState.FAILED: "red",
+    SignalState.SKIPPED: "yellow",
+}
+
+
+def signals_table(signals: Iterable[Signal], names: Mapping[str, str]) -> Table:
+    table = new_table(
+        "Signals",
+        "SEQ", "SOURCE TIME", "GROUP", "KIND", "EVENT", "SIDE", "VOLUME", "SYMBOL", "STATE",
+        "DETAIL",
+        right=("SEQ", "VOLUME"),
+    )  # fmt: skip
+    for s in signals:
+        table.add_row(
+            str(s.sequence),
+            when(s.source_time),
+            names.get(s.group_id, s.group_id),
+            s.kind.value,
+            s.event_id,
+            side(s.side),
+            dec(s.volume),
+            s.symbol,
+            Text(s.state.value, style=_SIGNAL_STATE_STYLES.get(s.state, "")),
+            s.detail,
+        )
+    return table
+
+
+def signal_line(s: Signal, names: Mapping[str, str]) -> str:
+    """One signal as one line of text (`mamctl signals watch`)."""
+    parts = [
+        f"#{s.sequence}",
+        when(s.observe_time),
+        names.get(s.group_id, s.group_id),
+        s.kind.value,
+        s.event_id,
+        f"{s.side.value} {dec(s.volume)} {s.symbol}",
+    ]
+    if s.fraction is not None:
+        parts.append(f"fraction {dec(s.fraction)}")
+    if s.price is not None:
+        parts.append(f"@ {dec(s.price)}")
+    if s.stop_loss is not None or s.take_profit is not None:
+        parts.append(f"sl {dec(s.stop_loss) or '-'} tp {dec(s.take_profit) or '-'}")
+    parts.append(s.state.value)
+    if s.detail:
+        parts.append(s.detail)
+    return "  ".join(parts)

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Duration } from "../../google/protobuf/duration";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { MarginMode, marginModeFromJSON, marginModeToJSON, Platform, platformFromJSON, platformToJSON } from "./common";
 
@@ -640,7 +641,47 @@ export interface Group {
    */
   stopOuts: StopOut[];
   /** Output only. What the group's loss limits are measured from. */
-  lossWatch: LossWatch | undefined;
+  lossWatch:
+    | LossWatch
+    | undefined;
+  /**
+   * Output only. The account whose trades the group mirrors (AccountService.SetGroupSource);
+   * unset: none.
+   */
+  source: GroupSource | undefined;
+}
+
+/**
+ * A group's source account: a trading account attached like any other, not a member of the
+ * group, whose positions and pending orders the group copies as they change (docs/mirroring.md).
+ * Each change is a Signal (TradingService.ListSignals, StreamSignals).
+ */
+export interface GroupSource {
+  /**
+   * Required when the group has no source. An account that exists, is not deleted and is not a
+   * member of the group; its terminal may connect later (it is looked at from then on).
+   * Changing it starts the new account's book afresh: what it holds then is recorded, not copied.
+   */
+  accountId: string;
+  /**
+   * While true nothing is looked at or copied; on resuming, what changed meanwhile is caught up
+   * (what was opened longer ago than max_signal_age is recorded, not copied).
+   */
+  paused: boolean;
+  /**
+   * A position or pending order seen longer than this after the source opened or placed it is
+   * recorded and not copied (SIGNAL_STATE_SKIPPED, skip_reason SIGNAL_TOO_OLD): after a
+   * restart, a reconnect or a pause. Above 0, at most 1 day; unset: 60 seconds.
+   */
+  maxSignalAge:
+    | Duration
+    | undefined;
+  /** Output only. */
+  createTime:
+    | Date
+    | undefined;
+  /** Output only. */
+  updateTime: Date | undefined;
 }
 
 /**
@@ -1856,6 +1897,7 @@ function createBaseGroup(): Group {
     lossLimits: undefined,
     stopOuts: [],
     lossWatch: undefined,
+    source: undefined,
   };
 }
 
@@ -1899,6 +1941,9 @@ export const Group: MessageFns<Group> = {
     }
     if (message.lossWatch !== undefined) {
       LossWatch.encode(message.lossWatch, writer.uint32(98).fork()).join();
+    }
+    if (message.source !== undefined) {
+      GroupSource.encode(message.source, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -2012,6 +2057,14 @@ export const Group: MessageFns<Group> = {
             message.lossWatch = LossWatch.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.source = GroupSource.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2070,6 +2123,7 @@ export const Group: MessageFns<Group> = {
         : isSet(object.loss_watch)
         ? LossWatch.fromJSON(object.loss_watch)
         : undefined,
+      source: isSet(object.source) ? GroupSource.fromJSON(object.source) : undefined,
     };
   },
 
@@ -2111,6 +2165,9 @@ export const Group: MessageFns<Group> = {
     if (message.lossWatch !== undefined) {
       obj.lossWatch = LossWatch.toJSON(message.lossWatch);
     }
+    if (message.source !== undefined) {
+      obj.source = GroupSource.toJSON(message.source);
+    }
     return obj;
   },
 
@@ -2139,6 +2196,160 @@ export const Group: MessageFns<Group> = {
     message.lossWatch = (object.lossWatch !== undefined && object.lossWatch !== null)
       ? LossWatch.fromPartial(object.lossWatch)
       : undefined;
+    message.source = (object.source !== undefined && object.source !== null)
+      ? GroupSource.fromPartial(object.source)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGroupSource(): GroupSource {
+  return { accountId: "", paused: false, maxSignalAge: undefined, createTime: undefined, updateTime: undefined };
+}
+
+export const GroupSource: MessageFns<GroupSource> = {
+  encode(message: GroupSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.paused !== false) {
+      writer.uint32(16).bool(message.paused);
+    }
+    if (message.maxSignalAge !== undefined) {
+      Duration.encode(message.maxSignalAge, writer.uint32(26).fork()).join();
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(34).fork()).join();
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.maxSignalAge = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupSource {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+      maxSignalAge: isSet(object.maxSignalAge)
+        ? Duration.fromJSON(object.maxSignalAge)
+        : isSet(object.max_signal_age)
+        ? Duration.fromJSON(object.max_signal_age)
+        : undefined,
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GroupSource): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    if (message.maxSignalAge !== undefined) {
+      obj.maxSignalAge = Duration.toJSON(message.maxSignalAge);
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GroupSource>, I>>(base?: I): GroupSource {
+    return GroupSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GroupSource>, I>>(object: I): GroupSource {
+    const message = createBaseGroupSource();
+    message.accountId = object.accountId ?? "";
+    message.paused = object.paused ?? false;
+    message.maxSignalAge = (object.maxSignalAge !== undefined && object.maxSignalAge !== null)
+      ? Duration.fromPartial(object.maxSignalAge)
+      : undefined;
+    message.createTime = object.createTime ?? undefined;
+    message.updateTime = object.updateTime ?? undefined;
     return message;
   },
 };

@@ -22,7 +22,7 @@ import {
 } from "@grpc/grpc-js";
 import { FieldMask } from "../../google/protobuf/field_mask";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { Account, Group, LossRule, lossRuleFromJSON, lossRuleToJSON, StopOut } from "./account";
+import { Account, Group, GroupSource, LossRule, lossRuleFromJSON, lossRuleToJSON, StopOut } from "./account";
 
 export interface CreateAccountRequest {
   /** Required. account_id and other output-only fields are ignored. */
@@ -172,6 +172,35 @@ export interface WatchStopOutsResponse {
     | undefined;
   /** Set on a heartbeat: the stream is alive and nothing changed. */
   heartbeatTime: Date | undefined;
+}
+
+export interface SetGroupSourceRequest {
+  /** Required. */
+  groupId: string;
+  /** Required. create_time and update_time are ignored. */
+  source:
+    | GroupSource
+    | undefined;
+  /**
+   * The fields of source to change: account_id, paused, max_signal_age. Empty: every field as
+   * given.
+   */
+  updateMask: string[] | undefined;
+}
+
+export interface SetGroupSourceResponse {
+  /** The group, with its source. */
+  group: Group | undefined;
+}
+
+export interface RemoveGroupSourceRequest {
+  /** Required. */
+  groupId: string;
+}
+
+export interface RemoveGroupSourceResponse {
+  /** The group, without a source. */
+  group: Group | undefined;
 }
 
 function createBaseCreateAccountRequest(): CreateAccountRequest {
@@ -2183,6 +2212,324 @@ export const WatchStopOutsResponse: MessageFns<WatchStopOutsResponse> = {
   },
 };
 
+function createBaseSetGroupSourceRequest(): SetGroupSourceRequest {
+  return { groupId: "", source: undefined, updateMask: undefined };
+}
+
+export const SetGroupSourceRequest: MessageFns<SetGroupSourceRequest> = {
+  encode(message: SetGroupSourceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.source !== undefined) {
+      GroupSource.encode(message.source, writer.uint32(18).fork()).join();
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetGroupSourceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetGroupSourceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = GroupSource.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetGroupSourceRequest {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      source: isSet(object.source) ? GroupSource.fromJSON(object.source) : undefined,
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
+    };
+  },
+
+  toJSON(message: SetGroupSourceRequest): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.source !== undefined) {
+      obj.source = GroupSource.toJSON(message.source);
+    }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetGroupSourceRequest>, I>>(base?: I): SetGroupSourceRequest {
+    return SetGroupSourceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetGroupSourceRequest>, I>>(object: I): SetGroupSourceRequest {
+    const message = createBaseSetGroupSourceRequest();
+    message.groupId = object.groupId ?? "";
+    message.source = (object.source !== undefined && object.source !== null)
+      ? GroupSource.fromPartial(object.source)
+      : undefined;
+    message.updateMask = object.updateMask ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSetGroupSourceResponse(): SetGroupSourceResponse {
+  return { group: undefined };
+}
+
+export const SetGroupSourceResponse: MessageFns<SetGroupSourceResponse> = {
+  encode(message: SetGroupSourceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== undefined) {
+      Group.encode(message.group, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetGroupSourceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetGroupSourceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.group = Group.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetGroupSourceResponse {
+    return { group: isSet(object.group) ? Group.fromJSON(object.group) : undefined };
+  },
+
+  toJSON(message: SetGroupSourceResponse): unknown {
+    const obj: any = {};
+    if (message.group !== undefined) {
+      obj.group = Group.toJSON(message.group);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetGroupSourceResponse>, I>>(base?: I): SetGroupSourceResponse {
+    return SetGroupSourceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetGroupSourceResponse>, I>>(object: I): SetGroupSourceResponse {
+    const message = createBaseSetGroupSourceResponse();
+    message.group = (object.group !== undefined && object.group !== null) ? Group.fromPartial(object.group) : undefined;
+    return message;
+  },
+};
+
+function createBaseRemoveGroupSourceRequest(): RemoveGroupSourceRequest {
+  return { groupId: "" };
+}
+
+export const RemoveGroupSourceRequest: MessageFns<RemoveGroupSourceRequest> = {
+  encode(message: RemoveGroupSourceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveGroupSourceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveGroupSourceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveGroupSourceRequest {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RemoveGroupSourceRequest): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveGroupSourceRequest>, I>>(base?: I): RemoveGroupSourceRequest {
+    return RemoveGroupSourceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveGroupSourceRequest>, I>>(object: I): RemoveGroupSourceRequest {
+    const message = createBaseRemoveGroupSourceRequest();
+    message.groupId = object.groupId ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveGroupSourceResponse(): RemoveGroupSourceResponse {
+  return { group: undefined };
+}
+
+export const RemoveGroupSourceResponse: MessageFns<RemoveGroupSourceResponse> = {
+  encode(message: RemoveGroupSourceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== undefined) {
+      Group.encode(message.group, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveGroupSourceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveGroupSourceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.group = Group.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveGroupSourceResponse {
+    return { group: isSet(object.group) ? Group.fromJSON(object.group) : undefined };
+  },
+
+  toJSON(message: RemoveGroupSourceResponse): unknown {
+    const obj: any = {};
+    if (message.group !== undefined) {
+      obj.group = Group.toJSON(message.group);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveGroupSourceResponse>, I>>(base?: I): RemoveGroupSourceResponse {
+    return RemoveGroupSourceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveGroupSourceResponse>, I>>(object: I): RemoveGroupSourceResponse {
+    const message = createBaseRemoveGroupSourceResponse();
+    message.group = (object.group !== undefined && object.group !== null) ? Group.fromPartial(object.group) : undefined;
+    return message;
+  },
+};
+
 /** Client accounts and the groups a manager trades them in. */
 export type AccountServiceService = typeof AccountServiceService;
 export const AccountServiceService = {
@@ -2337,6 +2684,39 @@ export const AccountServiceService = {
       Buffer.from(WatchStopOutsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchStopOutsResponse => WatchStopOutsResponse.decode(value),
   },
+  /**
+   * Sets the group's source account, whose trades the group mirrors, or changes the fields of
+   * its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+   * source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+   * bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+   * when the group or the account does not exist.
+   */
+  setGroupSource: {
+    path: "/mam.v1.AccountService/SetGroupSource" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetGroupSourceRequest): Buffer =>
+      Buffer.from(SetGroupSourceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetGroupSourceRequest => SetGroupSourceRequest.decode(value),
+    responseSerialize: (value: SetGroupSourceResponse): Buffer =>
+      Buffer.from(SetGroupSourceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetGroupSourceResponse => SetGroupSourceResponse.decode(value),
+  },
+  /**
+   * Ends the group's mirroring: its source's changes are no longer copied (what was copied
+   * stays open). Answers with the group; harmless on a group without a source.
+   */
+  removeGroupSource: {
+    path: "/mam.v1.AccountService/RemoveGroupSource" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveGroupSourceRequest): Buffer =>
+      Buffer.from(RemoveGroupSourceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveGroupSourceRequest => RemoveGroupSourceRequest.decode(value),
+    responseSerialize: (value: RemoveGroupSourceResponse): Buffer =>
+      Buffer.from(RemoveGroupSourceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveGroupSourceResponse => RemoveGroupSourceResponse.decode(value),
+  },
 } as const;
 
 export interface AccountServiceServer extends UntypedServiceImplementation {
@@ -2388,6 +2768,19 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
    * and starts again with the active ones.
    */
   watchStopOuts: handleServerStreamingCall<WatchStopOutsRequest, WatchStopOutsResponse>;
+  /**
+   * Sets the group's source account, whose trades the group mirrors, or changes the fields of
+   * its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+   * source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+   * bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+   * when the group or the account does not exist.
+   */
+  setGroupSource: handleUnaryCall<SetGroupSourceRequest, SetGroupSourceResponse>;
+  /**
+   * Ends the group's mirroring: its source's changes are no longer copied (what was copied
+   * stays open). Answers with the group; harmless on a group without a source.
+   */
+  removeGroupSource: handleUnaryCall<RemoveGroupSourceRequest, RemoveGroupSourceResponse>;
 }
 
 export interface AccountServiceClient extends Client {
@@ -2601,6 +2994,47 @@ export interface AccountServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchStopOutsResponse>;
+  /**
+   * Sets the group's source account, whose trades the group mirrors, or changes the fields of
+   * its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+   * source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+   * bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+   * when the group or the account does not exist.
+   */
+  setGroupSource(
+    request: SetGroupSourceRequest,
+    callback: (error: ServiceError | null, response: SetGroupSourceResponse) => void,
+  ): ClientUnaryCall;
+  setGroupSource(
+    request: SetGroupSourceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetGroupSourceResponse) => void,
+  ): ClientUnaryCall;
+  setGroupSource(
+    request: SetGroupSourceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetGroupSourceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Ends the group's mirroring: its source's changes are no longer copied (what was copied
+   * stays open). Answers with the group; harmless on a group without a source.
+   */
+  removeGroupSource(
+    request: RemoveGroupSourceRequest,
+    callback: (error: ServiceError | null, response: RemoveGroupSourceResponse) => void,
+  ): ClientUnaryCall;
+  removeGroupSource(
+    request: RemoveGroupSourceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveGroupSourceResponse) => void,
+  ): ClientUnaryCall;
+  removeGroupSource(
+    request: RemoveGroupSourceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveGroupSourceResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AccountServiceClient = makeGenericClientConstructor(

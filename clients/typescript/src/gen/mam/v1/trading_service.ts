@@ -22,6 +22,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp";
 import {
   Allocation,
   ChildOrder,
@@ -35,6 +36,7 @@ import {
   masterOrderViewFromJSON,
   masterOrderViewToJSON,
 } from "./order";
+import { Signal } from "./signal";
 
 export interface SubmitMasterOrderRequest {
   /** Required. */
@@ -227,6 +229,41 @@ export interface SubscribeFillsResponse {
     | undefined;
   /** Sent alone from time to time on a quiet stream: the last sequence the gateway has stored. */
   heartbeatSequence: bigint;
+}
+
+export interface ListSignalsRequest {
+  /** Only this group's signals, when set. */
+  groupId: string;
+  /** Signals with a sequence above this; 0: from the first. */
+  afterSequence: bigint;
+  /** At most this many signals; 0 means 100; values above 1000 are treated as 1000. */
+  pageSize: number;
+  /** From a previous response's next_page_token; empty for the first page. */
+  pageToken: string;
+}
+
+export interface ListSignalsResponse {
+  /** Oldest change first. */
+  signals: Signal[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface StreamSignalsRequest {
+  /** Only this group's signals, when set. */
+  groupId: string;
+  /** Signals with a sequence above this first; 0 replays from the first stored signal. */
+  afterSequence: bigint;
+}
+
+export interface StreamSignalsResponse {
+  /** Signals committed together, in sequence order; empty on a heartbeat. */
+  signals: Signal[];
+  /**
+   * Set on a heartbeat: the stored signals have all been sent (the first one), or the stream is
+   * alive and nothing changed.
+   */
+  heartbeatTime: Date | undefined;
 }
 
 function createBaseSubmitMasterOrderRequest(): SubmitMasterOrderRequest {
@@ -2356,6 +2393,420 @@ export const SubscribeFillsResponse: MessageFns<SubscribeFillsResponse> = {
   },
 };
 
+function createBaseListSignalsRequest(): ListSignalsRequest {
+  return { groupId: "", afterSequence: 0n, pageSize: 0, pageToken: "" };
+}
+
+export const ListSignalsRequest: MessageFns<ListSignalsRequest> = {
+  encode(message: ListSignalsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.afterSequence !== 0n) {
+      if (BigInt.asUintN(64, message.afterSequence) !== message.afterSequence) {
+        throw new globalThis.Error("value provided for field message.afterSequence of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.afterSequence);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSignalsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSignalsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.afterSequence = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSignalsRequest {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      afterSequence: isSet(object.afterSequence)
+        ? BigInt(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? BigInt(object.after_sequence)
+        : 0n,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSignalsRequest): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.afterSequence !== 0n) {
+      obj.afterSequence = message.afterSequence.toString();
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSignalsRequest>, I>>(base?: I): ListSignalsRequest {
+    return ListSignalsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSignalsRequest>, I>>(object: I): ListSignalsRequest {
+    const message = createBaseListSignalsRequest();
+    message.groupId = object.groupId ?? "";
+    message.afterSequence = (object.afterSequence !== undefined && object.afterSequence !== null)
+      ? BigInt(object.afterSequence)
+      : 0n;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListSignalsResponse(): ListSignalsResponse {
+  return { signals: [], nextPageToken: "" };
+}
+
+export const ListSignalsResponse: MessageFns<ListSignalsResponse> = {
+  encode(message: ListSignalsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.signals) {
+      Signal.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSignalsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSignalsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.signals.push(Signal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSignalsResponse {
+    return {
+      signals: globalThis.Array.isArray(object?.signals) ? object.signals.map((e: any) => Signal.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSignalsResponse): unknown {
+    const obj: any = {};
+    if (message.signals?.length) {
+      obj.signals = message.signals.map((e) => Signal.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSignalsResponse>, I>>(base?: I): ListSignalsResponse {
+    return ListSignalsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSignalsResponse>, I>>(object: I): ListSignalsResponse {
+    const message = createBaseListSignalsResponse();
+    message.signals = object.signals?.map((e) => Signal.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseStreamSignalsRequest(): StreamSignalsRequest {
+  return { groupId: "", afterSequence: 0n };
+}
+
+export const StreamSignalsRequest: MessageFns<StreamSignalsRequest> = {
+  encode(message: StreamSignalsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.afterSequence !== 0n) {
+      if (BigInt.asUintN(64, message.afterSequence) !== message.afterSequence) {
+        throw new globalThis.Error("value provided for field message.afterSequence of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.afterSequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamSignalsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamSignalsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.afterSequence = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamSignalsRequest {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      afterSequence: isSet(object.afterSequence)
+        ? BigInt(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? BigInt(object.after_sequence)
+        : 0n,
+    };
+  },
+
+  toJSON(message: StreamSignalsRequest): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.afterSequence !== 0n) {
+      obj.afterSequence = message.afterSequence.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamSignalsRequest>, I>>(base?: I): StreamSignalsRequest {
+    return StreamSignalsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamSignalsRequest>, I>>(object: I): StreamSignalsRequest {
+    const message = createBaseStreamSignalsRequest();
+    message.groupId = object.groupId ?? "";
+    message.afterSequence = (object.afterSequence !== undefined && object.afterSequence !== null)
+      ? BigInt(object.afterSequence)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseStreamSignalsResponse(): StreamSignalsResponse {
+  return { signals: [], heartbeatTime: undefined };
+}
+
+export const StreamSignalsResponse: MessageFns<StreamSignalsResponse> = {
+  encode(message: StreamSignalsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.signals) {
+      Signal.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.heartbeatTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.heartbeatTime), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamSignalsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamSignalsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.signals.push(Signal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.heartbeatTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamSignalsResponse {
+    return {
+      signals: globalThis.Array.isArray(object?.signals) ? object.signals.map((e: any) => Signal.fromJSON(e)) : [],
+      heartbeatTime: isSet(object.heartbeatTime)
+        ? fromJsonTimestamp(object.heartbeatTime)
+        : isSet(object.heartbeat_time)
+        ? fromJsonTimestamp(object.heartbeat_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: StreamSignalsResponse): unknown {
+    const obj: any = {};
+    if (message.signals?.length) {
+      obj.signals = message.signals.map((e) => Signal.toJSON(e));
+    }
+    if (message.heartbeatTime !== undefined) {
+      obj.heartbeatTime = message.heartbeatTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamSignalsResponse>, I>>(base?: I): StreamSignalsResponse {
+    return StreamSignalsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamSignalsResponse>, I>>(object: I): StreamSignalsResponse {
+    const message = createBaseStreamSignalsResponse();
+    message.signals = object.signals?.map((e) => Signal.fromPartial(e)) || [];
+    message.heartbeatTime = object.heartbeatTime ?? undefined;
+    return message;
+  },
+};
+
 /** Master orders: submitted once, allocated over a group, executed per account. */
 export type TradingServiceService = typeof TradingServiceService;
 export const TradingServiceService = {
@@ -2501,6 +2952,38 @@ export const TradingServiceService = {
       Buffer.from(SubscribeFillsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubscribeFillsResponse => SubscribeFillsResponse.decode(value),
   },
+  /**
+   * The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+   * sequence order, after after_sequence, a page at a time: a signal appears once, in its
+   * latest state. Managers see their groups' signals only.
+   */
+  listSignals: {
+    path: "/mam.v1.TradingService/ListSignals" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSignalsRequest): Buffer => Buffer.from(ListSignalsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSignalsRequest => ListSignalsRequest.decode(value),
+    responseSerialize: (value: ListSignalsResponse): Buffer => Buffer.from(ListSignalsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSignalsResponse => ListSignalsResponse.decode(value),
+  },
+  /**
+   * Signals in sequence order: first the stored ones after after_sequence (each in its latest
+   * state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+   * of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+   * reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+   * stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+   * sequence received.
+   */
+  streamSignals: {
+    path: "/mam.v1.TradingService/StreamSignals" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamSignalsRequest): Buffer => Buffer.from(StreamSignalsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamSignalsRequest => StreamSignalsRequest.decode(value),
+    responseSerialize: (value: StreamSignalsResponse): Buffer =>
+      Buffer.from(StreamSignalsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamSignalsResponse => StreamSignalsResponse.decode(value),
+  },
 } as const;
 
 export interface TradingServiceServer extends UntypedServiceImplementation {
@@ -2556,6 +3039,21 @@ export interface TradingServiceServer extends UntypedServiceImplementation {
   closeMasterPosition: handleUnaryCall<CloseMasterPositionRequest, CloseMasterPositionResponse>;
   /** Fills in sequence order: first the stored ones after after_sequence, then live ones. */
   subscribeFills: handleServerStreamingCall<SubscribeFillsRequest, SubscribeFillsResponse>;
+  /**
+   * The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+   * sequence order, after after_sequence, a page at a time: a signal appears once, in its
+   * latest state. Managers see their groups' signals only.
+   */
+  listSignals: handleUnaryCall<ListSignalsRequest, ListSignalsResponse>;
+  /**
+   * Signals in sequence order: first the stored ones after after_sequence (each in its latest
+   * state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+   * of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+   * reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+   * stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+   * sequence received.
+   */
+  streamSignals: handleServerStreamingCall<StreamSignalsRequest, StreamSignalsResponse>;
 }
 
 export interface TradingServiceClient extends Client {
@@ -2724,6 +3222,43 @@ export interface TradingServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<SubscribeFillsResponse>;
+  /**
+   * The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+   * sequence order, after after_sequence, a page at a time: a signal appears once, in its
+   * latest state. Managers see their groups' signals only.
+   */
+  listSignals(
+    request: ListSignalsRequest,
+    callback: (error: ServiceError | null, response: ListSignalsResponse) => void,
+  ): ClientUnaryCall;
+  listSignals(
+    request: ListSignalsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSignalsResponse) => void,
+  ): ClientUnaryCall;
+  listSignals(
+    request: ListSignalsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSignalsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Signals in sequence order: first the stored ones after after_sequence (each in its latest
+   * state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+   * of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+   * reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+   * stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+   * sequence received.
+   */
+  streamSignals(
+    request: StreamSignalsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StreamSignalsResponse>;
+  streamSignals(
+    request: StreamSignalsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StreamSignalsResponse>;
 }
 
 export const TradingServiceClient = makeGenericClientConstructor(
@@ -2746,6 +3281,28 @@ type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

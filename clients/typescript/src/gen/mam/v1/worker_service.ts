@@ -312,6 +312,12 @@ export interface TerminalCommand {
   /** The terminal, by the login and server of the worker's hello. */
   login: bigint;
   server: string;
+  /**
+   * The W3C trace context (a `traceparent` header's value) of the gateway's span that made
+   * the command, e.g. a master order's dispatch: the worker's span of the command continues that
+   * trace. Empty: the gateway does not trace (or made the command outside any span).
+   */
+  traceparent: string;
   send?: SendCommand | undefined;
   findByTag?: FindByTagCommand | undefined;
   positions?: PositionsCommand | undefined;
@@ -1420,6 +1426,7 @@ function createBaseTerminalCommand(): TerminalCommand {
     accountId: "",
     login: 0n,
     server: "",
+    traceparent: "",
     send: undefined,
     findByTag: undefined,
     positions: undefined,
@@ -1448,6 +1455,9 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
     }
     if (message.server !== "") {
       writer.uint32(34).string(message.server);
+    }
+    if (message.traceparent !== "") {
+      writer.uint32(42).string(message.traceparent);
     }
     if (message.send !== undefined) {
       SendCommand.encode(message.send, writer.uint32(82).fork()).join();
@@ -1522,6 +1532,14 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
             }
 
             message.server = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.traceparent = reader.string();
             continue;
           }
           case 10: {
@@ -1622,6 +1640,7 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
         : "",
       login: isSet(object.login) ? BigInt(object.login) : 0n,
       server: isSet(object.server) ? globalThis.String(object.server) : "",
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
       send: isSet(object.send) ? SendCommand.fromJSON(object.send) : undefined,
       findByTag: isSet(object.findByTag)
         ? FindByTagCommand.fromJSON(object.findByTag)
@@ -1664,6 +1683,9 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
     if (message.server !== "") {
       obj.server = message.server;
     }
+    if (message.traceparent !== "") {
+      obj.traceparent = message.traceparent;
+    }
     if (message.send !== undefined) {
       obj.send = SendCommand.toJSON(message.send);
     }
@@ -1703,6 +1725,7 @@ export const TerminalCommand: MessageFns<TerminalCommand> = {
     message.accountId = object.accountId ?? "";
     message.login = (object.login !== undefined && object.login !== null) ? BigInt(object.login) : 0n;
     message.server = object.server ?? "";
+    message.traceparent = object.traceparent ?? "";
     message.send = (object.send !== undefined && object.send !== null)
       ? SendCommand.fromPartial(object.send)
       : undefined;

@@ -23,63 +23,66 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mam_client._proto.mam.v1 import common_pb2 as mam_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mam/v1/account.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xbe\x04\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x08platform\x18\x03 \x01(\x0e\x32\x10.mam.v1.Platform\x12\r\n\x05login\x18\x04 \x01(\x03\x12\x0e\n\x06server\x18\x05 \x01(\t\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12#\n\x05state\x18\x07 \x01(\x0e\x32\x14.mam.v1.AccountState\x12\'\n\x0bmargin_mode\x18\x08 \x01(\x0e\x32\x12.mam.v1.MarginMode\x12\x10\n\x08leverage\x18\t \x01(\x05\x12+\n\tsimulated\x18\n \x01(\x0b\x32\x18.mam.v1.SimulatedAccount\x12)\n\x08snapshot\x18\x0b \x01(\x0b\x32\x17.mam.v1.AccountSnapshot\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0fsymbol_mappings\x18\x0e \x03(\x0b\x32\x15.mam.v1.SymbolMapping\x12\'\n\x0bloss_limits\x18\x0f \x01(\x0b\x32\x12.mam.v1.LossLimits\x12\"\n\tstop_outs\x18\x10 \x03(\x0b\x32\x0f.mam.v1.StopOut\x12%\n\nloss_watch\x18\x11 \x01(\x0b\x32\x11.mam.v1.LossWatch\"+\n\x10SimulatedAccount\x12\x17\n\x0finitial_balance\x18\x01 \x01(\t\"\x97\x01\n\x0f\x41\x63\x63ountSnapshot\x12\x0f\n\x07\x62\x61lance\x18\x01 \x01(\t\x12\x0e\n\x06\x65quity\x18\x02 \x01(\t\x12\x0e\n\x06margin\x18\x03 \x01(\t\x12\x13\n\x0b\x66ree_margin\x18\x04 \x01(\t\x12\x14\n\x0cmargin_level\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\rSymbolMapping\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x15\n\rbroker_symbol\x18\x02 \x01(\t\"\xa8\x01\n\x12\x41llocationSettings\x12(\n\x06method\x18\x01 \x01(\x0e\x32\x18.mam.v1.AllocationMethod\x12\x30\n\x10\x62\x65low_min_policy\x18\x02 \x01(\x0e\x32\x16.mam.v1.BelowMinPolicy\x12\x18\n\x10reference_equity\x18\x03 \x01(\t\x12\x1c\n\x14reference_account_id\x18\x04 \x01(\t\"\xdc\x01\n\x0bGroupMember\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\npercentage\x18\x02 \x01(\t\x12\x16\n\x0elot_multiplier\x18\x03 \x01(\t\x12\x12\n\nfixed_lots\x18\x04 \x01(\t\x12\x14\n\x0crisk_percent\x18\x05 \x01(\t\x12\x10\n\x08max_lots\x18\x06 \x01(\t\x12(\n\x06method\x18\x07 \x01(\x0e\x32\x18.mam.v1.AllocationMethod\x12\'\n\x0brisk_limits\x18\x08 \x01(\x0b\x32\x12.mam.v1.RiskLimits\"\xbe\x03\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nallocation\x18\x03 \x01(\x0b\x32\x1a.mam.v1.AllocationSettings\x12$\n\x07members\x18\x04 \x03(\x0b\x32\x13.mam.v1.GroupMember\x12\r\n\x05magic\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x0brisk_limits\x18\x08 \x01(\x0b\x32\x12.mam.v1.RiskLimits\x12\x31\n\x10violation_policy\x18\t \x01(\x0e\x32\x17.mam.v1.ViolationPolicy\x12\'\n\x0bloss_limits\x18\n \x01(\x0b\x32\x12.mam.v1.LossLimits\x12\"\n\tstop_outs\x18\x0b \x03(\x0b\x32\x0f.mam.v1.StopOut\x12%\n\nloss_watch\x18\x0c \x01(\x0b\x32\x11.mam.v1.LossWatch\"{\n\rTradingWindow\x12\"\n\tstart_day\x18\x01 \x01(\x0e\x32\x0f.mam.v1.Weekday\x12\x12\n\nstart_time\x18\x02 \x01(\t\x12 \n\x07\x65nd_day\x18\x03 \x01(\x0e\x32\x0f.mam.v1.Weekday\x12\x10\n\x08\x65nd_time\x18\x04 \x01(\t\"\x91\x02\n\nRiskLimits\x12\x18\n\x10max_order_volume\x18\x01 \x01(\t\x12\x19\n\x11max_symbol_volume\x18\x02 \x01(\t\x12\x1b\n\x13max_symbol_notional\x18\x03 \x01(\t\x12\x1f\n\x12max_open_positions\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x10min_margin_level\x18\x05 \x01(\t\x12\x17\n\x0f\x61llowed_symbols\x18\x06 \x03(\t\x12\x16\n\x0e\x64\x65nied_symbols\x18\x07 \x03(\t\x12.\n\x0ftrading_windows\x18\x08 \x03(\x0b\x32\x15.mam.v1.TradingWindowB\x15\n\x13_max_open_positions\"b\n\tLossLimit\x12\x0e\n\x06\x61mount\x18\x01 \x01(\t\x12\x1e\n\x04unit\x18\x02 \x01(\x0e\x32\x10.mam.v1.LossUnit\x12%\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x15.mam.v1.StopOutAction\"\x97\x01\n\nLossLimits\x12%\n\ndaily_loss\x18\x01 \x01(\x0b\x32\x11.mam.v1.LossLimit\x12\'\n\x0cmax_drawdown\x18\x02 \x01(\x0b\x32\x11.mam.v1.LossLimit\x12\x15\n\rday_time_zone\x18\x03 \x01(\t\x12\"\n\x1a\x64\x61ily_stop_out_needs_reset\x18\x04 \x01(\x08\"\xb5\x03\n\x07StopOut\x12\x13\n\x0bstop_out_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\x1e\n\x04rule\x18\x04 \x01(\x0e\x32\x10.mam.v1.LossRule\x12%\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32\x15.mam.v1.StopOutAction\x12 \n\x05limit\x18\x06 \x01(\x0b\x32\x11.mam.v1.LossLimit\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65quity\x18\x08 \x01(\t\x12\x17\n\x0fhigh_water_mark\x18\t \x01(\t\x12\x18\n\x10\x64\x61y_start_equity\x18\n \x01(\t\x12\x0c\n\x04loss\x18\x0b \x01(\t\x12\x14\n\x0closs_percent\x18\x0c \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\r \x01(\t\x12 \n\x18\x63losing_master_order_ids\x18\x0e \x03(\t\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65nded_by\x18\x10 \x01(\t\"x\n\tLossWatch\x12\x0e\n\x06\x65quity\x18\x01 \x01(\t\x12\x17\n\x0fhigh_water_mark\x18\x02 \x01(\t\x12\x18\n\x10\x64\x61y_start_equity\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\rRiskViolation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tclippable\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\t\"\x95\x01\n\tRiskCheck\x12\"\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x12.mam.v1.RiskAction\x12\x18\n\x10requested_volume\x18\x02 \x01(\t\x12\x0e\n\x06volume\x18\x03 \x01(\t\x12)\n\nviolations\x18\x04 \x03(\x0b\x32\x15.mam.v1.RiskViolation\x12\x0f\n\x07summary\x18\x05 \x01(\t*c\n\x0c\x41\x63\x63ountState\x12\x1d\n\x19\x41\x43\x43OUNT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x43\x43OUNT_STATE_ACTIVE\x10\x01\x12\x1a\n\x16\x41\x43\x43OUNT_STATE_DISABLED\x10\x02*\xe4\x02\n\x10\x41llocationMethod\x12!\n\x1d\x41LLOCATION_METHOD_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LLOCATION_METHOD_EQUITY\x10\x01\x12\x1d\n\x19\x41LLOCATION_METHOD_BALANCE\x10\x02\x12!\n\x1d\x41LLOCATION_METHOD_FREE_MARGIN\x10\x03\x12\x1b\n\x17\x41LLOCATION_METHOD_EQUAL\x10\x04\x12 \n\x1c\x41LLOCATION_METHOD_PERCENTAGE\x10\x05\x12$\n ALLOCATION_METHOD_LOT_MULTIPLIER\x10\x06\x12 \n\x1c\x41LLOCATION_METHOD_FIXED_LOTS\x10\x07\x12\"\n\x1e\x41LLOCATION_METHOD_EQUITY_RATIO\x10\x08\x12\"\n\x1e\x41LLOCATION_METHOD_PERCENT_RISK\x10\t*s\n\x0e\x42\x65lowMinPolicy\x12 \n\x1c\x42\x45LOW_MIN_POLICY_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x45LOW_MIN_POLICY_SKIP\x10\x01\x12$\n BELOW_MIN_POLICY_ROUND_UP_TO_MIN\x10\x02*i\n\x0fViolationPolicy\x12 \n\x1cVIOLATION_POLICY_UNSPECIFIED\x10\x00\x12\x19\n\x15VIOLATION_POLICY_CLIP\x10\x01\x12\x19\n\x15VIOLATION_POLICY_SKIP\x10\x02*\xb6\x01\n\x07Weekday\x12\x17\n\x13WEEKDAY_UNSPECIFIED\x10\x00\x12\x12\n\x0eWEEKDAY_MONDAY\x10\x01\x12\x13\n\x0fWEEKDAY_TUESDAY\x10\x02\x12\x15\n\x11WEEKDAY_WEDNESDAY\x10\x03\x12\x14\n\x10WEEKDAY_THURSDAY\x10\x04\x12\x12\n\x0eWEEKDAY_FRIDAY\x10\x05\x12\x14\n\x10WEEKDAY_SATURDAY\x10\x06\x12\x12\n\x0eWEEKDAY_SUNDAY\x10\x07*[\n\x08LossRule\x12\x19\n\x15LOSS_RULE_UNSPECIFIED\x10\x00\x12\x18\n\x14LOSS_RULE_DAILY_LOSS\x10\x01\x12\x1a\n\x16LOSS_RULE_MAX_DRAWDOWN\x10\x02*Q\n\x08LossUnit\x12\x19\n\x15LOSS_UNIT_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOSS_UNIT_MONEY\x10\x01\x12\x15\n\x11LOSS_UNIT_PERCENT\x10\x02*\x94\x01\n\rStopOutAction\x12\x1f\n\x1bSTOP_OUT_ACTION_UNSPECIFIED\x10\x00\x12%\n!STOP_OUT_ACTION_BLOCK_NEW_ENTRIES\x10\x01\x12\x1e\n\x1aSTOP_OUT_ACTION_CLOSE_ONLY\x10\x02\x12\x1b\n\x17STOP_OUT_ACTION_FLATTEN\x10\x03*l\n\nRiskAction\x12\x1b\n\x17RISK_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11RISK_ACTION_ALLOW\x10\x01\x12\x14\n\x10RISK_ACTION_CLIP\x10\x02\x12\x14\n\x10RISK_ACTION_SKIP\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mam/v1/account.proto\x12\x06mam.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mam/v1/common.proto\"\xbe\x04\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x08platform\x18\x03 \x01(\x0e\x32\x10.mam.v1.Platform\x12\r\n\x05login\x18\x04 \x01(\x03\x12\x0e\n\x06server\x18\x05 \x01(\t\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12#\n\x05state\x18\x07 \x01(\x0e\x32\x14.mam.v1.AccountState\x12\'\n\x0bmargin_mode\x18\x08 \x01(\x0e\x32\x12.mam.v1.MarginMode\x12\x10\n\x08leverage\x18\t \x01(\x05\x12+\n\tsimulated\x18\n \x01(\x0b\x32\x18.mam.v1.SimulatedAccount\x12)\n\x08snapshot\x18\x0b \x01(\x0b\x32\x17.mam.v1.AccountSnapshot\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0fsymbol_mappings\x18\x0e \x03(\x0b\x32\x15.mam.v1.SymbolMapping\x12\'\n\x0bloss_limits\x18\x0f \x01(\x0b\x32\x12.mam.v1.LossLimits\x12\"\n\tstop_outs\x18\x10 \x03(\x0b\x32\x0f.mam.v1.StopOut\x12%\n\nloss_watch\x18\x11 \x01(\x0b\x32\x11.mam.v1.LossWatch\"+\n\x10SimulatedAccount\x12\x17\n\x0finitial_balance\x18\x01 \x01(\t\"\x97\x01\n\x0f\x41\x63\x63ountSnapshot\x12\x0f\n\x07\x62\x61lance\x18\x01 \x01(\t\x12\x0e\n\x06\x65quity\x18\x02 \x01(\t\x12\x0e\n\x06margin\x18\x03 \x01(\t\x12\x13\n\x0b\x66ree_margin\x18\x04 \x01(\t\x12\x14\n\x0cmargin_level\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\rSymbolMapping\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x15\n\rbroker_symbol\x18\x02 \x01(\t\"\xa8\x01\n\x12\x41llocationSettings\x12(\n\x06method\x18\x01 \x01(\x0e\x32\x18.mam.v1.AllocationMethod\x12\x30\n\x10\x62\x65low_min_policy\x18\x02 \x01(\x0e\x32\x16.mam.v1.BelowMinPolicy\x12\x18\n\x10reference_equity\x18\x03 \x01(\t\x12\x1c\n\x14reference_account_id\x18\x04 \x01(\t\"\xdc\x01\n\x0bGroupMember\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\npercentage\x18\x02 \x01(\t\x12\x16\n\x0elot_multiplier\x18\x03 \x01(\t\x12\x12\n\nfixed_lots\x18\x04 \x01(\t\x12\x14\n\x0crisk_percent\x18\x05 \x01(\t\x12\x10\n\x08max_lots\x18\x06 \x01(\t\x12(\n\x06method\x18\x07 \x01(\x0e\x32\x18.mam.v1.AllocationMethod\x12\'\n\x0brisk_limits\x18\x08 \x01(\x0b\x32\x12.mam.v1.RiskLimits\"\xe3\x03\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nallocation\x18\x03 \x01(\x0b\x32\x1a.mam.v1.AllocationSettings\x12$\n\x07members\x18\x04 \x03(\x0b\x32\x13.mam.v1.GroupMember\x12\r\n\x05magic\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x0brisk_limits\x18\x08 \x01(\x0b\x32\x12.mam.v1.RiskLimits\x12\x31\n\x10violation_policy\x18\t \x01(\x0e\x32\x17.mam.v1.ViolationPolicy\x12\'\n\x0bloss_limits\x18\n \x01(\x0b\x32\x12.mam.v1.LossLimits\x12\"\n\tstop_outs\x18\x0b \x03(\x0b\x32\x0f.mam.v1.StopOut\x12%\n\nloss_watch\x18\x0c \x01(\x0b\x32\x11.mam.v1.LossWatch\x12#\n\x06source\x18\r \x01(\x0b\x32\x13.mam.v1.GroupSource\"\xc6\x01\n\x0bGroupSource\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x31\n\x0emax_signal_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\rTradingWindow\x12\"\n\tstart_day\x18\x01 \x01(\x0e\x32\x0f.mam.v1.Weekday\x12\x12\n\nstart_time\x18\x02 \x01(\t\x12 \n\x07\x65nd_day\x18\x03 \x01(\x0e\x32\x0f.mam.v1.Weekday\x12\x10\n\x08\x65nd_time\x18\x04 \x01(\t\"\x91\x02\n\nRiskLimits\x12\x18\n\x10max_order_volume\x18\x01 \x01(\t\x12\x19\n\x11max_symbol_volume\x18\x02 \x01(\t\x12\x1b\n\x13max_symbol_notional\x18\x03 \x01(\t\x12\x1f\n\x12max_open_positions\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x10min_margin_level\x18\x05 \x01(\t\x12\x17\n\x0f\x61llowed_symbols\x18\x06 \x03(\t\x12\x16\n\x0e\x64\x65nied_symbols\x18\x07 \x03(\t\x12.\n\x0ftrading_windows\x18\x08 \x03(\x0b\x32\x15.mam.v1.TradingWindowB\x15\n\x13_max_open_positions\"b\n\tLossLimit\x12\x0e\n\x06\x61mount\x18\x01 \x01(\t\x12\x1e\n\x04unit\x18\x02 \x01(\x0e\x32\x10.mam.v1.LossUnit\x12%\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x15.mam.v1.StopOutAction\"\x97\x01\n\nLossLimits\x12%\n\ndaily_loss\x18\x01 \x01(\x0b\x32\x11.mam.v1.LossLimit\x12\'\n\x0cmax_drawdown\x18\x02 \x01(\x0b\x32\x11.mam.v1.LossLimit\x12\x15\n\rday_time_zone\x18\x03 \x01(\t\x12\"\n\x1a\x64\x61ily_stop_out_needs_reset\x18\x04 \x01(\x08\"\xb5\x03\n\x07StopOut\x12\x13\n\x0bstop_out_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\x1e\n\x04rule\x18\x04 \x01(\x0e\x32\x10.mam.v1.LossRule\x12%\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32\x15.mam.v1.StopOutAction\x12 \n\x05limit\x18\x06 \x01(\x0b\x32\x11.mam.v1.LossLimit\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65quity\x18\x08 \x01(\t\x12\x17\n\x0fhigh_water_mark\x18\t \x01(\t\x12\x18\n\x10\x64\x61y_start_equity\x18\n \x01(\t\x12\x0c\n\x04loss\x18\x0b \x01(\t\x12\x14\n\x0closs_percent\x18\x0c \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\r \x01(\t\x12 \n\x18\x63losing_master_order_ids\x18\x0e \x03(\t\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65nded_by\x18\x10 \x01(\t\"x\n\tLossWatch\x12\x0e\n\x06\x65quity\x18\x01 \x01(\t\x12\x17\n\x0fhigh_water_mark\x18\x02 \x01(\t\x12\x18\n\x10\x64\x61y_start_equity\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\rRiskViolation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tclippable\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\t\"\x95\x01\n\tRiskCheck\x12\"\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x12.mam.v1.RiskAction\x12\x18\n\x10requested_volume\x18\x02 \x01(\t\x12\x0e\n\x06volume\x18\x03 \x01(\t\x12)\n\nviolations\x18\x04 \x03(\x0b\x32\x15.mam.v1.RiskViolation\x12\x0f\n\x07summary\x18\x05 \x01(\t*c\n\x0c\x41\x63\x63ountState\x12\x1d\n\x19\x41\x43\x43OUNT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x43\x43OUNT_STATE_ACTIVE\x10\x01\x12\x1a\n\x16\x41\x43\x43OUNT_STATE_DISABLED\x10\x02*\xe4\x02\n\x10\x41llocationMethod\x12!\n\x1d\x41LLOCATION_METHOD_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LLOCATION_METHOD_EQUITY\x10\x01\x12\x1d\n\x19\x41LLOCATION_METHOD_BALANCE\x10\x02\x12!\n\x1d\x41LLOCATION_METHOD_FREE_MARGIN\x10\x03\x12\x1b\n\x17\x41LLOCATION_METHOD_EQUAL\x10\x04\x12 \n\x1c\x41LLOCATION_METHOD_PERCENTAGE\x10\x05\x12$\n ALLOCATION_METHOD_LOT_MULTIPLIER\x10\x06\x12 \n\x1c\x41LLOCATION_METHOD_FIXED_LOTS\x10\x07\x12\"\n\x1e\x41LLOCATION_METHOD_EQUITY_RATIO\x10\x08\x12\"\n\x1e\x41LLOCATION_METHOD_PERCENT_RISK\x10\t*s\n\x0e\x42\x65lowMinPolicy\x12 \n\x1c\x42\x45LOW_MIN_POLICY_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x45LOW_MIN_POLICY_SKIP\x10\x01\x12$\n BELOW_MIN_POLICY_ROUND_UP_TO_MIN\x10\x02*i\n\x0fViolationPolicy\x12 \n\x1cVIOLATION_POLICY_UNSPECIFIED\x10\x00\x12\x19\n\x15VIOLATION_POLICY_CLIP\x10\x01\x12\x19\n\x15VIOLATION_POLICY_SKIP\x10\x02*\xb6\x01\n\x07Weekday\x12\x17\n\x13WEEKDAY_UNSPECIFIED\x10\x00\x12\x12\n\x0eWEEKDAY_MONDAY\x10\x01\x12\x13\n\x0fWEEKDAY_TUESDAY\x10\x02\x12\x15\n\x11WEEKDAY_WEDNESDAY\x10\x03\x12\x14\n\x10WEEKDAY_THURSDAY\x10\x04\x12\x12\n\x0eWEEKDAY_FRIDAY\x10\x05\x12\x14\n\x10WEEKDAY_SATURDAY\x10\x06\x12\x12\n\x0eWEEKDAY_SUNDAY\x10\x07*[\n\x08LossRule\x12\x19\n\x15LOSS_RULE_UNSPECIFIED\x10\x00\x12\x18\n\x14LOSS_RULE_DAILY_LOSS\x10\x01\x12\x1a\n\x16LOSS_RULE_MAX_DRAWDOWN\x10\x02*Q\n\x08LossUnit\x12\x19\n\x15LOSS_UNIT_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOSS_UNIT_MONEY\x10\x01\x12\x15\n\x11LOSS_UNIT_PERCENT\x10\x02*\x94\x01\n\rStopOutAction\x12\x1f\n\x1bSTOP_OUT_ACTION_UNSPECIFIED\x10\x00\x12%\n!STOP_OUT_ACTION_BLOCK_NEW_ENTRIES\x10\x01\x12\x1e\n\x1aSTOP_OUT_ACTION_CLOSE_ONLY\x10\x02\x12\x1b\n\x17STOP_OUT_ACTION_FLATTEN\x10\x03*l\n\nRiskAction\x12\x1b\n\x17RISK_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11RISK_ACTION_ALLOW\x10\x01\x12\x14\n\x10RISK_ACTION_CLIP\x10\x02\x12\x14\n\x10RISK_ACTION_SKIP\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mam_client._proto.mam.v1.account_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCOUNTSTATE']._serialized_start=3227
-  _globals['_ACCOUNTSTATE']._serialized_end=3326
-  _globals['_ALLOCATIONMETHOD']._serialized_start=3329
-  _globals['_ALLOCATIONMETHOD']._serialized_end=3685
-  _globals['_BELOWMINPOLICY']._serialized_start=3687
-  _globals['_BELOWMINPOLICY']._serialized_end=3802
-  _globals['_VIOLATIONPOLICY']._serialized_start=3804
-  _globals['_VIOLATIONPOLICY']._serialized_end=3909
-  _globals['_WEEKDAY']._serialized_start=3912
-  _globals['_WEEKDAY']._serialized_end=4094
-  _globals['_LOSSRULE']._serialized_start=4096
-  _globals['_LOSSRULE']._serialized_end=4187
-  _globals['_LOSSUNIT']._serialized_start=4189
-  _globals['_LOSSUNIT']._serialized_end=4270
-  _globals['_STOPOUTACTION']._serialized_start=4273
-  _globals['_STOPOUTACTION']._serialized_end=4421
-  _globals['_RISKACTION']._serialized_start=4423
-  _globals['_RISKACTION']._serialized_end=4531
-  _globals['_ACCOUNT']._serialized_start=87
-  _globals['_ACCOUNT']._serialized_end=661
-  _globals['_SIMULATEDACCOUNT']._serialized_start=663
-  _globals['_SIMULATEDACCOUNT']._serialized_end=706
-  _globals['_ACCOUNTSNAPSHOT']._serialized_start=709
-  _globals['_ACCOUNTSNAPSHOT']._serialized_end=860
-  _globals['_SYMBOLMAPPING']._serialized_start=862
-  _globals['_SYMBOLMAPPING']._serialized_end=916
-  _globals['_ALLOCATIONSETTINGS']._serialized_start=919
-  _globals['_ALLOCATIONSETTINGS']._serialized_end=1087
-  _globals['_GROUPMEMBER']._serialized_start=1090
-  _globals['_GROUPMEMBER']._serialized_end=1310
-  _globals['_GROUP']._serialized_start=1313
-  _globals['_GROUP']._serialized_end=1759
-  _globals['_TRADINGWINDOW']._serialized_start=1761
-  _globals['_TRADINGWINDOW']._serialized_end=1884
-  _globals['_RISKLIMITS']._serialized_start=1887
-  _globals['_RISKLIMITS']._serialized_end=2160
-  _globals['_LOSSLIMIT']._serialized_start=2162
-  _globals['_LOSSLIMIT']._serialized_end=2260
-  _globals['_LOSSLIMITS']._serialized_start=2263
-  _globals['_LOSSLIMITS']._serialized_end=2414
-  _globals['_STOPOUT']._serialized_start=2417
-  _globals['_STOPOUT']._serialized_end=2854
-  _globals['_LOSSWATCH']._serialized_start=2856
-  _globals['_LOSSWATCH']._serialized_end=2976
-  _globals['_RISKVIOLATION']._serialized_start=2978
-  _globals['_RISKVIOLATION']._serialized_end=3073
-  _globals['_RISKCHECK']._serialized_start=3076
-  _globals['_RISKCHECK']._serialized_end=3225
+  _globals['_ACCOUNTSTATE']._serialized_start=3497
+  _globals['_ACCOUNTSTATE']._serialized_end=3596
+  _globals['_ALLOCATIONMETHOD']._serialized_start=3599
+  _globals['_ALLOCATIONMETHOD']._serialized_end=3955
+  _globals['_BELOWMINPOLICY']._serialized_start=3957
+  _globals['_BELOWMINPOLICY']._serialized_end=4072
+  _globals['_VIOLATIONPOLICY']._serialized_start=4074
+  _globals['_VIOLATIONPOLICY']._serialized_end=4179
+  _globals['_WEEKDAY']._serialized_start=4182
+  _globals['_WEEKDAY']._serialized_end=4364
+  _globals['_LOSSRULE']._serialized_start=4366
+  _globals['_LOSSRULE']._serialized_end=4457
+  _globals['_LOSSUNIT']._serialized_start=4459
+  _globals['_LOSSUNIT']._serialized_end=4540
+  _globals['_STOPOUTACTION']._serialized_start=4543
+  _globals['_STOPOUTACTION']._serialized_end=4691
+  _globals['_RISKACTION']._serialized_start=4693
+  _globals['_RISKACTION']._serialized_end=4801
+  _globals['_ACCOUNT']._serialized_start=119
+  _globals['_ACCOUNT']._serialized_end=693
+  _globals['_SIMULATEDACCOUNT']._serialized_start=695
+  _globals['_SIMULATEDACCOUNT']._serialized_end=738
+  _globals['_ACCOUNTSNAPSHOT']._serialized_start=741
+  _globals['_ACCOUNTSNAPSHOT']._serialized_end=892
+  _globals['_SYMBOLMAPPING']._serialized_start=894
+  _globals['_SYMBOLMAPPING']._serialized_end=948
+  _globals['_ALLOCATIONSETTINGS']._serialized_start=951
+  _globals['_ALLOCATIONSETTINGS']._serialized_end=1119
+  _globals['_GROUPMEMBER']._serialized_start=1122
+  _globals['_GROUPMEMBER']._serialized_end=1342
+  _globals['_GROUP']._serialized_start=1345
+  _globals['_GROUP']._serialized_end=1828
+  _globals['_GROUPSOURCE']._serialized_start=1831
+  _globals['_GROUPSOURCE']._serialized_end=2029
+  _globals['_TRADINGWINDOW']._serialized_start=2031
+  _globals['_TRADINGWINDOW']._serialized_end=2154
+  _globals['_RISKLIMITS']._serialized_start=2157
+  _globals['_RISKLIMITS']._serialized_end=2430
+  _globals['_LOSSLIMIT']._serialized_start=2432
+  _globals['_LOSSLIMIT']._serialized_end=2530
+  _globals['_LOSSLIMITS']._serialized_start=2533
+  _globals['_LOSSLIMITS']._serialized_end=2684
+  _globals['_STOPOUT']._serialized_start=2687
+  _globals['_STOPOUT']._serialized_end=3124
+  _globals['_LOSSWATCH']._serialized_start=3126
+  _globals['_LOSSWATCH']._serialized_end=3246
+  _globals['_RISKVIOLATION']._serialized_start=3248
+  _globals['_RISKVIOLATION']._serialized_end=3343
+  _globals['_RISKCHECK']._serialized_start=3346
+  _globals['_RISKCHECK']._serialized_end=3495
 # @@protoc_insertion_point(module_scope)

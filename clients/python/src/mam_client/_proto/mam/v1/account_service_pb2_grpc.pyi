@@ -77,6 +77,17 @@ class AccountServiceStub:
     a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
     and starts again with the active ones.
     """
+    SetGroupSource: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.SetGroupSourceRequest, _account_service_pb2.SetGroupSourceResponse]
+    """Sets the group's source account, whose trades the group mirrors, or changes the fields of
+    its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+    source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+    bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+    when the group or the account does not exist.
+    """
+    RemoveGroupSource: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.RemoveGroupSourceRequest, _account_service_pb2.RemoveGroupSourceResponse]
+    """Ends the group's mirroring: its source's changes are no longer copied (what was copied
+    stays open). Answers with the group; harmless on a group without a source.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -125,6 +136,17 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
     a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
     and starts again with the active ones.
+    """
+    SetGroupSource: _aio.UnaryUnaryMultiCallable[_account_service_pb2.SetGroupSourceRequest, _account_service_pb2.SetGroupSourceResponse]  # type: ignore[assignment]
+    """Sets the group's source account, whose trades the group mirrors, or changes the fields of
+    its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+    source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+    bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+    when the group or the account does not exist.
+    """
+    RemoveGroupSource: _aio.UnaryUnaryMultiCallable[_account_service_pb2.RemoveGroupSourceRequest, _account_service_pb2.RemoveGroupSourceResponse]  # type: ignore[assignment]
+    """Ends the group's mirroring: its source's changes are no longer copied (what was copied
+    stays open). Answers with the group; harmless on a group without a source.
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -243,6 +265,29 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         ends (end_time set), once stored; a heartbeat on a quiet stream. Managers name an account or
         a group of theirs. A reader that stops reading is dropped (UNAVAILABLE, reason FELL_BEHIND)
         and starts again with the active ones.
+        """
+
+    @_abc_1.abstractmethod
+    def SetGroupSource(
+        self,
+        request: _account_service_pb2.SetGroupSourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.SetGroupSourceResponse, _abc.Awaitable[_account_service_pb2.SetGroupSourceResponse]]:
+        """Sets the group's source account, whose trades the group mirrors, or changes the fields of
+        its source named in update_mask (account_id, paused, max_signal_age); without a mask, the
+        source as given (unset max_signal_age: 60 s). Answers with the group. INVALID_ARGUMENT for
+        bad fields (reason SOURCE_IS_MEMBER when the account is a member of the group), NOT_FOUND
+        when the group or the account does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveGroupSource(
+        self,
+        request: _account_service_pb2.RemoveGroupSourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.RemoveGroupSourceResponse, _abc.Awaitable[_account_service_pb2.RemoveGroupSourceResponse]]:
+        """Ends the group's mirroring: its source's changes are no longer copied (what was copied
+        stays open). Answers with the group; harmless on a group without a source.
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,58 +23,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mam_client._proto.mam.v1 import order_pb2 as mam_dot_v1_dot_order__pb2
+from mam_client._proto.mam.v1 import signal_pb2 as mam_dot_v1_dot_signal__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmam/v1/trading_service.proto\x12\x06mam.v1\x1a\x12mam/v1/order.proto\"i\n\x18SubmitMasterOrderRequest\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.mam.v1.MasterOrderSpec\x12%\n\x04view\x18\x02 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"X\n\x19SubmitMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"j\n\x19StreamMasterOrdersRequest\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.mam.v1.MasterOrderSpec\x12%\n\x04view\x18\x02 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"S\n\x12SubmissionRejected\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\"\xa5\x01\n\x10MasterOrderEvent\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.mam.v1.MasterOrderState\x12$\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x12.mam.v1.ChildOrder\x12)\n\x0cmaster_order\x18\x04 \x01(\x0b\x32\x13.mam.v1.MasterOrder\"\xc3\x01\n\x1aStreamMasterOrdersResponse\x12\x17\n\x0f\x63lient_order_id\x18\x01 \x01(\t\x12\'\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x13.mam.v1.MasterOrderH\x00\x12.\n\x08rejected\x18\x03 \x01(\x0b\x32\x1a.mam.v1.SubmissionRejectedH\x00\x12*\n\x06update\x18\x04 \x01(\x0b\x32\x18.mam.v1.MasterOrderEventH\x00\x42\x07\n\x05\x65vent\"B\n\x18PreviewAllocationRequest\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.mam.v1.MasterOrderSpec\"C\n\x19PreviewAllocationResponse\x12&\n\nallocation\x18\x01 \x01(\x0b\x32\x12.mam.v1.Allocation\"W\n\x15GetMasterOrderRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12%\n\x04view\x18\x02 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"C\n\x16GetMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\"y\n\x17ListMasterOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12%\n\x04view\x18\x04 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"_\n\x18ListMasterOrdersResponse\x12*\n\rmaster_orders\x18\x01 \x03(\x0b\x32\x13.mam.v1.MasterOrder\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x18\x43\x61ncelMasterOrderRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\"F\n\x19\x43\x61ncelMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\"j\n\x18ModifyMasterOrderRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12\x11\n\tstop_loss\x18\x02 \x01(\t\x12\x13\n\x0btake_profit\x18\x03 \x01(\t\x12\r\n\x05price\x18\x04 \x01(\t\"n\n\x19ModifyMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.mam.v1.AccountResult\"o\n\rAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63hild_order_id\x18\x02 \x01(\t\x12\x0f\n\x07retcode\x18\x03 \x01(\x05\x12\x13\n\x0bstatus_text\x18\x04 \x01(\t\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"~\n\x1a\x43loseMasterPositionRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\x08\x66raction\x18\x03 \x01(\tH\x00\x12\x10\n\x06volume\x18\x04 \x01(\tH\x00\x42\x08\n\x06\x61mount\"Z\n\x1b\x43loseMasterPositionResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"p\n\x15SubscribeFillsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\x12\x17\n\x0fmaster_order_id\x18\x03 \x01(\t\x12\x11\n\tlive_only\x18\x04 \x01(\x08\"V\n\x16SubscribeFillsResponse\x12 \n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.mam.v1.FillBatch\x12\x1a\n\x12heartbeat_sequence\x18\x02 \x01(\x04\x32\xb4\x06\n\x0eTradingService\x12X\n\x11SubmitMasterOrder\x12 .mam.v1.SubmitMasterOrderRequest\x1a!.mam.v1.SubmitMasterOrderResponse\x12_\n\x12StreamMasterOrders\x12!.mam.v1.StreamMasterOrdersRequest\x1a\".mam.v1.StreamMasterOrdersResponse(\x01\x30\x01\x12X\n\x11PreviewAllocation\x12 .mam.v1.PreviewAllocationRequest\x1a!.mam.v1.PreviewAllocationResponse\x12O\n\x0eGetMasterOrder\x12\x1d.mam.v1.GetMasterOrderRequest\x1a\x1e.mam.v1.GetMasterOrderResponse\x12U\n\x10ListMasterOrders\x12\x1f.mam.v1.ListMasterOrdersRequest\x1a .mam.v1.ListMasterOrdersResponse\x12X\n\x11\x43\x61ncelMasterOrder\x12 .mam.v1.CancelMasterOrderRequest\x1a!.mam.v1.CancelMasterOrderResponse\x12X\n\x11ModifyMasterOrder\x12 .mam.v1.ModifyMasterOrderRequest\x1a!.mam.v1.ModifyMasterOrderResponse\x12^\n\x13\x43loseMasterPosition\x12\".mam.v1.CloseMasterPositionRequest\x1a#.mam.v1.CloseMasterPositionResponse\x12Q\n\x0eSubscribeFills\x12\x1d.mam.v1.SubscribeFillsRequest\x1a\x1e.mam.v1.SubscribeFillsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmam/v1/trading_service.proto\x12\x06mam.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mam/v1/order.proto\x1a\x13mam/v1/signal.proto\"i\n\x18SubmitMasterOrderRequest\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.mam.v1.MasterOrderSpec\x12%\n\x04view\x18\x02 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"X\n\x19SubmitMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"j\n\x19StreamMasterOrdersRequest\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.mam.v1.MasterOrderSpec\x12%\n\x04view\x18\x02 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"S\n\x12SubmissionRejected\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\"\xa5\x01\n\x10MasterOrderEvent\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.mam.v1.MasterOrderState\x12$\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x12.mam.v1.ChildOrder\x12)\n\x0cmaster_order\x18\x04 \x01(\x0b\x32\x13.mam.v1.MasterOrder\"\xc3\x01\n\x1aStreamMasterOrdersResponse\x12\x17\n\x0f\x63lient_order_id\x18\x01 \x01(\t\x12\'\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x13.mam.v1.MasterOrderH\x00\x12.\n\x08rejected\x18\x03 \x01(\x0b\x32\x1a.mam.v1.SubmissionRejectedH\x00\x12*\n\x06update\x18\x04 \x01(\x0b\x32\x18.mam.v1.MasterOrderEventH\x00\x42\x07\n\x05\x65vent\"B\n\x18PreviewAllocationRequest\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.mam.v1.MasterOrderSpec\"C\n\x19PreviewAllocationResponse\x12&\n\nallocation\x18\x01 \x01(\x0b\x32\x12.mam.v1.Allocation\"W\n\x15GetMasterOrderRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12%\n\x04view\x18\x02 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"C\n\x16GetMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\"y\n\x17ListMasterOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12%\n\x04view\x18\x04 \x01(\x0e\x32\x17.mam.v1.MasterOrderView\"_\n\x18ListMasterOrdersResponse\x12*\n\rmaster_orders\x18\x01 \x03(\x0b\x32\x13.mam.v1.MasterOrder\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x18\x43\x61ncelMasterOrderRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\"F\n\x19\x43\x61ncelMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\"j\n\x18ModifyMasterOrderRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12\x11\n\tstop_loss\x18\x02 \x01(\t\x12\x13\n\x0btake_profit\x18\x03 \x01(\t\x12\r\n\x05price\x18\x04 \x01(\t\"n\n\x19ModifyMasterOrderResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.mam.v1.AccountResult\"o\n\rAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63hild_order_id\x18\x02 \x01(\t\x12\x0f\n\x07retcode\x18\x03 \x01(\x05\x12\x13\n\x0bstatus_text\x18\x04 \x01(\t\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"~\n\x1a\x43loseMasterPositionRequest\x12\x17\n\x0fmaster_order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\x08\x66raction\x18\x03 \x01(\tH\x00\x12\x10\n\x06volume\x18\x04 \x01(\tH\x00\x42\x08\n\x06\x61mount\"Z\n\x1b\x43loseMasterPositionResponse\x12)\n\x0cmaster_order\x18\x01 \x01(\x0b\x32\x13.mam.v1.MasterOrder\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"p\n\x15SubscribeFillsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\x12\x17\n\x0fmaster_order_id\x18\x03 \x01(\t\x12\x11\n\tlive_only\x18\x04 \x01(\x08\"V\n\x16SubscribeFillsResponse\x12 \n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.mam.v1.FillBatch\x12\x1a\n\x12heartbeat_sequence\x18\x02 \x01(\x04\"e\n\x12ListSignalsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x13ListSignalsResponse\x12\x1f\n\x07signals\x18\x01 \x03(\x0b\x32\x0e.mam.v1.Signal\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"@\n\x14StreamSignalsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"l\n\x15StreamSignalsResponse\x12\x1f\n\x07signals\x18\x01 \x03(\x0b\x32\x0e.mam.v1.Signal\x12\x32\n\x0eheartbeat_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xcc\x07\n\x0eTradingService\x12X\n\x11SubmitMasterOrder\x12 .mam.v1.SubmitMasterOrderRequest\x1a!.mam.v1.SubmitMasterOrderResponse\x12_\n\x12StreamMasterOrders\x12!.mam.v1.StreamMasterOrdersRequest\x1a\".mam.v1.StreamMasterOrdersResponse(\x01\x30\x01\x12X\n\x11PreviewAllocation\x12 .mam.v1.PreviewAllocationRequest\x1a!.mam.v1.PreviewAllocationResponse\x12O\n\x0eGetMasterOrder\x12\x1d.mam.v1.GetMasterOrderRequest\x1a\x1e.mam.v1.GetMasterOrderResponse\x12U\n\x10ListMasterOrders\x12\x1f.mam.v1.ListMasterOrdersRequest\x1a .mam.v1.ListMasterOrdersResponse\x12X\n\x11\x43\x61ncelMasterOrder\x12 .mam.v1.CancelMasterOrderRequest\x1a!.mam.v1.CancelMasterOrderResponse\x12X\n\x11ModifyMasterOrder\x12 .mam.v1.ModifyMasterOrderRequest\x1a!.mam.v1.ModifyMasterOrderResponse\x12^\n\x13\x43loseMasterPosition\x12\".mam.v1.CloseMasterPositionRequest\x1a#.mam.v1.CloseMasterPositionResponse\x12Q\n\x0eSubscribeFills\x12\x1d.mam.v1.SubscribeFillsRequest\x1a\x1e.mam.v1.SubscribeFillsResponse0\x01\x12\x46\n\x0bListSignals\x12\x1a.mam.v1.ListSignalsRequest\x1a\x1b.mam.v1.ListSignalsResponse\x12N\n\rStreamSignals\x12\x1c.mam.v1.StreamSignalsRequest\x1a\x1d.mam.v1.StreamSignalsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mam_client._proto.mam.v1.trading_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITMASTERORDERREQUEST']._serialized_start=60
-  _globals['_SUBMITMASTERORDERREQUEST']._serialized_end=165
-  _globals['_SUBMITMASTERORDERRESPONSE']._serialized_start=167
-  _globals['_SUBMITMASTERORDERRESPONSE']._serialized_end=255
-  _globals['_STREAMMASTERORDERSREQUEST']._serialized_start=257
-  _globals['_STREAMMASTERORDERSREQUEST']._serialized_end=363
-  _globals['_SUBMISSIONREJECTED']._serialized_start=365
-  _globals['_SUBMISSIONREJECTED']._serialized_end=448
-  _globals['_MASTERORDEREVENT']._serialized_start=451
-  _globals['_MASTERORDEREVENT']._serialized_end=616
-  _globals['_STREAMMASTERORDERSRESPONSE']._serialized_start=619
-  _globals['_STREAMMASTERORDERSRESPONSE']._serialized_end=814
-  _globals['_PREVIEWALLOCATIONREQUEST']._serialized_start=816
-  _globals['_PREVIEWALLOCATIONREQUEST']._serialized_end=882
-  _globals['_PREVIEWALLOCATIONRESPONSE']._serialized_start=884
-  _globals['_PREVIEWALLOCATIONRESPONSE']._serialized_end=951
-  _globals['_GETMASTERORDERREQUEST']._serialized_start=953
-  _globals['_GETMASTERORDERREQUEST']._serialized_end=1040
-  _globals['_GETMASTERORDERRESPONSE']._serialized_start=1042
-  _globals['_GETMASTERORDERRESPONSE']._serialized_end=1109
-  _globals['_LISTMASTERORDERSREQUEST']._serialized_start=1111
-  _globals['_LISTMASTERORDERSREQUEST']._serialized_end=1232
-  _globals['_LISTMASTERORDERSRESPONSE']._serialized_start=1234
-  _globals['_LISTMASTERORDERSRESPONSE']._serialized_end=1329
-  _globals['_CANCELMASTERORDERREQUEST']._serialized_start=1331
-  _globals['_CANCELMASTERORDERREQUEST']._serialized_end=1382
-  _globals['_CANCELMASTERORDERRESPONSE']._serialized_start=1384
-  _globals['_CANCELMASTERORDERRESPONSE']._serialized_end=1454
-  _globals['_MODIFYMASTERORDERREQUEST']._serialized_start=1456
-  _globals['_MODIFYMASTERORDERREQUEST']._serialized_end=1562
-  _globals['_MODIFYMASTERORDERRESPONSE']._serialized_start=1564
-  _globals['_MODIFYMASTERORDERRESPONSE']._serialized_end=1674
-  _globals['_ACCOUNTRESULT']._serialized_start=1676
-  _globals['_ACCOUNTRESULT']._serialized_end=1787
-  _globals['_CLOSEMASTERPOSITIONREQUEST']._serialized_start=1789
-  _globals['_CLOSEMASTERPOSITIONREQUEST']._serialized_end=1915
-  _globals['_CLOSEMASTERPOSITIONRESPONSE']._serialized_start=1917
-  _globals['_CLOSEMASTERPOSITIONRESPONSE']._serialized_end=2007
-  _globals['_SUBSCRIBEFILLSREQUEST']._serialized_start=2009
-  _globals['_SUBSCRIBEFILLSREQUEST']._serialized_end=2121
-  _globals['_SUBSCRIBEFILLSRESPONSE']._serialized_start=2123
-  _globals['_SUBSCRIBEFILLSRESPONSE']._serialized_end=2209
-  _globals['_TRADINGSERVICE']._serialized_start=2212
-  _globals['_TRADINGSERVICE']._serialized_end=3032
+  _globals['_SUBMITMASTERORDERREQUEST']._serialized_start=114
+  _globals['_SUBMITMASTERORDERREQUEST']._serialized_end=219
+  _globals['_SUBMITMASTERORDERRESPONSE']._serialized_start=221
+  _globals['_SUBMITMASTERORDERRESPONSE']._serialized_end=309
+  _globals['_STREAMMASTERORDERSREQUEST']._serialized_start=311
+  _globals['_STREAMMASTERORDERSREQUEST']._serialized_end=417
+  _globals['_SUBMISSIONREJECTED']._serialized_start=419
+  _globals['_SUBMISSIONREJECTED']._serialized_end=502
+  _globals['_MASTERORDEREVENT']._serialized_start=505
+  _globals['_MASTERORDEREVENT']._serialized_end=670
+  _globals['_STREAMMASTERORDERSRESPONSE']._serialized_start=673
+  _globals['_STREAMMASTERORDERSRESPONSE']._serialized_end=868
+  _globals['_PREVIEWALLOCATIONREQUEST']._serialized_start=870
+  _globals['_PREVIEWALLOCATIONREQUEST']._serialized_end=936
+  _globals['_PREVIEWALLOCATIONRESPONSE']._serialized_start=938
+  _globals['_PREVIEWALLOCATIONRESPONSE']._serialized_end=1005
+  _globals['_GETMASTERORDERREQUEST']._serialized_start=1007
+  _globals['_GETMASTERORDERREQUEST']._serialized_end=1094
+  _globals['_GETMASTERORDERRESPONSE']._serialized_start=1096
+  _globals['_GETMASTERORDERRESPONSE']._serialized_end=1163
+  _globals['_LISTMASTERORDERSREQUEST']._serialized_start=1165
+  _globals['_LISTMASTERORDERSREQUEST']._serialized_end=1286
+  _globals['_LISTMASTERORDERSRESPONSE']._serialized_start=1288
+  _globals['_LISTMASTERORDERSRESPONSE']._serialized_end=1383
+  _globals['_CANCELMASTERORDERREQUEST']._serialized_start=1385
+  _globals['_CANCELMASTERORDERREQUEST']._serialized_end=1436
+  _globals['_CANCELMASTERORDERRESPONSE']._serialized_start=1438
+  _globals['_CANCELMASTERORDERRESPONSE']._serialized_end=1508
+  _globals['_MODIFYMASTERORDERREQUEST']._serialized_start=1510
+  _globals['_MODIFYMASTERORDERREQUEST']._serialized_end=1616
+  _globals['_MODIFYMASTERORDERRESPONSE']._serialized_start=1618
+  _globals['_MODIFYMASTERORDERRESPONSE']._serialized_end=1728
+  _globals['_ACCOUNTRESULT']._serialized_start=1730
+  _globals['_ACCOUNTRESULT']._serialized_end=1841
+  _globals['_CLOSEMASTERPOSITIONREQUEST']._serialized_start=1843
+  _globals['_CLOSEMASTERPOSITIONREQUEST']._serialized_end=1969
+  _globals['_CLOSEMASTERPOSITIONRESPONSE']._serialized_start=1971
+  _globals['_CLOSEMASTERPOSITIONRESPONSE']._serialized_end=2061
+  _globals['_SUBSCRIBEFILLSREQUEST']._serialized_start=2063
+  _globals['_SUBSCRIBEFILLSREQUEST']._serialized_end=2175
+  _globals['_SUBSCRIBEFILLSRESPONSE']._serialized_start=2177
+  _globals['_SUBSCRIBEFILLSRESPONSE']._serialized_end=2263
+  _globals['_LISTSIGNALSREQUEST']._serialized_start=2265
+  _globals['_LISTSIGNALSREQUEST']._serialized_end=2366
+  _globals['_LISTSIGNALSRESPONSE']._serialized_start=2368
+  _globals['_LISTSIGNALSRESPONSE']._serialized_end=2447
+  _globals['_STREAMSIGNALSREQUEST']._serialized_start=2449
+  _globals['_STREAMSIGNALSREQUEST']._serialized_end=2513
+  _globals['_STREAMSIGNALSRESPONSE']._serialized_start=2515
+  _globals['_STREAMSIGNALSRESPONSE']._serialized_end=2623
+  _globals['_TRADINGSERVICE']._serialized_start=2626
+  _globals['_TRADINGSERVICE']._serialized_end=3598
 # @@protoc_insertion_point(module_scope)

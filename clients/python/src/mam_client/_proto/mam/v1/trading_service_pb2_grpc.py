@@ -81,6 +81,16 @@ class TradingServiceStub:
                 request_serializer=mam_dot_v1_dot_trading__service__pb2.SubscribeFillsRequest.SerializeToString,
                 response_deserializer=mam_dot_v1_dot_trading__service__pb2.SubscribeFillsResponse.FromString,
                 _registered_method=True)
+        self.ListSignals = channel.unary_unary(
+                '/mam.v1.TradingService/ListSignals',
+                request_serializer=mam_dot_v1_dot_trading__service__pb2.ListSignalsRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_trading__service__pb2.ListSignalsResponse.FromString,
+                _registered_method=True)
+        self.StreamSignals = channel.unary_stream(
+                '/mam.v1.TradingService/StreamSignals',
+                request_serializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -172,6 +182,27 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSignals(self, request, context):
+        """The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+        sequence order, after after_sequence, a page at a time: a signal appears once, in its
+        latest state. Managers see their groups' signals only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamSignals(self, request, context):
+        """Signals in sequence order: first the stored ones after after_sequence (each in its latest
+        state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+        of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+        reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+        stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+        sequence received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +250,16 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.SubscribeFills,
                     request_deserializer=mam_dot_v1_dot_trading__service__pb2.SubscribeFillsRequest.FromString,
                     response_serializer=mam_dot_v1_dot_trading__service__pb2.SubscribeFillsResponse.SerializeToString,
+            ),
+            'ListSignals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSignals,
+                    request_deserializer=mam_dot_v1_dot_trading__service__pb2.ListSignalsRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_trading__service__pb2.ListSignalsResponse.SerializeToString,
+            ),
+            'StreamSignals': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamSignals,
+                    request_deserializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -465,6 +506,60 @@ class TradingService:
             '/mam.v1.TradingService/SubscribeFills',
             mam_dot_v1_dot_trading__service__pb2.SubscribeFillsRequest.SerializeToString,
             mam_dot_v1_dot_trading__service__pb2.SubscribeFillsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSignals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.TradingService/ListSignals',
+            mam_dot_v1_dot_trading__service__pb2.ListSignalsRequest.SerializeToString,
+            mam_dot_v1_dot_trading__service__pb2.ListSignalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSignals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mam.v1.TradingService/StreamSignals',
+            mam_dot_v1_dot_trading__service__pb2.StreamSignalsRequest.SerializeToString,
+            mam_dot_v1_dot_trading__service__pb2.StreamSignalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

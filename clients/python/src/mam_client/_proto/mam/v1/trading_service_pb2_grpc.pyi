@@ -80,6 +80,19 @@ class TradingServiceStub:
     """
     SubscribeFills: _grpc.UnaryStreamMultiCallable[_trading_service_pb2.SubscribeFillsRequest, _trading_service_pb2.SubscribeFillsResponse]
     """Fills in sequence order: first the stored ones after after_sequence, then live ones."""
+    ListSignals: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.ListSignalsRequest, _trading_service_pb2.ListSignalsResponse]
+    """The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+    sequence order, after after_sequence, a page at a time: a signal appears once, in its
+    latest state. Managers see their groups' signals only.
+    """
+    StreamSignals: _grpc.UnaryStreamMultiCallable[_trading_service_pb2.StreamSignalsRequest, _trading_service_pb2.StreamSignalsResponse]
+    """Signals in sequence order: first the stored ones after after_sequence (each in its latest
+    state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+    of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+    reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+    stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+    sequence received.
+    """
 
 @_typing.type_check_only
 class TradingServiceAsyncStub(TradingServiceStub):
@@ -132,6 +145,19 @@ class TradingServiceAsyncStub(TradingServiceStub):
     """
     SubscribeFills: _aio.UnaryStreamMultiCallable[_trading_service_pb2.SubscribeFillsRequest, _trading_service_pb2.SubscribeFillsResponse]  # type: ignore[assignment]
     """Fills in sequence order: first the stored ones after after_sequence, then live ones."""
+    ListSignals: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.ListSignalsRequest, _trading_service_pb2.ListSignalsResponse]  # type: ignore[assignment]
+    """The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+    sequence order, after after_sequence, a page at a time: a signal appears once, in its
+    latest state. Managers see their groups' signals only.
+    """
+    StreamSignals: _aio.UnaryStreamMultiCallable[_trading_service_pb2.StreamSignalsRequest, _trading_service_pb2.StreamSignalsResponse]  # type: ignore[assignment]
+    """Signals in sequence order: first the stored ones after after_sequence (each in its latest
+    state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+    of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+    reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+    stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+    sequence received.
+    """
 
 class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Master orders: submitted once, allocated over a group, executed per account."""
@@ -235,5 +261,30 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_trading_service_pb2.SubscribeFillsResponse], _abc.AsyncIterator[_trading_service_pb2.SubscribeFillsResponse]]:
         """Fills in sequence order: first the stored ones after after_sequence, then live ones."""
+
+    @_abc_1.abstractmethod
+    def ListSignals(
+        self,
+        request: _trading_service_pb2.ListSignalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trading_service_pb2.ListSignalsResponse, _abc.Awaitable[_trading_service_pb2.ListSignalsResponse]]:
+        """The signals of groups' source accounts (mirroring, AccountService.SetGroupSource) in
+        sequence order, after after_sequence, a page at a time: a signal appears once, in its
+        latest state. Managers see their groups' signals only.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamSignals(
+        self,
+        request: _trading_service_pb2.StreamSignalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_trading_service_pb2.StreamSignalsResponse], _abc.AsyncIterator[_trading_service_pb2.StreamSignalsResponse]]:
+        """Signals in sequence order: first the stored ones after after_sequence (each in its latest
+        state), then each one as it is stored or settled, once committed; a heartbeat marks the end
+        of the stored ones and recurs on a quiet stream. Managers see their groups' signals only. A
+        reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
+        stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
+        sequence received.
+        """
 
 def add_TradingServiceServicer_to_server(servicer: TradingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -429,10 +429,20 @@ def tagged_records_from_proto(message: pb.TerminalTaggedRecords) -> TaggedRecord
 
 
 def command_to_proto(
-    command_id: str, account_id: str, login: BrokerLogin, command: TerminalCommand
+    command_id: str,
+    account_id: str,
+    login: BrokerLogin,
+    command: TerminalCommand,
+    *,
+    traceparent: str = "",
 ) -> pb.TerminalCommand:
+    """`traceparent`: the W3C trace context of the span that made the command (empty: none)."""
     message = pb.TerminalCommand(
-        command_id=command_id, account_id=account_id, login=login.login, server=login.server
+        command_id=command_id,
+        account_id=account_id,
+        login=login.login,
+        server=login.server,
+        traceparent=traceparent,
     )
     match command:
         case SendOrder(request):

@@ -1,10 +1,8 @@
-"""The largest-remainder split over members sorted by weight, counted rather than visited.
-
-allocation.py splits candidate objects one by one, which for ten thousand members trading one
-symbol spec is most of an order's latency. This module gives the same units for that case
-(one lot step and one minimum for all, no max_lots), from integer weights sorted ascending,
-equal weights by account id descending: the order in which SKIP lets the smallest go first,
-and the reverse of the order in which remainder ties win (larger weight, then smaller id).
+"""The largest-remainder split counted rather than visited, for members that share one lot
+step and one minimum and have no max_lots (a whole group on one symbol spec, the usual case):
+the same units as largest_remainder.settle, from integer weights sorted ascending, equal
+weights by account id descending (the order in which SKIP lets the smallest go first, and the
+reverse of the order in which remainder ties win: larger weight, then smaller id).
 
 Counting instead of visiting: a member's floor(total x weight / denominator) is its whole
 steps, and members get a handful of steps each, so along the sorted weights the floor takes
@@ -25,7 +23,7 @@ from typing import Protocol
 # Counting pays while there are at least this many members per distinct floor.
 _MEMBERS_PER_FLOOR = 8
 # Remainders few enough to rank one by one.
-_FEW = 32
+_FEW_ENOUGH_TO_RANK = 32
 
 
 def settle(
@@ -36,14 +34,15 @@ def settle(
     min_units: int,
     raise_to_min: bool,
 ) -> tuple[int, list[int]] | None:
-    """allocation._settle for one spec and no max_lots: the number of members fixed first
-    (left out at 0 under SKIP, raised to min_units under ROUND_UP_TO_MIN), then the units of
-    every other member, in the order of `weights` (ascending, equal ones by id descending);
-    account_id(position) is the id of the member at a position.
+    """largest_remainder.settle for one step, one minimum and no max_lots: the number of
+    members fixed first (left out at 0 under SKIP, raised to min_units under ROUND_UP_TO_MIN),
+    then the units of every other member, in the order of `weights` (ascending, equal ones by
+    id descending); account_id(position) is the id of the member at a position.
 
-    None where the general path would never finish: its feasibility test and its tie-break
-    can disagree on account ids that are prefixes of one another (acc_1, acc_12); the caller
-    then takes the general path, which behaves as it always has.
+    None where the skip would never settle: the feasibility test here ranks tied remainders
+    by comparing ids character by character, which disagrees with the tie-break of the split
+    on ids that are prefixes of one another (acc_1, acc_12); the caller then splits with
+    largest_remainder.settle, whose test agrees with its tie-break.
     """
     weight_after = _WeightAfter(weights)
     fixed = 0
@@ -100,7 +99,7 @@ def _fewest_to_skip(
     step: int,
     min_units: int,
 ) -> int:
-    """allocation._fewest_to_skip over weights[start:]: a bisection on the count, bounded by
+    """largest_remainder's fewest_to_skip over weights[start:]: a bisection on the count, bounded by
     the first member whose exact share reaches its minimum (a test that, once true, stays true
     further on: weights rise and the weight left after them falls, so it is bisected too)."""
     count = len(weights) - start
@@ -132,8 +131,8 @@ def _smallest_reaches_min(
     step: int,
     min_units: int,
 ) -> bool:
-    """allocation._smallest_reaches_min with the members from `first` on kept: whether the
-    first gets its minimum, by its floor, or by a leftover step won on its remainder."""
+    """Whether, with the members from `first` on kept, the first gets its minimum: by its
+    floor, or by a leftover step won on its remainder."""
     if first == len(weights):
         return True
     denominator = weight_sum * step
@@ -147,8 +146,8 @@ def _smallest_reaches_min(
     tied = shares.count_equal(remainder)
     if tied > 1:
         # The same remainder: every heavier member is ahead, and of those with the first's
-        # weight (all of smaller account id), the ones the general path's comparison of
-        # negated characters puts ahead: all but the proper prefixes of the first's id.
+        # weight (all of smaller account id), the ones a comparison of the ids' characters
+        # puts ahead: all but the proper prefixes of the first's id.
         same_end = bisect_right(weights, weights[first], first)
         mine = account_id(first)
         prefixes = sum(map(mine.startswith, map(account_id, range(first + 1, same_end))))
@@ -276,12 +275,12 @@ class _FloorRuns:
             else:
                 high, above_high = value, above
 
-        while above_low - above_high > _FEW and high - low > 1:
+        while above_low - above_high > _FEW_ENOUGH_TO_RANK and high - low > 1:
             between = above_low - above_high
             # Where count_above would cross wanted on the line between the bounds, and a
             # window around it as wide as the usual error, so that both bounds move.
             guess = low + (high - low) * (2 * (above_low - wanted) + 1) // (2 * between)
-            width = max(1, (high - low) * (math.isqrt(between) + _FEW) // between)
+            width = max(1, (high - low) * (math.isqrt(between) + _FEW_ENOUGH_TO_RANK) // between)
             for value in (guess - width, guess + width):
                 if low < value < high:
                     narrow(value)

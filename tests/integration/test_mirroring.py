@@ -1,0 +1,318 @@
+"""Mirroring on the simulator: a source account trades by hand, the group follows, each step
+checked on every member's broker against the group's allocation; on both databases."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from gateway.api.server import RunningGateway
+from gateway.domain.group_source import GroupSource, SignalRecord, SignalState
+from gateway.domain.ids import AccountId, GroupId
+from gateway.domain.orders import OrderType, Side
+from gateway.domain.source_book import SignalKind
+from gateway.engine.source_watcher import SourceWatchers, SourceWatchSettings
+from gateway.terminals.protocol import OrderRequest, Position, TradeAction
+from tests.conftest import client_of
+from tests.integration.helpers import create_accounts, create_group
+from tests.support import make_config, running, until
+
+D = Decimal
+MEMBER_EQUITIES = ["10000", "25000", "40000", "15000", "60000"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Desk:
+    gateway: RunningGateway
+    group_id: GroupId
+    source_id: AccountId
+    members: list[AccountId]
+    watchers: SourceWatchers
+
+    async def trade(self, request: OrderRequest) -> int:
+        """A trade the manager makes by hand at the source; its retcode."""
+        terminal = self.gateway.registry.get(self.source_id)
+        assert terminal is not None
+        result = await terminal.send(request)
+        assert result.retcode in (10008, 10009), result
+        return result.order_ticket or result.position_ticket
+
+    async def source_positions(self) -> list[Position]:
+        terminal = self.gateway.registry.get(self.source_id)
+        assert terminal is not None
+        return await terminal.positions()
+
+    async def signals(self) -> list[SignalRecord]:
+        return await self.gateway.store.sources.list_signals(group_id=self.group_id)
+
+    async def settled(self, count: int) -> list[SignalRecord]:
+        """Waits until `count` signals are stored, none waiting and every master order they
+        made final; returns them, latest state of each."""
+
+        async def done() -> bool:
+            records = await self.signals()
+            if len(records) < count or any(r.state is SignalState.WAITING for r in records):
+                return False
+            for record in records:
+                for master_id in record.master_order_ids:
+                    master, _ = await self.gateway.engine.get(master_id)
+                    working = master.spec.order_type is not OrderType.MARKET
+                    if not master.state.is_final and not working:
+                        return False
+            return True
+
+        await until(done, timeout_s=20)
+        return await self.signals()
+
+    async def member_positions(self) -> dict[AccountId, list[Position]]:
+        held = {}
+        for account_id in self.members:
+            terminal = self.gateway.registry.get(account_id)
+            assert terminal is not None
+            held[account_id] = await terminal.positions()
+        return held
+
+
+@contextlib.asynccontextmanager
+async def desk(tmp_path: Path, database_url: str) -> AsyncIterator[Desk]:
+    config = make_config(tmp_path, database_url=database_url)
+    async with running(config) as gateway:
+        async with client_of(gateway) as client:
+            members = await create_accounts(client.accounts, MEMBER_EQUITIES, prefix="member")
+            (source,) = await create_accounts(
+                client.accounts, ["100000"], prefix="source", first_login=90001
+            )
+            group = await create_group(client.accounts, members)
+        group_id = GroupId(group.group_id)
+        source_id = AccountId(source.account_id)
+        now = _now()
+        await gateway.store.sources.set_group_source(
+            GroupSource(group_id, source_id, False, timedelta(seconds=60), now, now)
+        )
+        watchers = SourceWatchers(
+            store=gateway.store,
+            registry=gateway.registry,
+            engine=gateway.engine,
+            clock=_now,
+            settings=SourceWatchSettings(look_interval_s=0.05),
+        )
+        await watchers.start()
+        await first_look(gateway, group_id)
+        try:
+            yield Desk(
+                gateway, group_id, source_id, [AccountId(m.account_id) for m in members], watchers
+            )
+        finally:
+            await watchers.stop()
+
+
+async def first_look(gateway: RunningGateway, group_id: GroupId) -> None:
+    """Waits for the source's first look: what it holds then is not copied."""
+
+    async def looked() -> bool:
+        return await gateway.store.sources.source_book(group_id) != ""
+
+    await until(looked)
+
+
+def deal(side: Side, volume: str, *, position: int = 0, **fields: object) -> OrderRequest:
+    return OrderRequest(
+        action=TradeAction.DEAL,
+        symbol="EURUSD",
+        side=side,
+        volume=D(volume),
+        tag="",
+        magic=0,
+        position_ticket=position,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def test_open_scale_out_move_stops_and_close_are_done_on_every_member(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with desk(tmp_path, database_url) as d:
+        # Opened by hand at the source: the group gets a master order of the same volume.
+        ticket = await d.trade(deal(Side.BUY, "1.00"))
+        (opened,) = await d.settled(1)
+        assert opened.signal.kind is SignalKind.POSITION_OPENED
+        assert opened.state is SignalState.COPIED
+        (master_id,) = opened.master_order_ids
+        master, _ = await d.gateway.engine.get(master_id)
+        assert master.spec.volume == D("1.00") and master.spec.side is Side.BUY
+        assert master.spec.client_order_id == f"src:pos:{ticket}:open"
+        lines = {line.account_id: line.volume for line in master.allocation.lines}
+        held = await d.member_positions()
+        assert {a: sum((p.volume for p in ps), D(0)) for a, ps in held.items()} == lines
+
+        # A partial close of 40 %: each member closes its share, rounded as closes are.
+        await d.trade(deal(Side.SELL, "0.40", position=ticket))
+        records = await d.settled(2)
+        reduced = records[-1]
+        assert reduced.signal.kind is SignalKind.POSITION_REDUCED
+        assert reduced.signal.fraction == D("0.4") and reduced.state is SignalState.COPIED
+        (closing_id,) = reduced.master_order_ids
+        closing, closing_children = await d.gateway.engine.get(closing_id)
+        assert closing.spec.closes_master_order_id == master_id
+        closed = {c.account_id: c.filled_volume for c in closing_children}
+        held = await d.member_positions()
+        for account_id, volume in lines.items():
+            left = sum((p.volume for p in held[account_id]), D(0))
+            assert left == volume - closed.get(account_id, D(0))
+            assert closed.get(account_id, D(0)) <= volume * D("0.4")
+
+        # Stops moved at the source: every member's position carries them.
+        quote_terminal = d.gateway.registry.get(d.source_id)
+        assert quote_terminal is not None
+        quote = await quote_terminal.quote("EURUSD")
+        stop_loss = (quote.bid - D("0.00500")).quantize(D("0.00001"))
+        take_profit = (quote.ask + D("0.00500")).quantize(D("0.00001"))
+        request = OrderRequest(
+            action=TradeAction.SLTP,
+            symbol="EURUSD",
+            side=Side.BUY,
+            volume=D(0),
+            tag="",
+            magic=0,
+            position_ticket=ticket,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+        )
+        await d.trade(request)
+        records = await d.settled(3)
+        assert records[-1].signal.kind is SignalKind.STOPS_CHANGED
+        assert records[-1].state is SignalState.COPIED, records[-1].detail
+        for positions in (await d.member_positions()).values():
+            for position in positions:
+                assert (position.stop_loss, position.take_profit) == (stop_loss, take_profit)
+
+        # Closed at the source: the group holds nothing.
+        (source_position,) = await d.source_positions()
+        await d.trade(deal(Side.SELL, str(source_position.volume), position=ticket))
+        records = await d.settled(4)
+        assert records[-1].signal.kind is SignalKind.POSITION_CLOSED
+        assert records[-1].state is SignalState.COPIED
+        assert all(not ps for ps in (await d.member_positions()).values())
+        # Each change was one signal, acted on once.
+        assert [r.signal.event_id for r in records] == [
+            f"pos:{ticket}:open",
+            f"pos:{ticket}:1",
+            f"pos:{ticket}:2",
+            f"pos:{ticket}:3",
+        ]
+
+
+async def test_a_pending_order_placed_moved_and_cancelled_at_the_source(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with desk(tmp_path, database_url) as d:
+        source = d.gateway.registry.get(d.source_id)
+        assert source is not None
+        quote = await source.quote("EURUSD")
+        price = (quote.ask - D("0.01000")).quantize(D("0.00001"))
+        ticket = await d.trade(
+            OrderRequest(
+                action=TradeAction.PENDING,
+                symbol="EURUSD",
+                side=Side.BUY,
+                volume=D("0.50"),
+                tag="",
+                magic=0,
+                price=price,
+                order_type=OrderType.LIMIT,
+            )
+        )
+        (placed,) = await d.settled(1)
+        assert placed.signal.kind is SignalKind.ORDER_PLACED and placed.state is SignalState.COPIED
+        (master_id,) = placed.master_order_ids
+
+        async def resting_prices() -> set[Decimal]:
+            prices = set()
+            for account_id in d.members:
+                terminal = d.gateway.registry.get(account_id)
+                assert terminal is not None
+                prices |= {o.price for o in await terminal.pending_orders()}
+            return prices
+
+        async def resting_at(wanted: set[Decimal]) -> bool:
+            return await resting_prices() == wanted
+
+        await until(lambda: resting_at({price}))
+        moved = price - D("0.00200")
+        await d.trade(
+            OrderRequest(
+                action=TradeAction.MODIFY,
+                symbol="EURUSD",
+                side=Side.BUY,
+                volume=D("0.50"),
+                tag="",
+                magic=0,
+                price=moved,
+                order_ticket=ticket,
+                order_type=OrderType.LIMIT,
+            )
+        )
+        records = await d.settled(2)
+        assert records[-1].signal.kind is SignalKind.ORDER_MODIFIED
+        assert records[-1].state is SignalState.COPIED, records[-1].detail
+        await until(lambda: resting_at({moved}))
+        await d.trade(
+            OrderRequest(
+                action=TradeAction.REMOVE,
+                symbol="EURUSD",
+                side=Side.BUY,
+                volume=D(0),
+                tag="",
+                magic=0,
+                order_ticket=ticket,
+            )
+        )
+        records = await d.settled(3)
+        assert records[-1].signal.kind is SignalKind.ORDER_REMOVED
+        assert records[-1].state is SignalState.COPIED
+        await until(lambda: resting_at(set()))
+        master, _ = await d.gateway.engine.get(master_id)
+        assert master.state.is_final
+
+
+@pytest.mark.parametrize("restart", ["stop"])
+async def test_changes_made_while_the_gateway_is_down_are_caught_up_once(
+    tmp_path: Path, database_url: str, restart: str
+) -> None:
+    async with desk(tmp_path, database_url) as d:
+        ticket = await d.trade(deal(Side.BUY, "1.00"))
+        await d.settled(1)
+        await d.watchers.stop()
+        # While nobody watches: a partial close and a new position.
+        await d.trade(deal(Side.SELL, "0.50", position=ticket))
+        second = await d.trade(deal(Side.SELL, "0.30"))
+        watchers = SourceWatchers(
+            store=d.gateway.store,
+            registry=d.gateway.registry,
+            engine=d.gateway.engine,
+            clock=_now,
+            settings=SourceWatchSettings(look_interval_s=0.05),
+        )
+        d.watchers = watchers
+        await watchers.start()
+        records = await d.settled(3)
+        assert [(r.signal.event_id, r.state) for r in records] == [
+            (f"pos:{ticket}:open", SignalState.COPIED),
+            (f"pos:{ticket}:1", SignalState.COPIED),
+            (f"pos:{second}:open", SignalState.COPIED),
+        ]
+        held = await d.member_positions()
+        sells = sum((p.volume for ps in held.values() for p in ps if p.side is Side.SELL), D(0))
+        buys = sum((p.volume for ps in held.values() for p in ps if p.side is Side.BUY), D(0))
+        assert sells == D("0.30") or abs(sells - D("0.30")) <= D("0.05")
+        assert D("0.45") <= buys <= D("0.55")
