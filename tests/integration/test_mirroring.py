@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway._proto.mam.v1 import account_pb2, account_service_pb2, common_pb2
 from gateway.api.server import RunningGateway
 from gateway.domain.group_source import GroupSource, SignalRecord, SignalState
 from gateway.domain.ids import AccountId, GroupId
@@ -19,7 +20,7 @@ from gateway.domain.orders import OrderType, Side
 from gateway.domain.source_book import SignalKind
 from gateway.engine.source_watcher import SourceWatchers, SourceWatchSettings
 from gateway.terminals.protocol import OrderRequest, Position, TradeAction
-from tests.conftest import client_of
+from tests.conftest import Client, client_of
 from tests.integration.helpers import create_accounts, create_group
 from tests.support import make_config, running, until
 
@@ -84,14 +85,17 @@ class Desk:
 
 
 @contextlib.asynccontextmanager
-async def desk(tmp_path: Path, database_url: str) -> AsyncIterator[Desk]:
+async def desk(tmp_path: Path, database_url: str, *, netting: bool = False) -> AsyncIterator[Desk]:
     config = make_config(tmp_path, database_url=database_url)
     async with running(config) as gateway:
         async with client_of(gateway) as client:
             members = await create_accounts(client.accounts, MEMBER_EQUITIES, prefix="member")
-            (source,) = await create_accounts(
-                client.accounts, ["100000"], prefix="source", first_login=90001
-            )
+            if netting:
+                source = await _netting_source(client)
+            else:
+                (source,) = await create_accounts(
+                    client.accounts, ["100000"], prefix="source", first_login=90001
+                )
             group = await create_group(client.accounts, members)
         group_id = GroupId(group.group_id)
         source_id = AccountId(source.account_id)
@@ -114,6 +118,23 @@ async def desk(tmp_path: Path, database_url: str) -> AsyncIterator[Desk]:
             )
         finally:
             await watchers.stop()
+
+
+async def _netting_source(client: Client) -> account_pb2.Account:
+    created = await client.accounts.CreateAccount(
+        account_service_pb2.CreateAccountRequest(
+            account=account_pb2.Account(
+                name="source-netting",
+                platform=common_pb2.PLATFORM_SIMULATED,
+                login=90101,
+                server="mam-sim",
+                currency="USD",
+                margin_mode=common_pb2.MARGIN_MODE_NETTING,
+                simulated=account_pb2.SimulatedAccount(initial_balance="100000"),
+            )
+        )
+    )
+    return created.account
 
 
 async def first_look(gateway: RunningGateway, group_id: GroupId) -> None:
@@ -316,3 +337,72 @@ async def test_changes_made_while_the_gateway_is_down_are_caught_up_once(
         buys = sum((p.volume for ps in held.values() for p in ps if p.side is Side.BUY), D(0))
         assert sells == D("0.30") or abs(sells - D("0.30")) <= D("0.05")
         assert D("0.45") <= buys <= D("0.55")
+
+
+async def net_open(d: Desk) -> dict[Side, Decimal]:
+    """What the members hold in all, by side."""
+    held: dict[Side, Decimal] = {Side.BUY: D(0), Side.SELL: D(0)}
+    for positions in (await d.member_positions()).values():
+        for position in positions:
+            held[position.side] += position.volume
+    return held
+
+
+async def test_a_close_by_at_the_source_closes_each_position_s_copies(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with desk(tmp_path, database_url) as d:
+        long = await d.trade(deal(Side.BUY, "1.00"))
+        short = await d.trade(deal(Side.SELL, "0.40"))
+        await d.settled(2)
+        assert await net_open(d) == {Side.BUY: D("1.00"), Side.SELL: D("0.40")}
+        await d.trade(
+            OrderRequest(
+                action=TradeAction.CLOSE_BY,
+                symbol="EURUSD",
+                side=Side.BUY,
+                volume=D(0),
+                tag="",
+                magic=0,
+                position_ticket=long,
+                position_by=short,
+            )
+        )
+        records = await d.settled(4)
+        assert [(r.signal.event_id, r.signal.kind, r.state) for r in records[2:]] == [
+            (f"pos:{long}:1", SignalKind.POSITION_REDUCED, SignalState.COPIED),
+            (f"pos:{short}:1", SignalKind.POSITION_CLOSED, SignalState.COPIED),
+        ]
+        assert records[2].signal.fraction == D("0.4")
+        held = await net_open(d)
+        assert held[Side.SELL] == 0
+        # Each member closed its share of the long copy, rounded down to its step.
+        assert D("0.60") <= held[Side.BUY] <= D("0.65")
+
+
+async def test_a_netting_reversal_at_the_source_closes_the_copies_and_opens_the_other_side(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with desk(tmp_path, database_url, netting=True) as d:
+        ticket = await d.trade(deal(Side.BUY, "1.00"))
+        await d.settled(1)
+        (held,) = await d.source_positions()
+        await d.trade(deal(Side.SELL, "1.50"))
+        (reversed_,) = await d.source_positions()
+        assert reversed_.side is Side.SELL and reversed_.volume == D("0.50")
+        records = await d.settled(3)
+        kinds = [(r.signal.kind, r.state) for r in records[1:]]
+        assert kinds == [
+            (SignalKind.POSITION_CLOSED, SignalState.COPIED),
+            (SignalKind.POSITION_OPENED, SignalState.COPIED),
+        ]
+        opened = records[2].signal
+        assert (opened.side, opened.volume) == (Side.SELL, D("0.50"))
+        # The netting position keeps its ticket: the close and the new side are its changes.
+        assert ticket == held.ticket == reversed_.ticket
+        assert [r.signal.event_id for r in records] == [
+            f"pos:{ticket}:open",
+            f"pos:{ticket}:1",
+            f"pos:{ticket}:2",
+        ]
+        assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D("0.50")}
