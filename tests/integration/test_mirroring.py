@@ -3,7 +3,9 @@ checked on every member's broker against the group's allocation; on both databas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,14 +16,24 @@ import pytest
 
 from gateway._proto.mam.v1 import account_pb2, account_service_pb2, common_pb2
 from gateway.api.server import RunningGateway
+from gateway.domain.accounts import MarginMode
 from gateway.domain.group_source import GroupSource, SignalRecord, SignalState
 from gateway.domain.ids import AccountId, GroupId
 from gateway.domain.orders import OrderType, Side
 from gateway.domain.source_book import SignalKind
 from gateway.engine.source_watcher import SourceWatchers, SourceWatchSettings
 from gateway.terminals.protocol import OrderRequest, Position, TradeAction
+from gateway.terminals.sim import SimTerminal
 from tests.conftest import Client, client_of
+from tests.fakes.fake_mt4_ea import FakeMt4Ea
+from tests.fakes.mt4_bridge import make_broker
 from tests.integration.helpers import create_accounts, create_group
+from tests.integration.test_mt5_accounts import (
+    BEHAVIOURS,
+    create_mt5_accounts,
+    gateway_over_mt5,
+    mt5_terminal,
+)
 from tests.support import make_config, running, until
 
 D = Decimal
@@ -406,3 +418,158 @@ async def test_a_netting_reversal_at_the_source_closes_the_copies_and_opens_the_
             f"pos:{ticket}:2",
         ]
         assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D("0.50")}
+
+
+async def test_a_source_disconnected_while_it_trades_is_caught_up_on_reconnect(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with desk(tmp_path, database_url) as d:
+        ticket = await d.trade(deal(Side.BUY, "1.00"))
+        await d.settled(1)
+        watched = d.gateway.registry.get(d.source_id)
+        assert isinstance(watched, SimTerminal)
+        watched.disconnect()
+        # The manager goes on trading at the broker through their own terminal.
+        login = (await d.gateway.store.get_account(d.source_id)).login  # type: ignore[union-attr]
+        own = SimTerminal(d.source_id, login, d.gateway.broker)
+        closed = await own.send(deal(Side.SELL, "0.50", position=ticket))
+        opened = await own.send(deal(Side.SELL, "0.20"))
+        assert {closed.retcode, opened.retcode} <= {10008, 10009}
+        await asyncio.sleep(0.3)  # several looks fail meanwhile: nothing is stored from them
+        assert len(await d.signals()) == 1
+        watched.reconnect()
+        records = await d.settled(3)
+        assert [(r.signal.kind, r.state) for r in records[1:]] == [
+            (SignalKind.POSITION_REDUCED, SignalState.COPIED),
+            (SignalKind.POSITION_OPENED, SignalState.COPIED),
+        ]
+        held = await net_open(d)
+        assert D("0.45") <= held[Side.BUY] <= D("0.55")
+        assert held[Side.SELL] == D("0.20")
+
+
+@pytest.mark.parametrize("behaviour", ["plain", "like-a-real-terminal"])
+async def test_an_mt5_source_is_mirrored_through_the_metatrader5_api(
+    tmp_path: Path, behaviour: str
+) -> None:
+    # The source's terminal is driven through the MetaTrader5 API (its emulator, in a worker
+    # process, answering as a real terminal does when asked), set as the source over the API.
+    async with (
+        gateway_over_mt5(tmp_path, BEHAVIOURS[behaviour]) as gateway,
+        client_of(gateway) as client,
+    ):
+        source, _ = await create_mt5_accounts(client)
+        members = await create_accounts(client.accounts, MEMBER_EQUITIES, prefix="member")
+        group = await create_group(client.accounts, members)
+        await client.accounts.SetGroupSource(
+            account_service_pb2.SetGroupSourceRequest(
+                group_id=group.group_id,
+                source=account_pb2.GroupSource(account_id=source.account_id),
+            )
+        )
+        group_id = GroupId(group.group_id)
+        await first_look(gateway, group_id)
+        terminal = mt5_terminal(gateway, source.account_id)
+        opened = await terminal.send(deal(Side.BUY, "1.00"))
+        assert opened.retcode in (10008, 10009), opened
+        d = Desk(
+            gateway,
+            group_id,
+            AccountId(source.account_id),
+            [AccountId(m.account_id) for m in members],
+            watchers=gateway.sources,  # type: ignore[arg-type]
+        )
+        (signal,) = await d.settled(1)
+        assert (signal.signal.kind, signal.state) == (
+            SignalKind.POSITION_OPENED,
+            SignalState.COPIED,
+        )
+        assert await net_open(d) == {Side.BUY: D("1.00"), Side.SELL: D(0)}
+        (position,) = await terminal.positions()
+        closed = await terminal.send(deal(Side.SELL, "1.00", position=position.ticket))
+        assert closed.retcode in (10008, 10009), closed
+        records = await d.settled(2)
+        assert (records[-1].signal.kind, records[-1].state) == (
+            SignalKind.POSITION_CLOSED,
+            SignalState.COPIED,
+        )
+        assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D(0)}
+
+
+async def test_an_mt4_source_behind_its_ea_is_mirrored_through_a_partial_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The source is an MT4 account whose Expert Advisor (the fake EA, speaking the bridge
+    # protocol exactly) connects to the gateway's bridge; MT4 gives a partial close's rest a
+    # new ticket, which the gateway still reads as the same position.
+    login = 81_501
+    monkeypatch.setenv(f"MAM_MT4_TOKEN_{login}", "source-ea-token-81501")
+    config = make_config(tmp_path)
+    config = dataclasses.replace(
+        config, mt4_bridge=dataclasses.replace(config.mt4_bridge, listen="127.0.0.1:0")
+    )
+    async with running(config) as gateway, client_of(gateway) as client:
+        assert gateway.mt4_bridge is not None
+        host, port = gateway.mt4_bridge.address
+        broker = make_broker()
+        broker.open_account(login, balance=D(100_000), margin_mode=MarginMode.HEDGING)
+        ea = FakeMt4Ea(broker, login, host=host, port=port, token="source-ea-token-81501")
+        assert (await ea.connect())["type"] == "welcome"
+        try:
+            source = (
+                await client.accounts.CreateAccount(
+                    account_service_pb2.CreateAccountRequest(
+                        account=account_pb2.Account(
+                            name="mt4-source",
+                            platform=common_pb2.PLATFORM_MT4,
+                            login=login,
+                            server="Sim-Demo",
+                            currency="USD",
+                            margin_mode=common_pb2.MARGIN_MODE_HEDGING,
+                        )
+                    )
+                )
+            ).account
+            members = await create_accounts(client.accounts, MEMBER_EQUITIES, prefix="member")
+            group = await create_group(client.accounts, members)
+            await client.accounts.SetGroupSource(
+                account_service_pb2.SetGroupSourceRequest(
+                    group_id=group.group_id,
+                    source=account_pb2.GroupSource(account_id=source.account_id),
+                )
+            )
+            group_id = GroupId(group.group_id)
+
+            async def attached() -> bool:
+                return gateway.registry.get(source.account_id) is not None
+
+            await until(attached)
+            await first_look(gateway, group_id)
+            d = Desk(
+                gateway,
+                group_id,
+                AccountId(source.account_id),
+                [AccountId(m.account_id) for m in members],
+                watchers=gateway.sources,  # type: ignore[arg-type]
+            )
+            ticket = await d.trade(deal(Side.BUY, "1.00"))
+            await d.settled(1)
+            assert await net_open(d) == {Side.BUY: D("1.00"), Side.SELL: D(0)}
+            await d.trade(deal(Side.SELL, "0.40", position=ticket))
+            records = await d.settled(2)
+            assert (records[-1].signal.kind, records[-1].signal.fraction) == (
+                SignalKind.POSITION_REDUCED,
+                D("0.4"),
+            )
+            assert records[-1].state is SignalState.COPIED
+            assert D("0.55") <= (await net_open(d))[Side.BUY] <= D("0.65")
+            (rest,) = await d.source_positions()
+            await d.trade(deal(Side.SELL, str(rest.volume), position=rest.ticket))
+            records = await d.settled(3)
+            assert (records[-1].signal.kind, records[-1].state) == (
+                SignalKind.POSITION_CLOSED,
+                SignalState.COPIED,
+            )
+            assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D(0)}
+        finally:
+            await ea.disconnect()
