@@ -536,6 +536,8 @@ def execution_quality_to_proto(
                 accounts_sent=s.accounts_sent,
                 dispatch_skew=duration_from_micros(s.dispatch_skew_us),
                 fill_skew=duration_from_micros(s.fill_skew_us),
+                signal_to_first_send=duration_from_micros(s.signal_to_first_send_us),
+                signal_to_last_fill=duration_from_micros(s.signal_to_last_fill_us),
             )
             for s in skews
         ],
@@ -555,10 +557,15 @@ def execution_quality_to_proto(
             best_points=dec(slippage.best_points),
         )
     )
+    response.copied_orders = quality.copied_orders
     for field, value in (
         ("average_dispatch_delay", quality.average_dispatch_delay_us),
         ("max_dispatch_delay", quality.max_dispatch_delay_us),
         ("average_send_latency", quality.average_send_latency_us),
+        ("average_signal_to_send", quality.average_signal_to_send_us),
+        ("max_signal_to_send", quality.max_signal_to_send_us),
+        ("average_signal_to_fill", quality.average_signal_to_fill_us),
+        ("max_signal_to_fill", quality.max_signal_to_fill_us),
     ):
         duration = duration_from_micros(value)
         if duration is not None:

@@ -47,6 +47,7 @@ from gateway.domain.performance import (
 from gateway.domain.reporting_period import Period, is_boundary
 from gateway.domain.statement import Statement, build_statement
 from gateway.domain.symbols import SymbolSpec
+from gateway.engine.source_watcher import copied_signal
 from gateway.statements import render_deals_csv, render_html, render_pdf
 from gateway.store import Store
 from gateway.store.reporting import AccountFeeSchedule, AccountOrder, CrystallisedFee
@@ -347,7 +348,14 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
         )
         truncated = len(orders) > MAX_EXECUTION_ORDERS
         orders = orders[:MAX_EXECUTION_ORDERS]
-        executions = [e for order in orders for e in self._executions(order)]
+        signal_times = await self._store.sources.signal_times(
+            [copy for order in orders if (copy := copied_signal(order.master)) is not None]
+        )
+        executions = [
+            e
+            for order in orders
+            for e in self._executions(order, _signal_time(order, signal_times))
+        ]
         qualities = await asyncio.to_thread(execution_quality, executions)
         quality = next((q for q in qualities if q.account_id == account_id), None)
         if current_principal().role is Role.INVESTOR:
@@ -362,7 +370,9 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
             skews = await asyncio.to_thread(dispatch_skews, executions)
         return mapping.execution_quality_to_proto(account_id, quality, skews, truncated=truncated)
 
-    def _executions(self, order: AccountOrder) -> list[AccountExecution]:
+    def _executions(
+        self, order: AccountOrder, signal_at: datetime | None = None
+    ) -> list[AccountExecution]:
         """Each account's part of one master order: its exact share, its rounded share, its
         fills. The master's price is its limit or stop price, or for a market order the price
         its first child was sent at (the market when dispatch began)."""
@@ -406,6 +416,7 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
                     fill_price=fill_price,
                     sent_at=min(sends) if sends else None,
                     filled_at=min(fills) if fills else None,
+                    signal_at=signal_at,
                 )
             )
         return executions
@@ -552,3 +563,11 @@ def _crystallised_charges(
             )
         )
     return charges, result.high_water_mark
+
+
+def _signal_time(
+    order: AccountOrder, times: dict[tuple[GroupId, str], datetime]
+) -> datetime | None:
+    """When the source made the change the order copies; None for any other order."""
+    copy = copied_signal(order.master)
+    return None if copy is None else times.get(copy)

@@ -50,6 +50,8 @@ class AccountExecution:
     # When the account's first child was sent, and its first fill.
     sent_at: datetime | None = None
     filled_at: datetime | None = None
+    # A copy of a source account's change (mirroring): when the source made it.
+    signal_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,13 @@ class AccountExecutionQuality:
     average_dispatch_delay_us: int | None
     max_dispatch_delay_us: int | None
     average_send_latency_us: int | None
+    # Over the copies of a source's changes: how many, and the mean and largest time from the
+    # change at the source to the account's send and to its first fill.
+    copied_orders: int = 0
+    average_signal_to_send_us: int | None = None
+    max_signal_to_send_us: int | None = None
+    average_signal_to_fill_us: int | None = None
+    max_signal_to_fill_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,10 @@ class MasterDispatchSkew:
     # Last send - first send, and last first fill - first first fill; None without a send (fill).
     dispatch_skew_us: int | None
     fill_skew_us: int | None
+    # A copy of a source's change: from the change to the first send and to the last first
+    # fill; None otherwise (or without a send, a fill).
+    signal_to_first_send_us: int | None = None
+    signal_to_last_fill_us: int | None = None
 
 
 def slippage_points(
@@ -151,12 +164,19 @@ def dispatch_skews(executions: Iterable[AccountExecution]) -> tuple[MasterDispat
         records = by_master[master_order_id]
         sent = [r.sent_at for r in records if r.sent_at is not None]
         filled = [r.filled_at for r in records if r.filled_at is not None]
+        signal_at = records[0].signal_at
         skews.append(
             MasterDispatchSkew(
                 master_order_id=master_order_id,
                 accounts_sent=len(sent),
                 dispatch_skew_us=_micros(max(sent) - min(sent)) if sent else None,
                 fill_skew_us=_micros(max(filled) - min(filled)) if filled else None,
+                signal_to_first_send_us=(
+                    _micros(min(sent) - signal_at) if sent and signal_at is not None else None
+                ),
+                signal_to_last_fill_us=(
+                    _micros(max(filled) - signal_at) if filled and signal_at is not None else None
+                ),
             )
         )
     return tuple(skews)
@@ -182,6 +202,9 @@ def _account_quality(
         _micros(r.sent_at - first_sent[r.master_order_id]) for r in records if r.sent_at is not None
     ]
     latencies = [_micros(r.sent_at - r.submitted_at) for r in records if r.sent_at is not None]
+    copies = [r for r in records if r.signal_at is not None]
+    to_send = [_micros(r.sent_at - r.signal_at) for r in copies if r.sent_at and r.signal_at]
+    to_fill = [_micros(r.filled_at - r.signal_at) for r in copies if r.filled_at and r.signal_at]
     return AccountExecutionQuality(
         account_id=account_id,
         orders=len(records),
@@ -190,6 +213,11 @@ def _account_quality(
         average_dispatch_delay_us=_mean_micros(delays),
         max_dispatch_delay_us=max(delays) if delays else None,
         average_send_latency_us=_mean_micros(latencies),
+        copied_orders=len(copies),
+        average_signal_to_send_us=_mean_micros(to_send),
+        max_signal_to_send_us=max(to_send) if to_send else None,
+        average_signal_to_fill_us=_mean_micros(to_fill),
+        max_signal_to_fill_us=max(to_fill) if to_fill else None,
     )
 
 

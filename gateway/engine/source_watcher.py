@@ -29,7 +29,7 @@ from gateway.domain.closing import StillExecuting
 from gateway.domain.errors import DomainError, FailedPrecondition, Unavailable
 from gateway.domain.group_source import GroupSource, SignalRecord, SignalState
 from gateway.domain.ids import AccountId, GroupId, MasterOrderId
-from gateway.domain.orders import MasterOrderSpec, OrderType, TimeInForce
+from gateway.domain.orders import MasterOrder, MasterOrderSpec, OrderType, TimeInForce
 from gateway.domain.source_book import (
     SignalKind,
     SourceBook,
@@ -56,6 +56,19 @@ def source_caller(group_id: GroupId) -> str:
 
 def copy_client_order_id(event_id: str) -> str:
     return f"src:{event_id}"
+
+
+def copied_signal(master: MasterOrder) -> tuple[GroupId, str] | None:
+    """(group, signal id) of a master order made for a source's signal, else None: an
+    opening copy's client order id is src:<signal id>, a close's src:<signal id>:<copy>."""
+    caller = source_caller(master.spec.group_id)
+    client_order_id = master.spec.client_order_id
+    if master.submitted_by != caller or not client_order_id.startswith("src:"):
+        return None
+    event_id = client_order_id.removeprefix("src:")
+    if master.spec.closes_master_order_id:
+        event_id = event_id.rpartition(":")[0]
+    return master.spec.group_id, event_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,6 +263,25 @@ class SourceStore:
             rows = (await conn.execute(query)).mappings().all()
         return [_signal_of(row) for row in rows]
 
+    async def signal_times(
+        self, signals: Sequence[tuple[GroupId, str]]
+    ) -> dict[tuple[GroupId, str], datetime]:
+        """When the source made each change, by (group, signal id): what execution quality
+        measures a copy's latency from."""
+        table = tables.source_signals
+        times: dict[tuple[GroupId, str], datetime] = {}
+        wanted = sorted(set(signals))
+        async with self._engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = select(table.c.group_id, table.c.event_id, table.c.source_time).where(
+                    table.c.group_id.in_({g for g, _ in chunk}),
+                    table.c.event_id.in_({e for _, e in chunk}),
+                )
+                for row in (await conn.execute(query)).all():
+                    times[(row.group_id, row.event_id)] = row.source_time
+        return times
+
 
 async def _last_sequence(conn: AsyncConnection) -> int:
     last = (await conn.execute(select(func.max(tables.source_signals.c.sequence)))).scalar()

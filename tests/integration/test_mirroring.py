@@ -12,14 +12,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from gateway._proto.mam.v1 import account_pb2, account_service_pb2, common_pb2
+from gateway._proto.mam.v1 import (
+    account_pb2,
+    account_service_pb2,
+    common_pb2,
+    reporting_service_pb2,
+    reporting_service_pb2_grpc,
+)
 from gateway.api.server import RunningGateway
 from gateway.domain.accounts import MarginMode
 from gateway.domain.group_source import GroupSource, SignalRecord, SignalState
 from gateway.domain.ids import AccountId, GroupId
-from gateway.domain.orders import OrderType, Side
+from gateway.domain.orders import MasterOrderSpec, OrderType, Side
 from gateway.domain.source_book import SignalKind
 from gateway.engine.source_watcher import SourceWatchers, SourceWatchSettings
 from gateway.terminals.protocol import OrderRequest, Position, TradeAction
@@ -573,3 +581,43 @@ async def test_an_mt4_source_behind_its_ea_is_mirrored_through_a_partial_close(
             assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D(0)}
         finally:
             await ea.disconnect()
+
+
+async def test_execution_quality_measures_each_copy_from_the_change_at_the_source(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with desk(tmp_path, database_url) as d:
+        before = _now()
+        ticket = await d.trade(deal(Side.BUY, "1.00"))
+        await d.settled(1)
+        await d.trade(deal(Side.SELL, "1.00", position=ticket))
+        records = await d.settled(2)
+        copies = [m for r in records for m in r.master_order_ids]
+        direct = await d.gateway.engine.submit(
+            MasterOrderSpec(d.group_id, "EURUSD", Side.BUY, OrderType.MARKET, D("0.50"), "desk-1")
+        )
+        await d.gateway.engine.wait_idle()
+        period = {"start_time": timestamp(before - timedelta(minutes=1))}
+        period["end_time"] = timestamp(_now() + timedelta(minutes=1))
+        async with grpc.aio.insecure_channel(d.gateway.address) as channel:
+            reporting = reporting_service_pb2_grpc.ReportingServiceStub(channel)
+            quality = await reporting.GetExecutionQuality(
+                reporting_service_pb2.GetExecutionQualityRequest(account_id=d.members[-1], **period)
+            )
+        assert quality.orders == 3 and quality.copied_orders == 2
+        to_send = quality.average_signal_to_send.ToTimedelta()
+        to_fill = quality.max_signal_to_fill.ToTimedelta()
+        # The look interval (50 ms here) and the copy's own path: well under a few seconds.
+        assert timedelta(0) < to_send <= to_fill < timedelta(seconds=5)
+        by_master = {s.master_order_id: s for s in quality.dispatch_skews}
+        for master_id in copies:
+            assert by_master[master_id].HasField("signal_to_first_send")
+            assert by_master[master_id].HasField("signal_to_last_fill")
+        own = by_master[direct.master.master_order_id]
+        assert not own.HasField("signal_to_first_send")
+
+
+def timestamp(at: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return stamp

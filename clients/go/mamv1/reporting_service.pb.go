@@ -3168,9 +3168,15 @@ type MasterDispatchSkew struct {
 	// Last send - first send; unset without a send.
 	DispatchSkew *durationpb.Duration `protobuf:"bytes,3,opt,name=dispatch_skew,json=dispatchSkew,proto3" json:"dispatch_skew,omitempty"`
 	// Last first fill - first first fill; unset without a fill.
-	FillSkew      *durationpb.Duration `protobuf:"bytes,4,opt,name=fill_skew,json=fillSkew,proto3" json:"fill_skew,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FillSkew *durationpb.Duration `protobuf:"bytes,4,opt,name=fill_skew,json=fillSkew,proto3" json:"fill_skew,omitempty"`
+	// A copy of a source account's change (docs/mirroring.md): from the change at the source to
+	// the first send and to the last first fill; unset for other orders. The change's time is
+	// the position's or order's own time for an opening or a placement, the look that saw it
+	// for a later change.
+	SignalToFirstSend *durationpb.Duration `protobuf:"bytes,5,opt,name=signal_to_first_send,json=signalToFirstSend,proto3" json:"signal_to_first_send,omitempty"`
+	SignalToLastFill  *durationpb.Duration `protobuf:"bytes,6,opt,name=signal_to_last_fill,json=signalToLastFill,proto3" json:"signal_to_last_fill,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *MasterDispatchSkew) Reset() {
@@ -3227,6 +3233,20 @@ func (x *MasterDispatchSkew) GetDispatchSkew() *durationpb.Duration {
 func (x *MasterDispatchSkew) GetFillSkew() *durationpb.Duration {
 	if x != nil {
 		return x.FillSkew
+	}
+	return nil
+}
+
+func (x *MasterDispatchSkew) GetSignalToFirstSend() *durationpb.Duration {
+	if x != nil {
+		return x.SignalToFirstSend
+	}
+	return nil
+}
+
+func (x *MasterDispatchSkew) GetSignalToLastFill() *durationpb.Duration {
+	if x != nil {
+		return x.SignalToLastFill
 	}
 	return nil
 }
@@ -3311,9 +3331,17 @@ type GetExecutionQualityResponse struct {
 	DispatchSkews []*MasterDispatchSkew `protobuf:"bytes,8,rep,name=dispatch_skews,json=dispatchSkews,proto3" json:"dispatch_skews,omitempty"`
 	// True when the period holds more master orders than one answer covers (10000): the
 	// figures are those of the earliest; ask again for a shorter period.
-	Truncated     bool `protobuf:"varint,9,opt,name=truncated,proto3" json:"truncated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Truncated bool `protobuf:"varint,9,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// Of those, the copies of a source account's changes (mirroring), and for them the mean and
+	// largest time from the change at the source to the account's send and to its first fill;
+	// unset without one.
+	CopiedOrders        int32                `protobuf:"varint,10,opt,name=copied_orders,json=copiedOrders,proto3" json:"copied_orders,omitempty"`
+	AverageSignalToSend *durationpb.Duration `protobuf:"bytes,11,opt,name=average_signal_to_send,json=averageSignalToSend,proto3" json:"average_signal_to_send,omitempty"`
+	MaxSignalToSend     *durationpb.Duration `protobuf:"bytes,12,opt,name=max_signal_to_send,json=maxSignalToSend,proto3" json:"max_signal_to_send,omitempty"`
+	AverageSignalToFill *durationpb.Duration `protobuf:"bytes,13,opt,name=average_signal_to_fill,json=averageSignalToFill,proto3" json:"average_signal_to_fill,omitempty"`
+	MaxSignalToFill     *durationpb.Duration `protobuf:"bytes,14,opt,name=max_signal_to_fill,json=maxSignalToFill,proto3" json:"max_signal_to_fill,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetExecutionQualityResponse) Reset() {
@@ -3407,6 +3435,41 @@ func (x *GetExecutionQualityResponse) GetTruncated() bool {
 		return x.Truncated
 	}
 	return false
+}
+
+func (x *GetExecutionQualityResponse) GetCopiedOrders() int32 {
+	if x != nil {
+		return x.CopiedOrders
+	}
+	return 0
+}
+
+func (x *GetExecutionQualityResponse) GetAverageSignalToSend() *durationpb.Duration {
+	if x != nil {
+		return x.AverageSignalToSend
+	}
+	return nil
+}
+
+func (x *GetExecutionQualityResponse) GetMaxSignalToSend() *durationpb.Duration {
+	if x != nil {
+		return x.MaxSignalToSend
+	}
+	return nil
+}
+
+func (x *GetExecutionQualityResponse) GetAverageSignalToFill() *durationpb.Duration {
+	if x != nil {
+		return x.AverageSignalToFill
+	}
+	return nil
+}
+
+func (x *GetExecutionQualityResponse) GetMaxSignalToFill() *durationpb.Duration {
+	if x != nil {
+		return x.MaxSignalToFill
+	}
+	return nil
 }
 
 type GetAccountStatementRequest struct {
@@ -3827,18 +3890,20 @@ const file_mam_v1_reporting_service_proto_rawDesc = "" +
 	"\x0eaverage_points\x18\x02 \x01(\tR\raveragePoints\x12!\n" +
 	"\fworst_points\x18\x03 \x01(\tR\vworstPoints\x12\x1f\n" +
 	"\vbest_points\x18\x04 \x01(\tR\n" +
-	"bestPoints\"\xd9\x01\n" +
+	"bestPoints\"\xef\x02\n" +
 	"\x12MasterDispatchSkew\x12&\n" +
 	"\x0fmaster_order_id\x18\x01 \x01(\tR\rmasterOrderId\x12#\n" +
 	"\raccounts_sent\x18\x02 \x01(\x05R\faccountsSent\x12>\n" +
 	"\rdispatch_skew\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fdispatchSkew\x126\n" +
-	"\tfill_skew\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bfillSkew\"\xad\x01\n" +
+	"\tfill_skew\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bfillSkew\x12J\n" +
+	"\x14signal_to_first_send\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x11signalToFirstSend\x12H\n" +
+	"\x13signal_to_last_fill\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x10signalToLastFill\"\xad\x01\n" +
 	"\x1aGetExecutionQualityRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x129\n" +
 	"\n" +
 	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x88\x04\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xdd\x06\n" +
 	"\x1bGetExecutionQualityResponse\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
@@ -3849,7 +3914,13 @@ const file_mam_v1_reporting_service_proto_rawDesc = "" +
 	"\x12max_dispatch_delay\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x10maxDispatchDelay\x12K\n" +
 	"\x14average_send_latency\x18\a \x01(\v2\x19.google.protobuf.DurationR\x12averageSendLatency\x12A\n" +
 	"\x0edispatch_skews\x18\b \x03(\v2\x1a.mam.v1.MasterDispatchSkewR\rdispatchSkews\x12\x1c\n" +
-	"\ttruncated\x18\t \x01(\bR\ttruncated\"\xde\x01\n" +
+	"\ttruncated\x18\t \x01(\bR\ttruncated\x12#\n" +
+	"\rcopied_orders\x18\n" +
+	" \x01(\x05R\fcopiedOrders\x12N\n" +
+	"\x16average_signal_to_send\x18\v \x01(\v2\x19.google.protobuf.DurationR\x13averageSignalToSend\x12F\n" +
+	"\x12max_signal_to_send\x18\f \x01(\v2\x19.google.protobuf.DurationR\x0fmaxSignalToSend\x12N\n" +
+	"\x16average_signal_to_fill\x18\r \x01(\v2\x19.google.protobuf.DurationR\x13averageSignalToFill\x12F\n" +
+	"\x12max_signal_to_fill\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x0fmaxSignalToFill\"\xde\x01\n" +
 	"\x1aGetAccountStatementRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x129\n" +
@@ -4017,44 +4088,50 @@ var file_mam_v1_reporting_service_proto_depIdxs = []int32{
 	36, // 54: mam.v1.SymbolVolumeQuality.history:type_name -> mam.v1.VolumeDriftStep
 	47, // 55: mam.v1.MasterDispatchSkew.dispatch_skew:type_name -> google.protobuf.Duration
 	47, // 56: mam.v1.MasterDispatchSkew.fill_skew:type_name -> google.protobuf.Duration
-	44, // 57: mam.v1.GetExecutionQualityRequest.start_time:type_name -> google.protobuf.Timestamp
-	44, // 58: mam.v1.GetExecutionQualityRequest.end_time:type_name -> google.protobuf.Timestamp
-	37, // 59: mam.v1.GetExecutionQualityResponse.volumes:type_name -> mam.v1.SymbolVolumeQuality
-	38, // 60: mam.v1.GetExecutionQualityResponse.slippage:type_name -> mam.v1.SlippageSummary
-	47, // 61: mam.v1.GetExecutionQualityResponse.average_dispatch_delay:type_name -> google.protobuf.Duration
-	47, // 62: mam.v1.GetExecutionQualityResponse.max_dispatch_delay:type_name -> google.protobuf.Duration
-	47, // 63: mam.v1.GetExecutionQualityResponse.average_send_latency:type_name -> google.protobuf.Duration
-	39, // 64: mam.v1.GetExecutionQualityResponse.dispatch_skews:type_name -> mam.v1.MasterDispatchSkew
-	44, // 65: mam.v1.GetAccountStatementRequest.start_time:type_name -> google.protobuf.Timestamp
-	44, // 66: mam.v1.GetAccountStatementRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 67: mam.v1.GetAccountStatementRequest.format:type_name -> mam.v1.StatementFormat
-	5,  // 68: mam.v1.ReportingService.RecordBalanceOperation:input_type -> mam.v1.RecordBalanceOperationRequest
-	7,  // 69: mam.v1.ReportingService.ListBalanceOperations:input_type -> mam.v1.ListBalanceOperationsRequest
-	10, // 70: mam.v1.ReportingService.ListAccountDeals:input_type -> mam.v1.ListAccountDealsRequest
-	13, // 71: mam.v1.ReportingService.ListAccountPositions:input_type -> mam.v1.ListAccountPositionsRequest
-	23, // 72: mam.v1.ReportingService.GetAccountPerformance:input_type -> mam.v1.GetAccountPerformanceRequest
-	25, // 73: mam.v1.ReportingService.GetGroupPerformance:input_type -> mam.v1.GetGroupPerformanceRequest
-	28, // 74: mam.v1.ReportingService.GetFeeSchedule:input_type -> mam.v1.GetFeeScheduleRequest
-	30, // 75: mam.v1.ReportingService.UpdateFeeSchedule:input_type -> mam.v1.UpdateFeeScheduleRequest
-	34, // 76: mam.v1.ReportingService.ListFeeCharges:input_type -> mam.v1.ListFeeChargesRequest
-	40, // 77: mam.v1.ReportingService.GetExecutionQuality:input_type -> mam.v1.GetExecutionQualityRequest
-	42, // 78: mam.v1.ReportingService.GetAccountStatement:input_type -> mam.v1.GetAccountStatementRequest
-	6,  // 79: mam.v1.ReportingService.RecordBalanceOperation:output_type -> mam.v1.RecordBalanceOperationResponse
-	8,  // 80: mam.v1.ReportingService.ListBalanceOperations:output_type -> mam.v1.ListBalanceOperationsResponse
-	11, // 81: mam.v1.ReportingService.ListAccountDeals:output_type -> mam.v1.ListAccountDealsResponse
-	14, // 82: mam.v1.ReportingService.ListAccountPositions:output_type -> mam.v1.ListAccountPositionsResponse
-	24, // 83: mam.v1.ReportingService.GetAccountPerformance:output_type -> mam.v1.GetAccountPerformanceResponse
-	26, // 84: mam.v1.ReportingService.GetGroupPerformance:output_type -> mam.v1.GetGroupPerformanceResponse
-	29, // 85: mam.v1.ReportingService.GetFeeSchedule:output_type -> mam.v1.GetFeeScheduleResponse
-	31, // 86: mam.v1.ReportingService.UpdateFeeSchedule:output_type -> mam.v1.UpdateFeeScheduleResponse
-	35, // 87: mam.v1.ReportingService.ListFeeCharges:output_type -> mam.v1.ListFeeChargesResponse
-	41, // 88: mam.v1.ReportingService.GetExecutionQuality:output_type -> mam.v1.GetExecutionQualityResponse
-	43, // 89: mam.v1.ReportingService.GetAccountStatement:output_type -> mam.v1.GetAccountStatementResponse
-	79, // [79:90] is the sub-list for method output_type
-	68, // [68:79] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	47, // 57: mam.v1.MasterDispatchSkew.signal_to_first_send:type_name -> google.protobuf.Duration
+	47, // 58: mam.v1.MasterDispatchSkew.signal_to_last_fill:type_name -> google.protobuf.Duration
+	44, // 59: mam.v1.GetExecutionQualityRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 60: mam.v1.GetExecutionQualityRequest.end_time:type_name -> google.protobuf.Timestamp
+	37, // 61: mam.v1.GetExecutionQualityResponse.volumes:type_name -> mam.v1.SymbolVolumeQuality
+	38, // 62: mam.v1.GetExecutionQualityResponse.slippage:type_name -> mam.v1.SlippageSummary
+	47, // 63: mam.v1.GetExecutionQualityResponse.average_dispatch_delay:type_name -> google.protobuf.Duration
+	47, // 64: mam.v1.GetExecutionQualityResponse.max_dispatch_delay:type_name -> google.protobuf.Duration
+	47, // 65: mam.v1.GetExecutionQualityResponse.average_send_latency:type_name -> google.protobuf.Duration
+	39, // 66: mam.v1.GetExecutionQualityResponse.dispatch_skews:type_name -> mam.v1.MasterDispatchSkew
+	47, // 67: mam.v1.GetExecutionQualityResponse.average_signal_to_send:type_name -> google.protobuf.Duration
+	47, // 68: mam.v1.GetExecutionQualityResponse.max_signal_to_send:type_name -> google.protobuf.Duration
+	47, // 69: mam.v1.GetExecutionQualityResponse.average_signal_to_fill:type_name -> google.protobuf.Duration
+	47, // 70: mam.v1.GetExecutionQualityResponse.max_signal_to_fill:type_name -> google.protobuf.Duration
+	44, // 71: mam.v1.GetAccountStatementRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 72: mam.v1.GetAccountStatementRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 73: mam.v1.GetAccountStatementRequest.format:type_name -> mam.v1.StatementFormat
+	5,  // 74: mam.v1.ReportingService.RecordBalanceOperation:input_type -> mam.v1.RecordBalanceOperationRequest
+	7,  // 75: mam.v1.ReportingService.ListBalanceOperations:input_type -> mam.v1.ListBalanceOperationsRequest
+	10, // 76: mam.v1.ReportingService.ListAccountDeals:input_type -> mam.v1.ListAccountDealsRequest
+	13, // 77: mam.v1.ReportingService.ListAccountPositions:input_type -> mam.v1.ListAccountPositionsRequest
+	23, // 78: mam.v1.ReportingService.GetAccountPerformance:input_type -> mam.v1.GetAccountPerformanceRequest
+	25, // 79: mam.v1.ReportingService.GetGroupPerformance:input_type -> mam.v1.GetGroupPerformanceRequest
+	28, // 80: mam.v1.ReportingService.GetFeeSchedule:input_type -> mam.v1.GetFeeScheduleRequest
+	30, // 81: mam.v1.ReportingService.UpdateFeeSchedule:input_type -> mam.v1.UpdateFeeScheduleRequest
+	34, // 82: mam.v1.ReportingService.ListFeeCharges:input_type -> mam.v1.ListFeeChargesRequest
+	40, // 83: mam.v1.ReportingService.GetExecutionQuality:input_type -> mam.v1.GetExecutionQualityRequest
+	42, // 84: mam.v1.ReportingService.GetAccountStatement:input_type -> mam.v1.GetAccountStatementRequest
+	6,  // 85: mam.v1.ReportingService.RecordBalanceOperation:output_type -> mam.v1.RecordBalanceOperationResponse
+	8,  // 86: mam.v1.ReportingService.ListBalanceOperations:output_type -> mam.v1.ListBalanceOperationsResponse
+	11, // 87: mam.v1.ReportingService.ListAccountDeals:output_type -> mam.v1.ListAccountDealsResponse
+	14, // 88: mam.v1.ReportingService.ListAccountPositions:output_type -> mam.v1.ListAccountPositionsResponse
+	24, // 89: mam.v1.ReportingService.GetAccountPerformance:output_type -> mam.v1.GetAccountPerformanceResponse
+	26, // 90: mam.v1.ReportingService.GetGroupPerformance:output_type -> mam.v1.GetGroupPerformanceResponse
+	29, // 91: mam.v1.ReportingService.GetFeeSchedule:output_type -> mam.v1.GetFeeScheduleResponse
+	31, // 92: mam.v1.ReportingService.UpdateFeeSchedule:output_type -> mam.v1.UpdateFeeScheduleResponse
+	35, // 93: mam.v1.ReportingService.ListFeeCharges:output_type -> mam.v1.ListFeeChargesResponse
+	41, // 94: mam.v1.ReportingService.GetExecutionQuality:output_type -> mam.v1.GetExecutionQualityResponse
+	43, // 95: mam.v1.ReportingService.GetAccountStatement:output_type -> mam.v1.GetAccountStatementResponse
+	85, // [85:96] is the sub-list for method output_type
+	74, // [74:85] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_reporting_service_proto_init() }

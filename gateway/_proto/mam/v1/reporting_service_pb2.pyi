@@ -1563,6 +1563,8 @@ class MasterDispatchSkew(_message.Message):
     ACCOUNTS_SENT_FIELD_NUMBER: _builtins.int
     DISPATCH_SKEW_FIELD_NUMBER: _builtins.int
     FILL_SKEW_FIELD_NUMBER: _builtins.int
+    SIGNAL_TO_FIRST_SEND_FIELD_NUMBER: _builtins.int
+    SIGNAL_TO_LAST_FILL_FIELD_NUMBER: _builtins.int
     master_order_id: _builtins.str
     accounts_sent: _builtins.int
     @_builtins.property
@@ -1573,6 +1575,16 @@ class MasterDispatchSkew(_message.Message):
     def fill_skew(self) -> _duration_pb2.Duration:
         """Last first fill - first first fill; unset without a fill."""
 
+    @_builtins.property
+    def signal_to_first_send(self) -> _duration_pb2.Duration:
+        """A copy of a source account's change (docs/mirroring.md): from the change at the source to
+        the first send and to the last first fill; unset for other orders. The change's time is
+        the position's or order's own time for an opening or a placement, the look that saw it
+        for a later change.
+        """
+
+    @_builtins.property
+    def signal_to_last_fill(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -1580,10 +1592,12 @@ class MasterDispatchSkew(_message.Message):
         accounts_sent: _builtins.int = ...,
         dispatch_skew: _duration_pb2.Duration | None = ...,
         fill_skew: _duration_pb2.Duration | None = ...,
+        signal_to_first_send: _duration_pb2.Duration | None = ...,
+        signal_to_last_fill: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dispatch_skew", b"dispatch_skew", "fill_skew", b"fill_skew"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dispatch_skew", b"dispatch_skew", "fill_skew", b"fill_skew", "signal_to_first_send", b"signal_to_first_send", "signal_to_last_fill", b"signal_to_last_fill"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_sent", b"accounts_sent", "dispatch_skew", b"dispatch_skew", "fill_skew", b"fill_skew", "master_order_id", b"master_order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_sent", b"accounts_sent", "dispatch_skew", b"dispatch_skew", "fill_skew", b"fill_skew", "master_order_id", b"master_order_id", "signal_to_first_send", b"signal_to_first_send", "signal_to_last_fill", b"signal_to_last_fill"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1634,12 +1648,22 @@ class GetExecutionQualityResponse(_message.Message):
     AVERAGE_SEND_LATENCY_FIELD_NUMBER: _builtins.int
     DISPATCH_SKEWS_FIELD_NUMBER: _builtins.int
     TRUNCATED_FIELD_NUMBER: _builtins.int
+    COPIED_ORDERS_FIELD_NUMBER: _builtins.int
+    AVERAGE_SIGNAL_TO_SEND_FIELD_NUMBER: _builtins.int
+    MAX_SIGNAL_TO_SEND_FIELD_NUMBER: _builtins.int
+    AVERAGE_SIGNAL_TO_FILL_FIELD_NUMBER: _builtins.int
+    MAX_SIGNAL_TO_FILL_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     orders: _builtins.int
     """The master orders the account took part in."""
     truncated: _builtins.bool
     """True when the period holds more master orders than one answer covers (10000): the
     figures are those of the earliest; ask again for a shorter period.
+    """
+    copied_orders: _builtins.int
+    """Of those, the copies of a source account's changes (mirroring), and for them the mean and
+    largest time from the change at the source to the account's send and to its first fill;
+    unset without one.
     """
     @_builtins.property
     def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SymbolVolumeQuality]:
@@ -1661,6 +1685,14 @@ class GetExecutionQualityResponse(_message.Message):
     def dispatch_skews(self) -> _containers.RepeatedCompositeFieldContainer[Global___MasterDispatchSkew]:
         """Each of those master orders, by id."""
 
+    @_builtins.property
+    def average_signal_to_send(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def max_signal_to_send(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def average_signal_to_fill(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def max_signal_to_fill(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -1673,10 +1705,15 @@ class GetExecutionQualityResponse(_message.Message):
         average_send_latency: _duration_pb2.Duration | None = ...,
         dispatch_skews: _abc.Iterable[Global___MasterDispatchSkew] | None = ...,
         truncated: _builtins.bool = ...,
+        copied_orders: _builtins.int = ...,
+        average_signal_to_send: _duration_pb2.Duration | None = ...,
+        max_signal_to_send: _duration_pb2.Duration | None = ...,
+        average_signal_to_fill: _duration_pb2.Duration | None = ...,
+        max_signal_to_fill: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["average_dispatch_delay", b"average_dispatch_delay", "average_send_latency", b"average_send_latency", "max_dispatch_delay", b"max_dispatch_delay", "slippage", b"slippage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["average_dispatch_delay", b"average_dispatch_delay", "average_send_latency", b"average_send_latency", "average_signal_to_fill", b"average_signal_to_fill", "average_signal_to_send", b"average_signal_to_send", "max_dispatch_delay", b"max_dispatch_delay", "max_signal_to_fill", b"max_signal_to_fill", "max_signal_to_send", b"max_signal_to_send", "slippage", b"slippage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "average_dispatch_delay", b"average_dispatch_delay", "average_send_latency", b"average_send_latency", "dispatch_skews", b"dispatch_skews", "max_dispatch_delay", b"max_dispatch_delay", "orders", b"orders", "slippage", b"slippage", "truncated", b"truncated", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "average_dispatch_delay", b"average_dispatch_delay", "average_send_latency", b"average_send_latency", "average_signal_to_fill", b"average_signal_to_fill", "average_signal_to_send", b"average_signal_to_send", "copied_orders", b"copied_orders", "dispatch_skews", b"dispatch_skews", "max_dispatch_delay", b"max_dispatch_delay", "max_signal_to_fill", b"max_signal_to_fill", "max_signal_to_send", b"max_signal_to_send", "orders", b"orders", "slippage", b"slippage", "truncated", b"truncated", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -771,7 +771,17 @@ export interface MasterDispatchSkew {
     | Duration
     | undefined;
   /** Last first fill - first first fill; unset without a fill. */
-  fillSkew: Duration | undefined;
+  fillSkew:
+    | Duration
+    | undefined;
+  /**
+   * A copy of a source account's change (docs/mirroring.md): from the change at the source to
+   * the first send and to the last first fill; unset for other orders. The change's time is
+   * the position's or order's own time for an opening or a placement, the look that saw it
+   * for a later change.
+   */
+  signalToFirstSend: Duration | undefined;
+  signalToLastFill: Duration | undefined;
 }
 
 export interface GetExecutionQualityRequest {
@@ -810,6 +820,16 @@ export interface GetExecutionQualityResponse {
    * figures are those of the earliest; ask again for a shorter period.
    */
   truncated: boolean;
+  /**
+   * Of those, the copies of a source account's changes (mirroring), and for them the mean and
+   * largest time from the change at the source to the account's send and to its first fill;
+   * unset without one.
+   */
+  copiedOrders: number;
+  averageSignalToSend: Duration | undefined;
+  maxSignalToSend: Duration | undefined;
+  averageSignalToFill: Duration | undefined;
+  maxSignalToFill: Duration | undefined;
 }
 
 export interface GetAccountStatementRequest {
@@ -6318,7 +6338,14 @@ export const SlippageSummary: MessageFns<SlippageSummary> = {
 };
 
 function createBaseMasterDispatchSkew(): MasterDispatchSkew {
-  return { masterOrderId: "", accountsSent: 0, dispatchSkew: undefined, fillSkew: undefined };
+  return {
+    masterOrderId: "",
+    accountsSent: 0,
+    dispatchSkew: undefined,
+    fillSkew: undefined,
+    signalToFirstSend: undefined,
+    signalToLastFill: undefined,
+  };
 }
 
 export const MasterDispatchSkew: MessageFns<MasterDispatchSkew> = {
@@ -6334,6 +6361,12 @@ export const MasterDispatchSkew: MessageFns<MasterDispatchSkew> = {
     }
     if (message.fillSkew !== undefined) {
       Duration.encode(message.fillSkew, writer.uint32(34).fork()).join();
+    }
+    if (message.signalToFirstSend !== undefined) {
+      Duration.encode(message.signalToFirstSend, writer.uint32(42).fork()).join();
+    }
+    if (message.signalToLastFill !== undefined) {
+      Duration.encode(message.signalToLastFill, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -6383,6 +6416,22 @@ export const MasterDispatchSkew: MessageFns<MasterDispatchSkew> = {
             message.fillSkew = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.signalToFirstSend = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.signalToLastFill = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6417,6 +6466,16 @@ export const MasterDispatchSkew: MessageFns<MasterDispatchSkew> = {
         : isSet(object.fill_skew)
         ? Duration.fromJSON(object.fill_skew)
         : undefined,
+      signalToFirstSend: isSet(object.signalToFirstSend)
+        ? Duration.fromJSON(object.signalToFirstSend)
+        : isSet(object.signal_to_first_send)
+        ? Duration.fromJSON(object.signal_to_first_send)
+        : undefined,
+      signalToLastFill: isSet(object.signalToLastFill)
+        ? Duration.fromJSON(object.signalToLastFill)
+        : isSet(object.signal_to_last_fill)
+        ? Duration.fromJSON(object.signal_to_last_fill)
+        : undefined,
     };
   },
 
@@ -6434,6 +6493,12 @@ export const MasterDispatchSkew: MessageFns<MasterDispatchSkew> = {
     if (message.fillSkew !== undefined) {
       obj.fillSkew = Duration.toJSON(message.fillSkew);
     }
+    if (message.signalToFirstSend !== undefined) {
+      obj.signalToFirstSend = Duration.toJSON(message.signalToFirstSend);
+    }
+    if (message.signalToLastFill !== undefined) {
+      obj.signalToLastFill = Duration.toJSON(message.signalToLastFill);
+    }
     return obj;
   },
 
@@ -6449,6 +6514,12 @@ export const MasterDispatchSkew: MessageFns<MasterDispatchSkew> = {
       : undefined;
     message.fillSkew = (object.fillSkew !== undefined && object.fillSkew !== null)
       ? Duration.fromPartial(object.fillSkew)
+      : undefined;
+    message.signalToFirstSend = (object.signalToFirstSend !== undefined && object.signalToFirstSend !== null)
+      ? Duration.fromPartial(object.signalToFirstSend)
+      : undefined;
+    message.signalToLastFill = (object.signalToLastFill !== undefined && object.signalToLastFill !== null)
+      ? Duration.fromPartial(object.signalToLastFill)
       : undefined;
     return message;
   },
@@ -6578,6 +6649,11 @@ function createBaseGetExecutionQualityResponse(): GetExecutionQualityResponse {
     averageSendLatency: undefined,
     dispatchSkews: [],
     truncated: false,
+    copiedOrders: 0,
+    averageSignalToSend: undefined,
+    maxSignalToSend: undefined,
+    averageSignalToFill: undefined,
+    maxSignalToFill: undefined,
   };
 }
 
@@ -6609,6 +6685,21 @@ export const GetExecutionQualityResponse: MessageFns<GetExecutionQualityResponse
     }
     if (message.truncated !== false) {
       writer.uint32(72).bool(message.truncated);
+    }
+    if (message.copiedOrders !== 0) {
+      writer.uint32(80).int32(message.copiedOrders);
+    }
+    if (message.averageSignalToSend !== undefined) {
+      Duration.encode(message.averageSignalToSend, writer.uint32(90).fork()).join();
+    }
+    if (message.maxSignalToSend !== undefined) {
+      Duration.encode(message.maxSignalToSend, writer.uint32(98).fork()).join();
+    }
+    if (message.averageSignalToFill !== undefined) {
+      Duration.encode(message.averageSignalToFill, writer.uint32(106).fork()).join();
+    }
+    if (message.maxSignalToFill !== undefined) {
+      Duration.encode(message.maxSignalToFill, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -6698,6 +6789,46 @@ export const GetExecutionQualityResponse: MessageFns<GetExecutionQualityResponse
             message.truncated = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.copiedOrders = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.averageSignalToSend = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.maxSignalToSend = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.averageSignalToFill = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.maxSignalToFill = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6743,6 +6874,31 @@ export const GetExecutionQualityResponse: MessageFns<GetExecutionQualityResponse
         ? object.dispatch_skews.map((e: any) => MasterDispatchSkew.fromJSON(e))
         : [],
       truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      copiedOrders: isSet(object.copiedOrders)
+        ? globalThis.Number(object.copiedOrders)
+        : isSet(object.copied_orders)
+        ? globalThis.Number(object.copied_orders)
+        : 0,
+      averageSignalToSend: isSet(object.averageSignalToSend)
+        ? Duration.fromJSON(object.averageSignalToSend)
+        : isSet(object.average_signal_to_send)
+        ? Duration.fromJSON(object.average_signal_to_send)
+        : undefined,
+      maxSignalToSend: isSet(object.maxSignalToSend)
+        ? Duration.fromJSON(object.maxSignalToSend)
+        : isSet(object.max_signal_to_send)
+        ? Duration.fromJSON(object.max_signal_to_send)
+        : undefined,
+      averageSignalToFill: isSet(object.averageSignalToFill)
+        ? Duration.fromJSON(object.averageSignalToFill)
+        : isSet(object.average_signal_to_fill)
+        ? Duration.fromJSON(object.average_signal_to_fill)
+        : undefined,
+      maxSignalToFill: isSet(object.maxSignalToFill)
+        ? Duration.fromJSON(object.maxSignalToFill)
+        : isSet(object.max_signal_to_fill)
+        ? Duration.fromJSON(object.max_signal_to_fill)
+        : undefined,
     };
   },
 
@@ -6775,6 +6931,21 @@ export const GetExecutionQualityResponse: MessageFns<GetExecutionQualityResponse
     if (message.truncated !== false) {
       obj.truncated = message.truncated;
     }
+    if (message.copiedOrders !== 0) {
+      obj.copiedOrders = Math.round(message.copiedOrders);
+    }
+    if (message.averageSignalToSend !== undefined) {
+      obj.averageSignalToSend = Duration.toJSON(message.averageSignalToSend);
+    }
+    if (message.maxSignalToSend !== undefined) {
+      obj.maxSignalToSend = Duration.toJSON(message.maxSignalToSend);
+    }
+    if (message.averageSignalToFill !== undefined) {
+      obj.averageSignalToFill = Duration.toJSON(message.averageSignalToFill);
+    }
+    if (message.maxSignalToFill !== undefined) {
+      obj.maxSignalToFill = Duration.toJSON(message.maxSignalToFill);
+    }
     return obj;
   },
 
@@ -6800,6 +6971,19 @@ export const GetExecutionQualityResponse: MessageFns<GetExecutionQualityResponse
       : undefined;
     message.dispatchSkews = object.dispatchSkews?.map((e) => MasterDispatchSkew.fromPartial(e)) || [];
     message.truncated = object.truncated ?? false;
+    message.copiedOrders = object.copiedOrders ?? 0;
+    message.averageSignalToSend = (object.averageSignalToSend !== undefined && object.averageSignalToSend !== null)
+      ? Duration.fromPartial(object.averageSignalToSend)
+      : undefined;
+    message.maxSignalToSend = (object.maxSignalToSend !== undefined && object.maxSignalToSend !== null)
+      ? Duration.fromPartial(object.maxSignalToSend)
+      : undefined;
+    message.averageSignalToFill = (object.averageSignalToFill !== undefined && object.averageSignalToFill !== null)
+      ? Duration.fromPartial(object.averageSignalToFill)
+      : undefined;
+    message.maxSignalToFill = (object.maxSignalToFill !== undefined && object.maxSignalToFill !== null)
+      ? Duration.fromPartial(object.maxSignalToFill)
+      : undefined;
     return message;
   },
 };
