@@ -267,9 +267,11 @@ class _GroupWatch:
         self, signal: SourceSignal, account: Account | None
     ) -> tuple[tuple[MasterOrderId, ...], str]:
         kind = signal.kind
-        if kind in (SignalKind.POSITION_OPENED, SignalKind.POSITION_INCREASED):
-            return await self._submit(signal, account)
-        if kind is SignalKind.ORDER_PLACED:
+        if kind in (
+            SignalKind.POSITION_OPENED,
+            SignalKind.POSITION_INCREASED,
+            SignalKind.ORDER_PLACED,
+        ):
             return await self._submit(signal, account)
         if kind in (SignalKind.POSITION_REDUCED, SignalKind.POSITION_CLOSED):
             return await self._close(signal)

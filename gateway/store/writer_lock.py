@@ -22,6 +22,7 @@ database's thread. The epoch moves on at every takeover on both.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import errno
@@ -90,19 +91,20 @@ class WriterFenced(Exception):
 FenceCheck = Callable[[AsyncConnection], Awaitable[bool]]
 
 
-class WriterLock:
-    """The lock of one database; `acquire` once, `release` at the stop."""
+class WriterLock(abc.ABC):
+    """The lock of one database; `acquire` once, `release` at the stop. One kind per database
+    engine: SqliteWriterLock, PostgresWriterLock."""
 
     database: str
 
+    @abc.abstractmethod
     async def acquire(self, identity: WriterIdentity) -> None:
         """Raises WriterLockHeld when another process holds it."""
-        raise NotImplementedError
 
-    async def release(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def release(self) -> None: ...
 
-    def watch(self, still_ours: FenceCheck, on_lost: Callable[[], None]) -> None:
+    def watch(self, still_ours: FenceCheck, on_lost: Callable[[], None]) -> None:  # noqa: B027
         """Starts whatever keeps the lock held: `still_ours` tells, on a connection that holds
         the lock again, whether the fence is still this process's; `on_lost` is called once
         the lock is gone for good. Nothing to do where the lock cannot be lost."""
