@@ -3,6 +3,8 @@
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
+# pip installs uv only; run as root (a container, CI) it would warn about that on every first run.
+export PIP_ROOT_USER_ACTION := ignore
 BUF := node_modules/.bin/buf
 CONFIG ?= deploy/config/demo.toml
 PYTEST_ARGS ?=
@@ -22,7 +24,15 @@ TS_DEPS := $(TS_CLIENT)/node_modules/.installed
 
 help:
 	@echo "make run          start the gateway on $(CONFIG) (SQLite under var/, simulated terminals)"
-	@echo "make test         lint, type-check, buf lint, generated-code check, lowest deps, pytest"
+	@echo "make test         every check CI runs, in this order:"
+	@echo "                  lint: ruff check and format, mypy, buf lint and format"
+	@echo "                  check-proto, check-clients: generated code up to date with protos/"
+	@echo "                  test-lowest-deps: tests/unit on the lowest dependency versions allowed"
+	@echo "                  pytest: tests/ (unit, contract, integration, e2e, fault, abuse) on"
+	@echo "                    every core, on SQLite and PostgreSQL (apt-installs PostgreSQL and"
+	@echo "                    Prometheus when missing, as root)"
+	@echo "                  test-clients: the Go, Java, TypeScript and Python client suites"
+	@echo "                  (each part runs alone too: make lint, make pytest PYTEST_ARGS=tests/unit)"
 	@echo "make test-lowest-deps  the unit tests on the lowest versions pyproject.toml allows (.venv-lowest)"
 	@echo "make crash-test-long   the SIGKILL crash test at 100 seeded kill points per database (~13 min)"
 	@echo "make proto        regenerate gateway/_proto from protos/"
@@ -35,8 +45,9 @@ deps: .venv/.synced $(BUF)
 
 # uv itself comes from PyPI; everything else from the lock files.
 .venv/.synced: pyproject.toml uv.lock
+	@echo "installing the Python dependencies (uv.lock) into .venv/: ~20 s the first time"
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen --quiet --compile-bytecode
+	@$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 $(BUF): package.json package-lock.json
@@ -48,6 +59,7 @@ $(BUF): package.json package-lock.json
 # the demo strategy on the group's source account (MAM__DEMO__STRATEGY=false: not).
 run: .venv/.synced
 	@mkdir -p var
+	@echo "mamctl, in another shell here: source .venv/bin/activate; export MAM_API_KEY=\$$(cat var/admin.key)"
 	MAM__SIMULATOR__STATE_PATH=$${MAM__SIMULATOR__STATE_PATH-var/sim-broker.db} \
 		MAM__DEMO__STRATEGY=$${MAM__DEMO__STRATEGY-true} \
 		$(UV) run --frozen mam-gateway --config $(CONFIG)

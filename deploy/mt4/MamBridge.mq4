@@ -1,14 +1,15 @@
 //+------------------------------------------------------------------+
 //| MamBridge.mq4                                                     |
-//| The MT4 side of the mam-gateway bridge (protocol version 1,       |
+//| The MT4 side of the mam-gateway bridge (protocol versions 1..2,   |
 //| docs/mt4-bridge.md): connects OUT to the gateway over TCP, says   |
 //| hello with the account's login and token, then executes the       |
 //| gateway's requests one at a time and answers each with the same   |
-//| id. Needs "Allow DLL imports" (Winsock) and AutoTrading.          |
+//| id; in protocol 2 it also pushes its trade pool as soon as it     |
+//| changes. Needs "Allow DLL imports" (Winsock) and AutoTrading.     |
 //| It cannot run on MetaQuotes' Virtual Hosting (no DLL calls there).|
 //+------------------------------------------------------------------+
 #property copyright "mam-gateway"
-#property version   "1.00"
+#property version   "1.10"
 #property description "Bridge to the mam-gateway: executes its orders, reports orders and account."
 #property strict
 
@@ -21,15 +22,19 @@ input string BridgeToken            = "";          // Token of this login (from 
 input int    TimerMilliseconds      = 20;          // How often the socket is polled
 input int    ReconnectSeconds       = 5;           // Wait between connection attempts
 input int    TradeContextWaitMs     = 5000;        // Longest wait for a busy trade context (then 146)
-input int    PushIntervalMs         = 1000;        // Least time between order/account pushes
+input int    PushIntervalMs         = 1000;        // Least time between account pushes (and order pushes in protocol 1)
+input bool   PushTradeEvents        = true;        // Push each change of the orders at once (protocol 2); false: the gateway asks (protocol 1)
 input bool   SendStopsSeparately    = false;       // Market orders: open first, then set SL/TP (ECN brokers)
 input bool   UseFixedUtcOffset      = false;       // Use ServerUtcOffsetMinutes instead of measuring
 input int    ServerUtcOffsetMinutes = 0;           // Broker server time minus UTC, when fixed
 
 //--- protocol
 #define PROTOCOL_MIN        1
-#define PROTOCOL_MAX        1
-#define EA_VERSION          "1.00"
+#define PROTOCOL_MAX        2
+// From this version on the trade pool is pushed at every change, numbered (orders_changed.seq),
+// and the number is given with the orders and trade_result answers.
+#define TRADE_EVENTS_PROTOCOL 2
+#define EA_VERSION          "1.10"
 #define DEFAULT_MAX_FRAME   1048576
 #define MAX_FRAMES_PER_TICK 64
 // The gateway refuses shorter tokens (gateway/domain/peer_authentication.py).
@@ -119,9 +124,21 @@ int    g_maxFrame = DEFAULT_MAX_FRAME;
 uchar  g_in[];
 int    g_inLen = 0;
 uchar  g_chunk[65536];
-string g_lastOrdersSignature = "";
 string g_lastAccountSignature = "";
 bool   g_lastTooLarge = false;
+int    g_protocol = 0;               // the version the gateway welcomed this session with
+
+//--- the trade pool as last seen (BookChanged), and its sequence number
+long     g_bookSeq = 0;              // one more for each change of the pool seen; never goes back
+bool     g_bookUnsent = false;       // the pool at g_bookSeq is still to be pushed
+int      g_bookCount = -1;           // -1: not looked at yet
+int      g_bookTickets[];
+int      g_bookTypes[];
+double   g_bookLots[];
+double   g_bookOpenPrices[];
+double   g_bookStopLosses[];
+double   g_bookTakeProfits[];
+datetime g_bookExpirations[];
 
 //--- server time -> UTC
 int      g_utcOffset = 0;            // broker server time minus UTC, in seconds
@@ -219,9 +236,12 @@ void ResetState()
    g_timeoutMs = 20000;
    g_maxFrame = DEFAULT_MAX_FRAME;
    g_inLen = 0;
-   g_lastOrdersSignature = "";
    g_lastAccountSignature = "";
    g_lastTooLarge = false;
+   g_protocol = 0;
+   g_bookSeq = 0;
+   g_bookUnsent = false;
+   g_bookCount = -1;
    g_utcOffset = 0;
    g_utcOffsetKnown = false;
    g_utcOffsetLookedUpFor = 0;
@@ -271,6 +291,10 @@ void OnTimer()
      }
    if(now - g_lastSent >= (uint)g_heartbeatMs)
       SendMessage("{\"type\":\"heartbeat\"}");
+   // Protocol 2: a change of the trade pool is pushed on the tick it is seen (the gateway
+   // copies a source's trades from it); looking costs a few comparisons per order.
+   if(g_protocol >= TRADE_EVENTS_PROTOCOL)
+      PushBook();
    if(now - g_lastPush >= (uint)PushIntervalMs)
      {
       g_lastPush = now;
@@ -397,7 +421,7 @@ bool SayHello()
    g_lastReceived = g_connectedAt;
    string hello = "{\"type\":\"hello\""
                   + ",\"protocol_min\":" + IntegerToString(PROTOCOL_MIN)
-                  + ",\"protocol_max\":" + IntegerToString(PROTOCOL_MAX)
+                  + ",\"protocol_max\":" + IntegerToString(PushTradeEvents ? PROTOCOL_MAX : 1)
                   + ",\"login\":" + IntegerToString(AccountNumber())
                   + ",\"server\":" + JsonText(AccountServer())
                   + ",\"token\":" + JsonText(BridgeToken)
@@ -561,7 +585,7 @@ void HandleMessage(const string text)
      }
    string id = Field(keys, values, "id");
    if(id == "")
-      return;   // nothing else comes without an id in protocol 1
+      return;   // nothing else comes from the gateway without an id
    string answer;
    if(type == "account")
       answer = "{\"type\":\"account\",\"id\":" + JsonText(id) + AccountFields() + "}";
@@ -570,7 +594,7 @@ void HandleMessage(const string text)
    else if(type == "quote")
       answer = QuoteAnswer(id, Field(keys, values, "symbol"));
    else if(type == "orders")
-      answer = "{\"type\":\"orders\",\"id\":" + JsonText(id) + ",\"orders\":[" + OpenOrdersJson("") + "]}";
+      answer = OrdersAnswer(id);
    else if(type == "history")
       answer = HistoryAnswer(id, StringToInteger(Field(keys, values, "since")));
    else if(type == "find")
@@ -608,7 +632,9 @@ void HandleHandshake(const string type, string &keys[], string &values[])
       g_timeoutMs = AtLeast(StringToInteger(Field(keys, values, "timeout_ms")), g_heartbeatMs * 2);
       g_maxFrame = AtLeast(StringToInteger(Field(keys, values, "max_frame")), 1024);
       g_retryMs = 0;
-      g_lastOrdersSignature = "";
+      g_protocol = (int)StringToInteger(Field(keys, values, "protocol"));
+      // The new session knows nothing yet: the pool is pushed at once, under its number.
+      g_bookUnsent = true;
       g_lastAccountSignature = "";
       g_lastPush = 0;
       Print("MamBridge: connected, protocol ", Field(keys, values, "protocol"), ", session ", Field(keys, values, "session"));
@@ -755,6 +781,14 @@ string HistoryOrdersJson(const long sinceUtc, const string tag)
    return(items);
   }
 
+// The trade pool, under the number it has as it is read (protocol 2; a gateway of protocol 1
+// ignores the field).
+string OrdersAnswer(const string id)
+  {
+   string seq = SeqField();
+   return("{\"type\":\"orders\",\"id\":" + JsonText(id) + seq + ",\"orders\":[" + OpenOrdersJson("") + "]}");
+  }
+
 string HistoryAnswer(const string id, const long sinceUtc)
   {
    return("{\"type\":\"history\",\"id\":" + JsonText(id) + ",\"orders\":[" + HistoryOrdersJson(sinceUtc, "") + "]}");
@@ -838,29 +872,105 @@ string RecordOf(const int ticket)
 //+------------------------------------------------------------------+
 //| Pushes                                                            |
 //+------------------------------------------------------------------+
+// Every PushIntervalMs: the account's values when they changed, and in protocol 1 the trade
+// pool (protocol 2 pushes it at every tick, OnTimer).
 void PushChanges()
   {
-   JournalRemainders();
-   string signature = "";
-   for(int i = OrdersTotal() - 1; i >= 0; i--)
-     {
-      if(!OrderSelect(i, SELECT_BY_POS, MODE_TRADES))
-         continue;
-      StringAdd(signature, IntegerToString(OrderTicket()) + ":" + DoubleToString(OrderLots(), 8) + ":"
-                + DoubleToString(OrderStopLoss(), 8) + ":" + DoubleToString(OrderTakeProfit(), 8) + ":"
-                + DoubleToString(OrderOpenPrice(), 8) + ":" + IntegerToString(OrderType()) + ";");
-     }
-   if(signature != g_lastOrdersSignature)
-     {
-      if(SendMessage("{\"type\":\"orders_changed\",\"orders\":[" + OpenOrdersJson("") + "]}"))
-         g_lastOrdersSignature = signature;
-     }
+   if(g_protocol < TRADE_EVENTS_PROTOCOL)
+      PushBook();
    string account = Dec(AccountBalance(), 2) + "|" + Dec(AccountEquity(), 2) + "|" + Dec(AccountMargin(), 2);
    if(account != g_lastAccountSignature)
      {
       if(SendMessage("{\"type\":\"account_changed\"" + AccountFields() + "}"))
          g_lastAccountSignature = account;
      }
+  }
+
+// Whether the trade pool differs from when this was last called: a ticket came or went, or an
+// order's type (a pending order triggered), lots, open price, SL, TP or expiration changed;
+// not profits, which move with every quote. Cheap enough for every timer tick: numbers
+// compared in place, no strings built, what is read kept for the next call.
+bool BookChanged()
+  {
+   int total = OrdersTotal();
+   if(ArraySize(g_bookTickets) < total)
+     {
+      ArrayResize(g_bookTickets, total, 64);
+      ArrayResize(g_bookTypes, total, 64);
+      ArrayResize(g_bookLots, total, 64);
+      ArrayResize(g_bookOpenPrices, total, 64);
+      ArrayResize(g_bookStopLosses, total, 64);
+      ArrayResize(g_bookTakeProfits, total, 64);
+      ArrayResize(g_bookExpirations, total, 64);
+     }
+   bool changed = false;
+   int count = 0;
+   for(int i = 0; i < total; i++)
+     {
+      if(!OrderSelect(i, SELECT_BY_POS, MODE_TRADES))
+         continue;
+      int ticket = OrderTicket();
+      int type = OrderType();
+      double lots = OrderLots();
+      double openPrice = OrderOpenPrice();
+      double sl = OrderStopLoss();
+      double tp = OrderTakeProfit();
+      datetime expiration = OrderExpiration();
+      if(count >= g_bookCount || g_bookTickets[count] != ticket || g_bookTypes[count] != type
+         || g_bookLots[count] != lots || g_bookOpenPrices[count] != openPrice
+         || g_bookStopLosses[count] != sl || g_bookTakeProfits[count] != tp
+         || g_bookExpirations[count] != expiration)
+        {
+         changed = true;
+         g_bookTickets[count] = ticket;
+         g_bookTypes[count] = type;
+         g_bookLots[count] = lots;
+         g_bookOpenPrices[count] = openPrice;
+         g_bookStopLosses[count] = sl;
+         g_bookTakeProfits[count] = tp;
+         g_bookExpirations[count] = expiration;
+        }
+      count++;
+     }
+   if(count != g_bookCount)
+      changed = true;
+   g_bookCount = count;
+   return(changed);
+  }
+
+// The number of the trade pool as it is now: one more for each change seen. The gateway reads
+// a pool it holds instead of asking only while its number is at least the one a trade left.
+long BookSeq()
+  {
+   if(BookChanged())
+     {
+      g_bookSeq++;
+      g_bookUnsent = true;
+     }
+   return(g_bookSeq);
+  }
+
+string SeqField()
+  {
+   return(",\"seq\":" + IntegerToString(BookSeq()));
+  }
+
+// Pushes the whole trade pool under its number if it changed since the last push (or the
+// session is new). Whole, so that a push lost with a connection or merged with the next costs
+// nothing. A pool too large for a frame is pushed as its number alone ("too_large"): the
+// gateway then asks, and never reads an older pool as the current one.
+void PushBook()
+  {
+   BookSeq();
+   if(!g_bookUnsent)
+      return;
+   JournalRemainders();
+   string head = "{\"type\":\"orders_changed\",\"seq\":" + IntegerToString(g_bookSeq);
+   if(SendMessage(head + ",\"orders\":[" + OpenOrdersJson("") + "]}"))
+      g_bookUnsent = false;
+   else if(g_lastTooLarge && g_protocol >= TRADE_EVENTS_PROTOCOL
+           && SendMessage(head + ",\"too_large\":true}"))
+      g_bookUnsent = false;
   }
 
 //+------------------------------------------------------------------+
@@ -895,15 +1005,17 @@ string TradeFailed(const string id, const int error, const string symbol, const 
    return("{\"type\":\"trade_result\",\"id\":" + JsonText(id)
           + ",\"error\":" + IntegerToString(error)
           + ",\"message\":" + JsonText(message)
-          + ",\"bid\":" + JsonText(bid) + ",\"ask\":" + JsonText(ask) + "}");
+          + ",\"bid\":" + JsonText(bid) + ",\"ask\":" + JsonText(ask) + SeqField() + "}");
   }
 
 string TradeDone(const string id, const string symbol, const string order, const string remainder,
                  const string opposite, const string message)
   {
    int digits = SymbolDigits(symbol);
+   // The number of the pool the trade left: the gateway does not read a pushed pool older.
+   string seq = SeqField();
    string result = "{\"type\":\"trade_result\",\"id\":" + JsonText(id)
-                   + ",\"error\":0,\"message\":" + JsonText(message)
+                   + ",\"error\":0,\"message\":" + JsonText(message) + seq
                    + ",\"bid\":" + JsonText(Dec(MarketInfo(symbol, MODE_BID), digits))
                    + ",\"ask\":" + JsonText(Dec(MarketInfo(symbol, MODE_ASK), digits))
                    // Never a broken frame: a record that could not be read is null, and the

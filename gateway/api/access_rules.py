@@ -219,6 +219,8 @@ RULES: dict[str, Rule] = {
     # No group: the servicer shows the caller's groups' signals only.
     _TRADING + "ListSignals": Rule(MANAGERS, check=_optional_group),
     _TRADING + "StreamSignals": Rule(MANAGERS, check=_optional_group),
+    # The symbols' volume and price rules: what every caller's figures are shown with.
+    _TRADING + "ListSymbols": Rule(EVERYONE),
     _ADMIN + "CreateApiKey": _write(ADMIN),
     _ADMIN + "ListApiKeys": Rule(ADMIN),
     _ADMIN + "RevokeApiKey": _write(ADMIN),
@@ -226,6 +228,7 @@ RULES: dict[str, Rule] = {
     _ADMIN + "ActivateKillSwitch": _write(ADMIN),
     _ADMIN + "DeactivateKillSwitch": _write(ADMIN),
     _ADMIN + "ListKillSwitches": Rule(ADMIN),
+    _ADMIN + "GetClusterStatus": Rule(ADMIN),
     _WORKERS + "Connect": Rule(EVERYONE, own_authentication=True),
     "/mam.v1.TerminalService/ListTerminals": Rule(ADMIN),
     # Reporting: an investor reads its own accounts, a manager its groups' accounts and groups.

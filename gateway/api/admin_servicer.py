@@ -13,9 +13,16 @@ from gateway.api.access_interceptor import AccessControl, current_principal
 from gateway.api.mapping import enum_to_proto, timestamp
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.domain.audit import AuditRecord
-from gateway.domain.errors import FieldViolation, InvalidArgument, NotFound, Violations
+from gateway.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Violations,
+)
 from gateway.domain.ids import AccountId, GroupId
 from gateway.domain.kill_switches import KillSwitch, KillSwitchScope
+from gateway.engine.group_ownership import GroupOwnership
 from gateway.engine.kill_switch_board import KillSwitchBoard
 from gateway.store import Store
 
@@ -33,11 +40,13 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         access: AccessControl,
         kill_switches: KillSwitchBoard,
         clock: Any,
+        ownership: GroupOwnership | None = None,
     ) -> None:
         self._store = store
         self._access = access
         self._kill_switches = kill_switches
         self._clock = clock
+        self._ownership = ownership
 
     # -- API keys ---------------------------------------------------------------------------
 
@@ -155,6 +164,52 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         token = requests.encode_page_token(str(offset + limit)) if len(page) > limit else ""
         return pb.ListKillSwitchesResponse(
             kill_switches=[kill_switch_to_proto(s) for s in page[:limit]], next_page_token=token
+        )
+
+    # -- cluster --------------------------------------------------------------------------------
+
+    async def GetClusterStatus(
+        self, request: pb.GetClusterStatusRequest, context: Context
+    ) -> pb.GetClusterStatusResponse:
+        ownership = self._ownership
+        if ownership is None:
+            raise FailedPrecondition(
+                "this gateway is not in cluster mode (cluster.enabled): it owns its database alone",
+                reason="CLUSTER_MODE_OFF",
+            )
+        view = await ownership.view()
+        held: dict[str, int] = {}
+        for lease in view.leases:
+            if lease.released_at is None:
+                held[lease.node_id] = held.get(lease.node_id, 0) + 1
+        return pb.GetClusterStatusResponse(
+            nodes=[
+                pb.ClusterNode(
+                    node_id=n.node_id,
+                    host=n.host,
+                    pid=n.pid,
+                    address=n.address,
+                    start_time=timestamp(n.started_at),
+                    heartbeat_time=timestamp(n.heartbeat_at),
+                    stop_time=timestamp(n.stopped_at),
+                    live=n.live,
+                    groups_owned=held.get(n.node_id, 0) if n.live else 0,
+                    answering=n.node_id == ownership.node_id,
+                )
+                for n in view.nodes
+            ],
+            leases=[
+                pb.GroupLease(
+                    group_id=x.group_id,
+                    node_id="" if x.released_at is not None else x.node_id,
+                    epoch=x.epoch,
+                    acquire_time=timestamp(x.acquired_at),
+                    renew_time=timestamp(x.renewed_at),
+                    takeovers=x.takeovers,
+                )
+                for x in view.leases
+            ],
+            unowned_group_ids=list(view.unleased),
         )
 
 

@@ -96,7 +96,7 @@ def code_of(error: DomainError) -> grpc.StatusCode:
 
 def status_of(error: DomainError, *, metadata: dict[str, str] | None = None) -> grpc.Status:
     code = code_of(error)
-    info_metadata = dict(metadata or {})
+    info_metadata = {**error.details, **(metadata or {})}
     text = error.message
     extra: list[any_pb2.Any] = []
     retry_after_s = (

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.fill_bus import FillBus
+from gateway.engine.group_ownership import GroupOwnership
 from gateway.engine.metrics import GaugeReadings, backend_of
 from gateway.engine.stop_out_board import StopOutBoard
 from gateway.engine.store_health import StoreHealth
@@ -71,6 +72,7 @@ def gauge_reader(
     store_health: StoreHealth,
     lost_writer: asyncio.Event,
     recorder: ExecutionRecorder,
+    ownership: GroupOwnership | None = None,
 ) -> Callable[[], GaugeReadings]:
     """The gateway's gauges as a scrape reads them."""
 
@@ -88,6 +90,9 @@ def gauge_reader(
             store_reachable=store_health.reachable,
             writer_lock_held=not lost_writer.is_set(),
             master_orders_in_progress=len(recorder.in_progress()),
+            cluster_groups_owned=None if ownership is None else len(ownership.owned()),
+            cluster_groups_taken=0 if ownership is None else len(ownership.taken),
+            cluster_groups_lost=0 if ownership is None else ownership.lost_count,
         )
 
     return read

@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from gateway._proto.mam.v1 import account_pb2, common_pb2, order_pb2, signal_pb2
 from gateway.domain.accounts import Account, AccountSnapshot, AllocationMethod, Group
 from gateway.domain.allocation import Allocation, AllocationReason
+from gateway.domain.copy_options import CopyOptions
 from gateway.domain.decimals import format_decimal
 from gateway.domain.drawdown_monitor import DrawdownState, LossLimit, LossLimits
 from gateway.domain.fills import Fill
@@ -140,6 +141,7 @@ def group_to_proto(
                 risk_percent=dec(m.risk_percent),
                 max_lots=dec(m.max_lots),
                 method=_method(m.method),
+                copy_options=None if m.copy.is_default else copy_options_to_proto(m.copy),
             )
             for m in group.members
         ],
@@ -162,6 +164,25 @@ def group_to_proto(
         _put_loss_watch(message, risk)
     if source is not None:
         message.source.CopyFrom(group_source_to_proto(source))
+    return message
+
+
+def copy_options_to_proto(options: CopyOptions) -> account_pb2.CopyOptions:
+    message = account_pb2.CopyOptions(
+        reverse=options.reverse,
+        direction=enum_to_proto(account_pb2.CopyDirection, "COPY_DIRECTION", options.direction),
+        skip_stops=not options.copy_stops,
+        skip_pending_orders=not options.copy_pending,
+        min_volume=dec(options.min_volume),
+        min_volume_policy=enum_to_proto(
+            account_pb2.MinVolumePolicy, "MIN_VOLUME_POLICY", options.min_volume_policy
+        ),
+        close_only=options.close_only,
+    )
+    if options.max_slippage_points is not None:
+        message.max_slippage_points = options.max_slippage_points
+    if options.max_signal_age is not None:
+        message.max_signal_age.FromTimedelta(options.max_signal_age)
     return message
 
 

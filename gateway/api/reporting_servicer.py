@@ -1,6 +1,11 @@
 """mam.v1.ReportingService: cash flows, deal history, performance, fees, execution quality and
 statements, computed by the domain's pure reporting functions from the stored history.
 
+A statement or a performance report whose period reaches past the account's last stored
+reading reads its terminal first (gateway/engine/latest_history.py): a statement made seconds
+after a close has the closing deals. When the terminal cannot be read, the statement says as of
+when its history is.
+
 Who may ask is settled before a call gets here (gateway/api/access_rules.py): every request
 names one account or group the caller may reach. The computations (and the rendering of a
 statement, about 1 ms a deal as PDF) run in worker threads, so a long report never holds up
@@ -37,7 +42,9 @@ from gateway.domain.fees import (
     performance_fees,
     period_fees,
 )
+from gateway.domain.figures import SymbolPrecision
 from gateway.domain.ids import AccountId, GroupId
+from gateway.domain.open_positions import ValuedPosition
 from gateway.domain.performance import (
     AccountActivity,
     PerformanceReport,
@@ -45,8 +52,17 @@ from gateway.domain.performance import (
     measure_performance,
 )
 from gateway.domain.reporting_period import Period, is_boundary
-from gateway.domain.statement import Statement, build_statement
+from gateway.domain.statement import (
+    ClientDetails,
+    FeeCharged,
+    HistoryAsOf,
+    Letterhead,
+    Statement,
+    build_statement,
+    shows_open_positions,
+)
 from gateway.domain.symbols import SymbolSpec
+from gateway.engine.latest_history import LatestHistory
 from gateway.engine.source_watcher import copied_signal
 from gateway.statements import render_deals_csv, render_html, render_pdf
 from gateway.store import Store
@@ -58,6 +74,8 @@ Context = Any
 STATEMENT_CHUNK_BYTES = 256 * 1024
 # Master orders one GetExecutionQuality answer covers.
 MAX_EXECUTION_ORDERS = 10_000
+# Crystallised fee charges a statement reads (a monthly schedule makes 12 a year).
+MAX_STATEMENT_FEE_CHARGES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +100,18 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
         store: Store,
         symbols: Mapping[str, SymbolSpec],
         clock: Callable[[], datetime],
+        *,
+        latest: LatestHistory | None = None,
+        letterhead: Letterhead | None = None,
     ) -> None:
+        """`latest`: reads an account's terminal before a statement or report of a period
+        that reaches past its last stored reading (None: the stored history only);
+        `letterhead`: the configuration's [statements]."""
         self._store = store
         self._symbols = dict(symbols)
         self._clock = clock
+        self._latest = latest
+        self._letterhead = letterhead or Letterhead()
         # Recording a cash flow and crystallising fees both read the fee state, then write:
         # one at a time (one gateway process per database), so neither slips past the other.
         self._fee_lock = asyncio.Lock()
@@ -186,6 +212,7 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
         v.raise_if_any()
         assert period is not None
         account = await self._account(account_id)
+        await self._read_latest(account, period)
         activity = await self._store.reporting.account_activity(
             account_id, period.start, period.end
         )
@@ -213,6 +240,10 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
             raise NotFound(f"group {group_id!r} does not exist", reason="GROUP_NOT_FOUND")
         members = list(group.account_ids)
         accounts = await self._store.get_accounts(members)
+        if self._latest is not None:
+            await self._latest.refresh(
+                [a.account_id for a in accounts.values() if _behind(a, period)]
+            )
         activities = await self._store.reporting.accounts_activity(
             members, period.start, period.end
         )
@@ -436,6 +467,7 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
         assert period is not None
         account = await self._account(account_id)
         reporting = self._store.reporting
+        as_of = await self._read_latest(account, period)
         if csv:
             # The deals alone: no snapshots to read, no report to compute.
             form = _CSV
@@ -445,6 +477,17 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
             form, render_statement = _RENDERERS[request.format]
             activity = await reporting.account_activity(account_id, period.start, period.end)
             fees = await self._statement_fees(account_id, activity, period)
+            charges = await self._fees_charged(account_id, period)
+            positions: tuple[ValuedPosition, ...] = ()
+            if shows_open_positions(period, as_of):
+                positions = (
+                    await self._latest.valued_positions(account_id)
+                    if self._latest is not None
+                    else tuple(
+                        ValuedPosition(p)
+                        for p in await self._store.history.positions_of(account_id)
+                    )
+                )
             generated_at = self._clock()
 
             def render() -> bytes:
@@ -456,6 +499,20 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
                     generated_at=generated_at,
                     fees=fees,
                     contract_sizes=self._contract_sizes([account]),
+                    client=ClientDetails(
+                        name=account.name,
+                        account_id=account.account_id,
+                        login=account.login,
+                        server=account.server,
+                        platform=account.platform.name,
+                        currency=account.currency,
+                        leverage=account.leverage,
+                    ),
+                    letterhead=self._letterhead,
+                    as_of=as_of,
+                    open_positions=positions,
+                    fee_charges=charges,
+                    precisions=self._precisions([account]),
                 )
                 return render_statement(statement)
 
@@ -502,7 +559,56 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
             period_fees, activity, stored.schedule, Period(start, period.end), high_water_mark=mark
         )
 
+    async def _fees_charged(self, account_id: str, period: Period) -> tuple[FeeCharged, ...]:
+        """The fee charges crystallised for periods that ended within `period`, the periods
+        completed by now crystallised first (as ListFeeCharges does)."""
+        reporting = self._store.reporting
+        stored = await reporting.get_fee_schedule(account_id)
+        if stored is None:
+            return ()
+        async with self._fee_lock:
+            await self._crystallise(stored, self._clock())
+        charges = await reporting.list_fee_charges(account_id, limit=MAX_STATEMENT_FEE_CHARGES)
+        return tuple(
+            FeeCharged(
+                period=c.period,
+                performance_fee=c.performance.fee,
+                management_fee=c.management.fee,
+                high_water_mark=c.performance.closing_high_water_mark,
+                charged_at=c.crystallised_at,
+            )
+            for c in charges
+            if period.start < c.period.end <= period.end
+        )
+
     # -- shared ---------------------------------------------------------------------------------
+
+    async def _read_latest(self, account: Account, period: Period) -> HistoryAsOf:
+        """Reads the account's terminal when the period reaches past its last stored reading;
+        how recent the stored history is then."""
+        read_at = account.snapshot.time if account.snapshot is not None else None
+        if self._latest is None or account.is_deleted or not _behind(account, period):
+            return HistoryAsOf(read_at)
+        problems = await self._latest.refresh([account.account_id])
+        problem = problems.get(account.account_id, "")
+        if not problem:
+            account = await self._account(account.account_id)
+            read_at = account.snapshot.time if account.snapshot is not None else read_at
+        return HistoryAsOf(read_at, problem)
+
+    def _precisions(self, accounts: Any) -> dict[str, SymbolPrecision]:
+        """Each symbol's volume step and digits by the names deals carry: the gateway's
+        symbols and each account's broker names for them."""
+        precisions = {
+            name: SymbolPrecision(spec.volume_step, spec.digits)
+            for name, spec in self._symbols.items()
+        }
+        for account in accounts:
+            for symbol, broker_symbol in account.symbol_mappings:
+                spec = self._symbols.get(symbol)
+                if spec is not None:
+                    precisions[broker_symbol] = SymbolPrecision(spec.volume_step, spec.digits)
+        return precisions
 
     async def _account(self, account_id: str) -> Account:
         account = await self._store.get_account(AccountId(account_id))
@@ -520,6 +626,12 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
                 if spec is not None:
                     sizes[broker_symbol] = spec.contract_size
         return sizes
+
+
+def _behind(account: Account, period: Period) -> bool:
+    """Whether the period reaches past the account's last stored reading."""
+    snapshot = account.snapshot
+    return snapshot is None or snapshot.time is None or snapshot.time < period.end
 
 
 def _operation_key(token: str) -> tuple[datetime, str] | None:

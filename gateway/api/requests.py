@@ -27,6 +27,12 @@ from gateway.domain.accounts import (
     NewGroup,
     Platform,
 )
+from gateway.domain.copy_options import (
+    DEFAULT_COPY_OPTIONS,
+    CopyDirection,
+    CopyOptions,
+    MinVolumePolicy,
+)
 from gateway.domain.decimals import parse_decimal
 from gateway.domain.drawdown_monitor import (
     LossLimit,
@@ -320,6 +326,11 @@ def new_group(message: account_pb2.Group, path: str = "group") -> NewGroup:
                     "ALLOCATION_METHOD",
                     member.method,
                 ),
+                copy=(
+                    copy_options(v, member.copy_options, f"{at}.copy_options")
+                    if member.HasField("copy_options")
+                    else DEFAULT_COPY_OPTIONS
+                ),
             )
         )
     if not 0 <= message.magic <= MAX_MAGIC:
@@ -335,6 +346,52 @@ def new_group(message: account_pb2.Group, path: str = "group") -> NewGroup:
         ),
         members=tuple(members),
         magic=message.magic or None,
+    )
+
+
+def copy_options(v: Violations, message: account_pb2.CopyOptions, path: str) -> CopyOptions:
+    """A member's copy options as given; what does not parse goes to `v`. Their ranges and how
+    they fit the member (min_volume against max_lots) are the domain's checks, made with the
+    group's (gateway/domain/group_rules.py)."""
+    direction = CopyDirection.BOTH
+    if message.direction:
+        given = enum_from_proto(
+            CopyDirection, account_pb2.CopyDirection, "COPY_DIRECTION", message.direction
+        )
+        if given is None:
+            v.add(f"{path}.direction", f"unknown copy direction {message.direction}")
+        else:
+            direction = given
+    policy = MinVolumePolicy.SKIP
+    if message.min_volume_policy:
+        chosen = enum_from_proto(
+            MinVolumePolicy,
+            account_pb2.MinVolumePolicy,
+            "MIN_VOLUME_POLICY",
+            message.min_volume_policy,
+        )
+        if chosen is None:
+            v.add(
+                f"{path}.min_volume_policy",
+                f"unknown minimum volume policy {message.min_volume_policy}",
+            )
+        else:
+            policy = chosen
+    return CopyOptions(
+        reverse=message.reverse,
+        direction=direction,
+        copy_stops=not message.skip_stops,
+        copy_pending=not message.skip_pending_orders,
+        min_volume=_decimal(v, f"{path}.min_volume", message.min_volume),
+        min_volume_policy=policy,
+        max_slippage_points=(
+            message.max_slippage_points if message.HasField("max_slippage_points") else None
+        ),
+        # The Duration's range was checked with the request's (well_known_checks.py).
+        max_signal_age=(
+            message.max_signal_age.ToTimedelta() if message.HasField("max_signal_age") else None
+        ),
+        close_only=message.close_only,
     )
 
 

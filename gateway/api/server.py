@@ -51,6 +51,7 @@ from gateway.api.tls_credentials import ServerCertificates
 from gateway.api.trading_servicer import TradingServicer
 from gateway.api.worker_servicer import TerminalServicer, WorkerHealth, WorkerServicer
 from gateway.config import ConfigError, DemoAccount, DemoConfig, GatewayConfig, ServerConfig
+from gateway.config.models import ClusterConfig
 from gateway.demo_strategy import DemoStrategy
 from gateway.domain.access import ApiKey, Role, issue_key
 from gateway.domain.accounts import (
@@ -65,16 +66,21 @@ from gateway.domain.accounts import (
     Platform,
 )
 from gateway.domain.group_source import DEFAULT_MAX_SIGNAL_AGE
+from gateway.domain.ids import GroupId
 from gateway.domain.peer_authentication import FailurePolicy
 from gateway.domain.retry_policy import OrderRetryPolicy
 from gateway.engine.account_manager import AccountManager
 from gateway.engine.account_monitor import AccountMonitor
+from gateway.engine.cluster_fill_feed import ClusterFillFeed
 from gateway.engine.dispatcher import Dispatcher, DispatchSettings
 from gateway.engine.execution_recorder import ExecutionRecorder
 from gateway.engine.fill_bus import FillBus
+from gateway.engine.group_ownership import GroupOwnership
 from gateway.engine.kill_switch_board import KillSwitchBoard
+from gateway.engine.latest_history import LatestHistory
 from gateway.engine.metrics import NO_METRICS, GatewayMetrics
 from gateway.engine.order_updates import OrderUpdateBus
+from gateway.engine.request_forwarding import RequestForwarding
 from gateway.engine.risk_book import RiskBook
 from gateway.engine.source_watcher import SourceWatchers, SourceWatchSettings
 from gateway.engine.stop_out_board import StopOutBoard
@@ -86,6 +92,7 @@ from gateway.observability.metrics_endpoint import MetricsEndpoint
 from gateway.observability.tracing import Tracing
 from gateway.secret_files import write_owner_only
 from gateway.store import Store
+from gateway.store.cluster import ClusterLockHeld, ClusterNode, NodeIdentity
 from gateway.terminals.mt4 import (
     BridgeSettings,
     Mt4BridgeServer,
@@ -155,6 +162,8 @@ class RunningGateway:
     metrics_endpoint: MetricsEndpoint | None = None
     # Mirroring: every group's source account watched, its signals acted on.
     sources: SourceWatchers | None = None
+    # Cluster mode: the groups this process owns, through their leases.
+    ownership: GroupOwnership | None = None
     # [demo] strategy: trades on the demo group's source account.
     demo_strategy: DemoStrategy | None = None
 
@@ -199,6 +208,10 @@ class RunningGateway:
             await self.demo_strategy.stop()
         if self.sources is not None:
             await self.sources.stop()
+        # No group is taken or handed over any more; those held are released at the end
+        # (store.close), once their dispatches have finished.
+        if self.ownership is not None:
+            await self.ownership.stop()
         # Worker streams stay open while running dispatches still need their terminals.
         self.workers.close_when(self.engine.wait_idle())
         await self.server.stop(grace)
@@ -280,7 +293,20 @@ async def _start(
         raise ConfigError(str(error)) from None
     except TokenFileError as error:
         raise ConfigError(f"mt4_bridge.tokens_file: {error}") from None
-    store = await Store.open(config.database_url, fill_encoder=fill_wire.encode)
+    cluster = config.cluster
+    node = None
+    if cluster.enabled:
+        node = ClusterNode(
+            config.database_url,
+            NodeIdentity.of_this_process(
+                cluster.node_name, cluster.advertise_address or config.server.listen
+            ),
+            lease_seconds=cluster.lease_seconds,
+        )
+    try:
+        store = await Store.open(config.database_url, fill_encoder=fill_wire.encode, cluster=node)
+    except ClusterLockHeld as error:
+        raise ConfigError(f"cluster.enabled: {error}") from None
     started.push_async_callback(store.close)
     broker = simulated_broker(config)
     started.callback(broker.close)
@@ -343,6 +369,12 @@ async def _start(
         lost_writer.set()
 
     metrics = GatewayMetrics() if config.metrics.enabled else NO_METRICS
+
+    def groups_fenced(groups: frozenset[GroupId]) -> None:
+        # A commit found them taken over: given up at once, not at the next round.
+        if ownership is not None:
+            ownership.give_up(groups)
+
     recorder = ExecutionRecorder(
         store,
         bus,
@@ -350,6 +382,9 @@ async def _start(
         updates,
         health=store_health,
         on_fenced=writer_lost,
+        on_groups_lost=groups_fenced,
+        publish_fills=node is None,
+        lease_epoch=None if node is None else node.held.get,
         tracer=tracing.tracer,
         metrics=metrics,
     )
@@ -396,7 +431,25 @@ async def _start(
         risk=risk_book,
         stop_outs=stop_outs,
         request_timeout_s=config.engine.request_timeout_seconds,
+        attach_new=node is None,
+        exclusive_accounts=node is not None,
     )
+    ownership: GroupOwnership | None = None
+    if node is not None:
+        ownership = _ownership(
+            node, cluster, dispatcher=dispatcher, accounts=accounts, engine=engine,
+            sources=lambda: sources, kill_switches=kill_switches, recorder=recorder,
+            on_taken=lambda: forwarding.groups_taken(),  # noqa: PLW0108 (made below)
+        )  # fmt: skip
+        forwarding = RequestForwarding(
+            store,
+            config.database_url,
+            node_id=ownership.node_id,
+            owns=ownership.owns,
+            owned=ownership.owned,
+            clock=utc_now,
+        )
+        engine.only_owned_groups(ownership.require, forwarding)
     sources = SourceWatchers(
         store=store,
         registry=registry,
@@ -406,6 +459,7 @@ async def _start(
             look_interval_s=config.sources.look_interval_seconds,
             look_timeout_s=config.sources.look_timeout_seconds,
         ),
+        owns=(lambda _: True) if ownership is None else ownership.owns,
     )
     monitor = AccountMonitor(
         store,
@@ -416,9 +470,10 @@ async def _start(
         loss_watch=stop_outs,
     )
 
-    attached = await accounts.attach_all()
+    attached = await accounts.attach_all() if ownership is None else 0
     if config.demo is not None:
-        await _seed_demo(config, accounts)
+        # The accounts it creates are attached as they are made: counted with the others.
+        attached += await _seed_demo(config, accounts)
     access = await _access_control(config, store)
     started.push_async_callback(access.audit.stop)
     if access.streams is not None:
@@ -461,7 +516,7 @@ async def _start(
         server,
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(store, access, kill_switches, utc_now), server
+        AdminServicer(store, access, kill_switches, utc_now, ownership=ownership), server
     )
     trading_service_pb2_grpc.add_TradingServiceServicer_to_server(
         TradingServicer(
@@ -480,7 +535,21 @@ async def _start(
     worker_service = WorkerServicer(workers, config.workers)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(worker_service, server)
     reporting_service_pb2_grpc.add_ReportingServiceServicer_to_server(
-        ReportingServicer(store, config.symbol_specs, utc_now), server
+        ReportingServicer(
+            store,
+            config.symbol_specs,
+            utc_now,
+            # A statement or report reads its account's terminal first: seconds after a close,
+            # the closing deals are not in the last history round yet.
+            latest=LatestHistory(
+                store,
+                registry,
+                monitor,
+                request_timeout_s=config.engine.request_timeout_seconds,
+            ),
+            letterhead=config.statements,
+        ),
+        server,
     )
     terminal_service_pb2_grpc.add_TerminalServiceServicer_to_server(
         TerminalServicer(registry, workers, store), server
@@ -521,6 +590,7 @@ async def _start(
                 store_health=store_health,
                 lost_writer=lost_writer,
                 recorder=recorder,
+                ownership=ownership,
             )
         )
         metrics_endpoint = await _start_metrics(config, metrics, census)
@@ -536,7 +606,21 @@ async def _start(
     stopped_out = await stop_outs.resume()
     started.push_async_callback(stop_outs.stop)
     started.push_async_callback(engine.stop, 0)
-    resumed = await engine.resume_unfinished()
+    if ownership is None:
+        resumed = await engine.resume_unfinished()
+    else:
+        fill_feed = ClusterFillFeed(store, bus, config.database_url)
+        await fill_feed.start()
+        started.push_async_callback(fill_feed.stop)
+        forwarding.start()
+        started.push_async_callback(forwarding.stop)
+        # The first share of the groups, each set up (terminals, unfinished orders, source)
+        # as it is taken; the rest as rounds go by.
+        resumed = 0
+        started.push_async_callback(ownership.stop)
+        owned = await ownership.first_round()
+        attached = len(registry.attached())
+        log.info("cluster node %s owns %d groups", ownership.node_id, len(owned))
     # Sources after the resumption: a signal acting on an order that was unfinished finds it
     # executing again, not half done.
     started.push_async_callback(sources.stop)
@@ -555,6 +639,8 @@ async def _start(
     )
     monitor.start()
     started.push_async_callback(monitor.stop)
+    if ownership is not None:
+        ownership.start()
     await server.start()
     if health_server is not None:
         await health_server.start()
@@ -594,10 +680,58 @@ async def _start(
         metrics_endpoint=metrics_endpoint,
         sources=sources,
         demo_strategy=demo_strategy,
+        ownership=ownership,
     )
 
 
 _health_updates: set[asyncio.Task[None]] = set()
+
+
+def _ownership(
+    node: ClusterNode,
+    cluster: ClusterConfig,
+    *,
+    dispatcher: Dispatcher,
+    accounts: AccountManager,
+    engine: TradingEngine,
+    sources: Callable[[], SourceWatchers],
+    kill_switches: KillSwitchBoard,
+    recorder: ExecutionRecorder,
+    on_taken: Callable[[], None],
+) -> GroupOwnership:
+    """Cluster mode: what taking and losing a group does on this node."""
+
+    async def taken(groups: list[GroupId]) -> None:
+        dispatcher.resume_groups(groups)
+        await accounts.attach_groups(groups)
+        resumed = await engine.resume_unfinished(groups)
+        await sources().watch_groups(groups)
+        kill_switches.flatten_again()
+        on_taken()
+        log.info("took groups %s: %d unfinished master orders resumed", groups, resumed)
+
+    async def lost(groups: frozenset[GroupId]) -> None:
+        dispatcher.halt_groups(groups, "this node lost the group's lease to another node")
+        await sources().unwatch_groups(groups)
+        await engine.drop_groups(groups)
+        await accounts.keep_attached_only(ownership.owned())
+
+    async def each_round() -> None:
+        await kill_switches.refresh()
+        # Members added or removed on any node: this node's groups' terminals follow.
+        owned = ownership.owned()
+        await accounts.attach_groups(owned)
+        await accounts.keep_attached_only(owned)
+
+    ownership = GroupOwnership(
+        node,
+        renew_interval_s=cluster.renew_interval_seconds,
+        on_taken=taken,
+        on_lost=lost,
+        each_round=each_round,
+        is_idle=lambda group_id: not recorder.executing_in(group_id),
+    )
+    return ownership
 
 
 def _serving_while_store_reachable(health: HealthServicer, reachable: bool) -> None:
@@ -748,16 +882,19 @@ def _add_port(
     return port
 
 
-async def _seed_demo(config: GatewayConfig, accounts: AccountManager) -> None:
+async def _seed_demo(config: GatewayConfig, accounts: AccountManager) -> int:
     """Creates the demo accounts and group once; later starts find them and change nothing
-    (an account deleted since is not made again). The same for the group's source account."""
+    (an account deleted since is not made again). The same for the group's source account.
+    Returns how many accounts it created."""
     demo = config.demo
     assert demo is not None
+    before = len(await accounts.all_accounts())
     group = await accounts.find_group_by_name(demo.group)
     if group is None:
         group = await _seed_demo_group(demo, accounts)
     if group is not None and demo.source is not None:
         await _seed_demo_source(demo.source, group, accounts)
+    return len(await accounts.all_accounts()) - before
 
 
 def _demo_account(entry: DemoAccount) -> NewAccount:

@@ -20,6 +20,7 @@ from gateway.api.errors import code_of
 from gateway.api.mapping import (
     allocation_to_proto,
     child_to_proto,
+    dec,
     enum_to_proto,
     master_to_proto,
 )
@@ -34,6 +35,7 @@ from gateway.domain.errors import (
 )
 from gateway.domain.ids import AccountId, GroupId, MasterOrderId
 from gateway.domain.orders import ChildOrder, MasterOrder, MasterOrderState
+from gateway.domain.symbols import SymbolSpec
 from gateway.engine.account_manager import AccountManager
 from gateway.engine.fill_bus import FillBus, Subscription
 from gateway.engine.metrics import NO_METRICS, GatewayMetrics
@@ -427,6 +429,18 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
     ) -> pb.ListSignalsResponse:
         return await signal_calls.list_signals(request, store=self._store, accounts=self._accounts)
 
+    async def ListSymbols(
+        self, request: pb.ListSymbolsRequest, context: Context
+    ) -> pb.ListSymbolsResponse:
+        limit = requests.page_size(request.page_size, default=100, maximum=1000)
+        after = requests.decode_page_token(request.page_token)
+        names = sorted(name for name in self._engine.symbols if name > after)
+        rows, token = requests.split_page(names[: limit + 1], limit, lambda name: name)
+        return pb.ListSymbolsResponse(
+            symbols=[_symbol_to_proto(self._engine.symbols[name]) for name in rows],
+            next_page_token=token,
+        )
+
     async def StreamSignals(
         self, request: pb.StreamSignalsRequest, context: Context
     ) -> AsyncIterator[pb.StreamSignalsResponse]:
@@ -514,4 +528,19 @@ def _rejection(error: DomainError) -> pb.SubmissionRejected:
         reason=error.reason,
         message=error.message,
         fields=[v.field for v in error.violations] if isinstance(error, InvalidArgument) else [],
+    )
+
+
+def _symbol_to_proto(spec: SymbolSpec) -> pb.Symbol:
+    return pb.Symbol(
+        name=spec.name,
+        digits=spec.digits,
+        volume_min=dec(spec.volume_min),
+        volume_step=dec(spec.volume_step),
+        volume_max=dec(spec.volume_max),
+        contract_size=dec(spec.contract_size),
+        tick_size=dec(spec.tick_size),
+        tick_value=dec(spec.tick_value),
+        currency_base=spec.currency_base,
+        currency_profit=spec.currency_profit,
     )

@@ -88,6 +88,11 @@ def _config(file: GatewayFile, environ: Mapping[str, str], *, base_dir: Path) ->
             "workers.platforms: MT4 accounts go either to workers or to the MT4 bridge; set "
             'workers.platforms = ["MT5"] or leave mt4_bridge.listen empty'
         )
+    if file.cluster.enabled and not url.startswith("postgresql"):
+        raise ConfigError(
+            "cluster.enabled: cluster mode needs PostgreSQL (database.url postgresql+asyncpg://"
+            "...); the embedded SQLite database serves one process"
+        )
     return GatewayConfig(
         server=server,
         auth=file.auth,
@@ -104,6 +109,8 @@ def _config(file: GatewayFile, environ: Mapping[str, str], *, base_dir: Path) ->
         tracing=file.tracing,
         metrics=_metrics(file.metrics),
         sources=file.sources,
+        cluster=file.cluster,
+        statements=file.statements,
     )
 
 

@@ -31,6 +31,7 @@ from gateway.config.tables import (
     PositiveInt,
 )
 from gateway.domain.accounts import Platform
+from gateway.domain.statement import Letterhead
 from gateway.domain.symbols import SymbolSpec
 from gateway.terminals.mt5.settings import Mt5Settings
 from gateway.terminals.sim.faults import FaultSettings
@@ -380,6 +381,39 @@ class SourcesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """[cluster]: several gateway processes on one PostgreSQL database, each group owned by
+    one of them at a time through a lease (docs/cluster.md). Off: one process owns the
+    database (its writer lock), as the embedded default does."""
+
+    enabled: bool = False
+    # This process's name among the cluster's; empty: host:pid. Unique among running ones.
+    node_name: str = ""
+    # The address callers and other nodes reach this process's API at (shown in the cluster
+    # status and in a refusal naming a group's owner); empty: server.listen.
+    advertise_address: str = ""
+    # A lease not renewed for this long is taken over by another process (its holder's
+    # database session ended, or the holder is stopped or cut off): the takeover time.
+    lease_seconds: PositiveFloat = 10.0
+    # How often leases are renewed and unowned groups looked for.
+    renew_interval_seconds: PositiveFloat = 2.0
+
+    def __post_init__(self) -> None:
+        if self.renew_interval_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                "renew_interval_seconds: at most half of lease_seconds, so that one late "
+                "renewal does not lose a lease"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementsConfig(Letterhead):
+    """[statements]: who issues the account statements (docs/reporting.md, "Statements"): the
+    firm's letterhead and the manager printed at the head of every statement, and the
+    disclaimer at its end (Letterhead, whose fields are its keys)."""
+
+
+@dataclass(frozen=True, slots=True)
 class HostableLogin:
     """A broker login a worker token may host: on any server, or on the one named."""
 
@@ -476,6 +510,8 @@ class GatewayConfig:
     tracing: TracingConfig = field(default_factory=TracingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    statements: StatementsConfig = field(default_factory=StatementsConfig)
 
     @property
     def symbol_specs(self) -> dict[str, SymbolSpec]:
@@ -499,6 +535,8 @@ class GatewayFile:
     tracing: TracingConfig = field(default_factory=TracingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    statements: StatementsConfig = field(default_factory=StatementsConfig)
     # At least one; the simulator's symbols, and the specs of every terminal's.
     symbols: tuple[SymbolFile, ...] = ()
     # Accounts and a group created at the first start (the demo); None: none.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from gateway.domain.copy_options import DEFAULT_COPY_OPTIONS, CopyOptions
 from gateway.domain.ids import AccountId, GroupId
 
 
@@ -122,6 +123,8 @@ class GroupMember:
     risk_percent: Decimal | None = None
     max_lots: Decimal | None = None
     method: AllocationMethod | None = None
+    # How the account copies the group's opening orders (reverse, filters, minimums).
+    copy: CopyOptions = DEFAULT_COPY_OPTIONS
 
 
 # A group's magic number is stamped on its child orders. MT4's OrderSend takes an int, so the

@@ -75,6 +75,9 @@ class ClosingTarget:
 
     closes_child_order_id: ChildOrderId
     position_ticket: int
+    # The side that closes it: the opening child's other side (a reversed copy's closes on
+    # the master order's own side).
+    side: Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +258,7 @@ def closing_targets(
             position_ticket=(
                 child.position_ticket if margin_modes[line.account_id] is MarginMode.HEDGING else 0
             ),
+            side=child.side.opposite,
         )
         for line in allocation.lines
         if line.child_volumes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from decimal import Decimal
+from decimal import Decimal, DecimalTuple
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # Anything longer is not a price, volume or amount of money; it is an attack or a bug.
@@ -38,16 +38,21 @@ def to_steps(value: Decimal, step: Decimal) -> int:
 
 def from_steps(count: int, step: Decimal) -> Decimal:
     """`count` steps as a volume, with the step's exponent ("0.01" x 7 -> "0.07")."""
-    mantissa, exponent = _step_parts(step)
+    # Cached by the step's digits and exponent, not by the Decimal: "0.1" and "0.10" are
+    # equal (one key for a Decimal) but give volumes of different exponents.
+    try:
+        mantissa, exponent = _step_parts(step.as_tuple())
+    except ValueError:
+        raise ValueError(f"not a positive finite step: {step}") from None
     return Decimal(count * mantissa).scaleb(exponent)
 
 
 @functools.lru_cache(maxsize=256)
-def _step_parts(step: Decimal) -> tuple[int, int]:
+def _step_parts(step: DecimalTuple) -> tuple[int, int]:
     """A step as mantissa x 10**exponent with an integer mantissa: "0.05" -> (5, -2)."""
-    sign, digits, exponent = step.as_tuple()
+    sign, digits, exponent = step
     if sign or not isinstance(exponent, int):
-        raise ValueError(f"not a positive finite step: {step}")
+        raise ValueError("not a positive finite step")
     return int("".join(map(str, digits)) or "0"), exponent
 
 

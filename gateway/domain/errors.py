@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,12 +19,19 @@ class DomainError(Exception):
     """Base of every expected failure. `reason` is stable and documented in docs/errors.md."""
 
     reason: str = "ERROR"
+    # Said with the reason (google.rpc.ErrorInfo metadata): what a caller acts on, e.g. the
+    # node that owns a group.
+    details: Mapping[str, str] = MappingProxyType({})
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, reason: str | None = None, details: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
+        if details:
+            self.details = dict(details)
 
 
 class InvalidArgument(DomainError):

@@ -1,4 +1,5 @@
-"""What a group's allocation settings must satisfy before they are stored.
+"""What a group's allocation settings (and each member's copy options) must satisfy before they
+are stored.
 
 Checked when a group is created or updated, so a bad setting is refused at once with the field
 at fault, never discovered when the manager's order arrives.
@@ -10,6 +11,7 @@ from decimal import Decimal
 
 from gateway.domain.accounts import AllocationMethod, AllocationSettings, GroupMember
 from gateway.domain.allocation import INDEPENDENT_METHODS, SPLIT_METHODS, effective_method
+from gateway.domain.copy_options import copy_option_violations
 from gateway.domain.errors import FieldViolation
 
 HUNDRED = Decimal(100)
@@ -32,6 +34,11 @@ def group_violations(
         if member.account_id in seen:
             add(f"{at}.account_id", f"account {member.account_id!r} is listed twice")
         seen.add(member.account_id)
+        found.extend(
+            copy_option_violations(
+                member.copy, f"{path}.{at}.copy_options", max_lots=member.max_lots
+            )
+        )
         own = member.method
         if own is not None and own is not settings.method and own in SPLIT_METHODS:
             add(

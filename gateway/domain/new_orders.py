@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from gateway.domain.allocation import Allocation, AllocationLine
 from gateway.domain.closing import ClosingTarget
+from gateway.domain.copying import child_side, stops_copied
 from gateway.domain.ids import (
     NO_CHILD_ORDER_ID,
     AccountId,
@@ -31,13 +33,6 @@ from gateway.domain.orders import (
     MasterOrderState,
     Side,
 )
-
-# What an opening child closes: nothing.
-_NOTHING = ClosingTarget(closes_child_order_id=NO_CHILD_ORDER_ID, position_ticket=0)
-
-
-def _opening_target(account_id: AccountId) -> ClosingTarget:
-    return _NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,30 +58,63 @@ def sent_children(
 ) -> list[ChildOrder]:
     """One SENT child order per child volume of each allocation line, in line order.
 
+    An opening child trades `side`, or the other side on a line its member's copy options
+    reversed, with the master order's stops unless they said not to copy them.
     `closing`: the children close positions (CloseMasterPosition): what each account's
-    children close (every account with a child volume has its target)."""
-    sent = ChildOrderState.SENT
-    # A closing child's target must be known: a missing one is a bug, not an opening child.
-    target_of = _opening_target if closing is None else closing.__getitem__
+    children close (every account with a child volume has its target), on the side that
+    closes it."""
+    if closing is not None:
+        return [
+            _child(line, volume, master_order_id, target.side, magic, at, target=target)
+            for line in lines
+            if line.child_volumes
+            # A closing child's target must be known: a missing one is a bug.
+            for target in (closing[line.account_id],)
+            for volume in line.child_volumes
+        ]
     return [
-        ChildOrder(
-            child_order_id=(child_id := ChildOrderId(new_id("ch"))),
-            master_order_id=master_order_id,
-            account_id=line.account_id,
-            symbol=line.symbol,
-            side=side,
-            volume=volume,
-            state=sent,
-            tag=tag_for_child(child_id),
-            magic=magic,
-            created_at=at,
-            updated_at=at,
-            position_ticket=(target := target_of(line.account_id)).position_ticket,
-            closes_child_order_id=target.closes_child_order_id,
+        _child(
+            line,
+            volume,
+            master_order_id,
+            child_side(line, side),
+            magic,
+            at,
+            stops_copied=stops_copied(line),
         )
         for line in lines
         for volume in line.child_volumes
     ]
+
+
+def _child(
+    line: AllocationLine,
+    volume: Decimal,
+    master_order_id: MasterOrderId,
+    side: Side,
+    magic: int,
+    at: datetime,
+    *,
+    target: ClosingTarget | None = None,
+    stops_copied: bool = True,
+) -> ChildOrder:
+    child_id = ChildOrderId(new_id("ch"))
+    return ChildOrder(
+        child_order_id=child_id,
+        master_order_id=master_order_id,
+        account_id=line.account_id,
+        symbol=line.symbol,
+        side=side,
+        volume=volume,
+        state=ChildOrderState.SENT,
+        tag=tag_for_child(child_id),
+        magic=magic,
+        created_at=at,
+        updated_at=at,
+        position_ticket=0 if target is None else target.position_ticket,
+        closes_child_order_id=NO_CHILD_ORDER_ID if target is None else target.closes_child_order_id,
+        stops_copied=stops_copied,
+    )
 
 
 def new_master_order(

@@ -219,6 +219,9 @@ class ChildOrder:
     # Set on a closing child: the opening child whose position it closes (its position_ticket,
     # set from the start, names the position on a hedging account).
     closes_child_order_id: ChildOrderId = NO_CHILD_ORDER_ID
+    # An opening child carries its master order's SL/TP (swapped when its side is the
+    # master's opposite: a reversed copy), unless its member does not copy stops.
+    stops_copied: bool = True
 
     def moved_to(self, state: ChildOrderState, at: datetime, **changes: object) -> ChildOrder:
         if state not in CHILD_TRANSITIONS.get(self.state, frozenset()):

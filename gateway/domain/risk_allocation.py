@@ -16,6 +16,7 @@ from decimal import Context, Decimal, localcontext
 
 from gateway.domain.account_exposure import AccountExposure
 from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
+from gateway.domain.copying import child_side
 from gateway.domain.decimals import decimal_places
 from gateway.domain.drawdown_monitor import StopOutAction
 from gateway.domain.pre_trade_risk import (
@@ -65,7 +66,8 @@ def check_allocation(
         if given is None or not line.child_volumes:
             lines.append(line)
             continue
-        decisions = _decisions(line, given, side, master_symbol.name, policy, at)
+        # A reversed copy's children trade the other side (gateway/domain/copying.py).
+        decisions = _decisions(line, given, child_side(line, side), master_symbol.name, policy, at)
         lines.append(_applied(line, decisions))
         changed = True
     if not changed:

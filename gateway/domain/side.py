@@ -12,3 +12,7 @@ import enum
 class Side(enum.Enum):
     BUY = "BUY"
     SELL = "SELL"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY

@@ -64,6 +64,8 @@ class SeenPosition(Protocol):
     def stop_loss(self) -> Decimal | None: ...
     @property
     def take_profit(self) -> Decimal | None: ...
+    @property
+    def price_open(self) -> Decimal: ...
 
 
 class SeenOrder(Protocol):
@@ -441,6 +443,8 @@ def _opened(position: SeenPosition, skip: SkipReason | None, *, event_id: str = 
         side=position.side,
         volume=position.volume,
         source_time=position.opened_at,
+        # The source's fill price: what a member's maximum slippage is measured from.
+        price=position.price_open,
         stop_loss=position.stop_loss,
         take_profit=position.take_profit,
         copies=() if skip is not None else (event_id,),

@@ -4,8 +4,9 @@ attaching each account to its terminal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -64,14 +65,22 @@ class AccountManager:
         risk: RiskBook | None = None,
         stop_outs: StopOutBoard | None = None,
         request_timeout_s: float = 10.0,
+        attach_new: bool = True,
+        exclusive_accounts: bool = False,
     ) -> None:
-        """`request_timeout_s`: what a deletion waits for the account's terminal to answer."""
+        """`request_timeout_s`: what a deletion waits for the account's terminal to answer.
+        `attach_new`: a new account's terminal is attached at once (a cluster node attaches
+        only its groups' accounts: attach_groups). `exclusive_accounts`: an account is traded
+        by one group at most (a cluster: each group's owner attaches its accounts, and two
+        owners must never trade one account)."""
         self._store = store
         self._registry = registry
         self._clock = clock
         self._risk = risk
         self._stop_outs = stop_outs
         self._request_timeout_s = request_timeout_s
+        self._attach_new = attach_new
+        self._exclusive_accounts = exclusive_accounts
         # A deleted account's last reading, stored for its statements before it is detached.
         self._history = AccountMonitor(
             store, registry, clock, interval_s=0, request_timeout_s=request_timeout_s
@@ -88,6 +97,41 @@ class AccountManager:
             if self._registry.attach(account) is not None:
                 attached += 1
         return attached
+
+    async def attach_groups(self, groups: Collection[GroupId]) -> int:
+        """Cluster mode: the terminals of these groups' members and sources (a node attaches
+        only what its groups trade, so that no account is traded by two nodes); how many
+        were newly attached."""
+        wanted = await self._accounts_of(groups)
+        attached = 0
+        for account in (await self._store.get_accounts(wanted)).values():
+            if account.is_deleted or self._registry.get(account.account_id):
+                continue
+            if self._registry.attach(account) is not None:
+                attached += 1
+        return attached
+
+    async def keep_attached_only(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: detaches (and closes) every terminal that no group of `groups`
+        trades, after this node lost the others."""
+        keep = await self._accounts_of(groups)
+        for terminal in self._registry.attached():
+            if terminal.account_id not in keep:
+                detached = self._registry.detach(terminal.account_id)
+                if detached is not None:
+                    with contextlib.suppress(Exception):
+                        await detached.close()
+
+    async def _accounts_of(self, groups: Collection[GroupId]) -> set[AccountId]:
+        accounts: set[AccountId] = set()
+        for group_id in groups:
+            group = await self._store.get_group(group_id)
+            if group is not None:
+                accounts.update(group.account_ids)
+            source = await self._store.sources.get_group_source(group_id)
+            if source is not None:
+                accounts.add(source.account_id)
+        return accounts
 
     async def all_accounts(self) -> list[Account]:
         return await self._store.all_accounts()
@@ -113,7 +157,7 @@ class AccountManager:
             initial_balance=new.initial_balance,
             symbol_mappings=new.symbol_mappings,
         )
-        terminal = self._registry.attach(account)
+        terminal = self._registry.attach(account) if self._attach_new else None
         if terminal is not None:
             try:
                 info = await terminal.account_info()
@@ -335,6 +379,7 @@ class AccountManager:
     async def create_group(self, new: NewGroup, risk: GroupRisk = NO_GROUP_RISK) -> Group:
         async with self._membership:
             await self._check_group(new)
+            await self._check_exclusive(None, [m.account_id for m in new.members], "group.members")
             if await self._store.group_name_taken(new.name):
                 raise AlreadyExists(
                     f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
@@ -367,6 +412,9 @@ class AccountManager:
             current = await self.get_group(group_id)
             await self._check_group(new)
             await self._check_not_source(group_id, new)
+            await self._check_exclusive(
+                group_id, [m.account_id for m in new.members], "group.members"
+            )
             if new.name != current.name and await self._store.group_name_taken(new.name):
                 raise AlreadyExists(
                     f"a group named {new.name!r} already exists", reason="GROUP_NAME_TAKEN"
@@ -398,6 +446,25 @@ class AccountManager:
                 "no such account: " + ", ".join(repr(a) for a in missing),
                 reason="ACCOUNT_NOT_FOUND",
             )
+
+    async def _check_exclusive(
+        self, group_id: GroupId | None, account_ids: list[AccountId], path: str
+    ) -> None:
+        """With exclusive accounts: none of these is traded by another group."""
+        if not self._exclusive_accounts:
+            return
+        taken = await self._store.groups_trading(account_ids)
+        violations = [
+            FieldViolation(
+                f"{path}[{i}].account_id" if path.endswith("members") else path,
+                f"account {account_id} is traded by group {taken[account_id]}: in a cluster an "
+                "account belongs to one group (its owner's node trades it)",
+            )
+            for i, account_id in enumerate(account_ids)
+            if account_id in taken and taken[account_id] != group_id
+        ]
+        if violations:
+            raise InvalidArgument(violations, reason="ACCOUNT_IN_ANOTHER_GROUP")
 
     async def _check_not_source(self, group_id: GroupId, new: NewGroup) -> None:
         """A group's source account is never one of its members: it would copy itself."""
@@ -441,6 +508,7 @@ class AccountManager:
             account = await self._store.get_account(account_id)
             if account is None or account.is_deleted:
                 raise NotFound(f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
+            await self._check_exclusive(group_id, [account_id], "source.account_id")
             if account_id in group.account_ids:
                 raise InvalidArgument(
                     [

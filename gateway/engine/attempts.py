@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from gateway.domain import retcodes
+from gateway.domain.copying import child_terms
 from gateway.domain.field_copies import copier
 from gateway.domain.fills import Fill
 from gateway.domain.ids import FillId, new_id
@@ -36,6 +37,7 @@ def deal_request(
     """The child's (remaining) volume at market. `first_price`: the price its first request
     was sent at, None until known; `band`: how far from it a retry may go, in price."""
     closing = bool(child.closes_child_order_id)
+    terms = None if closing else child_terms(spec, child)
     return OrderRequest(
         action=TradeAction.DEAL,
         symbol=child.symbol,
@@ -50,16 +52,18 @@ def deal_request(
         highest_price=None if first_price is None else first_price + band,
         deviation_points=deviation_points,
         # A closing child names the position it closes (hedging accounts); an opening
-        # child carries the master order's stops onto its position.
+        # child carries the master order's stops onto its position (as its copy options say).
         position_ticket=child.position_ticket if closing else 0,
-        stop_loss=None if closing else spec.stop_loss,
-        take_profit=None if closing else spec.take_profit,
+        stop_loss=None if terms is None else terms.stop_loss,
+        take_profit=None if terms is None else terms.take_profit,
         filling=spec.filling_policy,
     )
 
 
 def placement_request(spec: MasterOrderSpec, child: ChildOrder) -> OrderRequest:
-    """The child as a pending order of the master order's type, price, stops and expiry."""
+    """The child as a pending order of the master order's type, price, stops and expiry (the
+    mirror type and stops for a reversed child: gateway/domain/copying.py)."""
+    terms = child_terms(spec, child)
     return OrderRequest(
         action=TradeAction.PENDING,
         symbol=child.symbol,
@@ -68,10 +72,10 @@ def placement_request(spec: MasterOrderSpec, child: ChildOrder) -> OrderRequest:
         tag=child.tag,
         magic=child.magic,
         price=spec.price,
-        order_type=spec.order_type,
+        order_type=terms.order_type,
         stop_limit_price=spec.stop_limit_price,
-        stop_loss=spec.stop_loss,
-        take_profit=spec.take_profit,
+        stop_loss=terms.stop_loss,
+        take_profit=terms.take_profit,
         time_in_force=spec.time_in_force,
         expires_at=spec.expire_time,
         filling=spec.filling_policy,

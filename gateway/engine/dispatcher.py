@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from gateway.domain import retcodes
 from gateway.domain.fills import Fill
-from gateway.domain.ids import AccountId, MasterOrderId
+from gateway.domain.ids import AccountId, GroupId, MasterOrderId
 from gateway.domain.orders import (
     ChildOrder,
     ChildOrderState,
@@ -113,6 +113,8 @@ class Dispatcher:
         self._stopped_orders: set[MasterOrderId] = set()
         # Why nothing at all may be sent any more (another process took the database).
         self._halt_reason = ""
+        # Cluster mode: groups this node lost, and why none of their children is sent here.
+        self._halted_groups: dict[GroupId, str] = {}
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -138,6 +140,17 @@ class Dispatcher:
         CANCELLED (in memory: a process that lost its database stores nothing more, and the
         process that took the database finds each child by its tag)."""
         self._halt_reason = why
+
+    def halt_groups(self, groups: Collection[GroupId], why: str) -> None:
+        """Cluster mode: no child of these groups' orders is sent from now on (this node
+        lost them: their new owner finds each child by its tag)."""
+        for group_id in groups:
+            self._halted_groups[group_id] = why
+
+    def resume_groups(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: these groups are this node's (again)."""
+        for group_id in groups:
+            self._halted_groups.pop(group_id, None)
 
     def forget(self, master_order_id: MasterOrderId) -> None:
         self._stopped_orders.discard(master_order_id)
@@ -580,6 +593,8 @@ class Dispatcher:
         """Why the child must not be sent (now), if it must not."""
         if self._halt_reason:
             return self._halt_reason
+        if self._halted_groups and master.spec.group_id in self._halted_groups:
+            return self._halted_groups[master.spec.group_id]
         if child.master_order_id in self._stopped_orders:
             return "on request"
         if not master.spec.closes_master_order_id:

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanContext, Tracer
 
 import gateway.observability.trace_context as traced
 from gateway.domain.fills import Fill
-from gateway.domain.ids import ChildOrderId, MasterOrderId
+from gateway.domain.ids import ChildOrderId, GroupId, MasterOrderId
 from gateway.domain.orders import (
     ChildOrder,
     ChildOrderState,
@@ -46,6 +46,7 @@ from gateway.engine.metrics import NO_METRICS, GatewayMetrics
 from gateway.engine.order_updates import OrderUpdateBus
 from gateway.engine.store_health import StoreHealth
 from gateway.store import Store
+from gateway.store.cluster import GroupFenced
 from gateway.store.faults import is_transient
 from gateway.store.writer_lock import WriterFenced
 
@@ -78,6 +79,9 @@ class MasterProgress:
     # Children not in a final state: kept as outcomes arrive, so a commit need not walk every
     # child of a 1,000-account order to learn whether it ended.
     open_children: int = 0
+    # Cluster mode: the epoch of the group's lease this execution runs under; its outcomes
+    # commit only while the lease is still at it (not after a takeover, even by this node).
+    epoch: int | None = None
 
 
 @dataclass(slots=True)
@@ -138,10 +142,14 @@ class ExecutionRecorder:
         health: StoreHealth | None = None,
         retry: RetryPolicy = STORE_RETRY,
         on_fenced: Callable[[], None] | None = None,
+        on_groups_lost: Callable[[frozenset[GroupId]], None] | None = None,
+        publish_fills: bool = True,
+        lease_epoch: Callable[[GroupId], int | None] | None = None,
         metrics: GatewayMetrics = NO_METRICS,
         tracer: Tracer = traced.NO_TRACER,
     ) -> None:
-        """`tracer`: a span per commit of outcomes recorded in a span (NO_TRACER: none)."""
+        """`tracer`: a span per commit of outcomes recorded in a span (NO_TRACER: none).
+        `on_groups_lost`: cluster mode, a commit found this node no longer owns groups."""
         self._store = store
         self._bus = bus
         self._metrics = metrics
@@ -152,6 +160,10 @@ class ExecutionRecorder:
         self._health = health if health is not None else StoreHealth(store.probe_write)
         self._retry = retry
         self._on_fenced = on_fenced
+        self._on_groups_lost = on_groups_lost
+        self._publish_fills = publish_fills
+        # Cluster mode: the epoch this node holds each group's lease at now.
+        self._lease_epoch = lease_epoch
         self._fenced: WriterFenced | None = None
         self._queue: asyncio.Queue[_Outcome] = asyncio.Queue(MAX_WAITING)
         self._progress: dict[MasterOrderId, MasterProgress] = {}
@@ -188,12 +200,20 @@ class ExecutionRecorder:
             master,
             {c.child_order_id: c for c in children},
             open_children=sum(1 for c in children if not c.state.is_final),
+            epoch=None if self._lease_epoch is None else self._lease_epoch(master.spec.group_id),
         )
         self._progress[master.master_order_id] = progress
         return progress
 
     def progress_of(self, master_order_id: MasterOrderId) -> MasterProgress | None:
         return self._progress.get(master_order_id)
+
+    def forget_groups(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: this node lost these groups: their orders' progress here is no
+        longer the truth (their new owner's is), and is dropped."""
+        for master_order_id, progress in list(self._progress.items()):
+            if progress.master.spec.group_id in groups:
+                del self._progress[master_order_id]
 
     def in_progress(self) -> list[MasterProgress]:
         """Every master order executing now (dispatching, or working at the brokers)."""
@@ -216,7 +236,7 @@ class ExecutionRecorder:
             return
         fills = await self._store.fills_of(progress.master.master_order_id)
         master = _completed(progress.master, children, fills, self._clock())
-        await self._store.save_progress(masters=[master])
+        await self._store.save_progress(masters=[master], epochs=_epochs([progress]))
         progress.master = master
         self._metrics.master_orders_ended([master])
         self.updates.publish([master], [])
@@ -270,6 +290,19 @@ class ExecutionRecorder:
                 return
             try:
                 await self._commit(batch, attempt)
+            except GroupFenced as error:
+                # Cluster mode: this node lost these groups; their new owner finds each
+                # child by its tag. The rest of the batch is this node's to store.
+                self._metrics.store_error("group_commit", "fenced")
+                fenced = [o for o in batch if self._group_of(o) in error.groups]
+                _fail(fenced, error)
+                if self._on_groups_lost is not None:
+                    self._on_groups_lost(error.groups)
+                batch = [o for o in batch if self._group_of(o) not in error.groups]
+                if not batch:
+                    return
+                attempt = object()
+                continue
             except WriterFenced as error:
                 self._metrics.store_error("group_commit", "fenced")
                 self._lost_writer(error)
@@ -317,6 +350,14 @@ class ExecutionRecorder:
         await self._store_batch(batch[:half])
         await self._store_batch(batch[half:])
 
+    def executing_in(self, group_id: GroupId) -> bool:
+        """Whether a master order of the group executes here now."""
+        return any(p.master.spec.group_id == group_id for p in self._progress.values())
+
+    def _group_of(self, outcome: _Outcome) -> GroupId | None:
+        progress = self._progress.get(outcome.child.master_order_id)
+        return None if progress is None else progress.master.spec.group_id
+
     def _lost_writer(self, error: WriterFenced) -> None:
         if self._fenced is not None:
             return
@@ -328,6 +369,15 @@ class ExecutionRecorder:
     async def _commit(self, batch: list[_Outcome], attempt: object) -> None:
         now = self._clock()
         staged: dict[str, _Staged] = {}
+        if self._lease_epoch is not None:
+            # Cluster mode: an outcome of an execution this node dropped (it lost the group)
+            # is not this node's to store.
+            orphans = [o for o in batch if o.child.master_order_id not in self._progress]
+            if orphans:
+                _fail(orphans, GroupFenced(()))
+                batch[:] = [o for o in batch if o.child.master_order_id in self._progress]
+                if not batch:
+                    return
         for outcome in batch:
             master_order_id = outcome.child.master_order_id
             change = staged.get(master_order_id)
@@ -360,6 +410,7 @@ class ExecutionRecorder:
             children=children,
             fills=[o.fill for o in batch if o.fill is not None],
             attempt=attempt,
+            epochs=_epochs(change.progress for change in staged.values()),
         )
         # Counted before anything is published: who sees a fill finds it counted.
         metrics = self._metrics
@@ -371,8 +422,10 @@ class ExecutionRecorder:
         # Stored: now the progress, the streams and the waiting tasks may know.
         for change in staged.values():
             change.apply()
-        # With the messages they were stored with: subscribers send those bytes.
-        self._bus.publish(committed)
+        # With the messages they were stored with: subscribers send those bytes. (A cluster
+        # node's feed publishes every node's, in the global order: not here.)
+        if self._publish_fills:
+            self._bus.publish(committed)
         self.updates.publish([c.master for c in staged.values() if c.master is not None], children)
         for change in staged.values():
             if change.finished:
@@ -438,3 +491,9 @@ def _completed(
 
 def _micros(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _epochs(progresses: Iterable[MasterProgress]) -> dict[GroupId, int] | None:
+    """Cluster mode: the lease epoch each group's progress must still be committed under."""
+    epochs = {p.master.spec.group_id: p.epoch for p in progresses if p.epoch is not None}
+    return epochs or None

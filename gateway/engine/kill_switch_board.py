@@ -54,6 +54,30 @@ class KillSwitchBoard:
                 self._start_flatten(switch)
         return len(active)
 
+    async def refresh(self) -> None:
+        """Cluster mode: the switches other nodes turned on or off since, put on (and
+        flattened, for this node's groups) or taken off this node's gate."""
+        active = await self._store.access.list_kill_switches(
+            offset=0, limit=10_000, active_only=True
+        )
+        on = {switch.kill_switch_id for switch in active}
+        for switch in self._gate.active:
+            if switch.kill_switch_id not in on:
+                self._gate.switch_off(switch.kill_switch_id)
+        known = {switch.kill_switch_id for switch in self._gate.active}
+        for switch in active:
+            if switch.kill_switch_id not in known:
+                self._gate.switch_on(switch)
+                if switch.flatten:
+                    self._start_flatten(switch)
+
+    def flatten_again(self) -> None:
+        """Cluster mode: the flattens of the switches on, run again for groups this node has
+        just taken (what was closed is not closed twice: each flatten is idempotent)."""
+        for switch in self._gate.active:
+            if switch.flatten:
+                self._start_flatten(switch)
+
     async def activate(
         self, scope: KillSwitchScope, target_id: str, *, flatten: bool, reason: str, by: str
     ) -> KillSwitch:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -22,7 +22,7 @@ from opentelemetry.trace import Tracer
 import gateway.observability.trace_context as traced
 from gateway.domain.accounts import AccountSnapshot
 from gateway.domain.audit import AuditRecord
-from gateway.domain.ids import AccountId, MasterOrderId
+from gateway.domain.ids import AccountId, GroupId, MasterOrderId
 from gateway.domain.new_orders import NewMasterOrder
 from gateway.domain.orders import ChildOrder, ChildOrderState, MasterOrder, MasterOrderState
 from gateway.domain.retry_policy import RetryPolicy
@@ -68,6 +68,8 @@ class MasterOrderRunner:
         self._health = recorder.health
         self._clock = clock
         self._running: set[asyncio.Task[None]] = set()
+        # The group of each running execution (cluster mode: those of a lost group end).
+        self._group_of_task: dict[asyncio.Task[None], GroupId] = {}
         # Submissions storing and starting their order, whether or not their caller waits.
         self._storing: set[asyncio.Task[Submission | None]] = set()
         # Callers waiting for an order not started yet to start (until_final), by its id.
@@ -173,12 +175,17 @@ class MasterOrderRunner:
                     if not waiters:
                         del self._awaiting_start[master_order_id]
 
-    async def resume_unfinished(self) -> int:
-        """Picks up every master order a previous run left unfinished."""
+    async def resume_unfinished(self, groups: Collection[GroupId] | None = None) -> int:
+        """Picks up every master order a previous run left unfinished (of `groups` only: a
+        cluster node's, those it owns; one already running here is left to run)."""
         resumed = 0
         for master in await self._store.unfinished_master_orders():
+            if groups is not None and master.spec.group_id not in groups:
+                continue
+            if self._recorder.progress_of(master.master_order_id) is not None:
+                continue
             children = await self._store.children_of(master.master_order_id)
-            self._spawn(self._resume(master, children))
+            self._spawn(self._resume(master, children), master.spec.group_id)
             resumed += 1
         if self._watcher_task_started is False:
             self._watcher.start()
@@ -213,7 +220,8 @@ class MasterOrderRunner:
         `points`: each account's point on its symbol, as read for the order."""
         progress = self._track(master, children)
         self._spawn(
-            self._traced_dispatch(progress, children, frozenset(), announce=True, points=points)
+            self._traced_dispatch(progress, children, frozenset(), announce=True, points=points),
+            master.spec.group_id,
         )
 
     async def _resume(self, master: MasterOrder, children: list[ChildOrder]) -> None:
@@ -366,7 +374,7 @@ class MasterOrderRunner:
                 self._metrics.store_error("insert_master_order", "transient")
                 tries += 1
                 if not INSERT_RETRY.allows(tries):
-                    self._spawn(self._start_if_stored(master.master_order_id))
+                    self._spawn(self._start_if_stored(master.master_order_id), master.spec.group_id)
                     raise self._health.unavailable(error) from error
                 self._metrics.store_retry("insert_master_order")
                 await asyncio.sleep(INSERT_RETRY.delay_s(tries))
@@ -395,14 +403,27 @@ class MasterOrderRunner:
         )
         await self._resume(master, children)
 
-    def _spawn(self, coroutine: object) -> None:
+    def _spawn(self, coroutine: object, group_id: GroupId) -> None:
         assert asyncio.iscoroutine(coroutine)
         task: asyncio.Task[None] = asyncio.create_task(coroutine)
         self._running.add(task)
+        self._group_of_task[task] = group_id
         task.add_done_callback(self._task_ended)
+
+    async def drop_groups(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: this node lost these groups. Their executions here end now (what
+        they would store is fenced anyway) and their progress is forgotten, so that the
+        groups' orders are resumed from the store if this node takes them again."""
+        tasks = [t for t, g in self._group_of_task.items() if g in groups]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._recorder.forget_groups(groups)
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._group_of_task.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("master order execution failed", exc_info=task.exception())
 

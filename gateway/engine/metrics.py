@@ -162,6 +162,11 @@ class GaugeReadings:
     store_reachable: bool = True
     writer_lock_held: bool = True
     master_orders_in_progress: int = 0
+    # Cluster mode only (None otherwise): the groups this node owns now, and how many it has
+    # taken and lost (or handed over) since it started.
+    cluster_groups_owned: int | None = None
+    cluster_groups_taken: int = 0
+    cluster_groups_lost: int = 0
 
 
 class LoopHistogram(Collector):
@@ -283,6 +288,22 @@ class _StateCollector(Collector):
             "Master orders executing now (dispatching, or resting at the brokers).",
             state.master_orders_in_progress,
         )
+        if state.cluster_groups_owned is not None:
+            yield GaugeMetricFamily(
+                "mam_cluster_groups_owned",
+                "Cluster mode: the groups whose lease this node holds now.",
+                state.cluster_groups_owned,
+            )
+            yield CounterMetricFamily(
+                "mam_cluster_groups_taken",
+                "Cluster mode: groups this node took (a free, released or stale lease).",
+                state.cluster_groups_taken,
+            )
+            yield CounterMetricFamily(
+                "mam_cluster_groups_lost",
+                "Cluster mode: groups this node lost to another or handed over.",
+                state.cluster_groups_lost,
+            )
 
 
 class GatewayMetrics:

@@ -26,10 +26,12 @@ from gateway.domain.allocation import (
     effective_method,
 )
 from gateway.domain.audit import AuditRecord
+from gateway.domain.copy_options import CopyOptions
+from gateway.domain.copying import CopyReference, apply_copy_options
 from gateway.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from gateway.domain.ids import AccountId, MasterOrderId, new_id
 from gateway.domain.new_orders import new_master_order, sent_children, why_nothing_allocated
-from gateway.domain.orders import MasterOrder, MasterOrderSpec, Side
+from gateway.domain.orders import MasterOrder, MasterOrderSpec, OrderType, Side
 from gateway.domain.symbols import SpecInterner, SymbolSpec
 from gateway.engine.deadlines import Deadlines
 from gateway.engine.master_order_runner import MasterOrderRunner
@@ -55,6 +57,8 @@ class AccountReading:
     entry_price: Decimal | None = None
     # Accounts under pre-trade risk checks only.
     holdings: Holdings | None = None
+    # A mirrored order's member with a maximum slippage: its price on the side it trades.
+    copy_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +102,11 @@ class OrderSubmitter:
         # The timeout of reading one account (a submission reads all its group's at once).
         self._snapshot_deadlines = snapshot_deadlines
 
-    async def preview(self, spec: MasterOrderSpec) -> Allocation:
+    async def preview(
+        self, spec: MasterOrderSpec, *, reference: CopyReference | None = None
+    ) -> Allocation:
         """The allocation a submission would get now; sends and stores nothing."""
-        return (await self._plan(spec)).allocation
+        return (await self._plan(spec, reference)).allocation
 
     async def submit(
         self,
@@ -108,6 +114,7 @@ class OrderSubmitter:
         *,
         submitted_by: str = "",
         audit: AuditRecord | None = None,
+        reference: CopyReference | None = None,
     ) -> Submission:
         """Stores and starts a master order, once per (submitted_by, client_order_id).
 
@@ -115,6 +122,7 @@ class OrderSubmitter:
         finished); the same id with a different payload is ALREADY_EXISTS. The store's unique
         index settles races between concurrent resubmissions. `audit`: the call's audit record,
         stored with the order in its transaction (Submission.audited says it was).
+        `reference`: a mirrored order's source change, what copy options compare with.
         """
         self._health.refuse_if_unreachable()
         existing = await self._store.find_by_client_order_id(submitted_by, spec.client_order_id)
@@ -126,7 +134,7 @@ class OrderSubmitter:
                 f"trading is stopped by {switch.describe()}; it is lifted only explicitly",
                 reason="KILL_SWITCH_ACTIVE",
             )
-        planned = await self._plan(spec)
+        planned = await self._plan(spec, reference)
         allocation = planned.allocation
         now = self._clock()
         master_order_id = MasterOrderId(new_id("mo"))
@@ -163,7 +171,7 @@ class OrderSubmitter:
             snapshots=planned.snapshots,
         )
 
-    async def _plan(self, spec: MasterOrderSpec) -> PlannedOrder:
+    async def _plan(self, spec: MasterOrderSpec, reference: CopyReference | None) -> PlannedOrder:
         symbol = self._symbols.get(spec.symbol)
         if symbol is None:
             raise InvalidArgument(
@@ -193,11 +201,23 @@ class OrderSubmitter:
             wanted.append(settings.reference_account_id)
         accounts = await self._store.get_account_settings(wanted)
         methods = {m.account_id: effective_method(settings, m) for m in group.members}
+        options = {m.account_id: m.copy for m in group.members if not m.copy.is_default}
+        # A member's price is compared with the source's when it limits slippage.
+        priced = (
+            reference is not None
+            and reference.price is not None
+            and spec.order_type is OrderType.MARKET
+        )
         with self._tracer.start_as_current_span(
             traced.SNAPSHOT_SPAN, attributes={traced.GROUP_ID: group.group_id}
         ) as snapshot_span:
             readings = await self._read_accounts(
-                [accounts[a] for a in wanted if a in accounts], spec, methods, checks
+                [accounts[a] for a in wanted if a in accounts],
+                spec,
+                methods,
+                checks,
+                options=options,
+                priced=priced,
             )
             if snapshot_span.is_recording():
                 snapshot_span.set_attribute(traced.ACCOUNTS, len(readings))
@@ -205,10 +225,8 @@ class OrderSubmitter:
                 snapshot_span.set_attribute(traced.ACCOUNTS_UNREAD, unread)
         reference_equity = settings.reference_equity
         if reference_equity is None and settings.reference_account_id:
-            reference = readings.get(settings.reference_account_id)
-            reference_equity = (
-                reference.snapshot.equity if reference and reference.snapshot else None
-            )
+            read = readings.get(settings.reference_account_id)
+            reference_equity = read.snapshot.equity if read and read.snapshot else None
         with self._tracer.start_as_current_span(
             traced.ALLOCATE_SPAN,
             attributes={
@@ -248,6 +266,19 @@ class OrderSubmitter:
                 for account_id, reading in readings.items()
                 if reading.snapshot is not None
             }
+            if options:
+                allocation = apply_copy_options(
+                    allocation,
+                    options,
+                    order=spec,
+                    specs={a: r.spec for a, r in readings.items()},
+                    prices={
+                        a: r.copy_price for a, r in readings.items() if r.copy_price is not None
+                    },
+                    reference=reference,
+                    master_symbol=symbol,
+                    now=now,
+                )
             # After the allocation's time is taken: the checks read the gate's stop-outs, and a
             # stop-out the gate learns of later is the dispatcher's to apply.
             if self._checks.needed(checks):
@@ -288,10 +319,14 @@ class OrderSubmitter:
         spec: MasterOrderSpec,
         methods: dict[AccountId, AllocationMethod],
         checks: PlannedChecks,
+        *,
+        options: Mapping[AccountId, CopyOptions],
+        priced: bool,
     ) -> dict[AccountId, AccountReading]:
         """One reading per account for this order, all concurrently: its money, the spec of
-        the symbol it trades, (for PERCENT_RISK) its entry price, and (for an account under
-        pre-trade checks) its open positions and price."""
+        the symbol it trades, (for PERCENT_RISK) its entry price, (for an account under
+        pre-trade checks) its open positions and price, and (`priced`: for a member with a
+        maximum slippage) its price on the side it trades."""
 
         async def read(account: Account) -> tuple[AccountId, AccountReading]:
             log_about(account_id=account.account_id)  # this task's own context (gather's)
@@ -309,19 +344,27 @@ class OrderSubmitter:
                         symbol_spec = await terminal.symbol_spec(symbol)
                     except SymbolNotFound:
                         return account.account_id, AccountReading(snapshot)
-                    entry = quote = None
+                    entry = quote = copy_price = None
+                    # The account's own order: on the other side when it is reversed.
+                    copy = options.get(account.account_id)
+                    own = spec if copy is None else replace(spec, side=copy.side_of(spec.side))
                     if methods.get(account.account_id) is AllocationMethod.PERCENT_RISK:
                         quote = await terminal.quote(symbol)
                         entry = quote.ask if spec.side is Side.BUY else quote.bid
+                    if priced and copy is not None and copy.needs_price:
+                        quote = quote or await terminal.quote(symbol)
+                        copy_price = quote.ask if own.side is Side.BUY else quote.bid
                     holdings = None
                     if account.account_id in checks.accounts:
                         holdings = await self._checks.read(
-                            terminal, account, info, symbol_spec, spec, quote, checks.risk
+                            terminal, account, info, symbol_spec, own, quote, checks.risk
                         )
             except (TimeoutError, TerminalError, SymbolNotFound) as error:
                 log.warning("account %s: no snapshot: %s", account.account_id, error)
                 return account.account_id, AccountReading()
-            return account.account_id, AccountReading(snapshot, symbol_spec, entry, holdings)
+            return account.account_id, AccountReading(
+                snapshot, symbol_spec, entry, holdings, copy_price
+            )
 
         return dict(await asyncio.gather(*(read(a) for a in accounts)))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +26,7 @@ from typing import Protocol
 
 from gateway.domain.accounts import Account
 from gateway.domain.closing import StillExecuting
+from gateway.domain.copying import CopyReference
 from gateway.domain.errors import DomainError, FailedPrecondition, Unavailable
 from gateway.domain.group_source import GroupSource, SignalRecord, SignalState
 from gateway.domain.ids import AccountId, GroupId, MasterOrderId
@@ -37,6 +38,7 @@ from gateway.domain.source_book import (
     book_from_json,
     observe,
 )
+from gateway.engine.look_pacer import LookPacer
 from gateway.engine.stops_modifier import REMOVE, StopsChange
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.engine.trading_engine import TradingEngine
@@ -95,12 +97,15 @@ class SourceWatchers:
         engine: TradingEngine,
         clock: Callable[[], datetime],
         settings: SourceWatchSettings = SourceWatchSettings(),
+        owns: Callable[[GroupId], bool] = lambda group_id: True,
     ) -> None:
         self._store = store
         self._registry = registry
         self._engine = engine
         self._clock = clock
         self._settings = settings
+        # Cluster mode: only the groups this node owns are watched here.
+        self._owns = owns
         self._tasks: dict[GroupId, asyncio.Task[None]] = {}
         self._wake: dict[GroupId, asyncio.Event] = {}
         self._listeners: set[SignalListener] = set()
@@ -111,11 +116,29 @@ class SourceWatchers:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Starts watching every stored source; returns how many."""
+        """Starts watching every stored source (of the groups this node owns); returns how
+        many."""
         sources = await self._store.sources.group_sources()
-        for source in sources:
-            self._watch(source.group_id)
-        return len(sources)
+        watched = [s.group_id for s in sources if self._owns(s.group_id)]
+        for group_id in watched:
+            self._watch(group_id)
+        return len(watched)
+
+    async def watch_groups(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: groups this node has just taken are watched from now on (those with
+        a source: a task finds none and ends)."""
+        for group_id in groups:
+            if not self._stopping and group_id not in self._tasks:
+                self._watch(group_id)
+
+    async def unwatch_groups(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: groups this node lost are no longer watched here."""
+        tasks = [self._tasks.pop(g) for g in groups if g in self._tasks]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     @property
     def stopping(self) -> bool:
@@ -139,7 +162,7 @@ class SourceWatchers:
     def source_changed(self, group_id: GroupId) -> None:
         """A group's source was set, changed, paused, resumed or removed: its task reads it
         again now (and starts, if the group had none)."""
-        if self._stopping:
+        if self._stopping or not self._owns(group_id):
             return
         if group_id in self._tasks and not self._tasks[group_id].done():
             self._wake[group_id].set()
@@ -173,6 +196,7 @@ class SourceWatchers:
         # Read again only when it changed (source_changed wakes the task): a look that finds
         # nothing new then costs the terminal's two reads and no database read.
         source: GroupSource | None = None
+        pacer = LookPacer()
         while True:
             try:
                 if source is None:
@@ -188,8 +212,9 @@ class SourceWatchers:
                 log.warning("source of group %s: %s; looking again shortly", group_id, error)
             except Exception:
                 log.exception("source of group %s: the look failed; looking again", group_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self._settings.look_interval_s)
+            # Woken early when the source's terminal is told of a trade (an MT4 EA's push).
+            terminal = None if source is None else self._registry.get(source.account_id)
+            await pacer.wait(self._settings.look_interval_s, wake=wake, terminal=terminal)
             if wake.is_set():
                 source = None
             wake.clear()
@@ -304,7 +329,11 @@ class _GroupWatch:
             expire_time=signal.expires_at if pending else None,
             comment=f"copy of {signal.event_id}",
         )
-        submission = await self._w._engine.submit(spec, submitted_by=source_caller(self._group_id))
+        submission = await self._w._engine.submit(
+            spec,
+            submitted_by=source_caller(self._group_id),
+            reference=CopyReference(price=signal.price, signal_time=signal.source_time),
+        )
         master = submission.master
         return (master.master_order_id,), f"master order {master.master_order_id}"
 

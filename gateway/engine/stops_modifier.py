@@ -19,9 +19,10 @@ from decimal import Decimal
 
 from gateway.domain import retcodes
 from gateway.domain.accounts import MarginMode
+from gateway.domain.copying import child_terms
 from gateway.domain.ids import AccountId, ChildOrderId
 from gateway.domain.order_events import OrderEvent
-from gateway.domain.orders import ChildOrder, MasterOrder
+from gateway.domain.orders import ChildOrder, MasterOrder, Side
 from gateway.domain.retcodes import RetcodeClass
 from gateway.engine.terminal_registry import TerminalRegistry
 from gateway.store import Store
@@ -70,17 +71,26 @@ class StopsModifier:
 
     async def modify(
         self,
+        side: Side,
         open_children: Sequence[ChildOrder],
         margin_modes: dict[str, MarginMode],
         change: StopsChange,
     ) -> list[StopsOutcome]:
-        """One SLTP request per account holding an open part of the order; its answers."""
+        """One SLTP request per account holding an open part of the order of `side`; its
+        answers. An account whose member does not copy stops is left as it is (NO_CHANGES);
+        a reversed copy (its child on the other side) gets the change with SL and TP swapped."""
         first_per_account: dict[str, ChildOrder] = {}
         for child in open_children:
             first_per_account.setdefault(child.account_id, child)
         outcomes = await asyncio.gather(
             *(
                 self._modify_one(child, margin_modes.get(child.account_id), change)
+                if child.side is side
+                else self._modify_one(
+                    child,
+                    margin_modes.get(child.account_id),
+                    StopsChange(stop_loss=change.take_profit, take_profit=change.stop_loss),
+                )
                 for child in first_per_account.values()
             )
         )
@@ -131,6 +141,7 @@ class StopsModifier:
         if terminal is None:
             return outcome(retcodes.CONNECTION, "no terminal connected")
         spec = master.spec
+        terms = child_terms(spec, child)
         try:
             async with (
                 self._slots,
@@ -147,10 +158,10 @@ class StopsModifier:
                         magic=child.magic,
                         order_ticket=child.broker_order_ticket,
                         price=spec.price,
-                        order_type=spec.order_type,
+                        order_type=terms.order_type,
                         stop_limit_price=spec.stop_limit_price,
-                        stop_loss=spec.stop_loss,
-                        take_profit=spec.take_profit,
+                        stop_loss=terms.stop_loss,
+                        take_profit=terms.take_profit,
                         time_in_force=spec.time_in_force,
                         expires_at=spec.expire_time,
                     )
@@ -165,6 +176,8 @@ class StopsModifier:
         def outcome(retcode: int, text: str) -> StopsOutcome:
             return StopsOutcome(child.account_id, child.child_order_id, retcode, text)
 
+        if not child.stops_copied:
+            return outcome(retcodes.NO_CHANGES, "the member does not copy stops")
         terminal = self._registry.get(child.account_id)
         if terminal is None:
             return outcome(retcodes.CONNECTION, "no terminal connected")

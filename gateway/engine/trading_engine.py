@@ -11,8 +11,9 @@ It holds the engine's parts together and adds the small commands of its own:
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -21,8 +22,9 @@ from opentelemetry.trace import Tracer
 
 from gateway.domain.allocation import Allocation
 from gateway.domain.audit import AuditRecord
+from gateway.domain.copying import CopyReference
 from gateway.domain.errors import FailedPrecondition, NotFound
-from gateway.domain.ids import AccountId, MasterOrderId
+from gateway.domain.ids import AccountId, GroupId, MasterOrderId
 from gateway.domain.orders import (
     ChildOrder,
     ChildOrderState,
@@ -39,6 +41,7 @@ from gateway.engine.metrics import NO_METRICS, GatewayMetrics
 from gateway.engine.order_submission import OrderSubmitter
 from gateway.engine.position_closing import PositionCloser
 from gateway.engine.pre_trade_checks import PreTradeChecks
+from gateway.engine.request_forwarding import ForwardedClose, RequestForwarding
 from gateway.engine.risk_book import RiskBook
 from gateway.engine.stops_modifier import StopsChange, StopsModifier, StopsOutcome
 from gateway.engine.submission import Submission
@@ -120,6 +123,8 @@ class TradingEngine:
             clock=clock,
             snapshot_deadlines=snapshot_deadlines,
         )
+        self._require_owner: Callable[[GroupId], Awaitable[None]] | None = None
+        self._forwarding: RequestForwarding | None = None
         self._stops = StopsModifier(
             store,
             registry,
@@ -134,9 +139,11 @@ class TradingEngine:
 
     # -- commands ---------------------------------------------------------------------------
 
-    async def preview(self, spec: MasterOrderSpec) -> Allocation:
+    async def preview(
+        self, spec: MasterOrderSpec, *, reference: CopyReference | None = None
+    ) -> Allocation:
         """The allocation a submission would get now; sends and stores nothing."""
-        return await self._submitter.preview(spec)
+        return await self._submitter.preview(spec, reference=reference)
 
     async def submit(
         self,
@@ -144,11 +151,20 @@ class TradingEngine:
         *,
         submitted_by: str = "",
         audit: AuditRecord | None = None,
+        reference: CopyReference | None = None,
+        forward: bool = True,
     ) -> Submission:
         """Stores and starts a master order, once per (submitted_by, client_order_id)
-        (OrderSubmitter.submit)."""
+        (OrderSubmitter.submit); `reference`: a mirrored order's source change. A cluster
+        node that does not own the group has its owner do it (`forward`), or refuses."""
+        forwarding = self._forwarding
+        if forward and forwarding is not None and not forwarding.owns(spec.group_id):
+            return await forwarding.submit(spec, submitted_by=submitted_by, audit=audit)
         arrived_at = time.monotonic()
-        submission = await self._submitter.submit(spec, submitted_by=submitted_by, audit=audit)
+        await self._owner_only(spec.group_id)
+        submission = await self._submitter.submit(
+            spec, submitted_by=submitted_by, audit=audit, reference=reference
+        )
         if not submission.replayed:
             # No await since the order started: its end cannot have been recorded yet.
             self._metrics.submitted(submission.master, arrived_at)
@@ -163,11 +179,26 @@ class TradingEngine:
         volume: Decimal | None = None,
         submitted_by: str = "",
         only_accounts: frozenset[AccountId] | None = None,
+        forward: bool = True,
     ) -> Submission:
         """Closes `fraction` or `volume` lots of what is still open of a master order's
         position with a closing master order, once per (submitted_by, client_order_id)
-        (PositionCloser.close_position)."""
+        (PositionCloser.close_position); forwarded to the group's owner like a submission."""
+        forwarding = self._forwarding
+        if forward and forwarding is not None:
+            opened = await self._store.get_master_order(master_order_id)
+            if opened is not None and not forwarding.owns(opened.spec.group_id):
+                call = ForwardedClose(
+                    master_order_id,
+                    client_order_id,
+                    fraction,
+                    volume,
+                    submitted_by,
+                    None if only_accounts is None else sorted(only_accounts),
+                )
+                return await forwarding.close(opened.spec.group_id, call)
         arrived_at = time.monotonic()
+        await self._owner_only_of(master_order_id)
         submission = await self._closer.close_position(
             master_order_id,
             client_order_id=client_order_id,
@@ -204,6 +235,7 @@ class TradingEngine:
     ) -> tuple[MasterOrder, list[StopsOutcome]]:
         """Sets the stop loss and take profit of every open position of the order; of a
         WORKING pending order, the price, stop loss and take profit of every resting child."""
+        await self._owner_only_of(master_order_id)
         progress = self._recorder.progress_of(master_order_id)
         if progress is not None and progress.master.spec.order_type is not OrderType.MARKET:
             return await self._modify_working(progress, change, price)
@@ -216,6 +248,7 @@ class TradingEngine:
         opened, parts = await self._closer.open_parts(master_order_id)
         accounts = await self._store.get_account_settings({p.child.account_id for p in parts})
         outcomes = await self._stops.modify(
+            opened.spec.side,
             [p.child for p in parts],
             {a.account_id: a.margin_mode for a in accounts.values()},
             change,
@@ -248,6 +281,7 @@ class TradingEngine:
         """Stops sending the master order's children: each one not yet at its broker ends
         CANCELLED; those already sent go on to their outcome. Stored before it takes effect,
         so a restart honours it. Asking again is harmless; a final order is refused."""
+        await self._owner_only_of(master_order_id)
         if not await self._store.request_cancel(master_order_id, self._clock()):
             master = await self._store.get_master_order(master_order_id)
             if master is None:
@@ -263,6 +297,33 @@ class TradingEngine:
         self._runner.stop_sending(master_order_id)
         master, _ = await self.get(master_order_id)
         return master
+
+    def only_owned_groups(
+        self,
+        require: Callable[[GroupId], Awaitable[None]],
+        forwarding: RequestForwarding | None = None,
+    ) -> None:
+        """Cluster mode: what acts on a group's orders (submit, close, modify, cancel) first
+        awaits `require(group)`, which refuses a group this node does not own; submissions
+        and closes of such a group go to its owner through `forwarding`, which does them with
+        this engine's own when this node owns the group."""
+        self._require_owner = require
+        self._forwarding = forwarding
+        if forwarding is not None:
+            forwarding.serve(
+                submit=functools.partial(self.submit, forward=False),
+                close=functools.partial(self.close_position, forward=False),
+            )
+
+    async def _owner_only(self, group_id: GroupId) -> None:
+        if self._require_owner is not None:
+            await self._require_owner(group_id)
+
+    async def _owner_only_of(self, master_order_id: MasterOrderId) -> None:
+        if self._require_owner is not None:
+            master = await self._store.get_master_order(master_order_id)
+            if master is not None:
+                await self._require_owner(master.spec.group_id)
 
     async def get(self, master_order_id: MasterOrderId) -> tuple[MasterOrder, list[ChildOrder]]:
         master = await self._store.get_master_order(master_order_id)
@@ -287,9 +348,13 @@ class TradingEngine:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def resume_unfinished(self) -> int:
-        """Picks up every master order a previous run left unfinished."""
-        return await self._runner.resume_unfinished()
+    async def resume_unfinished(self, groups: Collection[GroupId] | None = None) -> int:
+        """Picks up every master order a previous run left unfinished (of `groups` only)."""
+        return await self._runner.resume_unfinished(groups)
+
+    async def drop_groups(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: the executions and progress of groups this node lost, ended."""
+        await self._runner.drop_groups(groups)
 
     async def wait_idle(self) -> None:
         """Returns once every dispatch this engine started (or resumed) has ended."""

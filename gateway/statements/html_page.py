@@ -1,7 +1,7 @@
-"""A statement as one self-contained HTML page (inline CSS, the equity curve as inline SVG).
+"""A statement as one self-contained HTML page (inline CSS, the equity chart as inline SVG).
 
-Every value reaches the page through Jinja2 with autoescaping on, so an account name or symbol
-can carry no markup; the SVG coordinates are numbers formatted here."""
+Every value reaches the page through Jinja2 with autoescaping on, so an account name, a symbol
+or the letterhead can carry no markup; the SVG coordinates are numbers formatted here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,27 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
 from gateway.domain.statement import Statement
 from gateway.statements.chart import Box, equity_curve_drawing
-from gateway.statements.text import moment, money, period_label, summary_rows
+from gateway.statements.text import (
+    DEAL_HEADINGS,
+    EXPOSURE_HEADINGS,
+    FEE_HEADINGS,
+    POSITION_HEADINGS,
+    as_of_text,
+    chart_title,
+    client_rows,
+    deal_rows,
+    exposure_rows,
+    fee_rows,
+    letterhead_lines,
+    manager_rows,
+    moment,
+    money,
+    period_label,
+    position_rows,
+    positions_caption,
+    single_reading_text,
+    summary_rows,
+)
 
 CHART_BOX = Box(left=60.0, top=10.0, width=620.0, height=200.0)
 
@@ -28,51 +48,41 @@ def _template() -> Template:
 
 
 def render_html(statement: Statement) -> str:
-    drawing = equity_curve_drawing(statement.equity_curve, CHART_BOX)
-    report = statement.performance
+    drawing = equity_curve_drawing(statement.chart, CHART_BOX)
     return _template().render(
         title=f"Statement {statement.account_name}",
+        letterhead=letterhead_lines(statement),
         account_name=statement.account_name,
         account_id=statement.account_id,
         currency=statement.currency,
+        client=client_rows(statement),
+        manager=manager_rows(statement),
         period=period_label(statement.period),
         generated_at=moment(statement.generated_at),
+        as_of=as_of_text(statement),
         summary=summary_rows(statement),
-        curve_points=" ".join(f"{x:.2f},{y:.2f}" for x, y in drawing.points),
+        chart_title=chart_title(statement),
+        curve_points=" ".join(f"{x:.2f},{y:.2f}" for x, y in drawing.points)
+        if len(statement.chart.points) > 1
+        else "",
+        single_reading=single_reading_text(statement),
         curve_highest=money(drawing.highest),
         curve_lowest=money(drawing.lowest),
-        curve_first=statement.equity_curve[0].day.isoformat() if statement.equity_curve else "",
-        curve_last=statement.equity_curve[-1].day.isoformat() if statement.equity_curve else "",
+        curve_first=drawing.first,
+        curve_last=drawing.last,
         box=CHART_BOX,
+        positions=position_rows(statement),
+        position_headings=POSITION_HEADINGS,
+        positions_caption=positions_caption(statement),
         cash_flows=[
             (moment(op.time), op.kind.value.title(), money(op.amount), op.comment)
             for op in statement.cash_flows
         ],
-        deals=[
-            (
-                str(d.ticket),
-                moment(d.executed_at),
-                d.symbol,
-                d.side.value,
-                d.entry.name,
-                f"{d.volume:f}",
-                f"{d.price:f}",
-                money(d.profit),
-                money(d.commission),
-                money(d.swap),
-                money(d.net_result),
-            )
-            for d in statement.deals
-        ],
-        exposure=[
-            (
-                e.symbol,
-                str(e.deals),
-                f"{e.volume:f}",
-                f"{e.buy_volume:f}",
-                f"{e.sell_volume:f}",
-                money(e.notional),
-            )
-            for e in report.exposure
-        ],
+        fee_charges=fee_rows(statement),
+        fee_headings=FEE_HEADINGS,
+        deals=deal_rows(statement),
+        deal_headings=DEAL_HEADINGS,
+        exposure=exposure_rows(statement),
+        exposure_headings=EXPOSURE_HEADINGS,
+        disclaimer=statement.letterhead.disclaimer,
     )

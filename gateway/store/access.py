@@ -23,6 +23,7 @@ from gateway.domain.access import ApiKey, Role
 from gateway.domain.audit import AuditRecord
 from gateway.domain.kill_switches import KillSwitch, KillSwitchScope
 from gateway.store import tables
+from gateway.store.cluster import Series, take_numbers
 
 Row = Mapping[Any, Any]
 # Raises unless this process may still commit numbered rows (the store's writer fence).
@@ -31,9 +32,16 @@ FenceCheck = Callable[[AsyncConnection], Awaitable[None]]
 
 class AccessStore:
     def __init__(
-        self, engine: AsyncEngine, last_audit_sequence: int, *, fence: FenceCheck | None = None
+        self,
+        engine: AsyncEngine,
+        last_audit_sequence: int,
+        *,
+        fence: FenceCheck | None = None,
+        counted: bool = False,
     ) -> None:
         self._engine = engine
+        # Cluster mode: sequences from the database's counter (gateway/store/cluster.py).
+        self._counted = counted
         self._last_audit = last_audit_sequence
         self._audit_lock = asyncio.Lock()
         self._fence = fence
@@ -44,10 +52,12 @@ class AccessStore:
         self._landed: dict[object, list[AuditRecord]] = {}
 
     @classmethod
-    async def open(cls, engine: AsyncEngine, *, fence: FenceCheck | None = None) -> AccessStore:
+    async def open(
+        cls, engine: AsyncEngine, *, fence: FenceCheck | None = None, counted: bool = False
+    ) -> AccessStore:
         async with engine.connect() as conn:
             last = (await conn.execute(select(func.max(tables.audit_records.c.sequence)))).scalar()
-        return cls(engine, int(last or 0), fence=fence)
+        return cls(engine, int(last or 0), fence=fence, counted=counted)
 
     # -- API keys ---------------------------------------------------------------------------
 
@@ -135,26 +145,40 @@ class AccessStore:
             await self.settle_doubt()
             if attempt is not None and attempt in self._landed:
                 return self._landed.pop(attempt)
-            first = self._last_audit + 1
-            numbered = [replace(r, sequence=first + i) for i, r in enumerate(records)]
             self._in_doubt = True  # until the commit is known to have happened
-            self._pending = None if attempt is None else (attempt, numbered)
             async with self._engine.begin() as conn:
+                first = await self._first(conn, len(records))
+                numbered = [replace(r, sequence=first + i) for i, r in enumerate(records)]
+                self._pending = None if attempt is None else (attempt, numbered)
                 await conn.execute(
                     tables.audit_records.insert(), [audit_values(r) for r in numbered]
                 )
                 # After the write, which takes SQLite's write lock (see Store._numbering).
                 if self._fence is not None:
                     await self._fence(conn)
-            self._last_audit = numbered[-1].sequence
+            self._last_audit = max(self._last_audit, numbered[-1].sequence)
             self._in_doubt = False
             self._pending = None
         return numbered
+
+    async def _first(self, conn: AsyncConnection, count: int) -> int:
+        if self._counted:
+            return await take_numbers(conn, Series.AUDIT_RECORDS, count)
+        return self._last_audit + 1
 
     async def settle_doubt(self) -> None:
         """Call with audit_lock held: after a failed numbering transaction, the largest stored
         sequence read again (it may have committed; nothing else has written since)."""
         if not self._in_doubt:
+            return
+        if self._counted:
+            # Other nodes number too: the attempt landed if its first record is there.
+            if self._pending is not None:
+                attempt, numbered = self._pending
+                if await self._stored_as_numbered(numbered[0]):
+                    self._landed[attempt] = numbered
+            self._pending = None
+            self._in_doubt = False
             return
         async with self._engine.connect() as conn:
             last = (await conn.execute(select(func.max(tables.audit_records.c.sequence)))).scalar()
@@ -177,13 +201,28 @@ class AccessStore:
         transaction of the store that stores one with what it records)."""
         return self._audit_lock
 
-    def numbered(self, record: AuditRecord) -> AuditRecord:
-        """The record with the next sequence; call with audit_lock held, then `stored` after
-        the commit."""
-        return replace(record, sequence=self._last_audit + 1)
+    async def _stored_as_numbered(self, record: AuditRecord) -> bool:
+        table = tables.audit_records
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(table.c.sequence).where(
+                        table.c.sequence == record.sequence,
+                        table.c.at == record.at,
+                        table.c.actor == record.actor,
+                        table.c.method == record.method,
+                    )
+                )
+            ).first()
+        return row is not None
+
+    async def numbered_in(self, conn: AsyncConnection, record: AuditRecord) -> AuditRecord:
+        """The record with the next sequence, for the transaction on `conn`; call with
+        audit_lock held, then `stored` after the commit."""
+        return replace(record, sequence=await self._first(conn, 1))
 
     def stored(self, record: AuditRecord) -> None:
-        self._last_audit = record.sequence
+        self._last_audit = max(self._last_audit, record.sequence)
         self._in_doubt = False
 
     async def list_audit(

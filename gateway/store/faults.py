@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 from sqlalchemy import exc as sa_exc
 
 # SQLite primary result codes (the low byte of an extended code) that pass with time or room.

@@ -21,6 +21,12 @@ from gateway.domain.accounts import (
     MarginMode,
     Platform,
 )
+from gateway.domain.copy_options import (
+    DEFAULT_COPY_OPTIONS,
+    CopyDirection,
+    CopyOptions,
+    MinVolumePolicy,
+)
 from gateway.domain.drawdown_monitor import (
     DrawdownState,
     LossLimit,
@@ -149,6 +155,7 @@ def member_values(group_id: str, position: int, member: GroupMember) -> dict[str
         "fixed_lots": member.fixed_lots,
         "risk_percent": member.risk_percent,
         "max_lots": member.max_lots,
+        "copy_options": copy_options_json(member.copy),
     }
 
 
@@ -162,6 +169,7 @@ def group_from_rows(row: Row, member_rows: list[Row]) -> Group:
             risk_percent=m["risk_percent"],
             max_lots=m["max_lots"],
             method=AllocationMethod(m["method"]) if m["method"] else None,
+            copy=copy_options_of_json(m["copy_options"]),
         )
         for m in sorted(member_rows, key=lambda m: m["position"])
     )
@@ -178,6 +186,54 @@ def group_from_rows(row: Row, member_rows: list[Row]) -> Group:
         magic=row["magic"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def copy_options_json(options: CopyOptions) -> str | None:
+    """The options that differ from the defaults, as JSON; None when none does."""
+    if options.is_default:
+        return None
+    data: dict[str, Any] = {}
+    if options.reverse:
+        data["reverse"] = True
+    if options.direction is not CopyDirection.BOTH:
+        data["direction"] = options.direction.value
+    if not options.copy_stops:
+        data["copy_stops"] = False
+    if not options.copy_pending:
+        data["copy_pending"] = False
+    if options.min_volume is not None:
+        data["min_volume"] = f"{options.min_volume:f}"
+    if options.min_volume_policy is not MinVolumePolicy.SKIP:
+        data["min_volume_policy"] = options.min_volume_policy.value
+    if options.max_slippage_points is not None:
+        data["max_slippage_points"] = options.max_slippage_points
+    if options.max_signal_age is not None:
+        data["max_signal_age_us"] = options.max_signal_age // _MICROSECOND
+    if options.close_only:
+        data["close_only"] = True
+    return json.dumps(data, separators=(",", ":"))
+
+
+def copy_options_of_json(text: str | None) -> CopyOptions:
+    if text is None:
+        return DEFAULT_COPY_OPTIONS
+    data = json.loads(text)
+    defaults = DEFAULT_COPY_OPTIONS
+    min_volume = data.get("min_volume")
+    age_us = data.get("max_signal_age_us")
+    return CopyOptions(
+        reverse=data.get("reverse", defaults.reverse),
+        direction=CopyDirection(data.get("direction", defaults.direction.value)),
+        copy_stops=data.get("copy_stops", defaults.copy_stops),
+        copy_pending=data.get("copy_pending", defaults.copy_pending),
+        min_volume=None if min_volume is None else Decimal(min_volume),
+        min_volume_policy=MinVolumePolicy(
+            data.get("min_volume_policy", defaults.min_volume_policy.value)
+        ),
+        max_slippage_points=data.get("max_slippage_points"),
+        max_signal_age=None if age_us is None else timedelta(microseconds=age_us),
+        close_only=data.get("close_only", defaults.close_only),
     )
 
 
@@ -306,6 +362,7 @@ def child_from_row(row: Row) -> ChildOrder:
         sent_at=row["sent_at"],
         filled_at=row["filled_at"],
         closes_child_order_id=row["closes_child_order_id"] or NO_CHILD_ORDER_ID,
+        stops_copied=bool(row["stops_copied"]),
         **values,
     )
 
@@ -409,6 +466,7 @@ CHILD_COLUMNS = (
     "sent_at",
     "filled_at",
     "closes_child_order_id",
+    "stops_copied",
 )
 # What a progress update writes, then the key.
 CHILD_UPDATE_COLUMNS = (
@@ -529,6 +587,7 @@ def child_row(child: ChildOrder) -> tuple[Any, ...]:
         utc_micros(child.sent_at),
         utc_micros(child.filled_at),
         child.closes_child_order_id or None,
+        child.stops_copied,
     )
 
 

@@ -21,7 +21,10 @@ from gateway.domain.ids import AccountId, GroupId
 
 
 class SettingsCache:
-    def __init__(self) -> None:
+    def __init__(self, *, keeping: bool = True) -> None:
+        # False: nothing is kept, every read goes to the database (a cluster node: other
+        # nodes write the same groups and accounts).
+        self._keeping = keeping
         self._generation = 0
         self._groups: dict[GroupId, Group] = {}
         self._accounts: dict[AccountId, Account] = {}
@@ -45,7 +48,7 @@ class SettingsCache:
         return self._groups.get(group_id)
 
     def keep_group(self, generation: int, group: Group) -> None:
-        if generation == self._generation:
+        if self._keeping and generation == self._generation:
             self._groups[group.group_id] = group
 
     def accounts(
@@ -71,6 +74,6 @@ class SettingsCache:
         settings = {
             a.account_id: a if a.snapshot is None else replace(a, snapshot=None) for a in accounts
         }
-        if generation == self._generation:
+        if self._keeping and generation == self._generation:
             self._accounts.update(settings)
         return settings

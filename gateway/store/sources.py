@@ -33,14 +33,19 @@ from gateway.domain.source_book import (
     book_to_json,
 )
 from gateway.store import tables
+from gateway.store.cluster import Series, take_numbers
 
 Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
 class SourceStore:
-    def __init__(self, engine: AsyncEngine, *, fence: Fence | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, fence: Fence | None = None, counted: bool = False
+    ) -> None:
         self._engine = engine
         self._fence = fence
+        # Cluster mode: sequences from the database's counter (gateway/store/cluster.py).
+        self._counted = counted
         # Signals are numbered by this process, the database's one writer: one numbering
         # transaction at a time.
         self._numbering = asyncio.Lock()
@@ -151,12 +156,21 @@ class SourceStore:
                     )
                 ).scalars()
             )
-            sequence = await _last_sequence(conn)
-            stored = []
+            new = []
             for signal in signals:
-                if signal.event_id in known:
-                    continue
-                known.add(signal.event_id)
+                if signal.event_id not in known:
+                    known.add(signal.event_id)
+                    new.append(signal)
+            if not new:
+                if self._fence is not None:
+                    await self._fence(conn)
+                return []
+            if self._counted:
+                sequence = await take_numbers(conn, Series.SOURCE_SIGNALS, len(new)) - 1
+            else:
+                sequence = await _last_sequence(conn)
+            stored = []
+            for signal in new:
                 sequence += 1
                 state, detail = first_state(signal)
                 stored.append(
@@ -208,12 +222,14 @@ class SourceStore:
             table.c.state == SignalState.WAITING.value,
         )
         # The next sequence is read by the update itself (its first statement is a write).
-        next_sequence = (
+        next_sequence: Any = (
             select(func.coalesce(func.max(table.c.sequence), 0) + 1)
             .select_from(table)
             .scalar_subquery()
         )
         async with self._numbering, self._engine.begin() as conn:
+            if self._counted:
+                next_sequence = await take_numbers(conn, Series.SOURCE_SIGNALS, 1)
             result = await conn.execute(
                 update(table)
                 .where(*where)

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, delete, func, select, type_coerce, update
+from sqlalchemy import Table, delete, func, select, text, type_coerce, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -60,7 +60,9 @@ from gateway.domain.order_events import OrderEvent, child_event, master_event
 from gateway.domain.orders import ChildOrder, ChildOrderState, MasterOrder, MasterOrderState
 from gateway.store import bulk, migrations, records, tables
 from gateway.store.access import AccessStore, audit_values
+from gateway.store.cluster import FILLS_CHANNEL, ClusterNode, Series, take_numbers
 from gateway.store.engines import create_engine
+from gateway.store.forwarding import ForwardedRequests
 from gateway.store.history import AccountHistory
 from gateway.store.reporting import ReportingStore
 from gateway.store.risk import RiskStore
@@ -155,6 +157,9 @@ class _PendingProgress:
 
     attempt: object
     committed: list[CommittedFill]
+    # Cluster mode: its first order event as numbered (sequence, master, child, state), which
+    # only this transaction can have stored: found stored, the transaction was.
+    first_event: tuple[int, str, str, str] | None = None
 
 
 class Store:
@@ -167,9 +172,12 @@ class Store:
         *,
         fill_encoder: FillEncoder | None = None,
         writer: _Writer | None = None,
+        cluster: ClusterNode | None = None,
     ) -> None:
         self._engine = engine
         self._writer = writer
+        # Cluster mode: numbers from the database's counters, progress fenced per group.
+        self._cluster = cluster
         self._access = (
             access if access is not None else AccessStore(engine, 0, fence=self._check_fence)
         )
@@ -178,18 +186,28 @@ class Store:
         self._fill_encoder = fill_encoder
         # Held by every write that numbers fills or events: one numbering writer at a time.
         self._write_lock = asyncio.Lock()
-        self._settings = SettingsCache()
+        self._settings = SettingsCache(keeping=cluster is None)
         # A numbering transaction failed: its numbers may or may not be stored (see above).
         self._in_doubt = False
         self._pending: _PendingProgress | None = None
         # save_progress attempts found stored after they failed: what they committed.
         self._landed: dict[object, list[CommittedFill]] = {}
         self._on_fenced: Callable[[], None] | None = None
-        self._sources = SourceStore(engine, fence=self._check_fence if writer else None)
+        self._forwarded = ForwardedRequests(engine)
+        self._sources = SourceStore(
+            engine,
+            fence=self._check_fence if writer or cluster else None,
+            counted=cluster is not None,
+        )
 
     @classmethod
     async def open(
-        cls, url: str, *, fill_encoder: FillEncoder | None = None, writer: bool = True
+        cls,
+        url: str,
+        *,
+        fill_encoder: FillEncoder | None = None,
+        writer: bool = True,
+        cluster: ClusterNode | None = None,
     ) -> Store:
         """Connects and upgrades the schema to the newest migration (nothing if it is there).
 
@@ -198,9 +216,11 @@ class Store:
         and moves the writer fence on; a Store opened with writer=False (a tool reading, or
         writing keys beside a running gateway) must not number anything. `fill_encoder`: what
         each fill is stored with for its readers (see the module docstring); without it,
-        nothing.
+        nothing. `cluster`: this process is that cluster node (PostgreSQL): it joins the
+        cluster instead of taking the writer lock, and numbers from the database's counters.
         """
         engine = create_engine(url)
+        writer = writer and cluster is None
         lock = writer_lock_for(url) if writer else None
         identity = WriterIdentity.of_this_process(datetime.now(UTC))
         try:
@@ -216,20 +236,34 @@ class Store:
                 if writer:
                     epoch, previous_released = await take_fence(conn, identity)
                     held = _Writer(lock, identity, epoch, previous_released)
+            if cluster is not None:
+                await cluster.join()
             store = cls(
-                engine, int(last or 0), int(last_event or 0), fill_encoder=fill_encoder, writer=held
+                engine,
+                int(last or 0),
+                int(last_event or 0),
+                fill_encoder=fill_encoder,
+                writer=held,
+                cluster=cluster,
             )
             store._access = await AccessStore.open(
-                engine, fence=store._check_fence if writer else None
+                engine,
+                fence=store._check_fence if writer or cluster else None,
+                counted=cluster is not None,
             )
         except BaseException:
             if lock is not None:
                 await lock.release()
+            if cluster is not None:
+                await cluster.leave()
             await engine.dispose()
             raise
         return store
 
     async def close(self) -> None:
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            await cluster.leave()
         writer, self._writer = self._writer, None
         if writer is not None:
             # An orderly stop: the next holder need not wait for this one's sends to settle.
@@ -279,8 +313,20 @@ class Store:
             return held
         return await fence_epoch(conn) == writer.epoch
 
+    @property
+    def cluster(self) -> ClusterNode | None:
+        return self._cluster
+
+    @property
+    def forwarded(self) -> ForwardedRequests:
+        """Cluster mode: calls about groups this node does not own, for their owners."""
+        return self._forwarded
+
     async def _check_fence(self, conn: AsyncConnection) -> None:
-        """In every numbering transaction: only the holder of the writer lock commits."""
+        """In every numbering transaction: only the holder of the writer lock commits. (A
+        cluster node holds no database-wide lock: its order progress is fenced per group.)"""
+        if self._cluster is not None:
+            return
         if self._writer is None:
             raise WriterFenced("this store was opened without the writer lock: it numbers nothing")
         if not await self._fence_is_ours(conn):
@@ -314,7 +360,11 @@ class Store:
     async def _resolve_doubt(self) -> None:
         """After a numbering transaction failed: whether it was stored after all, read from
         the largest stored sequences (every such transaction stores at least one event, and
-        none has run since)."""
+        none has run since). A cluster node's numbers are the database's: only whether a
+        save_progress attempt landed is in doubt, read from its first event."""
+        if self._cluster is not None:
+            await self._resolve_doubt_in_cluster()
+            return
         async with self._engine.connect() as conn:
             last_fill = (await conn.execute(select(func.max(tables.fills.c.sequence)))).scalar()
             last_event = (
@@ -328,9 +378,43 @@ class Store:
         self._last_event = int(last_event or 0)
         self._in_doubt = False
 
+    async def _resolve_doubt_in_cluster(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.first_event is not None:
+            sequence, master_order_id, child_order_id, state = pending.first_event
+            events = tables.order_events
+            async with self._engine.connect() as conn:
+                found = (
+                    await conn.execute(
+                        select(events.c.sequence).where(
+                            events.c.sequence == sequence,
+                            events.c.master_order_id == master_order_id,
+                            events.c.child_order_id == child_order_id,
+                            events.c.state == state,
+                        )
+                    )
+                ).first()
+            if found is not None:
+                self._landed[pending.attempt] = pending.committed
+        self._in_doubt = False
+
+    async def _first_number(self, conn: AsyncConnection, series: Series, count: int) -> int:
+        """The first of `count` numbers of `series` for the transaction on `conn`: the next
+        after this process's last (one process per database), or the database's counter's."""
+        if self._cluster is not None:
+            return await take_numbers(conn, series, count) if count else 0
+        return (self._last_sequence if series is Series.FILLS else self._last_event) + 1
+
+    def _numbered_up_to(self, series: Series, last: int) -> None:
+        """After a commit: the last number it used."""
+        if series is Series.FILLS:
+            self._last_sequence = max(self._last_sequence, last)
+        else:
+            self._last_event = max(self._last_event, last)
+
     @property
     def last_sequence(self) -> int:
-        """The sequence of the newest committed fill."""
+        """The sequence of the newest committed fill (a cluster node's own newest)."""
         return self._last_sequence
 
     @property
@@ -487,6 +571,32 @@ class Store:
         async with self._engine.connect() as conn:
             return await _groups_referencing(conn, account_id)
 
+    async def groups_trading(self, account_ids: Collection[AccountId]) -> dict[AccountId, GroupId]:
+        """Of these accounts, those a group trades (a member, or its source), with a group
+        (one of them, if several)."""
+        if not account_ids:
+            return {}
+        wanted = list(account_ids)
+        members, sources = tables.group_members, tables.group_sources
+        async with self._engine.connect() as conn:
+            rows = list(
+                (
+                    await conn.execute(
+                        select(members.c.account_id, members.c.group_id).where(
+                            members.c.account_id.in_(wanted)
+                        )
+                    )
+                ).all()
+            )
+            rows += (
+                await conn.execute(
+                    select(sources.c.account_id, sources.c.group_id).where(
+                        sources.c.account_id.in_(wanted)
+                    )
+                )
+            ).all()
+        return {AccountId(r.account_id): GroupId(r.group_id) for r in rows}
+
     async def delete_account(self, account_id: AccountId, *, at: datetime) -> list[Group]:
         """Marks the account deleted and takes it out of every group: one transaction.
 
@@ -632,7 +742,6 @@ class Store:
                 if audit is not None:
                     await locks.enter_async_context(self._access.audit_lock)
                     await self._access.settle_doubt()
-                    audit = self._access.numbered(audit)
                 await locks.enter_async_context(self._write_lock)
                 events = [
                     *(master_event(m) for m in (*earlier, order)),
@@ -640,12 +749,16 @@ class Store:
                 ]
                 if self._in_doubt:
                     await self._resolve_doubt()
-                first_event = self._last_event + 1
-                event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
                 if audit is not None:
                     # Stored with this transaction or not at all: in doubt alike.
                     self._access.doubted()
                 async with self._numbering() as conn:
+                    first_event = await self._first_number(conn, Series.ORDER_EVENTS, len(events))
+                    event_rows = [
+                        records.event_row(e, first_event + i) for i, e in enumerate(events)
+                    ]
+                    if audit is not None:
+                        audit = await self._access.numbered_in(conn, audit)
                     await conn.execute(tables.master_orders.insert(), records.master_values(order))
                     await bulk.insert_rows(
                         conn, tables.child_orders, records.CHILD_COLUMNS, child_rows
@@ -657,7 +770,7 @@ class Store:
                         await conn.execute(tables.audit_records.insert(), audit_values(audit))
                     if snapshots:
                         await _save_snapshots(conn, snapshots)
-                self._last_event += len(event_rows)
+                self._numbered_up_to(Series.ORDER_EVENTS, first_event + len(event_rows) - 1)
                 if audit is not None:
                     self._access.stored(audit)
         except IntegrityError:
@@ -690,7 +803,7 @@ class Store:
                     .where(table.c.master_order_id == master_order_id)
                     .values(cancel_requested_at=at, updated_at=at)
                 )
-                sequence = self._last_event + 1
+                sequence = await self._first_number(conn, Series.ORDER_EVENTS, 1)
                 event = OrderEvent(
                     0,
                     master_order_id,
@@ -705,7 +818,7 @@ class Store:
                     records.EVENT_COLUMNS,
                     [records.event_row(event, sequence)],
                 )
-            self._last_event = sequence
+            self._numbered_up_to(Series.ORDER_EVENTS, sequence)
         return True
 
     async def find_by_client_order_id(
@@ -832,6 +945,8 @@ class Store:
         children: Sequence[ChildOrder] = (),
         fills: Sequence[Fill] = (),
         attempt: object = None,
+        groups: Collection[GroupId] = (),
+        epochs: Mapping[GroupId, int] | None = None,
     ) -> list[CommittedFill]:
         """One group commit: child state changes, new fills and master order progress, with
         an OrderEvent row for each master and child order given (their new state).
@@ -844,7 +959,10 @@ class Store:
         message it was stored with (the fill encoder's, made here once for every reader).
         Only after this returns may anyone be told about them. All or nothing: if the
         transaction fails, no row changes and no sequence is used up. Sequences are numbered
-        in this process under a lock, which is why one database serves one gateway process.
+        in this process under a lock, which is why one database serves one gateway process
+        (a cluster node's come from the database's counters, and it commits only the progress
+        of the groups it holds: those of `masters` and `groups` at the epoch it holds them at
+        now, those of `epochs` at the epoch given; GroupFenced otherwise).
         """
         # Rows are encoded before the transaction, so a value that cannot be stored fails
         # the batch before anything is written.
@@ -856,15 +974,31 @@ class Store:
                 await self._resolve_doubt()
             if attempt is not None and attempt in self._landed:
                 return self._landed.pop(attempt)
-            first = self._last_sequence + 1
-            numbered = [_numbered(f, first + i) for i, f in enumerate(fills)]
-            # The message carries the sequence, so it is made here, under the lock.
-            committed = [CommittedFill(f, None if encode is None else encode(f)) for f in numbered]
-            fill_rows = [records.fill_row(f, f.sequence, wire) for f, wire in committed]
-            first_event = self._last_event + 1
-            event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
-            pending = None if attempt is None else _PendingProgress(attempt, committed)
+            pending = None if attempt is None else _PendingProgress(attempt, [])
             async with self._numbering(pending) as conn:
+                if self._cluster is not None:
+                    await self._cluster.check_groups(
+                        conn, {*(m.spec.group_id for m in masters), *groups}, epochs
+                    )
+                first = await self._first_number(conn, Series.FILLS, len(fills))
+                numbered = [_numbered(f, first + i) for i, f in enumerate(fills)]
+                # The message carries the sequence, so it is made here, under the lock.
+                committed = [
+                    CommittedFill(f, None if encode is None else encode(f)) for f in numbered
+                ]
+                fill_rows = [records.fill_row(f, f.sequence, wire) for f, wire in committed]
+                first_event = await self._first_number(conn, Series.ORDER_EVENTS, len(events))
+                event_rows = [records.event_row(e, first_event + i) for i, e in enumerate(events)]
+                if pending is not None:
+                    pending.committed = committed
+                    if events:
+                        e = events[0]
+                        pending.first_event = (
+                            first_event,
+                            e.master_order_id,
+                            e.child_order_id,
+                            e.state.name,
+                        )
                 await bulk.update_children(conn, child_rows)
                 for order in masters:
                     await conn.execute(
@@ -874,8 +1008,14 @@ class Store:
                     )
                 await bulk.insert_rows(conn, tables.fills, records.FILL_ROW_COLUMNS, fill_rows)
                 await bulk.insert_rows(conn, tables.order_events, records.EVENT_COLUMNS, event_rows)
-            self._last_sequence += len(fill_rows)
-            self._last_event += len(event_rows)
+                if self._cluster is not None and fill_rows:
+                    # Delivered at the commit: every node's feed reads the new fills.
+                    await conn.execute(
+                        text("SELECT pg_notify(:channel, :last)"),
+                        {"channel": FILLS_CHANNEL, "last": str(first + len(fill_rows) - 1)},
+                    )
+            self._numbered_up_to(Series.FILLS, first + len(fill_rows) - 1)
+            self._numbered_up_to(Series.ORDER_EVENTS, first_event + len(event_rows) - 1)
         return committed
 
     async def save_events(self, events: Sequence[OrderEvent]) -> list[OrderEvent]:
@@ -886,16 +1026,16 @@ class Store:
         async with self._write_lock:
             if self._in_doubt:
                 await self._resolve_doubt()
-            first = self._last_event + 1
-            numbered = [replace(e, sequence=first + i) for i, e in enumerate(events)]
             async with self._numbering() as conn:
+                first = await self._first_number(conn, Series.ORDER_EVENTS, len(events))
+                numbered = [replace(e, sequence=first + i) for i, e in enumerate(events)]
                 await bulk.insert_rows(
                     conn,
                     tables.order_events,
                     records.EVENT_COLUMNS,
                     [records.event_row(e, e.sequence) for e in numbered],
                 )
-            self._last_event += len(numbered)
+            self._numbered_up_to(Series.ORDER_EVENTS, first + len(numbered) - 1)
         return numbered
 
     async def events_of(self, master_order_id: MasterOrderId) -> list[OrderEvent]:
@@ -933,6 +1073,30 @@ class Store:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [records.fill_from_columns(r) for r in rows]
+
+    async def committed_fills_after(self, sequence: int, *, limit: int) -> list[CommittedFill]:
+        """The fills after `sequence`, each with the message it was stored with (None for one
+        stored without): what a cluster node publishes of every node's commits."""
+        fills = tables.fills
+        query = (
+            select(*_STORED_FILL_COLUMNS, fills.c.wire)
+            .where(fills.c.sequence > sequence)
+            .order_by(fills.c.sequence)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [CommittedFill(records.fill_from_columns(r[:-1]), r[-1]) for r in rows]
+
+    async def last_fill_sequence(self) -> int:
+        """The largest stored fill sequence (every node's)."""
+        async with self._engine.connect() as conn:
+            last = (await conn.execute(select(func.max(tables.fills.c.sequence)))).scalar()
+        return int(last or 0)
+
+    def saw_fills_up_to(self, sequence: int) -> None:
+        """A cluster node's feed published every fill up to `sequence`: the newest there is."""
+        self._numbered_up_to(Series.FILLS, sequence)
 
     async def encoded_fills_after(
         self, sequence: int, *, limit: int, fill_filter: FillFilter = FillFilter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 from gateway.store.column_types import DecimalText, UtcMicros
@@ -96,6 +98,8 @@ group_members = Table(
     Column("fixed_lots", DecimalText),
     Column("risk_percent", DecimalText),
     Column("max_lots", DecimalText),
+    # JSON of the member's copy options that differ from the defaults; NULL: all defaults.
+    Column("copy_options", Text),
 )
 Index("ix_group_members_account", group_members.c.account_id)
 
@@ -183,6 +187,8 @@ child_orders = Table(
     Column("closes_child_order_id", String(40)),
     Column("created_at", UtcMicros, nullable=False),
     Column("updated_at", UtcMicros, nullable=False),
+    # False: an opening child sent without its master order's SL/TP (its member's copy options).
+    Column("stops_copied", Boolean, nullable=False, server_default=true()),
 )
 Index("ix_child_orders_master", child_orders.c.master_order_id)
 Index("ix_child_orders_account", child_orders.c.account_id)
@@ -551,3 +557,76 @@ source_signals = Table(
 )
 Index("ix_source_signals_group", source_signals.c.group_id, source_signals.c.sequence)
 Index("ix_source_signals_state", source_signals.c.group_id, source_signals.c.state)
+
+# -- cluster mode (gateway/store/cluster.py, docs/cluster.md) ----------------------------------
+
+# The numbers that must be gap-free and in commit order across processes: one row a series,
+# whose value is the last number handed out. A numbering transaction takes its range with an
+# UPDATE of the row, and so holds the row's lock until it commits: the next one's range follows
+# it, in commit order. One process alone (the default) numbers in process and leaves them be.
+sequence_counters = Table(
+    "sequence_counters",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# The gateway processes of a cluster, as each last said it was alive (the database's clock).
+cluster_nodes = Table(
+    "cluster_nodes",
+    metadata,
+    Column("node_id", String(120), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("address", String(255), nullable=False),
+    # The database session that holds the node's group locks: ended by a node taking over a
+    # lease this node stopped renewing (it may be stopped or cut off, its session still open).
+    Column("session_pid", Integer, nullable=False),
+    Column("started_at", UtcMicros, nullable=False),
+    Column("heartbeat_at", UtcMicros, nullable=False),
+    # Set at an orderly stop.
+    Column("stopped_at", UtcMicros),
+)
+
+# Who owns each group: the node, and the epoch that moves on at every takeover. Every commit of
+# a group's orders reads the row with a share lock and fails unless the epoch is the one its
+# node took (fencing); a takeover's update waits for those commits and is seen by later ones.
+group_leases = Table(
+    "group_leases",
+    metadata,
+    Column("group_id", String(40), ForeignKey("groups.group_id"), primary_key=True),
+    Column("node_id", String(120), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("acquired_at", UtcMicros, nullable=False),
+    Column("renewed_at", UtcMicros, nullable=False),
+    # Set when the owner let go in order (drained or stopped): free to take at once.
+    Column("released_at", UtcMicros),
+    Column("takeovers", Integer, nullable=False),
+)
+Index("ix_group_leases_node", group_leases.c.node_id)
+
+# Calls about a group made to a node that does not own it, for the owner to do (submissions and
+# closes): the asking node waits for the row to be done and answers its caller then
+# (gateway/engine/request_forwarding.py). The payload is the call's, as JSON.
+forwarded_requests = Table(
+    "forwarded_requests",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("group_id", String(40), nullable=False),
+    # "submit" or "close".
+    Column("kind", String(20), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("asked_by_node", String(120), nullable=False),
+    Column("asked_at", UtcMicros, nullable=False),
+    # WAITING, then CLAIMED by the owner, then DONE or FAILED.
+    Column("state", String(10), nullable=False),
+    Column("claimed_by_node", String(120)),
+    Column("master_order_id", String(40)),
+    Column("replayed", Integer, nullable=False, server_default="0"),
+    # 1 when the call's audit record was stored with the order.
+    Column("audited", Integer, nullable=False, server_default="0"),
+    # FAILED: the error the owner met, as the caller is to get it.
+    Column("error", Text),
+    Column("done_at", UtcMicros),
+)
+Index("ix_forwarded_requests_waiting", forwarded_requests.c.state, forwarded_requests.c.group_id)

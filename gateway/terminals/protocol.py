@@ -17,6 +17,16 @@
 
 A backend is used by one engine task at a time per terminal (MetaTrader terminals trade
 serially); the engine guarantees it, backends may assume it.
+
+Optional, beside Terminal: a backend told of its account's trade changes as they happen may also
+be a `TradeEventSource` (the MT4 bridge, whose EA of protocol 2 pushes them); a source watcher
+then looks at such a source at once instead of at its next interval. Other backends need not.
+
+| member                       | what it does                                                  |
+|------------------------------|---------------------------------------------------------------|
+| trade_events                 | how many trade changes the terminal was told of (only grows)  |
+| wait_for_trade_event(after=) | returns once trade_events exceeds `after` (at once if it does |
+|                              | already); the caller bounds the wait                          |
 """
 
 from __future__ import annotations
@@ -225,3 +235,15 @@ class Terminal(Protocol):
     async def health(self) -> TerminalHealth: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class TradeEventSource(Protocol):
+    """Optional (see the module's table). A count and not a bare "something changed", so that
+    every reader (two groups may mirror one source) catches a change made while it was busy
+    looking: each waits for changes after the count it last saw."""
+
+    @property
+    def trade_events(self) -> int: ...
+
+    async def wait_for_trade_event(self, *, after: int) -> None: ...

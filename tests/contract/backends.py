@@ -207,9 +207,12 @@ async def mt5_in_worker(account: FreshAccount, scratch: Path) -> AsyncIterator[T
 
 
 @asynccontextmanager
-async def mt4_over_bridge(account: FreshAccount, scratch: Path) -> AsyncIterator[Terminal]:
+async def mt4_over_bridge(
+    account: FreshAccount, scratch: Path, *, protocol_max: int = 2
+) -> AsyncIterator[Terminal]:
     """An Mt4Terminal over the bridge protocol, a fake EA at the other end of a real TCP
-    connection, trading on the simulated broker with MT4's semantics."""
+    connection, trading on the simulated broker with MT4's semantics. The EA pushes its trade
+    pool (protocol 2), which positions() and pending_orders() read while it is current."""
     if account.margin_mode is not MarginMode.HEDGING:
         pytest.skip("MT4 accounts are hedging accounts")
     broker = SimBroker(sim_symbols(account), seed=SEED, tick_interval_ms=TICK_MS)
@@ -219,9 +222,17 @@ async def mt4_over_bridge(account: FreshAccount, scratch: Path) -> AsyncIterator
         balance=account.balance,
         leverage=account.leverage,
         account_id="contract",
+        protocol_max=protocol_max,
     ) as terminal:
         yield terminal
     broker.close()
+
+
+@asynccontextmanager
+async def mt4_over_bridge_old_ea(account: FreshAccount, scratch: Path) -> AsyncIterator[Terminal]:
+    """The same with an EA from before trade events (protocol 1): every read is asked."""
+    async with mt4_over_bridge(account, scratch, protocol_max=1) as terminal:
+        yield terminal
 
 
 WORKER_TOKEN = "contract-worker-token"
@@ -278,6 +289,12 @@ BACKENDS = [
     Backend(
         "mt4-bridge",
         mt4_over_bridge,
+        stop_limit_orders=False,
+        time_resolution=timedelta(seconds=1),
+    ),
+    Backend(
+        "mt4-bridge-old-ea",
+        mt4_over_bridge_old_ea,
         stop_limit_orders=False,
         time_resolution=timedelta(seconds=1),
     ),

@@ -7,11 +7,22 @@ eyes. Each market order is a ticket; a partial close moves the rest to a NEW tic
 comment is "from #<old>" (the closed part's becomes "to #<new>"); closes, deletes and modifies
 answer MT4 error codes; the EA's journal of tags and roots is kept like the real EA's.
 
+Like the real EA it speaks protocol 1..2: in a session of protocol 2 it pushes its whole trade
+pool with a sequence number (`orders_changed`) as soon as it changes (right after the welcome,
+after each trade it makes, and when its polling, every `book_poll_s` as the EA's timer, sees a
+change made on the broker directly: a trade by hand, a pending order triggered), and names the
+number in its `orders` and `trade_result` answers. `protocol_max=1` makes it an EA from before
+trade events: it pushes only after its own trades, without a number, and is always asked.
+
 Faults for tests: `fail_next(code)` (refuse the next trade requests with an MT4 error, nothing
 executed), `hang_next()` (the next request is never answered, nothing executed),
 `disconnect_after_next_trade()` (execute, then drop the connection without answering),
 `go_silent()` (no heartbeats, no answers), `disconnect()` / `connect()`, `forget_journal()`
-(the journal file lost), `comment_rewrite` (what the broker does to comments).
+(the journal file lost), `comment_rewrite` (what the broker does to comments);
+`hold_pushes()` / `release_pushes()` (pushes kept back, as a busy EA or a slow network would),
+`overtake_next_orders_answer(change)` (the next `orders` answer, then at once a change and its
+push, in one write: the push reaches the gateway before the waiting caller reads the answer),
+`too_large` (pools pushed as their number alone, as the EA does when one exceeds a frame).
 """
 
 from __future__ import annotations
@@ -138,8 +149,9 @@ class FakeMt4Ea:
         token: str,
         server_name: str = "Sim-Demo",
         protocol_min: int = 1,
-        protocol_max: int = 1,
+        protocol_max: int = 2,
         comment_rewrite: Callable[[str], str] | None = None,
+        book_poll_s: float = 0.01,
     ) -> None:
         self.broker = broker
         self.login = login
@@ -150,6 +162,7 @@ class FakeMt4Ea:
         self.protocol_min = protocol_min
         self.protocol_max = protocol_max
         self.comment_rewrite = comment_rewrite or (lambda comment: comment)
+        self.book_poll_s = book_poll_s
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,15 +174,27 @@ class FakeMt4Ea:
         self._history: dict[int, _Closed] = {}
         self._next_ticket = FIRST_REMAINDER_TICKET
         self.journal = _Journal()
+        # Protocol 2: the pool's sequence number, what it looked like then, whether its push is
+        # still due (MamBridge.mq4 BookSeq, PushBook).
+        self.protocol = 0
+        self._seq = 0
+        self._book_fingerprint: tuple[tuple[Any, ...], ...] | None = None
+        self._book_unsent = False
         # Faults.
         self._fail_codes: list[int] = []
         self._hang_next = False
         self._disconnect_after_next_trade = False
         self._silent = False
+        self._pushes_held = False
+        self._overtake: Callable[[], None] | None = None
+        # The pool does not fit in a frame: pushed as its number alone (MamBridge.mq4 PushBook).
+        self.too_large = False
         # What happened, for assertions.
         self.welcome: dict[str, Any] | None = None
         self.refusal: dict[str, Any] | None = None
         self.received: list[dict[str, Any]] = []
+        # The sequence numbers of the pools pushed (protocol 2).
+        self.pushed: list[int] = []
         self.bye: dict[str, Any] | None = None
         self.bye_received = asyncio.Event()
         self.closed = asyncio.Event()
@@ -191,6 +216,22 @@ class FakeMt4Ea:
     def forget_journal(self) -> None:
         self.journal = _Journal()
 
+    def hold_pushes(self) -> None:
+        self._pushes_held = True
+
+    async def release_pushes(self) -> None:
+        """Pushes are sent again, the pool as it now is first (if a push is due)."""
+        self._pushes_held = False
+        await self._push_book()
+
+    def overtake_next_orders_answer(self, change: Callable[[], None]) -> None:
+        self._overtake = change
+
+    @property
+    def orders_requests(self) -> int:
+        """How many `orders` requests the gateway sent (what a pushed pool saves)."""
+        return sum(1 for m in self.received if m["type"] == "orders")
+
     # -- connection -------------------------------------------------------------------------
 
     @property
@@ -201,6 +242,7 @@ class FakeMt4Ea:
         """Connects and says hello; returns the gateway's first answer (welcome or refused).
         After a welcome the EA serves requests until disconnected."""
         self._silent = False
+        self.protocol = 0
         self.closed = asyncio.Event()
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         await self.send_raw(
@@ -222,12 +264,26 @@ class FakeMt4Ea:
             await self._drop()
             return first or {"type": "closed"}
         self.welcome = first
+        self.protocol = first["protocol"]
         self._heartbeat_s = first["heartbeat_ms"] / 1000
         self._tasks = [
             asyncio.create_task(self._serve(), name=f"fake-ea-{self.login}"),
             asyncio.create_task(self._heartbeats(), name=f"fake-ea-heartbeat-{self.login}"),
         ]
+        if self.pushes:
+            # A new session knows nothing yet: the pool is pushed at once (MamBridge.mq4
+            # HandleHandshake), then polled as the EA's timer does.
+            self._book_unsent = True
+            await self._push_book()
+            self._tasks.append(
+                asyncio.create_task(self._watch_book(), name=f"fake-ea-book-{self.login}")
+            )
         return first
+
+    @property
+    def pushes(self) -> bool:
+        """Whether this session pushes its trade pool (protocol 2)."""
+        return self.protocol >= 2
 
     async def disconnect(self) -> None:
         for task in self._tasks:
@@ -243,9 +299,13 @@ class FakeMt4Ea:
                 await writer.wait_closed()
         self.closed.set()
 
-    async def send_raw(self, message: dict[str, Any]) -> None:
-        payload = json.dumps(message).encode("utf-8")
-        await self.send_bytes(_PREFIX.pack(len(payload)) + payload)
+    async def send_raw(self, *messages: dict[str, Any]) -> None:
+        """Sends the messages' frames in one write."""
+        frames = b""
+        for message in messages:
+            payload = json.dumps(message).encode("utf-8")
+            frames += _PREFIX.pack(len(payload)) + payload
+        await self.send_bytes(frames)
 
     async def send_bytes(self, data: bytes) -> None:
         """Writes bytes as they are (tests of broken framing use it directly)."""
@@ -306,9 +366,28 @@ class FakeMt4Ea:
                 self._disconnect_after_next_trade = False
                 await self.disconnect()
                 return
+            if self.pushes:
+                # The number of the pool the trade left (MamBridge.mq4 TradeDone, TradeFailed),
+                # then its push: the gateway reads the answer first.
+                await self.send_raw({**answer, "id": request_id, "seq": self._book_seq()})
+                await self._push_book()
+                await self.send_raw({"type": "account_changed", **self._account()})
+                return
             await self.send_raw({**answer, "id": request_id})
             if answer["error"] == 0:
                 await self._push_changes()
+            return
+        if kind == "orders" and self.pushes:
+            answer = {**handler(self, message), "id": request_id, "seq": self._book_seq()}
+            change, self._overtake = self._overtake, None
+            if change is None:
+                await self.send_raw(answer)
+                return
+            change()
+            self._book_seq()
+            self._book_unsent = False
+            self.pushed.append(self._seq)
+            await self.send_raw(answer, self._book_message())
             return
         await self.send_raw({**handler(self, message), "id": request_id})
 
@@ -322,8 +401,46 @@ class FakeMt4Ea:
         return handler(self, message)
 
     async def _push_changes(self) -> None:
+        """Protocol 1: the open orders without a number, after a trade of the EA's own."""
         await self.send_raw({"type": "orders_changed", "orders": self.open_records()})
         await self.send_raw({"type": "account_changed", **self._account()})
+
+    # -- protocol 2: the pushed trade pool ---------------------------------------------------
+
+    def _book_seq(self) -> int:
+        """The number of the pool as it is now: one more for each change seen (tickets, types,
+        lots, prices, stops, expirations; not profits), as MamBridge.mq4 BookSeq."""
+        fingerprint = tuple(
+            (r["ticket"], r["cmd"], r["lots"], r["open_price"], r["sl"], r["tp"], r["expiration"])
+            for r in self.open_records()
+        )
+        if fingerprint != self._book_fingerprint:
+            self._book_fingerprint = fingerprint
+            self._seq += 1
+            self._book_unsent = True
+        return self._seq
+
+    def _book_message(self) -> dict[str, Any]:
+        if self.too_large:
+            return {"type": "orders_changed", "seq": self._seq, "too_large": True}
+        return {"type": "orders_changed", "seq": self._seq, "orders": self.open_records()}
+
+    async def _push_book(self) -> None:
+        """Pushes the pool if it changed since the last push (MamBridge.mq4 PushBook)."""
+        if not self.pushes or not self.connected or self._silent:
+            return
+        self._book_seq()
+        if not self._book_unsent or self._pushes_held:
+            return
+        self._book_unsent = False
+        self.pushed.append(self._seq)
+        with contextlib.suppress(ConnectionError):
+            await self.send_raw(self._book_message())
+
+    async def _watch_book(self) -> None:
+        while True:
+            await asyncio.sleep(self.book_poll_s)
+            await self._push_book()
 
     # -- the MT4 view of the simulated books --------------------------------------------------
 

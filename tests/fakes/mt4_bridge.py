@@ -2,7 +2,8 @@
 
 `mt4_bridge(...)` yields everything (server, fake EA, terminal, broker) for tests that inject
 faults; `connected_mt4_terminal(...)` yields just a connected Mt4Terminal on a fresh funded
-hedging account, for the shared Terminal contract suite.
+hedging account, for the shared Terminal contract suite. Both take `protocol_max`: 2 (the
+default) for an EA that pushes its trade pool, 1 for one from before trade events.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ async def mt4_bridge(
     connect: bool = True,
     token: str = TOKEN,
     settings: BridgeSettings | None = None,
+    protocol_max: int = 2,
 ) -> AsyncIterator[Mt4Bridge]:
     """A bridge server on a free port, a fake EA for `login` (a hedging account opened with
     `balance` on `broker`), connected unless `connect` is False, and its Mt4Terminal. `token`
@@ -101,7 +103,7 @@ async def mt4_bridge(
         settings=settings or BridgeSettings(session=session, hello_timeout_s=2.0),
     )
     host, port = server.address
-    ea = FakeMt4Ea(broker, login, host=host, port=port, token=token)
+    ea = FakeMt4Ea(broker, login, host=host, port=port, token=token, protocol_max=protocol_max)
     terminal = Mt4Terminal(account_id, login, server, settings=terminal_settings)
     try:
         if connect:
@@ -123,6 +125,7 @@ async def connected_mt4_terminal(
     balance: Decimal = OPENING_BALANCE,
     leverage: int = 100,
     account_id: str = "mt4-account",
+    protocol_max: int = 2,
 ) -> AsyncIterator[Mt4Terminal]:
     """A connected Mt4Terminal over a fake EA, for a fresh hedging account funded with
     `balance` on `broker` (default: EURUSD on the real clock)."""
@@ -133,5 +136,6 @@ async def connected_mt4_terminal(
         leverage=leverage,
         session=SessionSettings(heartbeat_s=0.5, timeout_s=10.0, trade_timeout_s=30.0),
         account_id=account_id,
+        protocol_max=protocol_max,
     ) as bridge:
         yield bridge.terminal

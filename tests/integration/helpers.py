@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,10 @@ async def create_group(
     members: list[account_pb2.Account],
     *,
     name: str = "clients",
+    copy_options: Mapping[int, account_pb2.CopyOptions] | None = None,
 ) -> account_pb2.Group:
+    """An EQUITY group of `members`; `copy_options`: those of the members at these indexes."""
+    options = copy_options or {}
     response = await accounts.CreateGroup(
         account_service_pb2.CreateGroupRequest(
             group=account_pb2.Group(
@@ -68,7 +72,10 @@ async def create_group(
                 allocation=account_pb2.AllocationSettings(
                     method=account_pb2.ALLOCATION_METHOD_EQUITY
                 ),
-                members=[account_pb2.GroupMember(account_id=a.account_id) for a in members],
+                members=[
+                    account_pb2.GroupMember(account_id=a.account_id, copy_options=options.get(i))
+                    for i, a in enumerate(members)
+                ],
             )
         )
     )

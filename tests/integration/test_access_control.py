@@ -280,8 +280,13 @@ def reporting_requests(w: World) -> dict[str, Any]:
     }
 
 
-# Methods whose foreign request an allowed non-admin may still make: it is filtered, not refused.
-FILTERED_NOT_REFUSED = {("manager", "/mam.v1.AccountService/ListGroups")}
+# Methods whose foreign request an allowed non-admin may still make: it is filtered, not refused;
+# or it names nothing of anyone's (the gateway's symbols).
+FILTERED_NOT_REFUSED = {
+    ("manager", "/mam.v1.AccountService/ListGroups"),
+    ("manager", "/mam.v1.TradingService/ListSymbols"),
+    ("investor", "/mam.v1.TradingService/ListSymbols"),
+}
 
 
 def _denied(error: grpc.aio.AioRpcError) -> bool:

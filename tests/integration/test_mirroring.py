@@ -105,7 +105,13 @@ class Desk:
 
 
 @contextlib.asynccontextmanager
-async def desk(tmp_path: Path, database_url: str, *, netting: bool = False) -> AsyncIterator[Desk]:
+async def desk(
+    tmp_path: Path,
+    database_url: str,
+    *,
+    netting: bool = False,
+    copy_options: dict[int, account_pb2.CopyOptions] | None = None,
+) -> AsyncIterator[Desk]:
     config = make_config(tmp_path, database_url=database_url)
     async with running(config) as gateway:
         async with client_of(gateway) as client:
@@ -116,7 +122,7 @@ async def desk(tmp_path: Path, database_url: str, *, netting: bool = False) -> A
                 (source,) = await create_accounts(
                     client.accounts, ["100000"], prefix="source", first_login=90001
                 )
-            group = await create_group(client.accounts, members)
+            group = await create_group(client.accounts, members, copy_options=copy_options)
         group_id = GroupId(group.group_id)
         source_id = AccountId(source.account_id)
         now = _now()
@@ -504,24 +510,56 @@ async def test_an_mt5_source_is_mirrored_through_the_metatrader5_api(
         assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D(0)}
 
 
-async def test_an_mt4_source_behind_its_ea_is_mirrored_through_a_partial_close(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The source is an MT4 account whose Expert Advisor (the fake EA, speaking the bridge
-    # protocol exactly) connects to the gateway's bridge; MT4 gives a partial close's rest a
-    # new ticket, which the gateway still reads as the same position.
+@dataclass
+class Mt4Source:
+    """A desk whose source is an MT4 account behind its Expert Advisor (the fake EA, speaking
+    the bridge protocol exactly, over the gateway's own bridge)."""
+
+    desk: Desk
+    ea: FakeMt4Ea
+    login: int
+
+    def by_hand(self, request: OrderRequest) -> int:
+        """A trade made in the MT4 terminal itself, not through the gateway: only the EA sees
+        it (and pushes it, or is asked); the position's or order's ticket."""
+        result = self.ea.broker.execute(self.login, request)
+        assert result.retcode in (10008, 10009), result
+        return result.order_ticket or result.position_ticket
+
+
+@contextlib.asynccontextmanager
+async def mt4_source_desk(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    protocol_max: int = 2,
+    look_interval_s: float | None = None,
+) -> AsyncIterator[Mt4Source]:
+    """`protocol_max` 2: an EA that pushes its trades; 1: one from before, always asked."""
     login = 81_501
     monkeypatch.setenv(f"MAM_MT4_TOKEN_{login}", "source-ea-token-81501")
     config = make_config(tmp_path)
     config = dataclasses.replace(
         config, mt4_bridge=dataclasses.replace(config.mt4_bridge, listen="127.0.0.1:0")
     )
+    if look_interval_s is not None:
+        config = dataclasses.replace(
+            config,
+            sources=dataclasses.replace(config.sources, look_interval_seconds=look_interval_s),
+        )
     async with running(config) as gateway, client_of(gateway) as client:
         assert gateway.mt4_bridge is not None
         host, port = gateway.mt4_bridge.address
         broker = make_broker()
         broker.open_account(login, balance=D(100_000), margin_mode=MarginMode.HEDGING)
-        ea = FakeMt4Ea(broker, login, host=host, port=port, token="source-ea-token-81501")
+        ea = FakeMt4Ea(
+            broker,
+            login,
+            host=host,
+            port=port,
+            token="source-ea-token-81501",
+            protocol_max=protocol_max,
+        )
         assert (await ea.connect())["type"] == "welcome"
         try:
             source = (
@@ -560,27 +598,70 @@ async def test_an_mt4_source_behind_its_ea_is_mirrored_through_a_partial_close(
                 [AccountId(m.account_id) for m in members],
                 watchers=gateway.sources,  # type: ignore[arg-type]
             )
-            ticket = await d.trade(deal(Side.BUY, "1.00"))
-            await d.settled(1)
-            assert await net_open(d) == {Side.BUY: D("1.00"), Side.SELL: D(0)}
-            await d.trade(deal(Side.SELL, "0.40", position=ticket))
-            records = await d.settled(2)
-            assert (records[-1].signal.kind, records[-1].signal.fraction) == (
-                SignalKind.POSITION_REDUCED,
-                D("0.4"),
-            )
-            assert records[-1].state is SignalState.COPIED
-            assert D("0.55") <= (await net_open(d))[Side.BUY] <= D("0.65")
-            (rest,) = await d.source_positions()
-            await d.trade(deal(Side.SELL, str(rest.volume), position=rest.ticket))
-            records = await d.settled(3)
-            assert (records[-1].signal.kind, records[-1].state) == (
-                SignalKind.POSITION_CLOSED,
-                SignalState.COPIED,
-            )
-            assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D(0)}
+            yield Mt4Source(d, ea, login)
         finally:
             await ea.disconnect()
+
+
+@pytest.mark.parametrize("protocol_max", [2, 1], ids=["pushing-ea", "ea-from-before-pushes"])
+async def test_an_mt4_source_behind_its_ea_is_mirrored_through_a_partial_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol_max: int
+) -> None:
+    # MT4 gives a partial close's rest a new ticket, which the gateway still reads as the same
+    # position; whether the EA pushes its trades or is asked at every look.
+    async with mt4_source_desk(tmp_path, monkeypatch, protocol_max=protocol_max) as source:
+        d = source.desk
+        ticket = await d.trade(deal(Side.BUY, "1.00"))
+        await d.settled(1)
+        assert await net_open(d) == {Side.BUY: D("1.00"), Side.SELL: D(0)}
+        await d.trade(deal(Side.SELL, "0.40", position=ticket))
+        records = await d.settled(2)
+        assert (records[-1].signal.kind, records[-1].signal.fraction) == (
+            SignalKind.POSITION_REDUCED,
+            D("0.4"),
+        )
+        assert records[-1].state is SignalState.COPIED
+        assert D("0.55") <= (await net_open(d))[Side.BUY] <= D("0.65")
+        (rest,) = await d.source_positions()
+        await d.trade(deal(Side.SELL, str(rest.volume), position=rest.ticket))
+        records = await d.settled(3)
+        assert (records[-1].signal.kind, records[-1].state) == (
+            SignalKind.POSITION_CLOSED,
+            SignalState.COPIED,
+        )
+        assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D(0)}
+
+
+async def test_an_mt4_source_whose_ea_pushes_its_trades_is_copied_without_waiting_for_a_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One look a minute: only the EA's push of each trade made by hand in its terminal can have
+    # it copied within the wait of `settled` (20 s), and seen well before the next look.
+    look_interval = timedelta(seconds=60)
+    async with mt4_source_desk(
+        tmp_path, monkeypatch, look_interval_s=look_interval.total_seconds()
+    ) as source:
+        d = source.desk
+        made_at = _now()
+        ticket = source.by_hand(deal(Side.BUY, "1.00"))
+        (opened,) = await d.settled(1)
+        assert (opened.signal.kind, opened.state) == (
+            SignalKind.POSITION_OPENED,
+            SignalState.COPIED,
+        )
+        assert opened.observed_at - made_at < look_interval / 4
+        assert await net_open(d) == {Side.BUY: D("1.00"), Side.SELL: D(0)}
+        made_at = _now()
+        source.by_hand(deal(Side.SELL, "1.00", position=ticket))
+        records = await d.settled(2)
+        assert (records[-1].signal.kind, records[-1].state) == (
+            SignalKind.POSITION_CLOSED,
+            SignalState.COPIED,
+        )
+        assert records[-1].observed_at - made_at < look_interval / 4
+        assert await net_open(d) == {Side.BUY: D(0), Side.SELL: D(0)}
+        # Every look read the pool the EA pushed: none asked it.
+        assert source.ea.orders_requests == 0
 
 
 async def test_execution_quality_measures_each_copy_from_the_change_at_the_source(

@@ -104,11 +104,11 @@ async def test_an_ea_of_another_protocol_version_is_refused_with_the_versions_sp
     async with mt4_bridge(connect=False) as bridge:
         host, port = bridge.server.address
         future_ea = FakeMt4Ea(
-            bridge.broker, LOGIN, host=host, port=port, token=TOKEN, protocol_min=2, protocol_max=3
+            bridge.broker, LOGIN, host=host, port=port, token=TOKEN, protocol_min=3, protocol_max=4
         )
         answer = await future_ea.connect()
         assert (answer["type"], answer["reason"]) == ("refused", "version")
-        assert (answer["protocol_min"], answer["protocol_max"]) == (1, 1)
+        assert (answer["protocol_min"], answer["protocol_max"]) == (1, 2)
 
 
 async def test_a_first_frame_that_is_not_a_hello_is_refused() -> None:
@@ -543,3 +543,164 @@ async def test_a_closed_terminal_refuses_every_call(bridge: Mt4Bridge) -> None:
     with pytest.raises(TerminalError, match="closed"):
         await bridge.terminal.account_info()
     assert not (await bridge.terminal.health()).connected
+
+
+# -- trade events: an EA of protocol 2 pushes its trade pool ----------------------------------
+
+
+async def pool_current(bridge: Mt4Bridge) -> None:
+    """Waits until the pool the EA pushed stands in for asking it."""
+
+    def current(state: LoginState) -> bool:
+        return (
+            state.session is not None and state.book.current(state.session.session_id) is not None
+        )
+
+    async with asyncio.timeout(5):
+        await bridge.server.wait_for_update(bridge.login, current)
+
+
+def by_hand(bridge: Mt4Bridge, request: OrderRequest) -> OrderResult:
+    """A trade made in the MT4 terminal itself (by hand, or by another EA): the bridge is not
+    asked; only the EA's polling of its pool sees it."""
+    result = bridge.broker.execute(bridge.login, request)
+    assert result.retcode in (retcodes.DONE, retcodes.PLACED), result
+    return result
+
+
+def limit_below_market(bridge: Mt4Bridge, tag: str = "") -> OrderRequest:
+    _, ask, _ = bridge.broker.feed.bid_ask("EURUSD")
+    return OrderRequest(
+        TradeAction.PENDING,
+        "EURUSD",
+        Side.BUY,
+        D("0.20"),
+        tag,
+        MAGIC,
+        price=ask - D("0.00100"),
+        order_type=OrderType.LIMIT,
+    )
+
+
+async def test_positions_and_pending_orders_are_read_from_the_pushed_pool_without_asking(
+    bridge: Mt4Bridge,
+) -> None:
+    assert (await bridge.terminal.health()).detail.endswith("protocol 2")
+    seen = bridge.terminal.trade_events
+    position = by_hand(bridge, market(Side.BUY, "0.30", ""))
+    order = by_hand(bridge, limit_below_market(bridge))
+    async with asyncio.timeout(5):
+        await bridge.terminal.wait_for_trade_event(after=seen)
+    await pool_current(bridge)
+    for _ in range(100):
+        [held] = await bridge.terminal.positions()
+        [resting] = await bridge.terminal.pending_orders()
+    assert (held.ticket, held.volume) == (position.position_ticket, D("0.30"))
+    assert (resting.ticket, resting.order_type) == (order.order_ticket, OrderType.LIMIT)
+    assert bridge.ea.orders_requests == 0
+    # What the EA would have answered.
+    assert {r["ticket"] for r in bridge.ea.open_records()} == {held.ticket, resting.ticket}
+
+
+async def test_a_trade_through_the_bridge_is_read_back_at_once_even_before_its_push(
+    bridge: Mt4Bridge,
+) -> None:
+    await pool_current(bridge)
+    bridge.ea.hold_pushes()
+    opened_now = await opened(bridge, Side.BUY, "0.10")
+    # The pool held is older than the trade's answer says: it is asked, not read.
+    [position] = await bridge.terminal.positions()
+    assert position.ticket == opened_now.position_ticket
+    assert bridge.ea.orders_requests == 1
+    # A refused trade leaves the pool as it was: it still stands in.
+    bridge.ea.fail_next(134)
+    assert (await bridge.terminal.send(market(Side.BUY, "0.10"))).retcode == retcodes.NO_MONEY
+    assert [p.ticket for p in await bridge.terminal.positions()] == [opened_now.position_ticket]
+    assert bridge.ea.orders_requests == 1
+    await bridge.ea.release_pushes()
+    await bridge.terminal.positions()
+    assert bridge.ea.orders_requests == 1
+
+
+async def test_an_answer_older_than_a_push_read_first_does_not_take_the_pool_back(
+    bridge: Mt4Bridge,
+) -> None:
+    # The EA answers `orders`, then at once sees a trade made by hand and pushes the new pool:
+    # both arrive together and the push is taken before the caller reads the answer.
+    await pool_current(bridge)
+    hand: list[OrderResult] = []
+    bridge.ea.overtake_next_orders_answer(
+        lambda: hand.append(by_hand(bridge, market(Side.SELL, "0.20", "")))
+    )
+    await bridge.terminal.deals(bridge.broker.feed.now())  # asks for the pool
+    assert bridge.terminal.updates.book.seq == bridge.ea.pushed[-1]
+    asked = bridge.ea.orders_requests
+    [position] = await bridge.terminal.positions()
+    assert position.ticket == hand[0].position_ticket
+    assert bridge.ea.orders_requests == asked
+
+
+async def test_after_a_reconnection_the_old_pool_stands_in_for_nothing(bridge: Mt4Bridge) -> None:
+    await pool_current(bridge)
+    assert await bridge.terminal.positions() == []
+    await bridge.ea.disconnect()
+    await bridge.server.wait_disconnected(LOGIN)
+    with pytest.raises(TerminalError, match="not connected"):
+        await bridge.terminal.positions()
+    # Traded meanwhile, and the new session has pushed nothing yet.
+    made = by_hand(bridge, market(Side.BUY, "0.40", ""))
+    bridge.ea.hold_pushes()
+    await bridge.ea.connect()
+    await bridge.server.wait_for_session(LOGIN)
+    [position] = await bridge.terminal.positions()
+    assert position.ticket == made.position_ticket
+    assert bridge.ea.orders_requests == 1
+    # The answer counts as the new session's pool until it pushes.
+    await bridge.terminal.pending_orders()
+    assert bridge.ea.orders_requests == 1
+    await bridge.ea.release_pushes()
+    seen = bridge.terminal.trade_events
+    order = by_hand(bridge, limit_below_market(bridge))
+    async with asyncio.timeout(5):
+        await bridge.terminal.wait_for_trade_event(after=seen)
+    [resting] = await bridge.terminal.pending_orders()
+    assert resting.ticket == order.order_ticket
+    assert bridge.ea.orders_requests == 1
+
+
+async def test_a_pool_too_large_to_push_is_asked_for_until_one_is_pushed_whole(
+    bridge: Mt4Bridge,
+) -> None:
+    await pool_current(bridge)
+    bridge.ea.too_large = True
+    seen = bridge.terminal.trade_events
+    by_hand(bridge, market(Side.BUY, "0.10", ""))
+    async with asyncio.timeout(5):
+        await bridge.terminal.wait_for_trade_event(after=seen)
+    assert len(await bridge.terminal.positions()) == 1
+    assert bridge.ea.orders_requests == 1
+    # The answer stands in (its pool is as new as the number pushed) until the next push.
+    assert len(await bridge.terminal.positions()) == 1
+    assert bridge.ea.orders_requests == 1
+    bridge.ea.too_large = False
+    seen = bridge.terminal.trade_events
+    by_hand(bridge, market(Side.BUY, "0.20", ""))
+    async with asyncio.timeout(5):
+        await bridge.terminal.wait_for_trade_event(after=seen)
+    assert len(await bridge.terminal.positions()) == 2
+    assert bridge.ea.orders_requests == 1
+
+
+async def test_an_ea_from_before_trade_events_is_asked_at_every_read() -> None:
+    async with mt4_bridge(protocol_max=1) as bridge:
+        assert (await bridge.terminal.health()).detail.endswith("protocol 1")
+        result = await opened(bridge, Side.BUY, "0.10")
+        for _ in range(3):
+            [position] = await bridge.terminal.positions()
+            assert position.ticket == result.position_ticket
+        assert await bridge.terminal.pending_orders() == []
+        assert bridge.ea.orders_requests == 4
+        assert bridge.ea.pushed == []
+        # Its pushes after its own trades are still news of a trade (without a number).
+        async with asyncio.timeout(5):
+            await bridge.terminal.wait_for_trade_event(after=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -567,6 +568,67 @@ async def test_statements_stream_in_chunks_as_pdf_html_and_csv(
     with pytest.raises(grpc.aio.AioRpcError) as no_format:
         await statement(reporting, account.account_id, pb.STATEMENT_FORMAT_UNSPECIFIED, period)
     assert set(error_details(no_format.value).field_violations) == {"format"}
+
+
+async def test_a_statement_made_right_after_a_close_has_the_closing_deals(
+    reporting: Reporting,
+) -> None:
+    """No history round runs here (history_interval_seconds = 0): before, a statement made
+    seconds after a close showed neither the closing deals nor the money they realized. It
+    reads the account's terminal first now, and says as of when."""
+    gateway, client = reporting.gateway, reporting.client
+    (account,) = await create_accounts(client.accounts, ["10000"], prefix="fresh")
+    group = await create_group(client.accounts, [account])
+    submitted = await client.trading.SubmitMasterOrder(market_order(group.group_id, "0.40"))
+    await gateway.engine.wait_idle()
+    await client.trading.CloseMasterPosition(
+        trading_service_pb2.CloseMasterPositionRequest(
+            master_order_id=submitted.master_order.master_order_id,
+            client_order_id="close-half",
+            fraction="0.5",
+        )
+    )
+    await gateway.engine.wait_idle()
+    asked_at = datetime.now(UTC)
+    day = asked_at.date()
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    period = period_fields(start, start + timedelta(days=1))
+
+    # A report reads the terminal first too: the close is one trade of the day.
+    performance = await reporting.stub.GetAccountPerformance(
+        pb.GetAccountPerformanceRequest(account_id=account.account_id, **period)
+    )
+    assert performance.report.trades.trades == 1
+
+    _, csv = await statement(reporting, account.account_id, pb.STATEMENT_FORMAT_CSV, period)
+    deals = parse_deals_csv(csv.decode())
+    assert [(d.entry.name, d.volume) for d in deals] == [
+        ("IN", Decimal("0.40")),
+        ("OUT", Decimal("0.20")),
+    ]
+
+    _, pdf = await statement(reporting, account.account_id, pb.STATEMENT_FORMAT_PDF, period)
+    reader = PdfReader(io.BytesIO(pdf))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    # The letterhead and the disclaimer of the configuration's [statements].
+    assert text.startswith("Example Capital Management Ltd")
+    assert "Manager Example Capital Management, MAM desk" in text
+    assert "the broker's own records prevail" in text
+    assert f"Login {account.login} on {account.server}" in text
+    # Both deals, volumes to EURUSD's lot step; the half still open, valued at the market.
+    closing = deals[1]
+    assert f"{closing.ticket} " in text and " OUT 0.20 " in text
+    as_of = re.search(r"Account history as of (\S+ \S+) UTC\.", text)
+    assert as_of is not None
+    assert datetime.fromisoformat(as_of.group(1)).replace(tzinfo=UTC) >= asked_at - timedelta(
+        seconds=1
+    )
+    assert "Open positions" in text and "total floating P&L" in text
+    assert re.search(r"EURUSD BUY 0\.20 \d\.\d{5} \d\.\d{5} -?[\d,]+\.\d\d", text), text
+
+    _, html = await statement(reporting, account.account_id, pb.STATEMENT_FORMAT_HTML, period)
+    page = html.decode()
+    assert '<table id="open-positions">' in page and '<span id="as-of">' in page
 
 
 # -- who may read what ---------------------------------------------------------------------------

@@ -36,6 +36,12 @@ from gateway.domain.accounts import (
     Platform,
 )
 from gateway.domain.allocation import Allocation, AllocationLine, AllocationReason
+from gateway.domain.copy_options import (
+    DEFAULT_COPY_OPTIONS,
+    CopyDirection,
+    CopyOptions,
+    MinVolumePolicy,
+)
 from gateway.domain.fills import Fill
 from gateway.domain.orders import (
     ChildOrder,
@@ -105,6 +111,23 @@ def account_values_before_0011(a: Account) -> dict[str, Any]:
     values = records.account_values(a)
     del values["deleted_at"]
     return values
+
+
+def member_values_before_0014(group_id: str, position: int, member: GroupMember) -> dict[str, Any]:
+    """A member's row in a schema older than revision 0014 (no copy_options)."""
+    values = records.member_values(group_id, position, member)
+    del values["copy_options"]
+    return values
+
+
+# The child_orders columns of a schema older than revision 0014 (no stops_copied), and a
+# child's row in them.
+CHILD_COLUMNS_BEFORE_0014 = tuple(c for c in records.CHILD_COLUMNS if c != "stops_copied")
+
+
+def child_row_before_0014(child: ChildOrder) -> tuple[Any, ...]:
+    row = dict(zip(records.CHILD_COLUMNS, records.child_row(child), strict=True))
+    return tuple(row[c] for c in CHILD_COLUMNS_BEFORE_0014)
 
 
 def group(members: list[Account], *, name: str = "clients", magic: int = 700_001) -> Group:
@@ -917,8 +940,8 @@ async def test_fills_stored_before_revision_0010_replay_from_their_columns(
             await bulk.insert_rows(
                 conn,
                 tables.child_orders,
-                records.CHILD_COLUMNS,
-                [records.child_row(c) for c in children],
+                CHILD_COLUMNS_BEFORE_0014,
+                [child_row_before_0014(c) for c in children],
             )
             # The columns revision 0009 has: no message.
             await conn.execute(tables.fills.insert(), [records.fill_values(f) for f in old])
@@ -1079,7 +1102,7 @@ async def test_upgrading_to_deleted_accounts_keeps_every_account_and_reference(
             await conn.execute(tables.groups.insert(), records.group_values(grp))
             await conn.execute(
                 tables.group_members.insert(),
-                [records.member_values(grp.group_id, i, m) for i, m in enumerate(grp.members)],
+                [member_values_before_0014(grp.group_id, i, m) for i, m in enumerate(grp.members)],
             )
     finally:
         await engine.dispose()
@@ -1098,6 +1121,130 @@ async def test_upgrading_to_deleted_accounts_keeps_every_account_and_reference(
             await store.insert_account(dataclasses.replace(accounts[0], account_id="acc_same"))
         assert [c.account_id for c in await store.children_of(master.master_order_id)] == [
             a.account_id for a in accounts
+        ]
+    finally:
+        await store.close()
+
+
+# -- copy options (revision 0014) -------------------------------------------------------------
+
+EVERY_OPTION = CopyOptions(
+    reverse=True,
+    direction=CopyDirection.SELL_ONLY,
+    copy_stops=False,
+    copy_pending=False,
+    min_volume=Decimal("0.050"),
+    min_volume_policy=MinVolumePolicy.RAISE,
+    max_slippage_points=0,
+    max_signal_age=timedelta(seconds=5, microseconds=1),
+    close_only=False,
+)
+
+
+async def test_copy_options_and_stops_copied_come_back_exactly_as_stored(store: Store) -> None:
+    accounts = [account(i) for i in range(3)]
+    for a in accounts:
+        await store.insert_account(a)
+    options = (
+        EVERY_OPTION,
+        CopyOptions(close_only=True, max_slippage_points=30),
+        DEFAULT_COPY_OPTIONS,
+    )
+    grp = dataclasses.replace(
+        group(accounts),
+        members=tuple(
+            GroupMember(account_id=a.account_id, copy=o)
+            for a, o in zip(accounts, options, strict=True)
+        ),
+    )
+    await store.insert_group(grp)
+    assert repr(await store.get_group(grp.group_id)) == repr(grp)
+    # Only what differs from the defaults is stored; nothing at all for the defaults.
+    async with store._engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                select(tables.group_members.c.copy_options).order_by(
+                    tables.group_members.c.position
+                )
+            )
+        ).scalars()
+        assert list(stored) == [
+            '{"reverse":true,"direction":"SELL_ONLY","copy_stops":false,"copy_pending":false,'
+            '"min_volume":"0.050","min_volume_policy":"RAISE","max_slippage_points":0,'
+            '"max_signal_age_us":5000001}',
+            '{"max_slippage_points":30,"close_only":true}',
+            None,
+        ]
+    replaced = dataclasses.replace(
+        grp, members=(GroupMember(account_id=accounts[2].account_id, copy=EVERY_OPTION),)
+    )
+    await store.replace_group(replaced)
+    assert repr(await store.get_group(grp.group_id)) == repr(replaced)
+
+    master = master_order(grp.group_id, accounts)
+    children = children_of(master)
+    children[1] = dataclasses.replace(children[1], stops_copied=False)
+    await store.insert_master_order(master, children)
+    # A progress update (the driver path) leaves the flag as it was stored.
+    await store.save_progress(children=[filled(c) for c in children])
+    assert [c.stops_copied for c in await store.children_of(master.master_order_id)] == [
+        True,
+        False,
+        True,
+    ]
+
+
+async def test_members_and_children_stored_before_revision_0014_read_as_the_defaults(
+    empty_database_url: str,
+) -> None:
+    accounts = [account(i) for i in range(2)]
+    grp = group(accounts)
+    master = master_order(grp.group_id, accounts)
+    children = children_of(master)
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_schema_at("0013"))
+            await conn.execute(
+                tables.accounts.insert(), [records.account_values(a) for a in accounts]
+            )
+            await conn.execute(tables.groups.insert(), records.group_values(grp))
+            await conn.execute(
+                tables.group_members.insert(),
+                [member_values_before_0014(grp.group_id, i, m) for i, m in enumerate(grp.members)],
+            )
+            await conn.execute(tables.master_orders.insert(), records.master_values(master))
+            await bulk.insert_rows(
+                conn,
+                tables.child_orders,
+                CHILD_COLUMNS_BEFORE_0014,
+                [child_row_before_0014(c) for c in children],
+            )
+    finally:
+        await engine.dispose()
+    store = await Store.open(empty_database_url)
+    try:
+        stored = await store.get_group(grp.group_id)
+        assert stored is not None
+        assert [m.copy for m in stored.members] == [DEFAULT_COPY_OPTIONS] * 2
+        # Every child stored before carried its master order's SL/TP.
+        old = await store.children_of(master.master_order_id)
+        assert [c.stops_copied for c in old] == [True, True]
+        assert [repr(c) for c in old] == [repr(c) for c in children]
+        # The new columns take new values.
+        await store.replace_group(
+            dataclasses.replace(
+                grp, members=(GroupMember(account_id=accounts[0].account_id, copy=EVERY_OPTION),)
+            )
+        )
+        again = await store.get_group(grp.group_id)
+        assert again is not None and again.members[0].copy == EVERY_OPTION
+        later = master_order(grp.group_id, accounts, n=2)
+        fresh = [dataclasses.replace(c, stops_copied=False) for c in children_of(later)]
+        await store.insert_master_order(later, fresh)
+        assert [c.stops_copied for c in await store.children_of(later.master_order_id)] == [
+            False,
+            False,
         ]
     finally:
         await store.close()

@@ -296,6 +296,6 @@ def test_hedging_children_close_their_position_ticket_netting_ones_the_net_posit
     modes = {"h": MarginMode.HEDGING, "n": MarginMode.NETTING, "s": MarginMode.HEDGING}
     # s's share is below its minimum: it closes nothing, so it has no target.
     assert closing_targets(allocation, positions, modes) == {
-        "h": ClosingTarget("ch_h", 71),
-        "n": ClosingTarget("ch_n", 0),
+        "h": ClosingTarget("ch_h", 71, Side.SELL),
+        "n": ClosingTarget("ch_n", 0, Side.SELL),
     }

@@ -65,7 +65,11 @@ class FakeStore:
         return []
 
     async def save_progress(
-        self, *, masters: list[MasterOrder], children: list[ChildOrder] | None = None
+        self,
+        *,
+        masters: list[MasterOrder],
+        children: list[ChildOrder] | None = None,
+        epochs: dict[str, int] | None = None,
     ) -> None:
         for master in masters:
             self.masters[master.master_order_id] = master

@@ -162,3 +162,67 @@ def test_the_ea_cleans_winsock_up_once_it_started_it() -> None:
 def test_the_ea_refuses_a_token_shorter_than_the_gateway_accepts() -> None:
     assert f"#define MIN_TOKEN_LENGTH    {MIN_TOKEN_LENGTH}" in SOURCE
     assert "StringLen(BridgeToken) < MIN_TOKEN_LENGTH" in function_body("OnInit")
+
+
+# -- protocol 2: the EA pushes its trade pool at every change ------------------------------
+
+
+def test_the_ea_advertises_trade_events_unless_told_not_to() -> None:
+    assert "IntegerToString(PushTradeEvents ? PROTOCOL_MAX : 1)" in function_body("SayHello")
+    assert f"#define TRADE_EVENTS_PROTOCOL {messages.TRADE_EVENTS_PROTOCOL}" in SOURCE
+
+
+def test_the_ea_pushes_its_pool_at_every_tick_of_a_protocol_2_session() -> None:
+    on_timer = function_body("OnTimer")
+    guarded = "if(g_protocol >= TRADE_EVENTS_PROTOCOL)\n      PushBook();"
+    assert guarded in on_timer
+    # Before the PushIntervalMs pushes (account values; the pool itself in protocol 1 only).
+    assert on_timer.index(guarded) < on_timer.index("PushChanges();")
+    assert "if(g_protocol < TRADE_EVENTS_PROTOCOL)\n      PushBook();" in function_body(
+        "PushChanges"
+    )
+
+
+def test_a_new_session_pushes_the_pool_at_once() -> None:
+    handshake = function_body("HandleHandshake")
+    assert 'g_protocol = (int)StringToInteger(Field(keys, values, "protocol"));' in handshake
+    assert "g_bookUnsent = true;" in handshake
+    reset = function_body("ResetState")
+    for variable in ("g_protocol = 0", "g_bookSeq = 0", "g_bookUnsent = false", "g_bookCount = -1"):
+        assert variable in reset, variable
+
+
+def test_the_ea_detects_a_change_of_its_pool_by_comparing_numbers_not_strings() -> None:
+    changed = function_body("BookChanged")
+    assert "OrderSelect(i, SELECT_BY_POS, MODE_TRADES)" in changed
+    for reader in (
+        "OrderTicket()",
+        "OrderType()",
+        "OrderLots()",
+        "OrderOpenPrice()",
+        "OrderStopLoss()",
+        "OrderTakeProfit()",
+        "OrderExpiration()",
+    ):
+        assert reader in changed, reader
+    assert "OrderProfit" not in changed and "ToString" not in changed
+    assert "if(count != g_bookCount)" in changed
+    seq = function_body("BookSeq")
+    assert "g_bookSeq++;" in seq and "g_bookUnsent = true;" in seq
+
+
+def test_a_push_holds_the_whole_pool_under_its_number_or_says_it_is_too_large() -> None:
+    push = function_body("PushBook")
+    assert '\\"type\\":\\"orders_changed\\",\\"seq\\":' in push
+    assert 'OpenOrdersJson("")' in push and '\\"too_large\\":true' in push
+    assert push.index("JournalRemainders();") < push.index("OpenOrdersJson")
+
+
+def test_answers_name_the_number_of_the_pool_they_saw() -> None:
+    orders = function_body("OrdersAnswer")
+    # Numbered before it is read: the pool answered is never older than its number.
+    assert orders.index("SeqField()") < orders.index("OpenOrdersJson")
+    assert "answer = OrdersAnswer(id);" in function_body("HandleMessage")
+    assert "SeqField()" in function_body("TradeDone")
+    assert "SeqField()" in function_body("TradeFailed")
+    assert '",\\"seq\\":" + IntegerToString(BookSeq())' in function_body("SeqField")

@@ -3,6 +3,7 @@ checked field by field."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.terminals.mt4 import messages
+from gateway.terminals.mt4.framing import DEFAULT_MAX_FRAME_BYTES, encode_frame, read_message
 from gateway.terminals.mt4.messages import MessageError
 
 HELLO: dict[str, Any] = {
@@ -50,7 +52,7 @@ RECORD: dict[str, Any] = {
 
 @pytest.mark.parametrize(
     ("peer_min", "peer_max", "agreed"),
-    [(1, 1, 1), (1, 3, 1), (0, 1, 1), (2, 3, None), (0, 0, None)],
+    [(1, 1, 1), (1, 2, 2), (1, 3, 2), (0, 1, 1), (2, 3, 2), (3, 4, None), (0, 0, None)],
 )
 def test_the_highest_version_both_ends_speak_is_agreed(
     peer_min: int, peer_max: int, agreed: int | None
@@ -182,3 +184,62 @@ def test_request_fields_are_plain_decimals_and_whole_utc_seconds() -> None:
     assert REQUESTS[4]["since"] == 1767614400  # rounded down to the second
     assert REQUESTS[8]["volume"] == "10"  # never "1E+1"
     assert REQUESTS[7]["price"] == "0"  # keep the price
+
+
+# -- protocol 2: the pushed trade pool and its number ----------------------------------------
+
+
+def test_a_pushed_pool_is_read_whole_under_its_number() -> None:
+    report = messages.parse_book({"type": "orders_changed", "seq": 17, "orders": [RECORD, RECORD]})
+    assert report.seq == 17 and report.records is not None
+    assert [r.ticket for r in report.records] == [1002, 1002]
+    empty = messages.parse_book({"type": "orders", "id": "g-1", "seq": 0, "orders": []})
+    assert (empty.seq, empty.records) == (0, ())
+
+
+def test_a_pool_too_large_to_push_comes_as_its_number_alone() -> None:
+    report = messages.parse_book({"type": "orders_changed", "seq": 18, "too_large": True})
+    assert (report.seq, report.records) == (18, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"seq": -1}, "negative sequence"),
+        ({"seq": "17"}, "seq: expected an integer"),
+        ({"seq": True}, "seq: expected an integer"),
+        ({"orders": None}, "expected an array of objects"),
+        ({"too_large": "yes"}, "missing field 'orders'"),
+    ],
+)
+def test_a_bad_pushed_pool_is_refused(change: dict[str, Any], why: str) -> None:
+    message = {"type": "orders_changed", "seq": 1, "orders": [RECORD], **change}
+    if "too_large" in change:
+        del message["orders"]
+    with pytest.raises(MessageError, match=why):
+        messages.parse_book(message)
+
+
+def test_a_pool_without_its_number_is_refused() -> None:
+    with pytest.raises(MessageError, match="missing field 'seq'"):
+        messages.parse_book({"type": "orders_changed", "orders": [RECORD]})
+
+
+def test_a_trade_result_names_the_number_of_the_pool_it_left_from_protocol_2() -> None:
+    reply = {"type": "trade_result", "error": 0, "message": "", "bid": "0", "ask": "0"}
+    assert messages.parse_trade_reply({**reply, "order": RECORD}).seq is None
+    assert messages.parse_trade_reply({**reply, "order": RECORD, "seq": 9}).seq == 9
+    assert messages.parse_trade_reply({**reply, "error": 146, "seq": 9}).seq == 9
+    with pytest.raises(MessageError, match="negative sequence"):
+        messages.parse_trade_reply({**reply, "order": RECORD, "seq": -2})
+
+
+async def test_a_pushed_pool_crosses_the_framing_intact() -> None:
+    event = {"type": "orders_changed", "seq": 41, "orders": [RECORD] * 50}
+    reader = asyncio.StreamReader()
+    reader.feed_data(encode_frame(event))
+    reader.feed_eof()
+    received = await read_message(reader, max_bytes=DEFAULT_MAX_FRAME_BYTES)
+    assert received == event
+    report = messages.parse_book(received)
+    assert report.seq == 41 and report.records is not None and len(report.records) == 50

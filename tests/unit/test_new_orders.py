@@ -66,12 +66,18 @@ def test_closing_children_name_the_child_and_position_they_close() -> None:
         side=Side.SELL,
         magic=77,
         at=NOW,
-        closing={"h": ClosingTarget("ch_h", 71), "n": ClosingTarget("ch_n", 0)},
+        closing={
+            "h": ClosingTarget("ch_h", 71, Side.SELL),
+            # A reversed copy's position is closed on the master order's own side.
+            "n": ClosingTarget("ch_n", 0, Side.BUY),
+        },
     )
-    assert [(c.account_id, c.position_ticket, c.closes_child_order_id) for c in children] == [
-        ("h", 71, "ch_h"),
-        ("h", 71, "ch_h"),
-        ("n", 0, "ch_n"),
+    assert [
+        (c.account_id, c.position_ticket, c.closes_child_order_id, c.side) for c in children
+    ] == [
+        ("h", 71, "ch_h", Side.SELL),
+        ("h", 71, "ch_h", Side.SELL),
+        ("n", 0, "ch_n", Side.BUY),
     ]
     assert all(c.state is ChildOrderState.SENT for c in children)
 

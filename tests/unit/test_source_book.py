@@ -36,6 +36,7 @@ class Pos:
     opened_at: datetime = T0
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
+    price_open: Decimal = Decimal("1.10000")
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,116 @@ func (BelowMinPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_mam_v1_account_proto_rawDescGZIP(), []int{2}
 }
 
+// Which sides a member's account opens, counted after any reversal: the side it trades.
+type CopyDirection int32
+
+const (
+	// The same as COPY_DIRECTION_BOTH.
+	CopyDirection_COPY_DIRECTION_UNSPECIFIED CopyDirection = 0
+	// Buys and sells.
+	CopyDirection_COPY_DIRECTION_BOTH CopyDirection = 1
+	// Buys only: an order the account would trade as a sell is skipped (DIRECTION_FILTERED).
+	CopyDirection_COPY_DIRECTION_BUY_ONLY CopyDirection = 2
+	// Sells only: an order the account would trade as a buy is skipped (DIRECTION_FILTERED).
+	CopyDirection_COPY_DIRECTION_SELL_ONLY CopyDirection = 3
+)
+
+// Enum value maps for CopyDirection.
+var (
+	CopyDirection_name = map[int32]string{
+		0: "COPY_DIRECTION_UNSPECIFIED",
+		1: "COPY_DIRECTION_BOTH",
+		2: "COPY_DIRECTION_BUY_ONLY",
+		3: "COPY_DIRECTION_SELL_ONLY",
+	}
+	CopyDirection_value = map[string]int32{
+		"COPY_DIRECTION_UNSPECIFIED": 0,
+		"COPY_DIRECTION_BOTH":        1,
+		"COPY_DIRECTION_BUY_ONLY":    2,
+		"COPY_DIRECTION_SELL_ONLY":   3,
+	}
+)
+
+func (x CopyDirection) Enum() *CopyDirection {
+	p := new(CopyDirection)
+	*p = x
+	return p
+}
+
+func (x CopyDirection) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CopyDirection) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[3].Descriptor()
+}
+
+func (CopyDirection) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[3]
+}
+
+func (x CopyDirection) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CopyDirection.Descriptor instead.
+func (CopyDirection) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{3}
+}
+
+// What a member's volume below its copy options' min_volume becomes.
+type MinVolumePolicy int32
+
+const (
+	// The same as MIN_VOLUME_POLICY_SKIP.
+	MinVolumePolicy_MIN_VOLUME_POLICY_UNSPECIFIED MinVolumePolicy = 0
+	// The account copies nothing of the order (SKIPPED_BELOW_COPY_MIN).
+	MinVolumePolicy_MIN_VOLUME_POLICY_SKIP MinVolumePolicy = 1
+	// The account trades min_volume, rounded up to its symbol's volume step (RAISED_TO_COPY_MIN).
+	MinVolumePolicy_MIN_VOLUME_POLICY_RAISE MinVolumePolicy = 2
+)
+
+// Enum value maps for MinVolumePolicy.
+var (
+	MinVolumePolicy_name = map[int32]string{
+		0: "MIN_VOLUME_POLICY_UNSPECIFIED",
+		1: "MIN_VOLUME_POLICY_SKIP",
+		2: "MIN_VOLUME_POLICY_RAISE",
+	}
+	MinVolumePolicy_value = map[string]int32{
+		"MIN_VOLUME_POLICY_UNSPECIFIED": 0,
+		"MIN_VOLUME_POLICY_SKIP":        1,
+		"MIN_VOLUME_POLICY_RAISE":       2,
+	}
+)
+
+func (x MinVolumePolicy) Enum() *MinVolumePolicy {
+	p := new(MinVolumePolicy)
+	*p = x
+	return p
+}
+
+func (x MinVolumePolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MinVolumePolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_mam_v1_account_proto_enumTypes[4].Descriptor()
+}
+
+func (MinVolumePolicy) Type() protoreflect.EnumType {
+	return &file_mam_v1_account_proto_enumTypes[4]
+}
+
+func (x MinVolumePolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MinVolumePolicy.Descriptor instead.
+func (MinVolumePolicy) EnumDescriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{4}
+}
+
 // What a group does with a child order that breaks a pre-trade limit.
 type ViolationPolicy int32
 
@@ -245,11 +355,11 @@ func (x ViolationPolicy) String() string {
 }
 
 func (ViolationPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_mam_v1_account_proto_enumTypes[3].Descriptor()
+	return file_mam_v1_account_proto_enumTypes[5].Descriptor()
 }
 
 func (ViolationPolicy) Type() protoreflect.EnumType {
-	return &file_mam_v1_account_proto_enumTypes[3]
+	return &file_mam_v1_account_proto_enumTypes[5]
 }
 
 func (x ViolationPolicy) Number() protoreflect.EnumNumber {
@@ -258,7 +368,7 @@ func (x ViolationPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ViolationPolicy.Descriptor instead.
 func (ViolationPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{3}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{5}
 }
 
 // A day of the week.
@@ -310,11 +420,11 @@ func (x Weekday) String() string {
 }
 
 func (Weekday) Descriptor() protoreflect.EnumDescriptor {
-	return file_mam_v1_account_proto_enumTypes[4].Descriptor()
+	return file_mam_v1_account_proto_enumTypes[6].Descriptor()
 }
 
 func (Weekday) Type() protoreflect.EnumType {
-	return &file_mam_v1_account_proto_enumTypes[4]
+	return &file_mam_v1_account_proto_enumTypes[6]
 }
 
 func (x Weekday) Number() protoreflect.EnumNumber {
@@ -323,7 +433,7 @@ func (x Weekday) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Weekday.Descriptor instead.
 func (Weekday) EnumDescriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{4}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{6}
 }
 
 // A loss limit's rule.
@@ -362,11 +472,11 @@ func (x LossRule) String() string {
 }
 
 func (LossRule) Descriptor() protoreflect.EnumDescriptor {
-	return file_mam_v1_account_proto_enumTypes[5].Descriptor()
+	return file_mam_v1_account_proto_enumTypes[7].Descriptor()
 }
 
 func (LossRule) Type() protoreflect.EnumType {
-	return &file_mam_v1_account_proto_enumTypes[5]
+	return &file_mam_v1_account_proto_enumTypes[7]
 }
 
 func (x LossRule) Number() protoreflect.EnumNumber {
@@ -375,7 +485,7 @@ func (x LossRule) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LossRule.Descriptor instead.
 func (LossRule) EnumDescriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{5}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
 }
 
 // How a loss limit's amount is given.
@@ -414,11 +524,11 @@ func (x LossUnit) String() string {
 }
 
 func (LossUnit) Descriptor() protoreflect.EnumDescriptor {
-	return file_mam_v1_account_proto_enumTypes[6].Descriptor()
+	return file_mam_v1_account_proto_enumTypes[8].Descriptor()
 }
 
 func (LossUnit) Type() protoreflect.EnumType {
-	return &file_mam_v1_account_proto_enumTypes[6]
+	return &file_mam_v1_account_proto_enumTypes[8]
 }
 
 func (x LossUnit) Number() protoreflect.EnumNumber {
@@ -427,7 +537,7 @@ func (x LossUnit) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LossUnit.Descriptor instead.
 func (LossUnit) EnumDescriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{6}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
 }
 
 // What a stopped-out account or group may still do.
@@ -470,11 +580,11 @@ func (x StopOutAction) String() string {
 }
 
 func (StopOutAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_mam_v1_account_proto_enumTypes[7].Descriptor()
+	return file_mam_v1_account_proto_enumTypes[9].Descriptor()
 }
 
 func (StopOutAction) Type() protoreflect.EnumType {
-	return &file_mam_v1_account_proto_enumTypes[7]
+	return &file_mam_v1_account_proto_enumTypes[9]
 }
 
 func (x StopOutAction) Number() protoreflect.EnumNumber {
@@ -483,7 +593,7 @@ func (x StopOutAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StopOutAction.Descriptor instead.
 func (StopOutAction) EnumDescriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{9}
 }
 
 // Risk applied to one child order of an allocation line.
@@ -525,11 +635,11 @@ func (x RiskAction) String() string {
 }
 
 func (RiskAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_mam_v1_account_proto_enumTypes[8].Descriptor()
+	return file_mam_v1_account_proto_enumTypes[10].Descriptor()
 }
 
 func (RiskAction) Type() protoreflect.EnumType {
-	return &file_mam_v1_account_proto_enumTypes[8]
+	return &file_mam_v1_account_proto_enumTypes[10]
 }
 
 func (x RiskAction) Number() protoreflect.EnumNumber {
@@ -538,7 +648,7 @@ func (x RiskAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RiskAction.Descriptor instead.
 func (RiskAction) EnumDescriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{10}
 }
 
 // One client trading account at a broker, reached through one terminal.
@@ -1016,7 +1126,10 @@ type GroupMember struct {
 	// Overrides the group's method for this member when set.
 	Method AllocationMethod `protobuf:"varint,7,opt,name=method,proto3,enum=mam.v1.AllocationMethod" json:"method,omitempty"`
 	// This member's own pre-trade limits, used instead of the group's risk_limits when set.
-	RiskLimits    *RiskLimits `protobuf:"bytes,8,opt,name=risk_limits,json=riskLimits,proto3" json:"risk_limits,omitempty"`
+	RiskLimits *RiskLimits `protobuf:"bytes,8,opt,name=risk_limits,json=riskLimits,proto3" json:"risk_limits,omitempty"`
+	// How the account copies the group's opening orders. Unset (or every field at its default):
+	// it copies each one as it is.
+	CopyOptions   *CopyOptions `protobuf:"bytes,9,opt,name=copy_options,json=copyOptions,proto3" json:"copy_options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1107,6 +1220,147 @@ func (x *GroupMember) GetRiskLimits() *RiskLimits {
 	return nil
 }
 
+func (x *GroupMember) GetCopyOptions() *CopyOptions {
+	if x != nil {
+		return x.CopyOptions
+	}
+	return nil
+}
+
+// How one member's account copies the group's opening orders, beside how much of each it gets
+// (its allocation settings). Only opening orders are subject to them: a close always closes
+// what the account holds, whatever its options say now. They are applied after the sizing and
+// before the pre-trade risk checks; an account that copies nothing of an order has an
+// allocation line with volume 0 and the reason (docs/mirroring.md).
+type CopyOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Trade the other side: a BUY is copied as a SELL, the order's stop loss becomes the take
+	// profit and the other way round, a LIMIT becomes a STOP at the same price (and a STOP a
+	// LIMIT). A STOP_LIMIT has no mirror image: the account skips it (NOT_REVERSIBLE).
+	Reverse bool `protobuf:"varint,1,opt,name=reverse,proto3" json:"reverse,omitempty"`
+	// Which sides the account opens, after any reversal. Defaults to COPY_DIRECTION_BOTH.
+	Direction CopyDirection `protobuf:"varint,2,opt,name=direction,proto3,enum=mam.v1.CopyDirection" json:"direction,omitempty"`
+	// Do not copy the order's stop loss and take profit (nor later changes of them): the
+	// account's children go out without SL/TP (STOPS_NOT_COPIED).
+	SkipStops bool `protobuf:"varint,3,opt,name=skip_stops,json=skipStops,proto3" json:"skip_stops,omitempty"`
+	// Do not copy pending orders (LIMIT, STOP, STOP_LIMIT), and so not the positions they open
+	// when they trigger (PENDING_NOT_COPIED); market orders are copied.
+	SkipPendingOrders bool `protobuf:"varint,4,opt,name=skip_pending_orders,json=skipPendingOrders,proto3" json:"skip_pending_orders,omitempty"`
+	// The smallest volume the account trades, in lots of its own symbol: a decimal string > 0,
+	// at most 100000 and not above the member's max_lots; empty: none (the symbol's minimum
+	// volume still applies). What a smaller share becomes is min_volume_policy's.
+	MinVolume string `protobuf:"bytes,5,opt,name=min_volume,json=minVolume,proto3" json:"min_volume,omitempty"`
+	// Defaults to MIN_VOLUME_POLICY_SKIP; MIN_VOLUME_POLICY_RAISE needs a min_volume.
+	MinVolumePolicy MinVolumePolicy `protobuf:"varint,6,opt,name=min_volume_policy,json=minVolumePolicy,proto3,enum=mam.v1.MinVolumePolicy" json:"min_volume_policy,omitempty"`
+	// Mirrored orders (a group source's): the account is skipped when its price on the side it
+	// trades is further than this many of its symbol's points from the source's fill price
+	// (SLIPPAGE_TOO_HIGH; SLIPPAGE_UNKNOWN when its price cannot be read). Market orders only;
+	// orders submitted over the API are not compared. 0 to 1000000; unset: no limit.
+	MaxSlippagePoints *int32 `protobuf:"varint,7,opt,name=max_slippage_points,json=maxSlippagePoints,proto3,oneof" json:"max_slippage_points,omitempty"`
+	// Mirrored orders: the account is skipped when the source's change is older than this when
+	// the order is allocated (SIGNAL_TOO_OLD). Above 0, at most 7 days; unset: no limit (the
+	// group source's own max_signal_age still applies).
+	MaxSignalAge *durationpb.Duration `protobuf:"bytes,8,opt,name=max_signal_age,json=maxSignalAge,proto3" json:"max_signal_age,omitempty"`
+	// Open nothing (CLOSE_ONLY): the account's positions are still closed with the group's.
+	// A direction other than COPY_DIRECTION_BOTH says nothing then, and is refused.
+	CloseOnly     bool `protobuf:"varint,9,opt,name=close_only,json=closeOnly,proto3" json:"close_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyOptions) Reset() {
+	*x = CopyOptions{}
+	mi := &file_mam_v1_account_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyOptions) ProtoMessage() {}
+
+func (x *CopyOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_account_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyOptions.ProtoReflect.Descriptor instead.
+func (*CopyOptions) Descriptor() ([]byte, []int) {
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CopyOptions) GetReverse() bool {
+	if x != nil {
+		return x.Reverse
+	}
+	return false
+}
+
+func (x *CopyOptions) GetDirection() CopyDirection {
+	if x != nil {
+		return x.Direction
+	}
+	return CopyDirection_COPY_DIRECTION_UNSPECIFIED
+}
+
+func (x *CopyOptions) GetSkipStops() bool {
+	if x != nil {
+		return x.SkipStops
+	}
+	return false
+}
+
+func (x *CopyOptions) GetSkipPendingOrders() bool {
+	if x != nil {
+		return x.SkipPendingOrders
+	}
+	return false
+}
+
+func (x *CopyOptions) GetMinVolume() string {
+	if x != nil {
+		return x.MinVolume
+	}
+	return ""
+}
+
+func (x *CopyOptions) GetMinVolumePolicy() MinVolumePolicy {
+	if x != nil {
+		return x.MinVolumePolicy
+	}
+	return MinVolumePolicy_MIN_VOLUME_POLICY_UNSPECIFIED
+}
+
+func (x *CopyOptions) GetMaxSlippagePoints() int32 {
+	if x != nil && x.MaxSlippagePoints != nil {
+		return *x.MaxSlippagePoints
+	}
+	return 0
+}
+
+func (x *CopyOptions) GetMaxSignalAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxSignalAge
+	}
+	return nil
+}
+
+func (x *CopyOptions) GetCloseOnly() bool {
+	if x != nil {
+		return x.CloseOnly
+	}
+	return false
+}
+
 // A set of accounts traded together by one manager.
 type Group struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1145,7 +1399,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_mam_v1_account_proto_msgTypes[6]
+	mi := &file_mam_v1_account_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1411,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[6]
+	mi := &file_mam_v1_account_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1424,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{6}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Group) GetGroupId() string {
@@ -1290,7 +1544,7 @@ type GroupSource struct {
 
 func (x *GroupSource) Reset() {
 	*x = GroupSource{}
-	mi := &file_mam_v1_account_proto_msgTypes[7]
+	mi := &file_mam_v1_account_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1556,7 @@ func (x *GroupSource) String() string {
 func (*GroupSource) ProtoMessage() {}
 
 func (x *GroupSource) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[7]
+	mi := &file_mam_v1_account_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1569,7 @@ func (x *GroupSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSource.ProtoReflect.Descriptor instead.
 func (*GroupSource) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{7}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GroupSource) GetAccountId() string {
@@ -1371,7 +1625,7 @@ type TradingWindow struct {
 
 func (x *TradingWindow) Reset() {
 	*x = TradingWindow{}
-	mi := &file_mam_v1_account_proto_msgTypes[8]
+	mi := &file_mam_v1_account_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1637,7 @@ func (x *TradingWindow) String() string {
 func (*TradingWindow) ProtoMessage() {}
 
 func (x *TradingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[8]
+	mi := &file_mam_v1_account_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1650,7 @@ func (x *TradingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TradingWindow.ProtoReflect.Descriptor instead.
 func (*TradingWindow) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{8}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TradingWindow) GetStartDay() Weekday {
@@ -1453,7 +1707,7 @@ type RiskLimits struct {
 
 func (x *RiskLimits) Reset() {
 	*x = RiskLimits{}
-	mi := &file_mam_v1_account_proto_msgTypes[9]
+	mi := &file_mam_v1_account_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1719,7 @@ func (x *RiskLimits) String() string {
 func (*RiskLimits) ProtoMessage() {}
 
 func (x *RiskLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[9]
+	mi := &file_mam_v1_account_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1732,7 @@ func (x *RiskLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskLimits.ProtoReflect.Descriptor instead.
 func (*RiskLimits) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{9}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RiskLimits) GetMaxOrderVolume() string {
@@ -1553,7 +1807,7 @@ type LossLimit struct {
 
 func (x *LossLimit) Reset() {
 	*x = LossLimit{}
-	mi := &file_mam_v1_account_proto_msgTypes[10]
+	mi := &file_mam_v1_account_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1819,7 @@ func (x *LossLimit) String() string {
 func (*LossLimit) ProtoMessage() {}
 
 func (x *LossLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[10]
+	mi := &file_mam_v1_account_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1832,7 @@ func (x *LossLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LossLimit.ProtoReflect.Descriptor instead.
 func (*LossLimit) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{10}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LossLimit) GetAmount() string {
@@ -1620,7 +1874,7 @@ type LossLimits struct {
 
 func (x *LossLimits) Reset() {
 	*x = LossLimits{}
-	mi := &file_mam_v1_account_proto_msgTypes[11]
+	mi := &file_mam_v1_account_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1886,7 @@ func (x *LossLimits) String() string {
 func (*LossLimits) ProtoMessage() {}
 
 func (x *LossLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[11]
+	mi := &file_mam_v1_account_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1899,7 @@ func (x *LossLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LossLimits.ProtoReflect.Descriptor instead.
 func (*LossLimits) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{11}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LossLimits) GetDailyLoss() *LossLimit {
@@ -1716,7 +1970,7 @@ type StopOut struct {
 
 func (x *StopOut) Reset() {
 	*x = StopOut{}
-	mi := &file_mam_v1_account_proto_msgTypes[12]
+	mi := &file_mam_v1_account_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1982,7 @@ func (x *StopOut) String() string {
 func (*StopOut) ProtoMessage() {}
 
 func (x *StopOut) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[12]
+	mi := &file_mam_v1_account_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1995,7 @@ func (x *StopOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopOut.ProtoReflect.Descriptor instead.
 func (*StopOut) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{12}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StopOut) GetStopOutId() string {
@@ -1871,7 +2125,7 @@ type LossWatch struct {
 
 func (x *LossWatch) Reset() {
 	*x = LossWatch{}
-	mi := &file_mam_v1_account_proto_msgTypes[13]
+	mi := &file_mam_v1_account_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2137,7 @@ func (x *LossWatch) String() string {
 func (*LossWatch) ProtoMessage() {}
 
 func (x *LossWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[13]
+	mi := &file_mam_v1_account_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2150,7 @@ func (x *LossWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LossWatch.ProtoReflect.Descriptor instead.
 func (*LossWatch) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{13}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LossWatch) GetEquity() string {
@@ -1944,7 +2198,7 @@ type RiskViolation struct {
 
 func (x *RiskViolation) Reset() {
 	*x = RiskViolation{}
-	mi := &file_mam_v1_account_proto_msgTypes[14]
+	mi := &file_mam_v1_account_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2210,7 @@ func (x *RiskViolation) String() string {
 func (*RiskViolation) ProtoMessage() {}
 
 func (x *RiskViolation) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[14]
+	mi := &file_mam_v1_account_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2223,7 @@ func (x *RiskViolation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskViolation.ProtoReflect.Descriptor instead.
 func (*RiskViolation) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{14}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RiskViolation) GetRule() string {
@@ -2022,7 +2276,7 @@ type RiskCheck struct {
 
 func (x *RiskCheck) Reset() {
 	*x = RiskCheck{}
-	mi := &file_mam_v1_account_proto_msgTypes[15]
+	mi := &file_mam_v1_account_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2288,7 @@ func (x *RiskCheck) String() string {
 func (*RiskCheck) ProtoMessage() {}
 
 func (x *RiskCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_mam_v1_account_proto_msgTypes[15]
+	mi := &file_mam_v1_account_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2301,7 @@ func (x *RiskCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskCheck.ProtoReflect.Descriptor instead.
 func (*RiskCheck) Descriptor() ([]byte, []int) {
-	return file_mam_v1_account_proto_rawDescGZIP(), []int{15}
+	return file_mam_v1_account_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RiskCheck) GetAction() RiskAction {
@@ -2132,7 +2386,7 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\x0e2\x18.mam.v1.AllocationMethodR\x06method\x12@\n" +
 	"\x10below_min_policy\x18\x02 \x01(\x0e2\x16.mam.v1.BelowMinPolicyR\x0ebelowMinPolicy\x12)\n" +
 	"\x10reference_equity\x18\x03 \x01(\tR\x0freferenceEquity\x120\n" +
-	"\x14reference_account_id\x18\x04 \x01(\tR\x12referenceAccountId\"\xb7\x02\n" +
+	"\x14reference_account_id\x18\x04 \x01(\tR\x12referenceAccountId\"\xef\x02\n" +
 	"\vGroupMember\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1e\n" +
@@ -2146,7 +2400,22 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"\bmax_lots\x18\x06 \x01(\tR\amaxLots\x120\n" +
 	"\x06method\x18\a \x01(\x0e2\x18.mam.v1.AllocationMethodR\x06method\x123\n" +
 	"\vrisk_limits\x18\b \x01(\v2\x12.mam.v1.RiskLimitsR\n" +
-	"riskLimits\"\xec\x04\n" +
+	"riskLimits\x126\n" +
+	"\fcopy_options\x18\t \x01(\v2\x13.mam.v1.CopyOptionsR\vcopyOptions\"\xbc\x03\n" +
+	"\vCopyOptions\x12\x18\n" +
+	"\areverse\x18\x01 \x01(\bR\areverse\x123\n" +
+	"\tdirection\x18\x02 \x01(\x0e2\x15.mam.v1.CopyDirectionR\tdirection\x12\x1d\n" +
+	"\n" +
+	"skip_stops\x18\x03 \x01(\bR\tskipStops\x12.\n" +
+	"\x13skip_pending_orders\x18\x04 \x01(\bR\x11skipPendingOrders\x12\x1d\n" +
+	"\n" +
+	"min_volume\x18\x05 \x01(\tR\tminVolume\x12C\n" +
+	"\x11min_volume_policy\x18\x06 \x01(\x0e2\x17.mam.v1.MinVolumePolicyR\x0fminVolumePolicy\x123\n" +
+	"\x13max_slippage_points\x18\a \x01(\x05H\x00R\x11maxSlippagePoints\x88\x01\x01\x12?\n" +
+	"\x0emax_signal_age\x18\b \x01(\v2\x19.google.protobuf.DurationR\fmaxSignalAge\x12\x1d\n" +
+	"\n" +
+	"close_only\x18\t \x01(\bR\tcloseOnlyB\x16\n" +
+	"\x14_max_slippage_points\"\xec\x04\n" +
 	"\x05Group\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12:\n" +
@@ -2262,7 +2531,16 @@ const file_mam_v1_account_proto_rawDesc = "" +
 	"\x0eBelowMinPolicy\x12 \n" +
 	"\x1cBELOW_MIN_POLICY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15BELOW_MIN_POLICY_SKIP\x10\x01\x12$\n" +
-	" BELOW_MIN_POLICY_ROUND_UP_TO_MIN\x10\x02*i\n" +
+	" BELOW_MIN_POLICY_ROUND_UP_TO_MIN\x10\x02*\x83\x01\n" +
+	"\rCopyDirection\x12\x1e\n" +
+	"\x1aCOPY_DIRECTION_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13COPY_DIRECTION_BOTH\x10\x01\x12\x1b\n" +
+	"\x17COPY_DIRECTION_BUY_ONLY\x10\x02\x12\x1c\n" +
+	"\x18COPY_DIRECTION_SELL_ONLY\x10\x03*m\n" +
+	"\x0fMinVolumePolicy\x12!\n" +
+	"\x1dMIN_VOLUME_POLICY_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16MIN_VOLUME_POLICY_SKIP\x10\x01\x12\x1b\n" +
+	"\x17MIN_VOLUME_POLICY_RAISE\x10\x02*i\n" +
 	"\x0fViolationPolicy\x12 \n" +
 	"\x1cVIOLATION_POLICY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15VIOLATION_POLICY_CLIP\x10\x01\x12\x19\n" +
@@ -2308,89 +2586,96 @@ func file_mam_v1_account_proto_rawDescGZIP() []byte {
 	return file_mam_v1_account_proto_rawDescData
 }
 
-var file_mam_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_mam_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_mam_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_mam_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_mam_v1_account_proto_goTypes = []any{
 	(AccountState)(0),             // 0: mam.v1.AccountState
 	(AllocationMethod)(0),         // 1: mam.v1.AllocationMethod
 	(BelowMinPolicy)(0),           // 2: mam.v1.BelowMinPolicy
-	(ViolationPolicy)(0),          // 3: mam.v1.ViolationPolicy
-	(Weekday)(0),                  // 4: mam.v1.Weekday
-	(LossRule)(0),                 // 5: mam.v1.LossRule
-	(LossUnit)(0),                 // 6: mam.v1.LossUnit
-	(StopOutAction)(0),            // 7: mam.v1.StopOutAction
-	(RiskAction)(0),               // 8: mam.v1.RiskAction
-	(*Account)(nil),               // 9: mam.v1.Account
-	(*SimulatedAccount)(nil),      // 10: mam.v1.SimulatedAccount
-	(*AccountSnapshot)(nil),       // 11: mam.v1.AccountSnapshot
-	(*SymbolMapping)(nil),         // 12: mam.v1.SymbolMapping
-	(*AllocationSettings)(nil),    // 13: mam.v1.AllocationSettings
-	(*GroupMember)(nil),           // 14: mam.v1.GroupMember
-	(*Group)(nil),                 // 15: mam.v1.Group
-	(*GroupSource)(nil),           // 16: mam.v1.GroupSource
-	(*TradingWindow)(nil),         // 17: mam.v1.TradingWindow
-	(*RiskLimits)(nil),            // 18: mam.v1.RiskLimits
-	(*LossLimit)(nil),             // 19: mam.v1.LossLimit
-	(*LossLimits)(nil),            // 20: mam.v1.LossLimits
-	(*StopOut)(nil),               // 21: mam.v1.StopOut
-	(*LossWatch)(nil),             // 22: mam.v1.LossWatch
-	(*RiskViolation)(nil),         // 23: mam.v1.RiskViolation
-	(*RiskCheck)(nil),             // 24: mam.v1.RiskCheck
-	(Platform)(0),                 // 25: mam.v1.Platform
-	(MarginMode)(0),               // 26: mam.v1.MarginMode
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
+	(CopyDirection)(0),            // 3: mam.v1.CopyDirection
+	(MinVolumePolicy)(0),          // 4: mam.v1.MinVolumePolicy
+	(ViolationPolicy)(0),          // 5: mam.v1.ViolationPolicy
+	(Weekday)(0),                  // 6: mam.v1.Weekday
+	(LossRule)(0),                 // 7: mam.v1.LossRule
+	(LossUnit)(0),                 // 8: mam.v1.LossUnit
+	(StopOutAction)(0),            // 9: mam.v1.StopOutAction
+	(RiskAction)(0),               // 10: mam.v1.RiskAction
+	(*Account)(nil),               // 11: mam.v1.Account
+	(*SimulatedAccount)(nil),      // 12: mam.v1.SimulatedAccount
+	(*AccountSnapshot)(nil),       // 13: mam.v1.AccountSnapshot
+	(*SymbolMapping)(nil),         // 14: mam.v1.SymbolMapping
+	(*AllocationSettings)(nil),    // 15: mam.v1.AllocationSettings
+	(*GroupMember)(nil),           // 16: mam.v1.GroupMember
+	(*CopyOptions)(nil),           // 17: mam.v1.CopyOptions
+	(*Group)(nil),                 // 18: mam.v1.Group
+	(*GroupSource)(nil),           // 19: mam.v1.GroupSource
+	(*TradingWindow)(nil),         // 20: mam.v1.TradingWindow
+	(*RiskLimits)(nil),            // 21: mam.v1.RiskLimits
+	(*LossLimit)(nil),             // 22: mam.v1.LossLimit
+	(*LossLimits)(nil),            // 23: mam.v1.LossLimits
+	(*StopOut)(nil),               // 24: mam.v1.StopOut
+	(*LossWatch)(nil),             // 25: mam.v1.LossWatch
+	(*RiskViolation)(nil),         // 26: mam.v1.RiskViolation
+	(*RiskCheck)(nil),             // 27: mam.v1.RiskCheck
+	(Platform)(0),                 // 28: mam.v1.Platform
+	(MarginMode)(0),               // 29: mam.v1.MarginMode
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
 }
 var file_mam_v1_account_proto_depIdxs = []int32{
-	25, // 0: mam.v1.Account.platform:type_name -> mam.v1.Platform
+	28, // 0: mam.v1.Account.platform:type_name -> mam.v1.Platform
 	0,  // 1: mam.v1.Account.state:type_name -> mam.v1.AccountState
-	26, // 2: mam.v1.Account.margin_mode:type_name -> mam.v1.MarginMode
-	10, // 3: mam.v1.Account.simulated:type_name -> mam.v1.SimulatedAccount
-	11, // 4: mam.v1.Account.snapshot:type_name -> mam.v1.AccountSnapshot
-	27, // 5: mam.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	27, // 6: mam.v1.Account.update_time:type_name -> google.protobuf.Timestamp
-	12, // 7: mam.v1.Account.symbol_mappings:type_name -> mam.v1.SymbolMapping
-	20, // 8: mam.v1.Account.loss_limits:type_name -> mam.v1.LossLimits
-	21, // 9: mam.v1.Account.stop_outs:type_name -> mam.v1.StopOut
-	22, // 10: mam.v1.Account.loss_watch:type_name -> mam.v1.LossWatch
-	27, // 11: mam.v1.AccountSnapshot.time:type_name -> google.protobuf.Timestamp
+	29, // 2: mam.v1.Account.margin_mode:type_name -> mam.v1.MarginMode
+	12, // 3: mam.v1.Account.simulated:type_name -> mam.v1.SimulatedAccount
+	13, // 4: mam.v1.Account.snapshot:type_name -> mam.v1.AccountSnapshot
+	30, // 5: mam.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	30, // 6: mam.v1.Account.update_time:type_name -> google.protobuf.Timestamp
+	14, // 7: mam.v1.Account.symbol_mappings:type_name -> mam.v1.SymbolMapping
+	23, // 8: mam.v1.Account.loss_limits:type_name -> mam.v1.LossLimits
+	24, // 9: mam.v1.Account.stop_outs:type_name -> mam.v1.StopOut
+	25, // 10: mam.v1.Account.loss_watch:type_name -> mam.v1.LossWatch
+	30, // 11: mam.v1.AccountSnapshot.time:type_name -> google.protobuf.Timestamp
 	1,  // 12: mam.v1.AllocationSettings.method:type_name -> mam.v1.AllocationMethod
 	2,  // 13: mam.v1.AllocationSettings.below_min_policy:type_name -> mam.v1.BelowMinPolicy
 	1,  // 14: mam.v1.GroupMember.method:type_name -> mam.v1.AllocationMethod
-	18, // 15: mam.v1.GroupMember.risk_limits:type_name -> mam.v1.RiskLimits
-	13, // 16: mam.v1.Group.allocation:type_name -> mam.v1.AllocationSettings
-	14, // 17: mam.v1.Group.members:type_name -> mam.v1.GroupMember
-	27, // 18: mam.v1.Group.create_time:type_name -> google.protobuf.Timestamp
-	27, // 19: mam.v1.Group.update_time:type_name -> google.protobuf.Timestamp
-	18, // 20: mam.v1.Group.risk_limits:type_name -> mam.v1.RiskLimits
-	3,  // 21: mam.v1.Group.violation_policy:type_name -> mam.v1.ViolationPolicy
-	20, // 22: mam.v1.Group.loss_limits:type_name -> mam.v1.LossLimits
-	21, // 23: mam.v1.Group.stop_outs:type_name -> mam.v1.StopOut
-	22, // 24: mam.v1.Group.loss_watch:type_name -> mam.v1.LossWatch
-	16, // 25: mam.v1.Group.source:type_name -> mam.v1.GroupSource
-	28, // 26: mam.v1.GroupSource.max_signal_age:type_name -> google.protobuf.Duration
-	27, // 27: mam.v1.GroupSource.create_time:type_name -> google.protobuf.Timestamp
-	27, // 28: mam.v1.GroupSource.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 29: mam.v1.TradingWindow.start_day:type_name -> mam.v1.Weekday
-	4,  // 30: mam.v1.TradingWindow.end_day:type_name -> mam.v1.Weekday
-	17, // 31: mam.v1.RiskLimits.trading_windows:type_name -> mam.v1.TradingWindow
-	6,  // 32: mam.v1.LossLimit.unit:type_name -> mam.v1.LossUnit
-	7,  // 33: mam.v1.LossLimit.action:type_name -> mam.v1.StopOutAction
-	19, // 34: mam.v1.LossLimits.daily_loss:type_name -> mam.v1.LossLimit
-	19, // 35: mam.v1.LossLimits.max_drawdown:type_name -> mam.v1.LossLimit
-	5,  // 36: mam.v1.StopOut.rule:type_name -> mam.v1.LossRule
-	7,  // 37: mam.v1.StopOut.action:type_name -> mam.v1.StopOutAction
-	19, // 38: mam.v1.StopOut.limit:type_name -> mam.v1.LossLimit
-	27, // 39: mam.v1.StopOut.time:type_name -> google.protobuf.Timestamp
-	27, // 40: mam.v1.StopOut.end_time:type_name -> google.protobuf.Timestamp
-	27, // 41: mam.v1.LossWatch.time:type_name -> google.protobuf.Timestamp
-	8,  // 42: mam.v1.RiskCheck.action:type_name -> mam.v1.RiskAction
-	23, // 43: mam.v1.RiskCheck.violations:type_name -> mam.v1.RiskViolation
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	21, // 15: mam.v1.GroupMember.risk_limits:type_name -> mam.v1.RiskLimits
+	17, // 16: mam.v1.GroupMember.copy_options:type_name -> mam.v1.CopyOptions
+	3,  // 17: mam.v1.CopyOptions.direction:type_name -> mam.v1.CopyDirection
+	4,  // 18: mam.v1.CopyOptions.min_volume_policy:type_name -> mam.v1.MinVolumePolicy
+	31, // 19: mam.v1.CopyOptions.max_signal_age:type_name -> google.protobuf.Duration
+	15, // 20: mam.v1.Group.allocation:type_name -> mam.v1.AllocationSettings
+	16, // 21: mam.v1.Group.members:type_name -> mam.v1.GroupMember
+	30, // 22: mam.v1.Group.create_time:type_name -> google.protobuf.Timestamp
+	30, // 23: mam.v1.Group.update_time:type_name -> google.protobuf.Timestamp
+	21, // 24: mam.v1.Group.risk_limits:type_name -> mam.v1.RiskLimits
+	5,  // 25: mam.v1.Group.violation_policy:type_name -> mam.v1.ViolationPolicy
+	23, // 26: mam.v1.Group.loss_limits:type_name -> mam.v1.LossLimits
+	24, // 27: mam.v1.Group.stop_outs:type_name -> mam.v1.StopOut
+	25, // 28: mam.v1.Group.loss_watch:type_name -> mam.v1.LossWatch
+	19, // 29: mam.v1.Group.source:type_name -> mam.v1.GroupSource
+	31, // 30: mam.v1.GroupSource.max_signal_age:type_name -> google.protobuf.Duration
+	30, // 31: mam.v1.GroupSource.create_time:type_name -> google.protobuf.Timestamp
+	30, // 32: mam.v1.GroupSource.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 33: mam.v1.TradingWindow.start_day:type_name -> mam.v1.Weekday
+	6,  // 34: mam.v1.TradingWindow.end_day:type_name -> mam.v1.Weekday
+	20, // 35: mam.v1.RiskLimits.trading_windows:type_name -> mam.v1.TradingWindow
+	8,  // 36: mam.v1.LossLimit.unit:type_name -> mam.v1.LossUnit
+	9,  // 37: mam.v1.LossLimit.action:type_name -> mam.v1.StopOutAction
+	22, // 38: mam.v1.LossLimits.daily_loss:type_name -> mam.v1.LossLimit
+	22, // 39: mam.v1.LossLimits.max_drawdown:type_name -> mam.v1.LossLimit
+	7,  // 40: mam.v1.StopOut.rule:type_name -> mam.v1.LossRule
+	9,  // 41: mam.v1.StopOut.action:type_name -> mam.v1.StopOutAction
+	22, // 42: mam.v1.StopOut.limit:type_name -> mam.v1.LossLimit
+	30, // 43: mam.v1.StopOut.time:type_name -> google.protobuf.Timestamp
+	30, // 44: mam.v1.StopOut.end_time:type_name -> google.protobuf.Timestamp
+	30, // 45: mam.v1.LossWatch.time:type_name -> google.protobuf.Timestamp
+	10, // 46: mam.v1.RiskCheck.action:type_name -> mam.v1.RiskAction
+	26, // 47: mam.v1.RiskCheck.violations:type_name -> mam.v1.RiskViolation
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_account_proto_init() }
@@ -2399,14 +2684,15 @@ func file_mam_v1_account_proto_init() {
 		return
 	}
 	file_mam_v1_common_proto_init()
-	file_mam_v1_account_proto_msgTypes[9].OneofWrappers = []any{}
+	file_mam_v1_account_proto_msgTypes[6].OneofWrappers = []any{}
+	file_mam_v1_account_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_account_proto_rawDesc), len(file_mam_v1_account_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   16,
+			NumEnums:      11,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1235,6 +1235,317 @@ func (x *ListKillSwitchesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// One gateway process of a cluster, as it last said it was alive.
+type ClusterNode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique among running nodes (cluster.node_name, or host:pid).
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Host   string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Pid    int32  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Where callers reach its API (cluster.advertise_address, or its listen address).
+	Address   string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Its last heartbeat, on the database's clock.
+	HeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=heartbeat_time,json=heartbeatTime,proto3" json:"heartbeat_time,omitempty"`
+	// Set when it stopped in order.
+	StopTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=stop_time,json=stopTime,proto3" json:"stop_time,omitempty"`
+	// It renewed within the lease time: it owns what its leases say.
+	Live bool `protobuf:"varint,8,opt,name=live,proto3" json:"live,omitempty"`
+	// The groups whose lease it holds.
+	GroupsOwned int32 `protobuf:"varint,9,opt,name=groups_owned,json=groupsOwned,proto3" json:"groups_owned,omitempty"`
+	// True for the node that answered this call.
+	Answering     bool `protobuf:"varint,10,opt,name=answering,proto3" json:"answering,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterNode) Reset() {
+	*x = ClusterNode{}
+	mi := &file_mam_v1_admin_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterNode) ProtoMessage() {}
+
+func (x *ClusterNode) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_admin_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterNode.ProtoReflect.Descriptor instead.
+func (*ClusterNode) Descriptor() ([]byte, []int) {
+	return file_mam_v1_admin_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ClusterNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ClusterNode) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ClusterNode) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ClusterNode) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ClusterNode) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ClusterNode) GetHeartbeatTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeartbeatTime
+	}
+	return nil
+}
+
+func (x *ClusterNode) GetStopTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StopTime
+	}
+	return nil
+}
+
+func (x *ClusterNode) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *ClusterNode) GetGroupsOwned() int32 {
+	if x != nil {
+		return x.GroupsOwned
+	}
+	return 0
+}
+
+func (x *ClusterNode) GetAnswering() bool {
+	if x != nil {
+		return x.Answering
+	}
+	return false
+}
+
+// A group's lease: who owns the group now.
+type GroupLease struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The owner; empty when the lease was released (free to take).
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Moves on at every acquisition: a commit of the group's progress by a node holding an older
+	// epoch is refused.
+	Epoch       int64                  `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	AcquireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=acquire_time,json=acquireTime,proto3" json:"acquire_time,omitempty"`
+	RenewTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=renew_time,json=renewTime,proto3" json:"renew_time,omitempty"`
+	// Acquisitions from a node that had not released it (it died, stopped or was cut off).
+	Takeovers     int32 `protobuf:"varint,6,opt,name=takeovers,proto3" json:"takeovers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupLease) Reset() {
+	*x = GroupLease{}
+	mi := &file_mam_v1_admin_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupLease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupLease) ProtoMessage() {}
+
+func (x *GroupLease) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_admin_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupLease.ProtoReflect.Descriptor instead.
+func (*GroupLease) Descriptor() ([]byte, []int) {
+	return file_mam_v1_admin_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GroupLease) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *GroupLease) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GroupLease) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *GroupLease) GetAcquireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcquireTime
+	}
+	return nil
+}
+
+func (x *GroupLease) GetRenewTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RenewTime
+	}
+	return nil
+}
+
+func (x *GroupLease) GetTakeovers() int32 {
+	if x != nil {
+		return x.Takeovers
+	}
+	return 0
+}
+
+type GetClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusRequest) Reset() {
+	*x = GetClusterStatusRequest{}
+	mi := &file_mam_v1_admin_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusRequest) ProtoMessage() {}
+
+func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_admin_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_admin_service_proto_rawDescGZIP(), []int{19}
+}
+
+type GetClusterStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*ClusterNode         `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Every group with a lease, by group id.
+	Leases []*GroupLease `protobuf:"bytes,2,rep,name=leases,proto3" json:"leases,omitempty"`
+	// Groups no node has taken yet.
+	UnownedGroupIds []string `protobuf:"bytes,3,rep,name=unowned_group_ids,json=unownedGroupIds,proto3" json:"unowned_group_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusResponse) Reset() {
+	*x = GetClusterStatusResponse{}
+	mi := &file_mam_v1_admin_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusResponse) ProtoMessage() {}
+
+func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_admin_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_admin_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetClusterStatusResponse) GetNodes() []*ClusterNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetLeases() []*GroupLease {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetUnownedGroupIds() []string {
+	if x != nil {
+		return x.UnownedGroupIds
+	}
+	return nil
+}
+
 var File_mam_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_admin_service_proto_rawDesc = "" +
@@ -1326,7 +1637,34 @@ const file_mam_v1_admin_service_proto_rawDesc = "" +
 	"activeOnly\"{\n" +
 	"\x18ListKillSwitchesResponse\x127\n" +
 	"\rkill_switches\x18\x01 \x03(\v2\x12.mam.v1.KillSwitchR\fkillSwitches\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*Q\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf2\x02\n" +
+	"\vClusterNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x129\n" +
+	"\n" +
+	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12A\n" +
+	"\x0eheartbeat_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime\x127\n" +
+	"\tstop_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bstopTime\x12\x12\n" +
+	"\x04live\x18\b \x01(\bR\x04live\x12!\n" +
+	"\fgroups_owned\x18\t \x01(\x05R\vgroupsOwned\x12\x1c\n" +
+	"\tanswering\x18\n" +
+	" \x01(\bR\tanswering\"\xee\x01\n" +
+	"\n" +
+	"GroupLease\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\x12=\n" +
+	"\facquire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vacquireTime\x129\n" +
+	"\n" +
+	"renew_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\trenewTime\x12\x1c\n" +
+	"\ttakeovers\x18\x06 \x01(\x05R\ttakeovers\"\x19\n" +
+	"\x17GetClusterStatusRequest\"\x9d\x01\n" +
+	"\x18GetClusterStatusResponse\x12)\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x13.mam.v1.ClusterNodeR\x05nodes\x12*\n" +
+	"\x06leases\x18\x02 \x03(\v2\x12.mam.v1.GroupLeaseR\x06leases\x12*\n" +
+	"\x11unowned_group_ids\x18\x03 \x03(\tR\x0funownedGroupIds*Q\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1337,7 +1675,7 @@ const file_mam_v1_admin_service_proto_rawDesc = "" +
 	"\x1dKILL_SWITCH_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KILL_SWITCH_SCOPE_GLOBAL\x10\x01\x12\x1b\n" +
 	"\x17KILL_SWITCH_SCOPE_GROUP\x10\x02\x12\x1d\n" +
-	"\x19KILL_SWITCH_SCOPE_ACCOUNT\x10\x032\xda\x04\n" +
+	"\x19KILL_SWITCH_SCOPE_ACCOUNT\x10\x032\xb1\x05\n" +
 	"\fAdminService\x12I\n" +
 	"\fCreateApiKey\x12\x1b.mam.v1.CreateApiKeyRequest\x1a\x1c.mam.v1.CreateApiKeyResponse\x12F\n" +
 	"\vListApiKeys\x12\x1a.mam.v1.ListApiKeysRequest\x1a\x1b.mam.v1.ListApiKeysResponse\x12I\n" +
@@ -1345,7 +1683,8 @@ const file_mam_v1_admin_service_proto_rawDesc = "" +
 	"\x10ListAuditRecords\x12\x1f.mam.v1.ListAuditRecordsRequest\x1a .mam.v1.ListAuditRecordsResponse\x12[\n" +
 	"\x12ActivateKillSwitch\x12!.mam.v1.ActivateKillSwitchRequest\x1a\".mam.v1.ActivateKillSwitchResponse\x12a\n" +
 	"\x14DeactivateKillSwitch\x12#.mam.v1.DeactivateKillSwitchRequest\x1a$.mam.v1.DeactivateKillSwitchResponse\x12U\n" +
-	"\x10ListKillSwitches\x12\x1f.mam.v1.ListKillSwitchesRequest\x1a .mam.v1.ListKillSwitchesResponseb\x06proto3"
+	"\x10ListKillSwitches\x12\x1f.mam.v1.ListKillSwitchesRequest\x1a .mam.v1.ListKillSwitchesResponse\x12U\n" +
+	"\x10GetClusterStatus\x12\x1f.mam.v1.GetClusterStatusRequest\x1a .mam.v1.GetClusterStatusResponseb\x06proto3"
 
 var (
 	file_mam_v1_admin_service_proto_rawDescOnce sync.Once
@@ -1360,7 +1699,7 @@ func file_mam_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_mam_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_mam_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_mam_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_mam_v1_admin_service_proto_goTypes = []any{
 	(Role)(0),                            // 0: mam.v1.Role
 	(KillSwitchScope)(0),                 // 1: mam.v1.KillSwitchScope
@@ -1381,46 +1720,59 @@ var file_mam_v1_admin_service_proto_goTypes = []any{
 	(*DeactivateKillSwitchResponse)(nil), // 16: mam.v1.DeactivateKillSwitchResponse
 	(*ListKillSwitchesRequest)(nil),      // 17: mam.v1.ListKillSwitchesRequest
 	(*ListKillSwitchesResponse)(nil),     // 18: mam.v1.ListKillSwitchesResponse
-	(*timestamppb.Timestamp)(nil),        // 19: google.protobuf.Timestamp
+	(*ClusterNode)(nil),                  // 19: mam.v1.ClusterNode
+	(*GroupLease)(nil),                   // 20: mam.v1.GroupLease
+	(*GetClusterStatusRequest)(nil),      // 21: mam.v1.GetClusterStatusRequest
+	(*GetClusterStatusResponse)(nil),     // 22: mam.v1.GetClusterStatusResponse
+	(*timestamppb.Timestamp)(nil),        // 23: google.protobuf.Timestamp
 }
 var file_mam_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: mam.v1.ApiKey.role:type_name -> mam.v1.Role
-	19, // 1: mam.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	19, // 2: mam.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	23, // 1: mam.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	23, // 2: mam.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: mam.v1.CreateApiKeyRequest.api_key:type_name -> mam.v1.ApiKey
 	2,  // 4: mam.v1.CreateApiKeyResponse.api_key:type_name -> mam.v1.ApiKey
 	2,  // 5: mam.v1.ListApiKeysResponse.api_keys:type_name -> mam.v1.ApiKey
 	2,  // 6: mam.v1.RevokeApiKeyResponse.api_key:type_name -> mam.v1.ApiKey
-	19, // 7: mam.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	19, // 8: mam.v1.ListAuditRecordsRequest.start_time:type_name -> google.protobuf.Timestamp
-	19, // 9: mam.v1.ListAuditRecordsRequest.end_time:type_name -> google.protobuf.Timestamp
+	23, // 7: mam.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	23, // 8: mam.v1.ListAuditRecordsRequest.start_time:type_name -> google.protobuf.Timestamp
+	23, // 9: mam.v1.ListAuditRecordsRequest.end_time:type_name -> google.protobuf.Timestamp
 	9,  // 10: mam.v1.ListAuditRecordsResponse.records:type_name -> mam.v1.AuditRecord
 	1,  // 11: mam.v1.KillSwitch.scope:type_name -> mam.v1.KillSwitchScope
-	19, // 12: mam.v1.KillSwitch.activate_time:type_name -> google.protobuf.Timestamp
-	19, // 13: mam.v1.KillSwitch.deactivate_time:type_name -> google.protobuf.Timestamp
+	23, // 12: mam.v1.KillSwitch.activate_time:type_name -> google.protobuf.Timestamp
+	23, // 13: mam.v1.KillSwitch.deactivate_time:type_name -> google.protobuf.Timestamp
 	12, // 14: mam.v1.ActivateKillSwitchRequest.kill_switch:type_name -> mam.v1.KillSwitch
 	12, // 15: mam.v1.ActivateKillSwitchResponse.kill_switch:type_name -> mam.v1.KillSwitch
 	12, // 16: mam.v1.DeactivateKillSwitchResponse.kill_switch:type_name -> mam.v1.KillSwitch
 	12, // 17: mam.v1.ListKillSwitchesResponse.kill_switches:type_name -> mam.v1.KillSwitch
-	3,  // 18: mam.v1.AdminService.CreateApiKey:input_type -> mam.v1.CreateApiKeyRequest
-	5,  // 19: mam.v1.AdminService.ListApiKeys:input_type -> mam.v1.ListApiKeysRequest
-	7,  // 20: mam.v1.AdminService.RevokeApiKey:input_type -> mam.v1.RevokeApiKeyRequest
-	10, // 21: mam.v1.AdminService.ListAuditRecords:input_type -> mam.v1.ListAuditRecordsRequest
-	13, // 22: mam.v1.AdminService.ActivateKillSwitch:input_type -> mam.v1.ActivateKillSwitchRequest
-	15, // 23: mam.v1.AdminService.DeactivateKillSwitch:input_type -> mam.v1.DeactivateKillSwitchRequest
-	17, // 24: mam.v1.AdminService.ListKillSwitches:input_type -> mam.v1.ListKillSwitchesRequest
-	4,  // 25: mam.v1.AdminService.CreateApiKey:output_type -> mam.v1.CreateApiKeyResponse
-	6,  // 26: mam.v1.AdminService.ListApiKeys:output_type -> mam.v1.ListApiKeysResponse
-	8,  // 27: mam.v1.AdminService.RevokeApiKey:output_type -> mam.v1.RevokeApiKeyResponse
-	11, // 28: mam.v1.AdminService.ListAuditRecords:output_type -> mam.v1.ListAuditRecordsResponse
-	14, // 29: mam.v1.AdminService.ActivateKillSwitch:output_type -> mam.v1.ActivateKillSwitchResponse
-	16, // 30: mam.v1.AdminService.DeactivateKillSwitch:output_type -> mam.v1.DeactivateKillSwitchResponse
-	18, // 31: mam.v1.AdminService.ListKillSwitches:output_type -> mam.v1.ListKillSwitchesResponse
-	25, // [25:32] is the sub-list for method output_type
-	18, // [18:25] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	23, // 18: mam.v1.ClusterNode.start_time:type_name -> google.protobuf.Timestamp
+	23, // 19: mam.v1.ClusterNode.heartbeat_time:type_name -> google.protobuf.Timestamp
+	23, // 20: mam.v1.ClusterNode.stop_time:type_name -> google.protobuf.Timestamp
+	23, // 21: mam.v1.GroupLease.acquire_time:type_name -> google.protobuf.Timestamp
+	23, // 22: mam.v1.GroupLease.renew_time:type_name -> google.protobuf.Timestamp
+	19, // 23: mam.v1.GetClusterStatusResponse.nodes:type_name -> mam.v1.ClusterNode
+	20, // 24: mam.v1.GetClusterStatusResponse.leases:type_name -> mam.v1.GroupLease
+	3,  // 25: mam.v1.AdminService.CreateApiKey:input_type -> mam.v1.CreateApiKeyRequest
+	5,  // 26: mam.v1.AdminService.ListApiKeys:input_type -> mam.v1.ListApiKeysRequest
+	7,  // 27: mam.v1.AdminService.RevokeApiKey:input_type -> mam.v1.RevokeApiKeyRequest
+	10, // 28: mam.v1.AdminService.ListAuditRecords:input_type -> mam.v1.ListAuditRecordsRequest
+	13, // 29: mam.v1.AdminService.ActivateKillSwitch:input_type -> mam.v1.ActivateKillSwitchRequest
+	15, // 30: mam.v1.AdminService.DeactivateKillSwitch:input_type -> mam.v1.DeactivateKillSwitchRequest
+	17, // 31: mam.v1.AdminService.ListKillSwitches:input_type -> mam.v1.ListKillSwitchesRequest
+	21, // 32: mam.v1.AdminService.GetClusterStatus:input_type -> mam.v1.GetClusterStatusRequest
+	4,  // 33: mam.v1.AdminService.CreateApiKey:output_type -> mam.v1.CreateApiKeyResponse
+	6,  // 34: mam.v1.AdminService.ListApiKeys:output_type -> mam.v1.ListApiKeysResponse
+	8,  // 35: mam.v1.AdminService.RevokeApiKey:output_type -> mam.v1.RevokeApiKeyResponse
+	11, // 36: mam.v1.AdminService.ListAuditRecords:output_type -> mam.v1.ListAuditRecordsResponse
+	14, // 37: mam.v1.AdminService.ActivateKillSwitch:output_type -> mam.v1.ActivateKillSwitchResponse
+	16, // 38: mam.v1.AdminService.DeactivateKillSwitch:output_type -> mam.v1.DeactivateKillSwitchResponse
+	18, // 39: mam.v1.AdminService.ListKillSwitches:output_type -> mam.v1.ListKillSwitchesResponse
+	22, // 40: mam.v1.AdminService.GetClusterStatus:output_type -> mam.v1.GetClusterStatusResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_admin_service_proto_init() }
@@ -1434,7 +1786,7 @@ func file_mam_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_admin_service_proto_rawDesc), len(file_mam_v1_admin_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	AdminService_ActivateKillSwitch_FullMethodName   = "/mam.v1.AdminService/ActivateKillSwitch"
 	AdminService_DeactivateKillSwitch_FullMethodName = "/mam.v1.AdminService/DeactivateKillSwitch"
 	AdminService_ListKillSwitches_FullMethodName     = "/mam.v1.AdminService/ListKillSwitches"
+	AdminService_GetClusterStatus_FullMethodName     = "/mam.v1.AdminService/GetClusterStatus"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -52,6 +53,9 @@ type AdminServiceClient interface {
 	DeactivateKillSwitch(ctx context.Context, in *DeactivateKillSwitchRequest, opts ...grpc.CallOption) (*DeactivateKillSwitchResponse, error)
 	// Kill switches, newest first, a page at a time.
 	ListKillSwitches(ctx context.Context, in *ListKillSwitchesRequest, opts ...grpc.CallOption) (*ListKillSwitchesResponse, error)
+	// Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+	// each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+	GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error)
 }
 
 type adminServiceClient struct {
@@ -132,6 +136,16 @@ func (c *adminServiceClient) ListKillSwitches(ctx context.Context, in *ListKillS
 	return out, nil
 }
 
+func (c *adminServiceClient) GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClusterStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -156,6 +170,9 @@ type AdminServiceServer interface {
 	DeactivateKillSwitch(context.Context, *DeactivateKillSwitchRequest) (*DeactivateKillSwitchResponse, error)
 	// Kill switches, newest first, a page at a time.
 	ListKillSwitches(context.Context, *ListKillSwitchesRequest) (*ListKillSwitchesResponse, error)
+	// Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+	// each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+	GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -186,6 +203,9 @@ func (UnimplementedAdminServiceServer) DeactivateKillSwitch(context.Context, *De
 }
 func (UnimplementedAdminServiceServer) ListKillSwitches(context.Context, *ListKillSwitchesRequest) (*ListKillSwitchesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListKillSwitches not implemented")
+}
+func (UnimplementedAdminServiceServer) GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClusterStatus not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -334,6 +354,24 @@ func _AdminService_ListKillSwitches_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetClusterStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetClusterStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetClusterStatus(ctx, req.(*GetClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -368,6 +406,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListKillSwitches",
 			Handler:    _AdminService_ListKillSwitches_Handler,
+		},
+		{
+			MethodName: "GetClusterStatus",
+			Handler:    _AdminService_GetClusterStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

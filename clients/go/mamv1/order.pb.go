@@ -210,6 +210,28 @@ const (
 	AllocationReason_ALLOCATION_REASON_RISK_CLIPPED AllocationReason = 12
 	// Pre-trade risk: a child order is not sent at all (risk_checks say why).
 	AllocationReason_ALLOCATION_REASON_RISK_SKIPPED AllocationReason = 13
+	// The member's copy options (GroupMember.copy_options): the account trades the other side.
+	AllocationReason_ALLOCATION_REASON_REVERSED AllocationReason = 14
+	// Copy options: the account's children go out without the order's stop loss and take profit.
+	AllocationReason_ALLOCATION_REASON_STOPS_NOT_COPIED AllocationReason = 15
+	// Copy options: the volume was below the member's own min_volume and raised to it.
+	AllocationReason_ALLOCATION_REASON_RAISED_TO_COPY_MIN AllocationReason = 16
+	// Copy options: the volume was below the member's own min_volume; the account copies nothing.
+	AllocationReason_ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN AllocationReason = 17
+	// Copy options: the member is close-only; the account opens nothing.
+	AllocationReason_ALLOCATION_REASON_CLOSE_ONLY AllocationReason = 18
+	// Copy options: the member does not copy pending orders; the account copies nothing.
+	AllocationReason_ALLOCATION_REASON_PENDING_NOT_COPIED AllocationReason = 19
+	// Copy options: the side the account would trade is filtered out by its direction.
+	AllocationReason_ALLOCATION_REASON_DIRECTION_FILTERED AllocationReason = 20
+	// Copy options: a reversed member, and the order type has no reverse (STOP_LIMIT).
+	AllocationReason_ALLOCATION_REASON_NOT_REVERSIBLE AllocationReason = 21
+	// Copy options: the source's change is older than the member's max_signal_age.
+	AllocationReason_ALLOCATION_REASON_SIGNAL_TOO_OLD AllocationReason = 22
+	// Copy options: the account's price is further from the source's than max_slippage_points.
+	AllocationReason_ALLOCATION_REASON_SLIPPAGE_TOO_HIGH AllocationReason = 23
+	// Copy options: the account's price could not be read to compare with the source's: skipped.
+	AllocationReason_ALLOCATION_REASON_SLIPPAGE_UNKNOWN AllocationReason = 24
 )
 
 // Enum value maps for AllocationReason.
@@ -229,22 +251,44 @@ var (
 		11: "ALLOCATION_REASON_SYMBOL_UNAVAILABLE",
 		12: "ALLOCATION_REASON_RISK_CLIPPED",
 		13: "ALLOCATION_REASON_RISK_SKIPPED",
+		14: "ALLOCATION_REASON_REVERSED",
+		15: "ALLOCATION_REASON_STOPS_NOT_COPIED",
+		16: "ALLOCATION_REASON_RAISED_TO_COPY_MIN",
+		17: "ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN",
+		18: "ALLOCATION_REASON_CLOSE_ONLY",
+		19: "ALLOCATION_REASON_PENDING_NOT_COPIED",
+		20: "ALLOCATION_REASON_DIRECTION_FILTERED",
+		21: "ALLOCATION_REASON_NOT_REVERSIBLE",
+		22: "ALLOCATION_REASON_SIGNAL_TOO_OLD",
+		23: "ALLOCATION_REASON_SLIPPAGE_TOO_HIGH",
+		24: "ALLOCATION_REASON_SLIPPAGE_UNKNOWN",
 	}
 	AllocationReason_value = map[string]int32{
-		"ALLOCATION_REASON_UNSPECIFIED":          0,
-		"ALLOCATION_REASON_ROUNDED_DOWN":         1,
-		"ALLOCATION_REASON_ROUNDED_UP":           2,
-		"ALLOCATION_REASON_SKIPPED_BELOW_MIN":    3,
-		"ALLOCATION_REASON_RAISED_TO_MIN":        4,
-		"ALLOCATION_REASON_CLIPPED_MAX_LOT":      5,
-		"ALLOCATION_REASON_SPLIT_MAX_VOLUME":     6,
-		"ALLOCATION_REASON_INACTIVE":             7,
-		"ALLOCATION_REASON_NO_STOP_LOSS":         8,
-		"ALLOCATION_REASON_NO_BASIS":             9,
-		"ALLOCATION_REASON_TERMINAL_UNAVAILABLE": 10,
-		"ALLOCATION_REASON_SYMBOL_UNAVAILABLE":   11,
-		"ALLOCATION_REASON_RISK_CLIPPED":         12,
-		"ALLOCATION_REASON_RISK_SKIPPED":         13,
+		"ALLOCATION_REASON_UNSPECIFIED":            0,
+		"ALLOCATION_REASON_ROUNDED_DOWN":           1,
+		"ALLOCATION_REASON_ROUNDED_UP":             2,
+		"ALLOCATION_REASON_SKIPPED_BELOW_MIN":      3,
+		"ALLOCATION_REASON_RAISED_TO_MIN":          4,
+		"ALLOCATION_REASON_CLIPPED_MAX_LOT":        5,
+		"ALLOCATION_REASON_SPLIT_MAX_VOLUME":       6,
+		"ALLOCATION_REASON_INACTIVE":               7,
+		"ALLOCATION_REASON_NO_STOP_LOSS":           8,
+		"ALLOCATION_REASON_NO_BASIS":               9,
+		"ALLOCATION_REASON_TERMINAL_UNAVAILABLE":   10,
+		"ALLOCATION_REASON_SYMBOL_UNAVAILABLE":     11,
+		"ALLOCATION_REASON_RISK_CLIPPED":           12,
+		"ALLOCATION_REASON_RISK_SKIPPED":           13,
+		"ALLOCATION_REASON_REVERSED":               14,
+		"ALLOCATION_REASON_STOPS_NOT_COPIED":       15,
+		"ALLOCATION_REASON_RAISED_TO_COPY_MIN":     16,
+		"ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN": 17,
+		"ALLOCATION_REASON_CLOSE_ONLY":             18,
+		"ALLOCATION_REASON_PENDING_NOT_COPIED":     19,
+		"ALLOCATION_REASON_DIRECTION_FILTERED":     20,
+		"ALLOCATION_REASON_NOT_REVERSIBLE":         21,
+		"ALLOCATION_REASON_SIGNAL_TOO_OLD":         22,
+		"ALLOCATION_REASON_SLIPPAGE_TOO_HIGH":      23,
+		"ALLOCATION_REASON_SLIPPAGE_UNKNOWN":       24,
 	}
 )
 
@@ -1599,7 +1643,7 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\x1aCHILD_ORDER_STATE_REJECTED\x10\x05\x12\x1f\n" +
 	"\x1bCHILD_ORDER_STATE_CANCELLED\x10\x06\x12\x1d\n" +
 	"\x19CHILD_ORDER_STATE_UNKNOWN\x10\a\x12\x1c\n" +
-	"\x18CHILD_ORDER_STATE_PLACED\x10\b*\x9a\x04\n" +
+	"\x18CHILD_ORDER_STATE_PLACED\x10\b*\xcd\a\n" +
 	"\x10AllocationReason\x12!\n" +
 	"\x1dALLOCATION_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eALLOCATION_REASON_ROUNDED_DOWN\x10\x01\x12 \n" +
@@ -1615,7 +1659,18 @@ const file_mam_v1_order_proto_rawDesc = "" +
 	"\x12(\n" +
 	"$ALLOCATION_REASON_SYMBOL_UNAVAILABLE\x10\v\x12\"\n" +
 	"\x1eALLOCATION_REASON_RISK_CLIPPED\x10\f\x12\"\n" +
-	"\x1eALLOCATION_REASON_RISK_SKIPPED\x10\r*m\n" +
+	"\x1eALLOCATION_REASON_RISK_SKIPPED\x10\r\x12\x1e\n" +
+	"\x1aALLOCATION_REASON_REVERSED\x10\x0e\x12&\n" +
+	"\"ALLOCATION_REASON_STOPS_NOT_COPIED\x10\x0f\x12(\n" +
+	"$ALLOCATION_REASON_RAISED_TO_COPY_MIN\x10\x10\x12,\n" +
+	"(ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN\x10\x11\x12 \n" +
+	"\x1cALLOCATION_REASON_CLOSE_ONLY\x10\x12\x12(\n" +
+	"$ALLOCATION_REASON_PENDING_NOT_COPIED\x10\x13\x12(\n" +
+	"$ALLOCATION_REASON_DIRECTION_FILTERED\x10\x14\x12$\n" +
+	" ALLOCATION_REASON_NOT_REVERSIBLE\x10\x15\x12$\n" +
+	" ALLOCATION_REASON_SIGNAL_TOO_OLD\x10\x16\x12'\n" +
+	"#ALLOCATION_REASON_SLIPPAGE_TOO_HIGH\x10\x17\x12&\n" +
+	"\"ALLOCATION_REASON_SLIPPAGE_UNKNOWN\x10\x18*m\n" +
 	"\x0fMasterOrderView\x12!\n" +
 	"\x1dMASTER_ORDER_VIEW_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17MASTER_ORDER_VIEW_BASIC\x10\x01\x12\x1a\n" +

@@ -1569,6 +1569,236 @@ func (x *StreamSignalsResponse) GetHeartbeatTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// A symbol the gateway trades, as its broker specifies it (MT5 symbol_info fields of the same
+// names). Output only.
+type Symbol struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Decimal places of its prices.
+	Digits int32 `protobuf:"varint,2,opt,name=digits,proto3" json:"digits,omitempty"`
+	// Decimal strings, in lots.
+	VolumeMin  string `protobuf:"bytes,3,opt,name=volume_min,json=volumeMin,proto3" json:"volume_min,omitempty"`
+	VolumeStep string `protobuf:"bytes,4,opt,name=volume_step,json=volumeStep,proto3" json:"volume_step,omitempty"`
+	VolumeMax  string `protobuf:"bytes,5,opt,name=volume_max,json=volumeMax,proto3" json:"volume_max,omitempty"`
+	// Decimal string: units of the base asset in one lot.
+	ContractSize string `protobuf:"bytes,6,opt,name=contract_size,json=contractSize,proto3" json:"contract_size,omitempty"`
+	// Decimal strings: the smallest price change and what it is worth for one lot.
+	TickSize       string `protobuf:"bytes,7,opt,name=tick_size,json=tickSize,proto3" json:"tick_size,omitempty"`
+	TickValue      string `protobuf:"bytes,8,opt,name=tick_value,json=tickValue,proto3" json:"tick_value,omitempty"`
+	CurrencyBase   string `protobuf:"bytes,9,opt,name=currency_base,json=currencyBase,proto3" json:"currency_base,omitempty"`
+	CurrencyProfit string `protobuf:"bytes,10,opt,name=currency_profit,json=currencyProfit,proto3" json:"currency_profit,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Symbol) Reset() {
+	*x = Symbol{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Symbol) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Symbol) ProtoMessage() {}
+
+func (x *Symbol) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Symbol.ProtoReflect.Descriptor instead.
+func (*Symbol) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Symbol) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Symbol) GetDigits() int32 {
+	if x != nil {
+		return x.Digits
+	}
+	return 0
+}
+
+func (x *Symbol) GetVolumeMin() string {
+	if x != nil {
+		return x.VolumeMin
+	}
+	return ""
+}
+
+func (x *Symbol) GetVolumeStep() string {
+	if x != nil {
+		return x.VolumeStep
+	}
+	return ""
+}
+
+func (x *Symbol) GetVolumeMax() string {
+	if x != nil {
+		return x.VolumeMax
+	}
+	return ""
+}
+
+func (x *Symbol) GetContractSize() string {
+	if x != nil {
+		return x.ContractSize
+	}
+	return ""
+}
+
+func (x *Symbol) GetTickSize() string {
+	if x != nil {
+		return x.TickSize
+	}
+	return ""
+}
+
+func (x *Symbol) GetTickValue() string {
+	if x != nil {
+		return x.TickValue
+	}
+	return ""
+}
+
+func (x *Symbol) GetCurrencyBase() string {
+	if x != nil {
+		return x.CurrencyBase
+	}
+	return ""
+}
+
+func (x *Symbol) GetCurrencyProfit() string {
+	if x != nil {
+		return x.CurrencyProfit
+	}
+	return ""
+}
+
+type ListSymbolsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many symbols; 0 means 100; values above 1000 are treated as 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSymbolsRequest) Reset() {
+	*x = ListSymbolsRequest{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSymbolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSymbolsRequest) ProtoMessage() {}
+
+func (x *ListSymbolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSymbolsRequest.ProtoReflect.Descriptor instead.
+func (*ListSymbolsRequest) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListSymbolsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSymbolsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListSymbolsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By name.
+	Symbols []*Symbol `protobuf:"bytes,1,rep,name=symbols,proto3" json:"symbols,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSymbolsResponse) Reset() {
+	*x = ListSymbolsResponse{}
+	mi := &file_mam_v1_trading_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSymbolsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSymbolsResponse) ProtoMessage() {}
+
+func (x *ListSymbolsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mam_v1_trading_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSymbolsResponse.ProtoReflect.Descriptor instead.
+func (*ListSymbolsResponse) Descriptor() ([]byte, []int) {
+	return file_mam_v1_trading_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListSymbolsResponse) GetSymbols() []*Symbol {
+	if x != nil {
+		return x.Symbols
+	}
+	return nil
+}
+
+func (x *ListSymbolsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_mam_v1_trading_service_proto protoreflect.FileDescriptor
 
 const file_mam_v1_trading_service_proto_rawDesc = "" +
@@ -1672,7 +1902,30 @@ const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"\x84\x01\n" +
 	"\x15StreamSignalsResponse\x12(\n" +
 	"\asignals\x18\x01 \x03(\v2\x0e.mam.v1.SignalR\asignals\x12A\n" +
-	"\x0eheartbeat_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime2\xcc\a\n" +
+	"\x0eheartbeat_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime\"\xc2\x02\n" +
+	"\x06Symbol\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digits\x18\x02 \x01(\x05R\x06digits\x12\x1d\n" +
+	"\n" +
+	"volume_min\x18\x03 \x01(\tR\tvolumeMin\x12\x1f\n" +
+	"\vvolume_step\x18\x04 \x01(\tR\n" +
+	"volumeStep\x12\x1d\n" +
+	"\n" +
+	"volume_max\x18\x05 \x01(\tR\tvolumeMax\x12#\n" +
+	"\rcontract_size\x18\x06 \x01(\tR\fcontractSize\x12\x1b\n" +
+	"\ttick_size\x18\a \x01(\tR\btickSize\x12\x1d\n" +
+	"\n" +
+	"tick_value\x18\b \x01(\tR\ttickValue\x12#\n" +
+	"\rcurrency_base\x18\t \x01(\tR\fcurrencyBase\x12'\n" +
+	"\x0fcurrency_profit\x18\n" +
+	" \x01(\tR\x0ecurrencyProfit\"P\n" +
+	"\x12ListSymbolsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"g\n" +
+	"\x13ListSymbolsResponse\x12(\n" +
+	"\asymbols\x18\x01 \x03(\v2\x0e.mam.v1.SymbolR\asymbols\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x94\b\n" +
 	"\x0eTradingService\x12X\n" +
 	"\x11SubmitMasterOrder\x12 .mam.v1.SubmitMasterOrderRequest\x1a!.mam.v1.SubmitMasterOrderResponse\x12_\n" +
 	"\x12StreamMasterOrders\x12!.mam.v1.StreamMasterOrdersRequest\x1a\".mam.v1.StreamMasterOrdersResponse(\x010\x01\x12X\n" +
@@ -1684,7 +1937,8 @@ const file_mam_v1_trading_service_proto_rawDesc = "" +
 	"\x13CloseMasterPosition\x12\".mam.v1.CloseMasterPositionRequest\x1a#.mam.v1.CloseMasterPositionResponse\x12Q\n" +
 	"\x0eSubscribeFills\x12\x1d.mam.v1.SubscribeFillsRequest\x1a\x1e.mam.v1.SubscribeFillsResponse0\x01\x12F\n" +
 	"\vListSignals\x12\x1a.mam.v1.ListSignalsRequest\x1a\x1b.mam.v1.ListSignalsResponse\x12N\n" +
-	"\rStreamSignals\x12\x1c.mam.v1.StreamSignalsRequest\x1a\x1d.mam.v1.StreamSignalsResponse0\x01b\x06proto3"
+	"\rStreamSignals\x12\x1c.mam.v1.StreamSignalsRequest\x1a\x1d.mam.v1.StreamSignalsResponse0\x01\x12F\n" +
+	"\vListSymbols\x12\x1a.mam.v1.ListSymbolsRequest\x1a\x1b.mam.v1.ListSymbolsResponseb\x06proto3"
 
 var (
 	file_mam_v1_trading_service_proto_rawDescOnce sync.Once
@@ -1698,7 +1952,7 @@ func file_mam_v1_trading_service_proto_rawDescGZIP() []byte {
 	return file_mam_v1_trading_service_proto_rawDescData
 }
 
-var file_mam_v1_trading_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_mam_v1_trading_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_mam_v1_trading_service_proto_goTypes = []any{
 	(*SubmitMasterOrderRequest)(nil),    // 0: mam.v1.SubmitMasterOrderRequest
 	(*SubmitMasterOrderResponse)(nil),   // 1: mam.v1.SubmitMasterOrderResponse
@@ -1725,69 +1979,75 @@ var file_mam_v1_trading_service_proto_goTypes = []any{
 	(*ListSignalsResponse)(nil),         // 22: mam.v1.ListSignalsResponse
 	(*StreamSignalsRequest)(nil),        // 23: mam.v1.StreamSignalsRequest
 	(*StreamSignalsResponse)(nil),       // 24: mam.v1.StreamSignalsResponse
-	(*MasterOrderSpec)(nil),             // 25: mam.v1.MasterOrderSpec
-	(MasterOrderView)(0),                // 26: mam.v1.MasterOrderView
-	(*MasterOrder)(nil),                 // 27: mam.v1.MasterOrder
-	(MasterOrderState)(0),               // 28: mam.v1.MasterOrderState
-	(*ChildOrder)(nil),                  // 29: mam.v1.ChildOrder
-	(*Allocation)(nil),                  // 30: mam.v1.Allocation
-	(*FillBatch)(nil),                   // 31: mam.v1.FillBatch
-	(*Signal)(nil),                      // 32: mam.v1.Signal
-	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
+	(*Symbol)(nil),                      // 25: mam.v1.Symbol
+	(*ListSymbolsRequest)(nil),          // 26: mam.v1.ListSymbolsRequest
+	(*ListSymbolsResponse)(nil),         // 27: mam.v1.ListSymbolsResponse
+	(*MasterOrderSpec)(nil),             // 28: mam.v1.MasterOrderSpec
+	(MasterOrderView)(0),                // 29: mam.v1.MasterOrderView
+	(*MasterOrder)(nil),                 // 30: mam.v1.MasterOrder
+	(MasterOrderState)(0),               // 31: mam.v1.MasterOrderState
+	(*ChildOrder)(nil),                  // 32: mam.v1.ChildOrder
+	(*Allocation)(nil),                  // 33: mam.v1.Allocation
+	(*FillBatch)(nil),                   // 34: mam.v1.FillBatch
+	(*Signal)(nil),                      // 35: mam.v1.Signal
+	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
 }
 var file_mam_v1_trading_service_proto_depIdxs = []int32{
-	25, // 0: mam.v1.SubmitMasterOrderRequest.order:type_name -> mam.v1.MasterOrderSpec
-	26, // 1: mam.v1.SubmitMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
-	27, // 2: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	25, // 3: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
-	26, // 4: mam.v1.StreamMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
-	28, // 5: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
-	29, // 6: mam.v1.MasterOrderEvent.children:type_name -> mam.v1.ChildOrder
-	27, // 7: mam.v1.MasterOrderEvent.master_order:type_name -> mam.v1.MasterOrder
-	27, // 8: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
+	28, // 0: mam.v1.SubmitMasterOrderRequest.order:type_name -> mam.v1.MasterOrderSpec
+	29, // 1: mam.v1.SubmitMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
+	30, // 2: mam.v1.SubmitMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	28, // 3: mam.v1.StreamMasterOrdersRequest.order:type_name -> mam.v1.MasterOrderSpec
+	29, // 4: mam.v1.StreamMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
+	31, // 5: mam.v1.MasterOrderEvent.state:type_name -> mam.v1.MasterOrderState
+	32, // 6: mam.v1.MasterOrderEvent.children:type_name -> mam.v1.ChildOrder
+	30, // 7: mam.v1.MasterOrderEvent.master_order:type_name -> mam.v1.MasterOrder
+	30, // 8: mam.v1.StreamMasterOrdersResponse.accepted:type_name -> mam.v1.MasterOrder
 	3,  // 9: mam.v1.StreamMasterOrdersResponse.rejected:type_name -> mam.v1.SubmissionRejected
 	4,  // 10: mam.v1.StreamMasterOrdersResponse.update:type_name -> mam.v1.MasterOrderEvent
-	25, // 11: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
-	30, // 12: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
-	26, // 13: mam.v1.GetMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
-	27, // 14: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	26, // 15: mam.v1.ListMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
-	27, // 16: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
-	27, // 17: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
-	27, // 18: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	28, // 11: mam.v1.PreviewAllocationRequest.order:type_name -> mam.v1.MasterOrderSpec
+	33, // 12: mam.v1.PreviewAllocationResponse.allocation:type_name -> mam.v1.Allocation
+	29, // 13: mam.v1.GetMasterOrderRequest.view:type_name -> mam.v1.MasterOrderView
+	30, // 14: mam.v1.GetMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	29, // 15: mam.v1.ListMasterOrdersRequest.view:type_name -> mam.v1.MasterOrderView
+	30, // 16: mam.v1.ListMasterOrdersResponse.master_orders:type_name -> mam.v1.MasterOrder
+	30, // 17: mam.v1.CancelMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
+	30, // 18: mam.v1.ModifyMasterOrderResponse.master_order:type_name -> mam.v1.MasterOrder
 	16, // 19: mam.v1.ModifyMasterOrderResponse.results:type_name -> mam.v1.AccountResult
-	27, // 20: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
-	31, // 21: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
-	32, // 22: mam.v1.ListSignalsResponse.signals:type_name -> mam.v1.Signal
-	32, // 23: mam.v1.StreamSignalsResponse.signals:type_name -> mam.v1.Signal
-	33, // 24: mam.v1.StreamSignalsResponse.heartbeat_time:type_name -> google.protobuf.Timestamp
-	0,  // 25: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
-	2,  // 26: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
-	6,  // 27: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
-	8,  // 28: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
-	10, // 29: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
-	12, // 30: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
-	14, // 31: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
-	17, // 32: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
-	19, // 33: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
-	21, // 34: mam.v1.TradingService.ListSignals:input_type -> mam.v1.ListSignalsRequest
-	23, // 35: mam.v1.TradingService.StreamSignals:input_type -> mam.v1.StreamSignalsRequest
-	1,  // 36: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
-	5,  // 37: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
-	7,  // 38: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
-	9,  // 39: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
-	11, // 40: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
-	13, // 41: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
-	15, // 42: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
-	18, // 43: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
-	20, // 44: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
-	22, // 45: mam.v1.TradingService.ListSignals:output_type -> mam.v1.ListSignalsResponse
-	24, // 46: mam.v1.TradingService.StreamSignals:output_type -> mam.v1.StreamSignalsResponse
-	36, // [36:47] is the sub-list for method output_type
-	25, // [25:36] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	30, // 20: mam.v1.CloseMasterPositionResponse.master_order:type_name -> mam.v1.MasterOrder
+	34, // 21: mam.v1.SubscribeFillsResponse.batch:type_name -> mam.v1.FillBatch
+	35, // 22: mam.v1.ListSignalsResponse.signals:type_name -> mam.v1.Signal
+	35, // 23: mam.v1.StreamSignalsResponse.signals:type_name -> mam.v1.Signal
+	36, // 24: mam.v1.StreamSignalsResponse.heartbeat_time:type_name -> google.protobuf.Timestamp
+	25, // 25: mam.v1.ListSymbolsResponse.symbols:type_name -> mam.v1.Symbol
+	0,  // 26: mam.v1.TradingService.SubmitMasterOrder:input_type -> mam.v1.SubmitMasterOrderRequest
+	2,  // 27: mam.v1.TradingService.StreamMasterOrders:input_type -> mam.v1.StreamMasterOrdersRequest
+	6,  // 28: mam.v1.TradingService.PreviewAllocation:input_type -> mam.v1.PreviewAllocationRequest
+	8,  // 29: mam.v1.TradingService.GetMasterOrder:input_type -> mam.v1.GetMasterOrderRequest
+	10, // 30: mam.v1.TradingService.ListMasterOrders:input_type -> mam.v1.ListMasterOrdersRequest
+	12, // 31: mam.v1.TradingService.CancelMasterOrder:input_type -> mam.v1.CancelMasterOrderRequest
+	14, // 32: mam.v1.TradingService.ModifyMasterOrder:input_type -> mam.v1.ModifyMasterOrderRequest
+	17, // 33: mam.v1.TradingService.CloseMasterPosition:input_type -> mam.v1.CloseMasterPositionRequest
+	19, // 34: mam.v1.TradingService.SubscribeFills:input_type -> mam.v1.SubscribeFillsRequest
+	21, // 35: mam.v1.TradingService.ListSignals:input_type -> mam.v1.ListSignalsRequest
+	23, // 36: mam.v1.TradingService.StreamSignals:input_type -> mam.v1.StreamSignalsRequest
+	26, // 37: mam.v1.TradingService.ListSymbols:input_type -> mam.v1.ListSymbolsRequest
+	1,  // 38: mam.v1.TradingService.SubmitMasterOrder:output_type -> mam.v1.SubmitMasterOrderResponse
+	5,  // 39: mam.v1.TradingService.StreamMasterOrders:output_type -> mam.v1.StreamMasterOrdersResponse
+	7,  // 40: mam.v1.TradingService.PreviewAllocation:output_type -> mam.v1.PreviewAllocationResponse
+	9,  // 41: mam.v1.TradingService.GetMasterOrder:output_type -> mam.v1.GetMasterOrderResponse
+	11, // 42: mam.v1.TradingService.ListMasterOrders:output_type -> mam.v1.ListMasterOrdersResponse
+	13, // 43: mam.v1.TradingService.CancelMasterOrder:output_type -> mam.v1.CancelMasterOrderResponse
+	15, // 44: mam.v1.TradingService.ModifyMasterOrder:output_type -> mam.v1.ModifyMasterOrderResponse
+	18, // 45: mam.v1.TradingService.CloseMasterPosition:output_type -> mam.v1.CloseMasterPositionResponse
+	20, // 46: mam.v1.TradingService.SubscribeFills:output_type -> mam.v1.SubscribeFillsResponse
+	22, // 47: mam.v1.TradingService.ListSignals:output_type -> mam.v1.ListSignalsResponse
+	24, // 48: mam.v1.TradingService.StreamSignals:output_type -> mam.v1.StreamSignalsResponse
+	27, // 49: mam.v1.TradingService.ListSymbols:output_type -> mam.v1.ListSymbolsResponse
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_mam_v1_trading_service_proto_init() }
@@ -1812,7 +2072,7 @@ func file_mam_v1_trading_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mam_v1_trading_service_proto_rawDesc), len(file_mam_v1_trading_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	TradingService_SubscribeFills_FullMethodName      = "/mam.v1.TradingService/SubscribeFills"
 	TradingService_ListSignals_FullMethodName         = "/mam.v1.TradingService/ListSignals"
 	TradingService_StreamSignals_FullMethodName       = "/mam.v1.TradingService/StreamSignals"
+	TradingService_ListSymbols_FullMethodName         = "/mam.v1.TradingService/ListSymbols"
 )
 
 // TradingServiceClient is the client API for TradingService service.
@@ -89,6 +90,10 @@ type TradingServiceClient interface {
 	// stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
 	// sequence received.
 	StreamSignals(ctx context.Context, in *StreamSignalsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSignalsResponse], error)
+	// The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+	// client shows volumes (to the volume step) and prices (to the digits) with. An account's
+	// broker may name a symbol otherwise (Account.symbol_mappings).
+	ListSymbols(ctx context.Context, in *ListSymbolsRequest, opts ...grpc.CallOption) (*ListSymbolsResponse, error)
 }
 
 type tradingServiceClient struct {
@@ -230,6 +235,16 @@ func (c *tradingServiceClient) StreamSignals(ctx context.Context, in *StreamSign
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TradingService_StreamSignalsClient = grpc.ServerStreamingClient[StreamSignalsResponse]
 
+func (c *tradingServiceClient) ListSymbols(ctx context.Context, in *ListSymbolsRequest, opts ...grpc.CallOption) (*ListSymbolsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSymbolsResponse)
+	err := c.cc.Invoke(ctx, TradingService_ListSymbols_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TradingServiceServer is the server API for TradingService service.
 // All implementations must embed UnimplementedTradingServiceServer
 // for forward compatibility.
@@ -287,6 +302,10 @@ type TradingServiceServer interface {
 	// stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
 	// sequence received.
 	StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error
+	// The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+	// client shows volumes (to the volume step) and prices (to the digits) with. An account's
+	// broker may name a symbol otherwise (Account.symbol_mappings).
+	ListSymbols(context.Context, *ListSymbolsRequest) (*ListSymbolsResponse, error)
 	mustEmbedUnimplementedTradingServiceServer()
 }
 
@@ -329,6 +348,9 @@ func (UnimplementedTradingServiceServer) ListSignals(context.Context, *ListSigna
 }
 func (UnimplementedTradingServiceServer) StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamSignals not implemented")
+}
+func (UnimplementedTradingServiceServer) ListSymbols(context.Context, *ListSymbolsRequest) (*ListSymbolsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSymbols not implemented")
 }
 func (UnimplementedTradingServiceServer) mustEmbedUnimplementedTradingServiceServer() {}
 func (UnimplementedTradingServiceServer) testEmbeddedByValue()                        {}
@@ -524,6 +546,24 @@ func _TradingService_StreamSignals_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TradingService_StreamSignalsServer = grpc.ServerStreamingServer[StreamSignalsResponse]
 
+func _TradingService_ListSymbols_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSymbolsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TradingServiceServer).ListSymbols(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TradingService_ListSymbols_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TradingServiceServer).ListSymbols(ctx, req.(*ListSymbolsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TradingService_ServiceDesc is the grpc.ServiceDesc for TradingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -562,6 +602,10 @@ var TradingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSignals",
 			Handler:    _TradingService_ListSignals_Handler,
+		},
+		{
+			MethodName: "ListSymbols",
+			Handler:    _TradingService_ListSymbols_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

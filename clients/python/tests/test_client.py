@@ -187,6 +187,21 @@ async def test_a_bad_volume_raises_mam_error_with_reason_and_field(
     assert "order.volume: " in str(error)
 
 
+async def test_the_gateways_symbols_are_listed_with_their_step_and_digits(
+    client: MamClient,
+) -> None:
+    symbols = [s async for s in client.list_symbols(page_size=2)]
+    assert [s.name for s in symbols] == ["EURUSD", "US500", "XAUUSD"]
+    eurusd = symbols[0]
+    assert (eurusd.volume_step, eurusd.digits, eurusd.volume_min) == (
+        Decimal("0.01"),
+        5,
+        Decimal("0.01"),
+    )
+    assert eurusd.precision.volume_text(Decimal("0.5")) == "0.50"
+    assert symbols[1].precision.volume_text(Decimal("2")) == "2.0"
+
+
 async def test_an_unknown_group_raises_not_found(client: MamClient) -> None:
     with pytest.raises(MamError) as caught:
         await client.get_group("no-such-group")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -135,7 +136,9 @@ def test_preview_shows_each_accounts_share_and_reason(mamctl: Mamctl) -> None:
     code, out, _ = mamctl(*args)
     assert code == 0
     assert "demo-20" in out and "SKIPPED_BELOW_MIN" in out and "ROUNDED_UP" in out
-    assert "requested 1, allocated 1" in out
+    # Volumes to EURUSD's lot step of 0.01, as the gateway's ListSymbols gives it.
+    assert "Preview: BUY 1.00 EURUSD" in out
+    assert "requested 1.00, allocated 1.00" in out
 
     code, out, _ = mamctl("--json", *args)
     allocation = json.loads(out)
@@ -180,8 +183,12 @@ def test_watch_fills_follows_the_stream(mamctl: Mamctl) -> None:
     assert sum(Decimal(f["volume"]) for f in fills) == Decimal("0.30")
     assert {f["master_order_id"] for f in fills} == {order["master_order_id"]}
 
+    # Not a terminal: a line per fill, then a summary line.
     code, out, _ = mamctl("watch", "fills", "--after", "0", "--count", "2")
-    assert code == 0 and "Fills" in out and "2 fills" in out
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["#1", "#2"]
+    assert lines[2].startswith("2 fills, stream at sequence ")
 
 
 def test_a_bad_volume_is_one_line_naming_the_field(mamctl: Mamctl) -> None:
@@ -193,6 +200,37 @@ def test_a_bad_volume_is_one_line_naming_the_field(mamctl: Mamctl) -> None:
     assert err.startswith("error: INVALID_ARGUMENT INVALID_VOLUME: ")
     assert "order.volume" in err
     assert err.count("\n") == 1
+
+
+def test_a_partial_close_shows_what_was_asked_and_what_the_lot_steps_allowed(
+    mamctl: Mamctl,
+) -> None:
+    code, out, err = mamctl(
+        "--json", "submit", "--group", "demo", "--symbol", "EURUSD", "--side", "buy",
+        "--volume", "1.00", "--wait",
+    )  # fmt: skip
+    assert code == 0, err
+    opened = json.loads(out)["master_order"]["master_order_id"]
+    code, out, err = mamctl("close", opened, "--fraction", "0.5")
+    assert code == 0, err
+    shown = " ".join(out.split())
+    assert "asked fraction 0.5 of the 1.00 lots open = 0.50" in shown
+    # The demo's smallest accounts hold 0.01 lot: half of it is below the minimum volume.
+    assert "SKIPPED_BELOW_MIN: demo-" in shown
+    allowed = re.search(r"lot steps allow (\d+\.\d\d) \((\d+) of (\d+) accounts\)", shown)
+    assert allowed is not None, shown
+    closed = Decimal(allowed.group(1))
+    assert Decimal("0.40") <= closed < Decimal("0.50")
+
+    closing = re.search(r"Close (mo_\w+)", shown)
+    assert closing is not None
+    code, out, err = mamctl("--json", "orders", "show", closing.group(1))
+    assert code == 0, err
+    close_order = json.loads(out)
+    assert close_order["closes_master_order_id"] == opened
+    assert close_order["close_fraction"] == "0.5"
+    assert close_order["spec"]["volume"] == "0.50"
+    assert close_order["allocation"]["allocated_volume"] == f"{closed}"
 
 
 def test_close_of_an_unknown_order_prints_one_line(mamctl: Mamctl) -> None:

@@ -43,6 +43,22 @@ class AllocationReason(enum.Enum):
     # allocated, or not at all; the line's risk_checks say which rules and why.
     RISK_CLIPPED = "RISK_CLIPPED"
     RISK_SKIPPED = "RISK_SKIPPED"
+    # A member's copy options (gateway/domain/copying.py). The account trades the other side,
+    # or without the order's SL/TP: its children still go out.
+    REVERSED = "REVERSED"
+    STOPS_NOT_COPIED = "STOPS_NOT_COPIED"
+    # Its volume was below the member's own minimum and raised to it.
+    RAISED_TO_COPY_MIN = "RAISED_TO_COPY_MIN"
+    # The account copies nothing of the order:
+    SKIPPED_BELOW_COPY_MIN = "SKIPPED_BELOW_COPY_MIN"
+    CLOSE_ONLY = "CLOSE_ONLY"
+    PENDING_NOT_COPIED = "PENDING_NOT_COPIED"
+    DIRECTION_FILTERED = "DIRECTION_FILTERED"
+    NOT_REVERSIBLE = "NOT_REVERSIBLE"
+    SIGNAL_TOO_OLD = "SIGNAL_TOO_OLD"
+    SLIPPAGE_TOO_HIGH = "SLIPPAGE_TOO_HIGH"
+    # Its price could not be read to compare with the source's: skipped on the safe side.
+    SLIPPAGE_UNKNOWN = "SLIPPAGE_UNKNOWN"
 
 
 class MemberInput(NamedTuple):

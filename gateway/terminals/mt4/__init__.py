@@ -8,6 +8,7 @@ deploy/mt4/MamBridge.mq4).
 | messages.py      | protocol versions, request builders, parsers of what the EA sends     |
 | errors.py        | MT4 error codes and the MT5 retcodes (hence engine classes) they map to |
 | records.py       | MT4 order records as positions, pending orders and derived deals      |
+| book.py          | the trade pool an EA of protocol 2 pushes, and when it is current     |
 | session.py       | one EA connection: requests by id, events, heartbeats                 |
 | bridge_server.py | the TCP endpoint: hello, token check, one session per login           |
 | terminal.py      | Mt4Terminal: the Terminal protocol over the login's current session   |

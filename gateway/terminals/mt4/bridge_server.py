@@ -10,7 +10,8 @@ address that failed `failures.burst` hellos in a row is refused unchecked for a 
 A second hello for a login that has a session replaces it (the EA reconnected before the gateway
 saw the old connection die): the old session ends, its outstanding requests fail as unknown.
 Mt4Terminal asks the server for its login's current session at every call, so it resumes by
-itself when its EA comes back.
+itself when its EA comes back. The server also keeps what each login's EA pushed: the trade pool
+of an EA of protocol 2 (book.py), which Mt4Terminal reads instead of asking while it is current.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.domain.peer_authentication import (
     FailurePolicy,
 )
 from gateway.terminals.mt4 import messages
+from gateway.terminals.mt4.book import PushedBook
 from gateway.terminals.mt4.framing import (
     ConnectionClosed,
     FrameError,
@@ -80,6 +82,11 @@ class LoginState:
     open_orders_at: datetime | None = None
     account: AccountReport | None = None
     account_at: datetime | None = None
+    # Protocol 2: the trade pool as the EA last pushed or answered it, with its number.
+    book: PushedBook = field(default_factory=PushedBook)
+    # How many times the EA told of a change of its trades (an orders_changed: of a newer
+    # pool in protocol 2), over all its sessions. Only grows.
+    trade_events: int = 0
 
 
 class Mt4BridgeServer:
@@ -285,15 +292,17 @@ class Mt4BridgeServer:
             await _refuse(writer, RefusalReason.UNAUTHORIZED, "unknown login or wrong token")
             return None
         session_settings = settings.session
+        session_id = secrets.token_hex(8)
+        pushes = protocol >= messages.TRADE_EVENTS_PROTOCOL
         session = BridgeSession(
             reader,
             writer,
             hello,
             protocol=protocol,
-            session_id=secrets.token_hex(8),
+            session_id=session_id,
             settings=session_settings,
             request_ids=self._request_ids,
-            on_event=lambda message: self._on_event(hello.login, message),
+            on_event=lambda message: self._on_event(hello.login, session_id, pushes, message),
         )
         try:
             writer.write(
@@ -317,6 +326,8 @@ class Mt4BridgeServer:
             await previous.close("replaced by a new connection of the same login")
         async with self._changed:
             state.session = session
+            # Before the session reads anything: its first push is the first that counts.
+            state.book.begin(session_id, pushes=pushes)
             session.start()
             self._changed.notify_all()
         log.info(
@@ -338,13 +349,23 @@ class Mt4BridgeServer:
                 state.last_close_reason = reason
             self._changed.notify_all()
 
-    def _on_event(self, login: int, message: dict[str, Any]) -> None:
+    def _on_event(self, login: int, session_id: str, pushes: bool, message: dict[str, Any]) -> None:
         state = self.state(login)
         now = datetime.now(UTC)
         try:
-            if message["type"] == messages.ORDERS_CHANGED:
+            if message["type"] == messages.ORDERS_CHANGED and pushes:
+                report = messages.parse_book(message)
+                if state.book.pushed(session_id, report):
+                    state.trade_events += 1
+                    if report.records is not None:
+                        state.open_orders = report.records
+                        state.open_orders_at = now
+            elif message["type"] == messages.ORDERS_CHANGED:
+                # Protocol 1: no number, and pushed at most every PushIntervalMs: never read
+                # instead of asking, but still news that the trades changed.
                 state.open_orders = tuple(messages.parse_records(message, "orders"))
                 state.open_orders_at = now
+                state.trade_events += 1
             else:
                 state.account = messages.parse_account(message)
                 state.account_at = now

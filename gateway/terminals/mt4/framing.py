@@ -19,8 +19,8 @@ from typing import Any
 
 LENGTH_PREFIX = struct.Struct(">I")
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
-# Objects and arrays inside one another at most: the deepest message of protocol 1 (a `found`
-# answer: its records in arrays in the message) is 3 levels deep.
+# Objects and arrays inside one another at most: the deepest messages of protocols 1 and 2 (a
+# `found` answer, an `orders_changed` push: records in arrays in the message) are 3 levels deep.
 MAX_NESTING = 16
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"{}[]"))

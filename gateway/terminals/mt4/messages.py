@@ -19,7 +19,12 @@ from decimal import Decimal
 from typing import Any
 
 PROTOCOL_MIN = 1
-PROTOCOL_MAX = 1
+PROTOCOL_MAX = 2
+# From this version on, the EA pushes every change of its trade pool at once, whole and with a
+# sequence number (orders_changed.seq), and gives that number with each orders and trade_result
+# answer too; the gateway then reads positions and pending orders from what was pushed.
+# Version 1: orders_changed without a sequence, at most every PushIntervalMs; always asked.
+TRADE_EVENTS_PROTOCOL = 2
 
 # Message types.
 HELLO = "hello"
@@ -406,6 +411,30 @@ def parse_records(message: Mapping[str, Any], key: str) -> list[OrderRecord]:
     return [parse_record(item) for item in read_list(message, key)]
 
 
+def read_seq(message: Mapping[str, Any]) -> int:
+    seq = read_int(message, "seq")
+    if seq < 0:
+        raise MessageError(f"seq: negative sequence number {seq}")
+    return seq
+
+
+@dataclass(frozen=True, slots=True)
+class BookReport:
+    """The EA's trade pool (open market and pending orders) at one sequence number: an
+    orders_changed event or an orders answer of protocol 2."""
+
+    seq: int
+    # None: the pool changed but would not fit in a frame ("too_large"): it has to be asked.
+    records: tuple[OrderRecord, ...] | None
+
+
+def parse_book(message: Mapping[str, Any]) -> BookReport:
+    seq = read_seq(message)
+    if message.get("too_large") is True:
+        return BookReport(seq, None)
+    return BookReport(seq, tuple(parse_records(message, "orders")))
+
+
 def _optional_record(message: Mapping[str, Any], key: str) -> OrderRecord | None:
     value = message.get(key)
     if value is None:
@@ -429,6 +458,9 @@ class TradeReply:
     remainder: OrderRecord | None
     # Close-by: the opposite order's closed record.
     opposite: OrderRecord | None
+    # Protocol 2: the sequence number of the EA's trade pool right after the request (None
+    # in protocol 1).
+    seq: int | None = None
 
 
 def parse_trade_reply(message: Mapping[str, Any]) -> TradeReply:
@@ -441,6 +473,7 @@ def parse_trade_reply(message: Mapping[str, Any]) -> TradeReply:
         order=_optional_record(message, "order"),
         remainder=_optional_record(message, "remainder"),
         opposite=_optional_record(message, "opposite"),
+        seq=read_seq(message) if "seq" in message else None,
     )
     if error == 0 and reply.order is None:
         raise MessageError("trade_result: a success without the order")

@@ -6,6 +6,10 @@ single-threaded). When the connection ends while a request waits for its answer,
 raises TerminalError: its outcome is unknown, and the engine searches the account for the
 request's tag once the EA is back (the EA journals the tags of what it executed). The terminal
 needs no reconnecting of its own: each call uses the login's current session.
+
+An EA of protocol 2 pushes its trade pool whenever it changes: positions() and pending_orders()
+then read the pool last pushed while it is current (book.py) and ask only when it is not, and
+the terminal is a TradeEventSource, so that a source watcher looks as soon as a trade is made.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from gateway.terminals.mt4 import messages, records
 from gateway.terminals.mt4.bridge_server import LoginState, Mt4BridgeServer
 from gateway.terminals.mt4.errors import Mt4Operation, name_of, retcode_for
 from gateway.terminals.mt4.messages import MessageError, OrderRecord, TradeReply
-from gateway.terminals.mt4.session import SessionClosed
+from gateway.terminals.mt4.session import BridgeSession, SessionClosed
 from gateway.terminals.protocol import (
     AccountInfo,
     Deal,
@@ -87,20 +91,25 @@ class Mt4Terminal:
 
     @property
     def updates(self) -> LoginState:
-        """What the EA last pushed (open orders, account), kept across its sessions."""
+        """What the EA last pushed (open orders, account, the trade pool of protocol 2),
+        kept across its sessions."""
         return self._bridge.state(self._login)
 
     # -- the conversation -------------------------------------------------------------------
 
-    async def _ask(self, request: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
-        """One request to the EA, one at a time. Every failure to get an answer is a
-        TerminalError; an "error" answer (the EA could not read the request) too."""
-        if self._closed:
-            raise TerminalError(f"terminal of account {self._account_id} is closed")
+    async def _exchange(
+        self, request: dict[str, Any], *, timeout_s: float
+    ) -> tuple[BridgeSession, dict[str, Any]]:
+        """One request to the EA, one at a time; the session that answered, and its answer.
+        Every failure to get an answer is a TerminalError; an "error" answer (the EA could not
+        read the request) too."""
+        self._check_open()
         async with self._lock:
             session = self._bridge.session(self._login)
             if session is None:
                 raise TerminalError(f"MT4 login {self._login}: {self._not_connected()}")
+            if request["type"] in messages.TRADE_REQUESTS:
+                self.updates.book.trading(session.session_id)
             try:
                 async with asyncio.timeout(timeout_s):
                     answer = await session.request(request)
@@ -119,15 +128,25 @@ class Mt4Terminal:
                 f"MT4 login {self._login}: the EA refused {request['type']}: "
                 f"{answer.get('reason')}: {answer.get('detail')}"
             )
-        return answer
+        return session, answer
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TerminalError(f"terminal of account {self._account_id} is closed")
 
     async def _query(self, request: dict[str, Any], answer_type: str) -> dict[str, Any]:
-        answer = await self._ask(request, timeout_s=self._settings.query_timeout_s)
+        _, answer = await self._exchange_query(request, answer_type)
+        return answer
+
+    async def _exchange_query(
+        self, request: dict[str, Any], answer_type: str
+    ) -> tuple[BridgeSession, dict[str, Any]]:
+        session, answer = await self._exchange(request, timeout_s=self._settings.query_timeout_s)
         if answer["type"] != answer_type:
             raise TerminalError(
                 f"MT4 login {self._login}: expected {answer_type}, the EA answered {answer['type']}"
             )
-        return answer
+        return session, answer
 
     def _not_connected(self) -> str:
         reason = self._bridge.state(self._login).last_close_reason
@@ -194,18 +213,47 @@ class Mt4Terminal:
             raise SymbolNotFound(symbol)
         return Quote(symbol, report.bid, report.ask, report.time)
 
-    async def _open_records(self) -> list[OrderRecord]:
-        answer = await self._query(messages.orders_request(), messages.ORDERS)
-        parsed: list[OrderRecord] = self._parsed(
-            answer, lambda a: messages.parse_records(a, "orders")
-        )
-        return parsed
+    async def _open_records(self) -> tuple[OrderRecord, ...]:
+        """The trade pool, asked of the EA (an answer of protocol 2 also updates the book)."""
+        session, answer = await self._exchange_query(messages.orders_request(), messages.ORDERS)
+        if session.protocol < messages.TRADE_EVENTS_PROTOCOL:
+            parsed: list[OrderRecord] = self._parsed(
+                answer, lambda a: messages.parse_records(a, "orders")
+            )
+            return tuple(parsed)
+        report: messages.BookReport = self._parsed(answer, messages.parse_book)
+        if report.records is None:
+            raise TerminalError(f"MT4 login {self._login}: the EA answered orders without them")
+        return self.updates.book.answered(session.session_id, report.seq, report.records)
+
+    async def _trade_pool(self) -> tuple[OrderRecord, ...]:
+        """The trade pool: as the EA last pushed it while that is current (no round trip),
+        else asked."""
+        self._check_open()
+        session = self._bridge.session(self._login)
+        if session is not None:
+            pushed = self.updates.book.current(session.session_id)
+            if pushed is not None:
+                return pushed
+        return await self._open_records()
 
     async def positions(self) -> list[Position]:
-        return [records.position_of(r) for r in await self._open_records() if r.is_market]
+        return [records.position_of(r) for r in await self._trade_pool() if r.is_market]
 
     async def pending_orders(self) -> list[PendingOrder]:
-        return [records.pending_order_of(r) for r in await self._open_records() if r.is_pending]
+        return [records.pending_order_of(r) for r in await self._trade_pool() if r.is_pending]
+
+    # -- trade events (TradeEventSource) ------------------------------------------------------
+
+    @property
+    def trade_events(self) -> int:
+        """How many times the EA told of a change of the account's trades (only grows)."""
+        return self.updates.trade_events
+
+    async def wait_for_trade_event(self, *, after: int) -> None:
+        """Returns once `trade_events` exceeds `after` (at once if it does already); the
+        caller bounds the wait. An EA of protocol 1 tells only every PushIntervalMs."""
+        await self._bridge.wait_for_update(self._login, lambda state: state.trade_events > after)
 
     async def deals(self, since: datetime) -> list[Deal]:
         open_records = await self._open_records()
@@ -279,13 +327,15 @@ class Mt4Terminal:
 
     async def _send(self, request: OrderRequest) -> OrderResult:
         operation, message = _mt4_request(request)
-        answer = await self._ask(message, timeout_s=self._settings.trade_timeout_s)
+        session, answer = await self._exchange(message, timeout_s=self._settings.trade_timeout_s)
         if answer["type"] != messages.TRADE_RESULT:
             raise TerminalError(
                 f"MT4 login {self._login}: expected a trade_result, the EA answered "
                 f"{answer['type']}; the outcome is unknown"
             )
         reply: TradeReply = self._parsed(answer, messages.parse_trade_reply)
+        # Until the pool pushed reaches the number the trade left it at, it is asked for.
+        self.updates.book.traded(session.session_id, reply.seq)
         return _result(operation, reply)
 
 

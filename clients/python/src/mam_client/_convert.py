@@ -39,6 +39,9 @@ _PREFIXES: dict[type[StrEnum], tuple[str, Any]] = {
     t.MasterOrderState: ("MASTER_ORDER_STATE_", order_pb2.MasterOrderState),
     t.ChildOrderState: ("CHILD_ORDER_STATE_", order_pb2.ChildOrderState),
     t.AllocationReason: ("ALLOCATION_REASON_", order_pb2.AllocationReason),
+    t.CopyDirection: ("COPY_DIRECTION_", account_pb2.CopyDirection),
+    t.MinVolumePolicy: ("MIN_VOLUME_POLICY_", account_pb2.MinVolumePolicy),
+    t.Weekday: ("WEEKDAY_", account_pb2.Weekday),
     t.SignalKind: ("SIGNAL_KIND_", signal_pb2.SignalKind),
     t.SignalState: ("SIGNAL_STATE_", signal_pb2.SignalState),
 }
@@ -203,6 +206,12 @@ def member_to_wire(member: t.GroupMember) -> account_pb2.GroupMember:
         risk_percent=decimal_to_wire(member.risk_percent),
         max_lots=decimal_to_wire(member.max_lots),
         method=enum_to_wire(member.method),
+        copy_options=(
+            None if member.copy_options is None else copy_options_to_wire(member.copy_options)
+        ),
+        risk_limits=(
+            None if member.risk_limits is None else risk_limits_to_wire(member.risk_limits)
+        ),
     )
 
 
@@ -216,6 +225,97 @@ def member_from_wire(message: account_pb2.GroupMember) -> t.GroupMember:
         risk_percent=decimal_or_none(message.risk_percent),
         max_lots=decimal_or_none(message.max_lots),
         method=None if method is t.AllocationMethod.UNSPECIFIED else method,
+        copy_options=(
+            copy_options_from_wire(message.copy_options)
+            if message.HasField("copy_options")
+            else None
+        ),
+        risk_limits=(
+            risk_limits_from_wire(message.risk_limits) if message.HasField("risk_limits") else None
+        ),
+    )
+
+
+def risk_limits_to_wire(limits: t.RiskLimits) -> account_pb2.RiskLimits:
+    message = account_pb2.RiskLimits(
+        max_order_volume=decimal_to_wire(limits.max_order_volume),
+        max_symbol_volume=decimal_to_wire(limits.max_symbol_volume),
+        max_symbol_notional=decimal_to_wire(limits.max_symbol_notional),
+        min_margin_level=decimal_to_wire(limits.min_margin_level),
+        allowed_symbols=limits.allowed_symbols,
+        denied_symbols=limits.denied_symbols,
+        trading_windows=[
+            account_pb2.TradingWindow(
+                start_day=enum_to_wire(w.start_day),
+                start_time=w.start_time,
+                end_day=enum_to_wire(w.end_day),
+                end_time=w.end_time,
+            )
+            for w in limits.trading_windows
+        ],
+    )
+    if limits.max_open_positions is not None:
+        message.max_open_positions = limits.max_open_positions
+    return message
+
+
+def risk_limits_from_wire(message: account_pb2.RiskLimits) -> t.RiskLimits:
+    return t.RiskLimits(
+        max_order_volume=decimal_or_none(message.max_order_volume),
+        max_symbol_volume=decimal_or_none(message.max_symbol_volume),
+        max_symbol_notional=decimal_or_none(message.max_symbol_notional),
+        max_open_positions=(
+            message.max_open_positions if message.HasField("max_open_positions") else None
+        ),
+        min_margin_level=decimal_or_none(message.min_margin_level),
+        allowed_symbols=tuple(message.allowed_symbols),
+        denied_symbols=tuple(message.denied_symbols),
+        trading_windows=tuple(
+            t.TradingWindow(
+                start_day=enum_from_wire(t.Weekday, w.start_day),
+                start_time=w.start_time,
+                end_day=enum_from_wire(t.Weekday, w.end_day),
+                end_time=w.end_time,
+            )
+            for w in message.trading_windows
+        ),
+    )
+
+
+def copy_options_to_wire(options: t.CopyOptions) -> account_pb2.CopyOptions:
+    message = account_pb2.CopyOptions(
+        reverse=options.reverse,
+        direction=enum_to_wire(options.direction),
+        skip_stops=options.skip_stops,
+        skip_pending_orders=options.skip_pending_orders,
+        min_volume=decimal_to_wire(options.min_volume),
+        min_volume_policy=enum_to_wire(options.min_volume_policy),
+        close_only=options.close_only,
+    )
+    if options.max_slippage_points is not None:
+        message.max_slippage_points = options.max_slippage_points
+    if options.max_signal_age is not None:
+        message.max_signal_age.FromTimedelta(options.max_signal_age)
+    return message
+
+
+def copy_options_from_wire(message: account_pb2.CopyOptions) -> t.CopyOptions:
+    direction = enum_from_wire(t.CopyDirection, message.direction)
+    policy = enum_from_wire(t.MinVolumePolicy, message.min_volume_policy)
+    return t.CopyOptions(
+        reverse=message.reverse,
+        direction=None if direction is t.CopyDirection.UNSPECIFIED else direction,
+        skip_stops=message.skip_stops,
+        skip_pending_orders=message.skip_pending_orders,
+        min_volume=decimal_or_none(message.min_volume),
+        min_volume_policy=None if policy is t.MinVolumePolicy.UNSPECIFIED else policy,
+        max_slippage_points=(
+            message.max_slippage_points if message.HasField("max_slippage_points") else None
+        ),
+        max_signal_age=(
+            message.max_signal_age.ToTimedelta() if message.HasField("max_signal_age") else None
+        ),
+        close_only=message.close_only,
     )
 
 
@@ -459,6 +559,8 @@ def master_order_from_wire(message: order_pb2.MasterOrder) -> t.MasterOrder:
         ),
         create_time=time_from_wire(message.create_time),
         update_time=time_from_wire(message.update_time),
+        closes_master_order_id=message.closes_master_order_id,
+        close_fraction=decimal_or_none(message.close_fraction),
     )
 
 

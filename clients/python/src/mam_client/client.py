@@ -40,6 +40,7 @@ from mam_client.reporting import (
     period_to_wire,
     statement_format_to_wire,
 )
+from mam_client.symbols import Symbol, symbol_from_wire
 from mam_client.types import (
     Account,
     Allocation,
@@ -464,6 +465,24 @@ class MamClient:
                     yield event
         finally:
             await events.aclose()
+
+    # Symbols
+
+    async def list_symbols_page(self, *, page_size: int = 0, page_token: str = "") -> Page[Symbol]:
+        request = trd.ListSymbolsRequest(page_size=page_size, page_token=page_token)
+        response = await self._call(self.trading_stub.ListSymbols, request)
+        return Page(tuple(symbol_from_wire(s) for s in response.symbols), response.next_page_token)
+
+    async def list_symbols(self, *, page_size: int = 0) -> AsyncIterator[Symbol]:
+        """The gateway's symbols by name, with their volume step and digits."""
+        token = ""
+        while True:
+            page = await self.list_symbols_page(page_size=page_size, page_token=token)
+            for symbol in page.items:
+                yield symbol
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
 
     # Reporting
 

@@ -37,6 +37,7 @@ from mam_client.reporting import (
     period_to_wire,
     statement_format_to_wire,
 )
+from mam_client.symbols import Symbol, symbol_from_wire
 from mam_client.types import (
     Account,
     Allocation,
@@ -444,6 +445,23 @@ class SyncMamClient:
                     yield event
         finally:
             events.close()
+
+    # Symbols
+
+    def list_symbols_page(self, *, page_size: int = 0, page_token: str = "") -> Page[Symbol]:
+        request = trd.ListSymbolsRequest(page_size=page_size, page_token=page_token)
+        response = self._call(self.trading_stub.ListSymbols, request)
+        return Page(tuple(symbol_from_wire(s) for s in response.symbols), response.next_page_token)
+
+    def list_symbols(self, *, page_size: int = 0) -> Iterator[Symbol]:
+        """The gateway's symbols by name, with their volume step and digits."""
+        token = ""
+        while True:
+            page = self.list_symbols_page(page_size=page_size, page_token=token)
+            yield from page.items
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
 
     # Reporting
 

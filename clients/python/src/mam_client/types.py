@@ -135,6 +135,46 @@ class AllocationReason(enum.StrEnum):
     NO_BASIS = "NO_BASIS"
     TERMINAL_UNAVAILABLE = "TERMINAL_UNAVAILABLE"
     SYMBOL_UNAVAILABLE = "SYMBOL_UNAVAILABLE"
+    RISK_CLIPPED = "RISK_CLIPPED"
+    RISK_SKIPPED = "RISK_SKIPPED"
+    # A member's copy options: the account trades the other side, or without SL/TP ...
+    REVERSED = "REVERSED"
+    STOPS_NOT_COPIED = "STOPS_NOT_COPIED"
+    # ... its volume was raised to the member's own minimum ...
+    RAISED_TO_COPY_MIN = "RAISED_TO_COPY_MIN"
+    # ... or it copies nothing of the order.
+    SKIPPED_BELOW_COPY_MIN = "SKIPPED_BELOW_COPY_MIN"
+    CLOSE_ONLY = "CLOSE_ONLY"
+    PENDING_NOT_COPIED = "PENDING_NOT_COPIED"
+    DIRECTION_FILTERED = "DIRECTION_FILTERED"
+    NOT_REVERSIBLE = "NOT_REVERSIBLE"
+    SIGNAL_TOO_OLD = "SIGNAL_TOO_OLD"
+    SLIPPAGE_TOO_HIGH = "SLIPPAGE_TOO_HIGH"
+    SLIPPAGE_UNKNOWN = "SLIPPAGE_UNKNOWN"
+
+
+class CopyDirection(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"
+    BOTH = "BOTH"
+    BUY_ONLY = "BUY_ONLY"
+    SELL_ONLY = "SELL_ONLY"
+
+
+class Weekday(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"
+    MONDAY = "MONDAY"
+    TUESDAY = "TUESDAY"
+    WEDNESDAY = "WEDNESDAY"
+    THURSDAY = "THURSDAY"
+    FRIDAY = "FRIDAY"
+    SATURDAY = "SATURDAY"
+    SUNDAY = "SUNDAY"
+
+
+class MinVolumePolicy(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"
+    SKIP = "SKIP"
+    RAISE = "RAISE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +266,64 @@ class GroupMember:
     max_lots: Decimal | None = None
     # Overrides the group's method for this member.
     method: AllocationMethod | None = None
+    # How the account copies the group's opening orders; None: each one as it is.
+    copy_options: CopyOptions | None = None
+    # The member's own pre-trade limits, checked instead of the group's; None: the group's.
+    risk_limits: RiskLimits | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyOptions:
+    """How a member's account copies the group's opening orders (the API's CopyOptions).
+    Unset values take the gateway's defaults."""
+
+    # Trade the other side (SL and TP swapped, a LIMIT sent as a STOP and the other way round).
+    reverse: bool = False
+    # Which sides the account opens, after any reversal; None: both.
+    direction: CopyDirection | None = None
+    # Send the account's children without the order's stop loss and take profit.
+    skip_stops: bool = False
+    # Copy no pending orders.
+    skip_pending_orders: bool = False
+    # The smallest volume the account trades, in lots; what a smaller one becomes is the policy's
+    # (None: SKIP).
+    min_volume: Decimal | None = None
+    min_volume_policy: MinVolumePolicy | None = None
+    # Mirrored orders: the largest distance in points from the source's price, and the largest
+    # age of the source's change; None: no limit.
+    max_slippage_points: int | None = None
+    max_signal_age: timedelta | None = None
+    # Open nothing; what the account holds is still closed with the group.
+    close_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TradingWindow:
+    """A weekly interval in UTC, [start, end); one that ends earlier in the week than it starts
+    wraps past Sunday midnight. Times of day are "HH:MM" or "HH:MM:SS"."""
+
+    start_day: Weekday
+    start_time: str
+    end_day: Weekday
+    end_time: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskLimits:
+    """Limits on what one account may trade, checked before each child order is sent
+    (docs/risk.md); None or empty: no such limit. Volumes in lots, money in the account
+    currency, the margin level in percent."""
+
+    max_order_volume: Decimal | None = None
+    max_symbol_volume: Decimal | None = None
+    max_symbol_notional: Decimal | None = None
+    max_open_positions: int | None = None
+    min_margin_level: Decimal | None = None
+    # Empty: every symbol not denied.
+    allowed_symbols: tuple[str, ...] = ()
+    denied_symbols: tuple[str, ...] = ()
+    # Empty: any time.
+    trading_windows: tuple[TradingWindow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -370,6 +468,10 @@ class MasterOrder:
     execution: ExecutionStats | None
     create_time: datetime | None
     update_time: datetime | None
+    # A close (close_master_position): the master order whose position it closes, and the
+    # fraction asked (None when a volume was asked: spec.volume).
+    closes_master_order_id: str = ""
+    close_fraction: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,11 @@ class AdminServiceStub:
                 request_serializer=mam_dot_v1_dot_admin__service__pb2.ListKillSwitchesRequest.SerializeToString,
                 response_deserializer=mam_dot_v1_dot_admin__service__pb2.ListKillSwitchesResponse.FromString,
                 _registered_method=True)
+        self.GetClusterStatus = channel.unary_unary(
+                '/mam.v1.AdminService/GetClusterStatus',
+                request_serializer=mam_dot_v1_dot_admin__service__pb2.GetClusterStatusRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_admin__service__pb2.GetClusterStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -130,6 +135,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetClusterStatus(self, request, context):
+        """Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+        each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +180,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListKillSwitches,
                     request_deserializer=mam_dot_v1_dot_admin__service__pb2.ListKillSwitchesRequest.FromString,
                     response_serializer=mam_dot_v1_dot_admin__service__pb2.ListKillSwitchesResponse.SerializeToString,
+            ),
+            'GetClusterStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterStatus,
+                    request_deserializer=mam_dot_v1_dot_admin__service__pb2.GetClusterStatusRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_admin__service__pb2.GetClusterStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +377,33 @@ class AdminService:
             '/mam.v1.AdminService/ListKillSwitches',
             mam_dot_v1_dot_admin__service__pb2.ListKillSwitchesRequest.SerializeToString,
             mam_dot_v1_dot_admin__service__pb2.ListKillSwitchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.AdminService/GetClusterStatus',
+            mam_dot_v1_dot_admin__service__pb2.GetClusterStatusRequest.SerializeToString,
+            mam_dot_v1_dot_admin__service__pb2.GetClusterStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

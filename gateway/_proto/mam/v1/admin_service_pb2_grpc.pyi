@@ -54,6 +54,10 @@ class AdminServiceStub:
     """Lifts a kill switch. NOT_FOUND for an unknown id; lifting a lifted switch is harmless."""
     ListKillSwitches: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListKillSwitchesRequest, _admin_service_pb2.ListKillSwitchesResponse]
     """Kill switches, newest first, a page at a time."""
+    GetClusterStatus: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetClusterStatusRequest, _admin_service_pb2.GetClusterStatusResponse]
+    """Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+    each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -80,6 +84,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Lifts a kill switch. NOT_FOUND for an unknown id; lifting a lifted switch is harmless."""
     ListKillSwitches: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListKillSwitchesRequest, _admin_service_pb2.ListKillSwitchesResponse]  # type: ignore[assignment]
     """Kill switches, newest first, a page at a time."""
+    GetClusterStatus: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetClusterStatusRequest, _admin_service_pb2.GetClusterStatusResponse]  # type: ignore[assignment]
+    """Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+    each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Administration: API keys, the audit log and the kill switch. Every RPC here needs an admin key."""
@@ -145,5 +153,15 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.ListKillSwitchesResponse, _abc.Awaitable[_admin_service_pb2.ListKillSwitchesResponse]]:
         """Kill switches, newest first, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def GetClusterStatus(
+        self,
+        request: _admin_service_pb2.GetClusterStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.GetClusterStatusResponse, _abc.Awaitable[_admin_service_pb2.GetClusterStatusResponse]]:
+        """Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+        each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -726,3 +726,107 @@ class StreamSignalsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamSignalsResponse: _TypeAlias = StreamSignalsResponse  # noqa: Y015
+
+@_typing.final
+class Symbol(_message.Message):
+    """A symbol the gateway trades, as its broker specifies it (MT5 symbol_info fields of the same
+    names). Output only.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DIGITS_FIELD_NUMBER: _builtins.int
+    VOLUME_MIN_FIELD_NUMBER: _builtins.int
+    VOLUME_STEP_FIELD_NUMBER: _builtins.int
+    VOLUME_MAX_FIELD_NUMBER: _builtins.int
+    CONTRACT_SIZE_FIELD_NUMBER: _builtins.int
+    TICK_SIZE_FIELD_NUMBER: _builtins.int
+    TICK_VALUE_FIELD_NUMBER: _builtins.int
+    CURRENCY_BASE_FIELD_NUMBER: _builtins.int
+    CURRENCY_PROFIT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    digits: _builtins.int
+    """Decimal places of its prices."""
+    volume_min: _builtins.str
+    """Decimal strings, in lots."""
+    volume_step: _builtins.str
+    volume_max: _builtins.str
+    contract_size: _builtins.str
+    """Decimal string: units of the base asset in one lot."""
+    tick_size: _builtins.str
+    """Decimal strings: the smallest price change and what it is worth for one lot."""
+    tick_value: _builtins.str
+    currency_base: _builtins.str
+    currency_profit: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        digits: _builtins.int = ...,
+        volume_min: _builtins.str = ...,
+        volume_step: _builtins.str = ...,
+        volume_max: _builtins.str = ...,
+        contract_size: _builtins.str = ...,
+        tick_size: _builtins.str = ...,
+        tick_value: _builtins.str = ...,
+        currency_base: _builtins.str = ...,
+        currency_profit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract_size", b"contract_size", "currency_base", b"currency_base", "currency_profit", b"currency_profit", "digits", b"digits", "name", b"name", "tick_size", b"tick_size", "tick_value", b"tick_value", "volume_max", b"volume_max", "volume_min", b"volume_min", "volume_step", b"volume_step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Symbol: _TypeAlias = Symbol  # noqa: Y015
+
+@_typing.final
+class ListSymbolsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many symbols; 0 means 100; values above 1000 are treated as 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSymbolsRequest: _TypeAlias = ListSymbolsRequest  # noqa: Y015
+
+@_typing.final
+class ListSymbolsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedCompositeFieldContainer[Global___Symbol]:
+        """By name."""
+
+    def __init__(
+        self,
+        *,
+        symbols: _abc.Iterable[Global___Symbol] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSymbolsResponse: _TypeAlias = ListSymbolsResponse  # noqa: Y015

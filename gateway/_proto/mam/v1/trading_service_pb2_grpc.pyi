@@ -93,6 +93,11 @@ class TradingServiceStub:
     stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
     sequence received.
     """
+    ListSymbols: _grpc.UnaryUnaryMultiCallable[_trading_service_pb2.ListSymbolsRequest, _trading_service_pb2.ListSymbolsResponse]
+    """The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+    client shows volumes (to the volume step) and prices (to the digits) with. An account's
+    broker may name a symbol otherwise (Account.symbol_mappings).
+    """
 
 @_typing.type_check_only
 class TradingServiceAsyncStub(TradingServiceStub):
@@ -157,6 +162,11 @@ class TradingServiceAsyncStub(TradingServiceStub):
     reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
     stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
     sequence received.
+    """
+    ListSymbols: _aio.UnaryUnaryMultiCallable[_trading_service_pb2.ListSymbolsRequest, _trading_service_pb2.ListSymbolsResponse]  # type: ignore[assignment]
+    """The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+    client shows volumes (to the volume step) and prices (to the digits) with. An account's
+    broker may name a symbol otherwise (Account.symbol_mappings).
     """
 
 class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -285,6 +295,17 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         reader too far behind is ended (UNAVAILABLE, reason SUBSCRIBER_TOO_SLOW), as is every
         stream when the gateway stops (GATEWAY_STOPPING): resume with after_sequence = the last
         sequence received.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSymbols(
+        self,
+        request: _trading_service_pb2.ListSymbolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trading_service_pb2.ListSymbolsResponse, _abc.Awaitable[_trading_service_pb2.ListSymbolsResponse]]:
+        """The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+        client shows volumes (to the volume step) and prices (to the digits) with. An account's
+        broker may name a symbol otherwise (Account.symbol_mappings).
         """
 
 def add_TradingServiceServicer_to_server(servicer: TradingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import grpc
 import typer
@@ -14,9 +14,15 @@ from rich.table import Table
 
 from mam_client._proto.mam.v1 import admin_service_pb2 as pb
 from mam_client._proto.mam.v1 import admin_service_pb2_grpc as pb_grpc
+from mam_client.cli.failure import fail
+from mam_client.cli.lookup import AccountIds, find_account_id, find_group
 from mam_client.errors import MamError
 
+T = TypeVar("T")
+
 keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
+# The roles a key may have (Role without ROLE_UNSPECIFIED).
+_ROLES = ("admin", "manager", "investor")
 kill_switch_app = typer.Typer(
     help="Kill switches: stop opening orders at once (admin).", no_args_is_help=True
 )
@@ -29,21 +35,24 @@ def _admin(ctx: typer.Context) -> tuple[Any, Any, Callable[[Callable[..., Any], 
     try:
         client = settings.client()
     except (MamError, ValueError, OSError) as error:
-        _fail(settings, error)
+        fail(settings.err, error)
     stub = pb_grpc.AdminServiceStub(client.channel)
 
     def call(method: Callable[..., Any], request: Any) -> Any:
         try:
             return method(request, metadata=client.metadata, timeout=settings.timeout_s)
         except grpc.RpcError as error:
-            _fail(settings, MamError.from_rpc_error(error))
+            fail(settings.err, MamError.from_rpc_error(error))
 
     return settings, stub, call
 
 
-def _fail(settings: Any, error: BaseException) -> Any:
-    settings.err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+def _resolved(settings: Any, resolve: Callable[[Any], T]) -> T:
+    """resolve(client): groups' or accounts' ids; a failure ends the command."""
+    try:
+        return resolve(settings.client())
+    except (MamError, ValueError, OSError) as error:
+        fail(settings.err, error)
 
 
 def _dict(message: Any) -> dict[str, Any]:
@@ -67,25 +76,26 @@ def _pages(call: Callable[[Any], Any], make: Callable[[str], Any], field: str) -
 def create_key(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
-    role: Annotated[str, typer.Option(help="admin, manager or investor.")],
-    group: Annotated[list[str] | None, typer.Option(help="A manager's group (repeat).")] = None,
+    role: Annotated[str, typer.Option(metavar="admin|manager|investor")],
+    group: Annotated[
+        list[str] | None, typer.Option(help="A manager's group, by id or name (repeat).")
+    ] = None,
     account: Annotated[
-        list[str] | None, typer.Option(help="An investor's account (repeat).")
+        list[str] | None, typer.Option(help="An investor's account, by id or name (repeat).")
     ] = None,
 ) -> None:
     """Create a key; it is printed once and cannot be read again."""
+    if role.strip().lower() not in _ROLES:
+        raise typer.BadParameter(f"{role!r} is not one of {', '.join(_ROLES)}", param_hint="--role")
+    role_value = pb.Role.Value(f"ROLE_{role.strip().upper()}")
     settings, stub, call = _admin(ctx)
-    try:
-        role_value = pb.Role.Value(f"ROLE_{role.upper()}")
-    except ValueError:
-        raise typer.BadParameter(
-            "expected admin, manager or investor", param_hint="--role"
-        ) from None
+    group_ids = _resolved(settings, lambda c: [find_group(c, g).group_id for g in group or []])
+    account_ids = _resolved(settings, lambda c: [AccountIds(c)(a) for a in account or []])
     created = call(
         stub.CreateApiKey,
         pb.CreateApiKeyRequest(
             api_key=pb.ApiKey(
-                name=name, role=role_value, group_ids=group or [], account_ids=account or []
+                name=name, role=role_value, group_ids=group_ids, account_ids=account_ids
             )
         ),
     )
@@ -179,8 +189,8 @@ def audit(
 def kill_switch_on(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option(help="Why, for the record.")],
-    group: Annotated[str, typer.Option(help="Only this group's orders.")] = "",
-    account: Annotated[str, typer.Option(help="Only this account.")] = "",
+    group: Annotated[str, typer.Option(help="Only this group's orders (id or name).")] = "",
+    account: Annotated[str, typer.Option(help="Only this account (id or name).")] = "",
     flatten: Annotated[bool, typer.Option(help="Also close what the scope holds.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
@@ -195,7 +205,15 @@ def kill_switch_on(
         else pb.KILL_SWITCH_SCOPE_GLOBAL
     )
     settings, stub, call = _admin(ctx)
-    where = f"group {group}" if group else f"account {account}" if account else "every account"
+    target_id = ""
+    if group:
+        target_id = _resolved(settings, lambda c: find_group(c, group).group_id)
+    elif account:
+        target_id = _resolved(settings, lambda c: find_account_id(c, account))
+    named = group or account
+    where = f"{'group' if group else 'account'} {named}" if named else "every account"
+    if named and named != target_id:
+        where += f" ({target_id})"
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Stop trading on {where} at {settings.target}?", abort=True)
     started = time.monotonic()
@@ -203,7 +221,7 @@ def kill_switch_on(
         stub.ActivateKillSwitch,
         pb.ActivateKillSwitchRequest(
             kill_switch=pb.KillSwitch(
-                scope=scope, target_id=group or account, flatten=flatten, reason=reason
+                scope=scope, target_id=target_id, flatten=flatten, reason=reason
             )
         ),
     ).kill_switch

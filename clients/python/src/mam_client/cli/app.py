@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import csv
+import functools
 import re
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ParamSpec, TypeVar
 
-import grpc
 import typer
 from rich.console import Console
 from rich.console import Group as RenderGroup
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mam_client import _convert
 from mam_client._channel import TlsConfig
 from mam_client._fills import RetryPolicy
-from mam_client.cli import admin, render, statement
+from mam_client.cli import admin, cluster, render, statement
+from mam_client.cli.failure import error_text, fail
+from mam_client.cli.lookup import AccountIds, find_account_id, find_group
+from mam_client.cli.symbol_book import SymbolBook
 from mam_client.errors import MamError
 from mam_client.sync_client import SyncMamClient
 from mam_client.types import (
@@ -31,12 +38,16 @@ from mam_client.types import (
     AllocationMethod,
     AllocationSettings,
     BelowMinPolicy,
+    CopyDirection,
+    CopyOptions,
     Fill,
     Group,
     GroupMember,
     Heartbeat,
     MarginMode,
     MasterOrder,
+    MasterOrderState,
+    MinVolumePolicy,
     NewAccount,
     NewGroup,
     OrderSpec,
@@ -74,6 +85,7 @@ signals_app = typer.Typer(
 app.add_typer(signals_app, name="signals")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.kill_switch_app, name="kill-switch")
+app.add_typer(cluster.cluster_app, name="cluster")
 app.command("audit")(admin.audit)
 statement.register(app)
 
@@ -88,6 +100,7 @@ class Settings:
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
     _client: SyncMamClient | None = None
+    _symbols: SymbolBook | None = None
 
     def client(self) -> SyncMamClient:
         if self._client is None:
@@ -105,8 +118,19 @@ class Settings:
             self._client.close()
             self._client = None
 
-    def emit_json(self, value: object) -> None:
-        typer.echo(render.to_json(value))
+    def symbols(self) -> SymbolBook:
+        """The symbols' volume steps and digits, read from the gateway when a figure first
+        needs them."""
+        if self._symbols is None:
+            self._symbols = SymbolBook(
+                symbols=lambda: self.client().list_symbols(page_size=1000),
+                accounts=lambda: self.client().list_accounts(page_size=1000),
+            )
+        return self._symbols
+
+    def emit_json(self, value: object, *, symbol: str = "") -> None:
+        """`symbol`: the gateway symbol of a value that does not name its own."""
+        typer.echo(render.to_json(value, self.symbols(), symbol=symbol))
 
 
 @app.callback()
@@ -116,7 +140,12 @@ def main_options(
         str, typer.Option(envvar="MAM_TARGET", help="The gateway's HOST:PORT.")
     ] = "127.0.0.1:50051",
     api_key: Annotated[
-        str | None, typer.Option(envvar="MAM_API_KEY", help="Sent as a bearer token.")
+        str | None,
+        typer.Option(
+            envvar="MAM_API_KEY",
+            help="Your API key, sent as a bearer token (make run writes an admin key to"
+            " var/admin.key).",
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="JSON output for scripts instead of tables.")
@@ -146,12 +175,51 @@ def gateway(ctx: typer.Context) -> Iterator[SyncMamClient]:
     settings: Settings = ctx.obj
     try:
         yield settings.client()
-    except MamError as error:
-        settings.err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except (ValueError, OSError) as error:
-        settings.err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    except (MamError, ValueError, OSError) as error:
+        fail(settings.err, error)
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def choice(enum_type: type[_E], *names: str, help: str | None = None) -> Any:
+    """A typer.Option taking one of enum_type's values, in any case, but UNSPECIFIED: the API's
+    "not set", which is what leaving the option out means, never a choice to show."""
+    values = [m.value.lower() for m in enum_type if m.value != "UNSPECIFIED"]
+
+    def parse(value: str | _E) -> _E:
+        if isinstance(value, enum_type):  # the default
+            return value
+        member = enum_type.__members__.get(str(value).strip().upper())
+        if member is None or member.value == "UNSPECIFIED":
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}")
+        return member
+
+    return typer.Option(
+        *names,
+        parser=parse,
+        metavar="|".join(values),
+        help=help,
+        autocompletion=lambda: values,
+    )
+
+
+_P = ParamSpec("_P")
+
+
+def _follow_command(command: Callable[_P, None]) -> Callable[_P, None]:
+    """A command that follows a stream until stopped: Ctrl-C or SIGTERM ends it with exit 0
+    whenever it comes, while it connects as well as while it follows."""
+
+    @functools.wraps(command)
+    def follow(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            with _sigterm_interrupts():
+                command(*args, **kwargs)
+        except KeyboardInterrupt:
+            pass
+
+    return follow
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -170,25 +238,6 @@ def decimal_option(value: str | None, name: str) -> Decimal | None:
 
 def account_names(client: SyncMamClient) -> dict[str, str]:
     return {a.account_id: a.name for a in client.list_accounts(page_size=1000)}
-
-
-def find_group(client: SyncMamClient, key: str) -> Group:
-    """The group whose id or name is key."""
-    for group in client.list_groups(page_size=1000):
-        if key in (group.group_id, group.name):
-            return group
-    raise MamError(
-        grpc.StatusCode.NOT_FOUND, f"no group with id or name {key!r}", reason="GROUP_NOT_FOUND"
-    )
-
-
-def find_account_id(client: SyncMamClient, key: str) -> str:
-    """The id of the account whose id or name is key (key itself when no listed account has
-    that name: a manager's list holds its members only)."""
-    for account in client.list_accounts(page_size=1000):
-        if key in (account.account_id, account.name):
-            return account.account_id
-    return key
 
 
 # accounts
@@ -213,33 +262,35 @@ def accounts_list(
         settings.out.print(render.accounts_table(accounts))
 
 
+AccountArgument = Annotated[str, typer.Argument(metavar="ACCOUNT", help="Id or name.")]
+
+
 @accounts_app.command("show")
-def accounts_show(ctx: typer.Context, account_id: str) -> None:
+def accounts_show(ctx: typer.Context, account: AccountArgument) -> None:
     """Show one account with its latest balance and equity."""
     settings = settings_of(ctx)
     with gateway(ctx) as client:
-        account = client.get_account(account_id)
+        found = client.get_account(find_account_id(client, account))
     if settings.json:
-        settings.emit_json(account)
+        settings.emit_json(found)
     else:
-        settings.out.print(render.account_details(account))
+        settings.out.print(render.account_details(found))
 
 
 @accounts_app.command("delete")
 def accounts_delete(
     ctx: typer.Context,
-    account_id: str,
+    account: AccountArgument,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Retire a flat account: out of the lists and its groups, never traded again; its history
     stays for statements. Refused while it holds positions or working orders."""
     settings = settings_of(ctx)
     with gateway(ctx) as client:
+        account_id = find_account_id(client, account)
         if not yes and sys.stdin.isatty():
-            account = client.get_account(account_id)
-            typer.confirm(
-                f"Delete account {account.name} ({account_id}) at {settings.target}?", abort=True
-            )
+            name = client.get_account(account_id).name
+            typer.confirm(f"Delete account {name} ({account_id}) at {settings.target}?", abort=True)
         client.delete_account(account_id)
     if settings.json:
         settings.emit_json({"account_id": account_id, "deleted": True})
@@ -251,7 +302,7 @@ def accounts_delete(
 def accounts_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(help="Unique in the gateway.")],
-    platform: Annotated[Platform, typer.Option(case_sensitive=False)] = Platform.SIMULATED,
+    platform: Annotated[Platform, choice(Platform)] = Platform.SIMULATED,
     login: Annotated[int, typer.Option(help="The broker login.")] = 0,
     server: Annotated[str, typer.Option(help="The broker's trade server.")] = "",
     currency: Annotated[str, typer.Option()] = "USD",
@@ -259,8 +310,8 @@ def accounts_create(
         str | None, typer.Option(help="SIMULATED: the opening deposit (decimal).")
     ] = None,
     leverage: Annotated[int | None, typer.Option()] = None,
-    margin_mode: Annotated[MarginMode | None, typer.Option(case_sensitive=False)] = None,
-    state: Annotated[AccountState | None, typer.Option(case_sensitive=False)] = None,
+    margin_mode: Annotated[MarginMode | None, choice(MarginMode)] = None,
+    state: Annotated[AccountState | None, choice(AccountState)] = None,
     symbol_map: Annotated[
         list[str] | None, typer.Option("--map", help="SYMBOL=BROKER_SYMBOL, repeatable.")
     ] = None,
@@ -350,7 +401,8 @@ def accounts_import(
             except MamError as error:
                 progress.stop()
                 settings.err.print(
-                    f"[red]error:[/red] {csv_file}:{number} ({account.name}): {error}"
+                    f"[red]error:[/red] {csv_file}:{number} ({account.name}): "
+                    f"{escape(error_text(error))}"
                     f" ({len(created)} of {len(accounts)} accounts created)",
                     highlight=False,
                     soft_wrap=True,
@@ -378,59 +430,120 @@ def _progress(settings: Settings) -> Progress:
 # groups
 
 
+# A member spec's sizing keys (decimal values) and the GroupMember field of each.
+_SIZING_KEYS = {
+    "percentage": "percentage",
+    "pct": "percentage",
+    "multiplier": "lot_multiplier",
+    "lot_multiplier": "lot_multiplier",
+    "lots": "fixed_lots",
+    "fixed_lots": "fixed_lots",
+    "risk": "risk_percent",
+    "risk_percent": "risk_percent",
+    "max": "max_lots",
+    "max_lots": "max_lots",
+}
+# Its copy option keys that are flags: the key alone means true (or key=true|false).
+_FLAG_KEYS = {
+    "reverse": "reverse",
+    "no_stops": "skip_stops",
+    "no_pending": "skip_pending_orders",
+    "close_only": "close_only",
+}
+_DIRECTIONS = {
+    "both": CopyDirection.BOTH,
+    "buy": CopyDirection.BUY_ONLY,
+    "buy_only": CopyDirection.BUY_ONLY,
+    "sell": CopyDirection.SELL_ONLY,
+    "sell_only": CopyDirection.SELL_ONLY,
+}
+_TRUE, _FALSE = frozenset({"true", "yes", "1", "on"}), frozenset({"false", "no", "0", "off"})
+_MEMBER_KEYS = (
+    "percentage, multiplier, lots, risk, max, method; copy options: reverse, "
+    "direction=buy|sell|both, no_stops, no_pending, min_volume=LOTS, min_policy=skip|raise, "
+    "max_slippage=POINTS, max_age=SECONDS (5s, 500ms, 2m), close_only"
+)
+
+
 def parse_member(spec: str) -> GroupMember:
-    """ACCOUNT_ID[:key=value,...] with keys percentage, multiplier, lots, risk, max, method."""
+    """ACCOUNT_ID[:key=value,...]: the member's sizing settings (percentage, multiplier, lots,
+    risk, max, method) and copy options (reverse, direction, no_stops, no_pending, min_volume,
+    min_policy, max_slippage, max_age, close_only). A flag (reverse, no_stops, no_pending,
+    close_only) given without "=" is true. Every key is checked here; whether the values make
+    sense together is the gateway's to say."""
     account_id, _, options = spec.partition(":")
     values: dict[str, Decimal | None] = {}
     method: AllocationMethod | None = None
-    aliases = {
-        "percentage": "percentage",
-        "pct": "percentage",
-        "multiplier": "lot_multiplier",
-        "lot_multiplier": "lot_multiplier",
-        "lots": "fixed_lots",
-        "fixed_lots": "fixed_lots",
-        "risk": "risk_percent",
-        "risk_percent": "risk_percent",
-        "max": "max_lots",
-        "max_lots": "max_lots",
-    }
-    for item in filter(None, options.split(",")):
+    copy: dict[str, Any] = {}
+
+    def bad(message: str) -> typer.BadParameter:
+        return typer.BadParameter(f"{message} in {spec!r}", param_hint="--member")
+
+    for item in filter(None, (i.strip() for i in options.split(","))):
         key, sep, value = item.partition("=")
-        key = key.strip().lower()
+        key, value = key.strip().lower().replace("-", "_"), value.strip()
+        if key in _FLAG_KEYS:
+            flag = value.lower()
+            if sep and flag not in _TRUE | _FALSE:
+                raise bad(f"{key} is a flag: {key}, {key}=true or {key}=false, not {value!r}")
+            copy[_FLAG_KEYS[key]] = not sep or flag in _TRUE
+            continue
         if not sep:
-            raise typer.BadParameter(
-                f"{item!r} in {spec!r} is not key=value", param_hint="--member"
-            )
+            raise bad(f"{item!r} is not key=value")
         if key == "method":
             try:
-                method = AllocationMethod(value.strip().upper())
+                method = AllocationMethod(value.upper())
             except ValueError:
-                raise typer.BadParameter(
-                    f"unknown method {value!r}", param_hint="--member"
-                ) from None
-        elif key in aliases:
-            values[aliases[key]] = decimal_option(value, "--member")
+                raise bad(f"unknown method {value!r}") from None
+        elif key in _SIZING_KEYS:
+            values[_SIZING_KEYS[key]] = decimal_option(value, "--member")
+        elif key == "direction":
+            if value.lower() not in _DIRECTIONS:
+                raise bad(f"direction must be buy, sell or both, not {value!r}")
+            copy["direction"] = _DIRECTIONS[value.lower()]
+        elif key in ("min_volume", "min"):
+            copy["min_volume"] = decimal_option(value, "--member")
+        elif key in ("min_policy", "min_volume_policy"):
+            try:
+                copy["min_volume_policy"] = MinVolumePolicy(value.upper())
+            except ValueError:
+                raise bad(f"min_policy must be skip or raise, not {value!r}") from None
+            if copy["min_volume_policy"] is MinVolumePolicy.UNSPECIFIED:
+                raise bad(f"min_policy must be skip or raise, not {value!r}")
+        elif key in ("max_slippage", "max_slippage_points"):
+            if not re.fullmatch(r"\d+", value):
+                raise bad(f"max_slippage must be a whole number of points, not {value!r}")
+            copy["max_slippage_points"] = int(value)
+        elif key in ("max_age", "max_signal_age"):
+            copy["max_signal_age"] = duration_option(value, "--member")
         else:
-            raise typer.BadParameter(
-                f"unknown member setting {key!r} (percentage, multiplier, lots, risk, max, method)",
-                param_hint="--member",
-            )
-    if not account_id:
+            raise bad(f"unknown member setting {key!r} ({_MEMBER_KEYS})")
+    if not account_id.strip():
         raise typer.BadParameter(f"{spec!r} names no account", param_hint="--member")
-    return GroupMember(account_id=account_id.strip(), method=method, **values)
+    return GroupMember(
+        account_id=account_id.strip(),
+        method=method,
+        copy_options=CopyOptions(**copy) if copy else None,
+        risk_limits=None,  # not given on the command line: **values holds the sizing only
+        **values,
+    )
 
 
 MemberOption = Annotated[
     list[str] | None,
     typer.Option(
         "--member",
-        help="ACCOUNT_ID[:key=value,...], repeatable; keys: percentage, multiplier, lots, risk,"
-        " max, method.",
+        help=f"ACCOUNT[:key=value,...] (the account by id or name), repeatable; keys: "
+        f"{_MEMBER_KEYS}. "
+        "Example: acc_1:multiplier=0.5,reverse,direction=buy,min_volume=0.05,min_policy=raise",
     ),
 ]
-MethodOption = Annotated[AllocationMethod | None, typer.Option(case_sensitive=False)]
-BelowMinOption = Annotated[BelowMinPolicy | None, typer.Option(case_sensitive=False)]
+MethodOption = Annotated[AllocationMethod | None, choice(AllocationMethod)]
+BelowMinOption = Annotated[BelowMinPolicy | None, choice(BelowMinPolicy)]
+ReferenceAccountOption = Annotated[
+    str | None,
+    typer.Option(help="EQUITY_RATIO: the account (id or name) whose equity is the reference."),
+]
 
 
 @groups_app.command("list")
@@ -469,23 +582,26 @@ def groups_create(
     method: MethodOption = None,
     below_min: BelowMinOption = None,
     reference_equity: Annotated[str | None, typer.Option(help="EQUITY_RATIO.")] = None,
-    reference_account: Annotated[str, typer.Option(help="EQUITY_RATIO.")] = "",
+    reference_account: ReferenceAccountOption = None,
     magic: Annotated[int | None, typer.Option(help="Assigned by the gateway when unset.")] = None,
 ) -> None:
     """Create a group of accounts."""
     settings = settings_of(ctx)
-    new = NewGroup(
-        name=name,
-        members=tuple(parse_member(m) for m in member or []),
-        allocation=AllocationSettings(
-            method=method,
-            below_min_policy=below_min,
-            reference_equity=decimal_option(reference_equity, "--reference-equity"),
-            reference_account_id=reference_account,
-        ),
-        magic=magic,
-    )
+    members = [parse_member(m) for m in member or []]
+    equity = decimal_option(reference_equity, "--reference-equity")
     with gateway(ctx) as client:
+        account_id = AccountIds(client)
+        new = NewGroup(
+            name=name,
+            members=tuple(replace(m, account_id=account_id(m.account_id)) for m in members),
+            allocation=AllocationSettings(
+                method=method,
+                below_min_policy=below_min,
+                reference_equity=equity,
+                reference_account_id=account_id(reference_account) if reference_account else "",
+            ),
+            magic=magic,
+        )
         group = client.create_group(new)
         names = {} if settings.json else account_names(client)
     if settings.json:
@@ -503,20 +619,26 @@ def groups_set(
     method: MethodOption = None,
     below_min: BelowMinOption = None,
     reference_equity: Annotated[str | None, typer.Option(help="EQUITY_RATIO.")] = None,
-    reference_account: Annotated[str | None, typer.Option(help="EQUITY_RATIO.")] = None,
+    reference_account: ReferenceAccountOption = None,
     member: Annotated[
         list[str] | None,
-        typer.Option("--member", help="Replaces all members: ACCOUNT_ID[:key=value,...]."),
+        typer.Option(
+            "--member", help="Replaces all members: ACCOUNT[:key=value,...] (id or name)."
+        ),
     ] = None,
     add_member: Annotated[
-        list[str] | None, typer.Option(help="Adds (or replaces) one member.")
+        list[str] | None,
+        typer.Option(help="Adds (or replaces) one member: ACCOUNT[:key=value,...]."),
     ] = None,
-    remove_member: Annotated[list[str] | None, typer.Option(help="Removes an account.")] = None,
+    remove_member: Annotated[
+        list[str] | None, typer.Option(help="Removes an account (id or name).")
+    ] = None,
 ) -> None:
     """Change a group's name, allocation settings or members; the rest stays as it is."""
     settings = settings_of(ctx)
     with gateway(ctx) as client:
         current = find_group(client, group)
+        account_id = AccountIds(client)
         allocation = None
         if any(v is not None for v in (method, below_min, reference_equity, reference_account)):
             a = current.allocation
@@ -528,17 +650,23 @@ def groups_set(
                 else a.reference_equity,
                 reference_account_id=a.reference_account_id
                 if reference_account is None
-                else reference_account,
+                else account_id(reference_account)
+                if reference_account
+                else "",
             )
         members = None
         if member is not None or add_member or remove_member:
-            base = (
-                [parse_member(m) for m in member] if member is not None else list(current.members)
-            )
+            # Members already in the group are sent back as they are (their own risk limits
+            # and copy options with them): the gateway replaces the whole list.
+            def given(spec: str) -> GroupMember:
+                parsed = parse_member(spec)
+                return replace(parsed, account_id=account_id(parsed.account_id))
+
+            base = [given(m) for m in member] if member is not None else list(current.members)
             for spec in add_member or []:
-                added = parse_member(spec)
+                added = given(spec)
                 base = [m for m in base if m.account_id != added.account_id] + [added]
-            removed = set(remove_member or [])
+            removed = {account_id(a) for a in remove_member or []}
             members = [m for m in base if m.account_id not in removed]
         if name is None and allocation is None and members is None:
             raise typer.BadParameter(
@@ -668,20 +796,21 @@ def signals_list(
     with gateway(ctx) as client:
         group_id = find_group(client, group).group_id if group else ""
         signals = []
-        for signal in client.list_signals(
+        for listed in client.list_signals(
             group_id=group_id, after_sequence=after, page_size=min(limit, 1000)
         ):
-            signals.append(signal)
+            signals.append(listed)
             if len(signals) >= limit:
                 break
         names = {} if settings.json or json_output else _group_names(client)
     if settings.json or json_output:
         settings.emit_json(signals)
     else:
-        settings.out.print(render.signals_table(signals, names))
+        settings.out.print(render.signals_table(signals, names, settings.symbols()))
 
 
 @signals_app.command("watch")
+@_follow_command
 def signals_watch(
     ctx: typer.Context,
     group: Annotated[str | None, typer.Option(help="Only this group's (id or name).")] = None,
@@ -691,7 +820,7 @@ def signals_watch(
     count: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
 ) -> None:
     """Follow signals live, a line each as it is stored and again as it is settled
-    (reconnecting and resuming on its own); Ctrl-C stops."""
+    (reconnecting and resuming on its own); Ctrl-C or SIGTERM stops it (exit 0)."""
     settings = settings_of(ctx)
     seen = 0
     with gateway(ctx) as client:
@@ -700,20 +829,18 @@ def signals_watch(
         if after is None:
             # Live only: from the last signal stored now.
             after = 0
-            for signal in client.list_signals(group_id=group_id, page_size=1000):
-                after = signal.sequence
+            for listed in client.list_signals(group_id=group_id, page_size=1000):
+                after = listed.sequence
         signals = client.signals(
             group_id=group_id, after_sequence=after, retry=RetryPolicy(max_backoff_s=2.0)
         )
         try:
-            for signal in signals:
-                line = (
-                    render.to_json_line(signal)
+            for stored in signals:
+                _echo_line(
+                    render.to_json_line(stored, settings.symbols())
                     if settings.json
-                    else render.signal_line(signal, names)
+                    else render.signal_line(stored, names, settings.symbols())
                 )
-                typer.echo(line)
-                sys.stdout.flush()
                 seen += 1
                 if count is not None and seen >= count:
                     break
@@ -759,9 +886,9 @@ class OrderArgs:
 
 GroupOption = Annotated[str, typer.Option(help="The group (id or name).")]
 SymbolOption = Annotated[str, typer.Option(help="A gateway symbol, e.g. EURUSD.")]
-SideOption = Annotated[Side, typer.Option(case_sensitive=False)]
+SideOption = Annotated[Side, choice(Side)]
 VolumeOption = Annotated[str, typer.Option(help="Total lots, e.g. 1.00.")]
-TypeOption = Annotated[OrderType, typer.Option("--type", case_sensitive=False)]
+TypeOption = Annotated[OrderType, choice(OrderType, "--type")]
 PriceOption = Annotated[str | None, typer.Option(help="LIMIT/STOP price.")]
 StopLossOption = Annotated[str | None, typer.Option()]
 TakeProfitOption = Annotated[str | None, typer.Option()]
@@ -793,10 +920,13 @@ def preview(
         allocation = client.preview_allocation(args.spec(found.group_id))
         names = {} if settings.json else account_names(client)
     if settings.json:
-        settings.emit_json(allocation)
+        settings.emit_json(allocation, symbol=symbol)
     else:
-        title = f"Preview: {side.value} {volume} {symbol} over {found.name}"
-        settings.out.print(render.allocation_table(allocation, names, title))
+        asked = render.volume(allocation.requested_volume, settings.symbols().of(symbol))
+        title = f"Preview: {side.value} {asked} {symbol} over {found.name}"
+        settings.out.print(
+            render.allocation_table(allocation, names, title, settings.symbols(), symbol=symbol)
+        )
 
 
 @app.command()
@@ -818,8 +948,20 @@ def submit(
     wait: Annotated[
         bool, typer.Option(help="Follow the fills until every child order has ended.")
     ] = False,
+    accept_partial: Annotated[
+        bool,
+        typer.Option(
+            "--accept-partial", help="Exit 0 when the order ends PARTIALLY_FILLED (not 3)."
+        ),
+    ] = False,
 ) -> None:
-    """Submit a master order to a group."""
+    """Submit a master order to a group.
+
+    Exit codes, by the state the order is in at the end (with --wait, its final state): 0
+    FILLED or still executing; 3 PARTIALLY_FILLED (some children filled, others rejected, e.g.
+    NO_MONEY; 0 with --accept-partial); 4 REJECTED, CANCELLED or FAILED (nothing filled);
+    1 the gateway refused the order or could not be reached; 2 a usage error.
+    """
     settings = settings_of(ctx)
     args = OrderArgs(
         group, symbol, side, volume, order_type, price, stop_loss, take_profit, deviation, comment
@@ -831,21 +973,48 @@ def submit(
         if wait:
             order = _wait_for_fills(settings, client, order)
         names = {} if settings.json else account_names(client)
+    groups = {found.group_id: found.name}
+    code = order_exit_code(order, accept_partial=accept_partial)
     if settings.json:
         settings.emit_json({"master_order": order, "replayed": submission.replayed})
-        return
+        raise typer.Exit(code)
     if submission.replayed:
         settings.out.print("[yellow]already submitted under this client order id:[/yellow]")
     settings.out.print(
         f"master order [bold]{order.master_order_id}[/bold] {order.state.value}: "
-        f"{order.spec.side.value} {order.spec.volume} {order.spec.symbol} "
+        f"{order.spec.side.value} "
+        f"{render.volume(order.spec.volume, settings.symbols().of(order.spec.symbol))} "
+        f"{order.spec.symbol} "
         f"over {order.child_count} child orders"
     )
     if wait:
-        for table in render.order_details(order, names):
+        for table in render.order_details(order, names, settings.symbols(), groups):
             settings.out.print(table)
     elif order.allocation is not None:
-        settings.out.print(render.allocation_table(order.allocation, names, "Allocation"))
+        settings.out.print(
+            render.allocation_table(
+                order.allocation, names, "Allocation", settings.symbols(), symbol=order.spec.symbol
+            )
+        )
+    raise typer.Exit(code)
+
+
+# submit's exit codes for how its order ended (its help, clients/python/README.md).
+EXIT_PARTIALLY_FILLED = 3
+EXIT_NOT_FILLED = 4
+_NOT_FILLED = frozenset(
+    {MasterOrderState.REJECTED, MasterOrderState.CANCELLED, MasterOrderState.FAILED}
+)
+
+
+def order_exit_code(order: MasterOrder, *, accept_partial: bool) -> int:
+    """0 for an order FILLED or not ended yet; EXIT_PARTIALLY_FILLED (unless accept_partial) or
+    EXIT_NOT_FILLED for one that ended with less than it asked for."""
+    if order.state is MasterOrderState.PARTIALLY_FILLED and not accept_partial:
+        return EXIT_PARTIALLY_FILLED
+    if order.state in _NOT_FILLED:
+        return EXIT_NOT_FILLED
+    return 0
 
 
 def _wait_for_fills(settings: Settings, client: SyncMamClient, order: MasterOrder) -> MasterOrder:
@@ -870,7 +1039,9 @@ def _wait_for_fills(settings: Settings, client: SyncMamClient, order: MasterOrde
 @orders_app.command("list")
 def orders_list(
     ctx: typer.Context,
-    group: Annotated[str | None, typer.Option(help="Only this group's orders.")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Only this group's orders (id or name).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
 ) -> None:
     """List master orders, newest first."""
@@ -882,10 +1053,11 @@ def orders_list(
             orders.append(order)
             if len(orders) >= limit:
                 break
+        groups = {} if settings.json else _group_names(client)
     if settings.json:
         settings.emit_json(orders)
     else:
-        settings.out.print(render.orders_table(orders))
+        settings.out.print(render.orders_table(orders, settings.symbols(), groups))
 
 
 @orders_app.command("show")
@@ -895,10 +1067,11 @@ def orders_show(ctx: typer.Context, master_order_id: str) -> None:
     with gateway(ctx) as client:
         order = client.get_master_order(master_order_id)
         names = {} if settings.json else account_names(client)
+        groups = {} if settings.json else _group_names(client)
     if settings.json:
         settings.emit_json(order)
     else:
-        for table in render.order_details(order, names):
+        for table in render.order_details(order, names, settings.symbols(), groups):
             settings.out.print(table)
 
 
@@ -906,37 +1079,48 @@ def orders_show(ctx: typer.Context, master_order_id: str) -> None:
 
 
 @watch_app.command("fills")
+@_follow_command
 def watch_fills(
     ctx: typer.Context,
     after: Annotated[
         int | None, typer.Option(help="Replay the fills after this sequence first.")
     ] = None,
-    account: Annotated[list[str] | None, typer.Option(help="Only this account's fills.")] = None,
+    account: Annotated[
+        list[str] | None, typer.Option(help="Only this account's fills (id or name; repeat).")
+    ] = None,
     master_order: Annotated[
         str | None, typer.Option(help="Only this master order's fills; ends when it has ended.")
     ] = None,
     count: Annotated[int | None, typer.Option(help="Stop after this many fills.")] = None,
     rows: Annotated[int, typer.Option(help="Fills shown in the table.")] = 20,
 ) -> None:
-    """Follow fills live (reconnecting and resuming on its own); Ctrl-C stops."""
+    """Follow fills live (reconnecting and resuming on its own). On a terminal a live table;
+    piped or redirected, a line per fill as it arrives, then a summary line; with --json, a
+    JSON line per fill. Ctrl-C or SIGTERM stops it (exit 0)."""
     settings = settings_of(ctx)
     seen: list[Fill] = []
     heartbeat = 0
     with gateway(ctx) as client:
         names = {} if settings.json else account_names(client)
+        account_id = AccountIds(client)
         events = client.fill_events(
             after_sequence=after or 0,
             live_only=after is None and master_order is None,
-            account_ids=account or (),
+            account_ids=[account_id(a) for a in account or ()],
             master_order_id=master_order or "",
             retry=RetryPolicy(max_backoff_s=2.0),
         )
 
-        def table() -> RenderGroup:
-            caption = f"{len(seen)} fills, stream at sequence {heartbeat} ({settings.target})"
-            return RenderGroup(render.fills_table(seen[-rows:], names, caption))
+        def summary() -> str:
+            return f"{len(seen)} fills, stream at sequence {heartbeat} ({settings.target})"
 
-        # A live table on a terminal; elsewhere the final table only.
+        def table() -> RenderGroup:
+            return RenderGroup(
+                render.fills_table(seen[-rows:], names, summary(), settings.symbols())
+            )
+
+        # A live table on a terminal; elsewhere lines, each written out as it comes: a file
+        # or a pipe holds every fill received, however the command ends.
         live = None
         if not settings.json and settings.out.is_terminal:
             live = Live(table(), console=settings.out, auto_refresh=False)
@@ -952,7 +1136,9 @@ def watch_fills(
                     seen.append(event)
                     heartbeat = max(heartbeat, event.sequence)
                     if settings.json:
-                        typer.echo(render.to_json_line(event))
+                        _echo_line(render.to_json_line(event, settings.symbols()))
+                    elif live is None:
+                        _echo_line(render.fill_line(event, names, settings.symbols()))
                     if count is not None and len(seen) >= count:
                         break
                 if live is not None:
@@ -965,7 +1151,33 @@ def watch_fills(
                 live.update(table(), refresh=True)
                 live.stop()
             elif not settings.json:
-                settings.out.print(table())
+                _echo_line(summary())
+
+
+def _echo_line(line: str) -> None:
+    """A line on stdout, written out at once (stdout is block-buffered into files and pipes)."""
+    typer.echo(line)
+    sys.stdout.flush()
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (kill, a service manager, a closing terminal) stops a follow command as Ctrl-C
+    does: the stream is closed and what was received is written out. Only the main thread
+    can take signals; elsewhere (an embedding program) SIGTERM stays as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        # None: a handler set outside Python, which cannot be put back; the default then.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 # close
@@ -990,10 +1202,14 @@ def close(
             fraction=decimal_option(fraction, "--fraction"),
             volume=decimal_option(volume, "--volume"),
         )
+        names = {} if settings.json else account_names(client)
     if settings.json:
         settings.emit_json(order)
     else:
-        settings.out.print(f"closing master order [bold]{order.master_order_id}[/bold] accepted")
+        # What was asked, what the accounts' lot steps allow and why: a close of 0.50 that
+        # trades 0.45 is not a shortfall.
+        for part in render.close_summary(order, names, settings.symbols()):
+            settings.out.print(part)
 
 
 def _all_seen(order: MasterOrder, seen: list[Fill]) -> bool:
@@ -1005,4 +1221,6 @@ def _all_seen(order: MasterOrder, seen: list[Fill]) -> bool:
 
 
 def main() -> None:
-    app(prog_name="mamctl")
+    # From the start: a SIGTERM while a command connects ends it as Ctrl-C would, not silently.
+    with _sigterm_interrupts():
+        app(prog_name="mamctl")

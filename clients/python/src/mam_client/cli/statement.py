@@ -13,6 +13,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.table import Table
 
+from mam_client import figures
+from mam_client.cli.failure import fail
+from mam_client.cli.lookup import find_account_id
 from mam_client.errors import MamError
 from mam_client.reporting import AccountPerformance, StatementFormat
 
@@ -25,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 def statement(
     ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="The account.")],
+    account: Annotated[str, typer.Argument(metavar="ACCOUNT", help="Id or name.")],
     start: Annotated[
         datetime, typer.Option(formats=["%Y-%m-%d"], help="The first UTC day, YYYY-MM-DD.")
     ],
@@ -51,8 +54,13 @@ def statement(
     partial = Path(partial_name)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            received = settings.client().download_account_statement(
-                account_id, handle, start=period_start, end=period_end, format=format
+            client = settings.client()
+            received = client.download_account_statement(
+                find_account_id(client, account),
+                handle,
+                start=period_start,
+                end=period_end,
+                format=format,
             )
         if target.is_dir():
             target = target / (received.file_name or f"statement.{format.value.lower()}")
@@ -77,7 +85,7 @@ def statement(
 
 def performance(
     ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="The account.")],
+    account: Annotated[str, typer.Argument(metavar="ACCOUNT", help="Id or name.")],
     start: Annotated[
         datetime, typer.Option(formats=["%Y-%m-%d"], help="The first UTC day, YYYY-MM-DD.")
     ],
@@ -89,13 +97,14 @@ def performance(
     settings = ctx.obj
     period_start, period_end = _period(start.date(), end.date())
     try:
-        report = settings.client().account_performance(
-            account_id, start=period_start, end=period_end
+        client = settings.client()
+        report = client.account_performance(
+            find_account_id(client, account), start=period_start, end=period_end
         )
     except (MamError, ValueError, OSError) as error:
         _fail(settings, error)
     if settings.json:
-        settings.emit_json(_with_iso_days(dataclasses.asdict(report)))
+        settings.emit_json(performance_json(report))
     else:
         settings.out.print(performance_table(report))
 
@@ -135,6 +144,39 @@ def performance_table(report: AccountPerformance) -> Table:
     return table
 
 
+# Each figure of a report and how it is rounded (mam_client.figures); the rest as they came.
+_MONEY_FIGURES = frozenset(
+    {"opening_equity", "closing_equity", "deposits", "withdrawals", "net_pnl", "realized_pnl"}
+)
+_FRACTION_FIGURES = frozenset({"time_weighted_return", "volatility", "win_rate", "depth"})
+_RATIO_FIGURES = frozenset({"sharpe_ratio", "sortino_ratio", "profit_factor"})
+
+
+def performance_json(report: AccountPerformance) -> Any:
+    """The report for scripts: money to 2 places, returns and rates to 6 (0.0001%), ratios to
+    4, the daily returns and the equity curve likewise; days as "YYYY-MM-DD"."""
+    data = _with_iso_days(dataclasses.asdict(report))
+    return _rounded(data, "")
+
+
+def _rounded(value: Any, name: str) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"day", "value"}:  # a DailyValue: a daily return or equity
+            kind = "time_weighted_return" if name == "daily_returns" else "deposits"
+            return {"day": value["day"], "value": _rounded(value["value"], kind)}
+        return {k: _rounded(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v, name) for v in value]
+    if isinstance(value, Decimal):
+        if name in _MONEY_FIGURES:
+            return figures.money(value)
+        if name in _FRACTION_FIGURES:
+            return figures.fraction(value)
+        if name in _RATIO_FIGURES:
+            return figures.ratio(value)
+    return value
+
+
 def _period(first: date, last: date) -> tuple[datetime, datetime]:
     """The UTC days first..last, both included, as the gateway's [start, end)."""
     if last < first:
@@ -144,15 +186,15 @@ def _period(first: date, last: date) -> tuple[datetime, datetime]:
 
 
 def _money(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value:,.2f}"
+    return "n/a" if value is None else figures.money_text(value)
 
 
 def _percent(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}%"
+    return "n/a" if value is None else figures.percent_text(value)
 
 
 def _ratio(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+    return "n/a" if value is None else figures.ratio_text(value)
 
 
 def _with_iso_days(value: Any) -> Any:
@@ -167,5 +209,4 @@ def _with_iso_days(value: Any) -> Any:
 
 
 def _fail(settings: Any, error: BaseException) -> NoReturn:
-    settings.err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    fail(settings.err, error)

@@ -185,6 +185,99 @@ export function belowMinPolicyToJSON(object: BelowMinPolicy): string {
   }
 }
 
+/** Which sides a member's account opens, counted after any reversal: the side it trades. */
+export enum CopyDirection {
+  /** COPY_DIRECTION_UNSPECIFIED - The same as COPY_DIRECTION_BOTH. */
+  COPY_DIRECTION_UNSPECIFIED = 0,
+  /** COPY_DIRECTION_BOTH - Buys and sells. */
+  COPY_DIRECTION_BOTH = 1,
+  /** COPY_DIRECTION_BUY_ONLY - Buys only: an order the account would trade as a sell is skipped (DIRECTION_FILTERED). */
+  COPY_DIRECTION_BUY_ONLY = 2,
+  /** COPY_DIRECTION_SELL_ONLY - Sells only: an order the account would trade as a buy is skipped (DIRECTION_FILTERED). */
+  COPY_DIRECTION_SELL_ONLY = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function copyDirectionFromJSON(object: any): CopyDirection {
+  switch (object) {
+    case 0:
+    case "COPY_DIRECTION_UNSPECIFIED":
+      return CopyDirection.COPY_DIRECTION_UNSPECIFIED;
+    case 1:
+    case "COPY_DIRECTION_BOTH":
+      return CopyDirection.COPY_DIRECTION_BOTH;
+    case 2:
+    case "COPY_DIRECTION_BUY_ONLY":
+      return CopyDirection.COPY_DIRECTION_BUY_ONLY;
+    case 3:
+    case "COPY_DIRECTION_SELL_ONLY":
+      return CopyDirection.COPY_DIRECTION_SELL_ONLY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CopyDirection.UNRECOGNIZED;
+  }
+}
+
+export function copyDirectionToJSON(object: CopyDirection): string {
+  switch (object) {
+    case CopyDirection.COPY_DIRECTION_UNSPECIFIED:
+      return "COPY_DIRECTION_UNSPECIFIED";
+    case CopyDirection.COPY_DIRECTION_BOTH:
+      return "COPY_DIRECTION_BOTH";
+    case CopyDirection.COPY_DIRECTION_BUY_ONLY:
+      return "COPY_DIRECTION_BUY_ONLY";
+    case CopyDirection.COPY_DIRECTION_SELL_ONLY:
+      return "COPY_DIRECTION_SELL_ONLY";
+    case CopyDirection.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What a member's volume below its copy options' min_volume becomes. */
+export enum MinVolumePolicy {
+  /** MIN_VOLUME_POLICY_UNSPECIFIED - The same as MIN_VOLUME_POLICY_SKIP. */
+  MIN_VOLUME_POLICY_UNSPECIFIED = 0,
+  /** MIN_VOLUME_POLICY_SKIP - The account copies nothing of the order (SKIPPED_BELOW_COPY_MIN). */
+  MIN_VOLUME_POLICY_SKIP = 1,
+  /** MIN_VOLUME_POLICY_RAISE - The account trades min_volume, rounded up to its symbol's volume step (RAISED_TO_COPY_MIN). */
+  MIN_VOLUME_POLICY_RAISE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function minVolumePolicyFromJSON(object: any): MinVolumePolicy {
+  switch (object) {
+    case 0:
+    case "MIN_VOLUME_POLICY_UNSPECIFIED":
+      return MinVolumePolicy.MIN_VOLUME_POLICY_UNSPECIFIED;
+    case 1:
+    case "MIN_VOLUME_POLICY_SKIP":
+      return MinVolumePolicy.MIN_VOLUME_POLICY_SKIP;
+    case 2:
+    case "MIN_VOLUME_POLICY_RAISE":
+      return MinVolumePolicy.MIN_VOLUME_POLICY_RAISE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MinVolumePolicy.UNRECOGNIZED;
+  }
+}
+
+export function minVolumePolicyToJSON(object: MinVolumePolicy): string {
+  switch (object) {
+    case MinVolumePolicy.MIN_VOLUME_POLICY_UNSPECIFIED:
+      return "MIN_VOLUME_POLICY_UNSPECIFIED";
+    case MinVolumePolicy.MIN_VOLUME_POLICY_SKIP:
+      return "MIN_VOLUME_POLICY_SKIP";
+    case MinVolumePolicy.MIN_VOLUME_POLICY_RAISE:
+      return "MIN_VOLUME_POLICY_RAISE";
+    case MinVolumePolicy.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** What a group does with a child order that breaks a pre-trade limit. */
 export enum ViolationPolicy {
   VIOLATION_POLICY_UNSPECIFIED = 0,
@@ -597,7 +690,72 @@ export interface GroupMember {
   /** Overrides the group's method for this member when set. */
   method: AllocationMethod;
   /** This member's own pre-trade limits, used instead of the group's risk_limits when set. */
-  riskLimits: RiskLimits | undefined;
+  riskLimits:
+    | RiskLimits
+    | undefined;
+  /**
+   * How the account copies the group's opening orders. Unset (or every field at its default):
+   * it copies each one as it is.
+   */
+  copyOptions: CopyOptions | undefined;
+}
+
+/**
+ * How one member's account copies the group's opening orders, beside how much of each it gets
+ * (its allocation settings). Only opening orders are subject to them: a close always closes
+ * what the account holds, whatever its options say now. They are applied after the sizing and
+ * before the pre-trade risk checks; an account that copies nothing of an order has an
+ * allocation line with volume 0 and the reason (docs/mirroring.md).
+ */
+export interface CopyOptions {
+  /**
+   * Trade the other side: a BUY is copied as a SELL, the order's stop loss becomes the take
+   * profit and the other way round, a LIMIT becomes a STOP at the same price (and a STOP a
+   * LIMIT). A STOP_LIMIT has no mirror image: the account skips it (NOT_REVERSIBLE).
+   */
+  reverse: boolean;
+  /** Which sides the account opens, after any reversal. Defaults to COPY_DIRECTION_BOTH. */
+  direction: CopyDirection;
+  /**
+   * Do not copy the order's stop loss and take profit (nor later changes of them): the
+   * account's children go out without SL/TP (STOPS_NOT_COPIED).
+   */
+  skipStops: boolean;
+  /**
+   * Do not copy pending orders (LIMIT, STOP, STOP_LIMIT), and so not the positions they open
+   * when they trigger (PENDING_NOT_COPIED); market orders are copied.
+   */
+  skipPendingOrders: boolean;
+  /**
+   * The smallest volume the account trades, in lots of its own symbol: a decimal string > 0,
+   * at most 100000 and not above the member's max_lots; empty: none (the symbol's minimum
+   * volume still applies). What a smaller share becomes is min_volume_policy's.
+   */
+  minVolume: string;
+  /** Defaults to MIN_VOLUME_POLICY_SKIP; MIN_VOLUME_POLICY_RAISE needs a min_volume. */
+  minVolumePolicy: MinVolumePolicy;
+  /**
+   * Mirrored orders (a group source's): the account is skipped when its price on the side it
+   * trades is further than this many of its symbol's points from the source's fill price
+   * (SLIPPAGE_TOO_HIGH; SLIPPAGE_UNKNOWN when its price cannot be read). Market orders only;
+   * orders submitted over the API are not compared. 0 to 1000000; unset: no limit.
+   */
+  maxSlippagePoints?:
+    | number
+    | undefined;
+  /**
+   * Mirrored orders: the account is skipped when the source's change is older than this when
+   * the order is allocated (SIGNAL_TOO_OLD). Above 0, at most 7 days; unset: no limit (the
+   * group source's own max_signal_age still applies).
+   */
+  maxSignalAge:
+    | Duration
+    | undefined;
+  /**
+   * Open nothing (CLOSE_ONLY): the account's positions are still closed with the group's.
+   * A direction other than COPY_DIRECTION_BOTH says nothing then, and is refused.
+   */
+  closeOnly: boolean;
 }
 
 /** A set of accounts traded together by one manager. */
@@ -1677,6 +1835,7 @@ function createBaseGroupMember(): GroupMember {
     maxLots: "",
     method: 0,
     riskLimits: undefined,
+    copyOptions: undefined,
   };
 }
 
@@ -1705,6 +1864,9 @@ export const GroupMember: MessageFns<GroupMember> = {
     }
     if (message.riskLimits !== undefined) {
       RiskLimits.encode(message.riskLimits, writer.uint32(66).fork()).join();
+    }
+    if (message.copyOptions !== undefined) {
+      CopyOptions.encode(message.copyOptions, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1786,6 +1948,14 @@ export const GroupMember: MessageFns<GroupMember> = {
             message.riskLimits = RiskLimits.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.copyOptions = CopyOptions.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1832,6 +2002,11 @@ export const GroupMember: MessageFns<GroupMember> = {
         : isSet(object.risk_limits)
         ? RiskLimits.fromJSON(object.risk_limits)
         : undefined,
+      copyOptions: isSet(object.copyOptions)
+        ? CopyOptions.fromJSON(object.copyOptions)
+        : isSet(object.copy_options)
+        ? CopyOptions.fromJSON(object.copy_options)
+        : undefined,
     };
   },
 
@@ -1861,6 +2036,9 @@ export const GroupMember: MessageFns<GroupMember> = {
     if (message.riskLimits !== undefined) {
       obj.riskLimits = RiskLimits.toJSON(message.riskLimits);
     }
+    if (message.copyOptions !== undefined) {
+      obj.copyOptions = CopyOptions.toJSON(message.copyOptions);
+    }
     return obj;
   },
 
@@ -1879,6 +2057,246 @@ export const GroupMember: MessageFns<GroupMember> = {
     message.riskLimits = (object.riskLimits !== undefined && object.riskLimits !== null)
       ? RiskLimits.fromPartial(object.riskLimits)
       : undefined;
+    message.copyOptions = (object.copyOptions !== undefined && object.copyOptions !== null)
+      ? CopyOptions.fromPartial(object.copyOptions)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCopyOptions(): CopyOptions {
+  return {
+    reverse: false,
+    direction: 0,
+    skipStops: false,
+    skipPendingOrders: false,
+    minVolume: "",
+    minVolumePolicy: 0,
+    maxSlippagePoints: undefined,
+    maxSignalAge: undefined,
+    closeOnly: false,
+  };
+}
+
+export const CopyOptions: MessageFns<CopyOptions> = {
+  encode(message: CopyOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reverse !== false) {
+      writer.uint32(8).bool(message.reverse);
+    }
+    if (message.direction !== 0) {
+      writer.uint32(16).int32(message.direction);
+    }
+    if (message.skipStops !== false) {
+      writer.uint32(24).bool(message.skipStops);
+    }
+    if (message.skipPendingOrders !== false) {
+      writer.uint32(32).bool(message.skipPendingOrders);
+    }
+    if (message.minVolume !== "") {
+      writer.uint32(42).string(message.minVolume);
+    }
+    if (message.minVolumePolicy !== 0) {
+      writer.uint32(48).int32(message.minVolumePolicy);
+    }
+    if (message.maxSlippagePoints !== undefined) {
+      writer.uint32(56).int32(message.maxSlippagePoints);
+    }
+    if (message.maxSignalAge !== undefined) {
+      Duration.encode(message.maxSignalAge, writer.uint32(66).fork()).join();
+    }
+    if (message.closeOnly !== false) {
+      writer.uint32(72).bool(message.closeOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.reverse = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.direction = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.skipStops = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.skipPendingOrders = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.minVolume = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.minVolumePolicy = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.maxSlippagePoints = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.maxSignalAge = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.closeOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyOptions {
+    return {
+      reverse: isSet(object.reverse) ? globalThis.Boolean(object.reverse) : false,
+      direction: isSet(object.direction) ? copyDirectionFromJSON(object.direction) : 0,
+      skipStops: isSet(object.skipStops)
+        ? globalThis.Boolean(object.skipStops)
+        : isSet(object.skip_stops)
+        ? globalThis.Boolean(object.skip_stops)
+        : false,
+      skipPendingOrders: isSet(object.skipPendingOrders)
+        ? globalThis.Boolean(object.skipPendingOrders)
+        : isSet(object.skip_pending_orders)
+        ? globalThis.Boolean(object.skip_pending_orders)
+        : false,
+      minVolume: isSet(object.minVolume)
+        ? globalThis.String(object.minVolume)
+        : isSet(object.min_volume)
+        ? globalThis.String(object.min_volume)
+        : "",
+      minVolumePolicy: isSet(object.minVolumePolicy)
+        ? minVolumePolicyFromJSON(object.minVolumePolicy)
+        : isSet(object.min_volume_policy)
+        ? minVolumePolicyFromJSON(object.min_volume_policy)
+        : 0,
+      maxSlippagePoints: isSet(object.maxSlippagePoints)
+        ? globalThis.Number(object.maxSlippagePoints)
+        : isSet(object.max_slippage_points)
+        ? globalThis.Number(object.max_slippage_points)
+        : undefined,
+      maxSignalAge: isSet(object.maxSignalAge)
+        ? Duration.fromJSON(object.maxSignalAge)
+        : isSet(object.max_signal_age)
+        ? Duration.fromJSON(object.max_signal_age)
+        : undefined,
+      closeOnly: isSet(object.closeOnly)
+        ? globalThis.Boolean(object.closeOnly)
+        : isSet(object.close_only)
+        ? globalThis.Boolean(object.close_only)
+        : false,
+    };
+  },
+
+  toJSON(message: CopyOptions): unknown {
+    const obj: any = {};
+    if (message.reverse !== false) {
+      obj.reverse = message.reverse;
+    }
+    if (message.direction !== 0) {
+      obj.direction = copyDirectionToJSON(message.direction);
+    }
+    if (message.skipStops !== false) {
+      obj.skipStops = message.skipStops;
+    }
+    if (message.skipPendingOrders !== false) {
+      obj.skipPendingOrders = message.skipPendingOrders;
+    }
+    if (message.minVolume !== "") {
+      obj.minVolume = message.minVolume;
+    }
+    if (message.minVolumePolicy !== 0) {
+      obj.minVolumePolicy = minVolumePolicyToJSON(message.minVolumePolicy);
+    }
+    if (message.maxSlippagePoints !== undefined) {
+      obj.maxSlippagePoints = Math.round(message.maxSlippagePoints);
+    }
+    if (message.maxSignalAge !== undefined) {
+      obj.maxSignalAge = Duration.toJSON(message.maxSignalAge);
+    }
+    if (message.closeOnly !== false) {
+      obj.closeOnly = message.closeOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopyOptions>, I>>(base?: I): CopyOptions {
+    return CopyOptions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopyOptions>, I>>(object: I): CopyOptions {
+    const message = createBaseCopyOptions();
+    message.reverse = object.reverse ?? false;
+    message.direction = object.direction ?? 0;
+    message.skipStops = object.skipStops ?? false;
+    message.skipPendingOrders = object.skipPendingOrders ?? false;
+    message.minVolume = object.minVolume ?? "";
+    message.minVolumePolicy = object.minVolumePolicy ?? 0;
+    message.maxSlippagePoints = object.maxSlippagePoints ?? undefined;
+    message.maxSignalAge = (object.maxSignalAge !== undefined && object.maxSignalAge !== null)
+      ? Duration.fromPartial(object.maxSignalAge)
+      : undefined;
+    message.closeOnly = object.closeOnly ?? false;
     return message;
   },
 };

@@ -287,6 +287,62 @@ export interface ListKillSwitchesResponse {
   nextPageToken: string;
 }
 
+/** One gateway process of a cluster, as it last said it was alive. */
+export interface ClusterNode {
+  /** Unique among running nodes (cluster.node_name, or host:pid). */
+  nodeId: string;
+  host: string;
+  pid: number;
+  /** Where callers reach its API (cluster.advertise_address, or its listen address). */
+  address: string;
+  startTime:
+    | Date
+    | undefined;
+  /** Its last heartbeat, on the database's clock. */
+  heartbeatTime:
+    | Date
+    | undefined;
+  /** Set when it stopped in order. */
+  stopTime:
+    | Date
+    | undefined;
+  /** It renewed within the lease time: it owns what its leases say. */
+  live: boolean;
+  /** The groups whose lease it holds. */
+  groupsOwned: number;
+  /** True for the node that answered this call. */
+  answering: boolean;
+}
+
+/** A group's lease: who owns the group now. */
+export interface GroupLease {
+  groupId: string;
+  /** The owner; empty when the lease was released (free to take). */
+  nodeId: string;
+  /**
+   * Moves on at every acquisition: a commit of the group's progress by a node holding an older
+   * epoch is refused.
+   */
+  epoch: bigint;
+  acquireTime: Date | undefined;
+  renewTime:
+    | Date
+    | undefined;
+  /** Acquisitions from a node that had not released it (it died, stopped or was cut off). */
+  takeovers: number;
+}
+
+export interface GetClusterStatusRequest {
+}
+
+export interface GetClusterStatusResponse {
+  nodes: ClusterNode[];
+  /** Every group with a lease, by group id. */
+  leases: GroupLease[];
+  /** Groups no node has taken yet. */
+  unownedGroupIds: string[];
+}
+
 function createBaseApiKey(): ApiKey {
   return {
     keyId: "",
@@ -2262,6 +2318,575 @@ export const ListKillSwitchesResponse: MessageFns<ListKillSwitchesResponse> = {
   },
 };
 
+function createBaseClusterNode(): ClusterNode {
+  return {
+    nodeId: "",
+    host: "",
+    pid: 0,
+    address: "",
+    startTime: undefined,
+    heartbeatTime: undefined,
+    stopTime: undefined,
+    live: false,
+    groupsOwned: 0,
+    answering: false,
+  };
+}
+
+export const ClusterNode: MessageFns<ClusterNode> = {
+  encode(message: ClusterNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.host !== "") {
+      writer.uint32(18).string(message.host);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(24).int32(message.pid);
+    }
+    if (message.address !== "") {
+      writer.uint32(34).string(message.address);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(42).fork()).join();
+    }
+    if (message.heartbeatTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.heartbeatTime), writer.uint32(50).fork()).join();
+    }
+    if (message.stopTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.stopTime), writer.uint32(58).fork()).join();
+    }
+    if (message.live !== false) {
+      writer.uint32(64).bool(message.live);
+    }
+    if (message.groupsOwned !== 0) {
+      writer.uint32(72).int32(message.groupsOwned);
+    }
+    if (message.answering !== false) {
+      writer.uint32(80).bool(message.answering);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pid = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.heartbeatTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.stopTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.live = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.groupsOwned = reader.int32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.answering = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterNode {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      heartbeatTime: isSet(object.heartbeatTime)
+        ? fromJsonTimestamp(object.heartbeatTime)
+        : isSet(object.heartbeat_time)
+        ? fromJsonTimestamp(object.heartbeat_time)
+        : undefined,
+      stopTime: isSet(object.stopTime)
+        ? fromJsonTimestamp(object.stopTime)
+        : isSet(object.stop_time)
+        ? fromJsonTimestamp(object.stop_time)
+        : undefined,
+      live: isSet(object.live) ? globalThis.Boolean(object.live) : false,
+      groupsOwned: isSet(object.groupsOwned)
+        ? globalThis.Number(object.groupsOwned)
+        : isSet(object.groups_owned)
+        ? globalThis.Number(object.groups_owned)
+        : 0,
+      answering: isSet(object.answering) ? globalThis.Boolean(object.answering) : false,
+    };
+  },
+
+  toJSON(message: ClusterNode): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.heartbeatTime !== undefined) {
+      obj.heartbeatTime = message.heartbeatTime.toISOString();
+    }
+    if (message.stopTime !== undefined) {
+      obj.stopTime = message.stopTime.toISOString();
+    }
+    if (message.live !== false) {
+      obj.live = message.live;
+    }
+    if (message.groupsOwned !== 0) {
+      obj.groupsOwned = Math.round(message.groupsOwned);
+    }
+    if (message.answering !== false) {
+      obj.answering = message.answering;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClusterNode>, I>>(base?: I): ClusterNode {
+    return ClusterNode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterNode>, I>>(object: I): ClusterNode {
+    const message = createBaseClusterNode();
+    message.nodeId = object.nodeId ?? "";
+    message.host = object.host ?? "";
+    message.pid = object.pid ?? 0;
+    message.address = object.address ?? "";
+    message.startTime = object.startTime ?? undefined;
+    message.heartbeatTime = object.heartbeatTime ?? undefined;
+    message.stopTime = object.stopTime ?? undefined;
+    message.live = object.live ?? false;
+    message.groupsOwned = object.groupsOwned ?? 0;
+    message.answering = object.answering ?? false;
+    return message;
+  },
+};
+
+function createBaseGroupLease(): GroupLease {
+  return { groupId: "", nodeId: "", epoch: 0n, acquireTime: undefined, renewTime: undefined, takeovers: 0 };
+}
+
+export const GroupLease: MessageFns<GroupLease> = {
+  encode(message: GroupLease, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(18).string(message.nodeId);
+    }
+    if (message.epoch !== 0n) {
+      if (BigInt.asIntN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type int64 too large");
+      }
+      writer.uint32(24).int64(message.epoch);
+    }
+    if (message.acquireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.acquireTime), writer.uint32(34).fork()).join();
+    }
+    if (message.renewTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.renewTime), writer.uint32(42).fork()).join();
+    }
+    if (message.takeovers !== 0) {
+      writer.uint32(48).int32(message.takeovers);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupLease {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupLease();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.acquireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.renewTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.takeovers = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupLease {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      acquireTime: isSet(object.acquireTime)
+        ? fromJsonTimestamp(object.acquireTime)
+        : isSet(object.acquire_time)
+        ? fromJsonTimestamp(object.acquire_time)
+        : undefined,
+      renewTime: isSet(object.renewTime)
+        ? fromJsonTimestamp(object.renewTime)
+        : isSet(object.renew_time)
+        ? fromJsonTimestamp(object.renew_time)
+        : undefined,
+      takeovers: isSet(object.takeovers) ? globalThis.Number(object.takeovers) : 0,
+    };
+  },
+
+  toJSON(message: GroupLease): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.acquireTime !== undefined) {
+      obj.acquireTime = message.acquireTime.toISOString();
+    }
+    if (message.renewTime !== undefined) {
+      obj.renewTime = message.renewTime.toISOString();
+    }
+    if (message.takeovers !== 0) {
+      obj.takeovers = Math.round(message.takeovers);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GroupLease>, I>>(base?: I): GroupLease {
+    return GroupLease.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GroupLease>, I>>(object: I): GroupLease {
+    const message = createBaseGroupLease();
+    message.groupId = object.groupId ?? "";
+    message.nodeId = object.nodeId ?? "";
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.acquireTime = object.acquireTime ?? undefined;
+    message.renewTime = object.renewTime ?? undefined;
+    message.takeovers = object.takeovers ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetClusterStatusRequest(): GetClusterStatusRequest {
+  return {};
+}
+
+export const GetClusterStatusRequest: MessageFns<GetClusterStatusRequest> = {
+  encode(_: GetClusterStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetClusterStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetClusterStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetClusterStatusRequest {
+    return {};
+  },
+
+  toJSON(_: GetClusterStatusRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetClusterStatusRequest>, I>>(base?: I): GetClusterStatusRequest {
+    return GetClusterStatusRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetClusterStatusRequest>, I>>(_: I): GetClusterStatusRequest {
+    const message = createBaseGetClusterStatusRequest();
+    return message;
+  },
+};
+
+function createBaseGetClusterStatusResponse(): GetClusterStatusResponse {
+  return { nodes: [], leases: [], unownedGroupIds: [] };
+}
+
+export const GetClusterStatusResponse: MessageFns<GetClusterStatusResponse> = {
+  encode(message: GetClusterStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.nodes) {
+      ClusterNode.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.leases) {
+      GroupLease.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.unownedGroupIds) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetClusterStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetClusterStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodes.push(ClusterNode.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leases.push(GroupLease.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.unownedGroupIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetClusterStatusResponse {
+    return {
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => ClusterNode.fromJSON(e)) : [],
+      leases: globalThis.Array.isArray(object?.leases) ? object.leases.map((e: any) => GroupLease.fromJSON(e)) : [],
+      unownedGroupIds: globalThis.Array.isArray(object?.unownedGroupIds)
+        ? object.unownedGroupIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.unowned_group_ids)
+        ? object.unowned_group_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetClusterStatusResponse): unknown {
+    const obj: any = {};
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => ClusterNode.toJSON(e));
+    }
+    if (message.leases?.length) {
+      obj.leases = message.leases.map((e) => GroupLease.toJSON(e));
+    }
+    if (message.unownedGroupIds?.length) {
+      obj.unownedGroupIds = message.unownedGroupIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetClusterStatusResponse>, I>>(base?: I): GetClusterStatusResponse {
+    return GetClusterStatusResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetClusterStatusResponse>, I>>(object: I): GetClusterStatusResponse {
+    const message = createBaseGetClusterStatusResponse();
+    message.nodes = object.nodes?.map((e) => ClusterNode.fromPartial(e)) || [];
+    message.leases = object.leases?.map((e) => GroupLease.fromPartial(e)) || [];
+    message.unownedGroupIds = object.unownedGroupIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /** Administration: API keys, the audit log and the kill switch. Every RPC here needs an admin key. */
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
@@ -2353,6 +2978,21 @@ export const AdminServiceService = {
       Buffer.from(ListKillSwitchesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListKillSwitchesResponse => ListKillSwitchesResponse.decode(value),
   },
+  /**
+   * Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+   * each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+   */
+  getClusterStatus: {
+    path: "/mam.v1.AdminService/GetClusterStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetClusterStatusRequest): Buffer =>
+      Buffer.from(GetClusterStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetClusterStatusRequest => GetClusterStatusRequest.decode(value),
+    responseSerialize: (value: GetClusterStatusResponse): Buffer =>
+      Buffer.from(GetClusterStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetClusterStatusResponse => GetClusterStatusResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -2378,6 +3018,11 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   deactivateKillSwitch: handleUnaryCall<DeactivateKillSwitchRequest, DeactivateKillSwitchResponse>;
   /** Kill switches, newest first, a page at a time. */
   listKillSwitches: handleUnaryCall<ListKillSwitchesRequest, ListKillSwitchesResponse>;
+  /**
+   * Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+   * each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+   */
+  getClusterStatus: handleUnaryCall<GetClusterStatusRequest, GetClusterStatusResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -2500,6 +3145,25 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListKillSwitchesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cluster mode (docs/cluster.md): the gateway processes sharing the database and who owns
+   * each group. FAILED_PRECONDITION (CLUSTER_MODE_OFF) on a gateway of the default mode.
+   */
+  getClusterStatus(
+    request: GetClusterStatusRequest,
+    callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  getClusterStatus(
+    request: GetClusterStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  getClusterStatus(
+    request: GetClusterStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
   ): ClientUnaryCall;
 }
 

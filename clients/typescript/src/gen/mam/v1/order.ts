@@ -243,6 +243,28 @@ export enum AllocationReason {
   ALLOCATION_REASON_RISK_CLIPPED = 12,
   /** ALLOCATION_REASON_RISK_SKIPPED - Pre-trade risk: a child order is not sent at all (risk_checks say why). */
   ALLOCATION_REASON_RISK_SKIPPED = 13,
+  /** ALLOCATION_REASON_REVERSED - The member's copy options (GroupMember.copy_options): the account trades the other side. */
+  ALLOCATION_REASON_REVERSED = 14,
+  /** ALLOCATION_REASON_STOPS_NOT_COPIED - Copy options: the account's children go out without the order's stop loss and take profit. */
+  ALLOCATION_REASON_STOPS_NOT_COPIED = 15,
+  /** ALLOCATION_REASON_RAISED_TO_COPY_MIN - Copy options: the volume was below the member's own min_volume and raised to it. */
+  ALLOCATION_REASON_RAISED_TO_COPY_MIN = 16,
+  /** ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN - Copy options: the volume was below the member's own min_volume; the account copies nothing. */
+  ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN = 17,
+  /** ALLOCATION_REASON_CLOSE_ONLY - Copy options: the member is close-only; the account opens nothing. */
+  ALLOCATION_REASON_CLOSE_ONLY = 18,
+  /** ALLOCATION_REASON_PENDING_NOT_COPIED - Copy options: the member does not copy pending orders; the account copies nothing. */
+  ALLOCATION_REASON_PENDING_NOT_COPIED = 19,
+  /** ALLOCATION_REASON_DIRECTION_FILTERED - Copy options: the side the account would trade is filtered out by its direction. */
+  ALLOCATION_REASON_DIRECTION_FILTERED = 20,
+  /** ALLOCATION_REASON_NOT_REVERSIBLE - Copy options: a reversed member, and the order type has no reverse (STOP_LIMIT). */
+  ALLOCATION_REASON_NOT_REVERSIBLE = 21,
+  /** ALLOCATION_REASON_SIGNAL_TOO_OLD - Copy options: the source's change is older than the member's max_signal_age. */
+  ALLOCATION_REASON_SIGNAL_TOO_OLD = 22,
+  /** ALLOCATION_REASON_SLIPPAGE_TOO_HIGH - Copy options: the account's price is further from the source's than max_slippage_points. */
+  ALLOCATION_REASON_SLIPPAGE_TOO_HIGH = 23,
+  /** ALLOCATION_REASON_SLIPPAGE_UNKNOWN - Copy options: the account's price could not be read to compare with the source's: skipped. */
+  ALLOCATION_REASON_SLIPPAGE_UNKNOWN = 24,
   UNRECOGNIZED = -1,
 }
 
@@ -290,6 +312,39 @@ export function allocationReasonFromJSON(object: any): AllocationReason {
     case 13:
     case "ALLOCATION_REASON_RISK_SKIPPED":
       return AllocationReason.ALLOCATION_REASON_RISK_SKIPPED;
+    case 14:
+    case "ALLOCATION_REASON_REVERSED":
+      return AllocationReason.ALLOCATION_REASON_REVERSED;
+    case 15:
+    case "ALLOCATION_REASON_STOPS_NOT_COPIED":
+      return AllocationReason.ALLOCATION_REASON_STOPS_NOT_COPIED;
+    case 16:
+    case "ALLOCATION_REASON_RAISED_TO_COPY_MIN":
+      return AllocationReason.ALLOCATION_REASON_RAISED_TO_COPY_MIN;
+    case 17:
+    case "ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN":
+      return AllocationReason.ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN;
+    case 18:
+    case "ALLOCATION_REASON_CLOSE_ONLY":
+      return AllocationReason.ALLOCATION_REASON_CLOSE_ONLY;
+    case 19:
+    case "ALLOCATION_REASON_PENDING_NOT_COPIED":
+      return AllocationReason.ALLOCATION_REASON_PENDING_NOT_COPIED;
+    case 20:
+    case "ALLOCATION_REASON_DIRECTION_FILTERED":
+      return AllocationReason.ALLOCATION_REASON_DIRECTION_FILTERED;
+    case 21:
+    case "ALLOCATION_REASON_NOT_REVERSIBLE":
+      return AllocationReason.ALLOCATION_REASON_NOT_REVERSIBLE;
+    case 22:
+    case "ALLOCATION_REASON_SIGNAL_TOO_OLD":
+      return AllocationReason.ALLOCATION_REASON_SIGNAL_TOO_OLD;
+    case 23:
+    case "ALLOCATION_REASON_SLIPPAGE_TOO_HIGH":
+      return AllocationReason.ALLOCATION_REASON_SLIPPAGE_TOO_HIGH;
+    case 24:
+    case "ALLOCATION_REASON_SLIPPAGE_UNKNOWN":
+      return AllocationReason.ALLOCATION_REASON_SLIPPAGE_UNKNOWN;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -327,6 +382,28 @@ export function allocationReasonToJSON(object: AllocationReason): string {
       return "ALLOCATION_REASON_RISK_CLIPPED";
     case AllocationReason.ALLOCATION_REASON_RISK_SKIPPED:
       return "ALLOCATION_REASON_RISK_SKIPPED";
+    case AllocationReason.ALLOCATION_REASON_REVERSED:
+      return "ALLOCATION_REASON_REVERSED";
+    case AllocationReason.ALLOCATION_REASON_STOPS_NOT_COPIED:
+      return "ALLOCATION_REASON_STOPS_NOT_COPIED";
+    case AllocationReason.ALLOCATION_REASON_RAISED_TO_COPY_MIN:
+      return "ALLOCATION_REASON_RAISED_TO_COPY_MIN";
+    case AllocationReason.ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN:
+      return "ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN";
+    case AllocationReason.ALLOCATION_REASON_CLOSE_ONLY:
+      return "ALLOCATION_REASON_CLOSE_ONLY";
+    case AllocationReason.ALLOCATION_REASON_PENDING_NOT_COPIED:
+      return "ALLOCATION_REASON_PENDING_NOT_COPIED";
+    case AllocationReason.ALLOCATION_REASON_DIRECTION_FILTERED:
+      return "ALLOCATION_REASON_DIRECTION_FILTERED";
+    case AllocationReason.ALLOCATION_REASON_NOT_REVERSIBLE:
+      return "ALLOCATION_REASON_NOT_REVERSIBLE";
+    case AllocationReason.ALLOCATION_REASON_SIGNAL_TOO_OLD:
+      return "ALLOCATION_REASON_SIGNAL_TOO_OLD";
+    case AllocationReason.ALLOCATION_REASON_SLIPPAGE_TOO_HIGH:
+      return "ALLOCATION_REASON_SLIPPAGE_TOO_HIGH";
+    case AllocationReason.ALLOCATION_REASON_SLIPPAGE_UNKNOWN:
+      return "ALLOCATION_REASON_SLIPPAGE_UNKNOWN";
     case AllocationReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

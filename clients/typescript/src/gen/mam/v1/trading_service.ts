@@ -266,6 +266,41 @@ export interface StreamSignalsResponse {
   heartbeatTime: Date | undefined;
 }
 
+/**
+ * A symbol the gateway trades, as its broker specifies it (MT5 symbol_info fields of the same
+ * names). Output only.
+ */
+export interface Symbol {
+  name: string;
+  /** Decimal places of its prices. */
+  digits: number;
+  /** Decimal strings, in lots. */
+  volumeMin: string;
+  volumeStep: string;
+  volumeMax: string;
+  /** Decimal string: units of the base asset in one lot. */
+  contractSize: string;
+  /** Decimal strings: the smallest price change and what it is worth for one lot. */
+  tickSize: string;
+  tickValue: string;
+  currencyBase: string;
+  currencyProfit: string;
+}
+
+export interface ListSymbolsRequest {
+  /** At most this many symbols; 0 means 100; values above 1000 are treated as 1000. */
+  pageSize: number;
+  /** From a previous response's next_page_token; empty for the first page. */
+  pageToken: string;
+}
+
+export interface ListSymbolsResponse {
+  /** By name. */
+  symbols: Symbol[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
 function createBaseSubmitMasterOrderRequest(): SubmitMasterOrderRequest {
   return { order: undefined, view: 0 };
 }
@@ -2807,6 +2842,444 @@ export const StreamSignalsResponse: MessageFns<StreamSignalsResponse> = {
   },
 };
 
+function createBaseSymbol(): Symbol {
+  return {
+    name: "",
+    digits: 0,
+    volumeMin: "",
+    volumeStep: "",
+    volumeMax: "",
+    contractSize: "",
+    tickSize: "",
+    tickValue: "",
+    currencyBase: "",
+    currencyProfit: "",
+  };
+}
+
+export const Symbol: MessageFns<Symbol> = {
+  encode(message: Symbol, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.digits !== 0) {
+      writer.uint32(16).int32(message.digits);
+    }
+    if (message.volumeMin !== "") {
+      writer.uint32(26).string(message.volumeMin);
+    }
+    if (message.volumeStep !== "") {
+      writer.uint32(34).string(message.volumeStep);
+    }
+    if (message.volumeMax !== "") {
+      writer.uint32(42).string(message.volumeMax);
+    }
+    if (message.contractSize !== "") {
+      writer.uint32(50).string(message.contractSize);
+    }
+    if (message.tickSize !== "") {
+      writer.uint32(58).string(message.tickSize);
+    }
+    if (message.tickValue !== "") {
+      writer.uint32(66).string(message.tickValue);
+    }
+    if (message.currencyBase !== "") {
+      writer.uint32(74).string(message.currencyBase);
+    }
+    if (message.currencyProfit !== "") {
+      writer.uint32(82).string(message.currencyProfit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Symbol {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSymbol();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.digits = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.volumeMin = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volumeStep = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.volumeMax = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.contractSize = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tickSize = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tickValue = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.currencyBase = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.currencyProfit = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Symbol {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      digits: isSet(object.digits) ? globalThis.Number(object.digits) : 0,
+      volumeMin: isSet(object.volumeMin)
+        ? globalThis.String(object.volumeMin)
+        : isSet(object.volume_min)
+        ? globalThis.String(object.volume_min)
+        : "",
+      volumeStep: isSet(object.volumeStep)
+        ? globalThis.String(object.volumeStep)
+        : isSet(object.volume_step)
+        ? globalThis.String(object.volume_step)
+        : "",
+      volumeMax: isSet(object.volumeMax)
+        ? globalThis.String(object.volumeMax)
+        : isSet(object.volume_max)
+        ? globalThis.String(object.volume_max)
+        : "",
+      contractSize: isSet(object.contractSize)
+        ? globalThis.String(object.contractSize)
+        : isSet(object.contract_size)
+        ? globalThis.String(object.contract_size)
+        : "",
+      tickSize: isSet(object.tickSize)
+        ? globalThis.String(object.tickSize)
+        : isSet(object.tick_size)
+        ? globalThis.String(object.tick_size)
+        : "",
+      tickValue: isSet(object.tickValue)
+        ? globalThis.String(object.tickValue)
+        : isSet(object.tick_value)
+        ? globalThis.String(object.tick_value)
+        : "",
+      currencyBase: isSet(object.currencyBase)
+        ? globalThis.String(object.currencyBase)
+        : isSet(object.currency_base)
+        ? globalThis.String(object.currency_base)
+        : "",
+      currencyProfit: isSet(object.currencyProfit)
+        ? globalThis.String(object.currencyProfit)
+        : isSet(object.currency_profit)
+        ? globalThis.String(object.currency_profit)
+        : "",
+    };
+  },
+
+  toJSON(message: Symbol): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.digits !== 0) {
+      obj.digits = Math.round(message.digits);
+    }
+    if (message.volumeMin !== "") {
+      obj.volumeMin = message.volumeMin;
+    }
+    if (message.volumeStep !== "") {
+      obj.volumeStep = message.volumeStep;
+    }
+    if (message.volumeMax !== "") {
+      obj.volumeMax = message.volumeMax;
+    }
+    if (message.contractSize !== "") {
+      obj.contractSize = message.contractSize;
+    }
+    if (message.tickSize !== "") {
+      obj.tickSize = message.tickSize;
+    }
+    if (message.tickValue !== "") {
+      obj.tickValue = message.tickValue;
+    }
+    if (message.currencyBase !== "") {
+      obj.currencyBase = message.currencyBase;
+    }
+    if (message.currencyProfit !== "") {
+      obj.currencyProfit = message.currencyProfit;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Symbol>, I>>(base?: I): Symbol {
+    return Symbol.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Symbol>, I>>(object: I): Symbol {
+    const message = createBaseSymbol();
+    message.name = object.name ?? "";
+    message.digits = object.digits ?? 0;
+    message.volumeMin = object.volumeMin ?? "";
+    message.volumeStep = object.volumeStep ?? "";
+    message.volumeMax = object.volumeMax ?? "";
+    message.contractSize = object.contractSize ?? "";
+    message.tickSize = object.tickSize ?? "";
+    message.tickValue = object.tickValue ?? "";
+    message.currencyBase = object.currencyBase ?? "";
+    message.currencyProfit = object.currencyProfit ?? "";
+    return message;
+  },
+};
+
+function createBaseListSymbolsRequest(): ListSymbolsRequest {
+  return { pageSize: 0, pageToken: "" };
+}
+
+export const ListSymbolsRequest: MessageFns<ListSymbolsRequest> = {
+  encode(message: ListSymbolsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSymbolsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSymbolsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSymbolsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSymbolsRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSymbolsRequest>, I>>(base?: I): ListSymbolsRequest {
+    return ListSymbolsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSymbolsRequest>, I>>(object: I): ListSymbolsRequest {
+    const message = createBaseListSymbolsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListSymbolsResponse(): ListSymbolsResponse {
+  return { symbols: [], nextPageToken: "" };
+}
+
+export const ListSymbolsResponse: MessageFns<ListSymbolsResponse> = {
+  encode(message: ListSymbolsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.symbols) {
+      Symbol.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSymbolsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSymbolsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.symbols.push(Symbol.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSymbolsResponse {
+    return {
+      symbols: globalThis.Array.isArray(object?.symbols) ? object.symbols.map((e: any) => Symbol.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSymbolsResponse): unknown {
+    const obj: any = {};
+    if (message.symbols?.length) {
+      obj.symbols = message.symbols.map((e) => Symbol.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSymbolsResponse>, I>>(base?: I): ListSymbolsResponse {
+    return ListSymbolsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSymbolsResponse>, I>>(object: I): ListSymbolsResponse {
+    const message = createBaseListSymbolsResponse();
+    message.symbols = object.symbols?.map((e) => Symbol.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /** Master orders: submitted once, allocated over a group, executed per account. */
 export type TradingServiceService = typeof TradingServiceService;
 export const TradingServiceService = {
@@ -2984,6 +3457,20 @@ export const TradingServiceService = {
       Buffer.from(StreamSignalsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamSignalsResponse => StreamSignalsResponse.decode(value),
   },
+  /**
+   * The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+   * client shows volumes (to the volume step) and prices (to the digits) with. An account's
+   * broker may name a symbol otherwise (Account.symbol_mappings).
+   */
+  listSymbols: {
+    path: "/mam.v1.TradingService/ListSymbols" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSymbolsRequest): Buffer => Buffer.from(ListSymbolsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSymbolsRequest => ListSymbolsRequest.decode(value),
+    responseSerialize: (value: ListSymbolsResponse): Buffer => Buffer.from(ListSymbolsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSymbolsResponse => ListSymbolsResponse.decode(value),
+  },
 } as const;
 
 export interface TradingServiceServer extends UntypedServiceImplementation {
@@ -3054,6 +3541,12 @@ export interface TradingServiceServer extends UntypedServiceImplementation {
    * sequence received.
    */
   streamSignals: handleServerStreamingCall<StreamSignalsRequest, StreamSignalsResponse>;
+  /**
+   * The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+   * client shows volumes (to the volume step) and prices (to the digits) with. An account's
+   * broker may name a symbol otherwise (Account.symbol_mappings).
+   */
+  listSymbols: handleUnaryCall<ListSymbolsRequest, ListSymbolsResponse>;
 }
 
 export interface TradingServiceClient extends Client {
@@ -3259,6 +3752,26 @@ export interface TradingServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StreamSignalsResponse>;
+  /**
+   * The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+   * client shows volumes (to the volume step) and prices (to the digits) with. An account's
+   * broker may name a symbol otherwise (Account.symbol_mappings).
+   */
+  listSymbols(
+    request: ListSymbolsRequest,
+    callback: (error: ServiceError | null, response: ListSymbolsResponse) => void,
+  ): ClientUnaryCall;
+  listSymbols(
+    request: ListSymbolsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSymbolsResponse) => void,
+  ): ClientUnaryCall;
+  listSymbols(
+    request: ListSymbolsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSymbolsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const TradingServiceClient = makeGenericClientConstructor(

@@ -117,6 +117,58 @@ BELOW_MIN_POLICY_ROUND_UP_TO_MIN: BelowMinPolicy.ValueType  # 2
 """The member trades the minimum volume."""
 Global___BelowMinPolicy: _TypeAlias = BelowMinPolicy  # noqa: Y015
 
+class _CopyDirection:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CopyDirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CopyDirection.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COPY_DIRECTION_UNSPECIFIED: _CopyDirection.ValueType  # 0
+    """The same as COPY_DIRECTION_BOTH."""
+    COPY_DIRECTION_BOTH: _CopyDirection.ValueType  # 1
+    """Buys and sells."""
+    COPY_DIRECTION_BUY_ONLY: _CopyDirection.ValueType  # 2
+    """Buys only: an order the account would trade as a sell is skipped (DIRECTION_FILTERED)."""
+    COPY_DIRECTION_SELL_ONLY: _CopyDirection.ValueType  # 3
+    """Sells only: an order the account would trade as a buy is skipped (DIRECTION_FILTERED)."""
+
+class CopyDirection(_CopyDirection, metaclass=_CopyDirectionEnumTypeWrapper):
+    """Which sides a member's account opens, counted after any reversal: the side it trades."""
+
+COPY_DIRECTION_UNSPECIFIED: CopyDirection.ValueType  # 0
+"""The same as COPY_DIRECTION_BOTH."""
+COPY_DIRECTION_BOTH: CopyDirection.ValueType  # 1
+"""Buys and sells."""
+COPY_DIRECTION_BUY_ONLY: CopyDirection.ValueType  # 2
+"""Buys only: an order the account would trade as a sell is skipped (DIRECTION_FILTERED)."""
+COPY_DIRECTION_SELL_ONLY: CopyDirection.ValueType  # 3
+"""Sells only: an order the account would trade as a buy is skipped (DIRECTION_FILTERED)."""
+Global___CopyDirection: _TypeAlias = CopyDirection  # noqa: Y015
+
+class _MinVolumePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MinVolumePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MinVolumePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MIN_VOLUME_POLICY_UNSPECIFIED: _MinVolumePolicy.ValueType  # 0
+    """The same as MIN_VOLUME_POLICY_SKIP."""
+    MIN_VOLUME_POLICY_SKIP: _MinVolumePolicy.ValueType  # 1
+    """The account copies nothing of the order (SKIPPED_BELOW_COPY_MIN)."""
+    MIN_VOLUME_POLICY_RAISE: _MinVolumePolicy.ValueType  # 2
+    """The account trades min_volume, rounded up to its symbol's volume step (RAISED_TO_COPY_MIN)."""
+
+class MinVolumePolicy(_MinVolumePolicy, metaclass=_MinVolumePolicyEnumTypeWrapper):
+    """What a member's volume below its copy options' min_volume becomes."""
+
+MIN_VOLUME_POLICY_UNSPECIFIED: MinVolumePolicy.ValueType  # 0
+"""The same as MIN_VOLUME_POLICY_SKIP."""
+MIN_VOLUME_POLICY_SKIP: MinVolumePolicy.ValueType  # 1
+"""The account copies nothing of the order (SKIPPED_BELOW_COPY_MIN)."""
+MIN_VOLUME_POLICY_RAISE: MinVolumePolicy.ValueType  # 2
+"""The account trades min_volume, rounded up to its symbol's volume step (RAISED_TO_COPY_MIN)."""
+Global___MinVolumePolicy: _TypeAlias = MinVolumePolicy  # noqa: Y015
+
 class _ViolationPolicy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -513,6 +565,7 @@ class GroupMember(_message.Message):
     MAX_LOTS_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
     RISK_LIMITS_FIELD_NUMBER: _builtins.int
+    COPY_OPTIONS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """Required. The member account."""
     percentage: _builtins.str
@@ -531,6 +584,12 @@ class GroupMember(_message.Message):
     def risk_limits(self) -> Global___RiskLimits:
         """This member's own pre-trade limits, used instead of the group's risk_limits when set."""
 
+    @_builtins.property
+    def copy_options(self) -> Global___CopyOptions:
+        """How the account copies the group's opening orders. Unset (or every field at its default):
+        it copies each one as it is.
+        """
+
     def __init__(
         self,
         *,
@@ -542,14 +601,97 @@ class GroupMember(_message.Message):
         max_lots: _builtins.str = ...,
         method: Global___AllocationMethod.ValueType = ...,
         risk_limits: Global___RiskLimits | None = ...,
+        copy_options: Global___CopyOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["risk_limits", b"risk_limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["copy_options", b"copy_options", "risk_limits", b"risk_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "fixed_lots", b"fixed_lots", "lot_multiplier", b"lot_multiplier", "max_lots", b"max_lots", "method", b"method", "percentage", b"percentage", "risk_limits", b"risk_limits", "risk_percent", b"risk_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "copy_options", b"copy_options", "fixed_lots", b"fixed_lots", "lot_multiplier", b"lot_multiplier", "max_lots", b"max_lots", "method", b"method", "percentage", b"percentage", "risk_limits", b"risk_limits", "risk_percent", b"risk_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GroupMember: _TypeAlias = GroupMember  # noqa: Y015
+
+@_typing.final
+class CopyOptions(_message.Message):
+    """How one member's account copies the group's opening orders, beside how much of each it gets
+    (its allocation settings). Only opening orders are subject to them: a close always closes
+    what the account holds, whatever its options say now. They are applied after the sizing and
+    before the pre-trade risk checks; an account that copies nothing of an order has an
+    allocation line with volume 0 and the reason (docs/mirroring.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVERSE_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    SKIP_STOPS_FIELD_NUMBER: _builtins.int
+    SKIP_PENDING_ORDERS_FIELD_NUMBER: _builtins.int
+    MIN_VOLUME_FIELD_NUMBER: _builtins.int
+    MIN_VOLUME_POLICY_FIELD_NUMBER: _builtins.int
+    MAX_SLIPPAGE_POINTS_FIELD_NUMBER: _builtins.int
+    MAX_SIGNAL_AGE_FIELD_NUMBER: _builtins.int
+    CLOSE_ONLY_FIELD_NUMBER: _builtins.int
+    reverse: _builtins.bool
+    """Trade the other side: a BUY is copied as a SELL, the order's stop loss becomes the take
+    profit and the other way round, a LIMIT becomes a STOP at the same price (and a STOP a
+    LIMIT). A STOP_LIMIT has no mirror image: the account skips it (NOT_REVERSIBLE).
+    """
+    direction: Global___CopyDirection.ValueType
+    """Which sides the account opens, after any reversal. Defaults to COPY_DIRECTION_BOTH."""
+    skip_stops: _builtins.bool
+    """Do not copy the order's stop loss and take profit (nor later changes of them): the
+    account's children go out without SL/TP (STOPS_NOT_COPIED).
+    """
+    skip_pending_orders: _builtins.bool
+    """Do not copy pending orders (LIMIT, STOP, STOP_LIMIT), and so not the positions they open
+    when they trigger (PENDING_NOT_COPIED); market orders are copied.
+    """
+    min_volume: _builtins.str
+    """The smallest volume the account trades, in lots of its own symbol: a decimal string > 0,
+    at most 100000 and not above the member's max_lots; empty: none (the symbol's minimum
+    volume still applies). What a smaller share becomes is min_volume_policy's.
+    """
+    min_volume_policy: Global___MinVolumePolicy.ValueType
+    """Defaults to MIN_VOLUME_POLICY_SKIP; MIN_VOLUME_POLICY_RAISE needs a min_volume."""
+    max_slippage_points: _builtins.int
+    """Mirrored orders (a group source's): the account is skipped when its price on the side it
+    trades is further than this many of its symbol's points from the source's fill price
+    (SLIPPAGE_TOO_HIGH; SLIPPAGE_UNKNOWN when its price cannot be read). Market orders only;
+    orders submitted over the API are not compared. 0 to 1000000; unset: no limit.
+    """
+    close_only: _builtins.bool
+    """Open nothing (CLOSE_ONLY): the account's positions are still closed with the group's.
+    A direction other than COPY_DIRECTION_BOTH says nothing then, and is refused.
+    """
+    @_builtins.property
+    def max_signal_age(self) -> _duration_pb2.Duration:
+        """Mirrored orders: the account is skipped when the source's change is older than this when
+        the order is allocated (SIGNAL_TOO_OLD). Above 0, at most 7 days; unset: no limit (the
+        group source's own max_signal_age still applies).
+        """
+
+    def __init__(
+        self,
+        *,
+        reverse: _builtins.bool = ...,
+        direction: Global___CopyDirection.ValueType = ...,
+        skip_stops: _builtins.bool = ...,
+        skip_pending_orders: _builtins.bool = ...,
+        min_volume: _builtins.str = ...,
+        min_volume_policy: Global___MinVolumePolicy.ValueType = ...,
+        max_slippage_points: _builtins.int | None = ...,
+        max_signal_age: _duration_pb2.Duration | None = ...,
+        close_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_slippage_points", b"_max_slippage_points", "max_signal_age", b"max_signal_age", "max_slippage_points", b"max_slippage_points"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_slippage_points", b"_max_slippage_points", "close_only", b"close_only", "direction", b"direction", "max_signal_age", b"max_signal_age", "max_slippage_points", b"max_slippage_points", "min_volume", b"min_volume", "min_volume_policy", b"min_volume_policy", "reverse", b"reverse", "skip_pending_orders", b"skip_pending_orders", "skip_stops", b"skip_stops"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_slippage_points: _TypeAlias = _typing.Literal["max_slippage_points"]  # noqa: Y015
+    _WhichOneofArgType__max_slippage_points: _TypeAlias = _typing.Literal["_max_slippage_points", b"_max_slippage_points"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_slippage_points) -> _WhichOneofReturnType__max_slippage_points | None: ...
+
+Global___CopyOptions: _TypeAlias = CopyOptions  # noqa: Y015
 
 @_typing.final
 class Group(_message.Message):

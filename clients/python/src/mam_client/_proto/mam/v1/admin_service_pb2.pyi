@@ -590,3 +590,153 @@ class ListKillSwitchesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListKillSwitchesResponse: _TypeAlias = ListKillSwitchesResponse  # noqa: Y015
+
+@_typing.final
+class ClusterNode(_message.Message):
+    """One gateway process of a cluster, as it last said it was alive."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
+    STOP_TIME_FIELD_NUMBER: _builtins.int
+    LIVE_FIELD_NUMBER: _builtins.int
+    GROUPS_OWNED_FIELD_NUMBER: _builtins.int
+    ANSWERING_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """Unique among running nodes (cluster.node_name, or host:pid)."""
+    host: _builtins.str
+    pid: _builtins.int
+    address: _builtins.str
+    """Where callers reach its API (cluster.advertise_address, or its listen address)."""
+    live: _builtins.bool
+    """It renewed within the lease time: it owns what its leases say."""
+    groups_owned: _builtins.int
+    """The groups whose lease it holds."""
+    answering: _builtins.bool
+    """True for the node that answered this call."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
+        """Its last heartbeat, on the database's clock."""
+
+    @_builtins.property
+    def stop_time(self) -> _timestamp_pb2.Timestamp:
+        """Set when it stopped in order."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        host: _builtins.str = ...,
+        pid: _builtins.int = ...,
+        address: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
+        stop_time: _timestamp_pb2.Timestamp | None = ...,
+        live: _builtins.bool = ...,
+        groups_owned: _builtins.int = ...,
+        answering: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "start_time", b"start_time", "stop_time", b"stop_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "answering", b"answering", "groups_owned", b"groups_owned", "heartbeat_time", b"heartbeat_time", "host", b"host", "live", b"live", "node_id", b"node_id", "pid", b"pid", "start_time", b"start_time", "stop_time", b"stop_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterNode: _TypeAlias = ClusterNode  # noqa: Y015
+
+@_typing.final
+class GroupLease(_message.Message):
+    """A group's lease: who owns the group now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ACQUIRE_TIME_FIELD_NUMBER: _builtins.int
+    RENEW_TIME_FIELD_NUMBER: _builtins.int
+    TAKEOVERS_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    node_id: _builtins.str
+    """The owner; empty when the lease was released (free to take)."""
+    epoch: _builtins.int
+    """Moves on at every acquisition: a commit of the group's progress by a node holding an older
+    epoch is refused.
+    """
+    takeovers: _builtins.int
+    """Acquisitions from a node that had not released it (it died, stopped or was cut off)."""
+    @_builtins.property
+    def acquire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def renew_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        acquire_time: _timestamp_pb2.Timestamp | None = ...,
+        renew_time: _timestamp_pb2.Timestamp | None = ...,
+        takeovers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire_time", b"acquire_time", "renew_time", b"renew_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire_time", b"acquire_time", "epoch", b"epoch", "group_id", b"group_id", "node_id", b"node_id", "renew_time", b"renew_time", "takeovers", b"takeovers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupLease: _TypeAlias = GroupLease  # noqa: Y015
+
+@_typing.final
+class GetClusterStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClusterStatusRequest: _TypeAlias = GetClusterStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetClusterStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    LEASES_FIELD_NUMBER: _builtins.int
+    UNOWNED_GROUP_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterNode]: ...
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupLease]:
+        """Every group with a lease, by group id."""
+
+    @_builtins.property
+    def unowned_group_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Groups no node has taken yet."""
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___ClusterNode] | None = ...,
+        leases: _abc.Iterable[Global___GroupLease] | None = ...,
+        unowned_group_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leases", b"leases", "nodes", b"nodes", "unowned_group_ids", b"unowned_group_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClusterStatusResponse: _TypeAlias = GetClusterStatusResponse  # noqa: Y015

@@ -159,6 +159,28 @@ class _AllocationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Allo
     """Pre-trade risk: a child order is sent smaller than allocated (risk_checks say why)."""
     ALLOCATION_REASON_RISK_SKIPPED: _AllocationReason.ValueType  # 13
     """Pre-trade risk: a child order is not sent at all (risk_checks say why)."""
+    ALLOCATION_REASON_REVERSED: _AllocationReason.ValueType  # 14
+    """The member's copy options (GroupMember.copy_options): the account trades the other side."""
+    ALLOCATION_REASON_STOPS_NOT_COPIED: _AllocationReason.ValueType  # 15
+    """Copy options: the account's children go out without the order's stop loss and take profit."""
+    ALLOCATION_REASON_RAISED_TO_COPY_MIN: _AllocationReason.ValueType  # 16
+    """Copy options: the volume was below the member's own min_volume and raised to it."""
+    ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN: _AllocationReason.ValueType  # 17
+    """Copy options: the volume was below the member's own min_volume; the account copies nothing."""
+    ALLOCATION_REASON_CLOSE_ONLY: _AllocationReason.ValueType  # 18
+    """Copy options: the member is close-only; the account opens nothing."""
+    ALLOCATION_REASON_PENDING_NOT_COPIED: _AllocationReason.ValueType  # 19
+    """Copy options: the member does not copy pending orders; the account copies nothing."""
+    ALLOCATION_REASON_DIRECTION_FILTERED: _AllocationReason.ValueType  # 20
+    """Copy options: the side the account would trade is filtered out by its direction."""
+    ALLOCATION_REASON_NOT_REVERSIBLE: _AllocationReason.ValueType  # 21
+    """Copy options: a reversed member, and the order type has no reverse (STOP_LIMIT)."""
+    ALLOCATION_REASON_SIGNAL_TOO_OLD: _AllocationReason.ValueType  # 22
+    """Copy options: the source's change is older than the member's max_signal_age."""
+    ALLOCATION_REASON_SLIPPAGE_TOO_HIGH: _AllocationReason.ValueType  # 23
+    """Copy options: the account's price is further from the source's than max_slippage_points."""
+    ALLOCATION_REASON_SLIPPAGE_UNKNOWN: _AllocationReason.ValueType  # 24
+    """Copy options: the account's price could not be read to compare with the source's: skipped."""
 
 class AllocationReason(_AllocationReason, metaclass=_AllocationReasonEnumTypeWrapper):
     """Why an account got the volume it got."""
@@ -190,6 +212,28 @@ ALLOCATION_REASON_RISK_CLIPPED: AllocationReason.ValueType  # 12
 """Pre-trade risk: a child order is sent smaller than allocated (risk_checks say why)."""
 ALLOCATION_REASON_RISK_SKIPPED: AllocationReason.ValueType  # 13
 """Pre-trade risk: a child order is not sent at all (risk_checks say why)."""
+ALLOCATION_REASON_REVERSED: AllocationReason.ValueType  # 14
+"""The member's copy options (GroupMember.copy_options): the account trades the other side."""
+ALLOCATION_REASON_STOPS_NOT_COPIED: AllocationReason.ValueType  # 15
+"""Copy options: the account's children go out without the order's stop loss and take profit."""
+ALLOCATION_REASON_RAISED_TO_COPY_MIN: AllocationReason.ValueType  # 16
+"""Copy options: the volume was below the member's own min_volume and raised to it."""
+ALLOCATION_REASON_SKIPPED_BELOW_COPY_MIN: AllocationReason.ValueType  # 17
+"""Copy options: the volume was below the member's own min_volume; the account copies nothing."""
+ALLOCATION_REASON_CLOSE_ONLY: AllocationReason.ValueType  # 18
+"""Copy options: the member is close-only; the account opens nothing."""
+ALLOCATION_REASON_PENDING_NOT_COPIED: AllocationReason.ValueType  # 19
+"""Copy options: the member does not copy pending orders; the account copies nothing."""
+ALLOCATION_REASON_DIRECTION_FILTERED: AllocationReason.ValueType  # 20
+"""Copy options: the side the account would trade is filtered out by its direction."""
+ALLOCATION_REASON_NOT_REVERSIBLE: AllocationReason.ValueType  # 21
+"""Copy options: a reversed member, and the order type has no reverse (STOP_LIMIT)."""
+ALLOCATION_REASON_SIGNAL_TOO_OLD: AllocationReason.ValueType  # 22
+"""Copy options: the source's change is older than the member's max_signal_age."""
+ALLOCATION_REASON_SLIPPAGE_TOO_HIGH: AllocationReason.ValueType  # 23
+"""Copy options: the account's price is further from the source's than max_slippage_points."""
+ALLOCATION_REASON_SLIPPAGE_UNKNOWN: AllocationReason.ValueType  # 24
+"""Copy options: the account's price could not be read to compare with the source's: skipped."""
 Global___AllocationReason: _TypeAlias = AllocationReason  # noqa: Y015
 
 class _MasterOrderView:

@@ -91,6 +91,11 @@ class TradingServiceStub:
                 request_serializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsRequest.SerializeToString,
                 response_deserializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsResponse.FromString,
                 _registered_method=True)
+        self.ListSymbols = channel.unary_unary(
+                '/mam.v1.TradingService/ListSymbols',
+                request_serializer=mam_dot_v1_dot_trading__service__pb2.ListSymbolsRequest.SerializeToString,
+                response_deserializer=mam_dot_v1_dot_trading__service__pb2.ListSymbolsResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -203,6 +208,15 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSymbols(self, request, context):
+        """The gateway's symbols with their volume and price rules, by name, a page at a time: what a
+        client shows volumes (to the volume step) and prices (to the digits) with. An account's
+        broker may name a symbol otherwise (Account.symbol_mappings).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -260,6 +274,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.StreamSignals,
                     request_deserializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsRequest.FromString,
                     response_serializer=mam_dot_v1_dot_trading__service__pb2.StreamSignalsResponse.SerializeToString,
+            ),
+            'ListSymbols': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSymbols,
+                    request_deserializer=mam_dot_v1_dot_trading__service__pb2.ListSymbolsRequest.FromString,
+                    response_serializer=mam_dot_v1_dot_trading__service__pb2.ListSymbolsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -560,6 +579,33 @@ class TradingService:
             '/mam.v1.TradingService/StreamSignals',
             mam_dot_v1_dot_trading__service__pb2.StreamSignalsRequest.SerializeToString,
             mam_dot_v1_dot_trading__service__pb2.StreamSignalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSymbols(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mam.v1.TradingService/ListSymbols',
+            mam_dot_v1_dot_trading__service__pb2.ListSymbolsRequest.SerializeToString,
+            mam_dot_v1_dot_trading__service__pb2.ListSymbolsResponse.FromString,
             options,
             channel_credentials,
             insecure,
