@@ -8,6 +8,8 @@
     python -m bench tracing                  # tracing's cost per child order, off and on
     python -m bench metrics                  # metrics' cost per child order, off and on
     python -m bench mirroring                # a source deal -> its copy filled; watching's cost
+    python -m bench cluster                  # 1-3 gateway processes on one PostgreSQL; takeover
+    python -m bench cluster --cluster-seconds 5 --cluster-kills 4
 
 Results: bench/results/<UTC time>.json and bench/results/latest.json (--results DIR elsewhere).
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 from bench import (
     allocation,
+    cluster,
     e2e,
     floor,
     memory,
@@ -61,7 +64,12 @@ SCENARIOS: dict[str, Scenario] = {
     "metrics": metrics_cost.run,
     # A source deal -> the group's copy filled, beside a direct order; the cost of watching.
     "mirroring": mirroring.run,
+    # Several gateway processes on one PostgreSQL database: fills/s with 1, 2, 3 processes,
+    # takeover after SIGKILL, the NOTIFY -> subscriber lag. PostgreSQL only.
+    "cluster": cluster.run,
 }
+# Scenarios that measure nothing without PostgreSQL: named, they start it under --smoke too.
+NEEDS_POSTGRES = frozenset({"cluster"})
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -73,6 +81,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check, not figures")
     parser.add_argument("--sustained-seconds", type=float, help="length of the sustained load")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
+    parser.add_argument(
+        "--cluster-seconds", type=float, help="the cluster scenario's load per process count"
+    )
+    parser.add_argument("--cluster-kills", type=int, help="the cluster scenario's SIGKILLs")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     unknown = [n for n in args.scenarios if n not in SCENARIOS]
@@ -85,8 +97,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = SMOKE if args.smoke else FULL
     if args.sustained_seconds is not None:
         sizes = dataclasses.replace(sizes, sustained_seconds=args.sustained_seconds)
-    # The smoke checks the harness, not the backends: SQLite only, unless a database is named.
-    postgres = not args.no_postgres and (not args.smoke or "MAM_BENCH_POSTGRES_URL" in os.environ)
+    # The smoke checks the harness, not the backends: SQLite only, unless a database is named
+    # or a scenario that needs PostgreSQL is.
+    postgres = not args.no_postgres and (
+        not args.smoke
+        or "MAM_BENCH_POSTGRES_URL" in os.environ
+        or bool(NEEDS_POSTGRES & set(args.scenarios))
+    )
     context = RunContext(sizes, postgres=postgres)
     names = args.scenarios or list(SCENARIOS)
     results: dict[str, Any] = {
@@ -102,7 +119,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         for name in names:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             start = time.perf_counter()
-            result = SCENARIOS[name](context)
+            if name == "cluster":
+                result = cluster.run(
+                    context, seconds=args.cluster_seconds, kills=args.cluster_kills
+                )
+            else:
+                result = SCENARIOS[name](context)
             if asyncio.iscoroutine(result):
                 result = await result
             assert isinstance(result, dict)

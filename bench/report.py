@@ -359,6 +359,8 @@ def render(results: dict[str, Any]) -> str:
         ]
     if "mirroring" in scenarios:
         lines += _mirroring(scenarios["mirroring"])
+    if "cluster" in scenarios:
+        lines += _cluster(scenarios["cluster"])
     lines += ["", "TARGETS (reported, never asserted)"]
     for t in results.get("targets", []):
         value = "-" if t["value"] is None else f"{t['value']:,}"
@@ -423,4 +425,76 @@ def _mirroring(mirroring: dict[str, Any]) -> list[str]:
         f"orders): {observed['unchanged_us']} us unchanged, {observed['one_opened_us']} us with "
         "one opened"
     )
+    return lines
+
+
+def _cluster(cluster: dict[str, Any]) -> list[str]:
+    if "skipped" in cluster:
+        return ["", f"CLUSTER: {cluster['summary']}"]
+    lines = [
+        "",
+        f"CLUSTER (gateway processes on one PostgreSQL; {cluster['groups']} groups x "
+        f"{cluster['accounts_per_group']} accounts, {cluster['orders_in_flight_per_group']} "
+        f"orders in flight per group; lease {cluster['lease_seconds']:g} s renewed every "
+        f"{cluster['renew_interval_seconds']:g} s)",
+        "  processes    fills/s  streamed  x 1 node  order p50  fills/commit  gw CPU us/fill  "
+        "PG us/fill  ours us/fill  gw cores  busy cores  idle gw ms/s  lock waits  all streamed",
+    ]
+    for row in cluster["throughput"]:
+        cpu = row["cpu"]
+        name = f"{row['mode']} {row['nodes']}"
+        pg = cpu["postgres_us_per_fill"]
+        lines.append(
+            f"  {name:<10} {row['durable_fills_per_s']:>9,} {row['streamed_fills_per_s']:>9,} "
+            f"{row['fills_per_s_vs_one_node']:>9} {_ms(row['order_latency']['median_ms']):>10} "
+            f"{row.get('fills_per_commit', '-'):>13} {cpu['gateway_us_per_fill']:>15} "
+            f"{'-' if pg is None else pg:>11} {cpu['ours_us_per_fill']:>13} "
+            f"{cpu['gateway_cores']:>9} {cpu['machine_busy_cores']:>11} "
+            f"{row['idle_gateway_cpu_ms_per_s']:>13} "
+            f"{row['lock_waits']['mean_sessions_waiting']:>11}  "
+            f"{'yes' if row['streamed_every_fill'] and row['database_gap_free'] else 'NO'}"
+        )
+    lines.append(
+        "  ours = the gateways + PostgreSQL + the bench client; busy cores = the whole machine's "
+        "(other work included); lock waits = sessions waiting on a row lock, mean of samples "
+        "every 50 ms"
+    )
+    floor = cluster.get("postgres_commit_floor")
+    if floor:
+        lines.append(
+            "  floor, this run: a commit of 1 / 100 fill rows on this PostgreSQL: "
+            f"{_ms(floor['1']['median_ms'])} / {_ms(floor['100']['median_ms'])} ms"
+        )
+    t = cluster["takeover"]
+    lines += [
+        f"  takeover after SIGKILL ({t['kills']} kills, {t['nodes']} processes, terminals "
+        f"answering after {t['latency_ms']} ms): kill -> lease names another p50 "
+        f"{_ms(t['kill_to_lease']['median_ms'])} ms, p99 {_ms(t['kill_to_lease']['p99_ms'])} ms; "
+        f"-> first resumed fill p50 {_ms(t['kill_to_first_resumed_fill']['median_ms'])} ms; "
+        f"-> a new order acknowledged p50 {_ms(t['kill_to_new_order_ack']['median_ms'])} ms",
+        f"  taken over {t['taken_over']}/{t['kills']}, resumed orders complete "
+        f"{t['resumed_complete']}, new orders complete {t['new_orders_complete']}, children "
+        f"filled twice {t['children_filled_twice']}, new orders refused first: "
+        + (", ".join(f"{k} x{v}" for k, v in t["new_order_refusals"].items()) or "none"),
+    ]
+    lag = cluster["lag"]
+    same, other = lag["notice_to_same_node_subscriber"], lag["notice_to_other_node_subscriber"]
+    execution = lag["execution_to_notice"]
+    lines.append(
+        f"  NOTIFY seen by the bench -> subscriber: same process p50 {_ms(same['median_ms'])} / "
+        f"p99 {_ms(same['p99_ms'])} ms, other process p50 {_ms(other['median_ms'])} / p99 "
+        f"{_ms(other['p99_ms'])} ms; broker execution -> NOTIFY p50 "
+        f"{_ms(execution['median_ms'])} / p99 {_ms(execution['p99_ms'])} ms "
+        f"({lag['orders']} orders of {lag['accounts']} one at a time)"
+    )
+    for row in cluster["throughput"]:
+        loaded = row.get("lag_under_load")
+        if loaded:
+            lines.append(
+                f"  under load, {row['nodes']} processes: NOTIFY -> subscriber same p50 "
+                f"{_ms(loaded['same_node']['median_ms'])} / p99 "
+                f"{_ms(loaded['same_node']['p99_ms'])} ms, other p50 "
+                f"{_ms(loaded['other_node']['median_ms'])} / p99 "
+                f"{_ms(loaded['other_node']['p99_ms'])} ms"
+            )
     return lines

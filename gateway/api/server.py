@@ -7,6 +7,8 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -438,7 +440,8 @@ async def _start(
     if node is not None:
         ownership = _ownership(
             node, cluster, dispatcher=dispatcher, accounts=accounts, engine=engine,
-            sources=lambda: sources, kill_switches=kill_switches, recorder=recorder,
+            sources=lambda: sources, kill_switches=kill_switches, stop_outs=stop_outs,
+            recorder=recorder,
             on_taken=lambda: forwarding.groups_taken(),  # noqa: PLW0108 (made below)
         )  # fmt: skip
         forwarding = RequestForwarding(
@@ -566,6 +569,13 @@ async def _start(
     )
     # Bound before anything resumes: a port in use fails the start with nothing sent.
     port = _add_port(server, config.server, certificates)
+    if node is not None and not cluster.advertise_address:
+        # What others are told to call: the port really bound (server.listen may say 0), on
+        # this host's name when it listens on every address.
+        host = config.server.host
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = socket.gethostname()
+        await node.set_address(f"{host}:{port}")
     health_server, health_port = None, 0
     if config.server.health_listen:
         # Probes inside the host or container ask here, without the API's TLS or keys.
@@ -687,6 +697,10 @@ async def _start(
 _health_updates: set[asyncio.Task[None]] = set()
 
 
+# Cluster mode: how often a node attaches and detaches terminals after its groups' members.
+MEMBERS_RESYNC_S = 5.0
+
+
 def _ownership(
     node: ClusterNode,
     cluster: ClusterConfig,
@@ -696,6 +710,7 @@ def _ownership(
     engine: TradingEngine,
     sources: Callable[[], SourceWatchers],
     kill_switches: KillSwitchBoard,
+    stop_outs: StopOutBoard,
     recorder: ExecutionRecorder,
     on_taken: Callable[[], None],
 ) -> GroupOwnership:
@@ -714,14 +729,22 @@ def _ownership(
         dispatcher.halt_groups(groups, "this node lost the group's lease to another node")
         await sources().unwatch_groups(groups)
         await engine.drop_groups(groups)
-        await accounts.keep_attached_only(ownership.owned())
+        await accounts.keep_attached_only(ownership.held())
+
+    resynced_at = 0.0
 
     async def each_round() -> None:
+        nonlocal resynced_at
         await kill_switches.refresh()
-        # Members added or removed on any node: this node's groups' terminals follow.
-        owned = ownership.owned()
-        await accounts.attach_groups(owned)
-        await accounts.keep_attached_only(owned)
+        await stop_outs.refresh()
+        # Members added or removed on any node: this node's groups' terminals follow (every
+        # few seconds: it reads every group of this node's, its source and its accounts).
+        now = time.monotonic()
+        if now - resynced_at >= MEMBERS_RESYNC_S:
+            resynced_at = now
+            held = ownership.held()
+            await accounts.attach_groups(held)
+            await accounts.keep_attached_only(held)
 
     ownership = GroupOwnership(
         node,

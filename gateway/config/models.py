@@ -390,7 +390,8 @@ class ClusterConfig:
     # This process's name among the cluster's; empty: host:pid. Unique among running ones.
     node_name: str = ""
     # The address callers and other nodes reach this process's API at (shown in the cluster
-    # status and in a refusal naming a group's owner); empty: server.listen.
+    # status and in a refusal naming a group's owner); empty: the port bound, on
+    # server.listen's host (this host's name when it listens on every address).
     advertise_address: str = ""
     # A lease not renewed for this long is taken over by another process (its holder's
     # database session ended, or the holder is stopped or cut off): the takeover time.

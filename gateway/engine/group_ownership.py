@@ -68,17 +68,26 @@ class GroupOwnership:
         self.taken: list[Takeover] = []
         # Groups lost to another node or handed over, since the start.
         self.lost_count = 0
-        # Groups set up here (terminals, orders, source) and not given up since.
+        # Groups taken here and not given up since; those whose setting up (terminals,
+        # unfinished orders, source) has finished are ready: only they are served here (a
+        # call for a group still being set up waits, or is refused, as if owned elsewhere).
         self._set_up: set[GroupId] = set()
+        self._ready: set[GroupId] = set()
 
     @property
     def node_id(self) -> str:
         return self.node.identity.node_id
 
     def owns(self, group_id: GroupId) -> bool:
-        return self.node.owns(group_id)
+        """This node holds the group's lease and has set the group up."""
+        return group_id in self._ready and self.node.owns(group_id)
 
     def owned(self) -> list[GroupId]:
+        """The groups this node serves: held and set up."""
+        return sorted(g for g in self.node.held if g in self._ready)
+
+    def held(self) -> list[GroupId]:
+        """The groups whose lease this node holds, set up or being set up."""
         return sorted(self.node.held)
 
     async def require(self, group_id: GroupId) -> None:
@@ -158,6 +167,7 @@ class GroupOwnership:
         if lost:
             log.critical("lost the leases of groups %s", sorted(lost))
             self._set_up -= lost
+            self._ready -= lost
             self.lost_count += len(lost)
             await self._on_lost(lost)
         if not connected:
@@ -180,6 +190,7 @@ class GroupOwnership:
             if not self._is_idle(group_id):
                 continue
             self._set_up.discard(group_id)
+            self._ready.discard(group_id)
             self.node.forget(group_id)
             self.lost_count += 1
             await self._on_lost(frozenset({group_id}))
@@ -196,6 +207,7 @@ class GroupOwnership:
             return
         log.critical("lost the leases of groups %s: a commit found them taken over", sorted(lost))
         self._set_up -= lost
+        self._ready -= lost
         self.lost_count += len(lost)
         for group_id in lost:
             self.node.forget(group_id)
@@ -220,4 +232,6 @@ class GroupOwnership:
         if taken:
             self._set_up.update(taken)
             await self._on_taken(taken)
+            # Served from now on (unless lost while being set up).
+            self._ready.update(g for g in taken if g in self._set_up)
         return taken

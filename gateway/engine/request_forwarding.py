@@ -1,5 +1,5 @@
-"""Cluster mode: a submission or a close sent to a node that does not own the group is done by
-the group's owner (docs/cluster.md, "Any node serves any caller").
+"""Cluster mode: a submission, a close or a cancel sent to a node that does not own the group
+is done by the group's owner (docs/cluster.md, "Any node serves any caller").
 
 The asking node stores the call (gateway/store/forwarding.py), NOTIFYs, and waits for the row
 to be done; the owner, woken by the notification (or every `poll_s`), claims the waiting calls
@@ -27,7 +27,7 @@ from gateway.domain.audit import AuditRecord
 from gateway.domain.closing import StillExecuting
 from gateway.domain.errors import DomainError, FieldViolation, Unavailable
 from gateway.domain.ids import AccountId, GroupId, MasterOrderId, new_id
-from gateway.domain.orders import MasterOrderSpec
+from gateway.domain.orders import MasterOrder, MasterOrderSpec
 from gateway.engine.notices import listen_and_work
 from gateway.engine.submission import Submission
 from gateway.store import Store
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SUBMIT = "submit"
 CLOSE = "close"
+CANCEL = "cancel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,11 @@ class ForwardedClose:
     volume: Decimal | None
     submitted_by: str
     only_accounts: list[AccountId] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedCancel:
+    master_order_id: MasterOrderId
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ def error_of(text: str) -> DomainError:
 
 
 Submit = Callable[..., Awaitable[Submission]]
+Cancel = Callable[[MasterOrderId], Awaitable[MasterOrder]]
 
 
 class RequestForwarding:
@@ -136,10 +143,12 @@ class RequestForwarding:
         self._task: asyncio.Task[None] | None = None
         self._submit: Submit | None = None
         self._close: Submit | None = None
+        self._cancel: Cancel | None = None
 
-    def serve(self, *, submit: Submit, close: Submit) -> None:
-        """What the owner does with a claimed call: the engine's own submit and close."""
-        self._submit, self._close = submit, close
+    def serve(self, *, submit: Submit, close: Submit, cancel: Cancel) -> None:
+        """What the owner does with a claimed call: the engine's own submit, close and
+        cancel."""
+        self._submit, self._close, self._cancel = submit, close, cancel
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="request-forwarding")
@@ -165,6 +174,10 @@ class RequestForwarding:
 
     async def close(self, group_id: GroupId, call: ForwardedClose) -> Submission:
         return await self._ask(group_id, CLOSE, call)
+
+    async def cancel(self, group_id: GroupId, master_order_id: MasterOrderId) -> MasterOrder:
+        done = await self._ask(group_id, CANCEL, ForwardedCancel(master_order_id))
+        return done.master
 
     async def _ask(self, group_id: GroupId, kind: str, payload: object) -> Submission:
         request_id = new_id("fw")
@@ -231,16 +244,19 @@ class RequestForwarding:
 
     async def _do_waiting(self) -> None:
         owned = self._owned()
-        if not owned or self._submit is None or self._close is None:
+        if not owned or self._submit is None:
             return
         for request in await self._store.forwarded.claim(owned, node_id=self._node_id):
             await self._do(request)
 
     async def _do(self, request: ForwardedRequest) -> None:
-        assert self._submit is not None and self._close is not None
+        assert self._submit is not None and self._close is not None and self._cancel is not None
         store, at = self._store.forwarded, self._clock
         try:
-            if request.kind == SUBMIT:
+            if request.kind == CANCEL:
+                cancelled = msgspec.json.decode(request.payload, type=ForwardedCancel)
+                submission = Submission(await self._cancel(cancelled.master_order_id))
+            elif request.kind == SUBMIT:
                 call = msgspec.json.decode(request.payload, type=ForwardedSubmit)
                 submission = await self._submit(
                     call.spec, submitted_by=call.submitted_by, audit=call.audit

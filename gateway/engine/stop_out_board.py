@@ -84,6 +84,25 @@ class StopOutBoard:
                 self._start_flatten(stop_out)
         return len(self._active)
 
+    async def refresh(self) -> None:
+        """Cluster mode: the stop-outs other nodes put on or reset since, put on this node's
+        gate (flattened, for this node's groups) or taken off; the watches as stored."""
+        async with self._lock:
+            risk = self._store.risk
+            self._watches = {(w.kind, w.subject_id): w for w in await risk.watches()}
+            stored = {s.stop_out_id: s for s in await risk.active_stop_outs()}
+            for stop_out in list(self._active.values()):
+                if stop_out.stop_out_id not in stored:
+                    self._end(stop_out)
+            now = self._clock()
+            for stop_out_id, stop_out in stored.items():
+                if stop_out_id in self._active:
+                    continue
+                self._active[stop_out_id] = stop_out
+                self._gate.stop_out(stop_out, known_at=now)
+                if stop_out.action is StopOutAction.FLATTEN:
+                    self._start_flatten(stop_out)
+
     # -- reads ------------------------------------------------------------------------------
 
     @property

@@ -277,10 +277,16 @@ class TradingEngine:
         outcomes = await self._stops.modify_resting(progress.master, placed, change)
         return progress.master, outcomes
 
-    async def cancel(self, master_order_id: MasterOrderId) -> MasterOrder:
+    async def cancel(self, master_order_id: MasterOrderId, *, forward: bool = True) -> MasterOrder:
         """Stops sending the master order's children: each one not yet at its broker ends
         CANCELLED; those already sent go on to their outcome. Stored before it takes effect,
-        so a restart honours it. Asking again is harmless; a final order is refused."""
+        so a restart honours it. Asking again is harmless; a final order is refused. A
+        cluster node that does not own the order's group has its owner do it."""
+        forwarding = self._forwarding
+        if forward and forwarding is not None:
+            master = await self._store.get_master_order(master_order_id)
+            if master is not None and not forwarding.owns(master.spec.group_id):
+                return await forwarding.cancel(master.spec.group_id, master_order_id)
         await self._owner_only_of(master_order_id)
         if not await self._store.request_cancel(master_order_id, self._clock()):
             master = await self._store.get_master_order(master_order_id)
@@ -313,6 +319,7 @@ class TradingEngine:
             forwarding.serve(
                 submit=functools.partial(self.submit, forward=False),
                 close=functools.partial(self.close_position, forward=False),
+                cancel=functools.partial(self.cancel, forward=False),
             )
 
     async def _owner_only(self, group_id: GroupId) -> None:

@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -236,6 +236,16 @@ class ClusterNode:
             await self._engine.dispose()
             raise
         self._connection = connection
+
+    async def set_address(self, address: str) -> None:
+        """The address callers are told to reach this node at, once its port is bound."""
+        self.identity = replace(self.identity, address=address)
+        conn = self._conn()
+        await conn.execute(
+            text("UPDATE cluster_nodes SET address = :address WHERE node_id = :node"),
+            {"address": address, "node": self.identity.node_id},
+        )
+        await conn.commit()
 
     async def leave(self) -> None:
         """An orderly stop: every lease released (free to take at once), the node marked

@@ -6,6 +6,7 @@ reported sane (non-negative, present) figures.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = (
@@ -30,6 +33,7 @@ SCENARIOS = (
     "tracing",
     "metrics",
     "mirroring",
+    "cluster",  # skipped without PostgreSQL: test_the_cluster_scenario_runs_on_postgresql
 )
 
 # Differences of two medians (tracing, metrics on minus off; mirroring's copy minus the direct
@@ -42,6 +46,14 @@ SIGNED = (
     ".cpu_ms_per_source_per_s",
     ".cpu_ms_per_look",
     ".worker_cpu_ms_per_source_per_s",
+    # cluster: the takeover less the lease time; notification lags taken against the bench's
+    # own wake-up by the same notification, which can come a little after the subscriber's.
+    "_beyond_lease.median_ms",
+    "_beyond_lease.p99_ms",
+    "_beyond_lease.min_ms",
+    "_beyond_lease.max_ms",
+    "_subscriber.min_ms",
+    "_node.min_ms",
 )
 
 
@@ -136,3 +148,42 @@ def test_every_target_is_reported_without_being_asserted(report: dict[str, Any])
     assert statuses <= {"PASS", "MISS", "N/A"}
     assert len(report["targets"]) >= 6
     assert report["machine"]["nproc"] >= 1
+
+
+@pytest.mark.timeout(900)
+def test_the_cluster_scenario_runs_on_postgresql(postgres: PostgresServer, tmp_path: Path) -> None:
+    """`python -m bench cluster --smoke` on an empty database of its own: every measure
+    reported, each fill stored and streamed once through the kills. No time is asserted."""
+    database = asyncio.run(postgres.create_database())
+    results = tmp_path / "bench"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "cluster", "--smoke", "--results", str(results)],
+        cwd=ROOT,
+        env={**os.environ, "MAM_BENCH_POSTGRES_URL": postgres.url(database)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "CLUSTER (" in done.stdout
+    cluster = json.loads((results / "latest.json").read_text())["scenarios"]["cluster"]
+    assert {row["mode"] for row in cluster["throughput"]} == {"default", "cluster"}
+    for row in cluster["throughput"]:
+        assert row["durable_fills_per_s"] > 0 and row["incomplete_orders"] == 0
+        assert row["streamed_every_fill"] and row["database_gap_free"]
+        assert not row["registered_addresses_unknown"]
+    takeover = cluster["takeover"]
+    assert takeover["kills"] >= 1
+    assert takeover["taken_over"] == takeover["resumed_complete"] == takeover["kills"]
+    assert takeover["children_filled_twice"] == 0
+    assert takeover["live_streams_gap_free"] and takeover["database_gap_free"]
+    lag = cluster["lag"]
+    assert lag["streams_gap_free"] and lag["notices_out_of_order"] == 0
+    assert lag["notice_to_other_node_subscriber"]["samples"] > 0
+    negative = [
+        (path, value)
+        for path, value in _numbers(cluster)
+        if value < 0 and not path.endswith(SIGNED)
+    ]
+    assert not negative

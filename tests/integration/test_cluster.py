@@ -103,6 +103,8 @@ async def test_groups_spread_over_the_nodes_and_each_is_traded_by_its_owner_only
             nodes = {n.node_id: n for n in status.nodes}
             assert set(nodes) == {"node-a", "node-b"} and all(n.live for n in nodes.values())
             assert nodes["node-b"].answering and not nodes["node-a"].answering
+            # Each node's address is the one it really listens on (server.listen says :0).
+            assert (nodes["node-a"].address, nodes["node-b"].address) == (a.address, b.address)
             assert nodes["node-a"].groups_owned == nodes["node-b"].groups_owned == 2
             assert sorted(x.group_id for x in status.leases) == sorted(groups)
             assert not status.unowned_group_ids
@@ -150,11 +152,12 @@ async def test_groups_spread_over_the_nodes_and_each_is_traded_by_its_owner_only
                 assert forwarded.master_order.spec.group_id == on_b
                 assert forwarded.master_order.child_count == 2
                 assert again.master_order.master_order_id == forwarded.master_order.master_order_id
-                # A cancel is the owner's to do: refused elsewhere, naming the owner.
+                # A stops change is the owner's to do: refused elsewhere, naming the owner.
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await client_a.trading.CancelMasterOrder(
-                        trading_service_pb2.CancelMasterOrderRequest(
-                            master_order_id=forwarded.master_order.master_order_id
+                    await client_a.trading.ModifyMasterOrder(
+                        trading_service_pb2.ModifyMasterOrderRequest(
+                            master_order_id=forwarded.master_order.master_order_id,
+                            stop_loss="1.00000",
                         )
                     )
                 details = error_details(refused.value)
@@ -170,9 +173,38 @@ async def test_groups_spread_over_the_nodes_and_each_is_traded_by_its_owner_only
                     return master.state.is_final
 
                 await until(final, timeout_s=10)
+            async with client_of(a) as client_a, client_of(b) as client_b:
+                # A cancel is forwarded too, and the owner's refusal comes back as it is.
+                with pytest.raises(grpc.aio.AioRpcError) as final_already:
+                    await client_a.trading.CancelMasterOrder(
+                        trading_service_pb2.CancelMasterOrderRequest(
+                            master_order_id=forwarded.master_order.master_order_id
+                        )
+                    )
+                assert error_details(final_already.value).reason == "MASTER_ORDER_FINAL"
+                # A kill switch turned on at one node stops the other node's group.
+                await admin_of(client_a).ActivateKillSwitch(
+                    admin_service_pb2.ActivateKillSwitchRequest(
+                        kill_switch=admin_service_pb2.KillSwitch(
+                            scope=admin_service_pb2.KILL_SWITCH_SCOPE_GROUP,
+                            target_id=on_b,
+                            reason="test",
+                        )
+                    )
+                )
+
+                async def b_stopped() -> bool:
+                    try:
+                        await client_b.trading.SubmitMasterOrder(market_order(on_b, "0.40"))
+                    except grpc.aio.AioRpcError as error:
+                        return error_details(error).reason == "KILL_SWITCH_ACTIVE"
+                    return False
+
+                await until(b_stopped, timeout_s=5)
             # One sequence across both nodes: 1..N, no gap, no repeat.
             sequences = await fill_sequences(pg_url)
-            assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) == 6
+            # (6 fills, and those of the orders node b took before its kill switch was on.)
+            assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) >= 6
 
 
 async def test_a_subscriber_on_any_node_gets_every_nodes_fills_in_one_sequence(
