@@ -176,8 +176,9 @@ class ClusterNode:
 
     async def join(self) -> None:
         """Connects, takes the shared writer lock, registers this node (a node of the same
-        name that is not live is replaced; a live one refuses the start) and raises every
-        counter to what is stored."""
+        name that is not live is replaced: stopped, silent for the lease time, or its session
+        gone, as after a crash; a live one refuses the start) and raises every counter to what
+        is stored."""
         connection = await self._engine.connect()
         try:
             await connection.execute(
@@ -199,7 +200,9 @@ class ClusterNode:
                 await connection.execute(
                     text(
                         "SELECT host, pid, stopped_at IS NULL AND heartbeat_at > "
-                        f"{_DB_NOW} - :lease AS live FROM cluster_nodes WHERE node_id = :node"
+                        f"{_DB_NOW} - :lease AND EXISTS (SELECT 1 FROM pg_stat_activity a "
+                        "WHERE a.pid = cluster_nodes.session_pid) AS live "
+                        "FROM cluster_nodes WHERE node_id = :node"
                     ),
                     {"node": node.node_id, "lease": self.lease_micros},
                 )

@@ -980,6 +980,15 @@ class Store:
                     await self._cluster.check_groups(
                         conn, {*(m.spec.group_id for m in masters), *groups}, epochs
                     )
+                # The rows that take no number first: a cluster node holds the counters' row
+                # locks from taking its numbers to its commit, and keeps that short.
+                await bulk.update_children(conn, child_rows)
+                for order in masters:
+                    await conn.execute(
+                        update(tables.master_orders)
+                        .where(tables.master_orders.c.master_order_id == order.master_order_id)
+                        .values(records.master_progress_values(order))
+                    )
                 first = await self._first_number(conn, Series.FILLS, len(fills))
                 numbered = [_numbered(f, first + i) for i, f in enumerate(fills)]
                 # The message carries the sequence, so it is made here, under the lock.
@@ -999,13 +1008,6 @@ class Store:
                             e.child_order_id,
                             e.state.name,
                         )
-                await bulk.update_children(conn, child_rows)
-                for order in masters:
-                    await conn.execute(
-                        update(tables.master_orders)
-                        .where(tables.master_orders.c.master_order_id == order.master_order_id)
-                        .values(records.master_progress_values(order))
-                    )
                 await bulk.insert_rows(conn, tables.fills, records.FILL_ROW_COLUMNS, fill_rows)
                 await bulk.insert_rows(conn, tables.order_events, records.EVENT_COLUMNS, event_rows)
                 if self._cluster is not None and fill_rows:

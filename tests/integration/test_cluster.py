@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,9 +24,17 @@ from gateway._proto.mam.v1 import admin_service_pb2, admin_service_pb2_grpc, tra
 from gateway.api.server import RunningGateway
 from gateway.config import ConfigError
 from gateway.config.models import ClusterConfig
+from gateway.domain.drawdown_monitor import (
+    LossLimit,
+    LossRule,
+    LossUnit,
+    StopOut,
+    StopOutAction,
+)
 from gateway.domain.ids import GroupId
+from gateway.domain.stop_outs import RecordedStopOut, WatchKind
 from gateway.store import Store, tables
-from gateway.store.cluster import ClusterNode, GroupFenced, NodeIdentity
+from gateway.store.cluster import ClusterLockHeld, ClusterNode, GroupFenced, NodeIdentity
 from gateway.store.writer_lock import WriterLockHeld
 from tests.conftest import MIGRATED_TEMPLATE, Client, client_of
 from tests.integration.helpers import create_accounts, create_group, market_order
@@ -238,6 +247,22 @@ async def test_a_subscriber_on_any_node_gets_every_nodes_fills_in_one_sequence(
             assert seen == await fill_sequences(pg_url)
 
 
+async def terminate_sessions_of(url: str, application_name: str) -> None:
+    """Ends the sessions of that name, as the server does when their process dies."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": application_name},
+            )
+    finally:
+        await engine.dispose()
+
+
 async def fill_sequences(url: str) -> list[int]:
     engine = create_async_engine(url)
     try:
@@ -427,3 +452,66 @@ async def test_the_database_restarted_under_load_every_node_takes_its_groups_bac
         sequences = await fill_sequences(pg_url)
         assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) == 4
         assert set(groups) == set(await owned(a)) | set(await owned(b))
+
+
+async def test_a_stop_out_recorded_anywhere_stops_the_owner_and_its_end_lets_it_go(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A group's stop-out stored by another node (the database is shared) reaches the group's
+    owner within a round: its orders are refused STOPPED_OUT; ended, they go again."""
+    async with running(node_config(tmp_path, pg_url, "node-a")) as a:
+        (group_id,) = await make_groups(a, 1)
+
+        async def a_owns() -> bool:
+            return await owned(a) == [group_id]
+
+        await until(a_owns, timeout_s=10)
+        now = datetime.now(UTC)
+        breach = StopOut(
+            LossRule.DAILY_LOSS, StopOutAction.BLOCK_NEW_ENTRIES, now, D(900), D(1000),
+            D(1000), D(100), D(10), LossLimit(D(50), LossUnit.MONEY),
+        )  # fmt: skip
+        stop_out = RecordedStopOut("so-1", WatchKind.GROUP, group_id, breach, now)
+        other = await Store.open(pg_url, writer=False)
+        try:
+            await other.risk.save_watch_round([], triggered=[stop_out], at=now)
+
+            async def refused() -> bool:
+                async with client_of(a) as client:
+                    try:
+                        await client.trading.SubmitMasterOrder(market_order(group_id, "0.40"))
+                    except grpc.aio.AioRpcError as error:
+                        return error_details(error).reason == "STOPPED_OUT"
+                return False
+
+            await until(refused, timeout_s=5)
+            ended = dataclasses.replace(stop_out, ended_at=datetime.now(UTC), ended_by="test")
+            await other.risk.save_watch_round([], ended=[ended], at=datetime.now(UTC))
+
+            async def accepted() -> bool:
+                async with client_of(a) as client:
+                    try:
+                        await client.trading.SubmitMasterOrder(market_order(group_id, "0.40"))
+                    except grpc.aio.AioRpcError:
+                        return False
+                return True
+
+            await until(accepted, timeout_s=5)
+        finally:
+            await other.close()
+
+
+async def test_a_node_name_is_taken_again_once_its_holder_is_gone_not_while_it_lives(
+    pg_url: str,
+) -> None:
+    live = ClusterNode(pg_url, NodeIdentity("n1", "host-a", 1, ""), lease_seconds=30)
+    await live.join()
+    twin = ClusterNode(pg_url, NodeIdentity("n1", "host-b", 2, ""), lease_seconds=30)
+    with pytest.raises(ClusterLockHeld, match="node names are unique"):
+        await twin.join()
+    # The holder dies (its session ends without an orderly leave), long before its lease
+    # time: a restarted process of the same name joins at once.
+    await terminate_sessions_of(pg_url, "mam-gateway node n1")
+    await twin.join()
+    await twin.leave()
+    await live.leave()  # its session is gone already: only its engine is disposed
