@@ -81,6 +81,7 @@ from gateway.engine.group_ownership import GroupOwnership
 from gateway.engine.kill_switch_board import KillSwitchBoard
 from gateway.engine.latest_history import LatestHistory
 from gateway.engine.metrics import NO_METRICS, GatewayMetrics
+from gateway.engine.notices import listen_and_work
 from gateway.engine.order_updates import OrderUpdateBus
 from gateway.engine.request_forwarding import RequestForwarding
 from gateway.engine.risk_book import RiskBook
@@ -94,7 +95,7 @@ from gateway.observability.metrics_endpoint import MetricsEndpoint
 from gateway.observability.tracing import Tracing
 from gateway.secret_files import write_owner_only
 from gateway.store import Store
-from gateway.store.cluster import ClusterLockHeld, ClusterNode, NodeIdentity
+from gateway.store.cluster import KEYS_CHANNEL, ClusterLockHeld, ClusterNode, NodeIdentity
 from gateway.terminals.mt4 import (
     BridgeSettings,
     Mt4BridgeServer,
@@ -441,7 +442,7 @@ async def _start(
         ownership = _ownership(
             node, cluster, dispatcher=dispatcher, accounts=accounts, engine=engine,
             sources=lambda: sources, kill_switches=kill_switches, stop_outs=stop_outs,
-            recorder=recorder,
+            risk_book=risk_book, recorder=recorder,
             on_taken=lambda: forwarding.groups_taken(),  # noqa: PLW0108 (made below)
         )  # fmt: skip
         forwarding = RequestForwarding(
@@ -624,6 +625,9 @@ async def _start(
         started.push_async_callback(fill_feed.stop)
         forwarding.start()
         started.push_async_callback(forwarding.stop)
+        if access.authenticator is not None:
+            revocations = _revocations_heard(config.database_url, access.authenticator)
+            started.push_async_callback(_cancelled, revocations)
         # The first share of the groups, each set up (terminals, unfinished orders, source)
         # as it is taken; the rest as rounds go by.
         resumed = 0
@@ -697,6 +701,33 @@ async def _start(
 _health_updates: set[asyncio.Task[None]] = set()
 
 
+def _revocations_heard(url: str, authenticator: Authenticator) -> asyncio.Task[None]:
+    """Cluster mode: a key revoked through any node is dropped from this node's cache at
+    once (the revoking node NOTIFYs in its transaction)."""
+
+    async def nothing() -> None:
+        return None
+
+    return asyncio.create_task(
+        listen_and_work(
+            url,
+            [KEYS_CHANNEL],
+            heard=lambda channel, key_id: authenticator.forget(key_id),
+            wake=asyncio.Event(),
+            work=nothing,
+            poll_s=5.0,
+            name="key revocations",
+        ),
+        name="key-revocations",
+    )
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 # Cluster mode: how often a node attaches and detaches terminals after its groups' members.
 MEMBERS_RESYNC_S = 5.0
 
@@ -711,6 +742,7 @@ def _ownership(
     sources: Callable[[], SourceWatchers],
     kill_switches: KillSwitchBoard,
     stop_outs: StopOutBoard,
+    risk_book: RiskBook,
     recorder: ExecutionRecorder,
     on_taken: Callable[[], None],
 ) -> GroupOwnership:
@@ -737,6 +769,8 @@ def _ownership(
         nonlocal resynced_at
         await kill_switches.refresh()
         await stop_outs.refresh()
+        # Group risk settings and account loss limits changed on any node.
+        await risk_book.load()
         # Members added or removed on any node: this node's groups' terminals follow (every
         # few seconds: it reads every group of this node's, its source and its accounts).
         now = time.monotonic()

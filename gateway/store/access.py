@@ -16,14 +16,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.access import ApiKey, Role
 from gateway.domain.audit import AuditRecord
 from gateway.domain.kill_switches import KillSwitch, KillSwitchScope
 from gateway.store import tables
-from gateway.store.cluster import Series, take_numbers
+from gateway.store.cluster import KEYS_CHANNEL, Series, take_numbers
 
 Row = Mapping[Any, Any]
 # Raises unless this process may still commit numbered rows (the store's writer fence).
@@ -117,6 +117,12 @@ class AccessStore:
                 .values(revoked_at=at, revoked_by=by)
             )
             row = (await conn.execute(select(table).where(table.c.key_id == key_id))).first()
+            if self._counted:
+                # Cluster mode: every node drops the key from its cache at the commit.
+                await conn.execute(
+                    text("SELECT pg_notify(:channel, :key_id)"),
+                    {"channel": KEYS_CHANNEL, "key_id": key_id},
+                )
         return _key_of(row._mapping) if row else None
 
     async def has_admin_key(self) -> bool:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # The NOTIFY channel a commit of fills announces its last sequence on (cluster mode).
 FILLS_CHANNEL = "mam_fills"
+# The channel a revocation of an API key announces the key's id on (cluster mode).
+KEYS_CHANNEL = "mam_keys"
 
 # The database's clock in the store's time unit (integer microseconds since the epoch).
 _DB_NOW = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint"

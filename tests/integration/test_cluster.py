@@ -20,10 +20,17 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from gateway._proto.mam.v1 import admin_service_pb2, admin_service_pb2_grpc, trading_service_pb2
+from gateway._proto.mam.v1 import (
+    account_pb2,
+    account_service_pb2,
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    trading_service_pb2,
+)
 from gateway.api.server import RunningGateway
 from gateway.config import ConfigError
-from gateway.config.models import ClusterConfig
+from gateway.config.models import ClusterConfig, GatewayConfig
+from gateway.domain.allocation import AllocationReason
 from gateway.domain.drawdown_monitor import (
     LossLimit,
     LossRule,
@@ -32,15 +39,17 @@ from gateway.domain.drawdown_monitor import (
     StopOutAction,
 )
 from gateway.domain.ids import GroupId
+from gateway.domain.orders import MasterOrderSpec, OrderType, Side
 from gateway.domain.stop_outs import RecordedStopOut, WatchKind
 from gateway.store import Store, tables
 from gateway.store.cluster import ClusterLockHeld, ClusterNode, GroupFenced, NodeIdentity
 from gateway.store.writer_lock import WriterLockHeld
 from tests.conftest import MIGRATED_TEMPLATE, Client, client_of
 from tests.integration.helpers import create_accounts, create_group, market_order
+from tests.integration.test_risk_checks import group_update
 from tests.postgres import PostgresServer
 from tests.scrape import scrape
-from tests.support import error_details, make_config, running, until
+from tests.support import KeyedStub, error_details, make_config, running, until
 
 D = Decimal
 LEASE_S = 2.0
@@ -515,3 +524,71 @@ async def test_a_node_name_is_taken_again_once_its_holder_is_gone_not_while_it_l
     await twin.join()
     await twin.leave()
     await live.leave()  # its session is gone already: only its engine is disposed
+
+
+async def test_a_key_revoked_at_one_node_is_refused_at_the_others_at_once(
+    tmp_path: Path, pg_url: str
+) -> None:
+    def keyed(name: str) -> GatewayConfig:
+        config = node_config(tmp_path, pg_url, name)
+        auth = dataclasses.replace(
+            config.auth, required=True, bootstrap_admin_key_file=tmp_path / "admin.key"
+        )
+        return dataclasses.replace(config, auth=auth)
+
+    async with running(keyed("node-a")) as a, running(keyed("node-b")) as b:
+        admin = (("authorization", f"Bearer {(tmp_path / 'admin.key').read_text().strip()}"),)
+        async with client_of(a) as client_a, client_of(b) as client_b:
+            created = await KeyedStub(admin_of(client_a), admin).CreateApiKey(
+                admin_service_pb2.CreateApiKeyRequest(
+                    api_key=admin_service_pb2.ApiKey(name="desk", role=admin_service_pb2.ROLE_ADMIN)
+                )
+            )
+            key = (("authorization", f"Bearer {created.key}"),)
+            on_b = KeyedStub(client_b.accounts, key)
+            await on_b.ListAccounts(account_service_pb2.ListAccountsRequest())  # cached at b
+            await KeyedStub(admin_of(client_a), admin).RevokeApiKey(
+                admin_service_pb2.RevokeApiKeyRequest(key_id=created.api_key.key_id)
+            )
+
+            async def refused_at_b() -> bool:
+                try:
+                    await on_b.ListAccounts(account_service_pb2.ListAccountsRequest())
+                except grpc.aio.AioRpcError as error:
+                    return error_details(error).reason == "API_KEY_REVOKED"
+                return False
+
+            # Well within the cache's 60 s: the revocation's notification drops it.
+            await until(refused_at_b, timeout_s=3)
+
+
+async def test_group_risk_limits_set_at_one_node_are_checked_by_the_owner_within_a_round(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async with running(node_config(tmp_path, pg_url, "node-a")) as a:
+        await make_groups(a, 2)
+        async with running(node_config(tmp_path, pg_url, "node-b")) as b:
+
+            async def spread() -> bool:
+                return len(await owned(a)) == 1 and len(await owned(b)) == 1
+
+            await until(spread, timeout_s=15)
+            (on_b,) = await owned(b)
+            async with client_of(a) as client_a:
+                await client_a.accounts.UpdateGroup(
+                    group_update(
+                        on_b,
+                        "risk_limits",
+                        risk_limits=account_pb2.RiskLimits(max_order_volume="0.01"),
+                    )
+                )
+            spec = MasterOrderSpec(on_b, "EURUSD", Side.BUY, OrderType.MARKET, D("0.40"))
+
+            async def checked_at_b() -> bool:
+                allocation = await b.engine.preview(spec)
+                # Each child of 0.20 is above the new 0.01 limit: skipped (the group's policy).
+                return all(
+                    AllocationReason.RISK_SKIPPED in line.reasons for line in allocation.lines
+                )
+
+            await until(checked_at_b, timeout_s=5)
