@@ -147,7 +147,7 @@ class DemoStrategy:
         part = max(part, self._symbol.volume_min)
         await self._send(
             terminal,
-            self._deal(_opposite(held.side), part, position=held.position_ticket),
+            self._deal(held.side.opposite, part, position=held.position_ticket),
             "scale out",
         )
         held.volume -= part
@@ -180,7 +180,7 @@ class DemoStrategy:
         held = self._held
         await self._send(
             terminal,
-            self._deal(_opposite(held.side), held.volume, position=held.position_ticket),
+            self._deal(held.side.opposite, held.volume, position=held.position_ticket),
             "close the position",
         )
         log.info("demo strategy: closed ticket %d", held.position_ticket)
@@ -220,7 +220,7 @@ class DemoStrategy:
         for position in await terminal.positions():
             await self._send(
                 terminal,
-                self._deal(_opposite(position.side), position.volume, position=position.ticket),
+                self._deal(position.side.opposite, position.volume, position=position.ticket),
                 "close a position",
             )
         self._held = _Held()
@@ -266,7 +266,3 @@ class DemoStrategy:
     def _floor_to_step(self, volume: Decimal) -> Decimal:
         step = self._symbol.volume_step
         return (volume / step).to_integral_value(rounding=ROUND_DOWN) * step
-
-
-def _opposite(side: Side) -> Side:
-    return Side.SELL if side is Side.BUY else Side.BUY

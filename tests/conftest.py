@@ -88,6 +88,17 @@ async def database_url(
 
 
 @pytest.fixture
+async def pg_url(postgres: PostgresServer) -> AsyncIterator[str]:
+    """A new PostgreSQL database at schema head, for what runs on PostgreSQL only (cluster
+    mode)."""
+    name = await postgres.create_database(template=MIGRATED_TEMPLATE)
+    try:
+        yield postgres.url(name)
+    finally:
+        await postgres.drop_database(name)
+
+
+@pytest.fixture
 async def empty_database_url(
     database_backend: PostgresServer | None, tmp_path: Path
 ) -> AsyncIterator[str]:

@@ -776,9 +776,7 @@ def _ownership(
         now = time.monotonic()
         if now - resynced_at >= MEMBERS_RESYNC_S:
             resynced_at = now
-            held = ownership.held()
-            await accounts.attach_groups(held)
-            await accounts.keep_attached_only(held)
+            await accounts.follow_groups(ownership.held())
 
     ownership = GroupOwnership(
         node,

@@ -220,7 +220,7 @@ def closing_spec(
     return replace(
         opened,
         client_order_id=client_order_id,
-        side=Side.SELL if opened.side is Side.BUY else Side.BUY,
+        side=opened.side.opposite,
         volume=share.master_volume,
         comment=f"close of {master_order_id}",
         closes_master_order_id=master_order_id,

@@ -102,7 +102,21 @@ class AccountManager:
         """Cluster mode: the terminals of these groups' members and sources (a node attaches
         only what its groups trade, so that no account is traded by two nodes); how many
         were newly attached."""
-        wanted = await self._accounts_of(groups)
+        return await self._attach(await self._accounts_of(groups))
+
+    async def keep_attached_only(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: detaches (and closes) every terminal that no group of `groups`
+        trades, after this node lost the others."""
+        await self._detach_all_but(await self._accounts_of(groups))
+
+    async def follow_groups(self, groups: Collection[GroupId]) -> None:
+        """Cluster mode: exactly the terminals these groups trade attached (members added or
+        removed through any node), their accounts read once."""
+        accounts = await self._accounts_of(groups)
+        await self._attach(accounts)
+        await self._detach_all_but(accounts)
+
+    async def _attach(self, wanted: set[AccountId]) -> int:
         attached = 0
         for account in (await self._store.get_accounts(wanted)).values():
             if account.is_deleted or self._registry.get(account.account_id):
@@ -111,10 +125,7 @@ class AccountManager:
                 attached += 1
         return attached
 
-    async def keep_attached_only(self, groups: Collection[GroupId]) -> None:
-        """Cluster mode: detaches (and closes) every terminal that no group of `groups`
-        trades, after this node lost the others."""
-        keep = await self._accounts_of(groups)
+    async def _detach_all_but(self, keep: set[AccountId]) -> None:
         for terminal in self._registry.attached():
             if terminal.account_id not in keep:
                 detached = self._registry.detach(terminal.account_id)

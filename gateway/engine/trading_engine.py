@@ -185,9 +185,9 @@ class TradingEngine:
         position with a closing master order, once per (submitted_by, client_order_id)
         (PositionCloser.close_position); forwarded to the group's owner like a submission."""
         forwarding = self._forwarding
-        if forward and forwarding is not None:
+        if forwarding is not None:
             opened = await self._store.get_master_order(master_order_id)
-            if opened is not None and not forwarding.owns(opened.spec.group_id):
+            if forward and opened is not None and not forwarding.owns(opened.spec.group_id):
                 call = ForwardedClose(
                     master_order_id,
                     client_order_id,
@@ -197,8 +197,11 @@ class TradingEngine:
                     None if only_accounts is None else sorted(only_accounts),
                 )
                 return await forwarding.close(opened.spec.group_id, call)
+            if opened is not None:
+                await self._owner_only(opened.spec.group_id)
+        else:
+            await self._owner_only_of(master_order_id)
         arrived_at = time.monotonic()
-        await self._owner_only_of(master_order_id)
         submission = await self._closer.close_position(
             master_order_id,
             client_order_id=client_order_id,
@@ -283,11 +286,14 @@ class TradingEngine:
         so a restart honours it. Asking again is harmless; a final order is refused. A
         cluster node that does not own the order's group has its owner do it."""
         forwarding = self._forwarding
-        if forward and forwarding is not None:
+        if forwarding is not None:
             master = await self._store.get_master_order(master_order_id)
-            if master is not None and not forwarding.owns(master.spec.group_id):
+            if forward and master is not None and not forwarding.owns(master.spec.group_id):
                 return await forwarding.cancel(master.spec.group_id, master_order_id)
-        await self._owner_only_of(master_order_id)
+            if master is not None:
+                await self._owner_only(master.spec.group_id)
+        else:
+            await self._owner_only_of(master_order_id)
         if not await self._store.request_cancel(master_order_id, self._clock()):
             master = await self._store.get_master_order(master_order_id)
             if master is None:

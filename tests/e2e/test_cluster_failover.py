@@ -16,33 +16,20 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import grpc
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway._proto.mam.v1 import trading_service_pb2, trading_service_pb2_grpc
-from tests.conftest import MIGRATED_TEMPLATE
 from tests.e2e.gateway_process import GatewayProcess, write_config
 from tests.integration.helpers import create_accounts, create_group, market_order
-from tests.postgres import PostgresServer
 from tests.support import until
 
 LEASE_S = 2.0
 NODES = ("node-1", "node-2", "node-3")
-
-
-@pytest.fixture
-async def pg_url(postgres: PostgresServer) -> AsyncIterator[str]:
-    name = await postgres.create_database(template=MIGRATED_TEMPLATE)
-    try:
-        yield postgres.url(name)
-    finally:
-        await postgres.drop_database(name)
 
 
 def node(tmp_path: Path, url: str, name: str, *, latency_ms: int) -> GatewayProcess:

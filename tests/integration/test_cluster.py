@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -44,7 +43,7 @@ from gateway.domain.stop_outs import RecordedStopOut, WatchKind
 from gateway.store import Store, tables
 from gateway.store.cluster import ClusterLockHeld, ClusterNode, GroupFenced, NodeIdentity
 from gateway.store.writer_lock import WriterLockHeld
-from tests.conftest import MIGRATED_TEMPLATE, Client, client_of
+from tests.conftest import Client, client_of
 from tests.integration.helpers import create_accounts, create_group, market_order
 from tests.integration.test_risk_checks import group_update
 from tests.postgres import PostgresServer
@@ -54,15 +53,6 @@ from tests.support import KeyedStub, error_details, make_config, running, until
 D = Decimal
 LEASE_S = 2.0
 RENEW_S = 0.25
-
-
-@pytest.fixture
-async def pg_url(postgres: PostgresServer) -> AsyncIterator[str]:
-    name = await postgres.create_database(template=MIGRATED_TEMPLATE)
-    try:
-        yield postgres.url(name)
-    finally:
-        await postgres.drop_database(name)
 
 
 def node_config(tmp_path: Path, url: str, name: str, **cluster: object):  # type: ignore[no-untyped-def]

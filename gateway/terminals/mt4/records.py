@@ -163,7 +163,7 @@ def closing_deal(record: OrderRecord) -> Deal:
         order_ticket=record.ticket,
         position_ticket=record.root,
         symbol=record.symbol,
-        side=Side.SELL if opened is Side.BUY else Side.BUY,
+        side=opened.opposite,
         volume=record.lots,
         price=record.close_price,
         magic=record.magic,
